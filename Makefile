@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both install first.
+# uv is installed with pip if it is missing; everything else comes from uv.lock.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PYTEST_ARGS ?=
+
+.PHONY: install install-browser demo test run bench lint clean
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra dev
+	@touch $@
+
+install: .venv/.installed
+
+# Debian's chromium for the dashboard tests (playwright's own browser download does not work here).
+install-browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: browser tests will be skipped (install Debian's chromium)"; fi; }
+
+demo: install
+	$(UV) run vpp demo
+
+test: install install-browser
+	$(UV) run ruff check vpp forecasting bidding device_adapters sim tests benchmarks
+	@# pytest's exit 5 means it collected no tests: report it as a failure, not a pass.
+	@$(UV) run pytest -n 2 $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+run: install
+	$(UV) run vpp db upgrade
+	$(UV) run vpp serve
+
+bench: install
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(UV) run python $$b --quick; done
+
+lint: install
+	$(UV) run ruff check .
+	$(UV) run mypy vpp
+
+clean:
+	rm -rf .venv data .pytest_cache

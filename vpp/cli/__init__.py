@@ -1,0 +1,1 @@
+"""The ``vpp`` command line."""

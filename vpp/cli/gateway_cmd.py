@@ -1,0 +1,87 @@
+"""``vpp gateway``: register Modbus TCP gateways and the devices behind them."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+from sqlmodel import select
+
+from vpp import fleet
+from vpp.cli.common import app_context, console, parse_int_list
+from vpp.db import session_scope
+from vpp.errors import ValidationError
+from vpp.models import Device, Gateway
+
+app = typer.Typer(help="Modbus TCP gateways.", no_args_is_help=True)
+
+
+def parse_params(items: list[str]) -> dict[str, object]:
+    """``["capacity_kwh=200", "v2g=true"]`` -> dict, values parsed as JSON where they can be."""
+    out: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValidationError(f"--param must be KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    owner: str = typer.Option(..., help="Owner name or id."),
+    site: str = typer.Option(..., help="Site name (created if new)."),
+    host: str = typer.Option(..., help="Gateway host or IP."),
+    port: int = typer.Option(502, min=1, max=65535, help="Modbus TCP port."),
+    unit_ids: str = typer.Option(..., help="Unit ids behind the gateway, e.g. 1,2,5-7."),
+    kind: str = typer.Option(..., help="commercial_building | industrial_load | ev_charger | battery"),
+    profile: str = typer.Option(..., help="Device profile name (config/device_profiles/NAME.toml)."),
+    rated_kw: float = typer.Option(..., help="Rated power of each device, kW."),
+    min_kw: float | None = typer.Option(None, help="Lowest safe setpoint, kW (default 0, or -rated for batteries)."),
+    max_kw: float | None = typer.Option(None, help="Highest safe setpoint, kW (default rated)."),
+    param: list[str] = typer.Option([], "--param", help="Kind parameter KEY=VALUE (repeatable)."),
+    region: str = typer.Option("", help="Region or feeder of the site."),
+) -> None:
+    """Register a gateway with one device per unit id (state: registered, devices pending)."""
+    units = parse_int_list(unit_ids, "--unit-ids")
+    if len(set(units)) != len(units):
+        dup = sorted({u for u in units if units.count(u) > 1})
+        raise ValidationError(f"duplicate unit id {dup[0]} on gateway {host}:{port}")
+    params = parse_params(param)
+    lo = min_kw if min_kw is not None else (-rated_kw if kind == "battery" else 0.0)
+    hi = max_kw if max_kw is not None else rated_kw
+    spec = {
+        "host": host, "port": port,
+        "devices": [
+            {"name": f"{site}/{kind}/u{u}", "kind": kind, "unit_id": u, "profile": profile,
+             "rated_power_kw": rated_kw, "min_setpoint_kw": lo, "max_setpoint_kw": hi,
+             "params": params}
+            for u in units
+        ],
+    }
+    with session_scope(app_context(ctx).engine()) as s:
+        o = fleet.get_owner(s, owner)
+        enrolled = fleet.add_gateway(s, o, site, spec, region)
+    console.print(
+        f"gateway {enrolled.gateway.id} {host}:{port} registered with "
+        f"{len(enrolled.devices)} device(s) (state: {enrolled.gateway.enrolment_state})",
+        highlight=False,
+    )
+
+
+@app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """List gateways with their enrolment state."""
+    with session_scope(app_context(ctx).engine()) as s:
+        gws = s.exec(select(Gateway).order_by(Gateway.id)).all()
+        counts = {g.id: len(s.exec(select(Device.id).where(Device.gateway_id == g.id)).all()) for g in gws}
+    table = Table("id", "endpoint", "owner", "devices", "state", "last error", title="Gateways")
+    for g in gws:
+        table.add_row(str(g.id), f"{g.host}:{g.port}", str(g.owner_id), str(counts[g.id]),
+                      g.enrolment_state, g.last_error or "")
+    console.print(table)

@@ -1,0 +1,322 @@
+"""Configuration: TOML files in ``config/`` validated once at start-up, overridable by ``VPP_*``.
+
+Loading order (later wins): pydantic defaults < ``config/default.toml`` < the chosen file (for
+example ``config/zhuzhou-demo.toml``) < environment variables (``VPP_DATABASE_URL``,
+``VPP_API__PORT`` for nested keys). Unknown keys are errors. Every error names the file, the key
+and the reason (:class:`vpp.errors.ConfigError`). Settings are passed in, never global.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from vpp.device_kinds import DeviceKind, check_limits, parse_params
+from vpp.errors import ConfigError
+from vpp.timeutil import DEFAULT_INTERVAL_MINUTES, DEFAULT_TIMEZONE
+
+DEFAULT_CONFIG_DIR = Path("config")
+DEFAULT_FILE = DEFAULT_CONFIG_DIR / "default.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServiceSettings(_Section):
+    """Where and when: time zone, market interval, data directory (SQLite lives there)."""
+
+    timezone: str = DEFAULT_TIMEZONE
+    market_interval_minutes: int = Field(DEFAULT_INTERVAL_MINUTES, gt=0, le=60)
+    data_dir: Path = Path("data")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @field_validator("market_interval_minutes")
+    @classmethod
+    def _divides_hour(cls, v: int) -> int:
+        if 60 % v:
+            raise ValueError(f"market interval must divide an hour, got {v} minutes")
+        return v
+
+
+class ApiSettings(_Section):
+    """The daemon's HTTP API. Binds to loopback unless configured otherwise."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+
+class PollingSettings(_Section):
+    """Modbus polling: cycle, per-request timeout, retries with exponential backoff."""
+
+    interval_s: float = Field(1.0, gt=0)
+    timeout_s: float = Field(1.0, gt=0)
+    retries: int = Field(2, ge=0, le=10)
+    backoff_base_s: float = Field(0.1, ge=0)
+    offline_after_failures: int = Field(3, ge=1)
+    watchdog_period_s: float = Field(10.0, gt=0)
+    telemetry_batch_size: int = Field(500, ge=1)
+
+
+class SchedulerSettings(_Section):
+    """Dispatch QP: horizon, solver tolerance, re-plan period, optional Dask scheduler address."""
+
+    horizon_intervals: int = Field(96, ge=1, le=4 * 96)
+    eps: float = Field(1e-4, gt=0, lt=1)
+    replan_period_s: float = Field(300.0, gt=0)
+    shortfall_penalty_yuan_per_kwh: float = Field(100.0, gt=0)
+    partition_size: int = Field(5000, ge=10)
+    dask_scheduler_address: str | None = None
+
+
+class ForecastSettings(_Section):
+    """Load forecasting: model and quantiles."""
+
+    model: str = "lightgbm"
+    quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
+    horizon_hours: int = Field(48, ge=1, le=168)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        valid = {"seasonal_naive", "lightgbm"}
+        if v not in valid:
+            raise ValueError(f"unknown forecast model {v!r} (valid: {', '.join(sorted(valid))})")
+        return v
+
+    @field_validator("quantiles")
+    @classmethod
+    def _q(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < q < 1 for q in v):
+            raise ValueError("quantiles must be in (0, 1)")
+        return sorted(v)
+
+
+class BiddingSettings(_Section):
+    """Market participation: which programme applies, the aggregator's fee."""
+
+    programme: str = "hunan-2026"
+    programmes_dir: Path = DEFAULT_CONFIG_DIR / "programmes"
+    aggregator_fee_pct: float = Field(15.0, ge=0, le=100)
+    delivery_confidence: float = Field(0.9, gt=0, lt=1)
+
+
+class CitySettings(_Section):
+    """The system the portfolio is measured against (the 5%-of-peak goal)."""
+
+    name: str = "Zhuzhou"
+    system_peak_mw: float = Field(2500.0, gt=0)
+    dr_goal_pct: float = Field(5.0, gt=0, le=100)
+
+
+class DeviceSpec(_Section):
+    """One device behind a gateway, as enrolled."""
+
+    name: str = Field(..., min_length=1)
+    kind: DeviceKind
+    unit_id: int = Field(..., ge=0, le=255)
+    profile: str = Field(..., min_length=1)
+    rated_power_kw: float
+    min_setpoint_kw: float
+    max_setpoint_kw: float
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in {k.value for k in DeviceKind}:
+            valid = ", ".join(k.value for k in DeviceKind)
+            raise ValueError(f"unknown device kind {v!r} (valid: {valid})")
+        return v
+
+    @model_validator(mode="after")
+    def _limits(self) -> DeviceSpec:
+        params = parse_params(self.kind, self.params)
+        check_limits(
+            self.kind, self.rated_power_kw, self.min_setpoint_kw, self.max_setpoint_kw, params
+        )
+        return self
+
+
+class GatewaySpec(_Section):
+    """A Modbus TCP gateway and the devices (unit ids) behind it."""
+
+    host: str = Field(..., min_length=1)
+    port: int = Field(502, ge=1, le=65535)
+    devices: list[DeviceSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_units(self) -> GatewaySpec:
+        seen: set[int] = set()
+        for d in self.devices:
+            if d.unit_id in seen:
+                raise ValueError(
+                    f"duplicate unit id {d.unit_id} on gateway {self.host}:{self.port}"
+                )
+            seen.add(d.unit_id)
+        return self
+
+
+class SiteSpec(_Section):
+    name: str = Field(..., min_length=1)
+    region: str = ""
+    gateways: list[GatewaySpec] = Field(default_factory=list)
+
+
+class OwnerSpec(_Section):
+    name: str = Field(..., min_length=1)
+    contact: str = ""
+    sites: list[SiteSpec] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    """The whole, validated configuration of one aggregator process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VPP_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    database_url: str | None = None
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    polling: PollingSettings = Field(default_factory=PollingSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    forecasting: ForecastSettings = Field(default_factory=ForecastSettings)
+    bidding: BiddingSettings = Field(default_factory=BiddingSettings)
+    city: CitySettings = Field(default_factory=CitySettings)
+    owners: list[OwnerSpec] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment overrides the files (passed in as init values).
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _unique_gateways(self) -> Settings:
+        seen: set[tuple[str, int]] = set()
+        for o in self.owners:
+            for s in o.sites:
+                for g in s.gateways:
+                    if (g.host, g.port) in seen:
+                        raise ValueError(f"gateway {g.host}:{g.port} is declared twice")
+                    seen.add((g.host, g.port))
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """``database_url`` if set, else an SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.service.data_dir / 'vpp.sqlite3').as_posix()}"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts) or "(top level)"
+
+
+def _has_path(data: Any, loc: tuple[Any, ...]) -> bool:
+    for p in loc:
+        if isinstance(data, dict) and p in data:
+            data = data[p]
+        elif isinstance(data, list) and isinstance(p, int) and p < len(data):
+            data = data[p]
+        else:
+            return False
+    return True
+
+
+def _describe(exc: pydantic.ValidationError, files: list[tuple[str, dict[str, Any]]]) -> str:
+    """One line per error: the file that holds the key (or the environment), key, reason."""
+    lines = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        loc = tuple(err["loc"])
+        origin = "VPP_* environment or defaults"
+        for name, data in reversed(files):
+            # the deepest prefix of the key that a file holds tells where it came from
+            if any(_has_path(data, loc[:n]) for n in range(len(loc), 0, -1)):
+                origin = name
+                break
+        lines.append(f"{origin}: key {_key(loc)}: {msg}")
+    return "; ".join(lines)
+
+
+def load_settings(path: Path | str | None = None, *, with_defaults_file: bool = True) -> Settings:
+    """Load and validate the configuration.
+
+    ``path`` (or ``$VPP_CONFIG``) names the file to apply over ``config/default.toml`` (if that
+    exists). Raises :class:`ConfigError` with file, key and reason on any problem.
+    """
+    env_path = os.environ.get("VPP_CONFIG")
+    chosen = Path(path) if path else (Path(env_path) if env_path else None)
+    files: list[tuple[str, dict[str, Any]]] = []
+    if (
+        with_defaults_file
+        and DEFAULT_FILE.exists()
+        and (chosen is None or chosen.resolve() != DEFAULT_FILE.resolve())
+    ):
+        files.append((str(DEFAULT_FILE), _read_toml(DEFAULT_FILE)))
+    if chosen is not None:
+        files.append((str(chosen), _read_toml(chosen)))
+    data: dict[str, Any] = {}
+    for _, d in files:
+        data = _merge(data, d)
+    try:
+        return Settings(**data)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_describe(exc, files)) from None

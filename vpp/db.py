@@ -1,0 +1,162 @@
+"""Database access: engines, sessions, migrations, and the checks around them.
+
+SQLite (one file in the data directory) is the embedded default; PostgreSQL when
+``VPP_DATABASE_URL`` names one. The schema is managed only by Alembic (:func:`upgrade`).
+Connection problems and unknown (newer) schema revisions become :class:`StorageError` with one
+line that says what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlmodel import Session
+
+from vpp.errors import StorageError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def normalise_url(url: str) -> str:
+    """Use the psycopg 3 driver for ``postgresql://`` URLs; leave others as given."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def make_engine(url: str, *, search_path: str | None = None, **kwargs: Any) -> Engine:
+    """Create an engine. SQLite gets its directory created, foreign keys on, and WAL mode.
+
+    ``search_path`` (PostgreSQL only) confines the engine to one schema (used by the tests to give
+    every test a clean schema).
+    """
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(f"invalid database URL {url!r}") from None
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        connect_args["timeout"] = 30
+    elif parsed.get_backend_name() == "postgresql":
+        connect_args["connect_timeout"] = 5
+        if search_path:
+            connect_args["options"] = f"-csearch_path={search_path}"
+    else:
+        raise StorageError(
+            f"unsupported database {parsed.get_backend_name()!r} in {redact(url)} "
+            "(use sqlite:///path or postgresql://...)"
+        )
+    try:
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise StorageError(f"cannot use database {redact(url)}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+    return engine
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once; raise :class:`StorageError` with a one-line reason if we cannot."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise StorageError(
+            f"cannot reach database {redact(str(engine.url))}: {reason}"
+        ) from None
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def _alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at (``None`` for an empty database)."""
+    check_connection(engine)
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest revision this software knows."""
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
+    """Migrate the schema to ``revision``; return (from, to).
+
+    Refuses, leaving the database untouched, when the database is at a revision this software
+    does not know (a newer schema written by a newer version).
+    """
+    before = current_revision(engine)
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    if before is not None:
+        try:
+            script.get_revision(before)
+        except Exception:
+            raise StorageError(
+                f"database schema is at revision {before!r}, which this version does not know "
+                f"(newest known: {head_revision()!r}); upgrade the software, not the database"
+            ) from None
+    try:
+        command.upgrade(_alembic_config(engine), revision)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"migration failed: {str(exc).splitlines()[0]}") from None
+    return before, current_revision(engine) or ""
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Raise :class:`StorageError` unless the schema is at head (start-up check)."""
+    rev = current_revision(engine)
+    if rev != head_revision():
+        raise StorageError(
+            f"database schema is at {rev!r}, expected {head_revision()!r}: run `vpp db upgrade`"
+        )

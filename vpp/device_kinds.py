@@ -1,0 +1,159 @@
+"""The four kinds of flexible device, declared once.
+
+Sign convention for every power in the project: ``power_kw > 0`` is consumption from the grid,
+``power_kw < 0`` is export to the grid (battery discharge, V2G). A *setpoint* uses the same
+convention: for loads it is a power cap; for batteries a signed charge(+)/discharge(-) target.
+
+Each kind has one pydantic model of its physical parameters (units in the names). The same model
+validates configuration files, CLI/API input and what is stored in ``Device.params``; the
+scheduler, adapters and simulators read it from here. Adding a kind means adding it here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class DeviceKind(StrEnum):
+    """Kinds of flexible load the aggregator controls."""
+
+    COMMERCIAL_BUILDING = "commercial_building"
+    INDUSTRIAL_LOAD = "industrial_load"
+    EV_CHARGER = "ev_charger"
+    BATTERY = "battery"
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CommercialBuildingParams(_Params):
+    """HVAC / chiller load of a commercial building with an indoor comfort band.
+
+    ``max_shed_kw`` is the largest reduction below the baseline the owner allows, for at most
+    ``max_shed_minutes`` at a time; ``rebound_fraction`` of the energy shed is drawn back after.
+    """
+
+    comfort_min_c: float = Field(22.0, ge=10.0, le=35.0)
+    comfort_max_c: float = Field(27.0, ge=10.0, le=35.0)
+    max_shed_kw: float = Field(0.0, ge=0.0)
+    max_shed_minutes: int = Field(120, gt=0, le=24 * 60)
+    rebound_fraction: float = Field(0.3, ge=0.0, le=1.5)
+    thermal_resistance_c_per_kw: float = Field(0.05, gt=0.0)
+    thermal_capacitance_kwh_per_c: float = Field(40.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _band(self) -> CommercialBuildingParams:
+        if self.comfort_min_c >= self.comfort_max_c:
+            raise ValueError(
+                f"comfort band inverted: comfort_min_c={self.comfort_min_c} "
+                f">= comfort_max_c={self.comfort_max_c}"
+            )
+        return self
+
+
+class IndustrialLoadParams(_Params):
+    """Interruptible or power-capped industrial process.
+
+    At most ``max_curtail_kw`` below its running power, for at most ``max_curtail_minutes`` in one
+    go; the lost production (``makeup_fraction`` of the curtailed energy) is made up within
+    ``makeup_hours`` after the curtailment ends.
+    """
+
+    max_curtail_kw: float = Field(0.0, ge=0.0)
+    max_curtail_minutes: int = Field(60, gt=0, le=24 * 60)
+    makeup_fraction: float = Field(1.0, ge=0.0, le=1.5)
+    makeup_hours: float = Field(4.0, ge=0.0, le=48.0)
+
+
+class EvChargerParams(_Params):
+    """EV charging station with one or more connectors; discharge only where V2G-capable."""
+
+    connectors: int = Field(1, ge=1, le=64)
+    max_charge_kw_per_connector: float = Field(7.0, gt=0.0)
+    v2g: bool = False
+    max_discharge_kw_per_connector: float = Field(0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _v2g(self) -> EvChargerParams:
+        if not self.v2g and self.max_discharge_kw_per_connector > 0:
+            raise ValueError("max_discharge_kw_per_connector > 0 needs v2g = true")
+        return self
+
+
+class BatteryParams(_Params):
+    """User-side battery storage (behind the meter)."""
+
+    capacity_kwh: float = Field(..., gt=0.0)
+    soc_min_pct: float = Field(10.0, ge=0.0, le=100.0)
+    soc_max_pct: float = Field(95.0, ge=0.0, le=100.0)
+    charge_efficiency: float = Field(0.95, gt=0.0, le=1.0)
+    discharge_efficiency: float = Field(0.95, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _soc(self) -> BatteryParams:
+        if self.soc_min_pct >= self.soc_max_pct:
+            raise ValueError(
+                f"state-of-charge limits inverted: soc_min_pct={self.soc_min_pct} "
+                f">= soc_max_pct={self.soc_max_pct}"
+            )
+        return self
+
+
+PARAMS_BY_KIND: dict[DeviceKind, type[_Params]] = {
+    DeviceKind.COMMERCIAL_BUILDING: CommercialBuildingParams,
+    DeviceKind.INDUSTRIAL_LOAD: IndustrialLoadParams,
+    DeviceKind.EV_CHARGER: EvChargerParams,
+    DeviceKind.BATTERY: BatteryParams,
+}
+
+#: Kinds that may export power (negative setpoints). Others are loads: setpoints >= 0.
+MAY_EXPORT: frozenset[DeviceKind] = frozenset({DeviceKind.BATTERY})
+
+
+def parse_kind(value: str) -> DeviceKind:
+    """Parse a device kind, with an error that lists the valid kinds."""
+    try:
+        return DeviceKind(value)
+    except ValueError:
+        valid = ", ".join(k.value for k in DeviceKind)
+        raise ValueError(f"unknown device kind {value!r} (valid: {valid})") from None
+
+
+def parse_params(kind: DeviceKind, params: dict[str, Any] | None) -> _Params:
+    """Validate kind-specific parameters (raises pydantic ``ValidationError``)."""
+    return PARAMS_BY_KIND[kind].model_validate(params or {})
+
+
+def check_limits(
+    kind: DeviceKind,
+    rated_power_kw: float,
+    min_setpoint_kw: float,
+    max_setpoint_kw: float,
+    params: _Params | None = None,
+) -> None:
+    """Check a device's declared safe setpoint limits; raise ``ValueError`` naming the problem.
+
+    Limits must be ordered, within the rated power, and non-negative for kinds that cannot
+    export (an EV charger may export only when V2G-capable).
+    """
+    if rated_power_kw <= 0:
+        raise ValueError(f"rated_power_kw must be > 0, got {rated_power_kw}")
+    if min_setpoint_kw > max_setpoint_kw:
+        raise ValueError(
+            f"inverted limits: min_setpoint_kw={min_setpoint_kw} > max_setpoint_kw={max_setpoint_kw}"
+        )
+    may_export = kind in MAY_EXPORT or (
+        isinstance(params, EvChargerParams) and params.v2g
+    )
+    if min_setpoint_kw < 0 and not may_export:
+        raise ValueError(
+            f"negative limit min_setpoint_kw={min_setpoint_kw} for a {kind.value} that cannot export"
+        )
+    if max_setpoint_kw > rated_power_kw * 1.0001 or -min_setpoint_kw > rated_power_kw * 1.0001:
+        raise ValueError(
+            f"limits [{min_setpoint_kw}, {max_setpoint_kw}] kW exceed rated_power_kw={rated_power_kw}"
+        )

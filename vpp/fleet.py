@@ -1,0 +1,203 @@
+"""Fleet registry: owners, tokens, sites, gateways and devices in the database.
+
+Plain functions over a :class:`sqlmodel.Session`; every input is validated by the same models
+that validate configuration (:mod:`vpp.config`, :mod:`vpp.device_kinds`). Errors are
+:class:`vpp.errors.VppError` subclasses with one-line messages; nothing is half-written (callers
+use :func:`vpp.db.session_scope`, which rolls back on error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pydantic
+from sqlmodel import Session, select
+
+from vpp.config import DeviceSpec, GatewaySpec, OwnerSpec
+from vpp.errors import ConflictError, NotFoundError, ValidationError
+from vpp.models import ApiToken, AuditLog, Device, Gateway, Owner, Role, Site, utcnow
+from vpp.security import hash_token, new_token
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def get_owner(session: Session, name_or_id: str | int) -> Owner:
+    """Find an owner by id or exact name."""
+    if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+        owner = session.get(Owner, int(name_or_id))
+    else:
+        owner = session.exec(select(Owner).where(Owner.name == name_or_id)).first()
+    if owner is None:
+        raise NotFoundError(f"no owner {name_or_id!r}")
+    return owner
+
+
+def add_owner(session: Session, name: str, contact: str = "") -> Owner:
+    name = name.strip()
+    if not name:
+        raise ValidationError("owner name must not be empty")
+    if session.exec(select(Owner).where(Owner.name == name)).first() is not None:
+        raise ConflictError(f"owner {name!r} already exists")
+    owner = Owner(name=name, contact=contact)
+    session.add(owner)
+    session.flush()
+    return owner
+
+
+def issue_token(
+    session: Session, role: Role | str, owner: Owner | None = None, label: str = ""
+) -> tuple[ApiToken, str]:
+    """Create a bearer token; returns the row and the clear token (shown once, never stored)."""
+    try:
+        role = Role(role)
+    except ValueError:
+        raise ValidationError(
+            f"unknown role {role!r} (valid: {', '.join(r.value for r in Role)})"
+        ) from None
+    if role is Role.OWNER and owner is None:
+        raise ValidationError("an owner token needs an owner")
+    if role is not Role.OWNER and owner is not None:
+        raise ValidationError(f"a {role.value} token cannot belong to an owner")
+    clear = new_token()
+    row = ApiToken(
+        role=role.value, owner_id=owner.id if owner else None, token_hash=hash_token(clear),
+        label=label,
+    )
+    session.add(row)
+    session.flush()
+    session.add(
+        AuditLog(actor="cli", action="token_issued", subject=f"token:{row.id}",
+                 detail={"role": role.value, "owner_id": row.owner_id, "label": label})
+    )
+    return row, clear
+
+
+def revoke_token(session: Session, token_id: int) -> ApiToken:
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFoundError(f"no token {token_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.add(row)
+        session.add(AuditLog(actor="cli", action="token_revoked", subject=f"token:{row.id}"))
+    return row
+
+
+def get_or_create_site(session: Session, owner: Owner, name: str, region: str = "") -> Site:
+    site = session.exec(
+        select(Site).where(Site.owner_id == owner.id, Site.name == name)
+    ).first()
+    if site is None:
+        site = Site(owner_id=owner.id, name=name, region=region)
+        session.add(site)
+        session.flush()
+    return site
+
+
+@dataclass(frozen=True)
+class EnrolledGateway:
+    gateway: Gateway
+    devices: list[Device]
+
+
+def add_gateway(
+    session: Session, owner: Owner, site_name: str, spec: GatewaySpec | dict, region: str = ""
+) -> EnrolledGateway:
+    """Register a gateway and its devices (state ``registered`` / ``pending`` until probed).
+
+    ``spec`` is validated by :class:`GatewaySpec` (kinds, limits, unique unit ids); a gateway at
+    the same host and port is a conflict.
+    """
+    if not isinstance(spec, GatewaySpec):
+        try:
+            spec = GatewaySpec.model_validate(spec)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(_first_error(exc)) from None
+    existing = session.exec(
+        select(Gateway).where(Gateway.host == spec.host, Gateway.port == spec.port)
+    ).first()
+    if existing is not None:
+        raise ConflictError(f"gateway {spec.host}:{spec.port} is already registered")
+    site = get_or_create_site(session, owner, site_name, region)
+    gw = Gateway(site_id=site.id, owner_id=owner.id, host=spec.host, port=spec.port)
+    session.add(gw)
+    session.flush()
+    devices = [_device_row(gw, site, owner, d) for d in spec.devices]
+    session.add_all(devices)
+    session.flush()
+    session.add(
+        AuditLog(actor="cli", action="gateway_registered", subject=f"gateway:{gw.id}",
+                 detail={"host": gw.host, "port": gw.port, "units": [d.unit_id for d in devices]})
+    )
+    return EnrolledGateway(gw, devices)
+
+
+def _device_row(gw: Gateway, site: Site, owner: Owner, d: DeviceSpec) -> Device:
+    return Device(
+        gateway_id=gw.id, site_id=site.id, owner_id=owner.id, name=d.name, kind=d.kind.value,
+        unit_id=d.unit_id, profile=d.profile, rated_power_kw=d.rated_power_kw,
+        min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw, params=d.params,
+    )
+
+
+def load_fleet(session: Session, owners: Sequence[OwnerSpec]) -> int:
+    """Register the owners, sites, gateways and devices of a fleet file; idempotent (existing
+    owners and gateways are kept as they are). Returns the number of devices added."""
+    added = 0
+    for o in owners:
+        owner = session.exec(select(Owner).where(Owner.name == o.name)).first()
+        if owner is None:
+            owner = add_owner(session, o.name, o.contact)
+        for s in o.sites:
+            for g in s.gateways:
+                exists = session.exec(
+                    select(Gateway).where(Gateway.host == g.host, Gateway.port == g.port)
+                ).first()
+                if exists is not None:
+                    continue
+                added += len(add_gateway(session, owner, s.name, g, s.region).devices)
+    return added
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    device: Device
+    owner: str
+    site: str
+    gateway: str
+
+
+def list_devices(
+    session: Session, owner: Owner | None = None, kind: str | None = None
+) -> list[DeviceRow]:
+    """Devices with their owner, site and gateway names, ordered by id."""
+    stmt = (
+        select(Device, Owner.name, Site.name, Gateway.host, Gateway.port)
+        .join(Owner, Owner.id == Device.owner_id)
+        .join(Site, Site.id == Device.site_id)
+        .join(Gateway, Gateway.id == Device.gateway_id)
+        .order_by(Device.id)
+    )
+    if owner is not None:
+        stmt = stmt.where(Device.owner_id == owner.id)
+    if kind is not None:
+        stmt = stmt.where(Device.kind == kind)
+    return [
+        DeviceRow(d, on, sn, f"{host}:{port}") for d, on, sn, host, port in session.exec(stmt)
+    ]
+
+
+def set_device_status(
+    session: Session, device: Device, status: str, detail: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    device.status = status
+    device.status_detail = detail
+    session.add(device)

@@ -1,0 +1,279 @@
+"""The domain model, as database tables (sqlmodel).
+
+Conventions: every timestamp is aware (stored UTC via :class:`AwareDateTime`); powers in kW,
+energies in kWh; money in integer fen (1 yuan = 100 fen, ``*_fen`` columns); prices as exact
+decimals (``DecimalString``). The schema is owned by Alembic migrations in
+``vpp/migrations/versions``; never ``create_all`` outside a throwaway test.
+
+The audit log and the ledger are append-only: database triggers refuse UPDATE and DELETE.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from vpp.types import AwareDateTime, DecimalString
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    OWNER = "owner"
+    GRID = "grid"
+
+
+class EnrolmentState(StrEnum):
+    REGISTERED = "registered"
+    PROBING = "probing"
+    ACTIVE = "active"
+    FAILED = "failed"
+    OFFLINE = "offline"
+
+
+class DeviceStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    OFFLINE = "offline"
+    QUARANTINED = "quarantined"
+    FAILED = "failed"
+
+
+class Owner(SQLModel, table=True):
+    """A device owner (building, plant, charging operator, battery owner)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    contact: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token; only its SHA-256 hash is stored. ``owner_id`` is set for owner tokens."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    role: str = Field(max_length=20)
+    owner_id: int | None = Field(default=None, foreign_key="owner.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    label: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=AwareDateTime)
+
+
+class Site(SQLModel, table=True):
+    """A metering point of an owner (one building, plant, car park)."""
+
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_site_owner_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="owner.id", index=True)
+    name: str = Field(max_length=200)
+    region: str = Field(default="", max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+
+
+class Gateway(SQLModel, table=True):
+    """A Modbus TCP gateway registered by an owner; devices are unit ids behind it."""
+
+    __table_args__ = (UniqueConstraint("host", "port", name="uq_gateway_endpoint"),)
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="site.id", index=True)
+    owner_id: int = Field(foreign_key="owner.id", index=True)
+    host: str = Field(max_length=255)
+    port: int = 502
+    enrolment_state: str = Field(default=EnrolmentState.REGISTERED.value, max_length=20)
+    last_probe_at: datetime | None = Field(default=None, sa_type=AwareDateTime)
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+
+
+class Device(SQLModel, table=True):
+    """A controllable device. Limits are the declared safe setpoint range in kW (see
+    :mod:`vpp.device_kinds` for the sign convention); ``params`` holds the kind's parameters and
+    ``preferences`` the owner's (comfort band, EV departure, reserve SoC)."""
+
+    __table_args__ = (UniqueConstraint("gateway_id", "unit_id", name="uq_device_gateway_unit"),)
+    id: int | None = Field(default=None, primary_key=True)
+    gateway_id: int = Field(foreign_key="gateway.id", index=True)
+    site_id: int = Field(foreign_key="site.id", index=True)
+    owner_id: int = Field(foreign_key="owner.id", index=True)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=40, index=True)
+    unit_id: int
+    profile: str = Field(max_length=100)
+    rated_power_kw: float
+    min_setpoint_kw: float
+    max_setpoint_kw: float
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    preferences: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    status: str = Field(default=DeviceStatus.PENDING.value, max_length=20)
+    status_detail: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+
+
+class TelemetryReading(SQLModel, table=True):
+    """One poll of one device. Indexed by (device, time) for per-device range queries."""
+
+    __tablename__ = "telemetry"
+    __table_args__ = (Index("ix_telemetry_device_ts", "device_id", "ts"),)
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    device_id: int = Field(foreign_key="device.id")
+    ts: datetime = Field(sa_type=AwareDateTime)
+    power_kw: float | None = None
+    energy_kwh: float | None = None
+    soc_pct: float | None = None
+    available: bool = True
+    flexibility_kw: float | None = None
+    latency_ms: float | None = None
+
+
+class GridEvent(SQLModel, table=True):
+    """A call from the grid: day-ahead invitation or real-time call, peak shaving or valley filling."""
+
+    __tablename__ = "grid_event"
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=200, unique=True, index=True)
+    source: str = Field(max_length=20)  # rest | openadr | cli | sim
+    event_type: str = Field(max_length=20)  # day_ahead | real_time
+    direction: str = Field(default="peak_shaving", max_length=20)
+    programme: str = Field(max_length=100)
+    start: datetime = Field(sa_type=AwareDateTime)
+    end: datetime = Field(sa_type=AwareDateTime)
+    requested_kw: float
+    price_cap_yuan_per_kwh: Decimal | None = Field(default=None, sa_type=DecimalString)
+    status: str = Field(default="received", max_length=20, index=True)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Bid(SQLModel, table=True):
+    """Our offer for an event: declared capacity and price; per-interval and per-owner shares in
+    ``detail``."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="grid_event.id", index=True)
+    declared_kw: float
+    price_yuan_per_kwh: Decimal = Field(sa_type=DecimalString)
+    status: str = Field(default="submitted", max_length=20)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class DispatchPlan(SQLModel, table=True):
+    """A scheduler result: per-device, per-interval powers in ``detail`` and setpoints below."""
+
+    __tablename__ = "dispatch_plan"
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int | None = Field(default=None, foreign_key="grid_event.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+    horizon_start: datetime = Field(sa_type=AwareDateTime)
+    interval_minutes: int = 15
+    status: str = Field(default="planned", max_length=20)
+    objective: float | None = None
+    shortfall_kw: float = 0.0
+    solve_seconds: float | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Setpoint(SQLModel, table=True):
+    """A setpoint for one device and interval, and what happened when it was written."""
+
+    __table_args__ = (
+        UniqueConstraint("plan_id", "device_id", "interval_start", name="uq_setpoint_plan_dev_t"),
+        Index("ix_setpoint_device_interval", "device_id", "interval_start"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="dispatch_plan.id", index=True)
+    device_id: int = Field(foreign_key="device.id")
+    interval_start: datetime = Field(sa_type=AwareDateTime)
+    setpoint_kw: float
+    requested_kw: float | None = None
+    written_at: datetime | None = Field(default=None, sa_type=AwareDateTime)
+    readback_kw: float | None = None
+    status: str = Field(default="pending", max_length=20)
+
+
+class Settlement(SQLModel, table=True):
+    """The settlement of one event (a new ``version`` on re-settlement; history is kept)."""
+
+    __table_args__ = (UniqueConstraint("event_id", "version", name="uq_settlement_event_version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="grid_event.id", index=True)
+    version: int = 1
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+    baseline_kwh: float
+    metered_kwh: float
+    response_kwh: float
+    declared_kw: float
+    performance_ratio: float
+    revenue_fen: int = Field(sa_type=BigInteger)
+    penalty_fen: int = Field(default=0, sa_type=BigInteger)
+    fee_fen: int = Field(default=0, sa_type=BigInteger)
+    status: str = Field(default="final", max_length=20)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class OwnerPayout(SQLModel, table=True):
+    """An owner's share of one settlement."""
+
+    __tablename__ = "owner_payout"
+    id: int | None = Field(default=None, primary_key=True)
+    settlement_id: int = Field(foreign_key="settlement.id", index=True)
+    owner_id: int = Field(foreign_key="owner.id", index=True)
+    amount_fen: int = Field(sa_type=BigInteger)
+    contribution_kwh: float
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+
+
+class LedgerTransaction(SQLModel, table=True):
+    """A balanced set of ledger entries. ``idempotency_key`` makes re-posting a no-op;
+    a correction posts a new transaction with ``reverses_id`` set, never an edit."""
+
+    __tablename__ = "ledger_transaction"
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True, index=True)
+    event_id: int | None = Field(default=None, foreign_key="grid_event.id", index=True)
+    kind: str = Field(max_length=40)
+    description: str = Field(default="", max_length=500)
+    reverses_id: int | None = Field(default=None, foreign_key="ledger_transaction.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One leg of a transaction: signed integer fen on an account (debit > 0, credit < 0).
+    The entries of a transaction sum to zero."""
+
+    __tablename__ = "ledger_entry"
+    id: int | None = Field(default=None, primary_key=True)
+    transaction_id: int = Field(foreign_key="ledger_transaction.id", index=True)
+    account: str = Field(max_length=100, index=True)
+    owner_id: int | None = Field(default=None, foreign_key="owner.id", index=True)
+    amount_fen: int = Field(sa_type=BigInteger)
+
+
+class AuditLog(SQLModel, table=True):
+    """Append-only record of every setpoint written and every money movement."""
+
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+    actor: str = Field(max_length=100)
+    action: str = Field(max_length=50, index=True)
+    subject: str = Field(max_length=200)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+APPEND_ONLY_TABLES = ("audit_log", "ledger_entry", "ledger_transaction")
