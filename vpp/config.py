@@ -149,7 +149,16 @@ class DeviceSpec(_Section):
 
     @model_validator(mode="after")
     def _limits(self) -> DeviceSpec:
-        params = parse_params(self.kind, self.params)
+        try:
+            params = parse_params(self.kind, self.params)
+        except pydantic.ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            raise ValueError(
+                f"params.{where}: {reason.removeprefix('Value error, ')}" if where
+                else f"params: {reason.removeprefix('Value error, ')}"
+            ) from None
         check_limits(
             self.kind, self.rated_power_kw, self.min_setpoint_kw, self.max_setpoint_kw, params
         )

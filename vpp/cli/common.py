@@ -42,6 +42,12 @@ class AppContext:
             self._engine = engine
         return self._engine
 
+    def close(self) -> None:
+        """Release database connections at the end of the command."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
 
 def app_context(ctx: typer.Context) -> AppContext:
     obj = ctx.find_root().obj

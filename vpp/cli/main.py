@@ -33,6 +33,7 @@ def _root(
     ),
 ) -> None:
     ctx.obj = AppContext(config_path=config)
+    ctx.call_on_close(ctx.obj.close)
 
 
 app.add_typer(config_cmd.app, name="config")

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-25 19:48
 
 The whole domain model, plus triggers that make the audit log and the ledger append-only.
