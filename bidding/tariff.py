@@ -153,14 +153,6 @@ class TouTariff(_Model):
     source: str = ""
     unverified: bool = False
 
-    @field_validator("prices_yuan_per_kwh", mode="before")
-    @classmethod
-    def _no_float(cls, v: Any) -> Any:
-        # TOML floats like 0.62 are binary fractions: go through str to keep the written digits.
-        if isinstance(v, dict):
-            return {k: Decimal(str(p)) if isinstance(p, float) else p for k, p in v.items()}
-        return v
-
     @model_validator(mode="after")
     def _check(self) -> TouTariff:
         missing = [k.value for k in BASE_KINDS if k not in self.prices_yuan_per_kwh]

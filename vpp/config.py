@@ -81,6 +81,7 @@ class SchedulerSettings(_Section):
 
     horizon_intervals: int = Field(96, ge=1, le=4 * 96)
     eps: float = Field(1e-4, gt=0, lt=1)
+    polishing: bool = False  # OSQP solution polishing (lets eps = 1e-3 settle money-exact)
     replan_period_s: float = Field(300.0, gt=0)
     shortfall_penalty_yuan_per_kwh: float = Field(100.0, gt=0)
     partition_size: int = Field(5000, ge=10)
@@ -88,11 +89,45 @@ class SchedulerSettings(_Section):
 
 
 class ForecastSettings(_Section):
-    """Load forecasting: model and quantiles."""
+    """Load forecasting: model, quantiles, LightGBM hyper-parameters, data rules.
+
+    See docs/forecasting.md. ``calendar`` names the working-day calendar (``china``: public
+    holidays and adjusted working days; ``weekend``: Monday-Friday). Gaps in load data up to
+    ``max_gap_minutes`` are interpolated; longer ones are errors.
+    """
 
     model: str = "lightgbm"
     quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
     horizon_hours: int = Field(48, ge=1, le=168)
+    interval_minutes: int = Field(15, gt=0, le=60)
+    calendar: str = "china"
+    max_gap_minutes: int = Field(60, ge=0, le=24 * 60)
+    n_estimators: int = Field(150, ge=1, le=5000)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    num_leaves: int = Field(15, ge=2, le=1024)
+    min_data_in_leaf: int = Field(200, ge=1)
+    quantile_method: str = "residual"  # or "quantile" (one LightGBM quantile model each)
+    calibration_days: int = Field(28, ge=1, le=365)
+    max_train_rows: int = Field(300_000, ge=1000)
+    train_days: int = Field(365, ge=7, le=3650)
+    train_origin_stride_hours: int = Field(6, ge=1, le=24)
+    retrain_every_days: int = Field(28, ge=1, le=365)
+    num_threads: int = Field(1, ge=0, le=256)  # LightGBM; 0 = all cores (slow when shared)
+    seed: int = 0
+
+    @field_validator("quantile_method")
+    @classmethod
+    def _qmethod(cls, v: str) -> str:
+        if v not in {"residual", "quantile"}:
+            raise ValueError(f"unknown quantile_method {v!r} (valid: residual, quantile)")
+        return v
+
+    @field_validator("calendar")
+    @classmethod
+    def _calendar(cls, v: str) -> str:
+        if v not in {"china", "weekend"}:
+            raise ValueError(f"unknown calendar {v!r} (valid: china, weekend)")
+        return v
 
     @field_validator("model")
     @classmethod
@@ -117,6 +152,40 @@ class BiddingSettings(_Section):
     programmes_dir: Path = DEFAULT_CONFIG_DIR / "programmes"
     aggregator_fee_pct: float = Field(15.0, ge=0, le=100)
     delivery_confidence: float = Field(0.9, gt=0, lt=1)
+
+
+class OpenAdrSettings(_Section):
+    """The OpenADR 2.0b VEN: off unless ``vtn_url`` is set."""
+
+    vtn_url: str | None = None
+    ven_name: str = Field("xiang-vpp", min_length=1)
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    vtn_fingerprint: str | None = None
+    disable_signature: bool = True
+    report_interval_s: float = Field(60.0, gt=0)
+    programme: str | None = None  # programme the VTN's events fall under (default: bidding's)
+    event_type: str = Field("real_time", pattern="^(day_ahead|real_time)$")
+    simple_level_kw: float = Field(0.0, ge=0)  # kW per SIMPLE level (0: SIMPLE events opt out)
+
+
+class DaemonSettings(_Section):
+    """``vpp serve``: control-loop periods, dispatch fan-out, re-plan rule, intake policy."""
+
+    control_period_s: float = Field(2.0, gt=0)
+    settle_period_s: float = Field(30.0, gt=0)
+    settle_delay_minutes: float = Field(0.0, ge=0)  # wait for meter data after an event ends
+    dispatch_concurrency: int = Field(256, ge=1, le=10_000)
+    shortfall_tolerance_pct: float = Field(10.0, ge=0, le=100)
+    shortfall_checks: int = Field(3, ge=1)  # consecutive short checks before a re-plan
+    min_replan_interval_s: float = Field(60.0, ge=0)
+    accept_short_notice: bool = False  # accept calls with less notice than the programme's
+    drain_timeout_s: float = Field(10.0, gt=0)
+    loop_backoff_base_s: float = Field(0.5, gt=0)
+    loop_backoff_max_s: float = Field(60.0, gt=0)
+    live_points: int = Field(1800, ge=10, le=100_000)
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    openadr: OpenAdrSettings = Field(default_factory=OpenAdrSettings)
 
 
 class CitySettings(_Section):
@@ -211,6 +280,7 @@ class Settings(BaseSettings):
     forecasting: ForecastSettings = Field(default_factory=ForecastSettings)
     bidding: BiddingSettings = Field(default_factory=BiddingSettings)
     city: CitySettings = Field(default_factory=CitySettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     owners: list[OwnerSpec] = Field(default_factory=list)
 
     @classmethod

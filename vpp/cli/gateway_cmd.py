@@ -11,7 +11,7 @@ from sqlmodel import select
 from vpp import fleet
 from vpp.cli.common import app_context, console, parse_int_list
 from vpp.db import session_scope
-from vpp.errors import ValidationError
+from vpp.errors import DeviceError, ValidationError
 from vpp.models import Device, Gateway
 
 app = typer.Typer(help="Modbus TCP gateways.", no_args_is_help=True)
@@ -46,6 +46,7 @@ def add(
     max_kw: float | None = typer.Option(None, help="Highest safe setpoint, kW (default rated)."),
     param: list[str] = typer.Option([], "--param", help="Kind parameter KEY=VALUE (repeatable)."),
     region: str = typer.Option("", help="Region or feeder of the site."),
+    probe: bool = typer.Option(False, "--probe", help="Probe the gateway right away (enrol)."),
 ) -> None:
     """Register a gateway with one device per unit id (state: registered, devices pending)."""
     units = parse_int_list(unit_ids, "--unit-ids")
@@ -72,6 +73,29 @@ def add(
         f"{len(enrolled.devices)} device(s) (state: {enrolled.gateway.enrolment_state})",
         highlight=False,
     )
+    if probe:
+        _probe(ctx, enrolled.gateway.id or 0)
+
+
+def _probe(ctx: typer.Context, gateway_id: int) -> None:
+    from vpp.enrolment import probe_gateway_sync
+
+    actx = app_context(ctx)
+    report = probe_gateway_sync(actx.engine(), gateway_id, actx.settings.polling)
+    table = Table("device", "name", "unit", "result", "power kW", title=f"Probe of {report.endpoint}")
+    for d in report.devices:
+        table.add_row(str(d.device_id), d.name, str(d.unit_id), "active" if d.ok else d.reason or "",
+                      "" if d.power_kw is None else f"{d.power_kw:.2f}")
+    console.print(table)
+    console.print(f"gateway {report.gateway_id}: {report.state}", highlight=False)
+    if report.state != "active":
+        raise DeviceError(f"gateway {report.endpoint} not enrolled: {report.error}")
+
+
+@app.command("probe")
+def probe_cmd(ctx: typer.Context, gateway_id: int = typer.Argument(..., help="Gateway id.")) -> None:
+    """Probe a registered gateway: connect, identify, check plausibility, mark devices."""
+    _probe(ctx, gateway_id)
 
 
 @app.command("list")

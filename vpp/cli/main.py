@@ -11,7 +11,21 @@ from pathlib import Path
 
 import typer
 
-from vpp.cli import config_cmd, db_cmd, demo_cmd, device_cmd, gateway_cmd, owner_cmd
+from vpp.cli import (
+    config_cmd,
+    db_cmd,
+    demo_cmd,
+    device_cmd,
+    forecast_cmd,
+    gateway_cmd,
+    owner_cmd,
+    poll_cmd,
+    schedule_cmd,
+    serve_cmd,
+    settle_cmd,
+    sim_cmd,
+    simulate_cmd,
+)
 from vpp.cli.common import AppContext, err_console
 from vpp.errors import ConfigError, ValidationError, VppError
 
@@ -42,7 +56,17 @@ app.add_typer(owner_cmd.app, name="owner")
 app.add_typer(owner_cmd.token_app, name="token")
 app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(device_cmd.app, name="device")
+app.add_typer(forecast_cmd.app, name="forecast")
 app.command("demo")(demo_cmd.demo)
+app.command("schedule")(schedule_cmd.schedule)
+app.command("simulate")(simulate_cmd.simulate)
+app.command("serve")(serve_cmd.serve)
+app.add_typer(sim_cmd.app, name="sim")
+app.command("poll")(poll_cmd.poll)
+app.command("bid")(settle_cmd.bid)
+app.command("settle")(settle_cmd.settle)
+app.command("report")(settle_cmd.report)
+app.command("settle-demo")(settle_cmd.settle_demo)
 
 
 def main(argv: list[str] | None = None) -> int:

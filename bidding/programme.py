@@ -1,0 +1,250 @@
+"""Demand-response programme rules as data, versioned by the date they take effect.
+
+A programme is one TOML file ``<programmes_dir>/<name>.toml`` holding a list of ``[[versions]]``,
+each with an ``effective_from`` date; :func:`load_programme` returns the version in force on a
+given day (the latest one that has started). A version states: admission minimums, the products
+offered (event type x direction: notice, response windows, baseline method, prices and caps),
+the effective-response band and penalty, and the time-of-use tariff. Figures that no source
+confirmed are listed in the version's ``unverified`` keys (see docs/bidding.md).
+
+Powers in kW, energies in kWh, prices as exact :class:`~decimal.Decimal` yuan.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pydantic
+from forecasting.baselines import BaselineSpec
+from pydantic import Field, field_validator, model_validator
+
+from bidding.rules import Band, Direction, EventType, _Model
+from bidding.tariff import TouTariff, _minute_of_day
+from vpp.errors import ConfigError, NotFoundError, ValidationError
+from vpp.timeutil import require_aware
+
+
+class Product(_Model):
+    """One kind of event the programme buys: event type x direction."""
+
+    event_type: EventType
+    direction: Direction
+    notice_min_hours: float = Field(0.0, ge=0)
+    notice_max_hours: float | None = Field(None, gt=0)
+    windows: list[str] = Field(default_factory=lambda: ["00:00-24:00"])
+    min_duration_hours: float = Field(1.0, gt=0)
+    max_duration_hours: float | None = Field(None, gt=0)
+    energy_price_yuan_per_kwh: Decimal | None = Field(None, ge=0)  # fixed price, if any
+    price_cap_yuan_per_kwh: Decimal | None = Field(None, ge=0)  # cap on bids
+    capacity_price_yuan_per_kw: Decimal | None = Field(None, ge=0)  # per kW per event
+    price_cap_yuan_per_kw: Decimal | None = Field(None, ge=0)
+    baseline: BaselineSpec
+
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        for w in v:
+            try:
+                a, b = w.split("-")
+            except ValueError:
+                raise ValueError(f"window must be 'HH:MM-HH:MM', got {w!r}") from None
+            if _minute_of_day(a) >= _minute_of_day(b):
+                raise ValueError(f"window {w!r} must end after it starts (same day)")
+        return v
+
+    @model_validator(mode="after")
+    def _caps(self) -> Product:
+        if (
+            self.energy_price_yuan_per_kwh is not None
+            and self.price_cap_yuan_per_kwh is not None
+            and self.energy_price_yuan_per_kwh > self.price_cap_yuan_per_kwh
+        ):
+            raise ValueError("energy_price_yuan_per_kwh exceeds price_cap_yuan_per_kwh")
+        if self.energy_price_yuan_per_kwh is None and self.price_cap_yuan_per_kwh is None \
+                and self.capacity_price_yuan_per_kw is None and self.price_cap_yuan_per_kw is None:
+            raise ValueError("a product needs an energy or capacity price or a price cap")
+        return self
+
+    @property
+    def key(self) -> str:
+        return f"{self.event_type.value}/{self.direction.value}"
+
+
+class ProgrammeVersion(_Model):
+    """The rules of one programme from ``effective_from`` on."""
+
+    effective_from: date
+    source: str = ""
+    unverified: list[str] = Field(default_factory=list)
+    measurement_interval_minutes: int = Field(15, gt=0, le=60)
+    min_declared_kw: float = Field(0.0, ge=0)
+    min_share_of_normal_load_pct: float = Field(0.0, ge=0, le=100)
+    capacity_payment_yuan_per_kw_month: Decimal = Field(Decimal("0"), ge=0)
+    band: Band = Field(default_factory=Band)
+    products: list[Product] = Field(..., min_length=1)
+    tariff: TouTariff
+
+    @field_validator("measurement_interval_minutes")
+    @classmethod
+    def _divides(cls, v: int) -> int:
+        if 60 % v:
+            raise ValueError(f"measurement interval must divide an hour, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique(self) -> ProgrammeVersion:
+        keys = [p.key for p in self.products]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"product declared twice: {', '.join(dupes)}")
+        return self
+
+
+class ProgrammeFile(_Model):
+    name: str = Field(..., min_length=1)
+    region: str = ""
+    title: str = ""
+    timezone: str = "Asia/Shanghai"
+    versions: list[ProgrammeVersion] = Field(..., min_length=1)
+
+    @model_validator(mode="after")
+    def _dates(self) -> ProgrammeFile:
+        days = [v.effective_from for v in self.versions]
+        if len(set(days)) != len(days):
+            raise ValueError("two versions take effect on the same day")
+        return self
+
+
+class Programme(_Model):
+    """One programme version in force: what the rest of the code uses."""
+
+    name: str
+    region: str
+    title: str
+    timezone: str
+    effective_from: date
+    effective_until: date | None  # the day the next version takes over, if any
+    rules: ProgrammeVersion
+
+    @property
+    def tariff(self) -> TouTariff:
+        return self.rules.tariff
+
+    @property
+    def band(self) -> Band:
+        return self.rules.band
+
+    @property
+    def interval_minutes(self) -> int:
+        return self.rules.measurement_interval_minutes
+
+    def product(self, event_type: str, direction: str) -> Product:
+        for p in self.rules.products:
+            if p.event_type.value == event_type and p.direction.value == direction:
+                return p
+        offered = ", ".join(p.key for p in self.rules.products)
+        raise ValidationError(
+            f"programme {self.name} ({self.effective_from}) has no {event_type}/{direction} "
+            f"product (offered: {offered})"
+        )
+
+    def check_event(
+        self, event_type: str, direction: str, start: datetime, end: datetime,
+        notified_at: datetime | None = None,
+    ) -> Product:
+        """The product for an event, after checking its window, duration and notice."""
+        require_aware(start, "event start")
+        require_aware(end, "event end")
+        p = self.product(event_type, direction)
+        hours = (end - start) / timedelta(hours=1)
+        step = self.interval_minutes
+        if hours <= 0:
+            raise ValidationError(f"event ends ({end}) before it starts ({start})")
+        if hours < p.min_duration_hours:
+            raise ValidationError(
+                f"event lasts {hours:g} h, below the minimum {p.min_duration_hours:g} h of {p.key}"
+            )
+        if p.max_duration_hours is not None and hours > p.max_duration_hours:
+            raise ValidationError(
+                f"event lasts {hours:g} h, above the maximum {p.max_duration_hours:g} h of {p.key}"
+            )
+        tz = ZoneInfo(self.timezone)
+        ls, le = start.astimezone(tz), end.astimezone(tz)
+        if ls.minute % step or le.minute % step or ls.second or le.second:
+            raise ValidationError(f"event {ls:%H:%M}-{le:%H:%M} is not on {step}-minute intervals")
+        a = ls.hour * 60 + ls.minute
+        b = a + int(round(hours * 60))
+        if not any(
+            _minute_of_day(w.split("-")[0]) <= a and b <= _minute_of_day(w.split("-")[1])
+            for w in p.windows
+        ):
+            raise ValidationError(
+                f"event {ls:%H:%M}-{le:%H:%M} is outside the {p.key} windows {', '.join(p.windows)}"
+            )
+        if notified_at is not None:
+            notice_h = (start - notified_at) / timedelta(hours=1)
+            if notice_h < p.notice_min_hours:
+                raise ValidationError(
+                    f"notice of {notice_h:g} h is shorter than {p.notice_min_hours:g} h for {p.key}"
+                )
+        return p
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"key {loc}: {msg}" if loc else msg
+
+
+def read_programme_file(path: Path) -> ProgrammeFile:
+    """Read and validate one programme file (all versions); :class:`ConfigError` if bad."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: programme file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        parsed = ProgrammeFile.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(f"{path}: {_first_error(exc)}") from None
+    if parsed.name != path.stem:
+        raise ConfigError(f"{path}: key name: {parsed.name!r} does not match the file name")
+    return parsed
+
+
+def load_programme(name: str, programmes_dir: Path | str, on: date) -> Programme:
+    """The version of programme ``name`` in force on ``on`` (latest ``effective_from <= on``)."""
+    if isinstance(on, datetime):
+        on = on.date()
+    pdir = Path(programmes_dir)
+    path = pdir / f"{name}.toml"
+    if not path.exists():
+        known = sorted(p.stem for p in pdir.glob("*.toml")) if pdir.is_dir() else []
+        raise NotFoundError(
+            f"no programme {name!r} in {pdir} (known: {', '.join(known) or 'none'})"
+        )
+    pf = read_programme_file(path)
+    versions = sorted(pf.versions, key=lambda v: v.effective_from)
+    in_force = [v for v in versions if v.effective_from <= on]
+    if not in_force:
+        raise NotFoundError(
+            f"programme {name} has no version in force on {on} "
+            f"(first takes effect {versions[0].effective_from})"
+        )
+    chosen = in_force[-1]
+    later = [v.effective_from for v in versions if v.effective_from > on]
+    return Programme(
+        name=pf.name, region=pf.region, title=pf.title, timezone=pf.timezone,
+        effective_from=chosen.effective_from, effective_until=later[0] if later else None,
+        rules=chosen,
+    )

@@ -1,0 +1,330 @@
+"""Pure settlement of one demand-response event: response, band, money, and the owners' split.
+
+Inputs are arrays (no I/O): per owner and interval the baseline and metered load (kW), the
+declared capacity (kW) of the VPP and of each owner (their share of the offer), the price, the
+programme's band, and optionally the time-of-use tariff. Outputs are exact integer fen.
+
+* Response per interval: ``baseline - metered`` for peak shaving (``metered - baseline`` for
+  valley filling), converted to integer Wh per owner and interval; the VPP response is the sum.
+* Band (``Band.basis``, over the whole event or per interval): below ``lower_pct`` of declared
+  nothing is paid and the penalty is ``(declared * ref% - max(actual, 0)) * price * factor``;
+  from ``lower_pct`` to ``upper_pct`` the response is paid; above, it is paid at ``upper_pct``.
+* Revenue = paid energy x price (+ effective kW x capacity price); rounded to fen once.
+* Split: the aggregator keeps ``fee_pct`` of the revenue; the rest goes to owners in proportion to
+  their verified contribution (positive response, Wh: over the event, or summed over intervals
+  when the band applies per interval). The penalty is borne by owners who
+  under-delivered, in proportion to their own shortfall against ``ref%`` of their share.
+  Invariant (checked): ``sum(payouts) + fee == revenue - penalty``, to the fen.
+* ToU bill change per owner: ``sum((metered - baseline) * tariff price)`` over every interval
+  given (pass a window wider than the event to see rebound energy moved into other periods);
+  negative is a saving on the owner's own electricity bill, reported, not paid by us.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bidding.money import allocate_fen, yuan_to_fen
+from bidding.rules import Band, Direction
+from bidding.tariff import TouTariff
+from vpp.errors import ValidationError
+
+
+class SettlementError(ValidationError):
+    """Inputs that cannot be settled, or money that would not balance."""
+
+    code = "settlement_invalid"
+
+
+@dataclass(frozen=True)
+class OwnerResult:
+    owner_id: int
+    declared_kw: float
+    baseline_kwh: float
+    metered_kwh: float
+    response_kwh: float
+    contribution_kwh: float  # positive response that earns a share
+    shortfall_kwh: float  # below ref% of the owner's share: bears the penalty
+    performance_ratio: float
+    revenue_fen: int
+    penalty_fen: int
+    payout_fen: int  # revenue share - penalty share (negative: the owner owes)
+    tou_bill_change_fen: int  # on the owner's own bill; negative = saving
+
+
+@dataclass(frozen=True)
+class EventSettlement:
+    direction: str
+    price_yuan_per_kwh: Decimal
+    fee_pct: Decimal
+    band_basis: str
+    duration_h: float
+    baseline_kwh: float
+    metered_kwh: float
+    response_kwh: float
+    declared_kw: float
+    declared_kwh: float
+    performance_ratio: float
+    paid_kwh: float
+    shortfall_kwh: float
+    energy_revenue_fen: int
+    capacity_revenue_fen: int
+    revenue_fen: int
+    penalty_fen: int
+    fee_fen: int
+    net_fen: int  # revenue - penalty = sum(payouts) + fee
+    owners: list[OwnerResult]
+    intervals: pd.DataFrame = field(repr=False)
+
+    def payouts(self) -> dict[int, int]:
+        return {o.owner_id: o.payout_fen for o in self.owners}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (Decimals as strings, timestamps ISO)."""
+        d = asdict(self)
+        d["price_yuan_per_kwh"] = str(self.price_yuan_per_kwh)
+        d["fee_pct"] = str(self.fee_pct)
+        frame = self.intervals.reset_index()
+        frame["interval_start"] = frame["interval_start"].map(lambda t: t.isoformat())
+        d["intervals"] = json.loads(frame.to_json(orient="records", double_precision=6))
+        return d
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the settlement's content: equal inputs give equal fingerprints."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _as_matrix(a: Any, name: str, n: int, t: int) -> np.ndarray:
+    arr = np.asarray(a, dtype=float)
+    if arr.ndim == 1 and n == 1:
+        arr = arr[None, :]
+    if arr.shape != (n, t):
+        raise SettlementError(f"{name} has shape {arr.shape}, expected ({n}, {t})")
+    return arr
+
+
+def _missing(arr: np.ndarray, name: str, owner_ids: Sequence[int], index: pd.DatetimeIndex) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i, t = np.argwhere(bad)[0]
+        raise SettlementError(
+            f"missing {name} data: {int(bad.sum())} interval(s), first for owner "
+            f"{owner_ids[i]} at {index[t].isoformat()}"
+        )
+
+
+def _band(resp_wh: int, decl_wh: int, band: Band) -> tuple[Fraction, Fraction]:
+    """(paid Wh, shortfall Wh) of one response against one declaration under the band."""
+    lower = Fraction(band.lower_pct) / 100
+    if decl_wh <= 0:
+        return Fraction(max(resp_wh, 0)), Fraction(0)
+    if resp_wh < lower * decl_wh:
+        ref = Fraction(band.penalty_reference_pct) / 100
+        return Fraction(0), max(Fraction(0), ref * decl_wh - max(resp_wh, 0))
+    return min(Fraction(resp_wh), Fraction(band.upper_pct) / 100 * decl_wh), Fraction(0)
+
+
+def _fen(wh: Fraction, price: Decimal) -> int:
+    return yuan_to_fen(wh * Fraction(price) / 1000)
+
+
+def settle_event(
+    *,
+    index: pd.DatetimeIndex,
+    owner_ids: Sequence[int],
+    baseline_kw: Any,
+    metered_kw: Any,
+    owner_declared_kw: Sequence[float],
+    price_yuan_per_kwh: Decimal,
+    band: Band,
+    fee_pct: Decimal | float,
+    direction: str = Direction.PEAK_SHAVING.value,
+    in_event: Any = None,
+    capacity_price_yuan_per_kw: Decimal | None = None,
+    price_cap_yuan_per_kwh: Decimal | None = None,
+    tariff: TouTariff | None = None,
+    interval_minutes: int = 15,
+) -> EventSettlement:
+    """Settle one event. Arrays are (owners, intervals); ``index`` holds the interval starts.
+
+    ``in_event`` (bool per interval, default all) marks the event window; intervals outside it
+    count only for the ToU bill change. Raises :class:`SettlementError` for missing or
+    inconsistent data, a price over the cap, or money that would not balance.
+    """
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise SettlementError("index must be a timezone-aware DatetimeIndex of interval starts")
+    n, t = len(owner_ids), len(index)
+    if n == 0 or t == 0:
+        raise SettlementError("nothing to settle: no owners or no intervals")
+    if len(set(owner_ids)) != n:
+        raise SettlementError("owner ids must be unique")
+    base = _as_matrix(baseline_kw, "baseline_kw", n, t)
+    meter = _as_matrix(metered_kw, "metered_kw", n, t)
+    _missing(base, "baseline", owner_ids, index)
+    _missing(meter, "meter", owner_ids, index)
+    mask = np.ones(t, dtype=bool) if in_event is None else np.asarray(in_event, dtype=bool)
+    if mask.shape != (t,) or not mask.any():
+        raise SettlementError("in_event must mark at least one of the intervals")
+    decl_owner = np.asarray(owner_declared_kw, dtype=float)
+    if decl_owner.shape != (n,) or not np.isfinite(decl_owner).all() or (decl_owner < 0).any():
+        raise SettlementError("owner_declared_kw needs one non-negative value per owner")
+    if decl_owner.sum() <= 0:
+        raise SettlementError("declared capacity must be positive")
+    price = Decimal(price_yuan_per_kwh)
+    if price < 0:
+        raise SettlementError(f"negative price {price} yuan/kWh")
+    if price_cap_yuan_per_kwh is not None and price > price_cap_yuan_per_kwh:
+        raise SettlementError(
+            f"price {price} yuan/kWh is over the programme cap {price_cap_yuan_per_kwh}"
+        )
+    fee = Decimal(str(fee_pct)) if isinstance(fee_pct, float) else Decimal(fee_pct)
+    if not 0 <= fee <= 100:
+        raise SettlementError(f"fee_pct must be within 0-100, got {fee}")
+    sign = 1.0 if direction == Direction.PEAK_SHAVING.value else -1.0
+    if direction not in (d.value for d in Direction):
+        raise SettlementError(f"unknown direction {direction!r}")
+
+    dt_h = interval_minutes / 60.0
+    ev = np.flatnonzero(mask)
+    # integer Wh per owner and interval: exact sums from here on
+    resp_wh = np.rint(sign * (base - meter) * dt_h * 1000.0).astype(np.int64)
+    base_wh = np.rint(base * dt_h * 1000.0).astype(np.int64)
+    meter_wh = np.rint(meter * dt_h * 1000.0).astype(np.int64)
+    decl_owner_wh = np.rint(decl_owner * dt_h * 1000.0).astype(np.int64)  # per interval
+    decl_t_wh = int(decl_owner_wh.sum())
+    resp_t = resp_wh[:, ev].sum(axis=0)  # VPP response per event interval, Wh
+    n_ev = len(ev)
+    decl_wh = decl_t_wh * n_ev
+
+    if band.basis == "event":
+        paid, short = _band(int(resp_t.sum()), decl_wh, band)
+        # per-interval view: paid energy spread by positive response (for the report only)
+        per_t = [_band(int(r), decl_t_wh, band) for r in resp_t]
+    else:
+        per_t = [_band(int(r), decl_t_wh, band) for r in resp_t]
+        paid = sum((p for p, _ in per_t), Fraction(0))
+        short = sum((s for _, s in per_t), Fraction(0))
+
+    energy_fen = _fen(paid, price)
+    duration_h = n_ev * dt_h
+    cap_fen = 0
+    if capacity_price_yuan_per_kw:
+        effective_kw = paid / Fraction(n_ev * interval_minutes, 60) / 1000
+        cap_fen = yuan_to_fen(effective_kw * Fraction(capacity_price_yuan_per_kw))
+    revenue_fen = energy_fen + cap_fen
+    penalty_fen = _fen(short * Fraction(band.penalty_factor), price)
+    fee_fen = yuan_to_fen(Decimal(revenue_fen) * fee / 100 / 100)
+    distributable = revenue_fen - fee_fen
+
+    # owners: contribution and shortfall
+    resp_owner = resp_wh[:, ev].sum(axis=1)
+    if band.basis == "event":
+        contrib = np.maximum(resp_owner, 0)
+    else:  # paid interval by interval: positive response in each interval counts
+        contrib = np.maximum(resp_wh[:, ev], 0).sum(axis=1)
+    ref = Fraction(band.penalty_reference_pct) / 100
+    owner_short = [
+        max(Fraction(0), ref * int(decl_owner_wh[i]) * n_ev - max(int(resp_owner[i]), 0))
+        for i in range(n)
+    ]
+    rev_share = allocate_fen(distributable, [int(c) for c in contrib]) if distributable else [0] * n
+    if penalty_fen:
+        weights = owner_short if any(owner_short) else [int(d) for d in decl_owner_wh]
+        pen_share = allocate_fen(penalty_fen, weights)
+    else:
+        pen_share = [0] * n
+    payouts = [r - p for r, p in zip(rev_share, pen_share, strict=True)]
+    net_fen = revenue_fen - penalty_fen
+    if sum(payouts) + fee_fen != net_fen:  # pragma: no cover - guarded by allocate_fen
+        raise SettlementError(
+            f"money does not balance: payouts {sum(payouts)} + fee {fee_fen} != net {net_fen} fen"
+        )
+
+    # ToU bill change per owner (every interval given, not only the event)
+    tou = [0] * n
+    if tariff is not None:
+        prices = tariff.price_series_decimal(index).to_numpy()
+        delta_wh = meter_wh - base_wh
+        for i in range(n):
+            total = sum(
+                (Fraction(int(delta_wh[i, k])) * Fraction(prices[k]) for k in range(t)),
+                Fraction(0),
+            )
+            tou[i] = yuan_to_fen(total / 1000)
+
+    owners = []
+    for i in range(n):
+        d_kwh = int(decl_owner_wh[i]) * n_ev / 1000
+        owners.append(OwnerResult(
+            owner_id=int(owner_ids[i]),
+            declared_kw=float(decl_owner[i]),
+            baseline_kwh=int(base_wh[i, ev].sum()) / 1000,
+            metered_kwh=int(meter_wh[i, ev].sum()) / 1000,
+            response_kwh=int(resp_owner[i]) / 1000,
+            contribution_kwh=int(contrib[i]) / 1000,
+            shortfall_kwh=float(owner_short[i]) / 1000,
+            performance_ratio=(int(resp_owner[i]) / 1000 / d_kwh) if d_kwh else 0.0,
+            revenue_fen=rev_share[i], penalty_fen=pen_share[i], payout_fen=payouts[i],
+            tou_bill_change_fen=tou[i],
+        ))
+
+    decl_kw_total = float(decl_owner.sum())
+    frame = pd.DataFrame(
+        {
+            "in_event": mask,
+            "baseline_kw": base.sum(axis=0),
+            "metered_kw": meter.sum(axis=0),
+            "declared_kw": np.where(mask, decl_kw_total, 0.0),
+            "response_kw": sign * (base.sum(axis=0) - meter.sum(axis=0)),
+        },
+        index=index.rename("interval_start"),
+    )
+    ratio_t = np.full(t, np.nan)
+    ratio_t[ev] = resp_t / decl_t_wh if decl_t_wh else np.nan
+    frame["performance_ratio"] = ratio_t
+    paid_t = np.zeros(t)
+    paid_t[ev] = [float(p) / 1000 for p, _ in per_t]
+    frame["paid_kwh_if_interval_basis"] = paid_t
+    if tariff is not None:
+        frame["tou_period"] = tariff.period_series(index).to_numpy()
+        frame["tou_price_yuan_per_kwh"] = tariff.price_series(index).to_numpy()
+
+    total_resp = int(resp_t.sum())
+    return EventSettlement(
+        direction=direction, price_yuan_per_kwh=price, fee_pct=fee, band_basis=band.basis,
+        duration_h=duration_h,
+        baseline_kwh=int(base_wh[:, ev].sum()) / 1000,
+        metered_kwh=int(meter_wh[:, ev].sum()) / 1000,
+        response_kwh=total_resp / 1000,
+        declared_kw=decl_kw_total, declared_kwh=decl_wh / 1000,
+        performance_ratio=total_resp / decl_wh if decl_wh else 0.0,
+        paid_kwh=float(paid) / 1000, shortfall_kwh=float(short) / 1000,
+        energy_revenue_fen=energy_fen, capacity_revenue_fen=cap_fen, revenue_fen=revenue_fen,
+        penalty_fen=penalty_fen, fee_fen=fee_fen, net_fen=net_fen, owners=owners,
+        intervals=frame,
+    )
+
+
+def check_balance(result: EventSettlement) -> None:
+    """Raise :class:`SettlementError` unless payouts + fee == revenue - penalty exactly."""
+    total = sum(o.payout_fen for o in result.owners) + result.fee_fen
+    if total != result.revenue_fen - result.penalty_fen or not all(
+        isinstance(o.payout_fen, int) for o in result.owners
+    ):
+        raise SettlementError(
+            f"money does not balance: payouts + fee = {total} fen, "
+            f"revenue - penalty = {result.revenue_fen - result.penalty_fen} fen"
+        )
+
+
+__all__ = ["EventSettlement", "OwnerResult", "SettlementError", "check_balance", "settle_event"]

@@ -1,0 +1,299 @@
+"""Profile-driven Modbus adapter: one implementation of the adapter protocol for every profile
+(and for SunSpec devices, whose profile is built at discovery).
+
+Safe writes: the setpoint is clamped to the device's declared limits (logged, reported as
+``clamped``); each register value is checked against the profile's ``min``/``max`` for that
+point and clamped again rather than written out of range; only points the profile marks
+writable are ever written; every write is read back (from the point itself or its ``readback``
+point) and a mismatch makes ``verified`` False with an error. The heartbeat feeds the device's
+watchdog as the profile says; devices without one get an aggregator-side lease: if no new
+setpoint arrives within ``lease_s``, :meth:`heartbeat` releases the device.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from device_adapters.codec import (
+    decode_points,
+    encode_point,
+    kw_to_point,
+    point_to_kw,
+    quantise,
+    to_canonical,
+)
+from device_adapters.errors import ImplausibleValue, MalformedReply, UnsafeWrite
+from device_adapters.flex import flexibility
+from device_adapters.modbus_client import GatewayClient
+from device_adapters.profile import Action, Profile, plan_blocks
+from device_adapters.protocol import DeviceState, SetpointResult, clamp_setpoint
+from device_adapters.registers import DataType, EncodingError, resolution
+from vpp.device_kinds import DeviceKind
+from vpp.errors import DeviceError
+from vpp.timeutil import now as tz_now
+
+log = logging.getLogger(__name__)
+
+#: |power| may exceed the rating by this factor before a reading is called implausible.
+PLAUSIBLE_OVER_RATING = 1.5
+
+
+class ProfileAdapter:
+    """A device (unit id) behind a :class:`GatewayClient`, driven by its :class:`Profile`."""
+
+    def __init__(
+        self,
+        client: GatewayClient,
+        profile: Profile,
+        *,
+        device_id: int,
+        unit_id: int,
+        kind: DeviceKind,
+        rated_power_kw: float,
+        min_setpoint_kw: float,
+        max_setpoint_kw: float,
+        params: dict[str, Any] | None = None,
+        clock: Callable[[], datetime] = tz_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.profile = profile
+        self.device_id = device_id
+        self.unit_id = unit_id
+        self.kind = kind
+        self.rated_power_kw = rated_power_kw
+        self.min_setpoint_kw = min_setpoint_kw
+        self.max_setpoint_kw = max_setpoint_kw
+        self.params = dict(params or {})
+        self._clock = clock
+        self._monotonic = monotonic
+        self._poll_names = profile.poll_points()
+        self._poll_blocks = plan_blocks(profile, self._poll_names)
+        self._context: dict[str, float | str] = {}
+        self.active_setpoint_kw: float | None = None
+        self._lease_started: float | None = None
+        self._counter = 0
+
+    # -- reading --------------------------------------------------------------------------
+    async def read_points(self, names: list[str]) -> dict[str, float | str]:
+        """Read and decode the named points (in as few requests as the profile allows)."""
+        names = list(dict.fromkeys(names))
+        for n in list(names):
+            sf = self.profile.points[n].scale_sf
+            if sf:
+                names.append(sf)
+        blocks = (self._poll_blocks if names == self._poll_names
+                  else plan_blocks(self.profile, names))
+        regs: dict[tuple[str, int], int] = {}
+        for b in blocks:
+            words = await self.client.read(self.unit_id, b.function, b.address, b.count)
+            for i, w in enumerate(words):
+                regs[(b.function, b.address + i)] = w
+        try:
+            values = decode_points(self.profile, names, regs)
+        except EncodingError as exc:
+            raise MalformedReply(f"device {self.device_id}: {exc}") from None
+        for n in names:
+            self._check_valid(n, values[n])
+        self._context.update(values)
+        return values
+
+    def _check_valid(self, name: str, value: float | str) -> None:
+        p = self.profile.points[name]
+        if isinstance(value, str):
+            return
+        if (p.valid_min is not None and value < p.valid_min) or (
+            p.valid_max is not None and value > p.valid_max
+        ):
+            raise ImplausibleValue(
+                f"device {self.device_id}: {name} = {value:g} outside plausible range "
+                f"[{p.valid_min}, {p.valid_max}]"
+            )
+
+    def _measure(self, values: dict[str, float | str], field: str) -> float | None:
+        ref = getattr(self.profile.measure, field)
+        if ref is None:
+            return None
+        raw = values[ref.point]
+        if isinstance(raw, str):
+            raise MalformedReply(f"device {self.device_id}: {ref.point} is not a number")
+        return to_canonical(self.profile, ref.point, raw) * ref.sign
+
+    async def read_state(self) -> DeviceState:
+        t0 = time.perf_counter()
+        values = await self.read_points(self._poll_names)
+        power = self._measure(values, "power_kw")
+        assert power is not None
+        limit = self.rated_power_kw * PLAUSIBLE_OVER_RATING + 0.5
+        if abs(power) > limit:
+            raise ImplausibleValue(
+                f"device {self.device_id}: power {power:.1f} kW beyond {PLAUSIBLE_OVER_RATING}x "
+                f"its rating of {self.rated_power_kw:g} kW"
+            )
+        soc = self._measure(values, "soc_pct")
+        if soc is not None and not 0.0 <= soc <= 100.0:
+            raise ImplausibleValue(f"device {self.device_id}: state of charge {soc:g} %")
+        temp = self._measure(values, "indoor_temp_c")
+        down, up = flexibility(self.kind, power, self.min_setpoint_kw, self.max_setpoint_kw,
+                               soc, self.params)
+        return DeviceState(
+            device_id=self.device_id, ts=self._clock(), power_kw=power,
+            energy_kwh=self._measure(values, "energy_kwh"), soc_pct=soc, indoor_temp_c=temp,
+            available=True, flex_down_kw=down, flex_up_kw=up,
+            detail={"latency_ms": (time.perf_counter() - t0) * 1000.0,
+                    "active_setpoint_kw": self.active_setpoint_kw},
+        )
+
+    # -- writing --------------------------------------------------------------------------
+    def _context_points(self, actions: list[Action]) -> list[str]:
+        need: list[str] = []
+        for a in actions:
+            p = self.profile.points[a.point]
+            if p.percent_of:
+                need.append(p.percent_of)
+            if p.scale_sf:
+                need.append(p.scale_sf)
+            if isinstance(a.value, str) and a.value.startswith("@"):
+                need.append(a.value[1:])
+        return [n for n in dict.fromkeys(need) if n not in self._context]
+
+    def _action_value(self, a: Action, magnitude_kw: float) -> float:
+        if isinstance(a.value, int | float):
+            return float(a.value)
+        if a.value.startswith("@"):
+            v = self._context[a.value[1:]]
+            if isinstance(v, str):
+                raise EncodingError(f"{a.value} is not a number")
+            return float(v)
+        kw = magnitude_kw if a.value == "magnitude" else -magnitude_kw
+        return kw_to_point(self.profile, a.point, kw, self._context)
+
+    async def _write_actions(
+        self, actions: list[Action], magnitude_kw: float
+    ) -> tuple[list[tuple[str, float]], bool]:
+        """Write the actions; returns ([(point, written value)], clamped_by_point_limits)."""
+        missing = self._context_points(actions)
+        if missing:
+            await self.read_points(missing)
+        written: list[tuple[str, float]] = []
+        clamped = False
+        for a in actions:
+            p = self.profile.points[a.point]
+            if not p.writable:  # the profile validator prevents this; defend anyway
+                raise UnsafeWrite(f"point {a.point} is not writable")
+            value = self._action_value(a, magnitude_kw)
+            lo = p.min if p.min is not None else float("-inf")
+            hi = p.max if p.max is not None else float("inf")
+            if not lo <= value <= hi:
+                log.warning("device %s: %s = %g outside [%s, %s]; clamped", self.device_id,
+                            a.point, value, p.min, p.max)
+                value = min(max(value, lo), hi)
+                clamped = True
+            value = quantise(self.profile, a.point, value, self._context)
+            regs = encode_point(self.profile, a.point, value, self._context)
+            await self.client.write(self.unit_id, p.address, regs)
+            written.append((a.point, value))
+        return written, clamped
+
+    async def _verify(self, written: list[tuple[str, float]]) -> tuple[dict[str, float], list[str]]:
+        targets = {name: (self.profile.points[name].readback or name) for name, _ in written}
+        values = await self.read_points(list(dict.fromkeys(targets.values())))
+        back: dict[str, float] = {}
+        mismatches: list[str] = []
+        for name, value in written:
+            got = values[targets[name]]
+            if isinstance(got, str):
+                mismatches.append(f"{name}: read back text {got!r}")
+                continue
+            back[name] = got
+            p = self.profile.points[targets[name]]
+            tol = max(resolution(p.type, p.scale) * 1.01, 1e-5 * max(abs(value), 1.0))
+            if p.type in (DataType.FLOAT32, DataType.FLOAT64):
+                tol = max(tol, 1e-6 * abs(value) + 1e-6)
+            if abs(got - value) > tol:
+                mismatches.append(f"{name} wrote {value:g}, read back {got:g}")
+        return back, mismatches
+
+    async def apply_setpoint(self, setpoint_kw: float) -> SetpointResult:
+        """Clamp to the declared limits, write the profile's control writes, read back."""
+        try:
+            value, clamped = clamp_setpoint(float(setpoint_kw), self.min_setpoint_kw,
+                                            self.max_setpoint_kw)
+        except ValueError as exc:
+            return SetpointResult(self.device_id, setpoint_kw, 0.0, False, None, False, str(exc))
+        if clamped:
+            log.warning("device %s: setpoint %g kW outside [%g, %g]; clamped to %g",
+                        self.device_id, setpoint_kw, self.min_setpoint_kw,
+                        self.max_setpoint_kw, value)
+        actions = self.profile.control.branch(value)
+        if not actions:
+            return SetpointResult(self.device_id, setpoint_kw, value, clamped, None, False,
+                                  f"profile {self.profile.name} cannot apply {value:g} kW")
+        sign = 1.0 if value >= 0 else -1.0
+        try:
+            written, point_clamped = await self._write_actions(actions, abs(value))
+            written_kw = value
+            mag = [(n, v) for (n, v), a in zip(written, actions, strict=True)
+                   if a.value in ("magnitude", "-magnitude")]
+            if mag:
+                written_kw = sign * abs(point_to_kw(self.profile, mag[0][0], mag[0][1],
+                                                    self._context))
+            self.active_setpoint_kw = written_kw
+            self._lease_started = self._monotonic()
+            back, mismatches = await self._verify(written)
+        except (DeviceError, EncodingError) as exc:
+            return SetpointResult(self.device_id, setpoint_kw, value, clamped, None, False,
+                                  str(exc))
+        readback_kw = None
+        if mag:
+            readback_kw = sign * abs(point_to_kw(self.profile, mag[0][0], back[mag[0][0]],
+                                                 self._context))
+        error = None
+        if mismatches:
+            error = f"read-back mismatch on device {self.device_id}: " + "; ".join(mismatches)
+            log.error(error)
+        return SetpointResult(
+            device_id=self.device_id, requested_kw=setpoint_kw, written_kw=written_kw,
+            clamped=clamped or point_clamped, readback_kw=readback_kw,
+            verified=not mismatches, error=error,
+        )
+
+    async def release(self) -> None:
+        """Write the profile's release writes (device back to its own default behaviour)."""
+        if self.profile.control.release:
+            await self._write_actions(self.profile.control.release, 0.0)
+        self.active_setpoint_kw = None
+        self._lease_started = None
+
+    @property
+    def lease_expired(self) -> bool:
+        return (self._lease_started is not None
+                and self._monotonic() - self._lease_started > self.profile.heartbeat.lease_s)
+
+    async def heartbeat(self) -> None:
+        """Feed the device's watchdog; release the device when our own lease has expired."""
+        if self.active_setpoint_kw is not None and self.lease_expired:
+            log.warning("device %s: lease expired without a new setpoint; releasing",
+                        self.device_id)
+            await self.release()
+            return
+        hb = self.profile.heartbeat
+        if hb.mode == "rewrite":
+            if self.active_setpoint_kw is not None:
+                value = self.active_setpoint_kw
+                await self._write_actions(self.profile.control.branch(value), abs(value))
+        elif hb.mode == "write" and hb.point is not None:
+            p = self.profile.points[hb.point]
+            v = hb.value if hb.value is not None else 1.0
+            await self.client.write(self.unit_id, p.address,
+                                    encode_point(self.profile, hb.point, v, self._context))
+        elif hb.mode == "counter" and hb.point is not None:
+            self._counter = (self._counter + 1) % 65536
+            p = self.profile.points[hb.point]
+            await self.client.write(
+                self.unit_id, p.address,
+                encode_point(self.profile, hb.point, float(self._counter), self._context))

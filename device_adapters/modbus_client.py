@@ -1,0 +1,210 @@
+"""The only module that imports pymodbus's client (pinned 3.16.1: ``device_id=`` keyword).
+
+:class:`GatewayClient` is one TCP connection to one gateway, shared by all unit ids behind it.
+Modbus TCP gateways answer one request at a time, so requests are serialised by a semaphore of
+``max_in_flight`` (default 1); throughput comes from many gateways in parallel and from reading
+contiguous registers in one request. Every request has a timeout; transport failures are retried
+``retries`` times with exponential backoff (``backoff_base_s * 2**attempt``) and a reconnect;
+exception replies are not retried (the device refused). Errors are
+:mod:`device_adapters.errors` classes with one-line messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException
+
+from device_adapters.errors import (
+    EXCEPTION_NAMES,
+    ExceptionReply,
+    GatewayUnreachable,
+    MalformedReply,
+    RequestTimeout,
+)
+
+log = logging.getLogger(__name__)
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # we report errors ourselves
+
+MAX_READ_REGISTERS = 125
+MAX_WRITE_REGISTERS = 123
+
+
+@dataclass
+class GatewayStats:
+    requests: int = 0
+    errors: int = 0
+    retries: int = 0
+    reconnects: int = 0
+    latency_s_total: float = 0.0
+    last_error: str | None = None
+    latencies_s: list[float] = field(default_factory=list)
+
+    def record(self, latency_s: float) -> None:
+        self.requests += 1
+        self.latency_s_total += latency_s
+        if len(self.latencies_s) < 100_000:
+            self.latencies_s.append(latency_s)
+
+
+class GatewayClient:
+    """An asyncio Modbus TCP client for one gateway (host, port)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout_s: float = 1.0,
+        retries: int = 2,
+        backoff_base_s: float = 0.1,
+        max_in_flight: int = 1,
+        connect_timeout_s: float | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_base_s = backoff_base_s
+        self.connect_timeout_s = connect_timeout_s or timeout_s
+        self._sem = asyncio.Semaphore(max_in_flight)
+        self._connect_lock = asyncio.Lock()
+        self._client: AsyncModbusTcpClient | None = None
+        self.stats = GatewayStats()
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    async def connect(self) -> None:
+        """Open the connection (idempotent); :class:`GatewayUnreachable` if it cannot."""
+        if self.connected:  # fast path: no lock per request
+            return
+        async with self._connect_lock:
+            if self.connected:
+                return
+            await self._drop()
+            client = AsyncModbusTcpClient(
+                # pymodbus' own timeout is a backstop; ours (asyncio.wait_for) fires first
+                self.host, port=self.port, timeout=self.timeout_s + 1.0, retries=0,
+                reconnect_delay=0, reconnect_delay_max=0,
+            )
+            try:
+                ok = await asyncio.wait_for(client.connect(), self.connect_timeout_s)
+            except (TimeoutError, OSError, ModbusException):
+                ok = False
+            if not ok:
+                client.close()
+                raise GatewayUnreachable(f"gateway {self.endpoint} unreachable")
+            self._client = client
+            self.stats.reconnects += 1
+
+    async def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def close(self) -> None:
+        async with self._connect_lock:
+            await self._drop()
+
+    async def read(self, unit: int, function: str, address: int, count: int) -> list[int]:
+        """Read ``count`` holding or input registers from ``unit``."""
+        if not 1 <= count <= MAX_READ_REGISTERS:
+            raise ValueError(f"register count {count} outside 1..{MAX_READ_REGISTERS}")
+        regs = await self._request(unit, "read", function, address, count=count)
+        if len(regs) != count:
+            raise MalformedReply(
+                f"unit {unit} at {self.endpoint}: asked for {count} registers at {address}, "
+                f"got {len(regs)}"
+            )
+        return regs
+
+    async def write(self, unit: int, address: int, values: list[int]) -> None:
+        """Write holding registers: FC06 for one register, FC16 for several."""
+        if not 1 <= len(values) <= MAX_WRITE_REGISTERS:
+            raise ValueError(f"write of {len(values)} registers")
+        await self._request(unit, "write", "holding", address, values=values)
+
+    async def _request(
+        self, unit: int, op: str, function: str, address: int, *, count: int = 0,
+        values: list[int] | None = None,
+    ) -> list[int]:
+        what = f"{op} {function} {address}" + (f"+{count}" if count else "")
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+                await asyncio.sleep(self.backoff_base_s * 2 ** (attempt - 1))
+            try:
+                async with self._sem:
+                    await self.connect()
+                    t0 = time.perf_counter()
+                    async with asyncio.timeout(self.timeout_s):  # no extra task per request
+                        regs = await self._once(unit, op, function, address, count, values)
+                    self.stats.record(time.perf_counter() - t0)
+                    return regs
+            except ExceptionReply as exc:
+                self.stats.errors += 1
+                self.stats.last_error = str(exc)
+                raise
+            except GatewayUnreachable as exc:
+                last = exc
+            except (TimeoutError, ConnectionException, OSError) as exc:
+                timed_out = isinstance(exc, TimeoutError)  # (TimeoutError is an OSError)
+                last = RequestTimeout(
+                    f"unit {unit} at {self.endpoint}: no reply to {what} within "
+                    f"{self.timeout_s:g} s"
+                    if timed_out
+                    else f"unit {unit} at {self.endpoint}: connection lost during {what}"
+                )
+                await self.close()  # a late reply must not be taken for the next request's
+            except ModbusException as exc:
+                last = MalformedReply(f"unit {unit} at {self.endpoint}: bad reply to {what}: "
+                                      f"{str(exc).splitlines()[0][:120]}")
+                await self.close()
+            except (ValueError, IndexError, AttributeError) as exc:
+                last = MalformedReply(
+                    f"unit {unit} at {self.endpoint}: malformed reply to {what}: {exc}"
+                )
+                await self.close()
+        self.stats.errors += 1
+        assert last is not None
+        self.stats.last_error = str(last)
+        raise last
+
+    async def _once(
+        self, unit: int, op: str, function: str, address: int, count: int,
+        values: list[int] | None,
+    ) -> list[int]:
+        client = self._client
+        if client is None:
+            raise ConnectionException("not connected")
+        if op == "read":
+            call = (client.read_holding_registers if function == "holding"
+                    else client.read_input_registers)
+            rr = await call(address, count=count, device_id=unit)
+        elif values is not None and len(values) == 1:
+            rr = await client.write_register(address, values[0], device_id=unit)
+        else:
+            rr = await client.write_registers(address, values or [], device_id=unit)
+        if rr.isError():
+            code = int(getattr(rr, "exception_code", 0) or 0)
+            name = EXCEPTION_NAMES.get(code, "unknown exception")
+            raise ExceptionReply(
+                f"unit {unit} at {self.endpoint}: exception {code} ({name}) on {op} "
+                f"{function} {address}", code)
+        if op == "read":
+            regs = list(getattr(rr, "registers", []) or [])
+            if len(regs) != count:
+                raise ValueError(f"{len(regs)} registers in reply, expected {count}")
+            return regs
+        return []

@@ -1,0 +1,224 @@
+"""Flexibility forecasts per device kind, with uncertainty, as pure functions.
+
+Each function takes the device's parameter model from :mod:`vpp.device_kinds` plus forecasts or
+history (pandas, aware 15-minute index) and returns a DataFrame with one row per interval and
+quantile columns named ``<quantity>_p10`` / ``_p50`` / ``_p90``. Sign convention as everywhere:
+``flex_down_kw`` is how much consumption can be *reduced* (>= 0), ``flex_up_kw`` how much it can
+be *increased* (>= 0). Lower quantiles are the conservative side: what can be offered with 90%
+confidence is the ``_p10`` column.
+
+- EV chargers: connected vehicles and energy still needed, from the empirical quantiles of the
+  same interval of the day on recent days of the same type (working / non-working).
+- Batteries: state of charge along a planned power path, with a band that widens with the
+  square root of time (measurement error plus drift), and the extra discharge/charge power that
+  the band allows for ``sustain_hours``.
+- Commercial buildings: how far the HVAC load can be shed for ``shed_hours`` before the indoor
+  temperature leaves the comfort band (first-order RC model: shedding ``s`` kW for ``d`` h warms
+  the building by about ``s * d / C`` deg C), limited by ``max_shed_kw`` and by the HVAC load
+  forecast itself.
+- Industrial loads: curtailable power = min(``max_curtail_kw``, forecast running power).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from forecasting.calendars import DayCalendar, day_flags
+from vpp.device_kinds import (
+    BatteryParams,
+    CommercialBuildingParams,
+    EvChargerParams,
+    IndustrialLoadParams,
+)
+from vpp.errors import ValidationError
+
+QUANTILES = (0.1, 0.5, 0.9)
+Z90 = 1.2815515655446004  # standard normal quantile at 0.9
+
+
+def _qname(q: float) -> str:
+    return f"p{round(q * 100)}"
+
+
+def _quantile_columns(frame: pd.DataFrame, base: str, quantiles: Sequence[float]) -> list[pd.Series]:
+    cols = [f"{base}_{_qname(q)}" for q in quantiles]
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise ValidationError(f"forecast lacks column(s) {', '.join(missing)}")
+    return [frame[c].astype(float) for c in cols]
+
+
+def ev_flexibility(
+    params: EvChargerParams,
+    history: pd.DataFrame,
+    target_index: pd.DatetimeIndex,
+    calendar: DayCalendar,
+    *,
+    quantiles: Sequence[float] = QUANTILES,
+    lookback_days: int = 28,
+    interval_minutes: int = 15,
+) -> pd.DataFrame:
+    """Connected EVs, energy still needed (kWh) and charging flexibility per target interval.
+
+    ``history`` has columns ``connected`` (vehicles plugged in) and ``energy_needed_kwh``
+    (energy the plugged-in vehicles still want) on an aware index. For each target interval the
+    quantiles come from the same interval of the day on the last ``lookback_days`` days of the
+    same day type. ``flex_down_kw`` is the charging power that could be paused (all connected
+    vehicles at full power, or what they still need in one interval, whichever is less);
+    ``flex_up_kw`` is the same power (they can charge at full power instead of waiting).
+    """
+    for c in ("connected", "energy_needed_kwh"):
+        if c not in history.columns:
+            raise ValidationError(f"EV history lacks column {c!r}")
+    if len(history) == 0:
+        raise ValidationError("EV history is empty")
+    end = history.index[-1]
+    hist = history[history.index > end - pd.Timedelta(days=lookback_days)]
+    slot = (hist.index.hour * 60 + hist.index.minute) // interval_minutes
+    key = pd.DataFrame({"workday": day_flags(hist.index, calendar)["workday"].to_numpy(),
+                        "slot": slot}, index=hist.index)
+    grouped = hist[["connected", "energy_needed_kwh"]].groupby(
+        [key["workday"], key["slot"]])
+    table = grouped.quantile(list(quantiles))  # index (workday, slot, q)
+    t_slot = (target_index.hour * 60 + target_index.minute) // interval_minutes
+    t_work = day_flags(target_index, calendar)["workday"].to_numpy()
+    out = pd.DataFrame(index=target_index)
+    hours = interval_minutes / 60
+    for q in quantiles:
+        keys = pd.MultiIndex.from_arrays([t_work, t_slot, np.full(len(target_index), q)])
+        vals = table.reindex(keys)
+        if vals.isna().any().any():
+            raise ValidationError("EV history has no data for some interval of the day and day type")
+        connected = np.clip(vals["connected"].to_numpy(), 0, params.connectors)
+        energy = np.clip(vals["energy_needed_kwh"].to_numpy(), 0, None)
+        power = np.minimum(connected * params.max_charge_kw_per_connector, energy / hours)
+        n = _qname(q)
+        out[f"connected_{n}"] = connected
+        out[f"energy_needed_kwh_{n}"] = energy
+        out[f"flex_down_kw_{n}"] = power
+        out[f"flex_up_kw_{n}"] = power
+        if params.v2g:
+            out[f"discharge_kw_{n}"] = connected * params.max_discharge_kw_per_connector
+    return out
+
+
+def battery_flexibility(
+    params: BatteryParams,
+    soc_now_pct: float,
+    planned_power_kw: pd.Series,
+    *,
+    max_charge_kw: float,
+    max_discharge_kw: float,
+    soc_error_pct: float = 2.0,
+    drift_pct_per_sqrt_hour: float = 1.0,
+    sustain_hours: float = 1.0,
+    interval_minutes: int = 15,
+) -> pd.DataFrame:
+    """State of charge (%) along ``planned_power_kw`` (+ charge, - discharge) with P10/P50/P90,
+    and the extra flexibility around the plan that each SoC quantile allows.
+
+    The SoC spread is ``soc_error_pct`` (standard deviation now) growing as
+    ``drift_pct_per_sqrt_hour * sqrt(hours)``; P10/P90 are +/-1.28 standard deviations.
+    ``flex_down_kw`` = plan + the discharge power sustainable for ``sustain_hours`` from the
+    energy above ``soc_min_pct``; ``flex_up_kw`` = the charge power sustainable into the room
+    below ``soc_max_pct`` minus the plan; both within the power limits and >= 0.
+    """
+    if not 0 <= soc_now_pct <= 100:
+        raise ValidationError(f"soc_now_pct must be within 0-100, got {soc_now_pct}")
+    if max_charge_kw < 0 or max_discharge_kw < 0:
+        raise ValidationError("max_charge_kw and max_discharge_kw must be >= 0")
+    p = planned_power_kw.to_numpy(dtype=float)
+    if not np.isfinite(p).all():
+        raise ValidationError("planned power has missing values")
+    hours = interval_minutes / 60
+    p = np.clip(p, -max_discharge_kw, max_charge_kw)
+    energy_pct = np.where(p > 0, p * params.charge_efficiency, p / params.discharge_efficiency)
+    energy_pct = energy_pct * hours / params.capacity_kwh * 100
+    soc = np.clip(soc_now_pct + np.cumsum(energy_pct), params.soc_min_pct, params.soc_max_pct)
+    elapsed = np.arange(1, len(p) + 1) * hours
+    sd = np.sqrt(soc_error_pct**2 + drift_pct_per_sqrt_hour**2 * elapsed)
+    out = pd.DataFrame(index=planned_power_kw.index)
+    for q, z in ((0.1, -Z90), (0.5, 0.0), (0.9, Z90)):
+        s = np.clip(soc + z * sd, 0, 100)
+        avail = np.clip(s - params.soc_min_pct, 0, None) / 100 * params.capacity_kwh
+        room = np.clip(params.soc_max_pct - s, 0, None) / 100 * params.capacity_kwh
+        dis = np.minimum(max_discharge_kw, avail * params.discharge_efficiency / sustain_hours)
+        chg = np.minimum(max_charge_kw, room / params.charge_efficiency / sustain_hours)
+        n = _qname(q)
+        out[f"soc_pct_{n}"] = s
+        out[f"flex_down_kw_{n}"] = np.clip(p + dis, 0, None)
+        out[f"flex_up_kw_{n}"] = np.clip(chg - p, 0, None)
+    # the P10 of flexibility comes from the low-SoC side for discharge, high-SoC for charge
+    up = out[["flex_up_kw_p10", "flex_up_kw_p90"]].to_numpy()
+    out["flex_up_kw_p10"], out["flex_up_kw_p90"] = up[:, 1], up[:, 0]
+    return out
+
+
+def building_flexibility(
+    params: CommercialBuildingParams,
+    indoor_temp_c: float,
+    hvac_load_kw: pd.DataFrame,
+    *,
+    indoor_temp_sd_c: float = 0.5,
+    shed_hours: float = 1.0,
+    mode: Literal["cooling", "heating"] = "cooling",
+    quantiles: Sequence[float] = QUANTILES,
+) -> pd.DataFrame:
+    """Comfort headroom (deg C) and sheddable HVAC power for ``shed_hours`` (kW).
+
+    ``hvac_load_kw`` holds the HVAC load forecast as ``load_kw_p10``/``_p50``/``_p90``. In
+    ``cooling`` mode the headroom is ``comfort_max_c - indoor``; in ``heating`` mode
+    ``indoor - comfort_min_c``. The indoor temperature is assumed held by the HVAC until the
+    shed starts; its uncertainty is ``indoor_temp_sd_c``.
+    """
+    if shed_hours <= 0:
+        raise ValidationError("shed_hours must be > 0")
+    if shed_hours * 60 > params.max_shed_minutes:
+        raise ValidationError(
+            f"shed of {shed_hours:g} h exceeds max_shed_minutes={params.max_shed_minutes}"
+        )
+    loads = _quantile_columns(hvac_load_kw, "load_kw", quantiles)
+    headroom = (params.comfort_max_c - indoor_temp_c if mode == "cooling"
+                else indoor_temp_c - params.comfort_min_c)
+    out = pd.DataFrame(index=hvac_load_kw.index)
+    c = params.thermal_capacitance_kwh_per_c
+    for q, load in zip(quantiles, loads, strict=True):
+        z = float(np.sqrt(2) * _erfinv(2 * q - 1))
+        room = max(headroom + z * indoor_temp_sd_c, 0.0)
+        thermal_kw = room * c / shed_hours
+        shed = np.clip(np.minimum(np.minimum(params.max_shed_kw, thermal_kw), load), 0, None)
+        n = _qname(q)
+        out[f"headroom_c_{n}"] = room
+        out[f"flex_down_kw_{n}"] = shed
+        out[f"rebound_kwh_{n}"] = shed * shed_hours * params.rebound_fraction
+    return out
+
+
+def industrial_flexibility(
+    params: IndustrialLoadParams,
+    load_forecast_kw: pd.DataFrame,
+    *,
+    quantiles: Sequence[float] = QUANTILES,
+) -> pd.DataFrame:
+    """Curtailable power per interval: min(``max_curtail_kw``, forecast running power) per
+    quantile of ``load_kw_p10``/``_p50``/``_p90``, with the make-up energy one hour of that
+    curtailment would need (``makeup_fraction``) within ``makeup_hours``."""
+    loads = _quantile_columns(load_forecast_kw, "load_kw", quantiles)
+    out = pd.DataFrame(index=load_forecast_kw.index)
+    for q, load in zip(quantiles, loads, strict=True):
+        curtail = np.clip(np.minimum(params.max_curtail_kw, load.to_numpy()), 0, None)
+        n = _qname(q)
+        out[f"flex_down_kw_{n}"] = curtail
+        out[f"makeup_kwh_per_hour_{n}"] = curtail * params.makeup_fraction
+    out["max_duration_minutes"] = params.max_curtail_minutes
+    return out
+
+
+def _erfinv(y: float) -> float:
+    from scipy.special import erfinv
+
+    return float(erfinv(y))

@@ -1,0 +1,243 @@
+"""A simulated grid operator (the provincial load-management centre) and fault injection.
+
+:class:`GridOperator` turns the scenario's weather into a season of calls: a day-ahead invitation
+(issued the afternoon before) for each working day whose forecast peak reaches the trigger, and a
+real-time call (short notice, one hour) when a day turns out hotter (colder in winter) than
+forecast. :func:`draw_faults` picks devices that fail, leave or under-deliver mid-event, and
+:class:`FaultyAdapter` applies those faults to any :class:`~device_adapters.protocol.DeviceAdapter`
+without touching the device model behind it.
+
+Powers in kW, timestamps aware (the scenario's time zone).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from device_adapters.protocol import DeviceState, SetpointResult
+from sim.scenarios.city import daily_peak_mw, is_summer, is_working_day, seasonal_peak_mw
+from sim.scenarios.scenario import Scenario
+from vpp.device_kinds import DeviceKind
+from vpp.errors import DeviceError
+
+DAY_AHEAD_ISSUE_TIME = time(17, 0)  # invitations go out the afternoon before (ASSUMPTION)
+
+FaultMode = Literal["fail", "leave", "under_deliver"]
+
+
+@dataclass(frozen=True)
+class GridCall:
+    """One call from the grid operator."""
+
+    external_id: str
+    event_type: Literal["day_ahead", "real_time"]
+    direction: Literal["peak_shaving", "valley_filling"]
+    programme: str
+    issued_at: datetime
+    start: datetime
+    end: datetime
+    requested_kw: float
+    reason: str
+
+    @property
+    def day(self) -> date:
+        return self.start.date()
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start) / timedelta(hours=1)
+
+    def to_payload(self) -> dict[str, Any]:
+        """The call as a JSON body for the daemon's REST intake (full-stack scale)."""
+        return {
+            "external_id": self.external_id, "event_type": self.event_type,
+            "direction": self.direction, "programme": self.programme,
+            "start": self.start.isoformat(), "end": self.end.isoformat(),
+            "requested_kw": round(self.requested_kw, 3),
+        }
+
+
+def _at(day: date, t: time, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, t, tzinfo=tz)
+
+
+class GridOperator:
+    """Issues the season's calls from actual and forecast weather (deterministic)."""
+
+    def __init__(self, scn: Scenario, weather: pd.DataFrame) -> None:
+        self.scn = scn
+        self.weather = weather
+        self.tz = ZoneInfo(scn.scenario.timezone)
+        self.forecast_peak_mw = daily_peak_mw(scn, weather, forecast=True)
+        self.actual_peak_mw = daily_peak_mw(scn, weather)
+
+    def _window(self, day: date) -> tuple[datetime, datetime]:
+        g = self.scn.grid_operator
+        a, b = g.summer_window if is_summer(day) else g.winter_window
+        return _at(day, a, self.tz), _at(day, b, self.tz)
+
+    def calls(self, days: Sequence[date]) -> list[GridCall]:
+        """The calls for ``days`` (the days of the season periods, history excluded)."""
+        g = self.scn.grid_operator
+        prog = self.scn.scenario.programme
+        per_month: Counter[tuple[int, int]] = Counter()
+        out: list[GridCall] = []
+        for day in days:
+            if not g.weekend_calls and not is_working_day(day):
+                continue
+            month = (day.year, day.month)
+            if per_month[month] >= g.max_events_per_month:
+                continue
+            ref = seasonal_peak_mw(self.scn, day)
+            fc = float(self.forecast_peak_mw[day])
+            start, end = self._window(day)
+            if fc >= g.day_ahead_trigger_pu * ref:
+                issued = _at(day - timedelta(days=1), DAY_AHEAD_ISSUE_TIME, self.tz)
+                out.append(GridCall(
+                    f"sim-da-{day:%Y%m%d}", "day_ahead", "peak_shaving", prog, issued, start, end,
+                    g.request_pct_of_peak / 100 * fc * 1000,
+                    f"forecast peak {fc:,.0f} MW = {fc / ref:.0%} of the season's {ref:,.0f} MW",
+                ))
+                per_month[month] += 1
+                continue
+            w = self.weather.loc[day]
+            surprise = (w.tmax_c - w.tmax_forecast_c) if is_summer(day) else (
+                w.tmin_forecast_c - w.tmin_c)
+            if surprise >= g.real_time_trigger_c:
+                rt_start = start
+                issued = rt_start - timedelta(minutes=g.real_time_notice_minutes)
+                act = float(self.actual_peak_mw[day])
+                out.append(GridCall(
+                    f"sim-rt-{day:%Y%m%d}", "real_time", "peak_shaving", prog, issued, rt_start,
+                    rt_start + timedelta(minutes=g.real_time_duration_minutes),
+                    g.real_time_request_pct_of_peak / 100 * act * 1000,
+                    f"{surprise:.1f} degC beyond the forecast; load heading for {act:,.0f} MW",
+                ))
+                per_month[month] += 1
+        return out
+
+
+@dataclass(frozen=True)
+class DeviceFault:
+    """A fault of one device during one event, from ``at`` on."""
+
+    device_index: int
+    mode: FaultMode
+    at: datetime
+    fraction: float = 0.0  # under_deliver: share of the commanded reduction still delivered
+
+
+def draw_faults(scn: Scenario, call: GridCall, n_devices: int,
+                rng: np.random.Generator, interval_minutes: int = 15) -> list[DeviceFault]:
+    """Faults for one event: each device independently fails, leaves, under-delivers or not;
+    failures and departures happen at a random interval boundary inside the event."""
+    f = scn.faults
+    u = rng.random(n_devices)
+    modes = np.full(n_devices, "", dtype=object)
+    modes[u < f.fail_probability] = "fail"
+    c1 = f.fail_probability + f.leave_probability
+    modes[(u >= f.fail_probability) & (u < c1)] = "leave"
+    modes[(u >= c1) & (u < c1 + f.under_deliver_probability)] = "under_deliver"
+    steps = max(1, int(call.hours * 60 // interval_minutes))
+    out = []
+    lo, hi = f.under_deliver_fraction
+    for i in np.flatnonzero(modes != ""):
+        mode = str(modes[i])
+        k = 0 if mode == "under_deliver" else int(rng.integers(1, steps)) if steps > 1 else 0
+        at = call.start + timedelta(minutes=k * interval_minutes)
+        out.append(DeviceFault(int(i), mode, at, float(rng.uniform(lo, hi))))  # type: ignore[arg-type]
+    return out
+
+
+@dataclass
+class FaultyAdapter:
+    """Wraps a device adapter and, from ``fault.at`` on (by ``clock``), makes it misbehave:
+
+    - ``fail``: the device drops off: reads and writes raise :class:`DeviceError`, and the device
+      falls back to its own behaviour (released once);
+    - ``leave``: the owner overrides: control is released, reads report ``available=False``,
+      writes are refused;
+    - ``under_deliver``: the device follows only ``fraction`` of each commanded reduction below
+      the power it drew when the fault began.
+
+    The wrapped adapter stays the truth for metering (settlement uses the meter, not telemetry).
+    """
+
+    inner: Any
+    fault: DeviceFault
+    clock: Callable[[], datetime]
+    _released: bool = field(default=False, init=False)
+    _ref_kw: float | None = field(default=None, init=False)
+
+    @property
+    def device_id(self) -> int:
+        return int(self.inner.device_id)
+
+    @property
+    def kind(self) -> DeviceKind:
+        return self.inner.kind  # type: ignore[no-any-return]
+
+    @property
+    def min_setpoint_kw(self) -> float:
+        return float(self.inner.min_setpoint_kw)
+
+    @property
+    def max_setpoint_kw(self) -> float:
+        return float(self.inner.max_setpoint_kw)
+
+    def _active(self) -> bool:
+        return self.clock() >= self.fault.at
+
+    async def _drop(self) -> None:
+        if not self._released:
+            self._released = True
+            await self.inner.release()
+
+    async def read_state(self) -> DeviceState:
+        if not self._active():
+            return await self.inner.read_state()  # type: ignore[no-any-return]
+        if self.fault.mode == "fail":
+            await self._drop()
+            raise DeviceError(f"device {self.device_id}: no response (simulated failure)")
+        state: DeviceState = await self.inner.read_state()
+        if self.fault.mode == "leave":
+            await self._drop()
+            state.available = False
+            state.flex_down_kw = state.flex_up_kw = 0.0
+            state.detail = {**state.detail, "fault": "owner override"}
+        return state
+
+    async def apply_setpoint(self, setpoint_kw: float) -> SetpointResult:
+        if not self._active():
+            return await self.inner.apply_setpoint(setpoint_kw)  # type: ignore[no-any-return]
+        if self.fault.mode == "fail":
+            await self._drop()
+            raise DeviceError(f"device {self.device_id}: no response (simulated failure)")
+        if self.fault.mode == "leave":
+            await self._drop()
+            return SetpointResult(self.device_id, setpoint_kw, setpoint_kw, False, None, False,
+                                  "owner override: device left the event")
+        if self._ref_kw is None:
+            self._ref_kw = (await self.inner.read_state()).power_kw
+        ref = self._ref_kw
+        partial = ref - self.fault.fraction * (ref - setpoint_kw) if setpoint_kw < ref else setpoint_kw
+        res: SetpointResult = await self.inner.apply_setpoint(partial)
+        res.requested_kw = setpoint_kw
+        res.verified = False
+        return res
+
+    async def release(self) -> None:
+        await self.inner.release()
+
+    async def heartbeat(self) -> None:
+        if self._active() and self.fault.mode == "fail":
+            raise DeviceError(f"device {self.device_id}: no response (simulated failure)")
+        await self.inner.heartbeat()

@@ -1,0 +1,74 @@
+"""The revenue meters of the simulated fleet: per-owner load per interval, and a rolling per-device
+history (for disaggregating an owner's baseline over its devices when scheduling).
+
+Powers in kW, one value per market interval (the average over the interval). Owner rows are in
+the order of ``owners``; device rows in fleet order. Plain numpy; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+
+class MeterStore:
+    """Meter data for ``index`` (every simulated interval) of ``n_devices`` grouped by owner."""
+
+    def __init__(self, index: pd.DatetimeIndex, owner_of_device: Sequence[int], n_owners: int,
+                 history_days: int = 14, steps_per_day: int = 96) -> None:
+        self.index = index
+        self.owner_of_device = np.asarray(owner_of_device, dtype=np.int64)
+        self.n_devices = len(self.owner_of_device)
+        self.n_owners = n_owners
+        self.owner_kw = np.full((n_owners, len(index)), np.nan, dtype=np.float64)
+        self.steps_per_day = steps_per_day
+        self.history_days = history_days
+        # ring buffer of whole days: day slot -> (devices, steps)
+        self._dev = np.zeros((history_days, self.n_devices, steps_per_day), dtype=np.float32)
+        self._dev_day: list[date | None] = [None] * history_days
+        self._pos = {ts: i for i, ts in enumerate(index)}
+        self.recorded = 0
+
+    def position(self, ts: pd.Timestamp) -> int:
+        return self._pos[ts]
+
+    def record(self, pos: int, device_kw: np.ndarray) -> None:
+        """Store one interval's device powers (kW, fleet order) at index position ``pos``."""
+        kw = np.asarray(device_kw, dtype=np.float64)
+        self.owner_kw[:, pos] = np.bincount(self.owner_of_device, weights=kw,
+                                            minlength=self.n_owners)
+        ts = self.index[pos]
+        day = ts.date()
+        slot = ts.hour * (self.steps_per_day // 24) + ts.minute * self.steps_per_day // 1440
+        ring = day.toordinal() % self.history_days
+        if self._dev_day[ring] != day:
+            self._dev_day[ring] = day
+            self._dev[ring] = np.nan
+        self._dev[ring, :, slot] = kw
+        self.recorded = max(self.recorded, pos + 1)
+
+    def owner_series(self, owner: int, end: pd.Timestamp | None = None) -> pd.Series:
+        """An owner's metered load up to (excluding) ``end``; only recorded intervals."""
+        stop = self.recorded if end is None else min(self.recorded, self._pos.get(end, self.recorded))
+        return pd.Series(self.owner_kw[owner, :stop], index=self.index[:stop])
+
+    def fleet_series(self, end: pd.Timestamp | None = None) -> pd.Series:
+        stop = self.recorded if end is None else min(self.recorded, self._pos.get(end, self.recorded))
+        return pd.Series(self.owner_kw[:, :stop].sum(axis=0), index=self.index[:stop])
+
+    def window(self, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
+        """Owner loads (owners x intervals) over [start, end)."""
+        return self.owner_kw[:, self._pos[start]:self._pos[end]]
+
+    def device_profile(self, days: Sequence[date], slots: np.ndarray) -> np.ndarray | None:
+        """Mean device load (devices x len(slots)) at ``slots`` over ``days`` still in the ring;
+        None when none of them is."""
+        rings = [d.toordinal() % self.history_days for d in days]
+        have = [r for r, d in zip(rings, days, strict=True) if self._dev_day[r] == d]
+        if not have:
+            return None
+        block = self._dev[have][:, :, slots].astype(np.float64)
+        return np.nanmean(block, axis=0)

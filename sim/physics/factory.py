@@ -1,0 +1,58 @@
+"""Build the physics model of a device kind from its rated power and kind parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sim.physics.battery import BatteryModel
+from sim.physics.building import BuildingModel
+from sim.physics.ev_charger import EvChargerModel
+from sim.physics.industrial import IndustrialModel
+from vpp.device_kinds import (
+    BatteryParams,
+    CommercialBuildingParams,
+    DeviceKind,
+    EvChargerParams,
+    IndustrialLoadParams,
+    parse_params,
+)
+
+Physics = BatteryModel | BuildingModel | EvChargerModel | IndustrialModel
+
+
+def make_physics(
+    kind: DeviceKind, rated_power_kw: float, params: dict[str, Any] | None = None, seed: int = 0
+) -> Physics:
+    """A physics model for ``kind`` (parameters validated by :mod:`vpp.device_kinds`)."""
+    p = parse_params(kind, params)
+    if kind is DeviceKind.BATTERY:
+        assert isinstance(p, BatteryParams)
+        return BatteryModel(
+            capacity_kwh=p.capacity_kwh, max_charge_kw=rated_power_kw,
+            max_discharge_kw=rated_power_kw, soc_pct=(p.soc_min_pct + p.soc_max_pct) / 2,
+            soc_min_pct=p.soc_min_pct, soc_max_pct=p.soc_max_pct,
+            charge_efficiency=p.charge_efficiency, discharge_efficiency=p.discharge_efficiency,
+        )
+    if kind is DeviceKind.EV_CHARGER:
+        assert isinstance(p, EvChargerParams)
+        return EvChargerModel(
+            connectors=p.connectors,
+            max_charge_kw_per_connector=min(p.max_charge_kw_per_connector,
+                                            rated_power_kw / p.connectors),
+            seed=seed,
+        )
+    if kind is DeviceKind.COMMERCIAL_BUILDING:
+        assert isinstance(p, CommercialBuildingParams)
+        mid = (p.comfort_min_c + p.comfort_max_c) / 2
+        return BuildingModel(
+            rated_kw=rated_power_kw, comfort_min_c=p.comfort_min_c,
+            comfort_max_c=p.comfort_max_c,
+            thermal_resistance_c_per_kw=p.thermal_resistance_c_per_kw,
+            thermal_capacitance_kwh_per_c=p.thermal_capacitance_kwh_per_c,
+            set_temp_c=mid, indoor_temp_c=mid,
+        )
+    assert isinstance(p, IndustrialLoadParams)
+    return IndustrialModel(
+        rated_kw=rated_power_kw, max_curtail_minutes=float(p.max_curtail_minutes),
+        makeup_fraction=p.makeup_fraction,
+    )

@@ -1,0 +1,535 @@
+"""The season runner: a simulated city, its grid operator and the aggregator's production code,
+on an accelerated clock.
+
+For every simulated day (each season period with its history days before it) the runner moves
+the city fleet (:class:`sim.plant.CityPlant`) one market interval at a time and meters it. Each
+call of the simulated grid operator (:class:`sim.grid.GridOperator`) goes through the aggregator
+as in production: at the invitation, per-owner baselines (``forecasting.baselines``), load
+quantiles (``forecasting.models``) and the offer (``bidding.offer``); at the start, a dispatch
+plan (``vpp.scheduler``) written to the devices through the adapter protocol, with devices
+failing, leaving or under-delivering (:mod:`sim.grid`); after the event, the settlement
+(``bidding.settlement``) on the revenue meters. :func:`run_demo_day` is the two-minute version.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bidding.capability import device_capability_kw
+from bidding.programme import Programme, load_programme
+from sim import aggregator
+from sim.grid import FaultyAdapter, GridCall, GridOperator, draw_faults
+from sim.metering import MeterStore
+from sim.plant import CityPlant
+from sim.results import EventOutcome, Headline, SeasonResult
+from sim.scenarios.city import (
+    city_load_mw,
+    hourly_temperature,
+    interval_index,
+    season_days,
+    simulate_weather,
+)
+from sim.scenarios.fleet import Fleet, generate_fleet
+from sim.scenarios.scenario import Scenario, load_scenario
+from vpp.config import Settings
+from vpp.device_kinds import DeviceKind
+from vpp.errors import DeviceError, ValidationError
+
+Progress = Callable[[str, int, int], None]
+REBOUND_INTERVALS = 16  # planning horizon after the event: rebound and make-up (4 h)
+VIOLATION_TAIL = 8  # comfort / SoC checked over the event and 2 h after
+HEADROOM = 1.1  # the plan aims 10% above the award (the band pays up to 120%)
+SOC_TOLERANCE_PCT = 0.5
+WARM_UP_HOURS = 8
+DEMO_HISTORY_DAYS = 8  # enough for 5 working days of baseline and a week-ago forecast  # simulated before each block of consecutive days, not metered
+COMFORT_TOLERANCE_C = 0.1
+
+
+@dataclass
+class RunOptions:
+    """What to simulate. ``days``: only the first N days of the season (history days are added
+    before); ``max_devices``: a stratified sample of the fleet (tests, quick runs);
+    ``event_days``: stop after this many event days (the demo uses 1)."""
+
+    scale: str = "city"
+    days: int | None = None
+    max_devices: int | None = None
+    event_days: int | None = None
+    history_days: int | None = None
+    periods: tuple[int, ...] | None = None  # only these season periods (0-based), e.g. (0,)
+    skip_idle_days: bool = False  # simulate only the days some call's baseline/forecast needs
+
+
+@dataclass
+class _Pending:
+    call: GridCall
+    programme: Programme
+    product: object
+    declared_kw: float = 0.0
+    owner_declared: dict[int, float] = field(default_factory=dict)
+    price: Decimal = Decimal("0")
+    flex_kw: float = 0.0
+    plan: object | None = None
+    base_days: list = field(default_factory=list)
+    plan_rows: dict[int, int] = field(default_factory=dict)
+    adapters: dict[int, object] = field(default_factory=dict)
+    faults: Counter = field(default_factory=Counter)
+    written: int = 0
+    failed: int = 0
+    solve_s: float = 0.0
+    comfort: int = 0
+    soc: int = 0
+    notes: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+
+def _select_days(scn: Scenario, calls: list[GridCall], opts: RunOptions) -> tuple[list[date], list[GridCall]]:
+    hist = opts.history_days or scn.season.history_days
+    days: list[date] = []
+    if opts.event_days is not None:
+        if opts.periods is not None:
+            ranges = [scn.season.periods[k] for k in opts.periods]
+            calls = [c for c in calls if any(a <= c.day <= b for a, b in ranges)]
+        chosen = calls[: opts.event_days]
+        if not chosen:
+            raise ValidationError("the scenario issues no calls")
+        first, last = chosen[0].day, chosen[-1].day
+        d = first - timedelta(days=hist)
+        while d <= last:
+            days.append(d)
+            d += timedelta(days=1)
+        return days, [c for c in calls if first <= c.day <= last]
+    left = opts.days
+    for k, (a, b) in enumerate(scn.season.periods):
+        if opts.periods is not None and k not in opts.periods:
+            continue
+        if left is not None and left <= 0:
+            break
+        d = a - timedelta(days=hist)
+        while d <= b and (left is None or d < a or left > 0):
+            days.append(d)
+            if d >= a and left is not None:
+                left -= 1
+            d += timedelta(days=1)
+    keep = set(days)
+    calls = [c for c in calls if c.day in keep and c.day - timedelta(days=hist) in keep]
+    if opts.skip_idle_days:
+        needed = _needed_days(calls)
+        days = [d for d in days if d in needed]
+    return days, calls
+
+
+def _needed_days(calls: list[GridCall], working: int = 5, nonworking: int = 3,
+                 min_days: int = 8) -> set[date]:
+    """The days the calls depend on: for each call, back from its day until ``working`` non-event
+    working days and ``nonworking`` non-event non-working days (the similar-days baselines) and at
+    least ``min_days`` (the week-ago forecast) are covered. Days outside feed nothing."""
+    from sim.scenarios.city import is_working_day
+
+    events = {c.day for c in calls}
+    out: set[date] = set()
+    for c in calls:
+        w = nw = 0
+        d = c.day
+        back = 0
+        while back < 60 and (w < working or nw < nonworking or back < min_days):
+            out.add(d)
+            d -= timedelta(days=1)
+            back += 1
+            if d in events:
+                continue
+            if is_working_day(d):
+                w += 1
+            else:
+                nw += 1
+        out.add(d)
+    return out
+
+
+def _blocks(days: list[date]) -> list[list[date]]:
+    out: list[list[date]] = []
+    for d in days:
+        if out and (d - out[-1][-1]).days == 1:
+            out[-1].append(d)
+        else:
+            out.append([d])
+    return out
+
+
+class SeasonRun:
+    """One run: state shared by the steps of the timeline (plant, meters, pending events)."""
+
+    def __init__(self, settings: Settings, scn: Scenario, fleet: Fleet, opts: RunOptions,
+                 progress: Progress | None = None) -> None:
+        self.settings = settings
+        self.scn = scn
+        self.fleet = fleet
+        self.opts = opts
+        self.progress = progress or (lambda stage, done, total: None)
+        self.tz = scn.scenario.timezone
+        self.step = scn.scenario.interval_minutes
+        self.rng = np.random.default_rng([scn.scenario.seed, 7])
+        owners = fleet.owners()
+        self.owner_names = owners
+        idx = {o: i for i, o in enumerate(owners)}
+        self.owner_of = np.array([idx[d.owner] for d in fleet.devices])
+        self.events: list[EventOutcome] = []
+        self.event_days: set[date] = set()
+        self.seams: list[str] = []
+
+    # -- timeline -------------------------------------------------------------------------
+    async def run(self) -> SeasonResult:
+        t0 = time.perf_counter()
+        scn = self.scn
+        all_days = season_days(scn)
+        weather = simulate_weather(scn, all_days, np.random.default_rng([scn.scenario.seed, 1]))
+        op = GridOperator(scn, weather)
+        period_days = [d for d in all_days if any(a <= d <= b for a, b in scn.season.periods)]
+        calls = op.calls(period_days)
+        days, calls = _select_days(scn, calls, self.opts)
+        self.event_days = {c.day for c in calls}
+        index = interval_index(days, self.tz, self.step)
+        temp = hourly_temperature(weather, index)
+        city = city_load_mw(scn, weather, index)
+        self.meter = MeterStore(index, self.owner_of, len(self.owner_names),
+                                history_days=16, steps_per_day=1440 // self.step)
+        by_issue: dict[pd.Timestamp, list[GridCall]] = {}
+        for c in calls:
+            by_issue.setdefault(pd.Timestamp(c.issued_at).floor(f"{self.step}min"), []).append(c)
+        pending: dict[str, _Pending] = {}
+        total = len(index)
+        done = 0
+        for block in _blocks(days):
+            start = pd.Timestamp(block[0], tz=self.tz)
+            # a warm-up before the block so that thermal state, sessions and SoC are not at
+            # their defaults when metering starts
+            warm = start - pd.Timedelta(hours=WARM_UP_HOURS)
+            self.plant = CityPlant(self.fleet.devices, warm.to_pydatetime(),
+                                   seed=scn.scenario.seed)
+            first = self.meter.position(start)
+            n_warm = WARM_UP_HOURS * 60 // self.step
+            for k in range(n_warm):
+                slot = first + (1440 // self.step) - n_warm + k  # same clock time, first day
+                self.plant.shape(float(temp.iloc[slot]))
+                await self.plant.advance(self.step)
+            for ts in index[(index >= start) & (index < start + pd.Timedelta(days=len(block)))]:
+                pos = self.meter.position(ts)
+                self.plant.shape(float(temp.iloc[pos]))
+                for c in by_issue.get(ts, []):
+                    p = await self._invite(c)
+                    if p is not None:
+                        pending[c.external_id] = p
+                for p in list(pending.values()):
+                    await self._dispatch_step(p, ts)
+                kw = await self.plant.advance(self.step)
+                self.meter.record(pos, kw)
+                for p in list(pending.values()):
+                    self._observe(p, ts)
+                    if ts + pd.Timedelta(minutes=self.step) == pd.Timestamp(p.call.end) + pd.Timedelta(
+                            minutes=self.step * VIOLATION_TAIL):
+                        self._settle(p, float(city[p.call.start:p.call.end].mean()))
+                        del pending[p.call.external_id]
+                done += 1
+                if done % 96 == 0:
+                    self.progress(f"{ts:%Y-%m-%d}", done, total)
+        for p in pending.values():  # events whose tail ran past the last simulated day
+            self._settle(p, float(city[p.call.start:p.call.end].mean()))
+        self.progress("done", total, total)
+        rated = {k: v / 1000 for k, v in self.fleet.rated_kw_by_segment().items()}
+        return SeasonResult(
+            scenario=scn.name, scale=self.opts.scale, system_peak_mw=scn.city.system_peak_mw,
+            goal_pct=scn.city.dr_goal_pct, n_devices=len(self.fleet),
+            n_owners=len(self.owner_names), fleet_rated_mw=rated,
+            fleet_count=self.fleet.count_by_segment(), days=days, events=self.events,
+            city_load_mw=city, fleet_load_mw=self.meter.fleet_series() / 1000,
+            wall_seconds=time.perf_counter() - t0, simulated_days=len(days), seams=self.seams,
+        )
+
+    # -- invitation: baselines, forecast, offer ---------------------------------------------
+    async def _invite(self, call: GridCall) -> _Pending | None:
+        s = self.settings
+        programme = load_programme(self.scn.scenario.programme, s.bidding.programmes_dir,
+                                   call.day)
+        p = _Pending(call, programme, None)
+        try:
+            product = programme.check_event(call.event_type, call.direction, call.start,
+                                            call.end, notified_at=call.issued_at)
+        except ValidationError as exc:
+            p.skipped = f"refused: {exc.message}"
+            self._skip(p)
+            return None
+        p.product = product
+        start, end = pd.Timestamp(call.start), pd.Timestamp(call.end)
+        issue = pd.Timestamp(call.issued_at).floor(f"{self.step}min")
+        plan_spec = product.baseline.model_copy(update={"day_of_adjustment": False})
+        past_events = [d for d in self.event_days if d < call.day]
+        base = aggregator.owner_baselines(self.meter, start, end, plan_spec, past_events,
+                                          interval_minutes=self.step)
+        p.base_days = base.days_used
+        dev_base = self._device_baseline(base.days_used, start, len(aggregator_index(start, end, self.step)))
+        hours = call.hours
+        n_ev = dev_base.shape[1]
+        env_dev = np.zeros_like(dev_base)
+        for i, d in enumerate(self.fleet.devices):
+            cap = device_capability_kw(_DevView(d), hours)
+            if d.kind is DeviceKind.BATTERY:
+                env_dev[i] = cap + np.maximum(dev_base[i], 0.0)
+            else:
+                env_dev[i] = np.minimum(cap, np.maximum(
+                    dev_base[i] - max(d.spec.min_setpoint_kw, 0.0), 0.0))
+        envelope = np.zeros((self.meter.n_owners, n_ev))
+        np.add.at(envelope, self.owner_of, env_dev)
+        p.flex_kw = float(envelope.mean(axis=1).sum())
+        levels = list(s.forecasting.quantiles)
+        try:
+            lq = aggregator.load_quantiles(self.meter, issue, start, end, levels, self.step)
+        except ValidationError as exc:
+            p.skipped = f"no forecast: {exc.message}"
+            self._skip(p)
+            return None
+        price = product.energy_price_yuan_per_kwh or product.price_cap_yuan_per_kwh or Decimal("0")
+        try:
+            offer = aggregator.make_offer(programme, product, envelope, base.kw, lq, levels,
+                                          price, s.bidding.delivery_confidence)
+        except ValidationError as exc:
+            p.skipped = f"no offer: {exc.message}"
+            self._skip(p)
+            return None
+        award = min(offer.declared_kw, call.requested_kw)
+        scale = award / offer.declared_kw if offer.declared_kw else 0.0
+        p.declared_kw = award
+        p.owner_declared = {o.owner_id: o.declared_kw * scale for o in offer.owners}
+        p.price = price
+        if base.failed:
+            p.notes.append(f"{len(base.failed)} owner(s) without a baseline were left out")
+        if offer.declared_kw < call.requested_kw:
+            p.notes.append(f"offered {offer.declared_kw / 1000:.1f} MW of the "
+                           f"{call.requested_kw / 1000:.1f} MW requested")
+        return p
+
+    def _skip(self, p: _Pending) -> None:
+        c = p.call
+        self.events.append(EventOutcome(
+            call=c, declared_kw=0.0, price_yuan_per_kwh="0", available_flex_kw=0.0,
+            index=pd.DatetimeIndex([]), baseline_kw=np.zeros(0), metered_kw=np.zeros(0),
+            band_lower_pct=float(p.programme.band.lower_pct),
+            band_upper_pct=float(p.programme.band.upper_pct), revenue_fen=0, penalty_fen=0,
+            fee_fen=0, payouts_fen={}, baseline_error_pct=None, comfort_violations=0,
+            soc_violations=0, notes=[p.skipped or "skipped"],
+        ))
+
+    def _device_baseline(self, days_used: list[list[date]], start: pd.Timestamp,
+                         n: int) -> np.ndarray:
+        """Per-device expected load over n intervals from ``start``: each device's mean at those
+        slots over its owner's baseline days (the owner's baseline disaggregated)."""
+        spd = 1440 // self.step
+        first = start.hour * (60 // self.step) + start.minute // self.step
+        slots = (first + np.arange(n)) % spd
+        out = np.zeros((len(self.fleet), n))
+        groups: dict[tuple[date, ...], list[int]] = {}
+        for i, o in enumerate(self.owner_of):
+            groups.setdefault(tuple(days_used[o]), []).append(i)
+        fallback = np.array([s.power_kw if s is not None else 0.0 for s in self.plant.states])
+        for days, members in groups.items():
+            prof = self.meter.device_profile(list(days), slots) if days else None
+            rows = np.array(members)
+            if prof is None:
+                out[rows] = fallback[rows, None]
+            else:
+                vals = prof[rows]
+                out[rows] = np.where(np.isfinite(vals), vals, fallback[rows, None])
+        return out
+
+    # -- dispatch -------------------------------------------------------------------------
+    async def _dispatch_step(self, p: _Pending, ts: pd.Timestamp) -> None:
+        start, end = pd.Timestamp(p.call.start), pd.Timestamp(p.call.end)
+        if ts == start:
+            await self._plan(p, start, end)
+        if p.plan is None or not start <= ts < end:
+            if ts == end and p.plan is not None:
+                for a in p.adapters.values():
+                    try:
+                        await a.release()
+                    except DeviceError:
+                        pass
+            return
+        t = int((ts - start) / pd.Timedelta(minutes=self.step))
+        plan = p.plan
+        for i, row in p.plan_rows.items():
+            a = p.adapters[i]
+            try:
+                res = await a.apply_setpoint(float(plan.setpoint_kw[row, t]))
+            except DeviceError:
+                p.failed += 1
+                continue
+            if res.error:
+                p.failed += 1
+            else:
+                p.written += 1
+
+    async def _plan(self, p: _Pending, start: pd.Timestamp, end: pd.Timestamp) -> None:
+        call = p.call
+        n_ev = len(aggregator_index(start, end, self.step))
+        horizon = n_ev + REBOUND_INTERVALS
+        faults = draw_faults(self.scn, call, len(self.fleet), self.rng, self.step)
+        fault_of = {f.device_index: f for f in faults}
+        p.faults = Counter(f.mode for f in faults)
+        states = []
+        for i, a in enumerate(self.plant.adapters):
+            inner = a
+            if i in fault_of:
+                inner = FaultyAdapter(a, fault_of[i], self.plant.now)
+            p.adapters[i] = inner
+            states.append(self.plant.states[i])
+        p.flex_kw = float(sum(s.flex_down_kw for s in states if s is not None and s.available))
+        devices = aggregator.scheduler_devices(self.fleet.devices, states,
+                                               [a.physics for a in self.plant.adapters],
+                                               horizon, self.step)
+        base = self._device_baseline(p.base_days, start, horizon)
+        idx = aggregator_index(start, start + pd.Timedelta(minutes=self.step * horizon), self.step)
+        price = p.programme.tariff.price_series(idx).to_numpy(dtype=float)
+        t0 = time.perf_counter()
+        try:
+            plan = aggregator.plan_dispatch(devices, base, price, p.declared_kw * HEADROOM,
+                                            (0, n_ev), self.settings.scheduler.eps, self.step)
+        except ValidationError as exc:
+            p.notes.append(f"no dispatch plan: {exc.message}")
+            p.plan = None
+            return
+        except Exception as exc:  # noqa: BLE001 - one failed solve must not end the season
+            p.notes.append(f"scheduler failed: {type(exc).__name__}: {exc}")
+            p.plan = None
+            return
+        p.solve_s = time.perf_counter() - t0
+        p.plan = plan
+        moved = np.abs(plan.power_kw[:, :n_ev] - base[:, :n_ev]).max(axis=1) > 0.5
+        p.plan_rows = {i: i for i in np.flatnonzero(moved)}
+        if plan.status not in ("solved", "optimal"):
+            p.notes.append(f"scheduler status {plan.status}")
+        short = float(np.nanmax(plan.shortfall_kw)) if plan.shortfall_kw.size else 0.0
+        if short > 1:
+            p.notes.append(f"plan short of the target by up to {short / 1000:.1f} MW")
+
+    def _observe(self, p: _Pending, ts: pd.Timestamp) -> None:
+        start = pd.Timestamp(p.call.start)
+        tail = pd.Timestamp(p.call.end) + pd.Timedelta(minutes=self.step * VIOLATION_TAIL)
+        if not start <= ts < tail:
+            return
+        for d, st in zip(self.fleet.devices, self.plant.states, strict=True):
+            if st is None:
+                continue
+            prm = d.spec.params
+            if d.kind is DeviceKind.COMMERCIAL_BUILDING and st.indoor_temp_c is not None:
+                hi = float(prm.get("comfort_max_c", 27.0)) + COMFORT_TOLERANCE_C
+                lo = float(prm.get("comfort_min_c", 22.0)) - COMFORT_TOLERANCE_C
+                if not lo <= st.indoor_temp_c <= hi and d.behaviour.get("close_hour", 24) > ts.hour:
+                    p.comfort += 1
+            elif d.kind is DeviceKind.BATTERY and st.soc_pct is not None:
+                lo = float(prm.get("soc_min_pct", 10.0)) - SOC_TOLERANCE_PCT
+                hi = float(prm.get("soc_max_pct", 95.0)) + SOC_TOLERANCE_PCT
+                if not lo <= st.soc_pct <= hi:
+                    p.soc += 1
+
+    # -- settlement -----------------------------------------------------------------------
+    def _settle(self, p: _Pending, city_mw: float) -> None:
+        call = p.call
+        start, end = pd.Timestamp(call.start), pd.Timestamp(call.end)
+        past = [d for d in self.event_days if d < call.day]
+        base = aggregator.owner_baselines(self.meter, start, end, p.product.baseline, past,
+                                          interval_minutes=self.step)
+        metered = self.meter.window(start, end)
+        idx = aggregator_index(start, end, self.step)
+        declared = {o: p.owner_declared.get(o, 0.0) for o in range(self.meter.n_owners)
+                    if np.isfinite(base.kw[o]).all()}
+        try:
+            res, rows = aggregator.settle(p.programme, idx, base.kw, metered, declared, p.price,
+                                          self.settings.bidding.aggregator_fee_pct, self.step)
+        except ValidationError as exc:
+            p.notes.append(f"not settled: {exc.message}")
+            self._skip_settled(p, city_mw)
+            return
+        proxy = self._proxy_error(p, start, end, past)
+        payouts = {self.owner_names[o.owner_id]: o.payout_fen for o in res.owners}
+        self.events.append(EventOutcome(
+            call=call, declared_kw=p.declared_kw, price_yuan_per_kwh=str(p.price),
+            available_flex_kw=p.flex_kw, index=idx, baseline_kw=base.kw[rows].sum(axis=0),
+            metered_kw=metered[rows].sum(axis=0), band_lower_pct=float(p.programme.band.lower_pct),
+            band_upper_pct=float(p.programme.band.upper_pct), revenue_fen=res.revenue_fen,
+            penalty_fen=res.penalty_fen, fee_fen=res.fee_fen, payouts_fen=payouts,
+            baseline_error_pct=proxy, comfort_violations=p.comfort, soc_violations=p.soc,
+            faults=dict(p.faults), setpoints_written=p.written, setpoints_failed=p.failed,
+            solve_seconds=p.solve_s, system_load_mw=city_mw, notes=p.notes,
+            settled_response_kwh=res.response_kwh,
+        ))
+
+    def _skip_settled(self, p: _Pending, city_mw: float) -> None:
+        p.skipped = "; ".join(p.notes)
+        self._skip(p)
+
+    def _proxy_error(self, p: _Pending, start: pd.Timestamp, end: pd.Timestamp,
+                     past: list[date]) -> float | None:
+        from sim.scenarios.city import is_working_day
+
+        d = p.call.day - timedelta(days=1)
+        for _ in range(10):
+            if is_working_day(d) and d not in self.event_days:
+                off = pd.Timedelta(days=(p.call.day - d).days)
+                return aggregator.fleet_baseline_error_pct(
+                    self.meter, start - off, end - off, p.product.baseline, past, self.step)
+            d -= timedelta(days=1)
+        return None
+
+
+@dataclass(frozen=True)
+class _DevView:
+    """What ``bidding.capability`` reads of a device."""
+
+    kind: str
+    params: dict
+    min_setpoint_kw: float
+    max_setpoint_kw: float
+
+    def __init__(self, d) -> None:  # type: ignore[no-untyped-def]
+        object.__setattr__(self, "kind", d.kind.value)
+        object.__setattr__(self, "params", d.spec.params)
+        object.__setattr__(self, "min_setpoint_kw", d.spec.min_setpoint_kw)
+        object.__setattr__(self, "max_setpoint_kw", d.spec.max_setpoint_kw)
+
+
+def aggregator_index(start: pd.Timestamp, end: pd.Timestamp, step: int) -> pd.DatetimeIndex:
+    return pd.date_range(start, end, freq=f"{step}min", inclusive="left")
+
+
+async def run_season(settings: Settings, scenario: str | Path | Scenario,
+                     opts: RunOptions | None = None,
+                     progress: Progress | None = None) -> SeasonResult:
+    """Simulate the scenario's season (or the part ``opts`` selects) at city scale."""
+    scn = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    opts = opts or RunOptions()
+    fleet = generate_fleet(scn)
+    if opts.max_devices is not None:
+        fleet = fleet.sample(opts.max_devices, seed=scn.scenario.seed)
+    return await SeasonRun(settings, scn, fleet, opts, progress).run()
+
+
+def run_demo_day(settings: Settings, out_dir: Path, scenario: str = "zhuzhou-2025",
+                 progress: Progress | None = None) -> Headline:
+    """One event day of the scenario (the first call, with the history its baselines need), at
+    city scale; writes the report to ``out_dir`` and returns the headline."""
+    import asyncio
+
+    from sim.report import write_report
+
+    opts = RunOptions(scale="city", event_days=1, history_days=DEMO_HISTORY_DAYS)
+    result = asyncio.run(run_season(settings, scenario, opts, progress))
+    write_report(result, out_dir)
+    return result.headline()

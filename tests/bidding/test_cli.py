@@ -1,0 +1,89 @@
+"""``vpp bid``, ``vpp settle``, ``vpp report`` and ``vpp settle-demo`` on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.bidding.fleet import TZ, add_event, make_fleet, simulate_event_day, simulate_history
+from vpp.cli.main import main
+from vpp.db import make_engine, upgrade
+
+START = datetime(2025, 7, 16, 19, 0, tzinfo=TZ)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> Path:
+    monkeypatch.chdir(repo_root)
+    for k in list(os.environ):
+        if k.startswith("VPP_"):
+            monkeypatch.delenv(k)
+    db = tmp_path / "cli.sqlite3"
+    monkeypatch.setenv("VPP_DATABASE_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("VPP_SERVICE__DATA_DIR", str(tmp_path / "data"))
+    return db
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bid_settle_pay_report(env: Path, tmp_path: Path, capsys) -> None:
+    engine = make_engine(f"sqlite:///{env}")
+    upgrade(engine)
+    devices = make_fleet(engine)
+    simulate_history(engine, devices, START.date(), days=10)
+    ev = add_event(engine, START)
+    code, out, err = run(capsys, "bid", "--event", str(ev))
+    assert code == 0, err
+    assert "at 1.5 yuan/kWh" in out
+    code, _, err = run(capsys, "bid", "--event", str(ev), "--price", "9")
+    assert code == 2 and "error: bid price 9 yuan/kWh is over the cap 1.5" in err
+    from bidding.workflow import latest_bid
+    from vpp.db import session_scope
+
+    with session_scope(engine) as s:
+        declared = {int(o["owner_id"]): o["declared_kw"] for o in latest_bid(s, ev).detail["owners"]}
+    simulate_event_day(engine, devices, START, START + timedelta(hours=2), declared,
+                       {o: 0.9 for o in declared})
+    reports = tmp_path / "reports"
+    code, out, err = run(capsys, "settle", "--event", str(ev), "--out", str(reports), "--pay")
+    assert code == 0, err
+    assert "settlement v1 (new version)" in out and "paid owners" in out
+    files = sorted(p.name for p in (reports / f"event-{ev}").iterdir())
+    assert f"event-{ev}-v1.png" in files and f"event-{ev}-v1-owners.csv" in files
+    assert sum(f.startswith("statement-") and f.endswith(".html") for f in files) == 3
+    data = json.loads((reports / f"event-{ev}" / f"event-{ev}-v1.json").read_text())
+    s = data["summary"]
+    assert sum(o["payout_fen"] for o in data["owners"]) + s["fee_fen"] == s["net_fen"]
+    statement = next((reports / f"event-{ev}").glob("statement-*.html")).read_text()
+    assert "Payout to you" in statement and "data:image/png;base64," in statement
+
+    code, out, _ = run(capsys, "settle", "--event", str(ev), "--out", str(reports))
+    assert code == 0 and "unchanged (already settled)" in out
+
+    code, out, err = run(capsys, "report", "--period", "2025-07", "--out", str(reports))
+    assert code == 0, err
+    assert "Settled events 2025-07" in out and "DR capability" in out
+    period = reports / "period-2025-07"
+    assert (period / "period-2025-07.png").exists()
+    assert (period / "period-2025-07-owners.csv").read_text().count("\n") == 4
+
+    code, _, err = run(capsys, "report", "--period", "July")
+    assert code == 2 and "--period must look like 2025-07" in err
+    code, _, err = run(capsys, "settle", "--event", "999")
+    assert code == 1 and "error: no event 999" in err
+
+
+def test_settle_demo(env: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = run(capsys, "settle-demo", "--out", str(tmp_path / "demo"))
+    assert code == 0, err
+    assert "stand-in dispatch" in out and "settlement v1" in out and "paid owners" in out
+    assert (tmp_path / "data" / "settle-demo.sqlite3").exists()
+    assert any((tmp_path / "demo").rglob("statement-*.html"))

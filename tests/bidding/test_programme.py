@@ -1,0 +1,86 @@
+"""Programme files: versions by effective date, Hunan and Hainan, checks on events, bad files."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bidding.programme import load_programme
+from forecasting.baselines import BaselineSpec
+from vpp.errors import ConfigError, NotFoundError, ValidationError
+
+DIR = Path(__file__).resolve().parents[2] / "config" / "programmes"
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def test_hunan_2026_rules_and_unverified_marks():
+    p = load_programme("hunan-2026", DIR, date(2026, 7, 1))
+    assert p.effective_from == date(2026, 1, 22) and p.effective_until is None
+    assert p.rules.min_declared_kw == 10_000  # >= 10 MW adjustable
+    assert p.rules.min_share_of_normal_load_pct == 10
+    assert all(pr.min_duration_hours == 1.0 for pr in p.rules.products)
+    assert p.tariff.unverified and "tariff" in p.rules.unverified and "band" in p.rules.unverified
+    prices = p.tariff.prices_yuan_per_kwh
+    # ratios 1.6 : 1 : 0.4
+    assert prices["peak"] / prices["flat"] == Decimal("1.6")
+    assert prices["valley"] / prices["flat"] == Decimal("0.4")
+    da = p.product("day_ahead", "peak_shaving")
+    assert isinstance(da.baseline, BaselineSpec) and da.baseline.method == "similar_days"
+    assert p.product("real_time", "peak_shaving").baseline.day_of_adjustment
+
+
+def test_version_in_force_is_picked_by_date():
+    old = load_programme("hunan-2026", DIR, date(2025, 7, 15))
+    assert old.effective_from == date(2025, 3, 14)
+    assert old.effective_until == date(2026, 1, 22)
+    with pytest.raises(ValidationError, match="no day_ahead/valley_filling product"):
+        old.product("day_ahead", "valley_filling")
+    with pytest.raises(NotFoundError, match="no version in force on 2024-01-01"):
+        load_programme("hunan-2026", DIR, date(2024, 1, 1))
+
+
+def test_another_province_is_only_data():
+    p = load_programme("hainan-2025", DIR, date(2025, 8, 1))
+    assert p.band.lower_pct == 60 and p.band.basis == "interval"
+    assert p.product("real_time", "peak_shaving").price_cap_yuan_per_kwh == Decimal("2.0")
+    assert p.product("day_ahead", "valley_filling").price_cap_yuan_per_kwh == Decimal("0.3")
+    assert p.product("day_ahead", "peak_shaving").baseline.method == "x_of_y"
+
+
+def test_event_checks():
+    p = load_programme("hunan-2026", DIR, date(2026, 7, 1))
+    s = datetime(2026, 7, 15, 19, 0, tzinfo=SH)
+    assert p.check_event("day_ahead", "peak_shaving", s, s.replace(hour=21)).key == \
+        "day_ahead/peak_shaving"
+    with pytest.raises(ValidationError, match="below the minimum 1 h"):
+        p.check_event("day_ahead", "peak_shaving", s, s.replace(minute=45))
+    with pytest.raises(ValidationError, match="outside the day_ahead/peak_shaving windows"):
+        p.check_event("day_ahead", "peak_shaving", s.replace(hour=6), s.replace(hour=8))
+    with pytest.raises(ValidationError, match="not on 15-minute intervals"):
+        p.check_event("day_ahead", "peak_shaving", s.replace(minute=5), s.replace(hour=21))
+    with pytest.raises(ValidationError, match="notice of 2 h is shorter than 12 h"):
+        p.check_event("day_ahead", "peak_shaving", s, s.replace(hour=21),
+                      notified_at=s.replace(hour=17))
+
+
+def test_unknown_programme_and_bad_files(tmp_path):
+    with pytest.raises(NotFoundError, match="known: hainan-2025, hunan-2026"):
+        load_programme("jiangsu", DIR, date(2026, 1, 1))
+    shutil.copy(DIR / "hunan-2026.toml", tmp_path / "hunan-2026.toml")
+    text = (tmp_path / "hunan-2026.toml").read_text()
+    (tmp_path / "hunan-2026.toml").write_text(text.replace("lower_pct = 50", "lowr_pct = 50", 1))
+    with pytest.raises(ConfigError, match=r"key versions\.0\.band\.lowr_pct: unknown key"):
+        load_programme("hunan-2026", tmp_path, date(2026, 7, 1))
+    (tmp_path / "hunan-2026.toml").write_text(
+        text.replace('{ kind = "flat",   start = "07:00", end = "11:00" }',
+                     '{ kind = "flat",   start = "07:00", end = "12:00" }', 1))
+    with pytest.raises(ConfigError, match="overlap at 11:00-12:00"):
+        load_programme("hunan-2026", tmp_path, date(2026, 7, 1))
+    (tmp_path / "x.toml").write_text("name = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_programme("x", tmp_path, date(2026, 7, 1))

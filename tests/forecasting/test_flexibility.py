@@ -1,0 +1,101 @@
+"""Flexibility forecasts per device kind, checked against hand-worked numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecasting.calendars import WeekendCalendar
+from forecasting.flexibility import (
+    battery_flexibility,
+    building_flexibility,
+    ev_flexibility,
+    industrial_flexibility,
+)
+from vpp.device_kinds import (
+    BatteryParams,
+    CommercialBuildingParams,
+    EvChargerParams,
+    IndustrialLoadParams,
+)
+from vpp.errors import ValidationError
+
+TZ = "Asia/Shanghai"
+
+
+def test_ev_quantiles_by_slot_and_day_type() -> None:
+    # 14 days of history: on working days 2 cars at 08:00 needing 10 kWh on even days and
+    # 4 cars needing 30 kWh on odd days; weekends always 0.
+    idx = pd.date_range("2024-06-03", periods=14 * 96, freq="15min", tz=TZ)
+    work = idx.day_of_week < 5
+    odd = (idx.day % 2) == 1
+    eight = (idx.hour == 8) & (idx.minute == 0)
+    connected = np.where(work & eight, np.where(odd, 4, 2), 0)
+    energy = np.where(work & eight, np.where(odd, 30.0, 10.0), 0.0)
+    hist = pd.DataFrame({"connected": connected, "energy_needed_kwh": energy}, index=idx)
+    target = pd.date_range("2024-06-17 08:00", periods=2, freq="15min", tz=TZ)  # a Monday
+    params = EvChargerParams(connectors=3, max_charge_kw_per_connector=7.0)
+    out = ev_flexibility(params, hist, target, WeekendCalendar())
+    assert out["connected_p10"].iloc[0] == pytest.approx(2.0)
+    assert out["connected_p90"].iloc[0] == pytest.approx(3.0)  # 4 clipped to 3 connectors
+    assert out["connected_p50"].iloc[1] == 0.0
+    # P90: 3 cars x 7 kW = 21 kW, but they need at most 30 kWh -> 120 kW in 15 min: 21 kW
+    assert out["flex_down_kw_p90"].iloc[0] == pytest.approx(21.0)
+    assert (out["flex_down_kw_p10"] <= out["flex_down_kw_p90"]).all()
+    with pytest.raises(ValidationError, match="connected"):
+        ev_flexibility(params, hist.drop(columns="connected"), target, WeekendCalendar())
+
+
+def test_battery_soc_path_and_flex() -> None:
+    p = BatteryParams(capacity_kwh=100, soc_min_pct=10, soc_max_pct=90,
+                      charge_efficiency=1.0, discharge_efficiency=1.0)
+    plan = pd.Series([40.0] * 4 + [-40.0] * 4,
+                     index=pd.date_range("2024-06-01", periods=8, freq="15min", tz=TZ))
+    out = battery_flexibility(p, 50.0, plan, max_charge_kw=50, max_discharge_kw=50,
+                              soc_error_pct=0.0, drift_pct_per_sqrt_hour=0.0)
+    # +10 kWh per interval = +10 % per interval, then back down
+    np.testing.assert_allclose(out["soc_pct_p50"], [60, 70, 80, 90, 80, 70, 60, 50])
+    # at 90 %: no room to charge more; 80 kWh above the minimum -> 50 kW (limit) discharge
+    assert out["flex_up_kw_p50"].iloc[3] == pytest.approx(0.0)
+    assert out["flex_down_kw_p50"].iloc[3] == pytest.approx(40 + 50)
+    # at 50 %, discharging 40 kW: could charge at 40 kW (room 40 kWh over 1 h) -> +80 kW
+    assert out["flex_up_kw_p50"].iloc[7] == pytest.approx(40 + 40)
+    wide = battery_flexibility(p, 50.0, plan, max_charge_kw=50, max_discharge_kw=50)
+    assert (wide["soc_pct_p10"] < wide["soc_pct_p50"]).all()
+    assert (wide["flex_down_kw_p10"] <= wide["flex_down_kw_p90"]).all()
+    assert (wide["flex_up_kw_p10"] <= wide["flex_up_kw_p90"]).all()
+    with pytest.raises(ValidationError, match="soc_now_pct"):
+        battery_flexibility(p, 120.0, plan, max_charge_kw=50, max_discharge_kw=50)
+
+
+def test_building_headroom() -> None:
+    p = CommercialBuildingParams(comfort_min_c=22, comfort_max_c=27, max_shed_kw=100,
+                                 thermal_capacitance_kwh_per_c=40, rebound_fraction=0.5)
+    idx = pd.date_range("2024-07-01 14:00", periods=3, freq="15min", tz=TZ)
+    load = pd.DataFrame({"load_kw_p10": [50.0, 150, 150], "load_kw_p50": [60.0, 200, 200],
+                         "load_kw_p90": [70.0, 250, 250]}, index=idx)
+    out = building_flexibility(p, 26.0, load, indoor_temp_sd_c=0.0, shed_hours=1.0)
+    # 1 deg C of headroom x 40 kWh/deg C over 1 h = 40 kW; load and max_shed are larger
+    assert out["flex_down_kw_p50"].tolist() == [40.0, 40.0, 40.0]
+    assert out["rebound_kwh_p50"].iloc[0] == pytest.approx(20.0)
+    out2 = building_flexibility(p, 24.0, load, indoor_temp_sd_c=0.0)
+    # 3 deg C -> 120 kW thermally, capped by max_shed 100 and by the P10 load of 50
+    assert out2["flex_down_kw_p10"].tolist() == [50.0, 100.0, 100.0]
+    sd = building_flexibility(p, 26.0, load, indoor_temp_sd_c=0.5)
+    assert sd["headroom_c_p10"].iloc[0] < 1.0 < sd["headroom_c_p90"].iloc[0]
+    with pytest.raises(ValidationError, match="max_shed_minutes"):
+        building_flexibility(p, 26.0, load, shed_hours=3.0)
+
+
+def test_industrial_curtailable() -> None:
+    p = IndustrialLoadParams(max_curtail_kw=300, max_curtail_minutes=60, makeup_fraction=0.8)
+    idx = pd.date_range("2024-07-01", periods=2, freq="15min", tz=TZ)
+    load = pd.DataFrame({"load_kw_p10": [0.0, 200], "load_kw_p50": [100.0, 400],
+                         "load_kw_p90": [200.0, 600]}, index=idx)
+    out = industrial_flexibility(p, load)
+    assert out["flex_down_kw_p50"].tolist() == [100.0, 300.0]
+    assert out["flex_down_kw_p10"].tolist() == [0.0, 200.0]
+    assert out["makeup_kwh_per_hour_p50"].tolist() == [80.0, 240.0]
+    with pytest.raises(ValidationError, match="load_kw_p90"):
+        industrial_flexibility(p, load.drop(columns="load_kw_p90"))

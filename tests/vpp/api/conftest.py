@@ -1,0 +1,61 @@
+"""An API server (the real aiohttp app over a real database, no background loops) per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from sqlalchemy import Engine
+
+from tests.conftest import free_port
+from tests.vpp.daemon.harness import Tokens, daemon_settings, seed
+from vpp.api.app import build_app
+from vpp.daemon.dbexec import Db
+from vpp.daemon.intake import Intake
+from vpp.daemon.metrics import Metrics
+from vpp.daemon.services import Services
+from vpp.daemon.supervisor import Supervisor
+
+
+@dataclass
+class Api:
+    url: str
+    tokens: Tokens
+    services: Services
+    http: aiohttp.ClientSession
+    engine: Engine
+
+
+async def _serve(engine: Engine, tmp_path: Path) -> AsyncIterator[Api]:
+    settings = daemon_settings(tmp_path, str(engine.url))
+    metrics = Metrics()
+    services = Services(settings=settings, db=Db(engine), metrics=metrics,
+                        supervisor=Supervisor(metrics))
+    services.intake = Intake(services)
+    tokens = seed(engine)
+    runner = web.AppRunner(build_app(services), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with aiohttp.ClientSession() as http:
+        yield Api(f"http://127.0.0.1:{port}", tokens, services, http, engine)
+    await runner.cleanup()
+    services.db.close()
+
+
+@pytest.fixture
+async def api(sqlite_engine: Engine, tmp_path: Path) -> AsyncIterator[Api]:
+    """On SQLite (most tests)."""
+    async for a in _serve(sqlite_engine, tmp_path):
+        yield a
+
+
+@pytest.fixture
+async def api_both(engine: Engine, tmp_path: Path) -> AsyncIterator[Api]:
+    """Once on SQLite and once on PostgreSQL."""
+    async for a in _serve(engine, tmp_path):
+        yield a

@@ -1,0 +1,153 @@
+"""Shared test set-up for the daemon, API and dashboard tests: a permissive test programme,
+a migrated database with tokens, simulated Modbus gateways on 127.0.0.1, and the real daemon.
+
+Nothing is mocked: the gateways are ``sim`` pymodbus servers, the daemon is
+:class:`vpp.daemon.service.Daemon` serving HTTP on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sqlalchemy import Engine
+
+from tests.conftest import REPO_ROOT, free_port
+from vpp import fleet
+from vpp.config import GatewaySpec, Settings
+from vpp.db import session_scope
+from vpp.models import Role
+
+PROGRAMME = "test-rt"
+
+
+def write_test_programme(directory: Path) -> Path:
+    """Hunan's 2026 rules with the window open all day, no size minimum and no notice, so
+    that a test can call an event that starts now (its interval-alignment, tariff and band
+    stay as they are)."""
+    text = (REPO_ROOT / "config/programmes/hunan-2026.toml").read_text()
+    text = text.replace('name = "hunan-2026"', f'name = "{PROGRAMME}"')
+    text = re.sub(r"(?m)^windows = \[\"[^\]]*\]", 'windows = ["00:00-24:00"]', text)
+    text = re.sub(r"min_declared_kw = [\d.]+", "min_declared_kw = 0.0", text)
+    text = re.sub(r"min_share_of_normal_load_pct = [\d.]+", "min_share_of_normal_load_pct = 0.0",
+                  text)
+    text = re.sub(r"notice_min_hours = [\d.]+", "notice_min_hours = 0.0", text)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{PROGRAMME}.toml"
+    path.write_text(text)
+    return path
+
+
+def daemon_settings(tmp: Path, db_url: str, **daemon: Any) -> Settings:
+    write_test_programme(tmp / "programmes")
+    d = {"control_period_s": 0.3, "settle_period_s": 0.5, "min_replan_interval_s": 3600.0,
+         "accept_short_notice": True, "drain_timeout_s": 5.0, "loop_backoff_base_s": 0.1}
+    d.update(daemon)
+    return Settings(
+        database_url=db_url,
+        service={"data_dir": str(tmp)},
+        polling={"interval_s": 0.3, "timeout_s": 0.5, "retries": 1, "backoff_base_s": 0.05,
+                 "watchdog_period_s": 1.0},
+        bidding={"programme": PROGRAMME, "programmes_dir": str(tmp / "programmes")},
+        daemon=d,
+    )
+
+
+@dataclass
+class Tokens:
+    operator: str
+    grid: str
+    owner: str
+    other_owner: str
+    owner_id: int
+    other_owner_id: int
+
+
+def seed(engine: Engine) -> Tokens:
+    with session_scope(engine) as s:
+        o1 = fleet.add_owner(s, "Shennong City Mall")
+        o2 = fleet.add_owner(s, "Rail Works")
+        _, op = fleet.issue_token(s, Role.OPERATOR, None, "ops")
+        _, grid = fleet.issue_token(s, Role.GRID, None, "grid")
+        _, own = fleet.issue_token(s, Role.OWNER, o1, "mall")
+        _, other = fleet.issue_token(s, Role.OWNER, o2, "rail")
+        return Tokens(op, grid, own, other, int(o1.id or 0), int(o2.id or 0))
+
+
+def gateway_spec(port: int, kinds: str = "mixed") -> dict[str, Any]:
+    """A gateway with a battery, a building and an industrial load (real product profiles)."""
+    devices = [
+        {"name": "battery-1", "kind": "battery", "unit_id": 1, "profile": "huawei-luna2000",
+         "rated_power_kw": 5.0, "min_setpoint_kw": -5.0, "max_setpoint_kw": 5.0,
+         "params": {"capacity_kwh": 15.0, "soc_min_pct": 10.0, "soc_max_pct": 100.0}},
+        {"name": "battery-2", "kind": "battery", "unit_id": 2, "profile": "huawei-luna2000",
+         "rated_power_kw": 5.0, "min_setpoint_kw": -5.0, "max_setpoint_kw": 5.0,
+         "params": {"capacity_kwh": 15.0, "soc_min_pct": 10.0, "soc_max_pct": 100.0}},
+    ]
+    return {"host": "127.0.0.1", "port": port, "devices": devices}
+
+
+async def start_gateway(spec: dict[str, Any]) -> Any:
+    from sim.clock import SimClock
+    from sim.fleet import gateway_from_spec
+
+    gw = gateway_from_spec(GatewaySpec.model_validate(spec), SimClock())
+    await gw.start()
+    return gw
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], timeout_s: float = 20.0,
+                   what: str = "condition", every_s: float = 0.2) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(every_s)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def call_now(external_id: str, requested_kw: float, minutes: int = 60,
+             event_type: str = "real_time") -> dict[str, Any]:
+    """A call whose window starts at the current 15-minute interval."""
+    now = datetime.now(UTC)
+    start = now - timedelta(minutes=now.minute % 15, seconds=now.second,
+                            microseconds=now.microsecond)
+    return {"external_id": external_id, "event_type": event_type,
+            "direction": "peak_shaving", "start": start.isoformat(),
+            "end": (start + timedelta(minutes=minutes)).isoformat(),
+            "requested_kw": requested_kw}
+
+
+async def get_json(session: aiohttp.ClientSession, url: str, token: str | None = None,
+                   status: int = 200) -> Any:
+    async with session.get(url, headers=auth(token) if token else None) as r:
+        body = await r.json()
+        assert r.status == status, (r.status, body)
+        return body
+
+
+async def send_json(session: aiohttp.ClientSession, method: str, url: str, token: str | None,
+                    payload: Any, status: int) -> Any:
+    async with session.request(method, url, json=payload,
+                               headers=auth(token) if token else None) as r:
+        body = await r.json()
+        assert r.status == status, (r.status, body)
+        return body
+
+
+def port() -> int:
+    return free_port()

@@ -1,0 +1,89 @@
+"""The settle loop: a finished event with its fixed baselines and real telemetry rows is
+settled through bidding.settlement and posted to the ledger once; running again (or after a
+restart) counts nothing twice; an event without meter data is marked unsettled with the reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import Engine, func
+from sqlmodel import select
+
+from tests.vpp.daemon.harness import PROGRAMME, daemon_settings, seed
+from vpp import fleet
+from vpp.daemon.dbexec import Db
+from vpp.daemon.metrics import Metrics
+from vpp.daemon.services import Services
+from vpp.daemon.settle import Settler
+from vpp.db import session_scope
+from vpp.models import (
+    Bid,
+    GridEvent,
+    LedgerTransaction,
+    OwnerPayout,
+    Settlement,
+)
+from vpp.telemetry_store import Reading, write_readings
+
+
+def _event(engine: Engine, owner_id: int, with_meter: bool, ext: str) -> int:
+    now = datetime.now(UTC)
+    start = (now - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    end = start + timedelta(hours=1)
+    with session_scope(engine) as s:
+        owner = fleet.get_owner(s, owner_id)
+        spec = {"host": "10.1.1.1" if with_meter else "10.1.1.2", "port": 502, "devices": [
+            {"name": f"{ext}-load-{u}", "kind": "industrial_load", "unit_id": u,
+             "profile": "industrial-plc", "rated_power_kw": 20.0, "min_setpoint_kw": 0.0,
+             "max_setpoint_kw": 20.0, "params": {"max_curtail_kw": 10.0}} for u in (1, 2)]}
+        devs = fleet.add_gateway(s, owner, "plant", spec).devices
+        ids = [int(d.id or 0) for d in devs]
+        ev = GridEvent(external_id=ext, source="rest", event_type="real_time",
+                       direction="peak_shaving", programme=PROGRAMME, start=start, end=end,
+                       requested_kw=10.0, status="completed",
+                       detail={"baseline_kw": {str(i): [10.0] * 4 for i in ids}})
+        s.add(ev)
+        s.flush()
+        s.add(Bid(event_id=ev.id, declared_kw=10.0, price_yuan_per_kwh=Decimal("2.0"),
+                  detail={"owner_declared_kw": {str(owner_id): 10.0}}))
+        event_id = int(ev.id or 0)
+    if with_meter:
+        write_readings(engine, [
+            Reading(i, start + timedelta(seconds=30 * k), 4.0) for i in ids for k in range(120)])
+    return event_id
+
+
+async def test_settles_once_and_marks_the_unsettleable(sqlite_engine: Engine,
+                                                       tmp_path: Path) -> None:
+    engine = sqlite_engine
+    tokens = seed(engine)
+    good = _event(engine, tokens.owner_id, True, "ev-good")
+    bad = _event(engine, tokens.owner_id, False, "ev-no-meter")
+    metrics = Metrics()
+    from vpp.daemon.supervisor import Supervisor
+
+    services = Services(settings=daemon_settings(tmp_path, str(engine.url)), db=Db(engine),
+                        metrics=metrics, supervisor=Supervisor(metrics))
+    settler = Settler(services)
+    try:
+        await settler.step()
+        await settler.step()  # again: idempotent
+        # a new process (restart) settling again posts nothing new either
+        await Settler(services).step()
+    finally:
+        services.db.close()
+    with session_scope(engine) as s:
+        st = s.exec(select(Settlement)).all()
+        assert [x.event_id for x in st] == [good]
+        assert st[0].response_kwh == 12.0 and st[0].declared_kw == 10.0
+        assert st[0].revenue_fen > 0
+        payouts = s.exec(select(OwnerPayout)).all()
+        assert [p.owner_id for p in payouts] == [tokens.owner_id]
+        assert s.exec(select(func.count()).select_from(LedgerTransaction)).one() == 1
+        assert s.get(GridEvent, good).status == "settled"
+        unsettled = s.get(GridEvent, bad)
+        assert unsettled.status == "unsettled" and unsettled.detail["settle_error"]
+    text = metrics.render().decode()
+    assert f'vpp_settled_yuan{{kind="revenue"}} {st[0].revenue_fen / 100}' in text

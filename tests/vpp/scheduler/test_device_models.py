@@ -1,0 +1,107 @@
+"""Each device model's constraints hold on the plan, and setpoints stay within limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.vpp.scheduler.conftest import N, data
+from vpp.device_kinds import DeviceKind
+from vpp.scheduler import DispatchModel
+
+DT = 0.25
+
+
+@pytest.fixture
+def solved(mixed):
+    devs, base = mixed
+    model = DispatchModel(devs, N)
+    plan = model.solve(devs, data(base, 400.0))
+    return devs, base, model, plan
+
+
+def test_call_met_and_setpoints_within_limits(solved):
+    devs, base, model, plan = solved
+    assert plan.status == "solved"
+    assert plan.feasible
+    win = slice(16, 20)
+    assert (plan.reduction_kw[win] >= 400.0 * (1 - 1e-3)).all()
+    lo = np.array([d.min_setpoint_kw for d in devs])[:, None]
+    hi = np.array([d.max_setpoint_kw for d in devs])[:, None]
+    assert (plan.setpoint_kw >= lo - 1e-9).all() and (plan.setpoint_kw <= hi + 1e-9).all()
+
+
+def test_battery_soc_in_bounds_and_terminal(solved):
+    devs, _, _, plan = solved
+    for k, d in enumerate(devs):
+        if d.kind is not DeviceKind.BATTERY:
+            continue
+        p = d.params
+        soc = plan.soc_pct[k]
+        assert soc.min() >= p.soc_min_pct - 0.05 and soc.max() <= p.soc_max_pct + 0.05
+        term = d.terminal_soc_pct if d.terminal_soc_pct is not None else d.soc_pct
+        assert soc[-1] >= term - 0.05
+        # Re-simulate the device's own physics from its setpoints: same trajectory.
+        sp = plan.setpoint_kw[k]
+        e = d.soc_pct + np.cumsum(
+            (p.charge_efficiency * np.maximum(sp, 0) - np.maximum(-sp, 0) / p.discharge_efficiency)
+            * DT / p.capacity_kwh * 100.0
+        )
+        assert np.abs(e - soc).max() < 0.5
+        assert e.min() >= p.soc_min_pct - 0.5 and e.max() <= p.soc_max_pct + 0.5
+
+
+def test_evs_leave_with_their_energy(solved):
+    devs, _, _, plan = solved
+    for k, d in enumerate(devs):
+        if d.kind is not DeviceKind.EV_CHARGER:
+            continue
+        got = plan.ev_delivered_kwh[d.device_id]
+        for j, s in enumerate(d.sessions):
+            assert got[j] == pytest.approx(s.energy_kwh, rel=2e-3, abs=0.05)
+        connected = np.zeros(N, bool)
+        for s in d.sessions:
+            connected[s.arrival : s.departure] = True
+        assert np.abs(plan.setpoint_kw[k, ~connected]).max(initial=0) < 1e-2
+        delivered = plan.setpoint_kw[k].sum() * DT
+        assert delivered == pytest.approx(sum(s.energy_kwh for s in d.sessions), rel=2e-3, abs=0.1)
+        if not d.params.v2g:
+            assert plan.setpoint_kw[k].min() >= 0.0
+
+
+def test_shed_envelopes_hold(solved):
+    devs, base, _, plan = solved
+    for k, d in enumerate(devs):
+        if d.kind not in (DeviceKind.COMMERCIAL_BUILDING, DeviceKind.INDUSTRIAL_LOAD):
+            continue
+        p = d.params
+        building = d.kind is DeviceKind.COMMERCIAL_BUILDING
+        cap = p.max_shed_kw if building else p.max_curtail_kw
+        minutes = p.max_shed_minutes if building else p.max_curtail_minutes
+        frac = p.rebound_fraction if building else p.makeup_fraction
+        shed = plan.shed_kw[k]
+        tol = 1e-3 * d.rated_power_kw
+        assert shed.min() >= -tol and shed.max() <= cap + tol
+        # duration: the energy shed is at most a full-depth shed of the declared duration
+        assert shed.sum() * DT <= cap * minutes / 60.0 * (1 + 1e-3) + tol * DT
+        # the shed energy comes back (rebound / make-up) by the end of the horizon
+        extra = np.maximum(plan.power_kw[k] - base[k], 0.0).sum() * DT
+        assert extra == pytest.approx(frac * shed.sum() * DT, rel=1e-2, abs=0.5)
+        assert plan.owed_kwh[k, -1] <= 0.5
+        if not building and frac > 0:
+            # make-up window: energy owed is at most what was curtailed in the last 2 hours
+            w = int(p.makeup_hours / DT) + 1
+            recent = np.array([shed[max(0, t - w + 1) : t + 1].sum() * DT * frac
+                               for t in range(N)])
+            assert (plan.owed_kwh[k] <= recent + 0.5).all()
+
+
+def test_rebuild_free_resolve(mixed):
+    devs, base = mixed
+    model = DispatchModel(devs, N)
+    model.solve(devs, data(base, 300.0))
+    solver = model._solver
+    A = model.A
+    plan = model.solve(devs, data(base * 1.05, 350.0, start=18, end=22))
+    assert model._solver is solver and model.A is A  # updated in place, nothing rebuilt
+    assert plan.feasible

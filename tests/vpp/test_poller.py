@@ -1,0 +1,116 @@
+"""The poller against simulated gateways: telemetry in the database, offline detection and
+recovery, one bad device never stops the others, heartbeats and release on close."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import Engine, func, select
+from sqlmodel import select as sm_select
+
+from sim.clock import ManualClock
+from sim.server import SimGateway
+from tests.conftest import free_port
+from tests.sim.helpers import BY_PROFILE, sim_device
+from vpp import fleet
+from vpp.config import PollingSettings
+from vpp.db import session_scope
+from vpp.enrolment import probe_gateway
+from vpp.models import Device, TelemetryReading
+from vpp.poller import Poller
+
+FAST = PollingSettings(timeout_s=0.2, retries=0, backoff_base_s=0.01, offline_after_failures=2,
+                       interval_s=0.05, watchdog_period_s=0.01, telemetry_batch_size=3)
+
+
+def _dev(profile: str, unit: int) -> dict:
+    c = BY_PROFILE[profile]
+    return {"name": f"{profile}-{unit}", "kind": c.kind.value, "unit_id": unit,
+            "profile": profile, "rated_power_kw": c.rated_kw, "min_setpoint_kw": c.min_kw,
+            "max_setpoint_kw": c.max_kw, "params": c.params}
+
+
+async def _fleet(engine: Engine, clock: ManualClock) -> list[SimGateway]:
+    gws = [
+        SimGateway({1: sim_device(BY_PROFILE["keba-p30"], clock, 1),
+                    2: sim_device(BY_PROFILE["keba-p30"], clock, 2)}, port=free_port()),
+        SimGateway({1: sim_device(BY_PROFILE["sungrow-sh"], clock, 1),
+                    2: sim_device(BY_PROFILE["coolmaster-vrf"], clock, 2)}, port=free_port()),
+    ]
+    specs = [[_dev("keba-p30", 1), _dev("keba-p30", 2)],
+             [_dev("sungrow-sh", 1), _dev("coolmaster-vrf", 2)]]
+    with session_scope(engine) as s:
+        o = fleet.add_owner(s, "owner")
+        ids = [fleet.add_gateway(s, o, f"site{i}", {"host": "127.0.0.1", "port": g.port,
+                                                    "devices": spec}).gateway.id
+               for i, (g, spec) in enumerate(zip(gws, specs, strict=True))]
+    for g in gws:
+        await g.start()
+    for gid in ids:
+        assert (await probe_gateway(engine, gid or 0, FAST)).ok
+    return gws
+
+
+def _status(engine: Engine) -> dict[str, str]:
+    with session_scope(engine) as s:
+        return {d.name: d.status for d in s.exec(sm_select(Device)).all()}
+
+
+async def test_poll_cycle_offline_and_recovery(engine: Engine) -> None:
+    clock = ManualClock()
+    gws = await _fleet(engine, clock)
+    poller = Poller(engine, FAST)
+    try:
+        assert await poller.load() == 4
+        report = await poller.poll_once()
+        assert report.ok == 4 and report.failed == 0 and report.requests >= 5
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(TelemetryReading)).scalar() == 4
+        assert all(st.last_latency_ms is not None for st in poller.stats.values())
+        # one device goes silent: an error on it alone, offline after 2 cycles
+        gws[0].devices[2].faults.silent = True
+        for _ in range(2):
+            report = await poller.poll_once()
+            assert report.failed == 1 and report.ok == 3
+        assert _status(engine)["keba-p30-2"] == "offline"
+        assert _status(engine)["keba-p30-1"] == "active"
+        gws[0].devices[2].faults.silent = False
+        await asyncio.sleep(0.25)
+        report = await poller.poll_once()
+        assert report.failed == 0
+        assert _status(engine)["keba-p30-2"] == "active"
+        with engine.connect() as conn:
+            t = TelemetryReading.__table__
+            unavailable = conn.execute(
+                select(func.count()).select_from(t).where(t.c.available.is_(False))).scalar()
+            assert unavailable == 2  # the gaps are recorded, not lost
+    finally:
+        await poller.close()
+        for g in gws:
+            await g.stop()
+
+
+async def test_run_heartbeats_and_release_on_close(sqlite_engine: Engine) -> None:
+    clock = ManualClock()
+    gws = await _fleet(sqlite_engine, clock)
+    poller = Poller(sqlite_engine, FAST)
+    try:
+        await poller.load()
+        keba = poller.adapter(1)
+        sungrow = poller.adapter(3)
+        assert (await keba.apply_setpoint(11.0)).verified
+        assert (await sungrow.apply_setpoint(-2.0)).verified
+        await poller.run(asyncio.Event(), cycles=3)
+        # the KEBA heartbeat wrote its failsafe timeout (read back through 1602)
+        assert gws[0].devices[1].values["failsafe_timeout"] == 60
+        clock.advance(45)
+        await poller.heartbeat_all()
+        clock.advance(45)  # 90 s since the setpoint, but fed 45 s ago
+        await poller.poll_once()
+        assert not gws[0].devices[1].watchdog_tripped
+        assert gws[1].devices[1].setpoint_kw == -2.0
+    finally:
+        await poller.close(release=True)
+        for g in gws:
+            await g.stop()
+    assert gws[1].devices[1].setpoint_kw is None  # Sungrow restored to self-consumption

@@ -1,0 +1,111 @@
+"""API errors: every failure is JSON ``{"error": {"code": ..., "message": ...}}``.
+
+Codes are stable strings taken from :mod:`vpp.errors` (``invalid_input``, ``not_found``,
+``conflict``, ``storage_error``, ``device_error``, ``config_invalid``) plus the API's own
+``unauthorized``, ``forbidden``, ``method_not_allowed``, ``payload_too_large`` and
+``internal_error``. Messages are one line; tracebacks never reach a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pydantic
+from aiohttp import web
+
+from vpp.errors import (
+    ConfigError,
+    ConflictError,
+    DeviceError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+    VppError,
+)
+
+log = logging.getLogger("vpp.api")
+
+
+class AuthError(VppError):
+    """No bearer token, an unknown one, or a revoked one."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(VppError):
+    """The token is valid but its role may not do this."""
+
+    code = "forbidden"
+
+
+HTTP_STATUS: dict[type[VppError], int] = {
+    ValidationError: 400,
+    AuthError: 401,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    ConfigError: 500,
+    DeviceError: 502,
+    StorageError: 503,
+}
+
+#: Every code the API can answer with, and its HTTP status (documented in the OpenAPI file).
+ERROR_CODES: dict[str, int] = {cls.code: status for cls, status in HTTP_STATUS.items()} | {
+    "method_not_allowed": 405,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "internal_error": 500,
+}
+
+
+def status_for(exc: VppError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return web.json_response({"error": body}, status=status, headers=headers)
+
+
+def describe_validation(exc: pydantic.ValidationError, where: str = "body") -> str:
+    """One line naming the first bad field and why (``body.end: ...``)."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] == "missing":
+        msg = "field required"
+    prefix = f"{where}.{loc}" if loc else where
+    more = len(exc.errors()) - 1
+    return f"{prefix}: {msg}" + (f" (and {more} more)" if more else "")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Turn every exception into a JSON error with a stable code."""
+    try:
+        return await handler(request)
+    except VppError as exc:
+        status = status_for(exc)
+        if status >= 500:
+            log.warning("request failed: %s %s: %s", request.method, request.path, exc.message)
+        return error_response(status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {
+            404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+            415: "unsupported_media_type",
+        }.get(exc.status, "invalid_input" if exc.status < 500 else "internal_error")
+        message = exc.reason if exc.status != 404 else f"no route {request.method} {request.path}"
+        return error_response(exc.status, code, message)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error (see the daemon log)")

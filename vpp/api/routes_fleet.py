@@ -1,0 +1,295 @@
+"""Owners, gateways (enrolment), devices, preferences and telemetry.
+
+Operators see and manage everything; an owner token sees only its owner's gateways and devices
+(others' answer 404, as if they did not exist). Gateways are registered by the same
+:func:`vpp.fleet.add_gateway` the CLI uses; the enrolment probe then runs in the background
+(:mod:`vpp.daemon.enrolment_jobs`) and ``GET /gateways/{id}`` reports its progress.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from vpp import fleet
+from vpp.api.context import SERVICES
+from vpp.api.routing import Call, Route, roles
+from vpp.api.schemas import (
+    DeviceOut,
+    GatewayEnrol,
+    GatewayOut,
+    OwnerCreate,
+    OwnerOut,
+    Preferences,
+    TelemetryPoint,
+    TelemetryQuery,
+)
+from vpp.device_kinds import BatteryParams, DeviceKind, parse_params
+from vpp.errors import NotFoundError, ValidationError
+from vpp.models import AuditLog, Device, Gateway, Owner, Role, TelemetryReading
+
+OP = roles(Role.OPERATOR)
+OP_OWNER = roles(Role.OPERATOR, Role.OWNER)
+
+
+def _services(call: Call):  # noqa: ANN202
+    return call.request.app[SERVICES]
+
+
+# ----------------------------------------------------------------------------------- owners
+async def list_owners(call: Call) -> list[Owner]:
+    return await _services(call).db.run(
+        lambda s: list(s.exec(select(Owner).order_by(Owner.id)).all())
+    )
+
+
+async def create_owner(call: Call) -> Owner:
+    body: OwnerCreate = call.body
+    actor = call.who.actor
+
+    def work(s: Session) -> Owner:
+        owner = fleet.add_owner(s, body.name, body.contact)
+        s.add(AuditLog(actor=actor, action="owner_added", subject=f"owner:{owner.id}",
+                       detail={"name": owner.name}))
+        return owner
+
+    return await _services(call).db.run(work)
+
+
+async def get_owner(call: Call) -> Owner:
+    owner_id = int(call.path["owner_id"])
+    call.check_owner(owner_id, f"owner {owner_id}")
+    return await _services(call).db.run(lambda s: fleet.get_owner(s, owner_id))
+
+
+# ----------------------------------------------------------------------------------- gateways
+def _gateway_out(s: Session, gw: Gateway, progress: Any) -> GatewayOut:
+    ids = list(s.exec(select(Device.id).where(Device.gateway_id == gw.id).order_by(Device.id)))
+    out = GatewayOut.model_validate(gw)
+    out.device_ids = [int(i) for i in ids if i is not None]
+    out.probe = progress
+    return out
+
+
+async def list_gateways(call: Call) -> list[GatewayOut]:
+    scope = call.owner_scope()
+    jobs = _services(call).enrolment
+
+    def work(s: Session) -> list[GatewayOut]:
+        stmt = select(Gateway).order_by(Gateway.id)
+        if scope is not None:
+            stmt = stmt.where(Gateway.owner_id == scope)
+        return [_gateway_out(s, g, jobs.progress(g.id) if jobs else None) for g in s.exec(stmt)]
+
+    return await _services(call).db.run(work)
+
+
+async def _load_gateway(call: Call, gateway_id: int) -> GatewayOut:
+    jobs = _services(call).enrolment
+
+    def work(s: Session) -> GatewayOut:
+        gw = s.get(Gateway, gateway_id)
+        if gw is None:
+            raise NotFoundError(f"no gateway {gateway_id}")
+        call.check_owner(gw.owner_id, f"gateway {gateway_id}")
+        return _gateway_out(s, gw, jobs.progress(gateway_id) if jobs else None)
+
+    return await _services(call).db.run(work)
+
+
+async def get_gateway(call: Call) -> GatewayOut:
+    return await _load_gateway(call, int(call.path["gateway_id"]))
+
+
+async def enrol_gateway(call: Call) -> GatewayOut:
+    body: GatewayEnrol = call.body
+    if call.who.role is Role.OWNER:
+        if body.owner_id is not None and body.owner_id != call.who.owner_id:
+            raise ValidationError("body.owner_id: an owner enrols gateways only for itself")
+        owner_id = call.who.owner_id
+    else:
+        if body.owner_id is None:
+            raise ValidationError("body.owner_id: field required when an operator enrols")
+        owner_id = body.owner_id
+    actor = call.who.actor
+    spec = {"host": body.host, "port": body.port,
+            "devices": [d.model_dump(mode="json") for d in body.devices]}
+
+    def work(s: Session) -> int:
+        owner = fleet.get_owner(s, int(owner_id or 0))
+        enrolled = fleet.add_gateway(s, owner, body.site, spec, body.region)
+        s.add(AuditLog(actor=actor, action="gateway_enrol_requested",
+                       subject=f"gateway:{enrolled.gateway.id}", detail={"via": "api"}))
+        return int(enrolled.gateway.id or 0)
+
+    gateway_id = await _services(call).db.run(work)
+    jobs = _services(call).enrolment
+    if jobs is not None:
+        jobs.start(gateway_id)
+    out = await _load_gateway(call, gateway_id)
+    return out
+
+
+async def reprobe_gateway(call: Call) -> GatewayOut:
+    gateway_id = int(call.path["gateway_id"])
+    await _load_gateway(call, gateway_id)  # existence and ownership
+    jobs = _services(call).enrolment
+    if jobs is None:
+        raise NotFoundError("enrolment is not available in this process")
+    jobs.start(gateway_id)
+    return await _load_gateway(call, gateway_id)
+
+
+# ----------------------------------------------------------------------------------- devices
+def _device_out(d: Device, services: Any) -> DeviceOut:
+    out = DeviceOut.model_validate(d)
+    rt = services.fleet
+    if rt is not None:
+        st = rt.latest(int(d.id or 0))
+        if st is not None:
+            out.power_kw, out.soc_pct, out.last_seen_at = st.power_kw, st.soc_pct, st.ts
+        out.setpoint_kw = rt.last_setpoint(int(d.id or 0))
+    return out
+
+
+async def list_devices(call: Call) -> list[DeviceOut]:
+    scope = call.owner_scope()
+    services = _services(call)
+
+    def work(s: Session) -> list[Device]:
+        stmt = select(Device).order_by(Device.id)
+        if scope is not None:
+            stmt = stmt.where(Device.owner_id == scope)
+        return list(s.exec(stmt))
+
+    return [_device_out(d, services) for d in await services.db.run(work)]
+
+
+async def _load_device(call: Call, device_id: int) -> Device:
+    def work(s: Session) -> Device:
+        d = s.get(Device, device_id)
+        if d is None:
+            raise NotFoundError(f"no device {device_id}")
+        call.check_owner(d.owner_id, f"device {device_id}")
+        return d
+
+    return await _services(call).db.run(work)
+
+
+async def get_device(call: Call) -> DeviceOut:
+    d = await _load_device(call, int(call.path["device_id"]))
+    return _device_out(d, _services(call))
+
+
+def check_preferences(device: Device, prefs: dict[str, Any]) -> None:
+    """Refuse preferences that do not apply to the device's kind or break its parameters."""
+    kind = DeviceKind(device.kind)
+    allowed = {"participate"} | {
+        DeviceKind.COMMERCIAL_BUILDING: {"comfort_min_c", "comfort_max_c", "max_shed_minutes"},
+        DeviceKind.INDUSTRIAL_LOAD: {"max_shed_minutes"},
+        DeviceKind.EV_CHARGER: {"ev_departure", "ev_energy_needed_kwh"},
+        DeviceKind.BATTERY: {"reserve_soc_pct"},
+    }[kind]
+    for key in prefs:
+        if key not in allowed:
+            raise ValidationError(
+                f"body.{key}: does not apply to a {kind.value} "
+                f"(valid: {', '.join(sorted(allowed))})"
+            )
+    lo, hi = prefs.get("comfort_min_c"), prefs.get("comfort_max_c")
+    if lo is not None and hi is not None and lo >= hi:
+        raise ValidationError(f"body: comfort band inverted: comfort_min_c={lo} >= comfort_max_c={hi}")
+    params = parse_params(kind, device.params)
+    if "reserve_soc_pct" in prefs and isinstance(params, BatteryParams):
+        r = prefs["reserve_soc_pct"]
+        if not params.soc_min_pct <= r <= params.soc_max_pct:
+            raise ValidationError(
+                f"body.reserve_soc_pct: {r} outside the battery's range "
+                f"[{params.soc_min_pct}, {params.soc_max_pct}]"
+            )
+    if "max_shed_minutes" in prefs:
+        limit = getattr(params, "max_shed_minutes", None) or params.max_curtail_minutes
+        if prefs["max_shed_minutes"] > limit:
+            raise ValidationError(
+                f"body.max_shed_minutes: {prefs['max_shed_minutes']} exceeds the device's "
+                f"declared {limit} minutes"
+            )
+
+
+async def update_preferences(call: Call) -> DeviceOut:
+    device_id = int(call.path["device_id"])
+    body: Preferences = call.body
+    changes = body.model_dump(exclude_unset=True)
+    actor = call.who.actor
+
+    def work(s: Session) -> Device:
+        d = s.get(Device, device_id)
+        if d is None:
+            raise NotFoundError(f"no device {device_id}")
+        call.check_owner(d.owner_id, f"device {device_id}")
+        merged = {**(d.preferences or {}), **changes}
+        merged = {k: v for k, v in merged.items() if v is not None}
+        check_preferences(d, merged)
+        d.preferences = merged
+        s.add(d)
+        s.add(AuditLog(actor=actor, action="preferences_changed", subject=f"device:{d.id}",
+                       detail={"changes": changes}))
+        return d
+
+    services = _services(call)
+    d = await services.db.run(work)
+    if services.control is not None:
+        services.control.preferences_changed(device_id)
+    return _device_out(d, services)
+
+
+async def device_telemetry(call: Call) -> list[TelemetryReading]:
+    device_id = int(call.path["device_id"])
+    await _load_device(call, device_id)
+    q: TelemetryQuery = call.query
+    services = _services(call)
+    end = q.end or services.clock()
+    start = q.start or end - timedelta(hours=1)
+    if start >= end:
+        raise ValidationError("query.start: must be before end")
+
+    def work(s: Session) -> list[TelemetryReading]:
+        t = TelemetryReading
+        rows = s.exec(
+            select(t).where(t.device_id == device_id, col(t.ts) >= start, col(t.ts) < end)
+            .order_by(col(t.ts).desc()).limit(q.limit)
+        ).all()
+        return list(reversed(rows))
+
+    return await services.db.run(work)
+
+
+ROUTES = [
+    Route("GET", "/api/v1/owners", list_owners, "List owners", "owners", OP,
+          response=list[OwnerOut]),
+    Route("POST", "/api/v1/owners", create_owner, "Add an owner", "owners", OP,
+          body=OwnerCreate, response=OwnerOut, status=201),
+    Route("GET", "/api/v1/owners/{owner_id}", get_owner, "One owner", "owners", OP_OWNER,
+          response=OwnerOut),
+    Route("GET", "/api/v1/gateways", list_gateways, "List gateways (owners: their own)",
+          "gateways", OP_OWNER, response=list[GatewayOut]),
+    Route("POST", "/api/v1/gateways", enrol_gateway,
+          "Enrol a gateway; the probe runs in the background", "gateways", OP_OWNER,
+          body=GatewayEnrol, response=GatewayOut, status=202),
+    Route("GET", "/api/v1/gateways/{gateway_id}", get_gateway,
+          "A gateway with its enrolment progress", "gateways", OP_OWNER, response=GatewayOut),
+    Route("POST", "/api/v1/gateways/{gateway_id}/probe", reprobe_gateway,
+          "Probe a gateway again", "gateways", OP_OWNER, response=GatewayOut, status=202),
+    Route("GET", "/api/v1/devices", list_devices, "List devices (owners: their own)",
+          "devices", OP_OWNER, response=list[DeviceOut]),
+    Route("GET", "/api/v1/devices/{device_id}", get_device, "One device with its live state",
+          "devices", OP_OWNER, response=DeviceOut),
+    Route("PATCH", "/api/v1/devices/{device_id}/preferences", update_preferences,
+          "Change the owner's preferences of a device", "devices", OP_OWNER,
+          body=Preferences, response=DeviceOut),
+    Route("GET", "/api/v1/devices/{device_id}/telemetry", device_telemetry,
+          "Telemetry of one device (default: the last hour)", "devices", OP_OWNER,
+          query=TelemetryQuery, response=list[TelemetryPoint]),
+]

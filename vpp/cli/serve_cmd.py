@@ -1,0 +1,33 @@
+"""``vpp serve``: run the aggregator daemon (API, dashboard, metrics, control loops)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from vpp.cli.common import app_context, err_console
+from vpp.daemon.logs import configure_logging
+
+
+def serve(
+    ctx: typer.Context,
+    host: str | None = typer.Option(None, help="Bind address (default: api.host)."),
+    port: int | None = typer.Option(None, min=0, max=65535,
+                                    help="Port (default: api.port; 0 picks a free one)."),
+    log_json: bool | None = typer.Option(None, "--log-json/--log-text",
+                                         help="Log format (default: JSON unless on a terminal)."),
+) -> None:
+    """Run the daemon until SIGTERM or Ctrl-C; then drain and exit 0."""
+    from vpp.daemon.service import Daemon
+
+    actx = app_context(ctx)
+    settings = actx.settings
+    engine = actx.engine()  # checks reachability and that the schema is current
+    configure_logging(settings.daemon.log_level, json_lines=log_json)
+    daemon = Daemon(settings, engine, host=host, port=port)
+    err_console.print(f"vpp serve: starting on {daemon.host}:{daemon.port}", highlight=False)
+    try:
+        asyncio.run(daemon.run())
+    except KeyboardInterrupt:  # pragma: no cover - signal handler normally catches it
+        pass

@@ -1,0 +1,109 @@
+"""``vpp sim``: serve simulated Modbus TCP gateways on 127.0.0.1 until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from sim.clock import SimClock
+from sim.control import read_commands
+from sim.fleet import demo_gateways, synthetic_fleet
+from sim.server import SimGateway
+from vpp.cli.common import app_context, console
+from vpp.config import load_settings
+from vpp.errors import ValidationError
+
+app = typer.Typer(help="Simulated devices behind real Modbus TCP servers.", no_args_is_help=True)
+
+DEMO_CONFIG = Path("config/zhuzhou-demo.toml")
+
+
+async def _serve(gateways: list[SimGateway], seconds: float | None) -> None:
+    started: list[SimGateway] = []
+    try:
+        for g in gateways:
+            try:
+                await g.start()
+            except (OSError, RuntimeError) as exc:
+                raise ValidationError(f"cannot listen on {g.host}:{g.port}: {exc}") from None
+            started.append(g)
+        console.print(f"serving {len(started)} gateway(s); Ctrl-C to stop; fault commands on "
+                      "stdin (`status`, `fault PORT UNIT slow 2`, ...)", highlight=False)
+        by_port = {g.port: g for g in started}
+        commands = asyncio.create_task(
+            read_commands(by_port, lambda m: console.print(m, highlight=False)))
+        try:
+            if seconds is None:
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(seconds)
+        finally:
+            commands.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await commands
+    finally:
+        for g in started:
+            await g.stop()
+
+
+def _run(gateways: list[SimGateway], seconds: float | None) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(gateways, seconds))
+
+
+@app.command("gateways")
+def gateways(
+    devices: int = typer.Option(..., "--devices", min=1, max=100_000, help="Number of devices."),
+    base_port: int = typer.Option(15100, min=1024, max=65000, help="Port of the first gateway."),
+    per_gateway: int = typer.Option(100, min=1, max=247, help="Unit ids per gateway."),
+    accel: float = typer.Option(1.0, min=0.001, help="Time acceleration (60 = a minute a second)."),
+    seconds: float | None = typer.Option(None, help="Stop after this many seconds (default: Ctrl-C)."),
+    owner: str = typer.Option("Sim Owner", help="Owner name used in the printed enrol commands."),
+) -> None:
+    """Serve N simulated devices (one profile per gateway) and print how to enrol them."""
+    fleet = synthetic_fleet(devices, base_port=base_port, per_gateway=per_gateway,
+                            clock=SimClock(accel))
+    if base_port + len(fleet) - 1 > 65535:
+        raise ValidationError("port range exceeds 65535: lower --base-port")
+    table = Table("endpoint", "profile", "kind", "unit ids", title="Simulated gateways")
+    for g in fleet:
+        units = f"1-{len(g.unit_ids)}" if len(g.unit_ids) > 1 else "1"
+        table.add_row(f"127.0.0.1:{g.gateway.port}", g.kind.profile, g.kind.kind.value, units)
+    console.print(table)
+    console.print("enrol with:", highlight=False)
+    for g in fleet:
+        k = g.kind
+        params = " ".join(f"--param {key}={str(v).lower() if isinstance(v, bool) else v}"
+                          for key, v in k.params.items())
+        units = f"1-{len(g.unit_ids)}" if len(g.unit_ids) > 1 else "1"
+        console.print(
+            f"  vpp gateway add --owner '{owner}' --site sim-{g.gateway.port} "
+            f"--host 127.0.0.1 --port {g.gateway.port} --unit-ids {units} --kind {k.kind.value} "
+            f"--profile {k.profile} --rated-kw {k.rated_power_kw:g} --min-kw {k.min_setpoint_kw:g} "
+            f"--max-kw {k.max_setpoint_kw:g} {params} --probe", highlight=False, soft_wrap=True)
+    _run([g.gateway for g in fleet], seconds)
+
+
+@app.command("demo")
+def demo(
+    ctx: typer.Context,
+    accel: float = typer.Option(1.0, min=0.001, help="Time acceleration."),
+    seconds: float | None = typer.Option(None, help="Stop after this many seconds (default: Ctrl-C)."),
+) -> None:
+    """Serve the gateways of the fleet file (default config/zhuzhou-demo.toml) on their ports,
+    so that `vpp db load-fleet`/`vpp gateway probe` or `vpp gateway add --probe` can enrol them."""
+    path = app_context(ctx).config_path or DEMO_CONFIG
+    settings = load_settings(path)
+    if not settings.owners:
+        raise ValidationError(f"{path} declares no owners/gateways to simulate")
+    gws = demo_gateways(settings.owners, SimClock(accel))
+    table = Table("endpoint", "unit ids", "profiles", title=f"Simulated gateways of {path}")
+    for g in gws:
+        table.add_row(f"{g.host}:{g.port}", ",".join(map(str, sorted(g.devices))),
+                      ", ".join(sorted({d.profile.name for d in g.devices.values()})))
+    console.print(table)
+    _run(gws, seconds)

@@ -1,0 +1,224 @@
+"""Grid call intake: one path for every call, whichever way it came in (REST, OpenADR, CLI).
+
+``receive`` checks the call against the programme in force (window, duration, interval
+alignment, notice), asks :mod:`bidding` for the declared capacity and price, stores the
+:class:`~vpp.models.GridEvent` and its :class:`~vpp.models.Bid` in one transaction, and wakes
+the control loop, which plans and dispatches. A call with an ``external_id`` already seen is
+answered with the stored decision (idempotent: a VTN or grid platform may resend); the same id
+with different content is a conflict. Calls the programme does not allow are stored as
+``rejected`` with the reason (the grid is told why, nothing is dispatched).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from sqlmodel import Session, col, select
+
+from bidding.capability import device_capability_kw
+from bidding.offer import aggregate_offers, deliverable_quantiles, owner_offer
+from bidding.programme import Product, Programme, load_programme
+from vpp.api.schemas import CallDecision, GridCallIn
+from vpp.errors import ConflictError, NotFoundError, ValidationError
+from vpp.models import AuditLog, Bid, Device, DeviceStatus, GridEvent
+
+if TYPE_CHECKING:
+    from vpp.daemon.services import Services
+
+log = logging.getLogger("vpp.daemon.intake")
+
+#: Event statuses, in the order an event moves through them.
+RECEIVED, ACCEPTED, REJECTED, ACTIVE, COMPLETED, SETTLED, CANCELLED = (
+    "received", "accepted", "rejected", "active", "completed", "settled", "cancelled",
+)
+OPEN_STATUSES = (ACCEPTED, ACTIVE)
+
+
+@dataclass(frozen=True)
+class Offer:
+    declared_kw: float
+    price_yuan_per_kwh: Decimal
+    detail: dict[str, Any]
+
+
+def _fingerprint(call: GridCallIn) -> dict[str, Any]:
+    return call.model_dump(mode="json", exclude={"external_id"})
+
+
+def bid_price(product: Product, call: GridCallIn) -> Decimal:
+    """What we ask: the programme's fixed price, else its cap, lowered to the grid's cap."""
+    if product.energy_price_yuan_per_kwh is not None:
+        return Decimal(product.energy_price_yuan_per_kwh)
+    caps = [c for c in (product.price_cap_yuan_per_kwh, call.price_cap_yuan_per_kwh)
+            if c is not None]
+    if not caps:
+        raise ValidationError(f"{product.key} has no energy price or cap to bid at")
+    return Decimal(min(caps))
+
+
+def make_offer(programme: Programme, product: Product, call: GridCallIn,
+               devices: list[Device], confidence: float) -> Offer:
+    """Declared capacity per owner from :mod:`bidding`.
+
+    Envelope: each owner's dependable capability for the event's duration
+    (:func:`bidding.capability.device_capability_kw`, over participating active devices).
+    Response quantiles: :func:`bidding.offer.deliverable_quantiles` with the baseline as its own
+    load quantiles (no load-forecast spread is known at intake), then
+    :func:`bidding.offer.owner_offer` and :func:`bidding.offer.aggregate_offers` (caps, minimums).
+    The total is capped at what the grid requested, owners scaled down pro rata.
+    """
+    hours = (call.end - call.start).total_seconds() / 3600
+    envelope: dict[int, float] = {}
+    for d in devices:
+        if d.status != DeviceStatus.ACTIVE.value or (d.preferences or {}).get("participate") is False:
+            continue
+        envelope[d.owner_id] = envelope.get(d.owner_id, 0.0) + device_capability_kw(d, hours)
+    price = bid_price(product, call)
+    levels = [0.1, 0.5, 0.9]
+    offers = []
+    for owner_id, env in sorted(envelope.items()):
+        env_arr = np.array([env])
+        base = np.array([0.0])
+        rq = deliverable_quantiles(env_arr, base, np.tile(base, (len(levels), 1)),
+                                   direction=call.direction)
+        offers.append(owner_offer(owner_id, levels, rq, env_arr, programme.band, price,
+                                  confidence=confidence))
+    vpp_offer = aggregate_offers(offers, product, price,
+                                 min_declared_kw=programme.rules.min_declared_kw)
+    scale = min(1.0, call.requested_kw / vpp_offer.declared_kw)
+    owners = {o.owner_id: round(o.declared_kw * scale, 3) for o in vpp_offer.owners}
+    detail = vpp_offer.to_detail()
+    detail["owner_declared_kw"] = {str(k): v for k, v in owners.items()}
+    detail["envelope_kw"] = {str(k): round(v, 3) for k, v in envelope.items()}
+    return Offer(declared_kw=round(sum(owners.values()), 3), price_yuan_per_kwh=price,
+                 detail=detail)
+
+
+class Intake:
+    """Receives calls; see the module docstring."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.received_at: dict[int, float] = {}  # event id -> perf_counter at receipt
+
+    def _programme(self, name: str, on: datetime) -> Programme:
+        s = self.services.settings
+        local = on.astimezone(ZoneInfo(s.service.timezone))
+        return load_programme(name, s.bidding.programmes_dir, local.date())
+
+    def _check(self, call: GridCallIn, received: datetime) -> tuple[Programme, Product]:
+        s = self.services.settings
+        programme = self._programme(call.programme or s.bidding.programme, call.start)
+        product = programme.check_event(call.event_type, call.direction, call.start, call.end)
+        notice_h = (call.start - received) / timedelta(hours=1)
+        if notice_h < product.notice_min_hours and not s.daemon.accept_short_notice:
+            raise ValidationError(
+                f"notice of {notice_h:.2f} h is shorter than {product.notice_min_hours:g} h for "
+                f"{product.key} (set daemon.accept_short_notice to take such calls)"
+            )
+        if call.end <= received:
+            raise ValidationError(f"the event window ended at {call.end.isoformat()}")
+        return programme, product
+
+    def _store(self, session: Session, call: GridCallIn, source: str, actor: str,
+               received: datetime, confidence: float) -> tuple[CallDecision, bool]:
+        existing = session.exec(
+            select(GridEvent).where(GridEvent.external_id == call.external_id)
+        ).first()
+        if existing is not None:
+            if existing.detail.get("call") != _fingerprint(call):
+                raise ConflictError(
+                    f"call {call.external_id!r} was already received with different content"
+                )
+            return self._decision(session, existing, duplicate=True), False
+        programme_name = call.programme or self.services.settings.bidding.programme
+        ev = GridEvent(
+            external_id=call.external_id, source=source, event_type=call.event_type,
+            direction=call.direction, programme=programme_name, start=call.start, end=call.end,
+            requested_kw=call.requested_kw, price_cap_yuan_per_kwh=call.price_cap_yuan_per_kwh,
+            status=RECEIVED, received_at=received,
+            detail={"call": _fingerprint(call), "actor": actor},
+        )
+        reason = None
+        offer = None
+        try:
+            programme, product = self._check(call, received)
+            devices = list(session.exec(select(Device)))
+            offer = make_offer(programme, product, call, devices, confidence)
+            if offer.declared_kw <= 0:
+                raise ValidationError("no capacity to offer for this event")
+        except (ValidationError, NotFoundError) as exc:
+            reason = exc.message
+        ev.status = ACCEPTED if offer is not None and reason is None else REJECTED
+        if reason:
+            ev.detail = {**ev.detail, "reason": reason}
+        session.add(ev)
+        session.flush()
+        if offer is not None and reason is None:
+            session.add(Bid(event_id=ev.id, declared_kw=offer.declared_kw,
+                            price_yuan_per_kwh=offer.price_yuan_per_kwh, status="accepted",
+                            detail=offer.detail))
+        session.add(AuditLog(actor=actor, action="grid_call_received", subject=f"event:{ev.id}",
+                             detail={"source": source, "external_id": call.external_id,
+                                     "status": ev.status, "reason": reason}))
+        session.flush()
+        return self._decision(session, ev), True
+
+    def _decision(self, session: Session, ev: GridEvent, duplicate: bool = False) -> CallDecision:
+        bid = session.exec(
+            select(Bid).where(Bid.event_id == ev.id).order_by(col(Bid.id).desc())
+        ).first()
+        return CallDecision(
+            event_id=int(ev.id or 0), external_id=ev.external_id,
+            accepted=ev.status not in (REJECTED, CANCELLED), status=ev.status,
+            declared_kw=bid.declared_kw if bid else 0.0,
+            price_yuan_per_kwh=bid.price_yuan_per_kwh if bid else None,
+            reason=(ev.detail or {}).get("reason"), duplicate=duplicate,
+        )
+
+    async def receive(self, call: GridCallIn, source: str, actor: str) -> CallDecision:
+        """Take one call in; the same for every source."""
+        t0 = time.perf_counter()
+        services = self.services
+        received = services.clock()
+        decision, new = await services.db.run(
+            self._store, call, source, actor, received, services.settings.bidding.delivery_confidence
+        )
+        services.metrics.grid_calls.labels(
+            source, "duplicate" if not new else ("accepted" if decision.accepted else "rejected")
+        ).inc()
+        if new and decision.accepted:
+            self.received_at[decision.event_id] = t0
+            services.metrics.requested_kw.labels(str(decision.event_id)).set(call.requested_kw)
+            services.metrics.declared_kw.labels(str(decision.event_id)).set(decision.declared_kw)
+            if services.control is not None:
+                services.control.wake()
+        log.info("grid call %s", decision.status,
+                 extra={"event_id": decision.event_id, "external_id": call.external_id,
+                        "source": source, "declared_kw": decision.declared_kw,
+                        "reason": decision.reason, "duplicate": decision.duplicate})
+        return decision
+
+    async def cancel(self, event_id: int, actor: str) -> None:
+        def work(s: Session) -> None:
+            ev = s.get(GridEvent, event_id)
+            if ev is None:
+                raise NotFoundError(f"no event {event_id}")
+            if ev.status in (COMPLETED, SETTLED, REJECTED, CANCELLED):
+                raise ConflictError(f"event {event_id} is {ev.status}; it cannot be cancelled")
+            ev.status = CANCELLED
+            s.add(ev)
+            s.add(AuditLog(actor=actor, action="event_cancelled", subject=f"event:{event_id}"))
+
+        await self.services.db.run(work)
+        log.info("event cancelled", extra={"event_id": event_id})
+        if self.services.control is not None:
+            self.services.control.wake()
+

@@ -1,0 +1,377 @@
+"""Plan an event: database and telemetry in, :mod:`vpp.scheduler` in an executor, plan rows out.
+
+The horizon runs from the current interval (or the event start) to the event end plus up to
+``POST_INTERVALS`` intervals for rebound and make-up. Devices: enrolled, active, polled (their
+state is known) and not opted out (``preferences.participate = false``); owner preferences
+narrow their parameters (comfort band, shed minutes, reserve state of charge, EV departure).
+
+Baselines are fixed once per event, at its first plan, and stored in ``GridEvent.detail``:
+re-plans, restarts and settlement all use the same numbers. Per device, the programme's method
+(:func:`forecasting.baselines.compute_baseline`) over its telemetry history; where the history
+is too short, the mean metered power of the ``RECENT_MINUTES`` before the call (the real-time
+rule of Jiangsu's programme) and failing that the last reading -- the method used is recorded.
+
+The solve runs in a one-thread executor (never on the event loop); the
+:class:`~vpp.scheduler.model.DispatchModel` is kept and re-solved while the fleet's structure
+is unchanged. The result is one ``DispatchPlan`` row (``detail``: intervals, devices, fleet
+baseline and target, per-owner baselines) and one ``Setpoint`` row per device and event
+interval, written in bulk; older plans of the event become ``superseded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, insert, update
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, select
+
+from bidding.programme import load_programme
+from device_adapters.protocol import DeviceState
+from forecasting.baselines import compute_baseline
+from vpp.daemon.delivery import latest_bid
+from vpp.device_kinds import (
+    BatteryParams,
+    CommercialBuildingParams,
+    DeviceKind,
+    IndustrialLoadParams,
+    parse_params,
+)
+from vpp.errors import NotFoundError, ValidationError
+from vpp.models import Device, DeviceStatus, DispatchPlan, GridEvent, Setpoint, TelemetryReading
+from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData
+from vpp.scheduler.model import DispatchModel, SolverOptions, signature
+from vpp.telemetry_store import read_device
+from vpp.timeutil import floor_to_interval
+
+if TYPE_CHECKING:
+    from vpp.daemon.services import Services
+
+log = logging.getLogger("vpp.daemon.planning")
+
+POST_INTERVALS = 4
+RECENT_MINUTES = 15
+MIN_HISTORY_DAYS = 7
+
+
+@dataclass
+class PlanOutcome:
+    plan_id: int
+    devices: int
+    shortfall_kw: float
+    solve_seconds: float
+    current_interval: datetime
+
+
+def event_intervals(ev: GridEvent, minutes: int) -> list[datetime]:
+    step = timedelta(minutes=minutes)
+    n = math.ceil((ev.end - ev.start) / step)
+    return [ev.start + i * step for i in range(n)]
+
+
+def fleet_device(d: Device, state: DeviceState, h0: datetime, step: timedelta,
+                 tz: ZoneInfo) -> FleetDevice:
+    """A scheduler device from the database row, its live state and the owner's preferences."""
+    kind = DeviceKind(d.kind)
+    prefs = d.preferences or {}
+    params = parse_params(kind, d.params)
+    soc = None
+    terminal = None
+    sessions: tuple[EvSession, ...] = ()
+    if isinstance(params, CommercialBuildingParams):
+        upd = {k: prefs[k] for k in ("comfort_min_c", "comfort_max_c") if k in prefs}
+        if "max_shed_minutes" in prefs:
+            upd["max_shed_minutes"] = min(params.max_shed_minutes, prefs["max_shed_minutes"])
+        if upd:
+            params = CommercialBuildingParams.model_validate({**params.model_dump(), **upd})
+    elif isinstance(params, IndustrialLoadParams) and "max_shed_minutes" in prefs:
+        params = IndustrialLoadParams.model_validate(
+            {**params.model_dump(),
+             "max_curtail_minutes": min(params.max_curtail_minutes, prefs["max_shed_minutes"])})
+    elif isinstance(params, BatteryParams):
+        soc = float(state.soc_pct) if state.soc_pct is not None else None
+        if soc is None:
+            raise ValidationError(f"device {d.id}: battery without a state of charge reading")
+        reserve = prefs.get("reserve_soc_pct")
+        if reserve is not None:
+            floor = min(float(reserve), soc)  # never plan below the owner's reserve
+            if floor > params.soc_min_pct:
+                params = BatteryParams.model_validate({**params.model_dump(),
+                                                       "soc_min_pct": floor})
+        terminal = min(max(soc, params.soc_min_pct), params.soc_max_pct)
+    elif kind is DeviceKind.EV_CHARGER and prefs.get("ev_energy_needed_kwh"):
+        hh, mm = (int(x) for x in str(prefs.get("ev_departure", "23:59")).split(":"))
+        local0 = h0.astimezone(tz)
+        dep = local0.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        if dep <= local0:
+            dep += timedelta(days=1)
+        departure = max(1, math.ceil((dep - local0) / step))
+        sessions = (EvSession(0, departure, float(prefs["ev_energy_needed_kwh"])),)
+    return FleetDevice(
+        device_id=int(d.id or 0), kind=kind, rated_power_kw=d.rated_power_kw,
+        min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw, params=params,
+        owner=str(d.owner_id), soc_pct=soc, terminal_soc_pct=terminal, sessions=sessions,
+        available=True,
+    )
+
+
+class Planner:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vpp-solver")
+        self._model: DispatchModel | None = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- baselines ------------------------------------------------------------------------
+    def _baselines(self, s: Session, ev: GridEvent, devices: list[Device],
+                   intervals: list[datetime]) -> tuple[dict[str, list[float]], dict[str, int]]:
+        """Per-device baselines over the event intervals (see the module docstring)."""
+        services = self.services
+        minutes = services.settings.service.market_interval_minutes
+        step = timedelta(minutes=minutes)
+        start, end = intervals[0], intervals[-1] + step
+        spec = None
+        try:
+            programme = load_programme(ev.programme, services.settings.bidding.programmes_dir,
+                                       start.astimezone(ZoneInfo(services.settings.service.timezone)).date())
+            spec = programme.product(ev.event_type, ev.direction).baseline
+        except (ValidationError, NotFoundError) as exc:
+            log.warning("no programme baseline method: %s", exc, extra={"event_id": ev.id})
+        t = TelemetryReading.__table__
+        ids = [int(d.id or 0) for d in devices]
+        first_seen = dict(s.execute(
+            sa_select(t.c.device_id, func.min(t.c.ts)).where(t.c.device_id.in_(ids))
+            .group_by(t.c.device_id)).all())
+        anchor = min(ev.received_at, start)
+        recent = dict(s.execute(
+            sa_select(t.c.device_id, func.avg(t.c.power_kw))
+            .where(t.c.device_id.in_(ids), t.c.ts >= anchor - timedelta(minutes=RECENT_MINUTES),
+                   t.c.ts < anchor, t.c.power_kw.is_not(None))
+            .group_by(t.c.device_id)).all())
+        out: dict[str, list[float]] = {}
+        methods: dict[str, int] = {}
+        for d in devices:
+            did = int(d.id or 0)
+            values = None
+            method = "recent_mean"
+            seen = first_seen.get(did)
+            if spec is not None and seen is not None:
+                seen = seen if seen.tzinfo else seen.replace(tzinfo=ZoneInfo("UTC"))
+                if start - seen >= timedelta(days=MIN_HISTORY_DAYS):
+                    try:
+                        hist = read_device(services.db.engine, did,
+                                           start - timedelta(days=spec.lookback_days + 1), start)
+                        load = hist["power_kw"].astype(float).resample(f"{minutes}min").mean()
+                        load.index = load.index.tz_convert(services.settings.service.timezone)
+                        res = compute_baseline(load, start, end, spec, interval_minutes=minutes)
+                        values = [float(v) for v in res.baseline_kw.to_numpy()]
+                        method = spec.method
+                    except ValidationError as exc:
+                        log.info("baseline falls back to recent mean: %s", exc,
+                                 extra={"event_id": ev.id, "device_id": did})
+            if values is None:
+                v = recent.get(did)
+                if v is None:
+                    st = services.fleet.latest(did) if services.fleet else None
+                    v = st.power_kw if st is not None else None
+                    method = "last_reading"
+                if v is None:
+                    continue
+                values = [float(v)] * len(intervals)
+            out[str(did)] = values
+            methods[method] = methods.get(method, 0) + 1
+        return out, methods
+
+    def fix_baselines(self, s: Session, event_id: int) -> int:
+        """Fix an accepted event's baselines ahead of its start; returns the devices covered."""
+        ev = s.get(GridEvent, event_id)
+        if ev is None:
+            raise NotFoundError(f"no event {event_id}")
+        if "baseline_kw" in (ev.detail or {}):
+            return len(ev.detail["baseline_kw"])
+        devices = self._devices(s, set())
+        if not devices:
+            raise ValidationError(f"event {event_id}: no active, polled device yet")
+        intervals = event_intervals(ev, self.services.settings.service.market_interval_minutes)
+        base, methods = self._baselines(s, ev, devices, intervals)
+        ev.detail = {**(ev.detail or {}), "baseline_kw": base, "baseline_methods": methods}
+        s.add(ev)
+        return len(base)
+
+    def _devices(self, s: Session, exclude: set[int]) -> list[Device]:
+        fleet = self.services.fleet
+        return [
+            d for d in s.exec(select(Device).where(Device.status == DeviceStatus.ACTIVE.value)
+                              .order_by(Device.id))
+            if (d.preferences or {}).get("participate", True) is not False
+            and int(d.id or 0) not in exclude
+            and fleet is not None and fleet.is_online(int(d.id or 0))
+        ]
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _prepare(self, s: Session, event_id: int, now: datetime,
+                 exclude: set[int]) -> dict[str, Any]:
+        services = self.services
+        settings = services.settings
+        ev = s.get(GridEvent, event_id)
+        if ev is None:
+            raise NotFoundError(f"no event {event_id}")
+        bid = latest_bid(s, event_id)
+        if bid is None:
+            raise ValidationError(f"event {event_id} has no bid to plan for")
+        minutes = settings.service.market_interval_minutes
+        tz = ZoneInfo(settings.service.timezone)
+        step = timedelta(minutes=minutes)
+        intervals = event_intervals(ev, minutes)
+        h0 = floor_to_interval(max(now, ev.start).astimezone(tz), minutes)
+        devices = self._devices(s, exclude)
+        detail = dict(ev.detail or {})
+        if "baseline_kw" not in detail:
+            base, methods = self._baselines(s, ev, devices, intervals)
+            detail["baseline_kw"] = base
+            detail["baseline_methods"] = methods
+            ev.detail = detail
+            s.add(ev)
+        stored: dict[str, list[float]] = detail["baseline_kw"]
+        first = next((i for i, t in enumerate(intervals) if t + step > h0), None)
+        if first is None:
+            raise ValidationError(f"event {event_id} has ended; nothing to plan")
+        n_event = len(intervals) - first
+        n = max(n_event + POST_INTERVALS, 2)
+        fleet_devs: list[FleetDevice] = []
+        baselines: list[np.ndarray] = []
+        for d in devices:
+            did = int(d.id or 0)
+            st = services.fleet.latest(did) if services.fleet else None
+            if st is None:
+                continue
+            row = stored.get(str(did))
+            if row is None:  # joined after the event's baselines were fixed: hold its power
+                row = [float(st.power_kw)] * len(intervals)
+            vals = np.array(row[first:] + [row[-1]] * (n - n_event), dtype=float)
+            try:
+                fleet_devs.append(fleet_device(d, st, h0, step, tz))
+            except ValidationError as exc:
+                log.warning("device left out of the plan: %s", exc, extra={"device_id": did})
+                continue
+            baselines.append(vals)
+        if not fleet_devs:
+            raise ValidationError(f"event {event_id}: no active, polled device to plan with")
+        index = pd.date_range(h0, periods=n, freq=f"{minutes}min")
+        try:
+            programme = load_programme(ev.programme, settings.bidding.programmes_dir,
+                                       h0.date())
+            price = programme.tariff.price_series(index).to_numpy()
+        except (ValidationError, NotFoundError) as exc:
+            raise ValidationError(f"event {event_id}: no tariff for the horizon: {exc}") from None
+        sign = 1.0 if ev.direction == "peak_shaving" else -1.0
+        return {
+            "event": ev, "bid": bid, "devices": fleet_devs, "rows": devices,
+            "baseline": np.vstack(baselines), "price": price, "h0": h0, "n": n,
+            "n_event": n_event, "intervals": intervals[first:], "declared_kw": bid.declared_kw,
+            "sign": sign, "minutes": minutes, "owners": {int(d.id or 0): d.owner_id for d in devices},
+        }
+
+    def _solve(self, inp: dict[str, Any]) -> Any:
+        devices = inp["devices"]
+        settings = self.services.settings
+        model = self._model
+        if model is None or model.n != inp["n"] or model.signature != signature(devices) \
+                or list(model.device_ids) != [d.device_id for d in devices]:
+            model = DispatchModel(devices, inp["n"], interval_minutes=inp["minutes"],
+                                  options=SolverOptions(eps=settings.scheduler.eps))
+            self._model = model
+        call = EventCall(start=0, end=inp["n_event"], reduction_kw=inp["declared_kw"])
+        data = HorizonData(baseline_kw=inp["baseline"], price_yuan_per_kwh=inp["price"],
+                           call=call, now_index=0, interval_minutes=inp["minutes"])
+        if inp["sign"] < 0:
+            raise ValidationError("valley filling is not planned by this scheduler yet")
+        return model.solve(devices, data)
+
+    def _store(self, s: Session, inp: dict[str, Any], result: Any, reason: str,
+               wall_s: float) -> int:
+        ev: GridEvent = inp["event"]
+        n_event = inp["n_event"]
+        ids = [int(i) for i in result.device_ids]
+        owners = inp["owners"]
+        base = np.asarray(result.baseline_kw)[:, :n_event]
+        owner_base: dict[str, list[float]] = {}
+        for i, did in enumerate(ids):
+            key = str(owners[did])
+            prev = owner_base.get(key, [0.0] * n_event)
+            owner_base[key] = [round(a + float(b), 4) for a, b in zip(prev, base[i], strict=True)]
+        fleet_base = base.sum(axis=0)
+        short = np.nan_to_num(np.asarray(result.shortfall_kw)[:n_event])
+        detail = {
+            "reason": reason,
+            "intervals": [t.isoformat() for t in inp["intervals"]],
+            "device_ids": ids,
+            "baseline_kw": [round(float(v), 3) for v in fleet_base],
+            "target_kw": [float(inp["declared_kw"])] * n_event,
+            "planned_kw": [round(float(v), 3) for v in np.asarray(result.power_kw)[:, :n_event]
+                           .sum(axis=0)],
+            "owner_baseline_kw": owner_base,
+            "status": str(result.status),
+            "iterations": int(result.iterations),
+            "warnings": list(getattr(result, "warnings", []))[:20],
+            "binding": [b.describe() for b in getattr(result, "binding", [])][:10],
+            "wall_seconds": round(wall_s, 4),
+        }
+        for old in s.exec(select(DispatchPlan).where(DispatchPlan.event_id == ev.id,
+                                                    DispatchPlan.status == "active")):
+            old.status = "superseded"
+            s.add(old)
+            s.execute(update(Setpoint).where(Setpoint.plan_id == old.id,
+                                             Setpoint.status == "pending")
+                      .values(status="superseded"))
+        plan = DispatchPlan(
+            event_id=ev.id, horizon_start=inp["h0"], interval_minutes=inp["minutes"],
+            status="active", objective=float(result.objective_yuan),
+            shortfall_kw=float(short.max()) if short.size else 0.0,
+            solve_seconds=float(result.solve_time_s), detail=detail,
+        )
+        s.add(plan)
+        s.flush()
+        sp = np.asarray(result.setpoint_kw)
+        pw = np.asarray(result.power_kw)
+        rows = [
+            {"plan_id": plan.id, "device_id": did, "interval_start": inp["intervals"][t],
+             "setpoint_kw": float(sp[i, t]), "requested_kw": float(pw[i, t]),
+             "status": "pending"}
+            for i, did in enumerate(ids) for t in range(n_event)
+        ]
+        if rows:
+            s.execute(insert(Setpoint), rows)
+        return int(plan.id or 0)
+
+    async def plan(self, event_id: int, reason: str, exclude: set[int] | None = None
+                   ) -> PlanOutcome:
+        services = self.services
+        t0 = time.perf_counter()
+        now = services.clock()
+        inp = await services.db.run(self._prepare, event_id, now, set(exclude or ()))
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._pool, self._solve, inp)
+        wall = time.perf_counter() - t0
+        plan_id = await services.db.run(self._store, inp, result, reason, wall)
+        services.metrics.solve_seconds.observe(float(result.solve_time_s))
+        services.metrics.plans.labels(reason).inc()
+        short = float(np.nan_to_num(np.asarray(result.shortfall_kw)[: inp["n_event"]]).max())
+        log.info("planned", extra={"event_id": event_id, "plan_id": plan_id, "reason": reason,
+                                   "devices": len(inp["devices"]), "shortfall_kw": round(short, 1),
+                                   "solve_s": round(float(result.solve_time_s), 3)})
+        return PlanOutcome(plan_id, len(inp["devices"]), short, float(result.solve_time_s),
+                           inp["intervals"][0])
+

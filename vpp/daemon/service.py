@@ -1,0 +1,155 @@
+"""``vpp serve``: build the daemon's parts, run the supervised loops and the web server, and
+drain cleanly on SIGTERM/SIGINT.
+
+Loops: ``poll`` (every ``polling.interval_s``: read the fleet, store telemetry, feed watchdogs),
+``control`` (plan / dispatch / watch / re-plan / finish; woken at once by a call), ``baselines``
+(fix the baselines of accepted events due within a day, ahead of their start), ``settle``
+(finished events). The OpenADR VEN runs beside them when ``daemon.openadr.vtn_url`` is set.
+Drain order on stop: stop taking HTTP requests, let the running loop steps finish
+(``daemon.drain_timeout_s``), stop the VEN, flush telemetry, close connections, dispose the
+engine. Devices are not released on a drain: a restarted daemon resumes the event, and device
+watchdogs/leases return them to their own behaviour if it does not come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from aiohttp import web
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from vpp.api.app import build_app
+from vpp.config import Settings
+from vpp.daemon.control import ControlLoop
+from vpp.daemon.dbexec import Db
+from vpp.daemon.enrolment_jobs import EnrolmentJobs
+from vpp.daemon.fleet_runtime import FleetRuntime
+from vpp.daemon.intake import ACCEPTED, Intake
+from vpp.daemon.metrics import Metrics
+from vpp.daemon.services import Services, utc_now
+from vpp.daemon.settle import Settler
+from vpp.daemon.supervisor import Supervisor
+from vpp.errors import ValidationError
+from vpp.models import Device, GridEvent
+from vpp.poller import Poller
+
+log = logging.getLogger("vpp.daemon")
+
+
+def _device_counts(s: Session) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for status in s.exec(select(Device.status)).all():
+        out[str(status)] = out.get(str(status), 0) + 1
+    return out
+
+
+def _upcoming(s: Session, now: datetime) -> list[int]:
+    return [int(i) for i in s.exec(select(GridEvent.id).where(
+        GridEvent.status == ACCEPTED, col(GridEvent.start) <= now + timedelta(days=1),
+        col(GridEvent.end) > now)).all()]
+
+
+class Daemon:
+    """One aggregator process. ``await start()``, then ``await stop()`` (or ``run()``)."""
+
+    def __init__(self, settings: Settings, engine: Engine, *,
+                 clock: Callable[[], datetime] = utc_now, poller: Poller | None = None,
+                 host: str | None = None, port: int | None = None) -> None:
+        metrics = Metrics()
+        d = settings.daemon
+        self.services = services = Services(
+            settings=settings, db=Db(engine), metrics=metrics,
+            supervisor=Supervisor(metrics, d.loop_backoff_base_s, d.loop_backoff_max_s),
+            clock=clock,
+        )
+        services.fleet = FleetRuntime(services, poller)
+        services.intake = Intake(services)
+        services.control = ControlLoop(services)
+        services.enrolment = EnrolmentJobs(services)
+        self.settler = Settler(services)
+        self.host = host or settings.api.host
+        self.port = settings.api.port if port is None else port
+        self.ven = None
+        if d.openadr.vtn_url:
+            from vpp.daemon.openadr_ven import Ven
+
+            self.ven = Ven(services, d.openadr)
+        self._runner: web.AppRunner | None = None
+        self._stopped = asyncio.Event()
+        self.url = ""
+
+    async def _baselines_step(self) -> None:
+        s = self.services
+        for event_id in await s.db.run(_upcoming, s.clock()):
+            try:
+                await s.db.run(s.control.planner.fix_baselines, event_id)  # type: ignore[union-attr]
+            except ValidationError as exc:
+                log.warning("baselines not fixed yet: %s", exc.message, extra={"event_id": event_id})
+        counts = await s.db.run(_device_counts)
+        s.metrics.devices.clear()
+        for status, n in counts.items():
+            s.metrics.devices.labels(status).set(n)
+
+    async def start(self) -> str:
+        s = self.services
+        settings = s.settings
+        sup = s.supervisor
+        assert s.fleet is not None and s.control is not None
+        await s.fleet.refresh()
+        sup.add("poll", s.fleet.poll_step, settings.polling.interval_s,
+                timeout_s=max(30.0, 5 * settings.polling.interval_s))
+        sup.add("control", s.control.step, settings.daemon.control_period_s, timeout_s=300.0)
+        sup.add("baselines", self._baselines_step, 60.0, timeout_s=300.0)
+        sup.add("settle", self.settler.step, settings.daemon.settle_period_s, timeout_s=300.0)
+        if self.ven is not None:
+            sup.add("openadr", self.ven.step, settings.daemon.openadr.report_interval_s,
+                    timeout_s=60.0)
+        app = build_app(s)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=5.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sockets = [sock.getsockname() for sock in site._server.sockets]  # type: ignore[union-attr]
+        self.port = int(sockets[0][1])
+        self.url = f"http://{self.host}:{self.port}"
+        sup.start()
+        log.info("daemon started", extra={"url": self.url, "loops": [x.name for x in sup.statuses()]})
+        return self.url
+
+    async def stop(self) -> None:
+        s = self.services
+        log.info("daemon draining")
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await s.supervisor.stop(s.settings.daemon.drain_timeout_s)
+        if self.ven is not None:
+            await self.ven.close()
+        if s.enrolment is not None:
+            await s.enrolment.close()
+        if s.fleet is not None:
+            await s.fleet.close()
+        if s.control is not None:
+            s.control.close()
+        s.db.close()
+        log.info("daemon stopped")
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM or SIGINT, then drain."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.stop()

@@ -1,0 +1,42 @@
+"""The daemon's parts, built once at start-up and passed to the API and the loops.
+
+No module-level state: the aiohttp app holds one :class:`Services` under
+:data:`vpp.api.context.SERVICES`; tests build their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from vpp.config import Settings
+from vpp.daemon.dbexec import Db
+from vpp.daemon.metrics import Metrics
+from vpp.daemon.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from vpp.daemon.control import ControlLoop
+    from vpp.daemon.enrolment_jobs import EnrolmentJobs
+    from vpp.daemon.fleet_runtime import FleetRuntime
+    from vpp.daemon.intake import Intake
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Db
+    metrics: Metrics
+    supervisor: Supervisor
+    clock: Callable[[], datetime] = utc_now
+    fleet: FleetRuntime | None = None
+    intake: Intake | None = None
+    control: ControlLoop | None = None
+    enrolment: EnrolmentJobs | None = None
+    started_at: datetime = field(default_factory=utc_now)
+    extra: dict[str, Any] = field(default_factory=dict)

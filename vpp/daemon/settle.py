@@ -1,0 +1,168 @@
+"""Settle finished events: telemetry and the event's fixed baselines into
+:func:`bidding.settlement.settle_event`, posted by :func:`bidding.ledger.post_settlement`.
+
+Runs as a supervised loop over ``completed`` events whose end is at least
+``daemon.settle_delay_minutes`` ago. Per owner and interval: the baseline fixed at the event's
+first plan (``GridEvent.detail.baseline_kw``, summed over the owner's devices) and the metered
+power (mean of each device's readings in the interval, summed). Posting is idempotent (the
+ledger's fingerprint and idempotency keys), so a restart, or settling twice, never counts money
+twice. An event that cannot be settled (missing meter data) is marked ``unsettled`` with the
+reason for an operator to look at, instead of being retried forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+from sqlmodel import select as sm_select
+
+from bidding.ledger import post_settlement
+from bidding.programme import load_programme
+from bidding.settlement import settle_event
+from vpp.daemon.delivery import latest_bid
+from vpp.daemon.intake import COMPLETED, SETTLED
+from vpp.daemon.planning import event_intervals
+from vpp.errors import NotFoundError, ValidationError
+from vpp.models import AuditLog, Device, GridEvent, Settlement, TelemetryReading
+
+if TYPE_CHECKING:
+    from vpp.daemon.services import Services
+
+log = logging.getLogger("vpp.daemon.settle")
+
+UNSETTLED = "unsettled"
+
+
+def owner_metered(s: Session, device_owner: dict[int, int], owners: list[int],
+                  intervals: list, step: timedelta) -> np.ndarray:
+    """(owners x intervals) metered kW: per device mean per interval, summed per owner."""
+    t = TelemetryReading.__table__
+    out = np.zeros((len(owners), len(intervals)))
+    seen = np.zeros((len(owners), len(intervals)), dtype=bool)
+    row = {o: i for i, o in enumerate(owners)}
+    ids = list(device_owner)
+    for j, t0 in enumerate(intervals):
+        res = s.execute(
+            select(t.c.device_id, func.avg(t.c.power_kw))
+            .where(t.c.device_id.in_(ids), t.c.ts >= t0, t.c.ts < t0 + step,
+                   t.c.power_kw.is_not(None))
+            .group_by(t.c.device_id)).all()
+        for device_id, kw in res:
+            i = row.get(device_owner[int(device_id)])
+            if i is not None:
+                out[i, j] += float(kw)
+                seen[i, j] = True
+    out[~seen] = np.nan
+    return out
+
+
+def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
+               tz: str, minutes: int) -> Settlement:
+    ev = s.get(GridEvent, event_id)
+    if ev is None:
+        raise NotFoundError(f"no event {event_id}")
+    bid = latest_bid(s, event_id)
+    if bid is None:
+        raise ValidationError(f"event {event_id} has no bid")
+    detail = ev.detail or {}
+    base_dev: dict[str, list[float]] = detail.get("baseline_kw") or {}
+    if not base_dev:
+        raise ValidationError(f"event {event_id} has no baselines (it was never planned)")
+    declared = {int(k): float(v) for k, v in
+                (bid.detail or {}).get("owner_declared_kw", {}).items() if float(v) > 0}
+    devices = {int(d.id or 0): d.owner_id for d in s.exec(sm_select(Device).where(
+        col(Device.id).in_([int(k) for k in base_dev])))}
+    owners = sorted(o for o in declared if o in set(devices.values()))
+    if not owners:
+        raise ValidationError(f"event {event_id}: no owner with a declared share and a baseline")
+    step = timedelta(minutes=minutes)
+    intervals = event_intervals(ev, minutes)
+    base = np.zeros((len(owners), len(intervals)))
+    row = {o: i for i, o in enumerate(owners)}
+    for k, vals in base_dev.items():
+        o = devices.get(int(k))
+        if o in row:
+            base[row[o]] += np.asarray(vals, dtype=float)
+    device_owner = {d: o for d, o in devices.items() if o in row}
+    metered = owner_metered(s, device_owner, owners, intervals, step)
+    programme = load_programme(ev.programme, programmes_dir,
+                               ev.start.astimezone(ZoneInfo(tz)).date())
+    product = programme.product(ev.event_type, ev.direction)
+    index = pd.DatetimeIndex(intervals).tz_convert(tz).rename("interval_start")
+    result = settle_event(
+        index=index, owner_ids=owners, baseline_kw=base, metered_kw=metered,
+        owner_declared_kw=[declared[o] for o in owners],
+        price_yuan_per_kwh=Decimal(bid.price_yuan_per_kwh), band=programme.band,
+        fee_pct=Decimal(str(fee_pct)), direction=ev.direction,
+        capacity_price_yuan_per_kw=product.capacity_price_yuan_per_kw,
+        price_cap_yuan_per_kwh=product.price_cap_yuan_per_kwh,
+        tariff=programme.tariff, interval_minutes=minutes,
+    )
+    posted = post_settlement(s, event_id, result, actor="daemon",
+                             extra={"baseline_methods": detail.get("baseline_methods", {})})
+    ev.status = SETTLED
+    s.add(ev)
+    return posted.settlement
+
+
+def _due(s: Session, before) -> list[int]:  # noqa: ANN001
+    return [int(i) for i in s.exec(sm_select(GridEvent.id).where(
+        GridEvent.status == COMPLETED, col(GridEvent.end) <= before)).all()]
+
+
+def _mark_unsettled(s: Session, event_id: int, reason: str) -> None:
+    ev = s.get(GridEvent, event_id)
+    if ev is not None:
+        ev.status = UNSETTLED
+        ev.detail = {**(ev.detail or {}), "settle_error": reason}
+        s.add(ev)
+        s.add(AuditLog(actor="daemon", action="settlement_failed", subject=f"event:{event_id}",
+                       detail={"reason": reason}))
+
+
+def _totals(s: Session) -> dict[str, int]:
+    st = Settlement.__table__
+    latest = (select(st.c.event_id, func.max(st.c.version).label("v"))
+              .group_by(st.c.event_id).subquery())
+    row = s.execute(
+        select(func.coalesce(func.sum(st.c.revenue_fen), 0),
+               func.coalesce(func.sum(st.c.penalty_fen), 0),
+               func.coalesce(func.sum(st.c.fee_fen), 0))
+        .join(latest, (latest.c.event_id == st.c.event_id) & (latest.c.v == st.c.version))
+    ).one()
+    return {"revenue": int(row[0]), "penalty": int(row[1]), "fee": int(row[2])}
+
+
+class Settler:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def step(self) -> None:
+        services = self.services
+        settings = services.settings
+        before = services.clock() - timedelta(minutes=settings.daemon.settle_delay_minutes)
+        for event_id in await services.db.run(_due, before):
+            try:
+                row = await services.db.run(
+                    settle_one, event_id, settings.bidding.aggregator_fee_pct,
+                    str(settings.bidding.programmes_dir), settings.service.timezone,
+                    settings.service.market_interval_minutes)
+            except (ValidationError, NotFoundError) as exc:
+                log.error("event not settled: %s", exc.message, extra={"event_id": event_id})
+                await services.db.run(_mark_unsettled, event_id, exc.message)
+                continue
+            services.metrics.settlements.inc()
+            log.info("event settled", extra={"event_id": event_id, "version": row.version,
+                                             "revenue_fen": row.revenue_fen,
+                                             "penalty_fen": row.penalty_fen})
+        totals = await services.db.run(_totals)
+        for kind, fen in totals.items():
+            services.metrics.settled_yuan.labels(kind).set(fen / 100)

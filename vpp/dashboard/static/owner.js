@@ -1,0 +1,84 @@
+// Owner page: sign in with an owner token, enrol a gateway and follow its probe, see my
+// devices, events and payouts (the API only ever returns this owner's).
+"use strict";
+let probeTimer = null;
+
+function units(text) {
+  const out = [];
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const [a, b] = part.split("-").map(Number);
+    for (let u = a; u <= (b || a); u++) out.push(u);
+  }
+  return out;
+}
+
+async function refresh() {
+  try {
+    const [gws, devices, events, payouts] = await Promise.all([
+      Vpp.api("/gateways"), Vpp.api("/devices"), Vpp.api("/events"), Vpp.api("/payouts"),
+    ]);
+    Vpp.fillTable(document.getElementById("gateways"), gws.map((g) => [
+      g.id, g.host + ":" + g.port, { text: g.enrolment_state, cls: "status-" + g.enrolment_state },
+      g.last_error || "",
+    ]));
+    Vpp.fillTable(document.getElementById("devices"), devices.map((d) => [
+      d.id, d.name, d.kind, { text: d.status, cls: "status-" + d.status }, Vpp.fmt(d.power_kw),
+      Vpp.fmt(d.setpoint_kw), Vpp.fmt(d.soc_pct, 0),
+    ]));
+    Vpp.fillTable(document.getElementById("events"), events.map((e) => [
+      e.id, Vpp.time(e.start) + "–" + Vpp.time(e.end), e.status, Vpp.fmt(e.delivered_kw),
+    ]));
+    Vpp.fillTable(document.getElementById("payouts"), payouts.map((p) => [
+      p.event_id, p.amount_yuan, Vpp.fmt(p.contribution_kwh, 2),
+    ]));
+  } catch (e) {
+    document.getElementById("error").textContent = e.message;
+  }
+}
+
+async function followProbe(gatewayId) {
+  document.getElementById("probe").classList.remove("hidden");
+  if (probeTimer) clearInterval(probeTimer);
+  const tick = async () => {
+    const g = await Vpp.api("/gateways/" + gatewayId);
+    const p = g.probe || { state: g.enrolment_state, step: "", done: 0, total: 1, devices: {} };
+    const st = document.getElementById("probe-state");
+    st.textContent = p.state;
+    st.className = "state-" + p.state;
+    document.getElementById("probe-step").textContent = p.step + (p.message ? " — " + p.message : "");
+    const bar = document.getElementById("probe-bar");
+    bar.max = Math.max(p.total, 1); bar.value = p.done;
+    Vpp.fillTable(document.getElementById("probe-units"),
+      Object.entries(p.devices).map(([u, r]) => ["unit " + u, r]));
+    if (p.state === "done" || p.state === "failed") { clearInterval(probeTimer); refresh(); }
+  };
+  await tick();
+  probeTimer = setInterval(tick, 700);
+}
+
+document.getElementById("enrol").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  const err = document.getElementById("error");
+  try {
+    const params = JSON.parse(f.get("params") || "{}");
+    const devices = units(f.get("units")).map((u) => ({
+      name: f.get("site") + "/" + f.get("kind") + "/u" + u, kind: f.get("kind"), unit_id: u,
+      profile: f.get("profile"), rated_power_kw: Number(f.get("rated")),
+      min_setpoint_kw: Number(f.get("min")), max_setpoint_kw: Number(f.get("max")), params,
+    }));
+    const g = await Vpp.api("/gateways", { method: "POST", body: {
+      site: f.get("site"), host: f.get("host"), port: Number(f.get("port")), devices } });
+    err.textContent = "";
+    followProbe(g.id);
+  } catch (e) {
+    err.textContent = e.message;
+  }
+});
+
+Vpp.signInForm((me) => {
+  document.getElementById("enrol-section").classList.remove("hidden");
+  refresh();
+  setInterval(refresh, 3000);
+});
+document.addEventListener("vpp-lang", refresh);

@@ -1,0 +1,272 @@
+"""Async poller over every active device: one connection per gateway, bounded concurrency,
+timeouts and retries with backoff (in :class:`~device_adapters.modbus_client.GatewayClient`),
+offline detection, batched telemetry, per-device latency and error statistics.
+
+One cycle (:meth:`Poller.poll_once`) reads all devices: gateways in parallel (at most
+``max_gateways`` at once), the devices of one gateway through its single connection. A device
+that fails ``offline_after_failures`` cycles in a row is marked ``offline`` (and ``active`` again
+when it answers); a failed poll is stored as an unavailable reading, so gaps are visible. A bad
+device never stops the others. Readings go to :class:`vpp.telemetry_store.TelemetryBuffer`,
+flushed in a thread (database work stays off the event loop). :meth:`Poller.heartbeat_all`
+feeds watchdogs and enforces the aggregator's leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from device_adapters.adapter import ProfileAdapter
+from device_adapters.factory import make_adapter
+from device_adapters.modbus_client import GatewayClient
+from device_adapters.protocol import DeviceState
+from vpp.config import PollingSettings
+from vpp.db import session_scope
+from vpp.errors import ConfigError, DeviceError
+from vpp.models import Device, DeviceStatus, EnrolmentState, Gateway
+from vpp.telemetry_store import Reading, TelemetryBuffer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeviceStats:
+    device_id: int
+    name: str = ""
+    polls: int = 0
+    errors: int = 0
+    consecutive_failures: int = 0
+    online: bool = True
+    last_latency_ms: float | None = None
+    latency_ms_total: float = 0.0
+    last_error: str | None = None
+    last_state: DeviceState | None = None
+
+    @property
+    def mean_latency_ms(self) -> float | None:
+        ok = self.polls - self.errors
+        return self.latency_ms_total / ok if ok > 0 else None
+
+
+@dataclass
+class CycleReport:
+    started: float
+    seconds: float
+    devices: int
+    ok: int
+    failed: int
+    requests: int
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class _GatewayUnit:
+    gateway_id: int
+    client: GatewayClient
+    adapters: list[ProfileAdapter]
+
+
+class Poller:
+    def __init__(
+        self, engine: Engine | None, settings: PollingSettings | None = None, *,
+        profiles_dir: Path | None = None, max_gateways: int = 64,
+        buffer: TelemetryBuffer | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings or PollingSettings()
+        self.profiles_dir = profiles_dir
+        self._gw_sem = asyncio.Semaphore(max_gateways)
+        self.gateways: list[_GatewayUnit] = []
+        self.stats: dict[int, DeviceStats] = {}
+        self.buffer = buffer or (TelemetryBuffer(engine, self.settings.telemetry_batch_size)
+                                 if engine is not None else None)
+        self._pending_status: dict[int, tuple[str, str | None]] = {}
+        self.load_errors: dict[int, str] = {}
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _client(self, host: str, port: int) -> GatewayClient:
+        s = self.settings
+        return GatewayClient(host, port, timeout_s=s.timeout_s, retries=s.retries,
+                             backoff_base_s=s.backoff_base_s)
+
+    def _rows(self) -> list[tuple[Gateway, list[Device]]]:
+        assert self.engine is not None
+        with session_scope(self.engine) as s:
+            gws = s.exec(select(Gateway).where(Gateway.enrolment_state.in_(  # type: ignore[attr-defined]
+                [EnrolmentState.ACTIVE.value, EnrolmentState.OFFLINE.value]))
+                .order_by(Gateway.id)).all()
+            out = []
+            for g in gws:
+                devs = s.exec(select(Device).where(
+                    Device.gateway_id == g.id,
+                    Device.status.in_([DeviceStatus.ACTIVE.value,  # type: ignore[attr-defined]
+                                       DeviceStatus.OFFLINE.value]))
+                    .order_by(Device.unit_id)).all()
+                out.append((g, list(devs)))
+            return out
+
+    async def load(self) -> int:
+        """Build clients and adapters for the active devices in the database."""
+        rows = await asyncio.to_thread(self._rows)
+        for g, devs in rows:
+            client = self._client(g.host, g.port)
+            unit = _GatewayUnit(g.id or 0, client, [])
+            for d in devs:
+                try:
+                    a = await make_adapter(
+                        client, device_id=d.id or 0, unit_id=d.unit_id, kind=d.kind,
+                        profile=d.profile, rated_power_kw=d.rated_power_kw,
+                        min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw,
+                        params=d.params, profiles_dir=self.profiles_dir)
+                except (DeviceError, ConfigError) as exc:
+                    self.load_errors[d.id or 0] = str(exc)
+                    log.error("device %s not polled: %s", d.id, exc)
+                    continue
+                unit.adapters.append(a)
+                self.stats[a.device_id] = DeviceStats(a.device_id, d.name,
+                                                      online=d.status == DeviceStatus.ACTIVE.value)
+            self.gateways.append(unit)
+        return sum(len(u.adapters) for u in self.gateways)
+
+    def add_gateway(self, gateway_id: int, client: GatewayClient,
+                    adapters: list[ProfileAdapter]) -> None:
+        """Poll these adapters too (no database needed: benchmarks, tests)."""
+        self.gateways.append(_GatewayUnit(gateway_id, client, adapters))
+        for a in adapters:
+            self.stats[a.device_id] = DeviceStats(a.device_id)
+
+    def adapter(self, device_id: int) -> ProfileAdapter:
+        for u in self.gateways:
+            for a in u.adapters:
+                if a.device_id == device_id:
+                    return a
+        raise KeyError(device_id)
+
+    # -- polling --------------------------------------------------------------------------
+    async def _poll_device(self, a: ProfileAdapter, readings: list[Reading]) -> str | None:
+        st = self.stats[a.device_id]
+        st.polls += 1
+        t0 = time.perf_counter()
+        try:
+            state = await a.read_state()
+        except DeviceError as exc:
+            st.errors += 1
+            st.consecutive_failures += 1
+            st.last_error = str(exc)
+            if st.online and st.consecutive_failures >= self.settings.offline_after_failures:
+                st.online = False
+                self._pending_status[a.device_id] = (DeviceStatus.OFFLINE.value, str(exc))
+                log.warning("device %s offline: %s", a.device_id, exc)
+            readings.append(Reading(a.device_id, a._clock(), None, available=False))
+            return str(exc)
+        latency_ms = (time.perf_counter() - t0) * 1000.0
+        st.last_latency_ms = latency_ms
+        st.latency_ms_total += latency_ms
+        st.consecutive_failures = 0
+        st.last_error = None
+        st.last_state = state
+        if not st.online:
+            st.online = True
+            self._pending_status[a.device_id] = (DeviceStatus.ACTIVE.value, None)
+        readings.append(Reading(a.device_id, state.ts, state.power_kw, state.energy_kwh,
+                                state.soc_pct, True, state.flex_down_kw, latency_ms))
+        return None
+
+    async def _poll_gateway(self, unit: _GatewayUnit, readings: list[Reading],
+                            errors: dict[int, str]) -> None:
+        # One request at a time goes through a gateway's connection anyway: poll its devices
+        # in turn (no contention on the connection's semaphore), gateways in parallel.
+        async with self._gw_sem:
+            for a in unit.adapters:
+                err = await self._poll_device(a, readings)
+                if err is not None:
+                    errors[a.device_id] = err
+
+    async def poll_once(self) -> CycleReport:
+        """Read every device once; buffer the readings; flush and record status changes."""
+        t0 = time.perf_counter()
+        req0 = sum(u.client.stats.requests for u in self.gateways)
+        readings: list[Reading] = []
+        errors: dict[int, str] = {}
+        await asyncio.gather(*(self._poll_gateway(u, readings, errors) for u in self.gateways))
+        seconds = time.perf_counter() - t0
+        if self.buffer is not None:
+            for r in readings:
+                self.buffer.add(r)
+            await self.flush()
+        if self._pending_status and self.engine is not None:
+            pending, self._pending_status = self._pending_status, {}
+            await asyncio.to_thread(self._write_status, pending)
+        n = sum(len(u.adapters) for u in self.gateways)
+        return CycleReport(t0, seconds, n, n - len(errors), len(errors),
+                           sum(u.client.stats.requests for u in self.gateways) - req0, errors)
+
+    async def flush(self) -> None:
+        if self.buffer is None or not len(self.buffer):
+            return
+        try:
+            await asyncio.to_thread(self.buffer.flush)
+        except Exception as exc:  # database down: readings stay buffered, retried next cycle
+            log.error("telemetry flush failed (%d readings kept): %s", len(self.buffer),
+                      str(exc).splitlines()[0])
+
+    def _write_status(self, pending: dict[int, tuple[str, str | None]]) -> None:
+        assert self.engine is not None
+        with session_scope(self.engine) as s:
+            for device_id, (status, detail) in pending.items():
+                row = s.get(Device, device_id)
+                if row is not None:
+                    row.status = status
+                    row.status_detail = detail[:2000] if detail else None
+                    s.add(row)
+
+    async def heartbeat_all(self) -> dict[int, str]:
+        """Feed every device's watchdog / check leases; returns errors by device id."""
+        errors: dict[int, str] = {}
+
+        async def one(a: ProfileAdapter) -> None:
+            try:
+                await a.heartbeat()
+            except DeviceError as exc:
+                errors[a.device_id] = str(exc)
+
+        await asyncio.gather(*(one(a) for u in self.gateways for a in u.adapters))
+        return errors
+
+    async def run(self, stop: asyncio.Event, cycles: int | None = None) -> None:
+        """Poll every ``interval_s`` (and heartbeat every ``watchdog_period_s``) until ``stop``."""
+        last_hb = 0.0
+        done = 0
+        while not stop.is_set() and (cycles is None or done < cycles):
+            t0 = time.monotonic()
+            report = await self.poll_once()
+            done += 1
+            if report.failed:
+                log.info("cycle: %d/%d devices failed", report.failed, report.devices)
+            if time.monotonic() - last_hb >= self.settings.watchdog_period_s:
+                await self.heartbeat_all()
+                last_hb = time.monotonic()
+            wait = max(0.0, self.settings.interval_s - (time.monotonic() - t0))
+            try:
+                await asyncio.wait_for(stop.wait(), wait)
+            except TimeoutError:
+                pass
+
+    async def close(self, release: bool = True) -> None:
+        """Release devices under our control (restores devices without a watchdog) and close."""
+        for u in self.gateways:
+            if release:
+                for a in u.adapters:
+                    if a.active_setpoint_kw is not None:
+                        try:
+                            await a.release()
+                        except DeviceError as exc:
+                            log.error("device %s not released: %s", a.device_id, exc)
+            await u.client.close()
+        await self.flush()

@@ -1,0 +1,97 @@
+"""Flexibility envelope for the bidder: the largest reduction the fleet can sustain per interval.
+
+For each device and interval, the reduction below its baseline it could hold for
+``sustain_intervals`` in a row, from its limits and current state; summed over the fleet.
+Uncertainty comes in as baseline quantiles (``quantile_levels`` x devices x intervals, kW): at a
+confidence ``c`` every load is taken at its ``1 - c`` baseline quantile (a lower baseline leaves
+less to shed). Summing per-device quantiles assumes the devices' errors move together, which is
+conservative for a portfolio.
+
+Per kind: buildings / industrial loads: ``min(max shed, baseline - min setpoint, duration budget
+spread over the sustain period)``; batteries: baseline plus discharge, limited by the energy above
+the minimum SoC now; EV chargers: the charging that can be deferred (slack of each session spread
+over the sustain period, at most the baseline) plus V2G discharge where allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vpp.device_kinds import DeviceKind
+from vpp.errors import ValidationError
+from vpp.scheduler.inputs import FleetDevice
+
+
+@dataclass(frozen=True)
+class Envelope:
+    reduction_kw: np.ndarray  # fleet, per interval
+    by_kind_kw: dict[str, np.ndarray]
+    confidence: float
+
+
+def baseline_at(quantiles_kw: np.ndarray, levels: Sequence[float], level: float) -> np.ndarray:
+    """Interpolate a (Q, N, T) stack of baseline quantiles at ``level`` (clamped to the range)."""
+    lv = np.asarray(levels, dtype=float)
+    if lv.ndim != 1 or lv.size != quantiles_kw.shape[0] or (np.diff(lv) <= 0).any():
+        raise ValidationError("quantile_levels must be increasing, one per quantile array")
+    level = float(np.clip(level, lv[0], lv[-1]))
+    k = int(np.clip(np.searchsorted(lv, level) - 1, 0, lv.size - 2)) if lv.size > 1 else 0
+    if lv.size == 1:
+        return quantiles_kw[0]
+    w = (level - lv[k]) / (lv[k + 1] - lv[k])
+    return (1 - w) * quantiles_kw[k] + w * quantiles_kw[k + 1]
+
+
+def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: np.ndarray,
+                         quantile_levels: Sequence[float], confidence: float = 0.9, *,
+                         sustain_intervals: int = 4, interval_minutes: int = 15) -> Envelope:
+    """Largest sustainable fleet reduction per interval at ``confidence`` (kW)."""
+    bq = np.asarray(baseline_quantiles_kw, dtype=float)
+    if bq.ndim != 3 or bq.shape[1] != len(devices):
+        raise ValidationError(
+            f"baseline_quantiles_kw must be (quantiles, {len(devices)}, intervals), got {bq.shape}"
+        )
+    if not np.isfinite(bq).all():
+        raise ValidationError("baseline_quantiles_kw has NaN/inf")
+    if not 0 < confidence < 1:
+        raise ValidationError(f"confidence must be in (0, 1), got {confidence}")
+    if sustain_intervals < 1:
+        raise ValidationError("sustain_intervals must be >= 1")
+    base = np.maximum(baseline_at(bq, quantile_levels, 1.0 - confidence), 0.0)
+    n = bq.shape[2]
+    dt = interval_minutes / 60.0
+    hold_h = sustain_intervals * dt
+    t = np.arange(n)
+    out = {k.value: np.zeros(n) for k in DeviceKind}
+    for i, d in enumerate(devices):
+        b = base[i]
+        p = d.params
+        scale = d.flex_scale if d.available else 0.0
+        if d.kind is DeviceKind.BATTERY:
+            avail_kwh = max(d.soc_pct - p.soc_min_pct, 0.0) / 100 * p.capacity_kwh \
+                * p.discharge_efficiency
+            dis = min(max(-d.min_setpoint_kw, 0.0), avail_kwh / hold_h)
+            cap = b + dis
+        elif d.kind is DeviceKind.EV_CHARGER:
+            per = min(p.max_charge_kw_per_connector, d.max_setpoint_kw)
+            defer = np.zeros(n)
+            for s in d.sessions:
+                conn = (t >= s.arrival) & (t < s.departure)
+                slack_kwh = per * conn.sum() * dt - s.energy_kwh
+                defer += np.where(conn, max(slack_kwh, 0.0) / hold_h, 0.0)
+                if p.v2g:
+                    defer += np.where(conn, min(p.max_discharge_kw_per_connector,
+                                                -d.min_setpoint_kw), 0.0)
+            cap = np.minimum(defer, b + (np.inf if p.v2g else 0.0))
+        else:
+            mx = p.max_shed_kw if d.kind is DeviceKind.COMMERCIAL_BUILDING else p.max_curtail_kw
+            minutes = (p.max_shed_minutes if d.kind is DeviceKind.COMMERCIAL_BUILDING
+                       else p.max_curtail_minutes)
+            budget_kw = max(mx * minutes / 60.0 - d.shed_used_kwh, 0.0) / hold_h
+            cap = np.minimum(np.minimum(mx, budget_kw), np.maximum(b - d.min_setpoint_kw, 0.0))
+        out[d.kind.value] += np.maximum(cap, 0.0) * scale
+    total = sum(out.values())
+    return Envelope(reduction_kw=np.asarray(total), by_kind_kw=out, confidence=confidence)

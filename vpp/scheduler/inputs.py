@@ -1,0 +1,221 @@
+"""What the scheduler is given: devices with their state, the horizon's data, and the call.
+
+Everything is plain numpy / frozen dataclasses (no database, no forecasting or bidding import).
+Units: powers in kW (``> 0`` consumption, ``< 0`` export, :mod:`vpp.device_kinds`), energies in
+kWh, prices in yuan/kWh, time as interval indices into a horizon of ``n`` intervals of
+``interval_minutes`` starting at the horizon's first interval.
+
+:func:`validate` checks one request before anything is built and raises
+:class:`vpp.errors.ValidationError` with a one-line message naming the device and the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vpp.device_kinds import (
+    BatteryParams,
+    CommercialBuildingParams,
+    DeviceKind,
+    EvChargerParams,
+    IndustrialLoadParams,
+    check_limits,
+)
+from vpp.errors import ValidationError
+
+Params = CommercialBuildingParams | IndustrialLoadParams | EvChargerParams | BatteryParams
+
+_PARAMS_TYPE = {
+    DeviceKind.BATTERY: BatteryParams,
+    DeviceKind.EV_CHARGER: EvChargerParams,
+    DeviceKind.COMMERCIAL_BUILDING: CommercialBuildingParams,
+    DeviceKind.INDUSTRIAL_LOAD: IndustrialLoadParams,
+}
+
+
+@dataclass(frozen=True)
+class EvSession:
+    """One vehicle on one connector: needs ``energy_kwh`` delivered (at the battery) from interval
+    ``arrival`` (inclusive) to ``departure`` (exclusive), horizon indices; ``departure`` may be
+    past the horizon end, in which case the energy must still be delivered within the horizon."""
+
+    arrival: int
+    departure: int
+    energy_kwh: float
+
+
+@dataclass(frozen=True)
+class FleetDevice:
+    """One controllable device and its current state.
+
+    ``soc_pct``/``terminal_soc_pct``: batteries (terminal defaults to the initial state of charge).
+    ``sessions``: EV chargers, at most one per connector in this horizon.
+    ``shed_used_kwh`` / ``debt_kwh``: buildings and industrial loads, energy already shed in this
+    event (counts against the duration budget) and energy still owed (rebound / make-up).
+    ``preference_weight`` scales the owner's discomfort/curtailment penalty (> 1: protect me more).
+    ``available=False`` (offline) pins the device at its baseline; ``flex_scale`` in [0, 1]
+    derates its flexibility after under-delivery.
+    """
+
+    device_id: int
+    kind: DeviceKind
+    rated_power_kw: float
+    min_setpoint_kw: float
+    max_setpoint_kw: float
+    params: Params
+    owner: str = ""
+    soc_pct: float | None = None
+    terminal_soc_pct: float | None = None
+    sessions: tuple[EvSession, ...] = ()
+    shed_used_kwh: float = 0.0
+    debt_kwh: float = 0.0
+    preference_weight: float = 1.0
+    available: bool = True
+    flex_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class EventCall:
+    """A peak-shaving call: deliver at least ``reduction_kw`` below the fleet baseline in every
+    interval of ``[start, end)`` (horizon indices). ``reduction_kw`` is a scalar or one value per
+    interval of the window."""
+
+    start: int
+    end: int
+    reduction_kw: float | Sequence[float] | np.ndarray
+
+    def target_kw(self, n: int) -> np.ndarray:
+        """Per-interval requested reduction over the horizon; NaN outside the window."""
+        out = np.full(n, np.nan)
+        lo, hi = max(self.start, 0), min(self.end, n)
+        red = np.broadcast_to(np.asarray(self.reduction_kw, dtype=float), (self.end - self.start,))
+        out[lo:hi] = red[lo - self.start : hi - self.start]
+        return out
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Objective weights, in yuan (per kWh, or per kWh at full per-unit depth for quadratics).
+
+    The quadratic terms are per unit of each device's rating, so that minimising them spreads the
+    burden in proportion to what each device (and so each owner) can give: that is the fairness
+    rule. They also make the QP strictly convex.
+    """
+
+    shortfall_yuan_per_kwh: float = 100.0
+    discomfort_yuan_per_kwh: float = 0.2  # building shed, quadratic at full depth
+    comfort_debt_yuan_per_kwh: float = 0.05  # building energy owed, quadratic
+    curtail_yuan_per_kwh: float = 0.3  # industrial lost production, linear
+    curtail_quad_yuan_per_kwh: float = 0.1
+    battery_wear_yuan_per_kwh: float = 0.05  # per kWh throughput, linear
+    battery_quad_yuan_per_kwh: float = 0.5
+    ev_quad_yuan_per_kwh: float = 0.01
+    ev_late_yuan_per_kwh: float = 0.002  # small preference for charging early
+
+
+@dataclass(frozen=True)
+class HorizonData:
+    """Data of one solve: ``baseline_kw`` (devices x intervals), ``price_yuan_per_kwh``
+    (intervals), the call, the first interval that may still change (``now_index``; earlier
+    intervals are in the past and pinned at the baseline)."""
+
+    baseline_kw: np.ndarray
+    price_yuan_per_kwh: np.ndarray
+    call: EventCall | None = None
+    now_index: int = 0
+    interval_minutes: int = 15
+    extra: dict = field(default_factory=dict)
+
+
+def _bad(msg: str) -> ValidationError:
+    return ValidationError(msg)
+
+
+def validate_device(d: FleetDevice, n: int) -> None:
+    """Check one device's limits, parameters and state; raise ``ValidationError``."""
+    tag = f"device {d.device_id} ({d.kind.value})"
+    want = _PARAMS_TYPE[d.kind]
+    if not isinstance(d.params, want):
+        raise _bad(f"{tag}: params must be {want.__name__}, got {type(d.params).__name__}")
+    for name in ("rated_power_kw", "min_setpoint_kw", "max_setpoint_kw", "preference_weight",
+                 "flex_scale", "shed_used_kwh", "debt_kwh"):
+        if not np.isfinite(getattr(d, name)):
+            raise _bad(f"{tag}: {name} is not a finite number")
+    try:
+        check_limits(d.kind, d.rated_power_kw, d.min_setpoint_kw, d.max_setpoint_kw, d.params)
+    except ValueError as exc:
+        raise _bad(f"{tag}: {exc}") from None
+    if d.preference_weight <= 0:
+        raise _bad(f"{tag}: preference_weight must be > 0")
+    if not 0.0 <= d.flex_scale <= 1.0:
+        raise _bad(f"{tag}: flex_scale must be in [0, 1], got {d.flex_scale}")
+    if d.shed_used_kwh < 0 or d.debt_kwh < 0:
+        raise _bad(f"{tag}: shed_used_kwh and debt_kwh must be >= 0")
+    if d.kind is DeviceKind.BATTERY:
+        p = d.params
+        assert isinstance(p, BatteryParams)
+        if d.soc_pct is None or not np.isfinite(d.soc_pct):
+            raise _bad(f"{tag}: battery needs a finite soc_pct")
+        if not 0.0 <= d.soc_pct <= 100.0:
+            raise _bad(f"{tag}: soc_pct={d.soc_pct} outside 0..100")
+        term = d.terminal_soc_pct
+        if term is not None and not (np.isfinite(term) and p.soc_min_pct <= term <= p.soc_max_pct):
+            raise _bad(
+                f"{tag}: terminal_soc_pct={term} outside [{p.soc_min_pct}, {p.soc_max_pct}]"
+            )
+    elif d.kind is DeviceKind.EV_CHARGER:
+        p = d.params
+        assert isinstance(p, EvChargerParams)
+        if len(d.sessions) > p.connectors:
+            raise _bad(f"{tag}: {len(d.sessions)} sessions but only {p.connectors} connectors")
+        for s in d.sessions:
+            if not (np.isfinite(s.energy_kwh) and s.energy_kwh >= 0):
+                raise _bad(f"{tag}: session energy_kwh must be finite and >= 0")
+            if not 0 <= s.arrival < s.departure:
+                raise _bad(f"{tag}: session needs 0 <= arrival < departure, got "
+                           f"{s.arrival}..{s.departure}")
+    if d.kind is not DeviceKind.BATTERY and d.soc_pct is not None:
+        raise _bad(f"{tag}: soc_pct is only for batteries")
+
+
+def validate(devices: Sequence[FleetDevice], data: HorizonData, n: int) -> None:
+    """Check a whole request; raise ``ValidationError`` with the first problem found."""
+    if not devices:
+        raise _bad("the fleet is empty")
+    ids = [d.device_id for d in devices]
+    if len(set(ids)) != len(ids):
+        raise _bad("device ids are not unique")
+    for d in devices:
+        validate_device(d, n)
+    base = np.asarray(data.baseline_kw, dtype=float)
+    if base.shape != (len(devices), n):
+        raise _bad(f"baseline_kw must have shape ({len(devices)}, {n}), got {base.shape}")
+    bad = ~np.isfinite(base)
+    if bad.any():
+        i, t = np.argwhere(bad)[0]
+        raise _bad(f"baseline_kw has NaN/inf (device {devices[i].device_id}, interval {t})")
+    price = np.asarray(data.price_yuan_per_kwh, dtype=float)
+    if price.shape != (n,):
+        raise _bad(f"price_yuan_per_kwh must have {n} values, got shape {price.shape}")
+    if not np.isfinite(price).all():
+        raise _bad(f"price_yuan_per_kwh has NaN/inf at interval {int(np.argmin(np.isfinite(price)))}")
+    if not 0 <= data.now_index < n:
+        raise _bad(f"now_index={data.now_index} outside the horizon of {n} intervals")
+    c = data.call
+    if c is not None:
+        if c.end <= c.start:
+            raise _bad(f"event window is empty: start={c.start} end={c.end}")
+        if c.start < data.now_index:
+            raise _bad(
+                f"call starts in the past (interval {c.start}, now is interval {data.now_index})"
+            )
+        if c.end > n:
+            raise _bad(f"call ends after the horizon (interval {c.end} > {n})")
+        red = np.asarray(c.reduction_kw, dtype=float)
+        if red.ndim > 1 or (red.ndim == 1 and red.shape[0] != c.end - c.start):
+            raise _bad(f"reduction_kw must be a scalar or {c.end - c.start} values")
+        if not np.isfinite(red).all() or (red < 0).any():
+            raise _bad("reduction_kw must be finite and >= 0")

@@ -1,0 +1,418 @@
+"""The fleet QP: assembled once per fleet structure, re-solved with OSQP ``update`` + warm start.
+
+Variables: every block's local variables (see the device-model modules), then the fleet
+reduction ``z_t`` and the shortfall ``sigma_t`` (both per unit of the fleet's total rated power
+``S``, which scales the coupling rows by 1/S). Rows: every block's rows, then
+
+    coupling   z_t + sum_i (R_i / S) * (power map of i) x_i = sum_i (baseline_i,t - const_i,t) / S
+    target     z_t + sigma_t >= requested_t / S          (only inside the call window)
+    shortfall  sigma_t >= 0                             (= 0 outside the window)
+
+Objective (yuan, divided by ``dt * S / N`` so that one device's terms are of order one): energy
+at the time-of-use price, every block's penalties, and the shortfall at a high price. Only ``q``,
+``l`` and ``u`` change between solves of the same fleet; ``P`` changes (values only) when the
+partition coordinator switches the coupling to its exchange form. Nothing is rebuilt.
+
+The model is a plain object without event-loop ties: call :meth:`DispatchModel.solve` in an
+executor from asyncio code. One model is not thread-safe (one OSQP workspace).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import osqp
+import scipy.sparse as sp
+
+from vpp.device_kinds import DeviceKind
+from vpp.errors import ValidationError
+from vpp.scheduler import battery, ev, shed
+from vpp.scheduler.block import INF, Block, Context
+from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate, validate_device
+from vpp.scheduler.plan import Binding, DispatchPlan
+from vpp.scheduler.reference import ReferenceResult, solve_clarabel
+
+_TINY = 1e-9
+
+
+def _as_result(ref: ReferenceResult, osqp_time_s: float) -> SimpleNamespace:
+    """A Clarabel result in the shape of an OSQP one (``x``, ``y``, ``info``)."""
+    info = SimpleNamespace(status="solved", iter=ref.iterations, obj_val=ref.obj_val,
+                           solve_time=osqp_time_s + ref.solve_time_s)
+    return SimpleNamespace(x=ref.x, y=ref.y, info=info)
+
+
+def signature(devices: Sequence[FleetDevice]) -> tuple:
+    """What fixes the QP's structure and matrix values (state and data do not)."""
+    return tuple(
+        (d.device_id, d.kind, d.rated_power_kw, d.min_setpoint_kw, d.max_setpoint_kw, d.params,
+         d.preference_weight)
+        for d in devices
+    )
+
+
+def _group_key(d: FleetDevice, n: int, dt_h: float) -> tuple:
+    if d.kind is DeviceKind.BATTERY:
+        return ("battery",)
+    if d.kind is DeviceKind.EV_CHARGER:
+        return ("ev",) + ev.variant(d)
+    return ("shed",) + shed.variant(d, n, dt_h)
+
+
+def _build_block(key: tuple, members: np.ndarray, devs: list[FleetDevice], n: int, dt_h: float,
+                 w: Weights) -> Block:
+    if key[0] == "battery":
+        return battery.build(members, devs, n, dt_h, w)
+    if key[0] == "ev":
+        return ev.build(members, devs, n, dt_h, w)
+    return shed.build(members, devs, n, dt_h, w)
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """OSQP settings: ``eps`` for both absolute and relative tolerance; ``polishing`` refines
+    the active set after convergence (exact to ~1e-9 when it succeeds, at the cost of one more
+    factorisation)."""
+
+    eps: float = 1e-4
+    max_iter: int = 4000
+    polishing: bool = False
+    time_limit_s: float = 0.0  # 0 = none
+    fallback: bool = True  # re-solve with Clarabel when OSQP does not converge
+
+
+class DispatchModel:
+    """One fleet's QP. Build once; :meth:`solve` as often as the data change."""
+
+    def __init__(self, devices: Sequence[FleetDevice], n_intervals: int, *,
+                 interval_minutes: int = 15, weights: Weights | None = None,
+                 options: SolverOptions | None = None, exchange: bool = False) -> None:
+        t0 = time.perf_counter()
+        if not devices:
+            raise ValidationError("the fleet is empty")
+        if n_intervals < 2:
+            raise ValidationError("the horizon needs at least 2 intervals")
+        for d in devices:
+            validate_device(d, n_intervals)
+        self.n = n_intervals
+        self.interval_minutes = interval_minutes
+        self.dt_h = interval_minutes / 60.0
+        self.weights = weights or Weights()
+        self.options = options or SolverOptions()
+        self.exchange = exchange
+        self.signature = signature(devices)
+        self.device_ids = np.array([d.device_id for d in devices], dtype=np.int64)
+        self.rated_kw = np.array([d.rated_power_kw for d in devices])
+        self.min_kw = np.array([d.min_setpoint_kw for d in devices])
+        self.max_kw = np.array([d.max_setpoint_kw for d in devices])
+        self.total_rated_kw = float(self.rated_kw.sum())
+        self.norm = self.dt_h * self.total_rated_kw / len(devices)
+        groups: dict[tuple, list[int]] = {}
+        for i, d in enumerate(devices):
+            groups.setdefault(_group_key(d, n_intervals, self.dt_h), []).append(i)
+        self.blocks: list[Block] = []
+        for key, idx in sorted(groups.items(), key=lambda kv: str(kv[0])):
+            members = np.array(idx, dtype=np.int64)
+            self.blocks.append(
+                _build_block(key, members, [devices[i] for i in idx], n_intervals, self.dt_h,
+                             self.weights)
+            )
+        self._assemble()
+        self._solver: osqp.OSQP | None = None
+        self.build_time_s = time.perf_counter() - t0
+        self.setup_time_s = 0.0
+
+    # -- structure ------------------------------------------------------------------------
+    def _assemble(self) -> None:
+        n, S = self.n, self.total_rated_kw
+        voff, roff = 0, 0
+        self.var_off, self.row_off = [], []
+        rows, cols, vals, pdiag = [], [], [], []
+        fam_names: list[str] = []
+        fam_code, row_dev, row_t = [], [], []
+        for b in self.blocks:
+            self.var_off.append(voff)
+            self.row_off.append(roff)
+            j = np.arange(b.m)[:, None]
+            rows.append((roff + j * b.nr + b.rows[None, :]).ravel())
+            cols.append((voff + j * b.nv + b.cols[None, :]).ravel())
+            vals.append(b.vals.ravel())
+            pdiag.append((b.p_diag * (b.rated_kw / S * len(self.rated_kw))[:, None]).ravel())
+            codes = []
+            for f in b.family:
+                if f not in fam_names:
+                    fam_names.append(f)
+                codes.append(fam_names.index(f))
+            fam_code.append(np.tile(np.array(codes, dtype=np.int32), b.m))
+            row_dev.append(np.repeat(b.members.astype(np.int32), b.nr))
+            row_t.append(np.tile(b.row_t.astype(np.int32), b.m))
+            voff += b.m * b.nv
+            roff += b.m * b.nr
+        self.n_dev_vars, self.n_dev_rows = voff, roff
+        # Extra variables (n): shortfall sigma (target form) or partition reduction z
+        # (exchange form). Extra rows (n): the fleet row, then (target form) sigma's bounds.
+        x0, c0, h0 = voff, roff, roff + n
+        t = np.arange(n)
+        sign = 1.0 if self.exchange else -1.0
+        for b, vo in zip(self.blocks, self.var_off, strict=True):
+            j = np.arange(b.m)[:, None]
+            rows.append(np.broadcast_to(c0 + b.power_t[None, :], (b.m, b.power_t.size)).ravel())
+            cols.append((vo + j * b.nv + b.power_var[None, :]).ravel())
+            vals.append((sign * (b.rated_kw / S)[:, None] * b.power_coef[None, :]).ravel())
+        N = len(self.rated_kw)
+        # sigma in units of kappa * S, kappa chosen so that its cost is of order one (OSQP
+        # scales the cost by its largest entry: a 100 yuan/kWh penalty would drown the rest).
+        self.kappa = 1.0 if self.exchange else self.sigma_cost / (
+            self.weights.shortfall_yuan_per_kwh * N)
+        rows += [c0 + t]
+        cols += [x0 + t]
+        vals += [np.full(n, self.kappa)]
+        fams = ["fleet.reduction"]
+        if not self.exchange:
+            rows += [h0 + t]
+            cols += [x0 + t]
+            vals += [np.ones(n)]
+            fams.append("fleet.shortfall")
+        for f in fams:
+            fam_names.append(f)
+            fam_code.append(np.full(n, fam_names.index(f), dtype=np.int32))
+            row_dev.append(np.full(n, -1, dtype=np.int32))
+            row_t.append(t.astype(np.int32))
+        self.nx, self.nc = voff + n, roff + n * len(fams)
+        self.extra_slice = slice(x0, x0 + n)
+        self.fleet_rows = slice(c0, c0 + n)
+        A = sp.csc_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(self.nc, self.nx),
+        )
+        A.sum_duplicates()
+        self.A = A
+        pd = np.concatenate(pdiag + [np.full(n, _TINY)])
+        self.P = sp.csc_matrix((pd, (np.arange(self.nx), np.arange(self.nx))),
+                               shape=(self.nx, self.nx))
+        assert self.P.nnz == self.nx
+        self.P_base = self.P.data.copy()
+        self.fam_names = fam_names
+        self.row_family = np.concatenate(fam_code)
+        self.row_device = np.concatenate(row_dev)
+        self.row_interval = np.concatenate(row_t)
+        # per-block maps from local vars to power per interval
+        self._pmaps = [
+            sp.csr_matrix((b.power_coef, (b.power_var, b.power_t)), shape=(b.nv, n))
+            for b in self.blocks
+        ]
+
+    @property
+    def nnz(self) -> int:
+        return int(self.A.nnz + self.P.nnz)
+
+    # -- data -----------------------------------------------------------------------------
+    def vectors(self, devices: Sequence[FleetDevice], data: HorizonData
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``q, l, u`` of the QP and the constant power (kW, devices x intervals)."""
+        n, S, N = self.n, self.total_rated_kw, len(self.rated_kw)
+        base = np.asarray(data.baseline_kw, dtype=float)
+        price = np.asarray(data.price_yuan_per_kwh, dtype=float)
+        q = np.empty(self.nx)
+        lo = np.empty(self.nc)
+        hi = np.empty(self.nc)
+        const = np.empty((N, n))
+        for b, vo, ro, pm in zip(self.blocks, self.var_off, self.row_off, self._pmaps,
+                                 strict=True):
+            ctx = Context(n=n, dt_h=self.dt_h, now=data.now_index, baseline_kw=base[b.members],
+                          devices=[devices[i] for i in b.members], weights=self.weights)
+            v = b.vectors(ctx)
+            scale = (b.rated_kw / S * N)[:, None]
+            energy = (pm @ price)[None, :]  # price of one per-unit of each local var
+            q[vo : vo + b.m * b.nv] = (scale * (v.q + energy)).ravel()
+            lo[ro : ro + b.m * b.nr] = v.lo.ravel()
+            hi[ro : ro + b.m * b.nr] = v.hi.ravel()
+            const[b.members] = v.const_kw
+        c0 = self.n_dev_rows
+        # fleet reduction from constants: sum (baseline - const) / S
+        red0 = (base - const).sum(axis=0) / S
+        if self.exchange:
+            q[self.extra_slice] = 0.0
+            lo[c0 : c0 + n] = hi[c0 : c0 + n] = red0
+            return q, lo, hi, const
+        q[self.extra_slice] = self.weights.shortfall_yuan_per_kwh * N * self.kappa
+        tgt = data.call.target_kw(n) if data.call is not None else np.full(n, np.nan)
+        win = ~np.isnan(tgt)
+        tgt0 = np.nan_to_num(tgt) / S
+        lo[c0 : c0 + n] = np.where(win, tgt0 - red0, -INF)
+        hi[c0 : c0 + n] = INF
+        lo[c0 + n : c0 + 2 * n] = 0.0
+        hi[c0 + n : c0 + 2 * n] = np.where(win, tgt0 / self.kappa, 0.0)
+        return q, lo, hi, const
+
+    # -- solving --------------------------------------------------------------------------
+    def check(self, devices: Sequence[FleetDevice], data: HorizonData) -> None:
+        """Validate a request against this model's structure (raises ``ValidationError``)."""
+        if len(devices) != len(self.device_ids) or signature(devices) != self.signature:
+            raise ValidationError("the fleet's structure differs from the one this model was "
+                                  "built for (build a new model)")
+        validate(devices, data, self.n)
+        if data.interval_minutes != self.interval_minutes:
+            raise ValidationError(f"interval_minutes={data.interval_minutes} but the model uses "
+                                  f"{self.interval_minutes}")
+
+    def solve_raw(self, q: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                  p_data: np.ndarray | None = None):
+        """Load ``q, l, u`` (and optionally new ``P`` values) and run OSQP (warm-started)."""
+        o = self.options
+        if self._solver is None:
+            t0 = time.perf_counter()
+            s = osqp.OSQP()
+            if p_data is not None:
+                self.P.data[:] = p_data
+            extra = {"time_limit": o.time_limit_s} if o.time_limit_s > 0 else {}
+            s.setup(self.P, q, self.A, lo, hi, verbose=False, eps_abs=o.eps, eps_rel=o.eps,
+                    max_iter=o.max_iter, polishing=o.polishing, warm_starting=True,
+                    eps_prim_inf=1e-6, eps_dual_inf=1e-6, **extra)
+            self._solver = s
+            self.setup_time_s = time.perf_counter() - t0
+        else:
+            if p_data is not None:
+                self._solver.update(q=q, l=lo, u=hi, Px=p_data)
+            else:
+                self._solver.update(q=q, l=lo, u=hi)
+        return self._solver.solve(raise_error=False)
+
+    def solve(self, devices: Sequence[FleetDevice], data: HorizonData) -> DispatchPlan:
+        """Plan ``data`` for ``devices`` (same structure as built; state may differ)."""
+        self.check(devices, data)
+        if self.exchange:
+            raise ValidationError("this model is in exchange form: use solve_exchange")
+        q, lo, hi, const = self.vectors(devices, data)
+        res = self.solve_raw(q, lo, hi)
+        note = None
+        status = str(res.info.status)
+        if status != "solved" and "time limit" not in status and self.options.fallback:
+            ref = solve_clarabel(self.P, q, self.A, lo, hi, tol=1e-7,
+                                 time_limit_s=self.options.time_limit_s)
+            if ref.x is not None:
+                note = (f"OSQP stopped ({res.info.status}, {res.info.iter} iterations); "
+                        f"plan from Clarabel ({ref.iterations} iterations)")
+                res = _as_result(ref, res.info.solve_time)
+        plan = self.plan(devices, data, res, const)
+        if note:
+            plan.warnings.insert(0, note)
+        return plan
+
+    sigma_cost = 1.0
+
+    def plan(self, devices: Sequence[FleetDevice], data: HorizonData, res,
+             const: np.ndarray) -> DispatchPlan:
+        """Turn an OSQP result into a :class:`DispatchPlan` (setpoints clamped to limits)."""
+        status = str(res.info.status)
+        warnings: list[str] = []
+        x = res.x
+        if x is None or not np.isfinite(x).all() or "infeasible" in status:
+            if "infeasible" in status:
+                raise ValidationError(
+                    "the devices' own constraints cannot all be met (solver: "
+                    f"{status}); check EV energy needs and terminal states of charge"
+                )
+            raise ValidationError(f"the solver returned no plan (status: {status})")
+        if status not in ("solved",):
+            warnings.append(f"solver status {status!r} after {res.info.iter} iterations: "
+                            "best-effort plan")
+        n, N = self.n, len(self.device_ids)
+        base = np.asarray(data.baseline_kw, dtype=float)
+        power = const.copy()
+        soc = np.full((N, n), np.nan)
+        shed_arr = np.zeros((N, n))
+        owed = np.zeros((N, n))
+        ev_kwh: dict[int, np.ndarray] = {}
+        for b, vo, pm in zip(self.blocks, self.var_off, self._pmaps, strict=True):
+            xb = x[vo : vo + b.m * b.nv].reshape(b.m, b.nv)
+            power[b.members] += b.rated_kw[:, None] * (pm.T @ xb.T).T
+            if b.name == "battery":
+                soc[b.members] = battery.soc_pct(b, xb)
+            elif b.name.startswith("ev_charger"):
+                kwh = ev.delivered_kwh(b, xb, self.dt_h)
+                for i, mi in enumerate(b.members):
+                    ev_kwh[int(self.device_ids[mi])] = kwh[i]
+            else:
+                shed_arr[b.members] = shed.shed_kw(b, xb, n)
+                if b.nv == 3 * n:
+                    owed[b.members] = xb[:, 2 * n :] * b.rated_kw[:, None]
+        setp = np.clip(power, self.min_kw[:, None], self.max_kw[:, None])
+        clamped = np.abs(setp - power) > 1e-6 * np.maximum(self.rated_kw[:, None], 1.0)
+        reduction = (base - setp).sum(axis=0)
+        tgt = data.call.target_kw(n) if data.call is not None else np.full(n, np.nan)
+        shortfall = np.where(np.isnan(tgt), 0.0, np.maximum(np.nan_to_num(tgt) - reduction, 0.0))
+        price = np.asarray(data.price_yuan_per_kwh, dtype=float)
+        energy_cost = float((setp * price[None, :]).sum() * self.dt_h)
+        obj = float(res.info.obj_val) * self.norm + float((const * price).sum() * self.dt_h)
+        plan = DispatchPlan(
+            device_ids=self.device_ids.copy(), baseline_kw=base, power_kw=power,
+            setpoint_kw=setp, clamped=clamped, target_kw=tgt, reduction_kw=reduction,
+            shortfall_kw=shortfall, soc_pct=soc, shed_kw=shed_arr, owed_kwh=owed, ev_delivered_kwh=ev_kwh,
+            energy_cost_yuan=energy_cost, objective_yuan=obj, status=status,
+            iterations=int(res.info.iter),
+            solve_time_s=float(res.info.solve_time) + float(getattr(res.info, "polish_time", 0.0)),
+            setup_time_s=self.setup_time_s, interval_minutes=self.interval_minutes,
+            warnings=warnings,
+        )
+        if not plan.feasible:
+            plan.binding = self.binding(res, shortfall > 1e-3 * np.maximum(
+                np.nan_to_num(tgt), 1.0))
+            plan.warnings.append(
+                f"call cannot be met: shortfall {plan.shortfall_kwh:.1f} kWh, at most "
+                f"{float(shortfall.max()):.1f} kW short"
+            )
+        return plan
+
+    def binding(self, res, short_t: np.ndarray, tol: float = 1e-6) -> list[Binding]:
+        """Constraint families with non-zero duals in the intervals that fell short (or with
+        no interval, e.g. duration budgets), largest first."""
+        y = res.y
+        active = np.abs(y) > tol * max(float(np.abs(y).max()), 1.0)
+        rt = self.row_interval
+        in_t = np.where(rt >= 0, short_t[np.clip(rt, 0, self.n - 1)], True)
+        sel = active & in_t & (self.row_device >= 0)
+        out = []
+        for code in np.unique(self.row_family[sel]):
+            m = sel & (self.row_family == code)
+            devs = np.unique(self.row_device[m])[:10]
+            out.append(Binding(self.fam_names[code], int(m.sum()),
+                               tuple(int(self.device_ids[i]) for i in devs)))
+        out.sort(key=lambda b: -b.rows)
+        return out
+
+    # -- exchange form for partitioned solving ---------------------------------------------
+    def solve_exchange(self, devices: Sequence[FleetDevice], data: HorizonData,
+                       rho: float, center_kw: np.ndarray, price: np.ndarray):
+        """Exchange form (model built with ``exchange=True``): the call is replaced by a cost on
+        this partition's reduction ``Z`` (kW): ``dt * (rho/2 |Z - center|^2 - price . Z)``
+        (``rho`` in yuan/kW^2/h, ``price`` in yuan/kWh). Returns (OSQP result, constant power,
+        ``Z`` in kW, the partition's own cost in yuan without the exchange terms)."""
+        if not self.exchange:
+            raise ValidationError("solve_exchange needs a model built with exchange=True")
+        q, lo, hi, const = self.vectors(devices, data)
+        S = self.total_rated_kw
+        p = self.P_base.copy()
+        zi = np.arange(self.extra_slice.start, self.extra_slice.stop)
+        p[zi] = max(rho * self.dt_h * S * S / self.norm, _TINY)
+        q[self.extra_slice] = (-rho * np.asarray(center_kw) - np.asarray(price)) * S \
+            * self.dt_h / self.norm
+        if self._last_rho != rho:
+            res = self.solve_raw(q, lo, hi, p)
+            self._last_rho = rho
+        else:
+            res = self.solve_raw(q, lo, hi)
+        if res.x is None or not np.isfinite(res.x).all():
+            raise ValidationError(f"partition solve failed (status: {res.info.status})")
+        z = res.x[self.extra_slice] * S
+        dev_obj = float(res.info.obj_val) * self.norm - self.dt_h * float(
+            0.5 * rho * (z**2).sum() - rho * (np.asarray(center_kw) * z).sum()
+            - (np.asarray(price) * z).sum()
+        ) + float((const * np.asarray(data.price_yuan_per_kwh)).sum() * self.dt_h)
+        return res, const, z, dev_obj
+
+    _last_rho: float | None = None

@@ -1,0 +1,85 @@
+"""The scheduler's answer: per-device planned power and setpoints, the fleet response, the
+shortfall against the call and, when the call cannot be met, which constraints stopped it.
+
+Setpoints are always clamped to each device's declared ``[min_setpoint_kw, max_setpoint_kw]``
+(the safety rule); ``clamped`` marks where the plan itself lay outside (for example a baseline
+already below a load's minimum setpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A family of constraints that was active where the call fell short."""
+
+    family: str
+    rows: int
+    device_ids: tuple[int, ...]  # up to 10 examples
+
+    def describe(self) -> str:
+        ex = ", ".join(str(i) for i in self.device_ids)
+        return f"{self.family}: {self.rows} active rows (devices {ex or '-'})"
+
+
+@dataclass
+class DispatchPlan:
+    """Result of one solve. Arrays are (devices, intervals) in the order of ``device_ids``."""
+
+    device_ids: np.ndarray
+    baseline_kw: np.ndarray
+    power_kw: np.ndarray
+    setpoint_kw: np.ndarray
+    clamped: np.ndarray
+    target_kw: np.ndarray  # (intervals,), NaN outside the call window
+    reduction_kw: np.ndarray  # fleet baseline minus fleet plan, (intervals,)
+    shortfall_kw: np.ndarray  # (intervals,), 0 outside the window
+    soc_pct: np.ndarray  # batteries' SoC at the end of each interval, NaN for other kinds
+    shed_kw: np.ndarray  # loads' shed below baseline, 0 for other kinds
+    owed_kwh: np.ndarray  # loads' energy still owed (rebound / make-up) at each interval's end
+    ev_delivered_kwh: dict[int, np.ndarray]  # per EV charger: energy per connector
+    energy_cost_yuan: float
+    objective_yuan: float
+    status: str
+    iterations: int
+    solve_time_s: float
+    setup_time_s: float
+    interval_minutes: int = 15
+    binding: list[Binding] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def shortfall_kwh(self) -> float:
+        return float(self.shortfall_kw.sum() * self.interval_minutes / 60.0)
+
+    @property
+    def feasible(self) -> bool:
+        """True when the call is met in every interval (within 0.1 % of the target)."""
+        tgt = np.nan_to_num(self.target_kw)
+        return bool((self.shortfall_kw <= 1e-3 * np.maximum(tgt, 1.0)).all())
+
+    def row(self, device_id: int) -> int:
+        hits = np.flatnonzero(self.device_ids == device_id)
+        if hits.size == 0:
+            raise KeyError(device_id)
+        return int(hits[0])
+
+    def summary(self) -> dict:
+        """Headline figures as plain numbers (for the CLI, logs and JSON)."""
+        win = ~np.isnan(self.target_kw)
+        return {
+            "devices": int(self.device_ids.size),
+            "status": self.status,
+            "iterations": self.iterations,
+            "solve_time_s": round(self.solve_time_s, 4),
+            "target_kw_max": float(np.nanmax(self.target_kw)) if win.any() else 0.0,
+            "reduction_kw_min_in_window": float(self.reduction_kw[win].min()) if win.any() else 0.0,
+            "shortfall_kwh": round(self.shortfall_kwh, 3),
+            "energy_cost_yuan": round(self.energy_cost_yuan, 2),
+            "objective_yuan": round(self.objective_yuan, 2),
+            "clamped_setpoints": int(self.clamped.sum()),
+        }

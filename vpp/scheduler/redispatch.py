@@ -1,0 +1,78 @@
+"""Receding-horizon re-dispatch: carry a plan forward to ``now`` and re-plan the rest.
+
+:func:`advance` derives every device's state at interval ``now`` from the plan that was being
+executed (state of charge, energy already shed, energy owed, EV energy still needed), with
+telemetry overrides; :func:`redispatch` marks devices that dropped out (offline) or
+under-delivered (derated), clips the call to the future and re-solves the *same* model (no
+rebuild: only bounds and costs change), so that the remaining devices make up the difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from vpp.device_kinds import DeviceKind
+from vpp.errors import ValidationError
+from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData
+from vpp.scheduler.model import DispatchModel
+from vpp.scheduler.plan import DispatchPlan
+
+
+def advance(devices: Sequence[FleetDevice], plan: DispatchPlan, now: int,
+            soc_pct: Mapping[int, float] | None = None) -> list[FleetDevice]:
+    """Device states at the start of interval ``now``, assuming ``plan`` ran until then
+    (``soc_pct`` overrides batteries' SoC with measured values)."""
+    if not 0 < now < plan.power_kw.shape[1]:
+        raise ValidationError(f"now={now} must be inside the horizon and after its start")
+    dt = plan.interval_minutes / 60.0
+    soc_pct = soc_pct or {}
+    out = []
+    for i, d in enumerate(devices):
+        if d.kind is DeviceKind.BATTERY:
+            soc = soc_pct.get(d.device_id, float(plan.soc_pct[i, now - 1]))
+            out.append(replace(d, soc_pct=float(np.clip(soc, 0.0, 100.0))))
+        elif d.kind is DeviceKind.EV_CHARGER:
+            used = float(plan.power_kw[i, :now].sum() * dt)
+            sessions = []
+            for s in d.sessions:  # the plan's past energy, shared in order of the sessions
+                take = min(s.energy_kwh, max(used, 0.0))
+                used -= take
+                sessions.append(EvSession(s.arrival, s.departure, s.energy_kwh - take))
+            out.append(replace(d, sessions=tuple(sessions)))
+        else:
+            shed_used = d.shed_used_kwh + float(plan.shed_kw[i, :now].sum() * dt)
+            out.append(replace(d, shed_used_kwh=shed_used,
+                               debt_kwh=float(max(plan.owed_kwh[i, now - 1], 0.0))))
+    return out
+
+
+def redispatch(model: DispatchModel, devices: Sequence[FleetDevice], data: HorizonData,
+               now: int, *, offline: Sequence[int] = (),
+               derate: Mapping[int, float] | None = None) -> DispatchPlan:
+    """Re-plan from interval ``now`` with ``offline`` devices pinned at their baseline and
+    ``derate`` (device id -> fraction of flexibility still trusted) applied. ``devices`` carry
+    the state at ``now`` (see :func:`advance`)."""
+    derate = derate or {}
+    known = {d.device_id for d in devices}
+    for dev_id in list(offline) + list(derate):
+        if dev_id not in known:
+            raise ValidationError(f"unknown device {dev_id}")
+    off = set(offline)
+    devs = [
+        replace(d, available=d.device_id not in off,
+                flex_scale=float(derate.get(d.device_id, d.flex_scale)))
+        for d in devices
+    ]
+    call = data.call
+    if call is not None:
+        if call.end <= now:
+            call = None
+        elif call.start < now:
+            red = np.broadcast_to(np.asarray(call.reduction_kw, float), (call.end - call.start,))
+            call = EventCall(now, call.end, red[now - call.start :].copy())
+    new = HorizonData(data.baseline_kw, data.price_yuan_per_kwh, call, now_index=now,
+                      interval_minutes=data.interval_minutes)
+    return model.solve(devs, new)
