@@ -167,7 +167,7 @@ async def run(n: int, reps: int) -> dict:
 
             t0 = time.perf_counter()
             async with rt.priority():
-                ok = await asyncio.gather(*(one(i, kw) for i, kw in values.items()))
+                ok = await asyncio.gather(*(one(i, values[i]) for i in rt.interleave(list(values))))
             elapsed = time.perf_counter() - t0
             assert all(ok), f"{len(ok) - sum(ok)} bare writes failed"
             await rt.release(list(values))

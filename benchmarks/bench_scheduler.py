@@ -25,8 +25,9 @@ import time
 import numpy as np
 
 from vpp.scheduler import DispatchModel, EventCall, HorizonData, SolverOptions
+from vpp.scheduler.aggregate import aggregate, disaggregate
 from vpp.scheduler.reference import solve_clarabel
-from vpp.scheduler.synthetic import mixed_fleet, tou_price
+from vpp.scheduler.synthetic import catalog_fleet, mixed_fleet, tou_price
 
 
 def log(msg: str) -> None:
@@ -102,25 +103,62 @@ def bench_size(n_dev: int, n: int, eps: float, naive: bool, clarabel: bool, poli
     return out
 
 
-def bench_partitioned(n_dev: int, n: int, size: int, eps: float, max_iter: int) -> dict:
+def bench_aggregated(n_dev: int, n: int, eps: float, seed: int = 0) -> dict:
+    """Catalogue fleet (devices repeat per unit): exact aggregation, solve, disaggregation."""
+    devs, base = catalog_fleet(n_dev, n, seed=seed)
+    price = tou_price(n)
+    call = call_for(base, n)
+    t0 = time.perf_counter()
+    agg = aggregate(devs, base)
+    agg_s = time.perf_counter() - t0
+    model = DispatchModel(agg.devices, n, options=SolverOptions(eps=eps))
+    vplan = model.solve(agg.devices, HorizonData(agg.baseline_kw, price, call))
+    plan = disaggregate(vplan, agg, devs, base)
+    first_s = time.perf_counter() - t0
+    log(f"  catalogue N={n_dev}: {len(agg.devices)} virtual devices (aggregation {agg_s:.2f} s); "
+        f"first plan {first_s:.2f} s, feasible={plan.feasible}")
+    price2 = price * (1 + 0.05 * np.random.default_rng(seed + 1).standard_normal(n))
+    t0 = time.perf_counter()
+    agg = aggregate(devs, base)  # re-aggregated on every re-plan: state may have changed
+    data2 = HorizonData(agg.baseline_kw, price2, call)
+    vplan = model.solve(agg.devices, data2)
+    plan = disaggregate(vplan, agg, devs, base)
+    warm_s = time.perf_counter() - t0
+    q, lo, hi, _ = model.vectors(agg.devices, data2)
+    ours = float(model._solver.solve(raise_error=False).info.obj_val)
+    ref = solve_clarabel(model.P, q, model.A, lo, hi, tol=1e-8)
+    gap = abs(ours - ref.obj_val) / max(abs(ref.obj_val), 1e-9)
+    log(f"  catalogue N={n_dev}: warm re-plan end to end {warm_s:.2f} s (OSQP "
+        f"{vplan.solve_time_s:.2f} s, {vplan.iterations} it); Clarabel gap {gap:.2e}; "
+        f"feasible={plan.feasible}")
+    return {"devices": n_dev, "virtual_devices": len(agg.devices), "aggregate_s": round(agg_s, 3),
+            "first_plan_s": round(first_s, 3), "warm_replan_s": round(warm_s, 3),
+            "warm_osqp_s": round(vplan.solve_time_s, 3), "warm_iterations": vplan.iterations,
+            "ratio_c_objective_gap": float(f"{gap:.3e}"), "feasible": plan.feasible}
+
+
+def bench_partitioned(n_dev: int, n: int, size: int, eps: float, max_iter: int,
+                      catalogue: bool) -> dict:
     from distributed import Client, LocalCluster
 
     from vpp.scheduler.partition import chunk, solve_partitioned
 
-    devs, base = mixed_fleet(n_dev, n, seed=7)
+    devs, base = (catalog_fleet if catalogue else mixed_fleet)(n_dev, n, seed=7)
     data = HorizonData(base, tou_price(n), call_for(base, n))
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         res = solve_partitioned(
             client, devs, data, chunk(devs, size), options=SolverOptions(eps=eps, fallback=False),
-            max_iter=max_iter,
+            max_iter=max_iter, aggregate=catalogue,
             progress=lambda i, rp, rd: log(f"    ADMM {i}: primal {rp:.2e} dual {rd:.2e}")
             if i % 10 == 0 else None,
         )
     log(f"  partitioned N={n_dev} in {res.partitions} partitions: {res.wall_time_s:.1f} s, "
         f"{res.iterations} ADMM iterations (converged={res.converged}), gap to bound "
         f"{res.gap:.2e}, shortfall {res.shortfall_kw.sum() * 0.25:.1f} kWh")
-    return {"devices": n_dev, "partitions": res.partitions, "wall_s": round(res.wall_time_s, 2),
+    return {"devices": n_dev, "fleet": "catalogue, aggregated" if catalogue else "mixed",
+            "qp_devices": res.qp_devices,
+            "partitions": res.partitions, "wall_s": round(res.wall_time_s, 2),
             "iterations": res.iterations, "converged": res.converged,
             "objective_yuan": round(res.objective_yuan, 2),
             "lower_bound_yuan": round(res.lower_bound_yuan, 2), "gap": float(f"{res.gap:.3e}")}
@@ -135,22 +173,26 @@ def main() -> None:
     ap.add_argument("--partition-devices", type=int)
     ap.add_argument("--partition-size", type=int)
     ap.add_argument("--admm-iter", type=int, default=300)
+    ap.add_argument("--aggregated-sizes", type=int, nargs="*")
+    ap.add_argument("--partition-fleet", choices=["catalogue", "mixed"], default="catalogue")
     ap.add_argument("--eps", type=float, default=1e-4)
     ap.add_argument("--polish", action="store_true", help="OSQP solution polishing")
     args = ap.parse_args()
     n = 96
     if args.quick:
-        sizes = args.sizes or [300]
-        naive = args.naive_sizes if args.naive_sizes is not None else [300]
-        clar = args.clarabel_sizes if args.clarabel_sizes is not None else [300]
+        sizes = args.sizes if args.sizes is not None else [200]
+        naive = args.naive_sizes if args.naive_sizes is not None else [200]
+        clar = args.clarabel_sizes if args.clarabel_sizes is not None else [200]
         pdev = 60 if args.partition_devices is None else args.partition_devices
         psize = args.partition_size or 30
+        aggs = args.aggregated_sizes if args.aggregated_sizes is not None else [1000]
     else:
-        sizes = args.sizes or [1000, 10000]
+        sizes = args.sizes if args.sizes is not None else [1000, 10000]
         naive = args.naive_sizes if args.naive_sizes is not None else [1000]
         clar = args.clarabel_sizes if args.clarabel_sizes is not None else [1000, 10000]
         pdev = 100_000 if args.partition_devices is None else args.partition_devices
-        psize = args.partition_size or 5000
+        psize = args.partition_size or 25_000
+        aggs = args.aggregated_sizes if args.aggregated_sizes is not None else [10_000, 100_000]
     t_all = time.perf_counter()
     results = {"mode": "quick" if args.quick else "full", "eps": args.eps,
                "polishing": args.polish, "intervals": n,
@@ -158,9 +200,14 @@ def main() -> None:
     for s in sizes:
         log(f"fleet of {s} mixed devices x {n} intervals")
         results["sizes"].append(bench_size(s, n, args.eps, s in naive, s in clar, args.polish))
+    results["aggregated"] = []
+    for s in aggs:
+        log(f"catalogue fleet of {s} devices, exact aggregation")
+        results["aggregated"].append(bench_aggregated(s, n, args.eps))
     if pdev:
-        log(f"partitioned Dask solve: {pdev} devices, partitions of {psize}")
-        results["partitioned"] = bench_partitioned(pdev, n, psize, args.eps, args.admm_iter)
+        cat = args.partition_fleet == "catalogue"
+        log(f"partitioned Dask solve: {pdev} devices ({args.partition_fleet}), partitions of {psize}")
+        results["partitioned"] = bench_partitioned(pdev, n, psize, args.eps, args.admm_iter, cat)
     results["total_s"] = round(time.perf_counter() - t_all, 1)
     print(json.dumps(results))
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pydantic
-from forecasting.baselines import BaselineSpec
 from pydantic import Field, field_validator, model_validator
 
 from bidding.rules import Band, Direction, EventType, _Model
 from bidding.tariff import TouTariff, _minute_of_day
+from forecasting.baselines import BaselineSpec
 from vpp.errors import ConfigError, NotFoundError, ValidationError
 from vpp.timeutil import require_aware
 
@@ -222,10 +222,11 @@ def read_programme_file(path: Path) -> ProgrammeFile:
     return parsed
 
 
-def load_programme(name: str, programmes_dir: Path | str, on: date) -> Programme:
-    """The version of programme ``name`` in force on ``on`` (latest ``effective_from <= on``)."""
-    if isinstance(on, datetime):
-        on = on.date()
+def load_programme(name: str, programmes_dir: Path | str, on: date | datetime) -> Programme:
+    """The version of programme ``name`` in force on ``on`` (latest ``effective_from <= on``).
+
+    An aware datetime (an event's start) is taken as a local date in the programme's zone.
+    """
     pdir = Path(programmes_dir)
     path = pdir / f"{name}.toml"
     if not path.exists():
@@ -234,6 +235,8 @@ def load_programme(name: str, programmes_dir: Path | str, on: date) -> Programme
             f"no programme {name!r} in {pdir} (known: {', '.join(known) or 'none'})"
         )
     pf = read_programme_file(path)
+    if isinstance(on, datetime):
+        on = on.astimezone(ZoneInfo(pf.timezone)).date() if on.tzinfo else on.date()
     versions = sorted(pf.versions, key=lambda v: v.effective_from)
     in_force = [v for v in versions if v.effective_from <= on]
     if not in_force:

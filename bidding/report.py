@@ -203,3 +203,40 @@ def period_chart(events: Sequence[EventView], path: Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def owner_period_statement(period: str, owner_id: int, owner_name: str,
+                           events: Sequence[EventView], out_dir: Path) -> Path:
+    """A monthly HTML statement for one owner: every settled event and the totals."""
+    rows = []
+    tot = {"response_kwh": 0.0, "revenue_fen": 0, "penalty_fen": 0, "payout_fen": 0,
+           "tou_bill_change_fen": 0}
+    for v in events:
+        o = next((x for x in v.owners if int(x["owner_id"]) == owner_id), None)
+        if o is None:
+            continue
+        for k in tot:
+            tot[k] += o[k]
+        rows.append(
+            f"<tr><td>{html.escape(v.external_id)}</td><td>{html.escape(v.start[:16])}</td>"
+            f"<td>v{v.version}</td><td>{o['declared_kw']:,.1f}</td>"
+            f"<td>{o['response_kwh']:,.1f}</td><td>{o['performance_ratio']:.1%}</td>"
+            f"<td>{fmt_yuan(o['revenue_fen'])}</td><td>{fmt_yuan(o['penalty_fen'])}</td>"
+            f"<td>{fmt_yuan(o['payout_fen'])}</td><td>{fmt_yuan(o['tou_bill_change_fen'])}</td></tr>")
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Demand-response statement {html.escape(period)}: {html.escape(owner_name)}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td,th{{padding:0 .7em;
+text-align:right}}table{{border-collapse:collapse}}tr{{border-bottom:1px solid #ddd}}</style>
+</head><body><h1>Demand-response statement, {html.escape(period)}</h1>
+<p><b>{html.escape(owner_name)}</b> (owner {owner_id}). Amounts in yuan; a negative payout is
+a penalty you owe; the ToU bill change is on your own electricity bill (negative = saving).</p>
+<table><tr><th>event</th><th>start</th><th>version</th><th>declared kW</th>
+<th>response kWh</th><th>of declared</th><th>revenue share</th><th>penalty share</th>
+<th>payout</th><th>ToU bill change</th></tr>{''.join(rows)}
+<tr><th colspan="4">total</th><th>{tot['response_kwh']:,.1f}</th><th></th>
+<th>{fmt_yuan(tot['revenue_fen'])}</th><th>{fmt_yuan(tot['penalty_fen'])}</th>
+<th>{fmt_yuan(tot['payout_fen'])}</th><th>{fmt_yuan(tot['tou_bill_change_fen'])}</th></tr>
+</table></body></html>"""
+    path = out_dir / f"statement-{period}-owner-{owner_id}.html"
+    path.write_text(page)
+    return path

@@ -180,7 +180,8 @@ def settle_event(
         raise SettlementError("owner_declared_kw needs one non-negative value per owner")
     if decl_owner.sum() <= 0:
         raise SettlementError("declared capacity must be positive")
-    price = Decimal(price_yuan_per_kwh)
+    price = (Decimal(str(price_yuan_per_kwh)) if isinstance(price_yuan_per_kwh, float)
+             else Decimal(price_yuan_per_kwh))
     if price < 0:
         raise SettlementError(f"negative price {price} yuan/kWh")
     if price_cap_yuan_per_kwh is not None and price > price_cap_yuan_per_kwh:
@@ -197,9 +198,9 @@ def settle_event(
     dt_h = interval_minutes / 60.0
     ev = np.flatnonzero(mask)
     # integer Wh per owner and interval: exact sums from here on
-    resp_wh = np.rint(sign * (base - meter) * dt_h * 1000.0).astype(np.int64)
     base_wh = np.rint(base * dt_h * 1000.0).astype(np.int64)
     meter_wh = np.rint(meter * dt_h * 1000.0).astype(np.int64)
+    resp_wh = (base_wh - meter_wh) * (1 if sign > 0 else -1)  # so response = baseline - metered
     decl_owner_wh = np.rint(decl_owner * dt_h * 1000.0).astype(np.int64)  # per interval
     decl_t_wh = int(decl_owner_wh.sum())
     resp_t = resp_wh[:, ev].sum(axis=0)  # VPP response per event interval, Wh
@@ -208,7 +209,7 @@ def settle_event(
 
     if band.basis == "event":
         paid, short = _band(int(resp_t.sum()), decl_wh, band)
-        # per-interval view: paid energy spread by positive response (for the report only)
+        # per-interval view (what the interval basis would pay), for the report only
         per_t = [_band(int(r), decl_t_wh, band) for r in resp_t]
     else:
         per_t = [_band(int(r), decl_t_wh, band) for r in resp_t]

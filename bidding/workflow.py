@@ -103,9 +103,10 @@ def _owner_devices(session: Session, owner_ids: Sequence[int]) -> dict[int, list
     return out
 
 
-def _event_days(session: Session, programme: str, exclude_id: int, tz: str) -> list[date]:
-    rows = session.exec(sql_select(GridEvent).where(GridEvent.programme == programme)).all()
-    return sorted({e.start.astimezone(ZoneInfo(tz)).date() for e in rows if e.id != exclude_id})
+def _event_days(session: Session, exclude_id: int, tz: str) -> list[date]:
+    """Local dates of every other event (any programme, any status): not baseline days."""
+    rows = session.exec(sql_select(GridEvent.id, GridEvent.start)).all()
+    return sorted({start.astimezone(ZoneInfo(tz)).date() for i, start in rows if i != exclude_id})
 
 
 def get_event(session: Session, event_id: int) -> GridEvent:
@@ -142,7 +143,7 @@ def bid_event(
     """
     with session_scope(engine) as s:
         ev = get_event(s, event_id)
-        prog = load_programme(ev.programme, programmes_dir, ev.start.date())
+        prog = load_programme(ev.programme, programmes_dir, ev.start)
         hours = (ev.end - ev.start) / timedelta(hours=1)
         product = prog.check_event(ev.event_type, ev.direction, ev.start, ev.end)
         devices = s.exec(sql_select(Device)).all()
@@ -229,7 +230,7 @@ def settle_from_db(
     with session_scope(engine) as s:
         ev = get_event(s, event_id)
         bid = latest_bid(s, event_id)
-        prog = load_programme(ev.programme, programmes_dir, ev.start.date())
+        prog = load_programme(ev.programme, programmes_dir, ev.start)
         product = prog.product(ev.event_type, ev.direction)
         shares = {int(o["owner_id"]): float(o["declared_kw"]) for o in bid.detail.get("owners", [])}
         if not shares:
@@ -237,7 +238,7 @@ def settle_from_db(
         owner_ids = sorted(shares)
         owner_devs = _owner_devices(s, owner_ids)
         names = {o.id: o.name for o in s.exec(sql_select(Owner).where(Owner.id.in_(owner_ids)))}  # type: ignore[union-attr]
-        event_days = _event_days(s, ev.programme, ev.id, prog.timezone)
+        event_days = _event_days(s, ev.id, prog.timezone)
     step = prog.interval_minutes
     spec = product.baseline
     tz = prog.timezone

@@ -78,6 +78,15 @@ class ProfileAdapter:
         self._lease_started: float | None = None
         self._counter = 0
 
+    @property
+    def energy_resolution_kwh(self) -> float | None:
+        """One step of the energy counter in kWh (None: no counter, or SunSpec-scaled)."""
+        ref = self.profile.measure.energy_kwh
+        if ref is None or self.profile.points[ref.point].scale_sf is not None:
+            return None
+        p = self.profile.points[ref.point]
+        return to_canonical(self.profile, ref.point, resolution(p.type, p.scale))
+
     # -- reading --------------------------------------------------------------------------
     async def read_points(self, names: list[str]) -> dict[str, float | str]:
         """Read and decode the named points (in as few requests as the profile allows)."""
@@ -121,7 +130,7 @@ class ProfileAdapter:
         raw = values[ref.point]
         if isinstance(raw, str):
             raise MalformedReply(f"device {self.device_id}: {ref.point} is not a number")
-        return to_canonical(self.profile, ref.point, raw) * ref.sign
+        return to_canonical(self.profile, ref.point, raw) * ref.sign + 0.0  # no "-0.0"
 
     async def read_state(self) -> DeviceState:
         t0 = time.perf_counter()
@@ -276,6 +285,8 @@ class ProfileAdapter:
 
     async def heartbeat(self) -> None:
         """Feed the device's watchdog; release the device when our own lease has expired."""
+        if self.active_setpoint_kw is not None and self._lease_started is None:
+            self._lease_started = self._monotonic()  # a setpoint restored after a restart
         if self.active_setpoint_kw is not None and self.lease_expired:
             log.warning("device %s: lease expired without a new setpoint; releasing",
                         self.device_id)

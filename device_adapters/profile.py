@@ -138,7 +138,7 @@ class Heartbeat(_Model):
     mode: Literal["none", "rewrite", "write", "counter"] = "none"
     point: str | None = None
     value: float | None = None
-    lease_s: float = Field(900.0, gt=0)
+    lease_s: float = Field(1200.0, gt=0)
 
 
 class Watchdog(_Model):

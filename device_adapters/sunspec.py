@@ -149,7 +149,7 @@ def build_battery_profile(
             ],
             "release": [{"point": "124.StorCtl_Mod", "value": 0}],
         },
-        "heartbeat": {"mode": "rewrite", "lease_s": 900},
+        "heartbeat": {"mode": "rewrite", "lease_s": 1200},
         "watchdog": {
             "mode": "timer", "timeout_point": "124.InOutWRte_RvrtTms",
             "feed_points": ["124.InWRte", "124.OutWRte"], "fallback": "release",

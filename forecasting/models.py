@@ -70,9 +70,9 @@ class GbmQuantileModel:
     """
 
     quantiles: list[float]
-    n_estimators: int = 150
-    learning_rate: float = 0.1
-    num_leaves: int = 15
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 31
     min_data_in_leaf: int = 200
     max_train_rows: int = 300_000
     num_threads: int = 1

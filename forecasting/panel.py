@@ -28,8 +28,9 @@ from vpp.errors import ValidationError
 CAL_COLUMNS = ["slot", "dow", "workday", "holiday", "adjusted_workday",
                "prev_workday", "next_workday", "doy_sin", "doy_cos"]
 LOAD_COLUMNS = ["lead_h", "lag_week", "lag_2week", "lag_day", "similar_days", "last_value",
-                "last_hour", "last_day", "log_scale"]
-TEMP_COLUMNS = ["temp", "temp_day_mean", "temp_lag_week", "temp_now"]
+                "last_hour", "last_day", "last_hour_day_ago", "last_hour_week_ago", "log_scale"]
+TEMP_COLUMNS = ["temp", "temp_3h_before", "temp_day_mean", "temp_day_max",
+                "temp_prev_day_mean", "temp_lag_week", "temp_day_mean_lag_week", "temp_now"]
 SIMILAR_DAYS = 5
 
 
@@ -153,6 +154,12 @@ def build_features(
         last_hour = _window_mean(cs_signed, cnt, origins, 60 // panel.interval_minutes)[:, :, None]
         last_hour = last_hour / scale
         last_day = _window_mean(cs_signed, cnt, origins, s_per_day)[:, :, None] / scale
+        # the same last hour one day and one week earlier: the model's "day-of adjustment"
+        hour = 60 // panel.interval_minutes
+        day_ago = _window_mean(cs_signed, cnt, np.clip(origins - s_per_day, 0, None), hour)
+        week_ago = _window_mean(cs_signed, cnt, np.clip(origins - 7 * s_per_day, 0, None), hour)
+        last_hour_day_ago = day_ago[:, :, None] / scale
+        last_hour_week_ago = week_ago[:, :, None] / scale
     # similar days: last SIMILAR_DAYS days of the target's type before the origin's day
     n_days = y.shape[1] // s_per_day
     yd = y[:, : n_days * s_per_day].reshape(n_sites, n_days, s_per_day)
@@ -181,7 +188,8 @@ def build_features(
     cols = [np.broadcast_to(cal[:, None, :, j], shape) for j in range(cal.shape[-1])]
     cols += [np.broadcast_to((leads * panel.interval_minutes / 60.0)[None, None, :], shape)]
     cols += [per_site(a) for a in (lag_week, lag_2week, lag_day, similar, last_value,
-                                   last_hour, last_day, log_scale)]
+                                   last_hour, last_day, last_hour_day_ago, last_hour_week_ago,
+                                   log_scale)]
     if panel.temp_c is not None:
         temp = panel.temp_c if panel.temp_c.ndim == 2 else panel.temp_c[None, :]
         if sites is not None and temp.shape[0] > 1:
@@ -191,9 +199,16 @@ def build_features(
             okt = np.isfinite(td)
             day_mean = np.where(okt, td, 0).sum(-1) / np.maximum(okt.sum(-1), 1)
             day_mean = np.where(okt.any(-1), day_mean, np.nan)
+            day_max = np.where(okt.any(-1), np.where(okt, td, -np.inf).max(-1), np.nan)
+        tday = np.clip(t // s_per_day, 0, n_days - 1)
+        tday_week = t // s_per_day - 7
         cols += [per_site(_take(temp, t)),
-                 per_site(day_mean[:, np.clip(t // s_per_day, 0, n_days - 1)]),
+                 per_site(_take(temp, t - 3 * 60 // panel.interval_minutes)),
+                 per_site(day_mean[:, tday]),
+                 per_site(day_max[:, tday]),
+                 per_site(_take(day_mean, t // s_per_day - 1)),
                  per_site(_take(temp, t - 7 * s_per_day)),
+                 per_site(_take(day_mean, tday_week)),
                  per_site(_take(temp, origins - 1)[:, :, None])]
     x = np.empty((k * n_sites * horizon_steps, len(cols)), dtype=np.float32)
     for j, c in enumerate(cols):

@@ -98,8 +98,8 @@ async def read_commands(gateways: dict[int, SimGateway], write=print) -> None:
         mode = os.fstat(sys.stdin.fileno()).st_mode
     except (ValueError, OSError, AttributeError):  # no real stdin (tests, daemons)
         return
-    if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)):
-        return  # a regular file: not something to follow
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or sys.stdin.isatty()):
+        return  # a regular file or /dev/null: nothing to follow (epoll refuses them)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     try:

@@ -54,7 +54,7 @@ log = logging.getLogger("sim.fullstack")
 #: yet, are left out of the full-stack sample (they run at city scale only).
 PROFILE_MAX_KW = {"coolmaster-vrf": 600.0, "industrial-plc": 10_000.0, "alfen-ng9xx": 22.0,
                   "keba-p30": 22.0, "sunspec": 65.0}  # SunSpec 124.WChaMax: uint16 W, SF 0
-LEAD_MINUTES = 90  # simulated time for enrolment and polling before the call is issued
+LEAD_MINUTES = 30  # simulated time the daemon polls live before the call is issued
 HISTORY_DAYS = 9  # telemetry history written before the run (the daemon's baselines need >= 7)
 SETTLE_WAIT_MINUTES = 30  # simulated time after the event end for the settlement
 
@@ -83,6 +83,22 @@ def _first_call(scn: Scenario) -> tuple[GridCall, pd.Series]:
     return rt, city_load_mw(scn, weather, idx)
 
 
+class HeldClock:
+    """A :class:`~sim.clock.SimClock` held at ``start`` until :meth:`release`: enrolment and
+    writing the history take real time that must not pass on the simulated clock."""
+
+    def __init__(self, accel: float, start) -> None:  # noqa: ANN001
+        self.accel = accel
+        self.start = start
+        self._clock: SimClock | None = None
+
+    def release(self) -> None:
+        self._clock = SimClock(accel=self.accel, start=self.start)
+
+    def now(self):  # noqa: ANN201
+        return self.start if self._clock is None else self._clock.now()
+
+
 class _Api:
     def __init__(self, http: aiohttp.ClientSession, url: str, token: str) -> None:
         self.http, self.url, self.headers = http, url, {"Authorization": f"Bearer {token}"}
@@ -96,7 +112,7 @@ class _Api:
             return data
 
 
-async def _wait_until(clock: SimClock, ts, poll_s: float = 0.2) -> None:  # noqa: ANN001
+async def _wait_until(clock: HeldClock, ts, poll_s: float = 0.2) -> None:  # noqa: ANN001
     while clock.now() < ts:
         await asyncio.sleep(poll_s)
 
@@ -127,7 +143,7 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, n_devices: int
     left_out = len(whole) - len(servable)
     base_port = _free_port_base(len(fleet) // 2 + 50)
     owners = fleet.owner_specs(host="127.0.0.1", first_port=base_port)
-    clock = SimClock(accel=accel, start=call.issued_at - timedelta(minutes=LEAD_MINUTES))
+    clock = HeldClock(accel=accel, start=call.issued_at - timedelta(minutes=LEAD_MINUTES))
     gateways = []
     by_name: dict[str, Any] = {}
     for o in owners:
@@ -180,6 +196,7 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, n_devices: int
             ids = {d["name"]: int(d["id"]) for d in devices}
             report("writing telemetry history", 0, 1)
             await _write_history(engine, fleet, ids, clock.start, temp, scn)
+            clock.release()  # simulated time starts now
             await _wait_until(clock, call.issued_at)
             report("grid call", 0, 1)
             decision = await grid.call("POST", "/api/v1/grid/calls", call.to_payload())
@@ -230,7 +247,7 @@ def _temperature(scn: Scenario, call: GridCall) -> pd.Series:
     return hourly_temperature(weather, idx)
 
 
-async def _shape_loop(clock: SimClock, by_name: dict[str, Any], served: dict[str, Any],
+async def _shape_loop(clock: HeldClock, by_name: dict[str, Any], served: dict[str, Any],
                       temp: pd.Series, scn: Scenario) -> None:
     """Apply the scenario behaviour to the served devices' physics at every interval start."""
     step = f"{scn.scenario.interval_minutes}min"

@@ -23,7 +23,7 @@ class InProcessAdapter:
     def __init__(
         self, device_id: int, kind: DeviceKind, physics: Physics, clock: Clock, *,
         min_setpoint_kw: float, max_setpoint_kw: float, params: dict[str, Any] | None = None,
-        lease_s: float = 900.0,
+        lease_s: float = 1200.0,
     ) -> None:
         self.device_id = device_id
         self.kind = kind

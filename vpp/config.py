@@ -74,6 +74,9 @@ class PollingSettings(_Section):
     offline_after_failures: int = Field(3, ge=1)
     watchdog_period_s: float = Field(10.0, gt=0)
     telemetry_batch_size: int = Field(500, ge=1)
+    #: a device drawing power whose energy counter has not moved for this long (and should
+    #: have, by at least 5 counter steps) is reported as "stuck values"
+    stuck_after_s: float = Field(300.0, gt=0)
 
 
 class SchedulerSettings(_Section):
@@ -102,9 +105,9 @@ class ForecastSettings(_Section):
     interval_minutes: int = Field(15, gt=0, le=60)
     calendar: str = "china"
     max_gap_minutes: int = Field(60, ge=0, le=24 * 60)
-    n_estimators: int = Field(150, ge=1, le=5000)
-    learning_rate: float = Field(0.1, gt=0, le=1)
-    num_leaves: int = Field(15, ge=2, le=1024)
+    n_estimators: int = Field(300, ge=1, le=5000)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2, le=1024)
     min_data_in_leaf: int = Field(200, ge=1)
     quantile_method: str = "residual"  # or "quantile" (one LightGBM quantile model each)
     calibration_days: int = Field(28, ge=1, le=365)

@@ -35,6 +35,10 @@ from vpp.telemetry_store import Reading, TelemetryBuffer
 log = logging.getLogger(__name__)
 
 
+class StuckValues(DeviceError):
+    code = "stuck_values"
+
+
 @dataclass
 class DeviceStats:
     device_id: int
@@ -47,11 +51,38 @@ class DeviceStats:
     latency_ms_total: float = 0.0
     last_error: str | None = None
     last_state: DeviceState | None = None
+    energy_since: tuple[float, float] | None = None  # (monotonic s, counter kWh) of last change
+    min_power_kw: float | None = None  # least power seen since the counter last changed
 
     @property
     def mean_latency_ms(self) -> float | None:
         ok = self.polls - self.errors
         return self.latency_ms_total / ok if ok > 0 else None
+
+
+def stuck_reason(
+    st: DeviceStats, state: DeviceState, now_s: float, resolution_kwh: float | None,
+    stuck_after_s: float,
+) -> str | None:
+    """Pure check for frozen registers: a device that has drawn power all along since its
+    energy counter last moved, long enough for the counter to move by >= 5 steps, is stuck.
+    Updates the tracking fields of ``st``; returns the reason or None."""
+    energy = state.energy_kwh
+    if energy is None or resolution_kwh is None:
+        return None
+    if st.energy_since is None or energy != st.energy_since[1]:
+        st.energy_since = (now_s, energy)
+        st.min_power_kw = state.power_kw
+        return None
+    st.min_power_kw = min(st.min_power_kw if st.min_power_kw is not None else state.power_kw,
+                          state.power_kw)
+    elapsed = now_s - st.energy_since[0]
+    expected_kwh = max(st.min_power_kw, 0.0) * elapsed / 3600.0
+    step = max(resolution_kwh, 1e-6)
+    if elapsed >= stuck_after_s and expected_kwh >= 5 * step:
+        return (f"device {state.device_id}: stuck values: energy counter at {energy:g} kWh for "
+                f"{elapsed:.0f} s while drawing >= {st.min_power_kw:.2f} kW")
+    return None
 
 
 @dataclass
@@ -155,7 +186,15 @@ class Poller:
         t0 = time.perf_counter()
         try:
             state = await a.read_state()
-        except DeviceError as exc:
+            stuck = stuck_reason(st, state, time.monotonic(), a.energy_resolution_kwh,
+                                 self.settings.stuck_after_s)
+            if stuck is not None:
+                st.last_state = state
+                raise StuckValues(stuck)
+        except Exception as exc:  # one device must never stop the others
+            if not isinstance(exc, DeviceError):
+                log.exception("device %s: unexpected error while polling", a.device_id)
+                exc = DeviceError(f"device {a.device_id}: unexpected {type(exc).__name__}: {exc}")
             st.errors += 1
             st.consecutive_failures += 1
             st.last_error = str(exc)
@@ -233,7 +272,7 @@ class Poller:
         async def one(a: ProfileAdapter) -> None:
             try:
                 await a.heartbeat()
-            except DeviceError as exc:
+            except (DeviceError, ValueError) as exc:  # ValueError: a value that cannot encode
                 errors[a.device_id] = str(exc)
 
         await asyncio.gather(*(one(a) for u in self.gateways for a in u.adapters))
@@ -266,7 +305,7 @@ class Poller:
                     if a.active_setpoint_kw is not None:
                         try:
                             await a.release()
-                        except DeviceError as exc:
+                        except (DeviceError, ValueError) as exc:
                             log.error("device %s not released: %s", a.device_id, exc)
             await u.client.close()
         await self.flush()

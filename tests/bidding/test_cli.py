@@ -74,6 +74,9 @@ def test_bid_settle_pay_report(env: Path, tmp_path: Path, capsys) -> None:
     period = reports / "period-2025-07"
     assert (period / "period-2025-07.png").exists()
     assert (period / "period-2025-07-owners.csv").read_text().count("\n") == 4
+    monthly = sorted(period.glob("statement-2025-07-owner-*.html"))
+    assert len(monthly) == 3 and "<td>E1</td>" in monthly[0].read_text()
+    assert "<th>total</th>" in monthly[0].read_text().replace(' colspan="4"', "")
 
     code, _, err = run(capsys, "report", "--period", "July")
     assert code == 2 and "--period must look like 2025-07" in err

@@ -84,3 +84,9 @@ def test_unknown_programme_and_bad_files(tmp_path):
     (tmp_path / "x.toml").write_text("name = [")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_programme("x", tmp_path, date(2026, 7, 1))
+
+
+def test_event_start_is_a_local_date():
+    # 05:00 on 2026-01-22 in Shanghai is still 2026-01-21 in UTC: the 2026 rules apply.
+    start = datetime(2026, 1, 22, 5, 0, tzinfo=SH).astimezone(ZoneInfo("UTC"))
+    assert load_programme("hunan-2026", DIR, start).effective_from == date(2026, 1, 22)

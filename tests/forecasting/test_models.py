@@ -138,3 +138,23 @@ def test_metrics_by_hand() -> None:
     # pinball: q=0.9, a-p = -2, +2, 0 -> 0.2, 1.8, 0 -> mean 2/3
     assert pinball_loss(a, {0.9: p}) == pytest.approx(2 / 3)
     assert coverage(a, p - 1, p + 1) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("method", ["residual", "quantile"])
+def test_quantile_methods(spring: pd.DataFrame, method: str) -> None:
+    """Both ways of getting P10/P90 give ordered bands around the point forecast; the residual
+    method's band comes from errors measured on origins its first model did not train on."""
+    cal = ExplicitCalendar.from_series(spring["workday"])
+    s = ForecastSettings(horizon_hours=24, quantile_method=method, calibration_days=14, **SMALL)
+    fc = LoadForecaster(s, cal).fit(spring[["load_kw"]].loc[:"2014-05-20"])
+    assert fc.model is not None
+    if method == "residual":
+        assert set(fc.model.boosters) == {0.5}
+        rq = fc.model.residual_q
+        assert rq is not None and rq.shape == (3, 24)
+        assert (rq[0] < rq[2]).all() and (rq[0] < 0).all() and (rq[1] == 0).all()
+    else:
+        assert set(fc.model.boosters) == {0.1, 0.5, 0.9}
+    out = fc.forecast(spring[["load_kw"]].loc[:"2014-05-20"])
+    p10, p50, p90 = (out.quantile(q)["load_kw"] for q in (0.1, 0.5, 0.9))
+    assert (p10 <= p50).all() and (p50 <= p90).all() and (p90 - p10).mean() > 0

@@ -1,4 +1,4 @@
-"""`vpp sim gateways` / `vpp sim demo` serve real Modbus TCP in a separate process;
+"""`vpp sim gateways` / `vpp sim demo` serve real Modbus TCP (in a thread here);
 `vpp gateway add --probe`, `vpp gateway probe` and `vpp poll --once` enrol and read them."""
 
 from __future__ import annotations
@@ -6,12 +6,8 @@ from __future__ import annotations
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,11 +33,11 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def _wait_port(port: int, proc: subprocess.Popen[str] | None, timeout_s: float = 60.0) -> None:
+def _wait_port(port: int, thread: threading.Thread, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"simulator exited: {proc.stdout.read() if proc.stdout else ''}")
+        if not thread.is_alive():
+            raise AssertionError("the simulator stopped early")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -49,51 +45,39 @@ def _wait_port(port: int, proc: subprocess.Popen[str] | None, timeout_s: float =
     raise AssertionError(f"port {port} never opened")
 
 
-@contextmanager
-def simulator(*args: str, port: int, cwd: Path,
-              before_wait: Callable[[], object] | None = None) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "vpp.cli.main", *args], cwd=cwd,
-                            stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={k: v for k, v in os.environ.items()
-                                 if not k.startswith("VPP_")})
-    try:
-        if before_wait is not None:
-            before_wait()  # overlaps with the simulator's start-up
-        _wait_port(port, proc)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stdout:
-            proc.stdout.close()
+def serve_in_thread(*args: str) -> threading.Thread:
+    """Run `vpp ARGS` (a `sim` command with --seconds) in a thread; it serves real Modbus TCP
+    on 127.0.0.1 while the test drives the other commands in the main thread."""
+    t = threading.Thread(target=main, args=(list(args),), daemon=True)
+    t.start()
+    return t
 
 
-def test_sim_gateways_then_enrol_with_probe(
-    env: Path, capsys: pytest.CaptureFixture[str], repo_root: Path
-) -> None:
+def test_sim_gateways_then_enrol_with_probe(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
-    with simulator("sim", "gateways", "--devices", "3", "--per-gateway", "3", "--base-port",
-                   str(port), "--seconds", "120", port=port, cwd=repo_root,
-                   before_wait=lambda: (run(capsys, "db", "upgrade"),
-                                        run(capsys, "owner", "add", "Sim Owner"))):
-        code, out, err = run(
-            capsys, "gateway", "add", "--owner", "Sim Owner", "--site", "sim", "--host",
-            "127.0.0.1", "--port", str(port), "--unit-ids", "1-3", "--kind", "battery",
-            "--profile", "huawei-luna2000", "--rated-kw", "5", "--param", "capacity_kwh=15",
-            "--probe")
-        assert code == 0, err
-        assert "gateway 1: active" in out and out.count("active") >= 4
-        code, out, err = run(capsys, "poll", "--once")
-        assert code == 0, err
-        assert "polling 3 device(s)" in out and "3 failed" not in out
-        # wrong unit ids: registered, probe says exactly why
-        code, out, err = run(
-            capsys, "gateway", "add", "--owner", "Sim Owner", "--site", "sim2", "--host",
-            "127.0.0.1", "--port", str(port + 5000), "--unit-ids", "1", "--kind", "battery",
-            "--profile", "huawei-luna2000", "--rated-kw", "5", "--param", "capacity_kwh=15",
-            "--probe")
-        assert code == 1 and "unreachable host" in err
+    server = serve_in_thread("sim", "gateways", "--devices", "3", "--per-gateway", "3",
+                             "--base-port", str(port), "--seconds", "8")
+    assert run(capsys, "db", "upgrade")[0] == 0
+    assert run(capsys, "owner", "add", "Sim Owner")[0] == 0
+    _wait_port(port, server)
+    code, out, err = run(
+        capsys, "gateway", "add", "--owner", "Sim Owner", "--site", "sim", "--host",
+        "127.0.0.1", "--port", str(port), "--unit-ids", "1-3", "--kind", "battery",
+        "--profile", "huawei-luna2000", "--rated-kw", "5", "--param", "capacity_kwh=15",
+        "--probe")
+    assert code == 0, err
+    assert "gateway 1: active" in out and out.count("active") >= 4
+    code, out, err = run(capsys, "poll", "--once")
+    assert code == 0, err
+    assert "polling 3 device(s)" in out and ", 0 failed" in out
+    code, out, err = run(
+        capsys, "gateway", "add", "--owner", "Sim Owner", "--site", "sim2", "--host",
+        "127.0.0.1", "--port", str(free_port()), "--unit-ids", "1", "--kind", "battery",
+        "--profile", "huawei-luna2000", "--rated-kw", "5", "--param", "capacity_kwh=15",
+        "--probe")
+    assert code == 1 and "unreachable host" in err
+    server.join(30)
+    assert not server.is_alive()
     code, out, err = run(capsys, "gateway", "probe", "1")  # the simulator has stopped
     assert code == 1 and "not enrolled" in err and "unreachable host" in err
     code, out, _ = run(capsys, "gateway", "probe", "99")
@@ -110,25 +94,17 @@ def test_sim_demo_serves_the_fleet_file(
     cfg = env / "demo.toml"
     cfg.write_text(text)
     assert run(capsys, "--config", str(cfg), "db", "upgrade")[0] == 0
-    from vpp.config import load_settings
-    from vpp.db import make_engine, session_scope
-    from vpp.fleet import load_fleet
-
-    engine = make_engine(os.environ["VPP_DATABASE_URL"])
-    with session_scope(engine) as s:
-        assert load_fleet(s, load_settings(cfg).owners) == 9
-    engine.dispose()
-    # served in-process from a thread this time (the subprocess path is covered above)
-    server = threading.Thread(target=main, args=(["--config", str(cfg), "sim", "demo",
-                                                  "--seconds", "30"],), daemon=True)
-    server.start()
+    code, out, err = run(capsys, "--config", str(cfg), "gateway", "import-fleet")
+    assert code == 0 and "9 device(s) registered" in out, err
+    server = serve_in_thread("--config", str(cfg), "sim", "demo", "--seconds", "6")
     for port in ports.values():
-        _wait_port(port, None)
-    for gid in range(1, 5):
-        code, out, err = run(capsys, "--config", str(cfg), "gateway", "probe", str(gid))
-        assert code == 0, err + out
+        _wait_port(port, server)
+    code, out, err = run(capsys, "--config", str(cfg), "gateway", "probe", "--all")
+    assert code == 0, err + out
+    assert out.count("gateway ") >= 4 and "failed" not in out
     code, out, _ = run(capsys, "--config", str(cfg), "device", "list")
     assert out.count("active") == 9
+    server.join(30)
 
 
 def test_sim_cli_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:

@@ -114,3 +114,31 @@ async def test_run_heartbeats_and_release_on_close(sqlite_engine: Engine) -> Non
         for g in gws:
             await g.stop()
     assert gws[1].devices[1].setpoint_kw is None  # Sungrow restored to self-consumption
+
+
+async def test_stuck_values_are_detected_and_cleared() -> None:
+    """A charger drawing 22 kW whose energy counter stops moving is reported as stuck; an idle
+    battery with a constant counter is not."""
+    from sim.clock import SimClock
+    from tests.sim.helpers import adapter_for, client_for, serve
+
+    clock = SimClock()  # real time: the counters move as they would on a device
+    devs = {1: sim_device(BY_PROFILE["keba-p30"], clock, 1),
+            2: sim_device(BY_PROFILE["huawei-luna2000"], clock, 2)}
+    async with serve(devs) as gw:
+        client = client_for(gw)
+        keba = await adapter_for(BY_PROFILE["keba-p30"], client, 1, 1)
+        battery = await adapter_for(BY_PROFILE["huawei-luna2000"], client, 2, 2)
+        poller = Poller(None, PollingSettings(stuck_after_s=0.3, offline_after_failures=2))
+        poller.add_gateway(1, client, [keba, battery])
+        assert (await poller.poll_once()).failed == 0
+        devs[1].faults.stuck = True
+        await poller.poll_once()
+        await asyncio.sleep(0.4)
+        report = await poller.poll_once()
+        assert list(report.errors) == [1]
+        assert "stuck values" in report.errors[1] and "22.00 kW" in report.errors[1]
+        devs[1].faults.stuck = False
+        await asyncio.sleep(0.1)
+        assert (await poller.poll_once()).failed == 0
+        await poller.close(release=False)

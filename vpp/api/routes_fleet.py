@@ -210,7 +210,8 @@ def check_preferences(device: Device, prefs: dict[str, Any]) -> None:
                 f"[{params.soc_min_pct}, {params.soc_max_pct}]"
             )
     if "max_shed_minutes" in prefs:
-        limit = getattr(params, "max_shed_minutes", None) or params.max_curtail_minutes
+        limit = getattr(params, "max_shed_minutes", None) or getattr(
+            params, "max_curtail_minutes", 24 * 60)
         if prefs["max_shed_minutes"] > limit:
             raise ValidationError(
                 f"body.max_shed_minutes: {prefs['max_shed_minutes']} exceeds the device's "

@@ -24,6 +24,7 @@ from vpp.errors import NotFoundError, ValidationError
 from vpp.models import Role
 
 MAX_BODY_BYTES = 1 << 20
+MAX_ID = 2**31 - 1  # row ids are 32-bit integers in PostgreSQL; larger ones cannot exist
 PATH_PARAM = re.compile(r"{(\w+)}")
 
 
@@ -89,6 +90,8 @@ def _parse_path(route: Route, request: web.Request) -> dict[str, int | str]:
         if route.path_type(name) is int:
             if not raw.isdigit():
                 raise ValidationError(f"path.{name}: must be a whole number, got {raw!r}")
+            if int(raw) > MAX_ID:
+                raise ValidationError(f"path.{name}: must be at most {MAX_ID}")
             out[name] = int(raw)
         else:
             out[name] = raw

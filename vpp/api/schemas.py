@@ -77,7 +77,7 @@ class GatewayEnrol(_In):
     """Register a Modbus TCP gateway and the devices behind it, then probe it in the background.
     ``owner_id`` is for operators enrolling on an owner's behalf; owners enrol for themselves."""
 
-    owner_id: int | None = None
+    owner_id: int | None = Field(None, ge=1, le=2**31 - 1)
     site: str = Field(..., min_length=1, max_length=200)
     region: str = Field("", max_length=100)
     host: str = Field(..., min_length=1, max_length=255)

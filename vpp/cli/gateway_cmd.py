@@ -93,9 +93,41 @@ def _probe(ctx: typer.Context, gateway_id: int) -> None:
 
 
 @app.command("probe")
-def probe_cmd(ctx: typer.Context, gateway_id: int = typer.Argument(..., help="Gateway id.")) -> None:
+def probe_cmd(
+    ctx: typer.Context,
+    gateway_id: int | None = typer.Argument(None, help="Gateway id."),
+    all_: bool = typer.Option(False, "--all", help="Probe every registered gateway."),
+) -> None:
     """Probe a registered gateway: connect, identify, check plausibility, mark devices."""
-    _probe(ctx, gateway_id)
+    if (gateway_id is None) == (not all_):
+        raise ValidationError("give a gateway id or --all (not both)")
+    if gateway_id is not None:
+        _probe(ctx, gateway_id)
+        return
+    with session_scope(app_context(ctx).engine()) as s:
+        ids = [g.id for g in s.exec(select(Gateway).order_by(Gateway.id)).all()]
+    failed = []
+    for gid in ids:
+        try:
+            _probe(ctx, gid or 0)
+        except DeviceError as exc:
+            failed.append(str(exc))
+    if failed:
+        raise DeviceError(f"{len(failed)} of {len(ids)} gateway(s) not enrolled: {failed[0]}")
+
+
+@app.command("import-fleet")
+def import_fleet(
+    ctx: typer.Context,
+    probe: bool = typer.Option(False, "--probe", help="Probe every gateway afterwards."),
+) -> None:
+    """Register the owners, sites, gateways and devices of the --config file (idempotent)."""
+    actx = app_context(ctx)
+    with session_scope(actx.engine()) as s:
+        added = fleet.load_fleet(s, actx.settings.owners)
+    console.print(f"{added} device(s) registered", highlight=False)
+    if probe:
+        probe_cmd(ctx, None, True)
 
 
 @app.command("list")

@@ -224,6 +224,8 @@ def report(
                    f"{c.goal_pct:g}% ({c.goal_kw / 1000:,.0f} MW)", "yes" if c.meets_goal else "no")
     console.print(ct)
     _write_period(out_dir, period, views, list(totals.values()), cap)
+    for oid, t in totals.items():
+        rpt.owner_period_statement(period, oid, t["owner"], views, out_dir)
     console.print(f"wrote the report to {out_dir}", highlight=False)
 
 

@@ -95,7 +95,7 @@ def demo(
     seconds: float | None = typer.Option(None, help="Stop after this many seconds (default: Ctrl-C)."),
 ) -> None:
     """Serve the gateways of the fleet file (default config/zhuzhou-demo.toml) on their ports,
-    so that `vpp db load-fleet`/`vpp gateway probe` or `vpp gateway add --probe` can enrol them."""
+    so that `vpp --config FILE gateway import-fleet --probe` can enrol them."""
     path = app_context(ctx).config_path or DEMO_CONFIG
     settings = load_settings(path)
     if not settings.owners:

@@ -18,8 +18,9 @@ from vpp.cli.common import app_context, console
 from vpp.errors import ValidationError
 
 SCALES = ("city", "full-stack")
-FULL_STACK_ACCEL = 60.0  # one simulated minute per second
-FULL_STACK_POLL_S = 2.0  # poll cycle (real seconds) for ~1,000 Modbus devices
+FULL_STACK_ACCEL = 10.0  # ten simulated seconds per second: the daemon plans ~1,000 devices in
+                         # real time, so a faster clock would end the event before the plan
+FULL_STACK_POLL_S = 6.0  # poll cycle in real seconds: one simulated minute
 
 
 def simulate(

@@ -101,14 +101,19 @@ async def dispatch_interval(services: Services, event_id: int, plan_id: int,
     if not rows or fleet is None:
         return DispatchReport(plan_id, interval_start, 0, 0, 0, stale, 0.0)
     sem = asyncio.Semaphore(services.settings.daemon.dispatch_concurrency)
+    order = {d: k for k, d in enumerate(fleet.interleave([r.device_id for r in rows]))}
+    rows.sort(key=lambda r: order[r.device_id])
 
     async def one(row: Setpoint) -> tuple[int, SetpointResult]:
         async with sem:
             return int(row.id or 0), await fleet.apply(row.device_id, row.setpoint_kw)
 
+    t_write = time.perf_counter()
     async with fleet.priority():
         results = await asyncio.gather(*(one(r) for r in rows))
+    t_record = time.perf_counter()
     await services.db.run(_record, event_id, list(results))
+    t_done = time.perf_counter()
     seconds = time.perf_counter() - t0
     m = services.metrics
     failed = 0
@@ -123,6 +128,9 @@ async def dispatch_interval(services: Services, event_id: int, plan_id: int,
     log.info("setpoints written", extra={"event_id": event_id, "plan_id": plan_id,
                                          "interval_start": interval_start.isoformat(),
                                          "sent": len(rows), "failed": failed,
-                                         "seconds": round(seconds, 3)})
+                                         "seconds": round(seconds, 3),
+                                         "load_s": round(t_write - t0, 3),
+                                         "write_s": round(t_record - t_write, 3),
+                                         "record_s": round(t_done - t_record, 3)})
     return DispatchReport(plan_id, interval_start, len(rows), len(rows) - failed, failed, stale,
                           seconds)

@@ -158,6 +158,15 @@ class FleetRuntime:
     def last_setpoint(self, device_id: int) -> float | None:
         return self.last_setpoints.get(device_id)
 
+    def interleave(self, device_ids: list[int]) -> list[int]:
+        """Order writes round-robin across gateways: each gateway serialises its own requests,
+        so a fan-out that took one gateway's devices first would leave the others idle."""
+        rank: dict[int, tuple[int, int]] = {}
+        for g, unit in enumerate(self.poller.gateways):
+            for k, a in enumerate(unit.adapters):
+                rank[a.device_id] = (k, g)
+        return sorted(device_ids, key=lambda i: rank.get(i, (1 << 30, i)))
+
     def has_adapter(self, device_id: int) -> bool:
         return device_id in self.poller.stats
 

@@ -1,9 +1,12 @@
 """Grid call intake: one path for every call, whichever way it came in (REST, OpenADR, CLI).
 
 ``receive`` checks the call against the programme in force (window, duration, interval
-alignment, notice), asks :mod:`bidding` for the declared capacity and price, stores the
-:class:`~vpp.models.GridEvent` and its :class:`~vpp.models.Bid` in one transaction, and wakes
-the control loop, which plans and dispatches. A call with an ``external_id`` already seen is
+alignment, notice), stores the :class:`~vpp.models.GridEvent`, has :mod:`bidding` make and store
+the offer (:func:`bidding.workflow.bid_event`: owners' load quantiles from their metered
+history), and wakes the control loop, which plans and dispatches. Where no owner has the
+history ``bid_event`` needs (a fleet enrolled today), :func:`envelope_offer` -- the same
+:mod:`bidding.offer` rules over the dependable envelope with no forecast spread -- is used
+instead, and the bid says so (``detail.rule``). A call with an ``external_id`` already seen is
 answered with the stored decision (idempotent: a VTN or grid platform may resend); the same id
 with different content is a conflict. Calls the programme does not allow are stored as
 ``rejected`` with the reason (the grid is told why, nothing is dispatched).
@@ -11,6 +14,7 @@ with different content is a conflict. Calls the programme does not allow are sto
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -20,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bidding.capability import device_capability_kw
 from bidding.offer import aggregate_offers, deliverable_quantiles, owner_offer
 from bidding.programme import Product, Programme, load_programme
+from bidding.workflow import bid_event
 from vpp.api.schemas import CallDecision, GridCallIn
 from vpp.errors import ConflictError, NotFoundError, ValidationError
 from vpp.models import AuditLog, Bid, Device, DeviceStatus, GridEvent
@@ -63,9 +69,9 @@ def bid_price(product: Product, call: GridCallIn) -> Decimal:
     return Decimal(min(caps))
 
 
-def make_offer(programme: Programme, product: Product, call: GridCallIn,
-               devices: list[Device], confidence: float) -> Offer:
-    """Declared capacity per owner from :mod:`bidding`.
+def envelope_offer(programme: Programme, product: Product, call: GridCallIn,
+                   devices: list[Device], confidence: float) -> Offer:
+    """Fallback offer when :func:`bidding.workflow.bid_event` has no history to work from.
 
     Envelope: each owner's dependable capability for the event's duration
     (:func:`bidding.capability.device_capability_kw`, over participating active devices).
@@ -95,7 +101,9 @@ def make_offer(programme: Programme, product: Product, call: GridCallIn,
     scale = min(1.0, call.requested_kw / vpp_offer.declared_kw)
     owners = {o.owner_id: round(o.declared_kw * scale, 3) for o in vpp_offer.owners}
     detail = vpp_offer.to_detail()
-    detail["owner_declared_kw"] = {str(k): v for k, v in owners.items()}
+    detail["rule"] = "envelope only (no load history for bidding.workflow.bid_event)"
+    for o in detail["owners"]:
+        o["declared_kw"] = owners[o["owner_id"]]
     detail["envelope_kw"] = {str(k): round(v, 3) for k, v in envelope.items()}
     return Offer(declared_kw=round(sum(owners.values()), 3), price_yuan_per_kwh=price,
                  detail=detail)
@@ -127,8 +135,9 @@ class Intake:
             raise ValidationError(f"the event window ended at {call.end.isoformat()}")
         return programme, product
 
-    def _store(self, session: Session, call: GridCallIn, source: str, actor: str,
-               received: datetime, confidence: float) -> tuple[CallDecision, bool]:
+    def _store_event(self, session: Session, call: GridCallIn, source: str, actor: str,
+                     received: datetime) -> tuple[CallDecision | None, int, str | None]:
+        """Insert the event (or find the duplicate); returns (duplicate decision, id, reason)."""
         existing = session.exec(
             select(GridEvent).where(GridEvent.external_id == call.external_id)
         ).first()
@@ -137,39 +146,71 @@ class Intake:
                 raise ConflictError(
                     f"call {call.external_id!r} was already received with different content"
                 )
-            return self._decision(session, existing, duplicate=True), False
+            return self._decision(session, existing, duplicate=True), int(existing.id or 0), None
         programme_name = call.programme or self.services.settings.bidding.programme
+        reason = None
+        try:
+            self._check(call, received)
+        except (ValidationError, NotFoundError) as exc:
+            reason = exc.message
         ev = GridEvent(
             external_id=call.external_id, source=source, event_type=call.event_type,
             direction=call.direction, programme=programme_name, start=call.start, end=call.end,
             requested_kw=call.requested_kw, price_cap_yuan_per_kwh=call.price_cap_yuan_per_kwh,
-            status=RECEIVED, received_at=received,
-            detail={"call": _fingerprint(call), "actor": actor},
+            status=RECEIVED if reason is None else REJECTED, received_at=received,
+            detail={"call": _fingerprint(call), "actor": actor,
+                    **({"reason": reason} if reason else {})},
         )
-        reason = None
-        offer = None
-        try:
-            programme, product = self._check(call, received)
-            devices = list(session.exec(select(Device)))
-            offer = make_offer(programme, product, call, devices, confidence)
-            if offer.declared_kw <= 0:
-                raise ValidationError("no capacity to offer for this event")
-        except (ValidationError, NotFoundError) as exc:
-            reason = exc.message
-        ev.status = ACCEPTED if offer is not None and reason is None else REJECTED
-        if reason:
-            ev.detail = {**ev.detail, "reason": reason}
         session.add(ev)
         session.flush()
-        if offer is not None and reason is None:
-            session.add(Bid(event_id=ev.id, declared_kw=offer.declared_kw,
-                            price_yuan_per_kwh=offer.price_yuan_per_kwh, status="accepted",
-                            detail=offer.detail))
+        return None, int(ev.id or 0), reason
+
+    def _envelope_bid(self, session: Session, event_id: int, call: GridCallIn,
+                      confidence: float) -> None:
+        programme, product = self._check(call, call.start)
+        devices = list(session.exec(select(Device)))
+        offer = envelope_offer(programme, product, call, devices, confidence)
+        if offer.declared_kw <= 0:
+            raise ValidationError("no capacity to offer for this event")
+        session.add(Bid(event_id=event_id, declared_kw=offer.declared_kw,
+                        price_yuan_per_kwh=offer.price_yuan_per_kwh, status="submitted",
+                        detail=offer.detail))
+
+    def _finish(self, session: Session, event_id: int, source: str, actor: str,
+                reason: str | None) -> CallDecision:
+        ev = session.get(GridEvent, event_id)
+        if ev is None:
+            raise NotFoundError(f"no event {event_id}")
+        if ev.status == RECEIVED:
+            ev.status = ACCEPTED if reason is None else REJECTED
+            if reason:
+                ev.detail = {**(ev.detail or {}), "reason": reason}
+            session.add(ev)
         session.add(AuditLog(actor=actor, action="grid_call_received", subject=f"event:{ev.id}",
-                             detail={"source": source, "external_id": call.external_id,
+                             detail={"source": source, "external_id": ev.external_id,
                                      "status": ev.status, "reason": reason}))
         session.flush()
-        return self._decision(session, ev), True
+        return self._decision(session, ev)
+
+    async def _bid(self, event_id: int, call: GridCallIn, actor: str) -> str | None:
+        """Have bidding make and store the offer; returns the reason if none can be made."""
+        services = self.services
+        settings = services.settings
+        confidence = settings.bidding.delivery_confidence
+        try:
+            price = bid_price(self._check(call, call.start)[1], call)
+            await services.db.call(functools.partial(
+                bid_event, services.db.engine, event_id, settings.bidding.programmes_dir,
+                price_yuan_per_kwh=price, confidence=confidence, actor=actor))
+            return None
+        except (ValidationError, NotFoundError) as exc:
+            first = exc.message
+        try:
+            await services.db.run(self._envelope_bid, event_id, call, confidence)
+        except (ValidationError, NotFoundError) as exc:
+            return f"{exc.message} (bidding from history: {first})"
+        log.info("bid from the envelope only: %s", first, extra={"event_id": event_id})
+        return None
 
     def _decision(self, session: Session, ev: GridEvent, duplicate: bool = False) -> CallDecision:
         bid = session.exec(
@@ -188,9 +229,19 @@ class Intake:
         t0 = time.perf_counter()
         services = self.services
         received = services.clock()
-        decision, new = await services.db.run(
-            self._store, call, source, actor, received, services.settings.bidding.delivery_confidence
-        )
+        try:
+            dup, event_id, reason = await services.db.run(
+                self._store_event, call, source, actor, received)
+        except IntegrityError:  # the same call arrived twice at once: answer as a duplicate
+            dup, event_id, reason = await services.db.run(
+                self._store_event, call, source, actor, received)
+        if dup is not None:
+            decision = dup
+        else:
+            if reason is None:
+                reason = await self._bid(event_id, call, actor)
+            decision = await services.db.run(self._finish, event_id, source, actor, reason)
+        new = dup is None
         services.metrics.grid_calls.labels(
             source, "duplicate" if not new else ("accepted" if decision.accepted else "rejected")
         ).inc()

@@ -67,9 +67,11 @@ def to_call(event: dict[str, Any], settings: OpenAdrSettings, simple_level_kw: f
         return None
     mod = int(desc.get("modification_number", 0) or 0)
     ext = f"openadr:{desc['event_id']}" + (f":m{mod}" if mod else "")
-    return GridCallIn(external_id=ext, event_type=settings.event_type,  # type: ignore[arg-type]
-                      direction="peak_shaving", start=start, end=start + duration,
-                      requested_kw=kw, programme=settings.programme)
+    return GridCallIn.model_validate({
+        "external_id": ext, "event_type": settings.event_type, "direction": "peak_shaving",
+        "start": start, "end": start + duration, "requested_kw": kw,
+        "programme": settings.programme,
+    })
 
 
 class Ven:

@@ -11,9 +11,9 @@ re-plans, restarts and settlement all use the same numbers. Per device, the prog
 is too short, the mean metered power of the ``RECENT_MINUTES`` before the call (the real-time
 rule of Jiangsu's programme) and failing that the last reading -- the method used is recorded.
 
-The solve runs in a one-thread executor (never on the event loop); the
-:class:`~vpp.scheduler.model.DispatchModel` is kept and re-solved while the fleet's structure
-is unchanged. The result is one ``DispatchPlan`` row (``detail``: intervals, devices, fleet
+The solve runs in a one-thread executor (never on the event loop) through
+:class:`vpp.scheduler.service.Scheduler`, which keeps the built QP while the fleet's structure is
+unchanged and merges identical devices into exact virtual devices (``aggregate=True``). The result is one ``DispatchPlan`` row (``detail``: intervals, devices, fleet
 baseline and target, per-owner baselines) and one ``Setpoint`` row per device and event
 interval, written in bulk; older plans of the event become ``superseded``.
 """
@@ -50,7 +50,8 @@ from vpp.device_kinds import (
 from vpp.errors import NotFoundError, ValidationError
 from vpp.models import Device, DeviceStatus, DispatchPlan, GridEvent, Setpoint, TelemetryReading
 from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData
-from vpp.scheduler.model import DispatchModel, SolverOptions, signature
+from vpp.scheduler.model import SolverOptions
+from vpp.scheduler.service import Scheduler
 from vpp.telemetry_store import read_device
 from vpp.timeutil import floor_to_interval
 
@@ -129,7 +130,7 @@ class Planner:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vpp-solver")
-        self._model: DispatchModel | None = None
+        self._schedulers: dict[int, Scheduler] = {}  # by horizon length
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -285,20 +286,25 @@ class Planner:
         }
 
     def _solve(self, inp: dict[str, Any]) -> Any:
-        devices = inp["devices"]
+        """In the solver thread: :class:`vpp.scheduler.service.Scheduler` (the scheduler's
+        daemon-facing entry point) keeps one built QP per fleet structure; one per horizon
+        length here, so a re-plan of the same event re-solves instead of rebuilding."""
         settings = self.services.settings
-        model = self._model
-        if model is None or model.n != inp["n"] or model.signature != signature(devices) \
-                or list(model.device_ids) != [d.device_id for d in devices]:
-            model = DispatchModel(devices, inp["n"], interval_minutes=inp["minutes"],
-                                  options=SolverOptions(eps=settings.scheduler.eps))
-            self._model = model
+        n = inp["n"]
+        sched = self._schedulers.get(n)
+        if sched is None:
+            if len(self._schedulers) >= 8:
+                self._schedulers.pop(next(iter(self._schedulers)))
+            sched = Scheduler(n_intervals=n, interval_minutes=inp["minutes"],
+                              options=SolverOptions(eps=settings.scheduler.eps),
+                              aggregate=True)
+            self._schedulers[n] = sched
+        if inp["sign"] < 0:
+            raise ValidationError("valley filling is not planned by this scheduler yet")
         call = EventCall(start=0, end=inp["n_event"], reduction_kw=inp["declared_kw"])
         data = HorizonData(baseline_kw=inp["baseline"], price_yuan_per_kwh=inp["price"],
                            call=call, now_index=0, interval_minutes=inp["minutes"])
-        if inp["sign"] < 0:
-            raise ValidationError("valley filling is not planned by this scheduler yet")
-        return model.solve(devices, data)
+        return sched.plan(inp["devices"], data)
 
     def _store(self, s: Session, inp: dict[str, Any], result: Any, reason: str,
                wall_s: float) -> int:

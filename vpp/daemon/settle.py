@@ -1,10 +1,14 @@
-"""Settle finished events: telemetry and the event's fixed baselines into
-:func:`bidding.settlement.settle_event`, posted by :func:`bidding.ledger.post_settlement`.
+"""Settle finished events.
 
 Runs as a supervised loop over ``completed`` events whose end is at least
-``daemon.settle_delay_minutes`` ago. Per owner and interval: the baseline fixed at the event's
-first plan (``GridEvent.detail.baseline_kw``, summed over the owner's devices) and the metered
-power (mean of each device's readings in the interval, summed). Posting is idempotent (the
+``daemon.settle_delay_minutes`` ago. First :func:`bidding.workflow.settle_from_db` (bidding's
+database edge: the programme's baseline from each owner's metered history, the settlement, the
+ledger). Where the history is too short for the programme's baseline method (a fleet enrolled
+days ago), :func:`settle_one` settles against the baselines the daemon fixed at the event's first
+plan (``GridEvent.detail.baseline_kw``: the programme method where possible, else the mean load
+of the 15 minutes before the call, Jiangsu's real-time rule), through the same
+:func:`bidding.settlement.settle_event` and :func:`bidding.ledger.post_settlement`; the
+settlement's detail records which baseline was used. Posting is idempotent (the
 ledger's fingerprint and idempotency keys), so a restart, or settling twice, never counts money
 twice. An event that cannot be settled (missing meter data) is marked ``unsettled`` with the
 reason for an operator to look at, instead of being retried forever.
@@ -12,6 +16,7 @@ reason for an operator to look at, instead of being retried forever.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
 from decimal import Decimal
@@ -27,6 +32,7 @@ from sqlmodel import select as sm_select
 from bidding.ledger import post_settlement
 from bidding.programme import load_programme
 from bidding.settlement import settle_event
+from bidding.workflow import settle_from_db
 from vpp.daemon.delivery import latest_bid
 from vpp.daemon.intake import COMPLETED, SETTLED
 from vpp.daemon.planning import event_intervals
@@ -65,7 +71,7 @@ def owner_metered(s: Session, device_owner: dict[int, int], owners: list[int],
 
 
 def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
-               tz: str, minutes: int) -> Settlement:
+               tz: str, minutes: int, why: str = "") -> Settlement:
     ev = s.get(GridEvent, event_id)
     if ev is None:
         raise NotFoundError(f"no event {event_id}")
@@ -76,8 +82,8 @@ def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
     base_dev: dict[str, list[float]] = detail.get("baseline_kw") or {}
     if not base_dev:
         raise ValidationError(f"event {event_id} has no baselines (it was never planned)")
-    declared = {int(k): float(v) for k, v in
-                (bid.detail or {}).get("owner_declared_kw", {}).items() if float(v) > 0}
+    declared = {int(o["owner_id"]): float(o["declared_kw"])
+                for o in (bid.detail or {}).get("owners", []) if float(o["declared_kw"]) > 0}
     devices = {int(d.id or 0): d.owner_id for d in s.exec(sm_select(Device).where(
         col(Device.id).in_([int(k) for k in base_dev])))}
     owners = sorted(o for o in declared if o in set(devices.values()))
@@ -107,7 +113,9 @@ def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
         tariff=programme.tariff, interval_minutes=minutes,
     )
     posted = post_settlement(s, event_id, result, actor="daemon",
-                             extra={"baseline_methods": detail.get("baseline_methods", {})})
+                             extra={"baseline": "fixed at the first plan",
+                                    "baseline_methods": detail.get("baseline_methods", {}),
+                                    "why_not_history": why})
     ev.status = SETTLED
     s.add(ev)
     return posted.settlement
@@ -151,14 +159,23 @@ class Settler:
         before = services.clock() - timedelta(minutes=settings.daemon.settle_delay_minutes)
         for event_id in await services.db.run(_due, before):
             try:
-                row = await services.db.run(
-                    settle_one, event_id, settings.bidding.aggregator_fee_pct,
-                    str(settings.bidding.programmes_dir), settings.service.timezone,
-                    settings.service.market_interval_minutes)
-            except (ValidationError, NotFoundError) as exc:
-                log.error("event not settled: %s", exc.message, extra={"event_id": event_id})
-                await services.db.run(_mark_unsettled, event_id, exc.message)
-                continue
+                out = await services.db.call(functools.partial(
+                    settle_from_db, services.db.engine, event_id,
+                    settings.bidding.programmes_dir, settings.bidding.aggregator_fee_pct,
+                    actor="daemon"))
+                row = out.posted.settlement
+            except (ValidationError, NotFoundError) as first:
+                try:
+                    row = await services.db.run(
+                        settle_one, event_id, settings.bidding.aggregator_fee_pct,
+                        str(settings.bidding.programmes_dir), settings.service.timezone,
+                        settings.service.market_interval_minutes, first.message)
+                except (ValidationError, NotFoundError) as exc:
+                    exc.message = f"{exc.message} (from history: {first.message})"
+                    log.error("event not settled: %s", exc.message,
+                              extra={"event_id": event_id})
+                    await services.db.run(_mark_unsettled, event_id, exc.message)
+                    continue
             services.metrics.settlements.inc()
             log.info("event settled", extra={"event_id": event_id, "version": row.version,
                                              "revenue_fen": row.revenue_fen,

@@ -37,8 +37,9 @@ def _r(v: float) -> float:
     return float(f"{v:.9g}")
 
 
-def per_unit_key(d: FleetDevice, baseline_kw: np.ndarray) -> tuple:
-    """Everything about a device divided by its rated power (rounded to 9 significant digits)."""
+def per_unit_key(d: FleetDevice, baseline_pu: bytes) -> tuple:
+    """Everything about a device divided by its rated power (rounded to 9 significant digits);
+    ``baseline_pu`` is its per-unit baseline, rounded, as bytes."""
     R = d.rated_power_kw
     scaled = _SCALED_PARAMS[d.kind]
     params = tuple(
@@ -49,7 +50,7 @@ def per_unit_key(d: FleetDevice, baseline_kw: np.ndarray) -> tuple:
         d.kind, _r(d.min_setpoint_kw / R), _r(d.max_setpoint_kw / R), params, d.soc_pct,
         d.terminal_soc_pct, sessions, _r(d.shed_used_kwh / R), _r(d.debt_kwh / R),
         d.preference_weight, d.available, d.flex_scale,
-        tuple(_r(v) for v in baseline_kw / R),
+        baseline_pu,
     )
 
 
@@ -68,9 +69,11 @@ class Aggregation:
 def aggregate(devices: Sequence[FleetDevice], baseline_kw: np.ndarray) -> Aggregation:
     """Merge per-unit-identical devices. Virtual device ids are the first member's id."""
     base = np.asarray(baseline_kw, dtype=float)
+    rated = np.array([d.rated_power_kw for d in devices])
+    pu = np.round(base / rated[:, None], 9) + 0.0  # + 0.0: no negative zeros
     keyed: dict[tuple, list[int]] = {}
     for i, d in enumerate(devices):
-        keyed.setdefault(per_unit_key(d, base[i]), []).append(i)
+        keyed.setdefault(per_unit_key(d, pu[i].tobytes()), []).append(i)
     virtual, vbase, groups = [], [], []
     share = np.empty(len(devices))
     group_of = np.empty(len(devices), dtype=np.int64)

@@ -13,10 +13,11 @@ its rated power (kW) and ``dt`` the interval (h); its power in kW is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from vpp.scheduler.inputs import FleetDevice, Weights
 
@@ -69,7 +70,7 @@ class Pattern:
         self.row_t.append(np.broadcast_to(np.asarray(t, dtype=np.int64), (count,)).copy())
         return first
 
-    def entries(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray | float) -> None:
+    def entries(self, rows: ArrayLike, cols: ArrayLike, vals: ArrayLike) -> None:
         """Add entries at local ``rows``/``cols``; ``vals`` scalar, per entry, or (m, k)."""
         rows = np.asarray(rows, dtype=np.int64).ravel()
         cols = np.asarray(cols, dtype=np.int64).ravel()
@@ -99,7 +100,7 @@ class Block:
     power_coef: np.ndarray  # its per-unit coefficient
     family: list[str]  # per local row
     row_t: np.ndarray  # per local row: interval or -1
-    vectors: object  # callable(Context) -> Vectors
+    vectors: Callable[[Context], Vectors]
 
     @property
     def m(self) -> int:
@@ -108,7 +109,7 @@ class Block:
 
 def finish(name: str, members: np.ndarray, rated_kw: np.ndarray, nv: int, pat: Pattern,
            p_diag: np.ndarray, power: tuple[np.ndarray, np.ndarray, np.ndarray],
-           vectors: object) -> Block:
+           vectors: Callable[[Context], Vectors]) -> Block:
     """Freeze a pattern into a :class:`Block`."""
     assert pat.rows is not None and pat.cols is not None and pat.vals is not None
     assert pat.family is not None and pat.row_t is not None

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vpp.device_kinds import DeviceKind
+from vpp.device_kinds import (
+    BatteryParams,
+    CommercialBuildingParams,
+    DeviceKind,
+    EvChargerParams,
+    IndustrialLoadParams,
+)
 from vpp.errors import ValidationError
 from vpp.scheduler.inputs import FleetDevice
 
@@ -70,12 +76,12 @@ def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: 
         b = base[i]
         p = d.params
         scale = d.flex_scale if d.available else 0.0
-        if d.kind is DeviceKind.BATTERY:
-            avail_kwh = max(d.soc_pct - p.soc_min_pct, 0.0) / 100 * p.capacity_kwh \
+        if isinstance(p, BatteryParams):
+            avail_kwh = max((d.soc_pct or 0.0) - p.soc_min_pct, 0.0) / 100 * p.capacity_kwh \
                 * p.discharge_efficiency
             dis = min(max(-d.min_setpoint_kw, 0.0), avail_kwh / hold_h)
             cap = b + dis
-        elif d.kind is DeviceKind.EV_CHARGER:
+        elif isinstance(p, EvChargerParams):
             per = min(p.max_charge_kw_per_connector, d.max_setpoint_kw)
             defer = np.zeros(n)
             for s in d.sessions:
@@ -87,9 +93,11 @@ def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: 
                                                 -d.min_setpoint_kw), 0.0)
             cap = np.minimum(defer, b + (np.inf if p.v2g else 0.0))
         else:
-            mx = p.max_shed_kw if d.kind is DeviceKind.COMMERCIAL_BUILDING else p.max_curtail_kw
-            minutes = (p.max_shed_minutes if d.kind is DeviceKind.COMMERCIAL_BUILDING
-                       else p.max_curtail_minutes)
+            if isinstance(p, CommercialBuildingParams):
+                mx, minutes = p.max_shed_kw, p.max_shed_minutes
+            else:
+                assert isinstance(p, IndustrialLoadParams)
+                mx, minutes = p.max_curtail_kw, p.max_curtail_minutes
             budget_kw = max(mx * minutes / 60.0 - d.shed_used_kwh, 0.0) / hold_h
             cap = np.minimum(np.minimum(mx, budget_kw), np.maximum(b - d.min_setpoint_kw, 0.0))
         out[d.kind.value] += np.maximum(cap, 0.0) * scale

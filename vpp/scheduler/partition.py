@@ -23,29 +23,46 @@ from dataclasses import dataclass
 import numpy as np
 
 from vpp.errors import ValidationError
+from vpp.scheduler.aggregate import Aggregation, disaggregate
+from vpp.scheduler.aggregate import aggregate as aggregate_fleet
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate
-from vpp.scheduler.model import DispatchModel, SolverOptions
+from vpp.scheduler.model import DispatchModel, SolverOptions, signature
 
 
 class PartitionWorker:
     """One partition's model; runs inside a Dask actor (or in-process)."""
 
     def __init__(self, devices: list[FleetDevice], n: int, interval_minutes: int,
-                 weights: Weights, options: SolverOptions) -> None:
+                 weights: Weights, options: SolverOptions, aggregate: bool = False) -> None:
+        self.fleet = devices
         self.devices = devices
-        self.model = DispatchModel(devices, n, interval_minutes=interval_minutes,
-                                   weights=weights, options=options, exchange=True)
+        self.n, self.interval_minutes = n, interval_minutes
+        self.weights, self.options = weights, options
+        self.aggregate = aggregate
+        self.agg: Aggregation | None = None
+        self.model: DispatchModel | None = None
         self.data: HorizonData | None = None
-        self.last = None
+        self.base: np.ndarray | None = None
+        self.last: tuple | None = None
 
-    def set_data(self, baseline_kw: np.ndarray, price: np.ndarray, now_index: int) -> float:
-        self.data = HorizonData(baseline_kw, price, None, now_index=now_index,
-                                interval_minutes=self.model.interval_minutes)
-        return self.model.total_rated_kw
+    def set_data(self, baseline_kw: np.ndarray, price: np.ndarray, now_index: int) -> int:
+        """New data; returns the number of (virtual) devices in the partition's QP."""
+        self.base = np.asarray(baseline_kw, dtype=float)
+        if self.aggregate:
+            self.agg = aggregate_fleet(self.fleet, self.base)
+            self.devices, base = self.agg.devices, self.agg.baseline_kw
+        else:
+            base = self.base
+        if self.model is None or self.model.signature != signature(self.devices):
+            self.model = DispatchModel(self.devices, self.n, interval_minutes=self.interval_minutes,
+                                       weights=self.weights, options=self.options, exchange=True)
+        self.data = HorizonData(base, price, None, now_index=now_index,
+                                interval_minutes=self.interval_minutes)
+        return len(self.devices)
 
     def step(self, rho: float, center_kw: np.ndarray, price: np.ndarray
              ) -> tuple[np.ndarray, float, int]:
-        assert self.data is not None
+        assert self.data is not None and self.model is not None
         res, const, z, obj = self.model.solve_exchange(self.devices, self.data, rho, center_kw,
                                                        price)
         self.last = (res, const)
@@ -53,9 +70,11 @@ class PartitionWorker:
 
     def setpoints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(device ids, planned power kW, setpoints kW) of the last step."""
-        assert self.data is not None and self.last is not None
+        assert self.data is not None and self.last is not None and self.model is not None
         res, const = self.last
         plan = self.model.plan(self.devices, self.data, res, const)
+        if self.agg is not None and self.base is not None:
+            plan = disaggregate(plan, self.agg, self.fleet, self.base)
         return plan.device_ids, plan.power_kw, plan.setpoint_kw
 
 
@@ -72,6 +91,7 @@ class PartitionedResult:
     converged: bool
     wall_time_s: float
     partitions: int
+    qp_devices: int = 0  # devices in the partitions' QPs (fewer than the fleet if aggregated)
 
     @property
     def gap(self) -> float:
@@ -88,7 +108,7 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
                       partitions: Sequence[Sequence[int]], *, weights: Weights | None = None,
                       options: SolverOptions | None = None, rho: float | None = None,
                       max_iter: int = 300, tol: float = 2e-3, n: int | None = None,
-                      progress=None) -> PartitionedResult:
+                      aggregate: bool = False, progress=None) -> PartitionedResult:
     """Solve ``data`` for ``devices`` split into ``partitions`` (lists of fleet indices) on the
     Dask ``client``. ``tol`` is relative to the call (or to the fleet rating without a call)."""
     t0 = time.perf_counter()
@@ -104,12 +124,13 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
     K = len(partitions)
     futs = [
         client.submit(PartitionWorker, [devices[i] for i in p], n, data.interval_minutes, w,
-                      opts, actor=True)
+                      opts, aggregate, actor=True)
         for p in partitions
     ]
     actors = [f.result() for f in futs]
-    for a, p in zip(actors, partitions, strict=True):
-        a.set_data(base[list(p)], price, data.now_index).result()
+    qp_devices = [a.set_data(base[list(p)], price, data.now_index)
+                  for a, p in zip(actors, partitions, strict=True)]
+    qp_devices = [f.result() for f in qp_devices]
     tgt = data.call.target_kw(n) if data.call is not None else np.full(n, np.nan)
     win = ~np.isnan(tgt)
     D = np.nan_to_num(tgt)
@@ -165,4 +186,5 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
         device_ids=np.concatenate(ids), setpoint_kw=np.concatenate(sps), reduction_kw=red,
         shortfall_kw=short, target_kw=tgt, objective_yuan=primal, lower_bound_yuan=bound,
         iterations=it, converged=converged, wall_time_s=time.perf_counter() - t0, partitions=K,
+        qp_devices=int(sum(qp_devices)),
     )

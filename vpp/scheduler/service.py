@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 
+from vpp.scheduler.aggregate import aggregate, disaggregate
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights
 from vpp.scheduler.model import DispatchModel, SolverOptions, signature
 from vpp.scheduler.plan import DispatchPlan
@@ -20,7 +22,8 @@ class Scheduler:
     """Plans calls for a fleet, reusing the built QP while the fleet's structure is unchanged."""
 
     def __init__(self, n_intervals: int = 96, interval_minutes: int = 15,
-                 weights: Weights | None = None, options: SolverOptions | None = None) -> None:
+                 weights: Weights | None = None, options: SolverOptions | None = None,
+                 aggregate: bool = False) -> None:
         self.n = n_intervals
         self.interval_minutes = interval_minutes
         self.weights = weights or Weights()
@@ -28,6 +31,7 @@ class Scheduler:
         self._model: DispatchModel | None = None
         self._lock = threading.Lock()
         self.builds = 0
+        self.aggregate = aggregate  # merge per-unit-identical devices (exact), see aggregate.py
 
     def model_for(self, devices: Sequence[FleetDevice]) -> DispatchModel:
         if self._model is None or self._model.signature != signature(devices):
@@ -38,4 +42,9 @@ class Scheduler:
 
     def plan(self, devices: Sequence[FleetDevice], data: HorizonData) -> DispatchPlan:
         with self._lock:
-            return self.model_for(devices).solve(devices, data)
+            if not self.aggregate:
+                return self.model_for(devices).solve(devices, data)
+            agg = aggregate(devices, data.baseline_kw)
+            vdata = replace(data, baseline_kw=agg.baseline_kw)
+            plan = self.model_for(agg.devices).solve(agg.devices, vdata)
+            return disaggregate(plan, agg, devices, data.baseline_kw)

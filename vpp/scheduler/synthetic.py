@@ -9,6 +9,8 @@ Hunan figure of ``shared/domain/demand-response-rules.md``: for demonstrations o
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from vpp.device_kinds import (
@@ -18,7 +20,7 @@ from vpp.device_kinds import (
     EvChargerParams,
     IndustrialLoadParams,
 )
-from vpp.scheduler.inputs import EvSession, FleetDevice
+from vpp.scheduler.inputs import EvSession, FleetDevice, Params
 
 MIX = {"battery": 0.4, "ev": 0.3, "building": 0.15, "industrial": 0.15}
 
@@ -53,6 +55,7 @@ def mixed_fleet(count: int, n: int = 96, interval_minutes: int = 15, seed: int =
     devices: list[FleetDevice] = []
     base = np.zeros((count, n))
     for i, k in enumerate(kinds):
+        p: Params
         owner = f"owner-{rng.integers(owners)}"
         if k == "battery":
             rated = float(rng.choice([5.0, 10.0, 50.0, 100.0, 250.0, 500.0]))
@@ -75,7 +78,7 @@ def mixed_fleet(count: int, n: int = 96, interval_minutes: int = 15, seed: int =
             for _ in range(conns):
                 if rng.random() < 0.8:
                     arr = int(rng.integers(0, n - 12))
-                    dep = int(min(arr + rng.integers(8, 48), n))
+                    dep = min(arr + int(rng.integers(8, 48)), n)
                     most = per * (dep - arr) * dt
                     e = float(rng.uniform(0.1, 0.6) * most)
                     sessions.append(EvSession(arr, dep, e))
@@ -125,8 +128,8 @@ def demo_state(specs: list, n: int = 96, interval_minutes: int = 15, seed: int =
     base = np.zeros((len(specs), n))
     arr, dep = int(12 / dt), min(int(22 / dt), n)
     for i, (owner, s) in enumerate(specs):
-        p = parse_params(s.kind, s.params)
-        common = dict(device_id=i + 1, kind=s.kind, rated_power_kw=s.rated_power_kw,
+        p: Any = parse_params(s.kind, s.params)
+        common: dict[str, Any] = dict(device_id=i + 1, kind=s.kind, rated_power_kw=s.rated_power_kw,
                       min_setpoint_kw=s.min_setpoint_kw, max_setpoint_kw=s.max_setpoint_kw,
                       params=p, owner=owner)
         if s.kind is DeviceKind.BATTERY:
@@ -164,7 +167,7 @@ def catalog_fleet(count: int, n: int = 96, interval_minutes: int = 15, seed: int
     ev_models = [(1, 7.0), (1, 11.0), (1, 22.0), (2, 11.0)]
     ev_patterns = [(int(a / dt), min(int(d / dt), n), f) for a, d, f in
                    [(0, 7, 0.5), (8, 17, 0.3), (9, 12, 0.6), (12, 14, 0.8), (17, 23, 0.4),
-                    (18, 24, 0.5), (19, 24, 0.3), (13, 20, 0.4)]]
+                    (18, 24, 0.5), (19, 24, 0.3), (13, 20, 0.4)] if int(a / dt) < n - 1]
     b_shapes = [_day_shape(n, interval_minutes, "building", arch) for _ in range(5)]
     b_params = [CommercialBuildingParams(max_shed_kw=f, max_shed_minutes=m, rebound_fraction=r)
                 for f, m, r in [(0.2, 60, 0.3), (0.3, 120, 0.2), (0.25, 90, 0.5), (0.35, 180, 0.1),
@@ -175,6 +178,7 @@ def catalog_fleet(count: int, n: int = 96, interval_minutes: int = 15, seed: int
     devices: list[FleetDevice] = []
     base = np.zeros((count, n))
     for i, k in enumerate(kinds):
+        p: Params
         owner = f"owner-{rng.integers(max(1, count // 20))}"
         if k == "battery":
             rated, hours, smin = bat_models[rng.integers(len(bat_models))]

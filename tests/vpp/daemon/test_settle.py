@@ -1,5 +1,6 @@
 """The settle loop: a finished event with its fixed baselines and real telemetry rows is
-settled through bidding.settlement and posted to the ledger once; running again (or after a
+settled (bidding.workflow.settle_from_db first; the fixed baselines when the history is too
+short) and posted to the ledger once; running again (or after a
 restart) counts nothing twice; an event without meter data is marked unsettled with the reason."""
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _event(engine: Engine, owner_id: int, with_meter: bool, ext: str) -> int:
         s.add(ev)
         s.flush()
         s.add(Bid(event_id=ev.id, declared_kw=10.0, price_yuan_per_kwh=Decimal("2.0"),
-                  detail={"owner_declared_kw": {str(owner_id): 10.0}}))
+                  detail={"owners": [{"owner_id": owner_id, "declared_kw": 10.0}]}))
         event_id = int(ev.id or 0)
     if with_meter:
         write_readings(engine, [
@@ -79,6 +80,10 @@ async def test_settles_once_and_marks_the_unsettleable(sqlite_engine: Engine,
         assert [x.event_id for x in st] == [good]
         assert st[0].response_kwh == 12.0 and st[0].declared_kw == 10.0
         assert st[0].revenue_fen > 0
+        # a fleet without weeks of history: bidding.workflow.settle_from_db cannot build the
+        # programme's baseline, so the baseline fixed at the first plan is used, and said so
+        assert st[0].detail["baseline"] == "fixed at the first plan"
+        assert "baseline" in st[0].detail["why_not_history"]
         payouts = s.exec(select(OwnerPayout)).all()
         assert [p.owner_id for p in payouts] == [tokens.owner_id]
         assert s.exec(select(func.count()).select_from(LedgerTransaction)).one() == 1

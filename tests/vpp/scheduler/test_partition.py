@@ -41,3 +41,17 @@ def test_partitioned_matches_monolithic(client):
     hi = np.array([d.max_setpoint_kw for d in devs])[:, None]
     sp = part.setpoint_kw[order]
     assert (sp >= lo - 1e-9).all() and (sp <= hi + 1e-9).all()
+
+
+def test_partitioned_with_aggregation_matches_monolithic(client):
+    from vpp.scheduler.synthetic import catalog_fleet
+
+    n = 32
+    devs, base = catalog_fleet(60, n=n, seed=5)
+    target = 0.1 * base.sum(axis=0)[16:24].mean()
+    data = HorizonData(base, tou_price(n, start_hour=12), EventCall(16, 24, target))
+    mono = DispatchModel(devs, n).solve(devs, data)
+    part = solve_partitioned(client, devs, data, chunk(devs, 30), aggregate=True)
+    assert part.converged and part.qp_devices < len(devs)
+    assert part.objective_yuan == pytest.approx(mono.objective_yuan, rel=OBJ_TOL)
+    assert (part.reduction_kw[16:24] >= target * (1 - OBJ_TOL)).all()

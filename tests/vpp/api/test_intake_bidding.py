@@ -1,0 +1,84 @@
+"""The intake bids through bidding's own database edge (bidding.workflow.bid_event) when the
+owners have metered history, and falls back to the envelope-only offer (saying so) when not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+
+from tests.vpp.api.conftest import Api
+from tests.vpp.daemon.harness import auth, call_now
+from vpp import fleet
+from vpp.db import session_scope
+from vpp.models import Bid
+from vpp.telemetry_store import Reading, write_readings
+
+
+def _plant(api: Api) -> list[int]:
+    with session_scope(api.engine) as s:
+        owner = fleet.get_owner(s, api.tokens.owner_id)
+        spec = {"host": "10.2.2.2", "port": 502, "devices": [
+            {"name": f"furnace-{u}", "kind": "industrial_load", "unit_id": u,
+             "profile": "industrial-plc", "rated_power_kw": 100.0, "min_setpoint_kw": 20.0,
+             "max_setpoint_kw": 100.0,
+             "params": {"max_curtail_kw": 40.0, "max_curtail_minutes": 120}} for u in (1, 2)]}
+        devs = fleet.add_gateway(s, owner, "plant", spec).devices
+        for d in devs:
+            d.status = "active"
+        return [int(d.id or 0) for d in devs]
+
+
+async def _call(api: Api, ext: str) -> dict:
+    async with api.http.post(api.url + "/api/v1/grid/calls", json=call_now(ext, 50.0),
+                             headers=auth(api.tokens.grid)) as r:
+        body = await r.json()
+        assert r.status == 201, body
+        return body
+
+
+def _bid(api: Api, event_id: int) -> Bid:
+    with session_scope(api.engine) as s:
+        return s.exec(select(Bid).where(Bid.event_id == event_id)).one()
+
+
+async def test_without_history_the_envelope_offer_is_used(api: Api) -> None:
+    _plant(api)
+    decision = await _call(api, "rt-no-history")
+    assert decision["accepted"] and decision["declared_kw"] == 50.0  # capped at the request
+    bid = _bid(api, decision["event_id"])
+    assert bid.detail["rule"].startswith("envelope only")
+
+
+async def test_with_history_bidding_workflow_makes_the_offer(api: Api) -> None:
+    ids = _plant(api)
+    now = datetime.now(UTC)
+    # three weeks of 15-minute meter data, ~80 kW per furnace
+    start = (now - timedelta(days=21)).replace(minute=0, second=0, microsecond=0)
+    n = int((now - start) / timedelta(minutes=15))
+    write_readings(api.engine, [
+        Reading(i, start + timedelta(minutes=15 * k), 80.0 + (k % 4) + j)
+        for j, i in enumerate(ids) for k in range(n)])
+    decision = await _call(api, "rt-history")
+    assert decision["accepted"], decision
+    bid = _bid(api, decision["event_id"])
+    assert bid.detail["rule"] == "band newsvendor"  # bidding.offer's rule, via bid_event
+    assert bid.detail["owners"][0]["owner_id"] == api.tokens.owner_id
+    assert 0 < bid.declared_kw <= 80.0
+
+
+async def test_the_same_call_sent_five_times_at_once_is_one_event(api: Api) -> None:
+    import asyncio
+
+    _plant(api)
+    payload = call_now("rt-burst", 30.0)
+
+    async def send() -> dict:
+        async with api.http.post(api.url + "/api/v1/grid/calls", json=payload,
+                                 headers=auth(api.tokens.grid)) as r:
+            assert r.status == 201
+            return await r.json()
+
+    answers = await asyncio.gather(*(send() for _ in range(5)))
+    assert len({a["event_id"] for a in answers}) == 1
+    assert sum(not a["duplicate"] for a in answers) == 1
