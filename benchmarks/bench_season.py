@@ -8,8 +8,9 @@ Figures are ratios against baselines measured in the same run:
 - the headline: delivered and declared MW as shares of the system peak / the 5% goal.
 
 ``--quick`` (< 60 s): one event day on a stratified 2,000-device sample. The full run simulates
-both season periods at city scale, in parallel processes (the periods are independent), and
-writes the report. The last line is one JSON object with the figures.
+every call of the season at city scale; the runs of consecutive days it needs are independent
+(the plant restarts with a warm-up at each), so they run in parallel processes; it writes the
+report. The last line is one JSON object with the figures.
 
     uv run python benchmarks/bench_season.py --quick
     uv run python benchmarks/bench_season.py --out benchmarks/results/simulation
@@ -38,7 +39,7 @@ from sim.results import SeasonResult, merge_results  # noqa: E402
 from sim.scenarios import load_scenario  # noqa: E402
 from sim.scenarios.behaviour import configure  # noqa: E402
 from sim.scenarios.fleet import generate_fleet  # noqa: E402
-from sim.season import RunOptions, run_season  # noqa: E402
+from sim.season import RunOptions, count_blocks, run_season  # noqa: E402
 from vpp.config import load_settings  # noqa: E402
 
 SCENARIO = ROOT / "config/scenarios/zhuzhou-2025.toml"
@@ -72,14 +73,15 @@ def step_costs(n_devices: int = 500, intervals: int = 48) -> tuple[float, float]
 
 
 def _run_period(args: tuple) -> SeasonResult:
-    period, event_days, history, max_devices, eps, skip_idle = args
+    period, event_days, history, max_devices, eps, skip_idle, block = args
     warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
     settings = load_settings(ROOT / "config/default.toml")
     if eps is not None:
         settings = settings.model_copy(update={"scheduler": settings.scheduler.model_copy(
             update={"eps": eps})})
     opts = RunOptions(periods=None if period is None else (period,), event_days=event_days,
-                      history_days=history, max_devices=max_devices, skip_idle_days=skip_idle)
+                      history_days=history, max_devices=max_devices, skip_idle_days=skip_idle,
+                      blocks=None if block is None else (block,))
     return asyncio.run(run_season(settings, SCENARIO, opts))
 
 
@@ -87,7 +89,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one event day, 2,000 devices")
     ap.add_argument("--out", type=Path, default=None, help="write the report here")
-    ap.add_argument("--workers", type=int, default=2, help="processes for the full season")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="processes for the full season (default: one per run of days)")
     ap.add_argument("--eps", type=float, default=None,
                     help="scheduler OSQP tolerance (default: the settings' scheduler.eps)")
     ap.add_argument("--all-days", action="store_true",
@@ -101,12 +104,13 @@ def main() -> int:
           f"-> adapter_overhead {path / bare:.2f}x")
     t0 = time.perf_counter()
     if a.quick:
-        result = _run_period((None, 1, 8, 2000, a.eps, False))
+        result = _run_period((None, 1, 8, 2000, a.eps, False, None))
     else:
         scn = load_scenario(SCENARIO)
-        jobs = [(k, None, None, None, a.eps, not a.all_days)
-                for k in range(len(scn.season.periods))]
-        with ProcessPoolExecutor(max_workers=a.workers) as pool:
+        n = count_blocks(scn, RunOptions(skip_idle_days=not a.all_days))
+        jobs = [(None, None, None, None, a.eps, not a.all_days, k) for k in range(n)]
+        print(f"{n} independent runs of consecutive days, {a.workers or n} processes")
+        with ProcessPoolExecutor(max_workers=a.workers or n) as pool:
             result = merge_results(list(pool.map(_run_period, jobs)))
     wall = time.perf_counter() - t0
     h = result.headline()

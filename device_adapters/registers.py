@@ -78,8 +78,8 @@ def decode_raw(
 ) -> int | float | str:
     """Decode registers into the raw (unscaled) number or string."""
     for r in regs:
-        if not 0 <= r <= 0xFFFF:
-            raise EncodingError(f"register value {r} is not a 16-bit word")
+        if not isinstance(r, int) or not 0 <= r <= 0xFFFF:
+            raise EncodingError(f"register value {r!r} is not a 16-bit word")
     if dtype is DataType.STRING:
         data = _from_words(regs, "big", byte_order)
         return data.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()

@@ -67,6 +67,7 @@ class RunOptions:
     history_days: int | None = None
     periods: tuple[int, ...] | None = None  # only these season periods (0-based), e.g. (0,)
     skip_idle_days: bool = False  # simulate only the days some call's baseline/forecast needs
+    blocks: tuple[int, ...] | None = None  # only these runs of consecutive days (0-based)
 
 
 @dataclass
@@ -125,7 +126,22 @@ def _select_days(scn: Scenario, calls: list[GridCall], opts: RunOptions) -> tupl
     if opts.skip_idle_days:
         needed = _needed_days(calls)
         days = [d for d in days if d in needed]
+    if opts.blocks is not None:
+        runs = _blocks(days)
+        days = [d for k in opts.blocks if k < len(runs) for d in runs[k]]
+        keep = set(days)
+        calls = [c for c in calls if c.day in keep]
     return days, calls
+
+
+def count_blocks(scn: Scenario, opts: RunOptions) -> int:
+    """How many runs of consecutive days ``opts`` selects (they can run in parallel)."""
+    all_days = season_days(scn)
+    weather = simulate_weather(scn, all_days, np.random.default_rng([scn.scenario.seed, 1]))
+    period = [d for d in all_days if any(a <= d <= b for a, b in scn.season.periods)]
+    calls = GridOperator(scn, weather).calls(period)
+    days, _ = _select_days(scn, calls, opts)
+    return len(_blocks(days))
 
 
 def _needed_days(calls: list[GridCall], working: int = 5, nonworking: int = 3,

@@ -115,3 +115,20 @@ def test_cli_refuses_bad_scale_and_unknown_scenario(monkeypatch, capsys) -> None
     assert "unknown scale 'galactic'" in capsys.readouterr().err
     assert main(["simulate", "--scenario", "atlantis"]) == 2
     assert "scenario file not found" in capsys.readouterr().err
+
+
+def test_needed_days_cover_each_calls_baseline() -> None:
+    from sim.scenarios.city import is_working_day
+    from sim.season import _needed_days
+
+    start = datetime(2025, 7, 9, 20, tzinfo=TZ)
+    calls = [GridCall(f"c{k}", "day_ahead", "peak_shaving", "p", start, start + timedelta(days=k),
+                      start + timedelta(days=k, hours=2), 1.0, "") for k in range(3)]
+    need = _needed_days(calls)
+    events = {c.day for c in calls}
+    for c in calls:
+        before = sorted((d for d in need if d < c.day and d not in events), reverse=True)
+        assert sum(is_working_day(d) for d in before) >= 5
+        assert sum(not is_working_day(d) for d in before) >= 3
+        assert all(c.day - timedelta(days=k) in need for k in range(8))
+    assert max(need) == max(events)

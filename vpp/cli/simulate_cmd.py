@@ -33,6 +33,8 @@ def simulate(
     event_days: int | None = typer.Option(None, min=1, help="Stop after the first N event days."),
     max_devices: int | None = typer.Option(None, min=10, help="A stratified sample of the "
                                            "fleet instead of all of it (quick looks)."),
+    skip_idle_days: bool = typer.Option(False, help="Simulate only the days some call's "
+                                        "baseline or forecast needs (every call still runs)."),
 ) -> None:
     """Simulate a season of grid calls and report delivered response against the goal."""
     from sim.report import write_report
@@ -44,7 +46,8 @@ def simulate(
     settings = app_context(ctx).settings
     scn = load_scenario(scenario)
     out_dir = out or settings.service.data_dir / "sim" / scn.name
-    opts = RunOptions(scale=scale, days=days, max_devices=max_devices, event_days=event_days)
+    opts = RunOptions(scale=scale, days=days, max_devices=max_devices, event_days=event_days,
+                      skip_idle_days=skip_idle_days)
     if scale == "full-stack" and (days is not None or event_days not in (None, 1)):
         raise ValidationError("--scale full-stack runs the first event day only "
                               "(drop --days / --event-days)")
