@@ -46,6 +46,8 @@ class WriteSafety(RuleBasedStateMachine):
         self.adapter = asyncio.run(adapter_for(self.case, self.t, 1))  # type: ignore[arg-type]
         self.limits = (self.case.min_kw, self.case.max_kw)
         self.checked = 0
+        self.release_writes: set[int] = set()
+        self.released_rule = False
         self.magnitude_points = {
             a.point for branch in (self.adapter.profile.control.positive,
                                    self.adapter.profile.control.negative)
@@ -88,14 +90,26 @@ class WriteSafety(RuleBasedStateMachine):
     def read(self) -> None:
         self._run(self.adapter.read_state())
 
+    def _releasing(self, coro) -> None:  # noqa: ANN001
+        """Writes of a release hand the device back to its own default behaviour (for example
+        a charger's full current): the profile's constants, not a power we chose, so the
+        declared-limit check does not apply to them (writability and point ranges still do)."""
+        n = len(self.t.writes)
+        holding = self.adapter.active_setpoint_kw is not None
+        self._run(coro)
+        if self.adapter.active_setpoint_kw is None and (holding or self.released_rule):
+            self.release_writes.update(range(n, len(self.t.writes)))
+
     @rule()
     def release(self) -> None:
-        self._run(self.adapter.release())
+        self.released_rule = True
+        self._releasing(self.adapter.release())
+        self.released_rule = False
 
     @rule(seconds=st.sampled_from([1.0, 60.0, 3600.0]))
     def heartbeat(self, seconds: float) -> None:
         self.clock.advance(seconds)
-        self._run(self.adapter.heartbeat())
+        self._releasing(self.adapter.heartbeat())
 
     @invariant()
     def every_write_is_safe(self) -> None:
@@ -103,7 +117,9 @@ class WriteSafety(RuleBasedStateMachine):
         by_addr = {p.address: (n, p) for n, p in prof.points.items()
                    if p.function == "holding"}
         lo, hi = self.limits
-        for unit, address, words in self.t.writes[self.checked:]:
+        for i, (unit, address, words) in enumerate(self.t.writes):
+            if i < self.checked:
+                continue
             assert unit == 1
             assert address in by_addr, f"write to {address}, which is no point's start"
             name, p = by_addr[address]
@@ -116,7 +132,7 @@ class WriteSafety(RuleBasedStateMachine):
             tol = 1e-9 * max(1.0, abs(value))
             assert p.min is None or value >= p.min - tol, (name, value, p.min)
             assert p.max is None or value <= p.max + tol, (name, value, p.max)
-            if name in self.magnitude_points:
+            if name in self.magnitude_points and i not in self.release_writes:
                 kw = abs(point_to_kw(prof, name, value, self.adapter._context))
                 assert kw <= max(abs(lo), abs(hi)) + 1e-6, \
                     f"{name} = {value:g} is {kw:g} kW, outside the limits [{lo:g}, {hi:g}]"
