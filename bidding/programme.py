@@ -12,7 +12,6 @@ Powers in kW, energies in kWh, prices as exact :class:`~decimal.Decimal` yuan.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from bidding.rules import Band, Direction, EventType, _Model
 from bidding.tariff import TouTariff, _minute_of_day
 from forecasting.baselines import BaselineSpec
+from vpp.config import first_error, read_toml
 from vpp.errors import ConfigError, NotFoundError, ValidationError
 from vpp.timeutil import require_aware
 
@@ -195,28 +195,16 @@ class Programme(_Model):
         return p
 
 
-def _first_error(exc: pydantic.ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    return f"key {loc}: {msg}" if loc else msg
-
 
 def read_programme_file(path: Path) -> ProgrammeFile:
     """Read and validate one programme file (all versions); :class:`ConfigError` if bad."""
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise NotFoundError(f"{path}: programme file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if not path.exists():
+        raise NotFoundError(f"{path}: programme file not found")
+    data = read_toml(path)
     try:
         parsed = ProgrammeFile.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ConfigError(f"{path}: {_first_error(exc)}") from None
+        raise ConfigError(f"{path}: {first_error(exc)}") from None
     if parsed.name != path.stem:
         raise ConfigError(f"{path}: key name: {parsed.name!r} does not match the file name")
     return parsed

@@ -23,6 +23,7 @@ import pandas as pd
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vpp.config import first_error
 from vpp.errors import ConfigError, ValidationError
 from vpp.timeutil import DEFAULT_TIMEZONE
 
@@ -234,16 +235,10 @@ class TouTariff(_Model):
         )
 
 
-def _first_error(exc: pydantic.ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
-
 
 def parse_tariff(data: dict[str, Any], source: str = "tariff") -> TouTariff:
     """Validate a tariff table; :class:`ConfigError` ``"<source>: <key>: <reason>"`` if bad."""
     try:
         return TouTariff.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+        raise ConfigError(f"{source}: {first_error(exc)}") from None

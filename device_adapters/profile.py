@@ -20,7 +20,6 @@ Addresses are 0-based wire addresses. Adding a device model means adding a profi
 
 from __future__ import annotations
 
-import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from device_adapters.registers import DataType, WordOrder, register_count
+from vpp.config import first_error, read_toml
 from vpp.device_kinds import DeviceKind
 from vpp.errors import ConfigError
 
@@ -281,31 +281,19 @@ def plan_blocks(profile: Profile, names: list[str]) -> list[ReadBlock]:
     return blocks
 
 
-def _describe(exc: pydantic.ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix(
-        "Value error, ")
-    return f"key {loc}: {msg}"
-
 
 def parse_profile(data: dict[str, Any], origin: str = "<profile>") -> Profile:
     """Validate profile data; :class:`ConfigError` names the origin, key and reason."""
     try:
         return Profile.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ConfigError(f"{origin}: {_describe(exc)}") from None
+        raise ConfigError(f"{origin}: {first_error(exc)}") from None
 
 
 def load_profile_file(path: Path) -> Profile:
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: profile file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    profile = parse_profile(data, str(path))
+    if not path.exists():
+        raise ConfigError(f"{path}: profile file not found")
+    profile = parse_profile(read_toml(path), str(path))
     if profile.name != path.stem:
         raise ConfigError(f"{path}: key name: {profile.name!r} must match the file name")
     return profile

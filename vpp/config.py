@@ -317,7 +317,8 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.service.data_dir / 'vpp.sqlite3').as_posix()}"
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file; :class:`ConfigError` naming the file (missing, unreadable, bad TOML)."""
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -337,6 +338,13 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+def first_error(exc: pydantic.ValidationError) -> str:
+    """``key a.b.c: reason`` for the first error of a validation failure (one line)."""
+    err = exc.errors()[0]
+    msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+    return f"key {_key(tuple(err['loc']))}: {msg.removeprefix('Value error, ')}"
 
 
 def _key(loc: tuple[Any, ...]) -> str:
@@ -392,9 +400,9 @@ def load_settings(path: Path | str | None = None, *, with_defaults_file: bool = 
         and DEFAULT_FILE.exists()
         and (chosen is None or chosen.resolve() != DEFAULT_FILE.resolve())
     ):
-        files.append((str(DEFAULT_FILE), _read_toml(DEFAULT_FILE)))
+        files.append((str(DEFAULT_FILE), read_toml(DEFAULT_FILE)))
     if chosen is not None:
-        files.append((str(chosen), _read_toml(chosen)))
+        files.append((str(chosen), read_toml(chosen)))
     data: dict[str, Any] = {}
     for _, d in files:
         data = _merge(data, d)

@@ -15,17 +15,10 @@ from datetime import datetime
 import pydantic
 from sqlmodel import Session, select
 
-from vpp.config import DeviceSpec, GatewaySpec, OwnerSpec
+from vpp.config import DeviceSpec, GatewaySpec, OwnerSpec, first_error
 from vpp.errors import ConflictError, NotFoundError, ValidationError
 from vpp.models import ApiToken, AuditLog, Device, Gateway, Owner, Role, Site, utcnow
 from vpp.security import hash_token, new_token
-
-
-def _first_error(exc: pydantic.ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
 
 
 def get_owner(session: Session, name_or_id: str | int) -> Owner:
@@ -119,7 +112,7 @@ def add_gateway(
         try:
             spec = GatewaySpec.model_validate(spec)
         except pydantic.ValidationError as exc:
-            raise ValidationError(_first_error(exc)) from None
+            raise ValidationError(first_error(exc)) from None
     existing = session.exec(
         select(Gateway).where(Gateway.host == spec.host, Gateway.port == spec.port)
     ).first()

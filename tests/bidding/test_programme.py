@@ -74,7 +74,7 @@ def test_unknown_programme_and_bad_files(tmp_path):
     shutil.copy(DIR / "hunan-2026.toml", tmp_path / "hunan-2026.toml")
     text = (tmp_path / "hunan-2026.toml").read_text()
     (tmp_path / "hunan-2026.toml").write_text(text.replace("lower_pct = 50", "lowr_pct = 50", 1))
-    with pytest.raises(ConfigError, match=r"key versions\.0\.band\.lowr_pct: unknown key"):
+    with pytest.raises(ConfigError, match=r"key versions\[0\]\.band\.lowr_pct: unknown key"):
         load_programme("hunan-2026", tmp_path, date(2026, 7, 1))
     (tmp_path / "hunan-2026.toml").write_text(
         text.replace('{ kind = "flat",   start = "07:00", end = "11:00" }',

@@ -95,9 +95,10 @@ class WriteSafety(RuleBasedStateMachine):
         a charger's full current): the profile's constants, not a power we chose, so the
         declared-limit check does not apply to them (writability and point ranges still do)."""
         n = len(self.t.writes)
-        holding = self.adapter.active_setpoint_kw is not None
+        releasing = self.released_rule or (self.adapter.active_setpoint_kw is not None
+                                           and self.adapter.lease_expired)
         self._run(coro)
-        if self.adapter.active_setpoint_kw is None and (holding or self.released_rule):
+        if releasing:
             self.release_writes.update(range(n, len(self.t.writes)))
 
     @rule()

@@ -12,7 +12,7 @@ kWh, prices in yuan/kWh, time as interval indices into a horizon of ``n`` interv
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -127,7 +127,6 @@ class HorizonData:
     call: EventCall | None = None
     now_index: int = 0
     interval_minutes: int = 15
-    extra: dict = field(default_factory=dict)
 
 
 def _bad(msg: str) -> ValidationError:
