@@ -22,6 +22,7 @@ from device_adapters.codec import (
     decode_points,
     encode_point,
     kw_to_point,
+    point_scale,
     point_to_kw,
     quantise,
     to_canonical,
@@ -181,8 +182,28 @@ class ProfileAdapter:
         kw = magnitude_kw if a.value == "magnitude" else -magnitude_kw
         return kw_to_point(self.profile, a.point, kw, self._context)
 
+    def _inside(self, name: str, value: float, bounds_kw: tuple[float, float], lo: float,
+                hi: float) -> float:
+        """Rounding to a register step must not leave the declared limits: move a quantised
+        magnitude one step back inside ``bounds_kw`` (magnitudes, kW) when it fell outside,
+        as long as the point's own range allows it."""
+        p = self.profile.points[name]
+        step = resolution(p.type, point_scale(self.profile, name, self._context))
+        if step == 0.0:
+            return value
+        kw = abs(point_to_kw(self.profile, name, value, self._context))
+        direction = 1.0 if value >= 0 else -1.0
+        if kw > bounds_kw[1] + 1e-9:
+            moved = value - direction * step
+        elif kw < bounds_kw[0] - 1e-9:
+            moved = value + direction * step
+        else:
+            return value
+        return moved if lo <= moved <= hi else value
+
     async def _write_actions(
-        self, actions: list[Action], magnitude_kw: float
+        self, actions: list[Action], magnitude_kw: float,
+        bounds_kw: tuple[float, float] | None = None,
     ) -> tuple[list[tuple[str, float]], bool]:
         """Write the actions; returns ([(point, written value)], clamped_by_point_limits)."""
         missing = self._context_points(actions)
@@ -203,6 +224,8 @@ class ProfileAdapter:
                 value = min(max(value, lo), hi)
                 clamped = True
             value = quantise(self.profile, a.point, value, self._context)
+            if bounds_kw is not None and a.value in ("magnitude", "-magnitude"):
+                value = self._inside(a.point, value, bounds_kw, lo, hi)
             regs = encode_point(self.profile, a.point, value, self._context)
             await self.client.write(self.unit_id, p.address, regs)
             written.append((a.point, value))
@@ -244,7 +267,10 @@ class ProfileAdapter:
                                   f"profile {self.profile.name} cannot apply {value:g} kW")
         sign = 1.0 if value >= 0 else -1.0
         try:
-            written, point_clamped = await self._write_actions(actions, abs(value))
+            lo_kw, hi_kw = ((max(self.min_setpoint_kw, 0.0), self.max_setpoint_kw) if value >= 0
+                            else (max(-self.max_setpoint_kw, 0.0), -self.min_setpoint_kw))
+            written, point_clamped = await self._write_actions(actions, abs(value),
+                                                               (lo_kw, hi_kw))
             written_kw = value
             mag = [(n, v) for (n, v), a in zip(written, actions, strict=True)
                    if a.value in ("magnitude", "-magnitude")]
@@ -295,8 +321,17 @@ class ProfileAdapter:
         hb = self.profile.heartbeat
         if hb.mode == "rewrite":
             if self.active_setpoint_kw is not None:
-                value = self.active_setpoint_kw
-                await self._write_actions(self.profile.control.branch(value), abs(value))
+                # the limits may have been narrowed since the setpoint was written
+                value, clamped = clamp_setpoint(self.active_setpoint_kw, self.min_setpoint_kw,
+                                                self.max_setpoint_kw)
+                if clamped:
+                    log.warning("device %s: held setpoint %g kW now outside [%g, %g]; "
+                                "re-written as %g", self.device_id, self.active_setpoint_kw,
+                                self.min_setpoint_kw, self.max_setpoint_kw, value)
+                    self.active_setpoint_kw = value
+                bounds = ((max(self.min_setpoint_kw, 0.0), self.max_setpoint_kw) if value >= 0
+                          else (max(-self.max_setpoint_kw, 0.0), -self.min_setpoint_kw))
+                await self._write_actions(self.profile.control.branch(value), abs(value), bounds)
         elif hb.mode == "write" and hb.point is not None:
             p = self.profile.points[hb.point]
             v = hb.value if hb.value is not None else 1.0

@@ -55,7 +55,7 @@ log = logging.getLogger("sim.fullstack")
 PROFILE_MAX_KW = {"coolmaster-vrf": 600.0, "industrial-plc": 10_000.0, "alfen-ng9xx": 22.0,
                   "keba-p30": 22.0, "sunspec": 65.0}  # SunSpec 124.WChaMax: uint16 W, SF 0
 LEAD_MINUTES = 30  # simulated time the daemon polls live before the call is issued
-HISTORY_DAYS = 9  # telemetry history written before the run (the daemon's baselines need >= 7)
+HISTORY_DAYS = 8  # telemetry history written before the run (the daemon's baselines need >= 7)
 SETTLE_WAIT_MINUTES = 30  # simulated time after the event end for the settlement
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import Engine
@@ -34,7 +36,7 @@ from vpp.daemon.metrics import Metrics
 from vpp.daemon.services import Services, utc_now
 from vpp.daemon.settle import Settler
 from vpp.daemon.supervisor import Supervisor
-from vpp.errors import ValidationError
+from vpp.errors import ConfigError, ValidationError
 from vpp.models import Device, GridEvent
 from vpp.poller import Poller
 
@@ -52,6 +54,23 @@ def _upcoming(s: Session, now: datetime) -> list[int]:
     return [int(i) for i in s.exec(select(GridEvent.id).where(
         GridEvent.status == ACCEPTED, col(GridEvent.start) <= now + timedelta(days=1),
         col(GridEvent.end) > now)).all()]
+
+
+def tls_context(cert_file: Path | None, key_file: Path | None) -> ssl.SSLContext | None:
+    """A server TLS context when ``api.tls_cert_file`` is configured (TLS 1.2 or later), else
+    None (plain HTTP, meant for loopback). Refuses half a configuration or unreadable files."""
+    if cert_file is None and key_file is None:
+        return None
+    if cert_file is None or key_file is None:
+        raise ConfigError("api.tls_cert_file and api.tls_key_file must be set together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(cert_file), str(key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"api.tls_cert_file/api.tls_key_file: cannot load {cert_file}: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    return ctx
 
 
 class Daemon:
@@ -113,11 +132,13 @@ class Daemon:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=5.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        ssl_context = tls_context(settings.api.tls_cert_file, settings.api.tls_key_file)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
         await site.start()
         sockets = [sock.getsockname() for sock in site._server.sockets]  # type: ignore[union-attr]
         self.port = int(sockets[0][1])
-        self.url = f"http://{self.host}:{self.port}"
+        scheme = "https" if ssl_context is not None else "http"
+        self.url = f"{scheme}://{self.host}:{self.port}"
         sup.start()
         log.info("daemon started", extra={"url": self.url, "loops": [x.name for x in sup.statuses()]})
         return self.url

@@ -90,7 +90,8 @@ class DispatchModel:
 
     def __init__(self, devices: Sequence[FleetDevice], n_intervals: int, *,
                  interval_minutes: int = 15, weights: Weights | None = None,
-                 options: SolverOptions | None = None, exchange: bool = False) -> None:
+                 options: SolverOptions | None = None, exchange: bool = False,
+                 group_size: int = 200) -> None:
         t0 = time.perf_counter()
         if not devices:
             raise ValidationError("the fleet is empty")
@@ -104,6 +105,7 @@ class DispatchModel:
         self.weights = weights or Weights()
         self.options = options or SolverOptions()
         self.exchange = exchange
+        self.group_size = group_size
         self.signature = signature(devices)
         self.device_ids = np.array([d.device_id for d in devices], dtype=np.int64)
         self.rated_kw = np.array([d.rated_power_kw for d in devices])
@@ -152,18 +154,43 @@ class DispatchModel:
             row_t.append(np.tile(b.row_t.astype(np.int32), b.m))
             voff += b.m * b.nv
             roff += b.m * b.nr
-        self.n_dev_vars, self.n_dev_rows = voff, roff
+        self.n_dev_vars = voff
+        # Fleet rows sum ~2 entries per device; at thousands of devices such rows slow OSQP's
+        # AMD ordering badly (just under its dense-row threshold). Rows are therefore split
+        # through partial sums y_{g,t} over groups of ``group_size`` devices:
+        #   y_{g,t} - sign * sum_{i in g} (R_i/S) * power map of i = 0,  fleet row = sum_g y_g,t
+        N = len(self.rated_kw)
+        gs = self.group_size if self.group_size > 0 else N
+        G = (N + gs - 1) // gs
+        t = np.arange(n)
+        sign = 1.0 if self.exchange else -1.0
+        y0, p0 = voff, roff
+        count = 0
+        for b, vo in zip(self.blocks, self.var_off, strict=True):
+            j = np.arange(b.m)[:, None]
+            g = ((count + np.arange(b.m)) // gs)[:, None]
+            count += b.m
+            rows.append((p0 + g * n + b.power_t[None, :]).ravel())
+            cols.append((vo + j * b.nv + b.power_var[None, :]).ravel())
+            vals.append((sign * (b.rated_kw / S)[:, None] * b.power_coef[None, :]).ravel())
+        gt = (np.arange(G)[:, None] * n + t[None, :]).ravel()
+        rows.append(p0 + gt)
+        cols.append(y0 + gt)
+        vals.append(-np.ones(G * n))
+        fam_names.append("fleet.partial_sum")
+        fam_code.append(np.full(G * n, fam_names.index("fleet.partial_sum"), dtype=np.int32))
+        row_dev.append(np.full(G * n, -1, dtype=np.int32))
+        row_t.append(np.tile(t, G).astype(np.int32))
+        self.ps_vars, self.ps_rows = slice(y0, y0 + G * n), slice(p0, p0 + G * n)
+        voff += G * n
+        roff += G * n
+        self.n_dev_rows = roff
         # Extra variables (n): shortfall sigma (target form) or partition reduction z
         # (exchange form). Extra rows (n): the fleet row, then (target form) sigma's bounds.
         x0, c0, h0 = voff, roff, roff + n
-        t = np.arange(n)
-        sign = 1.0 if self.exchange else -1.0
-        for b, vo in zip(self.blocks, self.var_off, strict=True):
-            j = np.arange(b.m)[:, None]
-            rows.append(np.broadcast_to(c0 + b.power_t[None, :], (b.m, b.power_t.size)).ravel())
-            cols.append((vo + j * b.nv + b.power_var[None, :]).ravel())
-            vals.append((sign * (b.rated_kw / S)[:, None] * b.power_coef[None, :]).ravel())
-        N = len(self.rated_kw)
+        rows.append(c0 + np.tile(t, G))
+        cols.append(y0 + gt)
+        vals.append(np.ones(G * n))
         # sigma in units of kappa * S, kappa chosen so that its cost is of order one (OSQP
         # scales the cost by its largest entry: a 100 yuan/kWh penalty would drown the rest).
         self.kappa = 1.0 if self.exchange else self.sigma_cost / (
@@ -191,7 +218,7 @@ class DispatchModel:
         )
         A.sum_duplicates()
         self.A = A
-        pd = np.concatenate(pdiag + [np.full(n, _TINY)])
+        pd = np.concatenate(pdiag + [np.full(G * n + n, _TINY)])
         self.P = sp.csc_matrix((pd, (np.arange(self.nx), np.arange(self.nx))),
                                shape=(self.nx, self.nx))
         assert self.P.nnz == self.nx
@@ -220,6 +247,8 @@ class DispatchModel:
         q = np.empty(self.nx)
         lo = np.empty(self.nc)
         hi = np.empty(self.nc)
+        q[self.ps_vars] = 0.0
+        lo[self.ps_rows] = hi[self.ps_rows] = 0.0
         const = np.empty((N, n))
         for b, vo, ro, pm in zip(self.blocks, self.var_off, self.row_off, self._pmaps,
                                  strict=True):
