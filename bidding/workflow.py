@@ -11,8 +11,8 @@ are skipped by the baseline; gaps inside the settled window are an error).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,13 +27,20 @@ from sqlmodel import select as sql_select
 
 from bidding.capability import device_capability_kw
 from bidding.ledger import PostedSettlement, post_settlement
-from bidding.offer import VppOffer, aggregate_offers, deliverable_quantiles, owner_offer
+from bidding.offer import (
+    OwnerOffer,
+    VppOffer,
+    aggregate_offers,
+    deliverable_quantiles,
+    owner_offer,
+)
 from bidding.programme import Programme, load_programme
 from bidding.settlement import EventSettlement, SettlementError, settle_event
 from forecasting.baselines import BaselineResult, BaselineSpec, compute_baseline
 from vpp.db import session_scope
 from vpp.errors import NotFoundError, ValidationError
 from vpp.models import AuditLog, Bid, Device, GridEvent, Owner, TelemetryReading
+from vpp.timeutil import require_aware
 
 
 def read_meter_frame(
@@ -128,21 +135,125 @@ def latest_bid(session: Session, event_id: int) -> Bid:
 # --- bidding --------------------------------------------------------------------------------
 
 
+@dataclass
+class OwnerForecast:
+    """Forecast load quantiles per owner: ``values_kw[owner]`` is (levels, times) kW on ``index``.
+
+    Built by the daemon from its per-site :class:`forecasting.forecast.LoadForecast` (an owner's
+    quantiles are the sum of its sites' quantiles: comonotonic, so a wider band than the true
+    one for the sum, which errs on the cautious side for the offer).
+    """
+
+    levels: Sequence[float]
+    index: pd.DatetimeIndex
+    values_kw: dict[int, np.ndarray]
+
+    def window(self, owner_id: int, window: pd.DatetimeIndex) -> np.ndarray | None:
+        """(levels, len(window)) for the owner, or None if the forecast does not cover it."""
+        v = self.values_kw.get(owner_id)
+        if v is None or len(window) == 0:
+            return None
+        pos = self.index.get_indexer(window)
+        if (pos < 0).any():
+            return None
+        out = np.asarray(v, dtype=float)[:, pos]
+        return out if np.isfinite(out).all() else None
+
+    def median(self, q: np.ndarray) -> np.ndarray:
+        lv = np.asarray(self.levels, dtype=float)
+        return np.array([np.interp(0.5, lv, q[:, t]) for t in range(q.shape[1])])
+
+
+def scheduler_envelopes(
+    devices: Sequence[Device], forecast: OwnerForecast, window: pd.DatetimeIndex,
+    confidence: float = 0.9, *, soc_pct: Mapping[int, float] | None = None,
+    interval_minutes: int = 15,
+) -> dict[int, np.ndarray]:
+    """Per owner, the scheduler's flexibility envelope (kW per interval of ``window``).
+
+    Calls :func:`vpp.scheduler.envelope.flexibility_envelope` for each owner's devices, with the
+    owner's forecast quantiles split over its devices by rated power, held for the whole
+    event. Batteries without a known state of charge (``soc_pct``) and EV chargers (no session
+    data here) contribute nothing: conservative. Owners the forecast does not cover are left
+    out (the caller falls back to device capability for them).
+    """
+    from vpp.device_kinds import DeviceKind, parse_params
+    from vpp.scheduler.envelope import flexibility_envelope
+    from vpp.scheduler.inputs import FleetDevice
+
+    soc = soc_pct or {}
+    by_owner: dict[int, list[Device]] = {}
+    for d in devices:
+        by_owner.setdefault(d.owner_id, []).append(d)
+    out: dict[int, np.ndarray] = {}
+    for o, ds in by_owner.items():
+        q = forecast.window(o, window)
+        if q is None:
+            continue
+        rated = np.array([max(d.rated_power_kw, 0.0) for d in ds])
+        share = rated / rated.sum() if rated.sum() > 0 else np.full(len(ds), 1 / len(ds))
+        fleet = []
+        for d in ds:
+            kind = DeviceKind(d.kind)
+            fleet.append(FleetDevice(
+                device_id=int(d.id or 0), kind=kind, rated_power_kw=d.rated_power_kw,
+                min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw,
+                params=parse_params(kind, d.params), owner=str(o), soc_pct=soc.get(int(d.id or 0)),
+            ))
+        bq = np.maximum(q, 0.0)[:, None, :] * share[None, :, None]
+        env = flexibility_envelope(fleet, bq, list(forecast.levels), confidence,
+                                   sustain_intervals=len(window),
+                                   interval_minutes=interval_minutes)
+        out[o] = env.reduction_kw
+    return out
+
+
+def cap_offers(offers: Sequence[OwnerOffer], requested_kw: float | None
+               ) -> tuple[list[OwnerOffer], float | None]:
+    """Scale owners' offers down pro rata so their sum is at most ``requested_kw``.
+
+    Returns the offers and the uncapped total when a cap applied (else None). Declaring more
+    than the grid asked for earns nothing and risks a band penalty on the excess.
+    """
+    total = sum(o.declared_kw for o in offers if o.declared_kw > 0)
+    if requested_kw is None or requested_kw <= 0 or total <= requested_kw:
+        return list(offers), None
+    f = requested_kw / total
+    out = [replace(o, declared_kw=round(o.declared_kw * f, 3)) for o in offers]
+    # rounding must not push the sum over the request
+    excess = sum(o.declared_kw for o in out) - requested_kw
+    if excess > 0:
+        k = max(range(len(out)), key=lambda i: out[i].declared_kw)
+        out[k] = replace(out[k], declared_kw=round(out[k].declared_kw - excess, 3))
+    return out, round(total, 3)
+
+
 def bid_event(
     engine: Engine, event_id: int, programmes_dir: Path | str, *,
     price_yuan_per_kwh: Decimal | None = None, confidence: float | None = 0.9,
     levels: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 0.9), history_days: int = 10,
-    actor: str = "cli",
+    actor: str = "cli", load_forecast: OwnerForecast | None = None,
+    envelope_kw: Mapping[int, np.ndarray] | None = None, scheduler_envelope: bool = False,
+    soc_pct: Mapping[int, float] | None = None,
 ) -> tuple[Bid, VppOffer]:
     """Build and store the VPP's offer for an event.
 
-    Stand-ins until the scheduler's envelope and the forecaster's quantiles are wired in: the
-    envelope is each owner's dependable capability (:func:`device_capability_kw`) over the
-    event, and the load quantiles are the empirical quantiles of the owner's load in the event
-    window over the last ``history_days`` days with complete data.
+    Load quantiles: from ``load_forecast`` (the daemon's forecaster, per owner, covering the
+    event) when given and complete for an owner; otherwise (labelled ``empirical`` in the bid)
+    the empirical quantiles of the owner's load in the event window over the last
+    ``history_days`` days with complete data. Envelope: ``envelope_kw[owner]`` (the scheduler's
+    :func:`vpp.scheduler.envelope.flexibility_envelope`, see :func:`scheduler_envelopes`) when
+    given, or computed here from ``load_forecast`` when ``scheduler_envelope`` is set (batteries
+    at their ``soc_pct[device]``, the latest polled state of charge);
+    otherwise (labelled ``device capability (fallback)``) each owner's dependable capability
+    (:func:`device_capability_kw`). The declared capacity is capped at the grid's
+    ``requested_kw`` (owners scaled down pro rata; ``capped_from_kw`` in the bid detail).
+    The programme version is the one in force on the event's local date in the programme's
+    zone (:func:`bidding.programme.load_programme` with the aware start).
     """
     with session_scope(engine) as s:
         ev = get_event(s, event_id)
+        require_aware(ev.start, "event start")
         prog = load_programme(ev.programme, programmes_dir, ev.start)
         hours = (ev.end - ev.start) / timedelta(hours=1)
         product = prog.check_event(ev.event_type, ev.direction, ev.start, ev.end)
@@ -161,8 +272,17 @@ def bid_event(
         meter = read_meter_frame(engine, ids, start_hist, ev.start, step)
         loads = owner_load(meter, {o: [d.id for d in ds] for o, ds in owners.items()})
         n_t = int(round(hours * 60 / step))
+        sources: dict[str, dict[str, str]] = {}
         offers = []
         normal_load = 0.0
+        window = pd.date_range(ev.start, ev.end, freq=f"{step}min", inclusive="left")
+        if envelope_kw is None and scheduler_envelope and load_forecast is not None:
+            try:
+                envelope_kw = scheduler_envelopes(
+                    devices, load_forecast, window, confidence or 0.9, soc_pct=soc_pct,
+                    interval_minutes=step)
+            except (ValidationError, ImportError) as exc:  # the scheduler is optional here
+                sources["envelope_error"] = {"message": str(exc)}
         for o, ds in sorted(owners.items()):
             days = []
             for k in range(1, history_days + 1):
@@ -170,16 +290,30 @@ def bid_event(
                                  - timedelta(minutes=step)]
                 if len(w) == n_t and w.notna().all():
                     days.append(w.to_numpy())
-            if not days:
+            fq = load_forecast.window(o, window) if load_forecast is not None else None
+            if fq is not None:
+                lv, lq = list(load_forecast.levels), fq  # type: ignore[union-attr]
+                base = load_forecast.median(fq)  # type: ignore[union-attr]
+                qsrc = "forecast"
+            elif days:
+                hist = np.vstack(days)
+                lv, base, lq = list(levels), hist.mean(axis=0), np.quantile(hist, levels, axis=0)
+                qsrc = "empirical (fallback)"
+            else:
                 continue
-            hist = np.vstack(days)
-            base = hist.mean(axis=0)
             normal_load += float(base.mean())
-            lq = np.quantile(hist, levels, axis=0)
-            flex = sum(device_capability_kw(d, hours) for d in ds)
-            rq = deliverable_quantiles(np.full(n_t, flex), base, lq, ev.direction)
-            offers.append(owner_offer(o, levels, rq, np.full(n_t, flex), prog.band,
+            env = None if envelope_kw is None else envelope_kw.get(o)
+            if env is not None and len(env) == n_t:
+                flex_t = np.maximum(np.asarray(env, dtype=float), 0.0)
+                esrc = "scheduler envelope"
+            else:
+                flex_t = np.full(n_t, sum(device_capability_kw(d, hours) for d in ds))
+                esrc = "device capability (fallback)"
+            sources[str(o)] = {"quantiles": qsrc, "envelope": esrc}
+            rq = deliverable_quantiles(flex_t, base, lq, ev.direction)
+            offers.append(owner_offer(o, lv, rq, flex_t, prog.band,
                                       Decimal(price), confidence=confidence))
+        offers, capped_from = cap_offers(offers, ev.requested_kw)
         offer = aggregate_offers(
             offers, product, Decimal(price), min_declared_kw=prog.rules.min_declared_kw,
             normal_load_kw=normal_load or None,
@@ -188,11 +322,14 @@ def bid_event(
         bid = Bid(event_id=ev.id, declared_kw=offer.declared_kw,
                   price_yuan_per_kwh=offer.price_yuan_per_kwh,
                   detail={**offer.to_detail(), "programme": prog.name,
-                          "programme_version": str(prog.effective_from)})
+                          "programme_version": str(prog.effective_from),
+                          "requested_kw": ev.requested_kw, "capped_from_kw": capped_from,
+                          "sources": sources})
         s.add(bid)
         s.flush()
         s.add(AuditLog(actor=actor, action="bid_submitted", subject=f"event:{ev.id}",
                        detail={"bid_id": bid.id, "declared_kw": bid.declared_kw,
+                               "capped_from_kw": capped_from,
                                "price_yuan_per_kwh": str(bid.price_yuan_per_kwh)}))
         return bid, offer
 

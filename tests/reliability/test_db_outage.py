@@ -5,14 +5,12 @@ reaches it exactly once."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
 from sqlalchemy import func, select
 
 from sim.clock import ManualClock
-from tests.conftest import PG_URL
 from tests.reliability.proxy import CuttableProxy
 from tests.sim.helpers import BY_PROFILE, adapter_for, client_for, serve, sim_device
 from vpp import fleet

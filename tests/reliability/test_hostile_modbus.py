@@ -161,3 +161,10 @@ async def test_poller_quarantines_bad_devices_and_keeps_the_rest(sqlite_engine: 
         with session_scope(sqlite_engine) as s:
             assert {d.status for d in s.exec(select(Device)).all()} == {"active"}
         await poller.close()
+
+
+@pytest.mark.parametrize("words", [["x"], [None], [1.5], [-1], [0x10000], [2**70]])
+def test_non_words_are_an_encoding_error(words: list) -> None:
+    """Found by the fuzz above: a non-integer 'register' raised TypeError, not EncodingError."""
+    with pytest.raises(EncodingError, match="not a 16-bit word"):
+        decode_raw(words, DataType.INT16)

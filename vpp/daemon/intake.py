@@ -2,8 +2,10 @@
 
 ``receive`` checks the call against the programme in force (window, duration, interval
 alignment, notice), stores the :class:`~vpp.models.GridEvent`, has :mod:`bidding` make and store
-the offer (:func:`bidding.workflow.bid_event`: owners' load quantiles from their metered
-history), and wakes the control loop, which plans and dispatches. Where no owner has the
+the offer (:func:`bidding.workflow.bid_event`: owners' load quantiles from the daemon's load
+forecast (:mod:`vpp.daemon.forecasts`) and the scheduler's flexibility envelope at the latest
+polled states of charge when a forecast is available, else from their metered history and
+device capability -- the bid's ``detail.sources`` says which), and wakes the control loop, which plans and dispatches. Where no owner has the
 history ``bid_event`` needs (a fleet enrolled today), :func:`envelope_offer` -- the same
 :mod:`bidding.offer` rules over the dependable envelope with no forecast spread -- is used
 instead, and the bid says so (``detail.rule``). A call with an ``external_id`` already seen is
@@ -199,9 +201,16 @@ class Intake:
         confidence = settings.bidding.delivery_confidence
         try:
             price = bid_price(self._check(call, call.start)[1], call)
+            fc = services.forecasts.owner_forecast() if services.forecasts else None
+            soc: dict[int, float] = {}
+            if services.fleet is not None:
+                for did, st in services.fleet.poller.stats.items():
+                    if st.last_state is not None and st.last_state.soc_pct is not None:
+                        soc[int(did)] = float(st.last_state.soc_pct)
             await services.db.call(functools.partial(
                 bid_event, services.db.engine, event_id, settings.bidding.programmes_dir,
-                price_yuan_per_kwh=price, confidence=confidence, actor=actor))
+                price_yuan_per_kwh=price, confidence=confidence, actor=actor,
+                load_forecast=fc, scheduler_envelope=fc is not None, soc_pct=soc))
             return None
         except (ValidationError, NotFoundError) as exc:
             first = exc.message

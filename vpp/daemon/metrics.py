@@ -69,5 +69,26 @@ class Metrics:
             "vpp_loop_restarts", "Supervised loop restarts after a failure", ["loop"], registry=r
         )
 
+        self.forecast_state = Gauge(
+            "vpp_forecast_state", "1 for the load forecast's current state "
+            "(ok, insufficient_history, error, not_run)", ["state"], registry=r,
+        )
+        self.forecast_sites = Gauge(
+            "vpp_forecast_sites", "Sites enrolled (total) and with a load forecast (forecast)",
+            ["which"], registry=r,
+        )
+        self.forecast_refreshes = Counter(
+            "vpp_forecast_refreshes", "Load forecast refresh attempts by outcome "
+            "(refit, refresh, insufficient_history, error)", ["outcome"], registry=r,
+        )
+        self.forecast_seconds = Histogram(
+            "vpp_forecast_seconds", "Time to read, fit (when due) and forecast", registry=r,
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+        )
+        self.forecast_origin = Gauge(
+            "vpp_forecast_origin_timestamp_seconds", "First interval of the latest forecast",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

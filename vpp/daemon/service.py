@@ -3,7 +3,8 @@ drain cleanly on SIGTERM/SIGINT.
 
 Loops: ``poll`` (every ``polling.interval_s``: read the fleet, store telemetry, feed watchdogs),
 ``control`` (plan / dispatch / watch / re-plan / finish; woken at once by a call), ``baselines``
-(fix the baselines of accepted events due within a day, ahead of their start), ``settle``
+(refresh the per-site load forecasts, :mod:`vpp.daemon.forecasts`; fix the baselines of
+accepted events due within a day, ahead of their start), ``settle``
 (finished events). The OpenADR VEN runs beside them when ``daemon.openadr.vtn_url`` is set.
 Drain order on stop: stop taking HTTP requests, let the running loop steps finish
 (``daemon.drain_timeout_s``), stop the VEN, flush telemetry, close connections, dispose the
@@ -31,6 +32,7 @@ from vpp.daemon.control import ControlLoop
 from vpp.daemon.dbexec import Db
 from vpp.daemon.enrolment_jobs import EnrolmentJobs
 from vpp.daemon.fleet_runtime import FleetRuntime
+from vpp.daemon.forecasts import ForecastRefresher
 from vpp.daemon.intake import ACCEPTED, Intake
 from vpp.daemon.metrics import Metrics
 from vpp.daemon.services import Services, utc_now
@@ -91,6 +93,7 @@ class Daemon:
         services.control = ControlLoop(services)
         services.enrolment = EnrolmentJobs(services)
         self.settler = Settler(services)
+        self.forecasts = services.forecasts = ForecastRefresher(services)
         self.host = host or settings.api.host
         self.port = settings.api.port if port is None else port
         self.ven = None
@@ -104,6 +107,12 @@ class Daemon:
 
     async def _baselines_step(self) -> None:
         s = self.services
+        try:
+            await self.forecasts.step()
+        except Exception as exc:  # a forecast failure must not stop baselines being fixed
+            log.exception("forecast refresh failed")
+            self.forecasts._set("error", f"{type(exc).__name__}: {exc}")
+            s.metrics.forecast_refreshes.labels("error").inc()
         for event_id in await s.db.run(_upcoming, s.clock()):
             try:
                 await s.db.run(s.control.planner.fix_baselines, event_id)  # type: ignore[union-attr]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vpp.daemon.control import ControlLoop
     from vpp.daemon.enrolment_jobs import EnrolmentJobs
     from vpp.daemon.fleet_runtime import FleetRuntime
+    from vpp.daemon.forecasts import ForecastRefresher
     from vpp.daemon.intake import Intake
 
 
@@ -38,5 +39,6 @@ class Services:
     intake: Intake | None = None
     control: ControlLoop | None = None
     enrolment: EnrolmentJobs | None = None
+    forecasts: ForecastRefresher | None = None
     started_at: datetime = field(default_factory=utc_now)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -91,7 +91,7 @@ class DispatchModel:
     def __init__(self, devices: Sequence[FleetDevice], n_intervals: int, *,
                  interval_minutes: int = 15, weights: Weights | None = None,
                  options: SolverOptions | None = None, exchange: bool = False,
-                 group_size: int = 200) -> None:
+                 group_size: int = 0) -> None:
         t0 = time.perf_counter()
         if not devices:
             raise ValidationError("the fleet is empty")
@@ -160,37 +160,42 @@ class DispatchModel:
         # through partial sums y_{g,t} over groups of ``group_size`` devices:
         #   y_{g,t} - sign * sum_{i in g} (R_i/S) * power map of i = 0,  fleet row = sum_g y_g,t
         N = len(self.rated_kw)
-        gs = self.group_size if self.group_size > 0 else N
+        gs = self.group_size if 0 < self.group_size < N else N
         G = (N + gs - 1) // gs
         t = np.arange(n)
         sign = 1.0 if self.exchange else -1.0
-        y0, p0 = voff, roff
+        split = G > 1
+        ny = G * n if split else 0
+        y0 = voff
+        p0 = roff if split else roff  # partial-sum rows, or the fleet rows themselves
         count = 0
         for b, vo in zip(self.blocks, self.var_off, strict=True):
             j = np.arange(b.m)[:, None]
-            g = ((count + np.arange(b.m)) // gs)[:, None]
+            g = ((count + np.arange(b.m)) // gs)[:, None] if split else np.zeros((b.m, 1), int)
             count += b.m
             rows.append((p0 + g * n + b.power_t[None, :]).ravel())
             cols.append((vo + j * b.nv + b.power_var[None, :]).ravel())
             vals.append((sign * (b.rated_kw / S)[:, None] * b.power_coef[None, :]).ravel())
-        gt = (np.arange(G)[:, None] * n + t[None, :]).ravel()
-        rows.append(p0 + gt)
-        cols.append(y0 + gt)
-        vals.append(-np.ones(G * n))
-        fam_names.append("fleet.partial_sum")
-        fam_code.append(np.full(G * n, fam_names.index("fleet.partial_sum"), dtype=np.int32))
-        row_dev.append(np.full(G * n, -1, dtype=np.int32))
-        row_t.append(np.tile(t, G).astype(np.int32))
-        self.ps_vars, self.ps_rows = slice(y0, y0 + G * n), slice(p0, p0 + G * n)
-        voff += G * n
-        roff += G * n
+        self.ps_vars, self.ps_rows = slice(y0, y0 + ny), slice(roff, roff + ny)
+        if split:
+            gt = (np.arange(G)[:, None] * n + t[None, :]).ravel()
+            rows.append(p0 + gt)
+            cols.append(y0 + gt)
+            vals.append(-np.ones(ny))
+            fam_names.append("fleet.partial_sum")
+            fam_code.append(np.full(ny, fam_names.index("fleet.partial_sum"), dtype=np.int32))
+            row_dev.append(np.full(ny, -1, dtype=np.int32))
+            row_t.append(np.tile(t, G).astype(np.int32))
+            voff += ny
+            roff += ny
         self.n_dev_rows = roff
         # Extra variables (n): shortfall sigma (target form) or partition reduction z
         # (exchange form). Extra rows (n): the fleet row, then (target form) sigma's bounds.
         x0, c0, h0 = voff, roff, roff + n
-        rows.append(c0 + np.tile(t, G))
-        cols.append(y0 + gt)
-        vals.append(np.ones(G * n))
+        if split:
+            rows.append(c0 + np.tile(t, G))
+            cols.append(y0 + gt)
+            vals.append(np.ones(ny))
         # sigma in units of kappa * S, kappa chosen so that its cost is of order one (OSQP
         # scales the cost by its largest entry: a 100 yuan/kWh penalty would drown the rest).
         self.kappa = 1.0 if self.exchange else self.sigma_cost / (
@@ -218,7 +223,7 @@ class DispatchModel:
         )
         A.sum_duplicates()
         self.A = A
-        pd = np.concatenate(pdiag + [np.full(G * n + n, _TINY)])
+        pd = np.concatenate(pdiag + [np.full(ny + n, _TINY)])
         self.P = sp.csc_matrix((pd, (np.arange(self.nx), np.arange(self.nx))),
                                shape=(self.nx, self.nx))
         assert self.P.nnz == self.nx
