@@ -50,7 +50,13 @@ from tests.vpp.daemon.harness import (  # noqa: E402
 )
 from tests.vpp.daemon.test_restart import _config, _spawn, _up  # noqa: E402
 from vpp.db import make_engine, session_scope, upgrade  # noqa: E402
-from vpp.models import LedgerEntry, LedgerTransaction, Setpoint, TelemetryReading  # noqa: E402
+from vpp.models import (  # noqa: E402
+    DispatchPlan,
+    LedgerEntry,
+    LedgerTransaction,
+    Setpoint,
+    TelemetryReading,
+)  # noqa: E402
 
 warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
 
@@ -77,7 +83,13 @@ def check(engine: Engine, before: tuple[int, Any]) -> dict[str, int]:
         written = Counter((r.device_id, r.interval_start) for r in s.exec(
             select(Setpoint).where(Setpoint.status == "written")).scalars())
         twice = {k: n for k, n in written.items() if n > 1}
-        assert not twice, f"setpoints written twice for the same interval: {twice}"
+        if twice:
+            detail = [(r.plan_id, r.setpoint_kw, r.written_at, s.get(DispatchPlan, r.plan_id).status,
+                       (s.get(DispatchPlan, r.plan_id).detail or {}).get("reason"))
+                      for r in s.exec(select(Setpoint).where(Setpoint.status == "written"))
+                      .scalars() if (r.device_id, r.interval_start) in twice]
+            raise AssertionError(f"setpoints written twice for the same interval: {twice}: "
+                                 f"{detail}")
         keys = Counter(s.exec(select(LedgerTransaction.idempotency_key)).scalars())
         assert all(n == 1 for n in keys.values()), "a ledger idempotency key used twice"
         sums = s.exec(select(LedgerEntry.transaction_id, func.sum(LedgerEntry.amount_fen))
@@ -168,8 +180,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20261125)
     args = ap.parse_args()
     kills = args.kills or (3 if args.quick else 12)
-    with tempfile.TemporaryDirectory(prefix="vpp-crash-") as d:
-        res = asyncio.run(crash_loop(kills, args.seed, Path(d)))
+    d = tempfile.mkdtemp(prefix="vpp-crash-")  # kept: the database and log show what happened
+    res = asyncio.run(crash_loop(kills, args.seed, Path(d)))
     print(f"{res['kills']} SIGKILLs at random points, {res['restarts_survived']} restarts "
           f"survived; phases: {res['phases']}")
     print(f"records checked after the last kill: {res['records_checked']}; lost 0, doubled 0")

@@ -59,16 +59,18 @@ def naive_cvxpy(model: DispatchModel, q, lo, hi, eps: float) -> tuple[float, flo
 
 
 def bench_size(n_dev: int, n: int, eps: float, naive: bool, clarabel: bool, polish: bool,
-               seed: int = 0) -> dict:
+               group_size: int = 0, seed: int = 0) -> dict:
     devs, base = mixed_fleet(n_dev, n, seed=seed)
     price = tou_price(n)
     data = HorizonData(base, price, call_for(base, n))
     t0 = time.perf_counter()
-    model = DispatchModel(devs, n, options=SolverOptions(eps=eps, polishing=polish))
+    model = DispatchModel(devs, n, options=SolverOptions(eps=eps, polishing=polish),
+                          group_size=group_size)
     first = model.solve(devs, data)
     first_s = time.perf_counter() - t0
     out = {
-        "devices": n_dev, "variables": model.nx, "constraints": model.nc, "nnz": model.nnz,
+        "devices": n_dev, "group_size": group_size, "variables": model.nx,
+        "constraints": model.nc, "nnz": model.nnz,
         "build_s": round(model.build_time_s, 3), "setup_s": round(model.setup_time_s, 3),
         "first_solve_s": round(first_s, 3), "first_iterations": first.iterations,
         "first_status": first.status,
@@ -177,6 +179,8 @@ def main() -> None:
     ap.add_argument("--partition-fleet", choices=["catalogue", "mixed"], default="catalogue")
     ap.add_argument("--eps", type=float, default=1e-4)
     ap.add_argument("--polish", action="store_true", help="OSQP solution polishing")
+    ap.add_argument("--group-size", type=int, default=0,
+                    help="split fleet rows through partial sums of this many devices (0: off)")
     args = ap.parse_args()
     n = 96
     if args.quick:
@@ -199,7 +203,8 @@ def main() -> None:
                "sizes": []}
     for s in sizes:
         log(f"fleet of {s} mixed devices x {n} intervals")
-        results["sizes"].append(bench_size(s, n, args.eps, s in naive, s in clar, args.polish))
+        results["sizes"].append(bench_size(s, n, args.eps, s in naive, s in clar, args.polish,
+                                              args.group_size))
     results["aggregated"] = []
     for s in aggs:
         log(f"catalogue fleet of {s} devices, exact aggregation")

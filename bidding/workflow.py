@@ -198,7 +198,8 @@ def scheduler_envelopes(
             fleet.append(FleetDevice(
                 device_id=int(d.id or 0), kind=kind, rated_power_kw=d.rated_power_kw,
                 min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw,
-                params=parse_params(kind, d.params), owner=str(o), soc_pct=soc.get(int(d.id or 0)),
+                params=parse_params(kind, d.params),  # type: ignore[arg-type]  # per-kind model
+                owner=str(o), soc_pct=soc.get(int(d.id or 0)),
             ))
         bq = np.maximum(q, 0.0)[:, None, :] * share[None, :, None]
         env = flexibility_envelope(fleet, bq, list(forecast.levels), confidence,

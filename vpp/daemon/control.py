@@ -151,7 +151,7 @@ class ControlLoop:
             exclude = set()
             if plan is not None and services.fleet is not None:
                 exclude = {i for i in (plan.detail or {}).get("device_ids", [])
-                           if not services.fleet.is_online(int(i))}
+                           if services.fleet.known_offline(int(i))}
             try:
                 await self.planner.plan(event_id, reason, exclude)
             except ValidationError as exc:
@@ -194,11 +194,17 @@ class ControlLoop:
         if plan is None:
             return "initial"
         settings = self.services.settings
-        since = time.monotonic() - self._planned_at.get(event_id, 0.0)
+        planned = self._planned_at.get(event_id)
+        # after a restart the plan's age comes from the database, so that a restart does not
+        # open the door to an immediate re-plan
+        since = (time.monotonic() - planned if planned is not None
+                 else (now - plan.created_at).total_seconds())
         if since < settings.daemon.min_replan_interval_s:
             return None
         fleet = self.services.fleet
-        if fleet is not None and any(not fleet.is_online(int(i))
+        # not yet polled (just after a restart) is not offline: re-planning then would write
+        # the current interval a second time
+        if fleet is not None and any(fleet.known_offline(int(i))
                                      for i in (plan.detail or {}).get("device_ids", [])):
             return "device_offline"
         if self._short.get(event_id, 0) >= settings.daemon.shortfall_checks:

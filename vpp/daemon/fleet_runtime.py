@@ -146,6 +146,11 @@ class FleetRuntime:
         st = self.poller.stats.get(device_id)
         return bool(st and st.online and st.last_state is not None)
 
+    def known_offline(self, device_id: int) -> bool:
+        """Polled and found offline; a device not polled yet (just after a restart) is not."""
+        st = self.poller.stats.get(device_id)
+        return bool(st and not st.online)
+
     def online_count(self) -> int:
         return sum(1 for st in self.poller.stats.values() if st.online and st.last_state)
 

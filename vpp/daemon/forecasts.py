@@ -67,7 +67,7 @@ def _sites(s: Session) -> dict[int, tuple[int, list[int]]]:
     rows = s.exec(select(Device.id, Device.site_id, Device.owner_id, Device.status)
                   .where(col(Device.status).not_in(["pending", "failed"]))).all()
     for did, site, owner, _ in rows:
-        out.setdefault(int(site), (int(owner), []))[1].append(int(did))
+        out.setdefault(int(site), (int(owner), []))[1].append(int(did or 0))
     return out
 
 
@@ -95,7 +95,7 @@ class ForecastRefresher:
         self._fitted_sites: tuple[int, ...] = ()
         self._last_data_end: pd.Timestamp | None = None
 
-    def _set(self, state: str, message: str, **kw) -> None:  # type: ignore[no-untyped-def]
+    def set_state(self, state: str, message: str, **kw) -> None:  # type: ignore[no-untyped-def]
         self.status.state = state
         self.status.message = message
         for k, v in kw.items():
@@ -115,7 +115,7 @@ class ForecastRefresher:
         sites = await s.db.run(_sites)
         self.site_owner = {site: owner for site, (owner, _) in sites.items()}
         if not sites:
-            self._set("insufficient_history", "no devices enrolled", sites_total=0,
+            self.set_state("insufficient_history", "no devices enrolled", sites_total=0,
                       sites_forecast=0)
             return
         end = pd.Timestamp(now).floor(step).to_pydatetime()
@@ -134,7 +134,7 @@ class ForecastRefresher:
             if self.status.state != "insufficient_history":
                 log.warning(msg)
             self.latest = None
-            self._set("insufficient_history", msg, sites_total=len(sites), sites_forecast=0,
+            self.set_state("insufficient_history", msg, sites_total=len(sites), sites_forecast=0,
                       history_days=hist)
             s.metrics.forecast_refreshes.labels("insufficient_history").inc()
             return
@@ -154,7 +154,7 @@ class ForecastRefresher:
                                         None if refit else self._forecaster))
         except ValidationError as exc:
             self.latest = None
-            self._set("error", exc.message, sites_total=len(sites), sites_forecast=0,
+            self.set_state("error", exc.message, sites_total=len(sites), sites_forecast=0,
                       history_days=hist)
             s.metrics.forecast_refreshes.labels("error").inc()
             log.warning("forecast not refreshed: %s", exc.message)
@@ -169,7 +169,7 @@ class ForecastRefresher:
         skipped = len(sites) - len(ok)
         msg = f"{len(ok)} site(s) forecast" + (
             f"; {skipped} with under {need} days of history left out" if skipped else "")
-        self._set("ok", msg, sites_total=len(sites), sites_forecast=len(ok), history_days=hist,
+        self.set_state("ok", msg, sites_total=len(sites), sites_forecast=len(ok), history_days=hist,
                   refreshed_at=now, seconds=dt)
         s.metrics.forecast_refreshes.labels("refit" if refit else "refresh").inc()
         s.metrics.forecast_seconds.observe(dt)

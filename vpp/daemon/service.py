@@ -111,7 +111,7 @@ class Daemon:
             await self.forecasts.step()
         except Exception as exc:  # a forecast failure must not stop baselines being fixed
             log.exception("forecast refresh failed")
-            self.forecasts._set("error", f"{type(exc).__name__}: {exc}")
+            self.forecasts.set_state("error", f"{type(exc).__name__}: {exc}")
             s.metrics.forecast_refreshes.labels("error").inc()
         for event_id in await s.db.run(_upcoming, s.clock()):
             try:

@@ -47,9 +47,9 @@ async def test_too_little_history_says_so(sqlite_engine: Engine, tmp_path: Path)
         d.services.db.close()
 
 
-async def test_forecast_refreshed_from_telemetry(sqlite_engine: Engine, tmp_path: Path):
-    _fleet(sqlite_engine, days=8)
-    d = _daemon(tmp_path, sqlite_engine)
+async def test_forecast_refreshed_from_telemetry(engine: Engine, tmp_path: Path):
+    _fleet(engine, days=8)
+    d = _daemon(tmp_path, engine)
     try:
         await d._baselines_step()
         st = d.forecasts.status
@@ -94,5 +94,24 @@ async def test_bid_uses_the_daemon_forecast_and_the_scheduler_envelope(
         assert src and all(v == {"quantiles": "forecast", "envelope": "scheduler envelope"}
                            for v in src.values())
         assert 0 < bid.declared_kw <= 12_000.0
+    finally:
+        d.services.db.close()
+
+
+async def test_a_failing_refresh_is_reported_and_baselines_still_run(
+        sqlite_engine: Engine, tmp_path: Path, monkeypatch):
+    _fleet(sqlite_engine, days=1)
+    d = _daemon(tmp_path, sqlite_engine)
+
+    async def boom() -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(d.forecasts, "step", boom)
+    try:
+        await d._baselines_step()  # does not raise
+        assert d.forecasts.status.state == "error" and "disk on fire" in d.forecasts.status.message
+        text = d.services.metrics.render().decode()
+        assert 'vpp_forecast_refreshes_total{outcome="error"} 1.0' in text
+        assert "vpp_devices{" in text  # the rest of the step ran
     finally:
         d.services.db.close()
