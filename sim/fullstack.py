@@ -298,11 +298,13 @@ def _result(scn, fleet, call, city, decision, delivery, settlements, payouts, fa
             wall: float, n_gateways: int) -> SeasonResult:
     from collections import Counter
 
-    ivs = delivery.get("intervals", [])
+    # only intervals the daemon could meter: a missing baseline or meter value is not zero
+    ivs = [i for i in delivery.get("intervals", [])
+           if i.get("baseline_kw") is not None and i.get("metered_kw") is not None]
     idx = pd.DatetimeIndex([pd.Timestamp(i["interval_start"]) for i in ivs]).tz_convert(
         scn.scenario.timezone) if ivs else pd.DatetimeIndex([])
-    base = np.array([i["baseline_kw"] or 0.0 for i in ivs])
-    meter = np.array([i["metered_kw"] or 0.0 for i in ivs])
+    base = np.array([float(i["baseline_kw"]) for i in ivs])
+    meter = np.array([float(i["metered_kw"]) for i in ivs])
     st = [x for x in _items(settlements) if x["event_id"] == decision["event_id"]]
     st = st[-1] if st else None
     pay = {str(p["owner_id"]): int(p["amount_fen"]) for p in _items(payouts)
@@ -312,6 +314,9 @@ def _result(scn, fleet, call, city, decision, delivery, settlements, payouts, fa
              f"{decision.get('reason') or ''}".strip()]
     if st is None:
         notes.append("no settlement was produced within the wait")
+    n_all = len(delivery.get("intervals", []))
+    if len(ivs) < n_all:
+        notes.append(f"only {len(ivs)} of {n_all} intervals were metered by the daemon")
     ev = EventOutcome(
         call=call, declared_kw=float(decision.get("declared_kw") or 0.0),
         price_yuan_per_kwh=str(decision.get("price_yuan_per_kwh")), available_flex_kw=0.0,
