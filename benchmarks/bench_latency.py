@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import aiohttp  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from sim.fleet import SYNTHETIC_KINDS  # noqa: E402
+from sim.ports import free_port_block  # noqa: E402,F401  (bench_load imports it from here)
 from tests.vpp.daemon.harness import daemon_settings, seed  # noqa: E402
 from vpp import fleet  # noqa: E402
 from vpp.daemon.logs import configure_logging  # noqa: E402
@@ -49,20 +49,6 @@ from vpp.models import DispatchPlan, EnrolmentState, Setpoint  # noqa: E402
 warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
 
 
-def free_port_block(n: int) -> int:
-    """A base port with ``n`` consecutive free ports after it."""
-    for base in range(21000, 60000, 211):
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port block")
 
 
 def register(engine, n: int, base_port: int, per_gateway: int = 100) -> None:  # noqa: ANN001

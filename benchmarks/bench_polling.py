@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sim.ports import free_port_block  # noqa: E402
+
 
 def _serve(n_devices: int, per_gateway: int, base_port: int, stop: mp.synchronize.Event,
            index: int = 0, procs: int = 1) -> None:
@@ -52,19 +54,6 @@ def _serve(n_devices: int, per_gateway: int, base_port: int, stop: mp.synchroniz
     asyncio.run(main())
 
 
-def _free_base_port(n: int) -> int:
-    for base in range(21000, 60000, 97):
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
 
 
 def _wait_ports(base: int, n: int, timeout_s: float = 60.0) -> None:
@@ -244,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.cycles = 3
     n_gw = -(-args.devices // args.per_gateway)
-    base_port = _free_base_port(n_gw)
+    base_port = free_port_block(n_gw)
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     procs = [ctx.Process(target=_serve, args=(args.devices, args.per_gateway, base_port, stop,

@@ -33,6 +33,7 @@ from sim.clock import SimClock
 from sim.fleet import gateway_from_spec
 from sim.grid import GridCall, GridOperator, draw_faults
 from sim.plant import CityPlant
+from sim.ports import free_port_block
 from sim.results import EventOutcome, SeasonResult
 from sim.scenarios import behaviour
 from sim.scenarios.city import (
@@ -341,17 +342,7 @@ def _result(scn, fleet, call, city, decision, delivery, settlements, payouts, fa
 
 def _free_port_base(n: int) -> int:
     """A base port with ``n`` free consecutive ports on 127.0.0.1."""
-    import socket
-
-    for base in range(21000, 60000, 997):
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise FullStackError(f"no {n} consecutive free ports on 127.0.0.1")
+    try:
+        return free_port_block(n, stride=997)
+    except OSError as exc:
+        raise FullStackError(str(exc)) from None
