@@ -191,15 +191,23 @@ class ProfileAdapter:
         step = resolution(p.type, point_scale(self.profile, name, self._context))
         if step == 0.0:
             return value
+        if self._within(name, value, bounds_kw):
+            return value
         kw = abs(point_to_kw(self.profile, name, value, self._context))
         direction = 1.0 if value >= 0 else -1.0
-        if kw > bounds_kw[1] + 1e-9:
-            moved = value - direction * step
-        elif kw < bounds_kw[0] - 1e-9:
-            moved = value + direction * step
-        else:
-            return value
-        return moved if lo <= moved <= hi else value
+        moved = value - direction * step if kw > bounds_kw[1] else value + direction * step
+        if lo <= moved <= hi and self._within(name, moved, bounds_kw):
+            return moved
+        # the declared range is narrower than one register step: no value is safe to write
+        raise UnsafeWrite(
+            f"device {self.device_id}: no value of {name} (step {step:g}) lies within the "
+            f"declared limits [{bounds_kw[0]:g}, {bounds_kw[1]:g}] kW; nothing written"
+        )
+
+    def _within(self, name: str, value: float, bounds_kw: tuple[float, float]) -> bool:
+        kw = abs(point_to_kw(self.profile, name, value, self._context))
+        tol = 1e-9 * max(1.0, abs(kw))
+        return bounds_kw[0] - tol <= kw <= bounds_kw[1] + tol
 
     async def _write_actions(
         self, actions: list[Action], magnitude_kw: float,
@@ -209,7 +217,8 @@ class ProfileAdapter:
         missing = self._context_points(actions)
         if missing:
             await self.read_points(missing)
-        written: list[tuple[str, float]] = []
+        # Work out and check every value before writing any, so a refusal writes nothing.
+        planned: list[tuple[str, float, int, list[int]]] = []
         clamped = False
         for a in actions:
             p = self.profile.points[a.point]
@@ -226,9 +235,12 @@ class ProfileAdapter:
             value = quantise(self.profile, a.point, value, self._context)
             if bounds_kw is not None and a.value in ("magnitude", "-magnitude"):
                 value = self._inside(a.point, value, bounds_kw, lo, hi)
-            regs = encode_point(self.profile, a.point, value, self._context)
-            await self.client.write(self.unit_id, p.address, regs)
-            written.append((a.point, value))
+            planned.append((a.point, value, p.address,
+                            encode_point(self.profile, a.point, value, self._context)))
+        written: list[tuple[str, float]] = []
+        for name, value, address, regs in planned:
+            await self.client.write(self.unit_id, address, regs)
+            written.append((name, value))
         return written, clamped
 
     async def _verify(self, written: list[tuple[str, float]]) -> tuple[dict[str, float], list[str]]:

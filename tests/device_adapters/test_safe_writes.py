@@ -72,3 +72,27 @@ def test_writes_stay_within_declared_ranges(case: Case, setpoints: list[float]) 
             assert owner.writable
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_limits_narrower_than_a_register_step_refuse_and_write_nothing(case: Case) -> None:
+    """Regression (found by tests/reliability/test_write_safety.py): when the declared range is
+    narrower than one register step, rounding could land just outside it; now nothing is written
+    unless the rounded value lies inside the limits."""
+
+    async def run() -> None:
+        dev = sim_device(case, ManualClock())
+        gw = InMemoryGateway(dev)
+        lo = case.max_kw * 0.8 if case.max_kw > 0 else case.min_kw * 0.8
+        hi = lo + 1e-5
+        a = await make_adapter(gw, device_id=1, unit_id=1, kind=case.kind,  # type: ignore[arg-type]
+                               profile=case.profile, rated_power_kw=case.rated_kw,
+                               min_setpoint_kw=lo, max_setpoint_kw=hi, params=case.params)
+        res = await a.apply_setpoint(0.0)
+        if res.error is None:
+            assert lo - 1e-6 * abs(lo) <= res.written_kw <= hi + 1e-6 * abs(hi)
+        else:
+            assert "lies within the declared limits" in res.error
+            assert gw.writes == []
+
+    asyncio.run(run())
