@@ -24,10 +24,6 @@ from vpp.cli.main import main
 from vpp.config import BiddingSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-# osqp 1.1 warns on every solve() that its raise_error default will change; the scheduler's
-# call is outside this test's control (the season runner records any solver error instead).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The default value of raise_error:PendingDeprecationWarning")
 TZ = ZoneInfo("Asia/Shanghai")
 
 

@@ -26,10 +26,6 @@ from vpp.daemon.service import Daemon
 from vpp.db import session_scope
 from vpp.models import AuditLog, Setpoint
 
-# osqp 1.1.3 warns on every solve that a default will change; the scheduler owns that call.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The default value of raise_error:PendingDeprecationWarning")
-
 
 async def test_enrol_call_dispatch_deliver(engine: Engine, tmp_path: Path) -> None:
     tokens = seed(engine)

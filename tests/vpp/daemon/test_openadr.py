@@ -31,7 +31,6 @@ from vpp.db import session_scope
 from vpp.models import GridEvent
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:The default value of raise_error:PendingDeprecationWarning"),
     # openleadr's scheduler and signxml use deprecated APIs of their dependencies
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning"),

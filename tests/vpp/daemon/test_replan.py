@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -24,9 +23,6 @@ from tests.vpp.daemon.harness import (
 from vpp.daemon.service import Daemon
 from vpp.db import session_scope
 from vpp.models import DispatchPlan
-
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The default value of raise_error:PendingDeprecationWarning")
 
 
 async def test_gateway_lost_mid_event_others_make_up(sqlite_engine: Engine,

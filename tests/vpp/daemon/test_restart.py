@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import aiohttp
-import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -84,7 +83,6 @@ def _state(engine: Engine) -> tuple[int, int, dict[int, str]]:
     return audits, plans, written
 
 
-@pytest.mark.filterwarnings("ignore:The default value of raise_error:PendingDeprecationWarning")
 async def test_kill_9_mid_event_then_resume(sqlite_engine: Engine, tmp_path: Path) -> None:
     engine = sqlite_engine
     tokens = seed(engine)

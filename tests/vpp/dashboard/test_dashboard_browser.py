@@ -27,7 +27,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(shutil.which("chromium") is None,
                        reason="Debian chromium is not installed (make install-browser)"),
-    pytest.mark.filterwarnings("ignore:The default value of raise_error:PendingDeprecationWarning"),
 ]
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
