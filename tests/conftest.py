@@ -7,13 +7,15 @@ unreachable the PostgreSQL-parametrized tests fail (``.ci/run`` starts it), they
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import Engine, text
 
 from vpp.db import make_engine, upgrade
@@ -88,3 +90,16 @@ def unused_port() -> int:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest_asyncio.fixture
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail the test if it leaves asyncio tasks running (directories opt in with autouse)."""
+    before = set(asyncio.all_tasks())
+    yield
+    await asyncio.sleep(0.05)  # let closing transports settle
+    leaked = [t for t in asyncio.all_tasks() - before
+              if t is not asyncio.current_task() and not t.done()]
+    for t in leaked:
+        t.cancel()
+    assert not leaked, f"tasks left running: {leaked}"

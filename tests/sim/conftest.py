@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
-import pytest_asyncio
+import pytest
 
 
-@pytest_asyncio.fixture(autouse=True)
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    before = set(asyncio.all_tasks())
-    yield
-    await asyncio.sleep(0.05)  # let closing transports settle
-    leaked = [t for t in asyncio.all_tasks() - before
-              if t is not asyncio.current_task() and not t.done()]
-    for t in leaked:
-        t.cancel()
-    assert not leaked, f"tasks left running: {leaked}"
+@pytest.fixture(autouse=True)
+def _no_leaked_tasks(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("asyncio") is not None or _is_async(request):
+        request.getfixturevalue("no_leaked_tasks")
+
+
+def _is_async(request: pytest.FixtureRequest) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(getattr(request.node, "function", None))
