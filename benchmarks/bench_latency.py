@@ -105,6 +105,38 @@ def _metric(text: str, name: str) -> float:
     return 0.0
 
 
+
+async def start_simulators(n: int, base_port: int, *, seconds: float,
+                           accel: float | None = None) -> asyncio.subprocess.Process:
+    """``vpp sim gateways`` for ``n`` devices in a subprocess (own CPU, as in production)."""
+    args = ["sim", "gateways", "--devices", str(n), "--base-port", str(base_port),
+            "--seconds", str(int(seconds))]
+    if accel is not None:
+        args += ["--accel", str(accel)]
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vpp.cli.main", *args, cwd=str(REPO),
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
+async def wait_for_port(port: int, timeout_s: float = 120.0) -> None:
+    """Until something accepts connections on 127.0.0.1:``port`` (or the timeout passes)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.3)
+
+
+async def wait_online(rt: object, n: int, timeout_s: float = 120.0) -> None:
+    """Until the daemon's fleet runtime has polled ``n`` devices online (or the timeout)."""
+    t0 = time.monotonic()
+    while rt.online_count() < n and time.monotonic() - t0 < timeout_s:  # type: ignore[attr-defined]
+        await asyncio.sleep(0.5)
+
 async def run(n: int, reps: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="vpp-bench-latency-"))
     url = f"sqlite:///{tmp / 'vpp.sqlite3'}"
@@ -114,31 +146,18 @@ async def run(n: int, reps: int) -> dict:
     n_gw = (n + 99) // 100
     base_port = free_port_block(n_gw)
     register(engine, n, base_port)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    sims = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vpp.cli.main", "sim", "gateways", "--devices", str(n),
-        "--base-port", str(base_port), "--seconds", "900", cwd=str(REPO), env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL)
+    sims = await start_simulators(n, base_port, seconds=900)
     settings = daemon_settings(tmp, url, control_period_s=0.5, settle_period_s=30.0)
     settings.polling.interval_s = 1.0
     daemon = None
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", base_port + n_gw - 1)
-                w.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.3)
+        await wait_for_port(base_port + n_gw - 1)
         daemon = Daemon(settings, engine, port=0)
         base = await daemon.start()
         rt = daemon.services.fleet
         assert rt is not None
         t_wait = time.monotonic()
-        while rt.online_count() < n and time.monotonic() - t_wait < 120:
-            await asyncio.sleep(0.5)
+        await wait_online(rt, n)
         print(f"{rt.online_count()}/{n} devices polled after {time.monotonic() - t_wait:.1f} s",
               flush=True)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import sys
@@ -34,7 +33,13 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from benchmarks.bench_latency import free_port_block, register  # noqa: E402
+from benchmarks.bench_latency import (  # noqa: E402
+    free_port_block,
+    register,
+    start_simulators,
+    wait_for_port,
+    wait_online,
+)
 from tests.vpp.daemon.harness import daemon_settings, seed  # noqa: E402
 from vpp.daemon.logs import configure_logging  # noqa: E402
 from vpp.daemon.service import Daemon  # noqa: E402
@@ -65,31 +70,17 @@ async def run(n: int, seconds: float, rate: float, accel: float) -> dict:
     n_gw = (n + 99) // 100
     base_port = free_port_block(n_gw)
     register(engine, n, base_port)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    sims = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vpp.cli.main", "sim", "gateways", "--devices", str(n),
-        "--base-port", str(base_port), "--accel", str(accel), "--seconds", str(seconds + 300),
-        cwd=str(REPO), env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    sims = await start_simulators(n, base_port, seconds=seconds + 300, accel=accel)
     settings = daemon_settings(tmp, url, control_period_s=1.0, settle_period_s=30.0)
     settings.polling.interval_s = 1.0
     daemon = None
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", base_port + n_gw - 1)
-                w.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.3)
+        await wait_for_port(base_port + n_gw - 1)
         daemon = Daemon(settings, engine, port=0)
         base = await daemon.start()
         rt = daemon.services.fleet
         assert rt is not None
-        t_wait = time.monotonic()
-        while rt.online_count() < n and time.monotonic() - t_wait < 120:
-            await asyncio.sleep(0.5)
+        await wait_online(rt, n)
         online_start = rt.online_count()
         t = TelemetryReading.__table__
 
