@@ -42,13 +42,15 @@ from tests.vpp.daemon.harness import (  # noqa: E402
     call_now,
     gateway_spec,
     get_json,
+    is_up,
     port,
     seed,
     send_json,
+    serve_config,
+    spawn_serve,
     start_gateway,
     wait_for,
 )
-from tests.vpp.daemon.test_restart import _config, _spawn, _up  # noqa: E402
 from vpp.db import make_engine, session_scope, upgrade  # noqa: E402
 from vpp.models import (  # noqa: E402
     DispatchPlan,
@@ -105,7 +107,7 @@ async def crash_loop(kills: int, seed_: int, tmp: Path) -> dict[str, Any]:
     engine = make_engine(f"sqlite:///{tmp / 'vpp.sqlite3'}")
     upgrade(engine)
     tokens = seed(engine)
-    cfg = _config(tmp, str(engine.url))
+    cfg = serve_config(tmp, str(engine.url))
     gspec = gateway_spec(port())
     gw = await start_gateway(gspec)
     http_port = port()
@@ -120,8 +122,8 @@ async def crash_loop(kills: int, seed_: int, tmp: Path) -> dict[str, Any]:
         async with aiohttp.ClientSession() as c:
             for i in range(kills + 1):
                 t0 = time.perf_counter()
-                proc = await _spawn(cfg, http_port, log)
-                await wait_for(lambda: _up(c, base), timeout_s=90, what="the daemon",
+                proc = await spawn_serve(cfg, http_port, log)
+                await wait_for(lambda: is_up(c, base), timeout_s=90, what="the daemon",
                                every_s=0.05)
                 starts.append(time.perf_counter() - t0)
                 if i == 0:

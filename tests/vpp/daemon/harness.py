@@ -8,7 +8,9 @@ Nothing is mocked: the gateways are ``sim`` pymodbus servers, the daemon is
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -151,3 +153,49 @@ async def send_json(session: aiohttp.ClientSession, method: str, url: str, token
 
 def port() -> int:
     return free_port()
+
+
+def serve_config(tmp: Path, db_url: str) -> Path:
+    """A config file for `vpp serve` as a subprocess on the test programme (fast loops)."""
+    write_test_programme(tmp / "programmes")
+    cfg = tmp / "daemon.toml"
+    cfg.write_text(f"""
+database_url = "{db_url}"
+[service]
+data_dir = "{tmp}"
+[polling]
+interval_s = 0.3
+timeout_s = 0.5
+retries = 1
+watchdog_period_s = 1.0
+[bidding]
+programme = "{PROGRAMME}"
+programmes_dir = "{tmp / 'programmes'}"
+[daemon]
+control_period_s = 0.3
+min_replan_interval_s = 3600.0
+accept_short_notice = true
+drain_timeout_s = 5.0
+""")
+    return cfg
+
+
+async def spawn_serve(cfg: Path, http_port: int, log: Path) -> asyncio.subprocess.Process:
+    """Start `vpp serve` in a subprocess (stderr appended to ``log``)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("VPP_CONFIG", None)
+    with log.open("ab") as fh:  # the child keeps its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "vpp.cli.main", "--config", str(cfg), "serve",
+            "--port", str(http_port), cwd=str(cfg.parent), env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=fh,
+        )
+
+
+async def is_up(c: aiohttp.ClientSession, base: str) -> bool:
+    """Whether the daemon at ``base`` answers its health check."""
+    try:
+        async with c.get(f"{base}/api/v1/health") as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False

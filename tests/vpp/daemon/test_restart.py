@@ -5,73 +5,28 @@ setpoints again or re-planning; SIGTERM then drains it and it exits 0."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from tests.conftest import REPO_ROOT
 from tests.vpp.daemon.harness import (
-    PROGRAMME,
     call_now,
     gateway_spec,
     get_json,
+    is_up,
     port,
     seed,
     send_json,
+    serve_config,
+    spawn_serve,
     start_gateway,
     wait_for,
-    write_test_programme,
 )
 from vpp.db import session_scope
 from vpp.models import AuditLog, DispatchPlan, Setpoint
-
-
-def _config(tmp: Path, db_url: str) -> Path:
-    write_test_programme(tmp / "programmes")
-    cfg = tmp / "daemon.toml"
-    cfg.write_text(f"""
-database_url = "{db_url}"
-[service]
-data_dir = "{tmp}"
-[polling]
-interval_s = 0.3
-timeout_s = 0.5
-retries = 1
-watchdog_period_s = 1.0
-[bidding]
-programme = "{PROGRAMME}"
-programmes_dir = "{tmp / 'programmes'}"
-[daemon]
-control_period_s = 0.3
-min_replan_interval_s = 3600.0
-accept_short_notice = true
-drain_timeout_s = 5.0
-""")
-    return cfg
-
-
-async def _spawn(cfg: Path, http_port: int, log: Path) -> asyncio.subprocess.Process:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    env.pop("VPP_CONFIG", None)
-    with log.open("ab") as fh:  # the child keeps its own copy of the descriptor
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "vpp.cli.main", "--config", str(cfg), "serve",
-            "--port", str(http_port), cwd=str(cfg.parent), env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=fh,
-        )
-
-
-async def _up(c: aiohttp.ClientSession, base: str) -> bool:
-    try:
-        async with c.get(f"{base}/api/v1/health") as r:
-            return r.status == 200
-    except aiohttp.ClientError:
-        return False
 
 
 def _state(engine: Engine) -> tuple[int, int, dict[int, str]]:
@@ -86,16 +41,16 @@ def _state(engine: Engine) -> tuple[int, int, dict[int, str]]:
 async def test_kill_9_mid_event_then_resume(sqlite_engine: Engine, tmp_path: Path) -> None:
     engine = sqlite_engine
     tokens = seed(engine)
-    cfg = _config(tmp_path, str(engine.url))
+    cfg = serve_config(tmp_path, str(engine.url))
     gspec = gateway_spec(port())
     gw = await start_gateway(gspec)
     http_port = port()
     base = f"http://127.0.0.1:{http_port}"
     log = tmp_path / "daemon.log"
-    proc = await _spawn(cfg, http_port, log)
+    proc = await spawn_serve(cfg, http_port, log)
     try:
         async with aiohttp.ClientSession() as c:
-            await wait_for(lambda: _up(c, base), timeout_s=60, what="the daemon")
+            await wait_for(lambda: is_up(c, base), timeout_s=60, what="the daemon")
             await send_json(c, "POST", f"{base}/api/v1/gateways", tokens.owner,
                             {"site": "mall", **gspec}, 202)
 
@@ -121,8 +76,8 @@ async def test_kill_9_mid_event_then_resume(sqlite_engine: Engine, tmp_path: Pat
             assert await proc.wait() == -signal.SIGKILL
             assert {u: d.setpoint_kw for u, d in gw.devices.items()} == held
 
-            proc = await _spawn(cfg, http_port, log)
-            await wait_for(lambda: _up(c, base), timeout_s=60, what="the restarted daemon")
+            proc = await spawn_serve(cfg, http_port, log)
+            await wait_for(lambda: is_up(c, base), timeout_s=60, what="the restarted daemon")
 
             async def resumed() -> dict | None:
                 st = await get_json(c, f"{base}/api/v1/fleet/status", tokens.operator)
