@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from bidding.money import fmt_yuan
+from vpp.plotting import pyplot, save_figure
 
-from bidding.money import fmt_yuan  # noqa: E402
+plt = pyplot()
 
 _OWNER_COLUMNS = ["owner_id", "owner", "declared_kw", "baseline_kwh", "metered_kwh",
                   "response_kwh", "performance_ratio", "contribution_kwh", "shortfall_kwh",
@@ -94,10 +93,7 @@ def event_chart(view: EventView, path: Path, lower: float = 0.5, upper: float = 
     a2.legend(loc="best", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def write_event_files(view: EventView, out_dir: Path, lower: float, upper: float) -> list[Path]:
@@ -199,10 +195,7 @@ def period_chart(events: Sequence[EventView], path: Path) -> Path:
     ax.axhline(0, color="grey", lw=0.5)
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def owner_period_statement(period: str, owner_id: int, owner_name: str,

@@ -128,11 +128,11 @@ def backtest(
 
 
 def _plot(report, path: Path, week: str | None) -> Path:  # type: ignore[no-untyped-def]
-    import matplotlib
     import pandas as pd
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from vpp.plotting import pyplot, save_figure
+
+    plt = pyplot()
 
     site = next(iter(report.predictions))
     pred = report.predictions[site]
@@ -162,13 +162,7 @@ def _plot(report, path: Path, week: str | None) -> Path:  # type: ignore[no-unty
     ax.legend(loc="upper right", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise ValidationError(f"cannot write plot {path}: {exc.strerror}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _parse_time(text: str, what: str, tz: object) -> datetime:

@@ -145,10 +145,9 @@ def _print(devices, plan, start: int, end: int, summary: dict) -> None:
 
 
 def _plot(plan, start: int, end: int, minutes: int, path: Path) -> None:
-    import matplotlib
+    from vpp.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     hours = np.arange(plan.baseline_kw.shape[1]) * minutes / 60.0
     base = plan.baseline_kw.sum(axis=0)
@@ -164,9 +163,4 @@ def _plot(plan, start: int, end: int, minutes: int, path: Path) -> None:
     ax.legend(loc="upper left")
     ax.set_title("Dispatch plan for the call")
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise ValidationError(f"cannot write plot {path}: {exc.strerror}") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
