@@ -92,6 +92,32 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean environment for CLI tests; returns the fresh SQLite file the CLI will use.
+
+    Working directory at the repository (so ``config/`` resolves), no ``VPP_*`` variable of the
+    caller's, data directory under ``tmp_path``.
+    """
+    monkeypatch.chdir(REPO_ROOT)
+    for k in list(os.environ):
+        if k.startswith("VPP_"):
+            monkeypatch.delenv(k)
+    db = tmp_path / "cli.sqlite3"
+    monkeypatch.setenv("VPP_DATABASE_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("VPP_SERVICE__DATA_DIR", str(tmp_path / "data"))
+    return db
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run ``vpp *args`` in process; return (exit code, stdout, stderr)."""
+    from vpp.cli.main import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest_asyncio.fixture
 async def no_leaked_tasks() -> AsyncIterator[None]:
     """Fail the test if it leaves asyncio tasks running (directories opt in with autouse)."""

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.bidding.fleet import TZ, add_event, make_fleet, simulate_event_day, simulate_history
-from vpp.cli.main import main
+from tests.conftest import run_cli as run
 from vpp.db import make_engine, upgrade
 
 START = datetime(2025, 7, 16, 19, 0, tzinfo=TZ)
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> Path:
-    monkeypatch.chdir(repo_root)
-    for k in list(os.environ):
-        if k.startswith("VPP_"):
-            monkeypatch.delenv(k)
-    db = tmp_path / "cli.sqlite3"
-    monkeypatch.setenv("VPP_DATABASE_URL", f"sqlite:///{db}")
-    monkeypatch.setenv("VPP_SERVICE__DATA_DIR", str(tmp_path / "data"))
-    return db
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+def env(cli_env: Path) -> Path:
+    return cli_env
 
 
 def test_bid_settle_pay_report(env: Path, tmp_path: Path, capsys) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import threading
@@ -13,24 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.conftest import run_cli as run
 from vpp.cli.main import main
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> Path:
-    monkeypatch.chdir(repo_root)
-    for k in list(os.environ):
-        if k.startswith("VPP_"):
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("VPP_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+def env(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("VPP_POLLING__TIMEOUT_S", "5")  # a loaded CI machine is slow
-    return tmp_path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+    return cli_env.parent
 
 
 def _wait_port(port: int, thread: threading.Thread, timeout_s: float = 60.0) -> None:

@@ -10,25 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from vpp.cli.main import main
+from tests.conftest import run_cli as run
 from vpp.db import make_engine
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> Path:
-    monkeypatch.chdir(repo_root)
-    for k in list(os.environ):
-        if k.startswith("VPP_"):
-            monkeypatch.delenv(k)
-    db = tmp_path / "cli.sqlite3"
-    monkeypatch.setenv("VPP_DATABASE_URL", f"sqlite:///{db}")
-    return db
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+def env(cli_env: Path) -> Path:
+    return cli_env
 
 
 def test_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
