@@ -73,7 +73,7 @@ def step_costs(n_devices: int = 500, intervals: int = 48) -> tuple[float, float]
 
 
 def _run_period(args: tuple) -> SeasonResult:
-    period, event_days, history, max_devices, eps, skip_idle, block = args
+    period, event_days, history, max_devices, eps, skip_idle, block, scenario = args
     warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
     settings = load_settings(ROOT / "config/default.toml")
     if eps is not None:
@@ -82,7 +82,7 @@ def _run_period(args: tuple) -> SeasonResult:
     opts = RunOptions(periods=None if period is None else (period,), event_days=event_days,
                       history_days=history, max_devices=max_devices, skip_idle_days=skip_idle,
                       blocks=None if block is None else (block,))
-    return asyncio.run(run_season(settings, SCENARIO, opts))
+    return asyncio.run(run_season(settings, scenario, opts))
 
 
 def main() -> int:
@@ -95,6 +95,13 @@ def main() -> int:
                     help="scheduler OSQP tolerance (default: the settings' scheduler.eps)")
     ap.add_argument("--all-days", action="store_true",
                     help="simulate every season day, also those no call depends on")
+    ap.add_argument("--scenario", type=Path, default=SCENARIO,
+                    help="scenario file (default: config/scenarios/zhuzhou-2025.toml)")
+    ap.add_argument("--event-days", type=int, default=None,
+                    help="only the first N event days of --period (one process, no report "
+                         "merge); with --period")
+    ap.add_argument("--period", type=int, default=None,
+                    help="season period (0: summer, 1: winter) for --event-days")
     a = ap.parse_args()
     import os
 
@@ -104,11 +111,13 @@ def main() -> int:
           f"-> adapter_overhead {path / bare:.2f}x")
     t0 = time.perf_counter()
     if a.quick:
-        result = _run_period((None, 1, 8, 2000, a.eps, False, None))
+        result = _run_period((None, 1, 8, 2000, a.eps, False, None, a.scenario))
+    elif a.event_days is not None:
+        result = _run_period((a.period, a.event_days, 8, None, a.eps, False, None, a.scenario))
     else:
-        scn = load_scenario(SCENARIO)
+        scn = load_scenario(a.scenario)
         n = count_blocks(scn, RunOptions(skip_idle_days=not a.all_days))
-        jobs = [(None, None, None, None, a.eps, not a.all_days, k) for k in range(n)]
+        jobs = [(None, None, None, None, a.eps, not a.all_days, k, a.scenario) for k in range(n)]
         print(f"{n} independent runs of consecutive days, {a.workers or n} processes")
         with ProcessPoolExecutor(max_workers=a.workers or n) as pool:
             result = merge_results(list(pool.map(_run_period, jobs)))
@@ -122,12 +131,16 @@ def main() -> int:
     if solve:
         print(f"scheduler: {len(solve)} plans, mean {sum(solve) / len(solve):.1f} s, "
               f"max {max(solve):.1f} s")
+        for e in result.events:
+            if e.plan_path:
+                print(f"  {e.call.external_id}: {e.solve_seconds:.1f} s, {e.plan_path}")
     print(h.text())
     if a.out:
         page = write_report(result, a.out)
         print(f"report: {page}")
     figures = {
-        "bench": "season", "quick": a.quick, "devices": result.n_devices,
+        "bench": "season", "scenario": result.scenario, "quick": a.quick,
+        "devices": result.n_devices,
         "simulated_days": result.simulated_days, "wall_s": round(wall, 1),
         "accel_x_real_time": round(accel, 1), "adapter_overhead_x": round(path / bare, 2),
         "events": h.events, "declared_mw_median": round(h.capability_mw, 2),

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from bidding.settlement import EventSettlement, check_balance
+from vpp import failpoints
 from vpp.errors import ConflictError, NotFoundError, ValidationError
 from vpp.models import (
     AuditLog,
@@ -228,6 +229,7 @@ def post_settlement(
                 "supersedes_version": reversed_version},
     ))
     session.flush()
+    failpoints.reach("ledger.posted")  # crash tests: every row written, nothing committed
     return PostedSettlement(row, True, reversed_version)
 
 

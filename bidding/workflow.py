@@ -35,7 +35,13 @@ from bidding.offer import (
     owner_offer,
 )
 from bidding.programme import Programme, load_programme
-from bidding.settlement import EventSettlement, SettlementError, settle_event
+from bidding.settlement import (
+    EventSettlement,
+    SettlementError,
+    fill_unmetered,
+    require_metered_share,
+    settle_event,
+)
 from forecasting.baselines import BaselineResult, BaselineSpec, compute_baseline
 from vpp.db import session_scope
 from vpp.errors import NotFoundError, ValidationError
@@ -244,8 +250,9 @@ def bid_event(
     the empirical quantiles of the owner's load in the event window over the last
     ``history_days`` days with complete data. Envelope: ``envelope_kw[owner]`` (the scheduler's
     :func:`vpp.scheduler.envelope.flexibility_envelope`, see :func:`scheduler_envelopes`) when
-    given, or computed here from ``load_forecast`` when ``scheduler_envelope`` is set (batteries
-    at their ``soc_pct[device]``, the latest polled state of charge);
+    given, or computed here when ``scheduler_envelope`` is set, over ``load_forecast``'s quantiles
+    or, without a forecast, over the empirical ones (batteries at their ``soc_pct[device]``, the
+    latest polled state of charge);
     otherwise (labelled ``device capability (fallback)``) each owner's dependable capability
     (:func:`device_capability_kw`). The declared capacity is capped at the grid's
     ``requested_kw`` (owners scaled down pro rata; ``capped_from_kw`` in the bid detail).
@@ -277,14 +284,8 @@ def bid_event(
         offers = []
         normal_load = 0.0
         window = pd.date_range(ev.start, ev.end, freq=f"{step}min", inclusive="left")
-        if envelope_kw is None and scheduler_envelope and load_forecast is not None:
-            try:
-                envelope_kw = scheduler_envelopes(
-                    devices, load_forecast, window, confidence or 0.9, soc_pct=soc_pct,
-                    interval_minutes=step)
-            except (ValidationError, ImportError) as exc:  # the scheduler is optional here
-                sources["envelope_error"] = {"message": str(exc)}
-        for o, ds in sorted(owners.items()):
+        quantiles: dict[int, tuple[list[float], np.ndarray, np.ndarray, str]] = {}
+        for o in sorted(owners):
             days = []
             for k in range(1, history_days + 1):
                 w = loads[o].loc[ev.start - timedelta(days=k): ev.end - timedelta(days=k)
@@ -293,15 +294,29 @@ def bid_event(
                     days.append(w.to_numpy())
             fq = load_forecast.window(o, window) if load_forecast is not None else None
             if fq is not None:
-                lv, lq = list(load_forecast.levels), fq  # type: ignore[union-attr]
-                base = load_forecast.median(fq)  # type: ignore[union-attr]
-                qsrc = "forecast"
+                quantiles[o] = (list(load_forecast.levels), load_forecast.median(fq), fq,  # type: ignore[union-attr]
+                                "forecast")
             elif days:
                 hist = np.vstack(days)
-                lv, base, lq = list(levels), hist.mean(axis=0), np.quantile(hist, levels, axis=0)
-                qsrc = "empirical (fallback)"
-            else:
+                quantiles[o] = (list(levels), hist.mean(axis=0),
+                                np.quantile(hist, levels, axis=0), "empirical (fallback)")
+        if envelope_kw is None and scheduler_envelope:
+            # the scheduler's envelope over the forecast quantiles, or, with no forecast, over the
+            # empirical ones: a device can only shed load it actually draws in the window (an
+            # office closed in the evening offers nothing), which nameplate capability ignores
+            env_fc = load_forecast if load_forecast is not None else OwnerForecast(
+                levels=list(levels), index=window,
+                values_kw={o: q[2] for o, q in quantiles.items()})
+            try:
+                envelope_kw = scheduler_envelopes(
+                    devices, env_fc, window, confidence or 0.9, soc_pct=soc_pct,
+                    interval_minutes=step)
+            except (ValidationError, ImportError) as exc:  # the scheduler is optional here
+                sources["envelope_error"] = {"message": str(exc)}
+        for o, ds in sorted(owners.items()):
+            if o not in quantiles:
                 continue
+            lv, base, lq, qsrc = quantiles[o]
             normal_load += float(base.mean())
             env = None if envelope_kw is None else envelope_kw.get(o)
             if env is not None and len(env) == n_t:
@@ -348,6 +363,43 @@ def history_spans(spec: BaselineSpec) -> list[int]:
     return spans
 
 
+def _no_response(dev_meter: pd.DataFrame, owner_devs: dict[int, list[int]],
+                 owner_ids: list[int], owner_base: np.ndarray, spec: BaselineSpec,
+                 start: pd.Timestamp, win_end: pd.Timestamp, event_days: list[date],
+                 step: int, in_event: np.ndarray,
+                 history: pd.DataFrame | None = None) -> tuple[np.ndarray, dict[str, object]]:
+    """Owners' metered kW (owners x intervals) with the "no response" rule for device-intervals
+    without data (see :func:`settle_from_db`), and the record of what was filled."""
+    cols = [d for o in owner_ids for d in owner_devs[o]]
+    require_metered_share(np.isnan(dev_meter[cols].to_numpy()[in_event]), "event window")
+    filled = dev_meter.copy()
+    dev_intervals: dict[str, int] = {}
+    no_own_baseline: list[int] = []
+    src = history if history is not None else dev_meter
+    for d in [c for c in dev_meter.columns if dev_meter[c].isna().any()]:
+        try:
+            b = compute_baseline(src[d], start.to_pydatetime(), win_end.to_pydatetime(), spec,
+                                 event_days=event_days, interval_minutes=step)
+            own = b.baseline_kw.reindex(dev_meter.index).to_numpy()
+        except ValidationError:
+            own = np.full(len(dev_meter.index), np.nan)
+            no_own_baseline.append(int(d))
+        col_filled, mask = fill_unmetered(dev_meter[d].to_numpy(), own)
+        filled[d] = col_filled
+        dev_intervals[str(d)] = int((dev_meter[d].isna().to_numpy() & in_event).sum())
+    loads = owner_load(filled, owner_devs)
+    metered, owner_mask = fill_unmetered(loads[owner_ids].to_numpy().T, owner_base)
+    record: dict[str, object] = {
+        "rule": "no_response",
+        "device_event_intervals": {k: v for k, v in dev_intervals.items() if v},
+        "devices_without_own_baseline": no_own_baseline,
+        "owner_event_intervals": {str(o): int((owner_mask[i] & in_event).sum())
+                                  for i, o in enumerate(owner_ids)
+                                  if (owner_mask[i] & in_event).any()},
+    }
+    return metered, record
+
+
 @dataclass
 class SettleOutcome:
     event: GridEvent
@@ -362,9 +414,20 @@ class SettleOutcome:
 
 def settle_from_db(
     engine: Engine, event_id: int, programmes_dir: Path | str, fee_pct: float | Decimal, *,
-    rebound_hours: float = 2.0, actor: str = "cli",
+    rebound_hours: float = 2.0, actor: str = "cli", unmetered: str = "error",
 ) -> SettleOutcome:
-    """Settle an event from its bid and the meter data, and post it (idempotent)."""
+    """Settle an event from its bid and the meter data, and post it (idempotent).
+
+    ``unmetered``: what a device without meter data in an interval of the settled window
+    means. ``"error"`` (the default, for an operator settling by hand): the settlement is
+    refused. ``"no_response"`` (the daemon): that device-interval counts as no response, its
+    load taken to be its own baseline (the programme's method over its own history;
+    :func:`bidding.settlement.fill_unmetered`), or, when the device has no baseline of its
+    own, the owner's whole interval counts as no response; the others are settled, and the
+    settlement's detail lists what was not metered (``unmetered``).
+    """
+    if unmetered not in ("error", "no_response"):
+        raise ValidationError(f"unmetered must be 'error' or 'no_response', got {unmetered!r}")
     with session_scope(engine) as s:
         ev = get_event(s, event_id)
         bid = latest_bid(s, event_id)
@@ -414,6 +477,10 @@ def settle_from_db(
                 raise
     metered = loads.reindex(index)[owner_ids].to_numpy().T
     in_event = np.asarray(index < end)
+    gaps: dict[str, object] = {}
+    if unmetered == "no_response" and np.isnan(metered).any():
+        metered, gaps = _no_response(meter.reindex(index), owner_devs, owner_ids, base, spec,
+                                     start, win_end, event_days, step, in_event, history=meter)
     result = settle_event(
         index=index, owner_ids=owner_ids, baseline_kw=base, metered_kw=metered,
         owner_declared_kw=[shares[o] for o in owner_ids],
@@ -429,7 +496,8 @@ def settle_from_db(
             extra={"bid_id": bid.id, "programme": prog.name,
                    "programme_version": str(prog.effective_from),
                    "baselines": {str(o): {"method": b.method, "days_used": [str(d) for d in b.days_used],
-                                          "adjustment_kw": b.adjustment_kw} for o, b in baselines.items()}},
+                                          "adjustment_kw": b.adjustment_kw} for o, b in baselines.items()},
+                   **({"unmetered": gaps} if gaps else {})},
         )
         ev2 = s.get(GridEvent, event_id)
         assert ev2 is not None

@@ -3,6 +3,8 @@ the device) and wire it to the gateway's client."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +47,14 @@ async def make_adapter(
     max_setpoint_kw: float,
     params: dict[str, Any] | None = None,
     profiles_dir: Path | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> ProfileAdapter:
+    """``clock``: what stamps the readings (the daemon's clock; default the wall clock)."""
     prof = profile if isinstance(profile, Profile) else await resolve_profile(
         client, unit_id, profile, profiles_dir)
     return ProfileAdapter(
         client, prof, device_id=device_id, unit_id=unit_id, kind=DeviceKind(kind),
         rated_power_kw=rated_power_kw, min_setpoint_kw=min_setpoint_kw,
         max_setpoint_kw=max_setpoint_kw, params=params,
+        **({"clock": clock} if clock is not None else {}),
     )

@@ -182,17 +182,135 @@ def scheduler_devices(plant_devices: Sequence, states: Sequence, physics: Sequen
     return out
 
 
-def plan_dispatch(devices: Sequence, baseline_kw: np.ndarray, price_yuan_per_kwh: np.ndarray,
-                  reduction_kw: float, window: tuple[int, int], eps: float,
-                  interval_minutes: int = 15, time_limit_s: float = 120.0):
-    """Dispatch plan for the call (``vpp.scheduler``): returns the scheduler's DispatchPlan."""
-    from vpp.scheduler.inputs import EventCall, HorizonData
-    from vpp.scheduler.model import DispatchModel, SolverOptions
+@dataclass
+class CallPlan:
+    """A dispatch plan in fleet order, whichever path made it.
 
-    n = baseline_kw.shape[1]
-    model = DispatchModel(devices, n, interval_minutes=interval_minutes,
-                          options=SolverOptions(eps=eps, time_limit_s=time_limit_s))
-    data = HorizonData(baseline_kw=baseline_kw, price_yuan_per_kwh=price_yuan_per_kwh,
-                       call=EventCall(window[0], window[1], reduction_kw),
-                       interval_minutes=interval_minutes)
-    return model.solve(devices, data)
+    ``setpoint_kw``: devices x intervals (kW, within each device's declared limits);
+    ``shortfall_kw``: per interval, 0 outside the call; ``path``: ``"scheduler"`` (the cached
+    :class:`vpp.scheduler.service.Scheduler`) or ``"partitioned"`` (Dask, exchange ADMM)."""
+
+    setpoint_kw: np.ndarray
+    shortfall_kw: np.ndarray
+    status: str
+    path: str
+    partitions: int = 1
+    qp_devices: int = 0
+    iterations: int = 0
+    builds: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def moved(self, devices: Sequence, baseline_kw: np.ndarray, n: int,
+              tol_kw: float = 0.5) -> np.ndarray:
+        """Fleet rows whose setpoint departs from their own (clamped) baseline in the first
+        ``n`` intervals: the devices that must be written."""
+        lo = np.array([d.min_setpoint_kw for d in devices])[:, None]
+        hi = np.array([d.max_setpoint_kw for d in devices])[:, None]
+        held = np.clip(baseline_kw[:, :n], lo, hi)
+        return np.flatnonzero(np.abs(self.setpoint_kw[:, :n] - held).max(axis=1) > tol_kw)
+
+
+def owner_partitions(owners: Sequence[str], size: int) -> list[list[int]]:
+    """Fleet rows packed into partitions of at most ``size`` devices, an owner's devices never
+    split (an owner larger than ``size`` is a partition of its own). Owners in first-seen order."""
+    by_owner: dict[str, list[int]] = {}
+    for i, o in enumerate(owners):
+        by_owner.setdefault(o, []).append(i)
+    parts: list[list[int]] = [[]]
+    for rows in by_owner.values():
+        if parts[-1] and len(parts[-1]) + len(rows) > size:
+            parts.append([])
+        parts[-1].extend(rows)
+    return [p for p in parts if p]
+
+
+class Dispatcher:
+    """Plans calls through the production scheduling path.
+
+    As the daemon does (:meth:`vpp.daemon.planning.Planner._solve`): one
+    :class:`vpp.scheduler.service.Scheduler` per horizon length, with exact aggregation of
+    identical devices and the configured tolerance (``[scheduler] eps``); the built QP is kept
+    while the fleet's structure is unchanged. A fleet larger than ``[scheduler] partition_size``
+    devices is split by owner into partitions of at most that size and solved with
+    :func:`vpp.scheduler.partition.solve_partitioned` on Dask: the cluster at
+    ``[scheduler] dask_scheduler_address``, or an in-process ``LocalCluster`` started at the first
+    partitioned plan. Call :meth:`close` at the end of the run."""
+
+    def __init__(self, settings, interval_minutes: int = 15, max_admm_iter: int = 300) -> None:
+        self.settings = settings  # vpp.config.SchedulerSettings
+        self.interval_minutes = interval_minutes
+        self.max_admm_iter = max_admm_iter
+        self._schedulers: dict[int, object] = {}
+        self._client = None
+        self._cluster = None
+
+    def partitioned(self, n_devices: int) -> bool:
+        return n_devices > self.settings.partition_size
+
+    def _dask(self):
+        if self._client is None:
+            from distributed import Client, LocalCluster
+
+            addr = self.settings.dask_scheduler_address
+            if addr:
+                self._client = Client(addr)
+            else:
+                self._cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                             dashboard_address=None)
+                self._client = Client(self._cluster)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._client = self._cluster = None
+
+    def plan(self, devices: Sequence, owners: Sequence[str], baseline_kw: np.ndarray,
+             price_yuan_per_kwh: np.ndarray, reduction_kw: float,
+             window: tuple[int, int]) -> CallPlan:
+        """Plan ``reduction_kw`` over ``window`` (interval indices) for ``devices`` (scheduler
+        :class:`~vpp.scheduler.inputs.FleetDevice`, fleet order; ``owners`` one per device)."""
+        from vpp.scheduler.inputs import EventCall, HorizonData
+        from vpp.scheduler.model import SolverOptions
+        from vpp.scheduler.service import Scheduler
+
+        n = baseline_kw.shape[1]
+        data = HorizonData(baseline_kw=baseline_kw, price_yuan_per_kwh=price_yuan_per_kwh,
+                           call=EventCall(window[0], window[1], reduction_kw), now_index=0,
+                           interval_minutes=self.interval_minutes)
+        if self.partitioned(len(devices)):
+            return self._plan_partitioned(devices, owners, data)
+        sched = self._schedulers.get(n)
+        if sched is None:
+            sched = Scheduler(n_intervals=n, interval_minutes=self.interval_minutes,
+                              options=SolverOptions(eps=self.settings.eps), aggregate=True)
+            self._schedulers[n] = sched
+        plan = sched.plan(devices, data)
+        order = {int(d): r for r, d in enumerate(plan.device_ids)}
+        rows = [order[int(d.device_id)] for d in devices]
+        return CallPlan(setpoint_kw=np.asarray(plan.setpoint_kw)[rows],
+                        shortfall_kw=np.nan_to_num(np.asarray(plan.shortfall_kw)),
+                        status=str(plan.status), path="scheduler",
+                        qp_devices=int(np.asarray(plan.device_ids).size),
+                        iterations=int(plan.iterations), builds=sched.builds,
+                        notes=list(plan.warnings)[:3])
+
+    def _plan_partitioned(self, devices: Sequence, owners: Sequence[str], data) -> CallPlan:
+        from vpp.scheduler.model import SolverOptions
+        from vpp.scheduler.partition import solve_partitioned
+
+        parts = owner_partitions(owners, self.settings.partition_size)
+        res = solve_partitioned(self._dask(), devices, data, parts,
+                                options=SolverOptions(eps=self.settings.eps, fallback=False),
+                                max_iter=self.max_admm_iter, aggregate=True)
+        order = {int(d): r for r, d in enumerate(res.device_ids)}
+        rows = [order[int(d.device_id)] for d in devices]
+        notes = [] if res.converged else [
+            f"partitioned solve stopped after {res.iterations} ADMM iterations (not converged)"]
+        return CallPlan(setpoint_kw=np.asarray(res.setpoint_kw)[rows],
+                        shortfall_kw=np.nan_to_num(res.shortfall_kw),
+                        status="solved" if res.converged else "max_iter", path="partitioned",
+                        partitions=res.partitions, qp_devices=res.qp_devices,
+                        iterations=res.iterations, notes=notes)

@@ -3,25 +3,35 @@ by the Modbus simulators on 127.0.0.1, enrolled through the REST API, driven by 
 called by the simulated grid operator over the REST intake, on one accelerated clock.
 
 Every part is the production one: :class:`vpp.daemon.service.Daemon` (poller, control loop,
-planner, dispatcher, settler) with its API; :mod:`sim.fleet` gateways serving the device
-profiles' register maps. The simulation only plays the outside world: it enrols the owners'
-gateways as an operator would (``POST /api/v1/owners``, ``POST /api/v1/gateways``), injects
-device faults mid-event (a device goes silent or ignores writes), submits the grid call
-(``POST /api/v1/grid/calls``) and reads the outcome back (``/events/{id}/delivery``,
-``/settlements``, ``/payouts``).
+planner, dispatcher, settler) with its API; :mod:`sim.fleet` devices serving the device
+profiles' register maps. The simulation only plays the outside world:
 
-The call is a real-time call on the scenario's first event day (30 minutes' notice, one hour):
-at the full-stack scale the daemon's baselines come from the telemetry it has polled, so a run
-starts shortly before the call and the daemon's own fallback (recent mean) applies; the report
-names the baseline method used.
+* the devices run in their own process (:mod:`sim.fleet_process`), as they would in
+  production; serving them inside the daemon's event loop starved both (late replies, polls
+  timing out, devices marked offline);
+* it enrols the owners' gateways as an operator would (``POST /api/v1/owners``,
+  ``POST /api/v1/gateways``) and writes eight days of telemetry history (the same devices
+  simulated in process, as if the daemon had polled them all along), so that the daemon's
+  baselines and settlement use the programme's method;
+* it submits the grid call (``POST /api/v1/grid/calls``), injects device faults mid-event (a
+  device goes silent, or ignores writes), and reads the outcome back: the daemon's own
+  settlement (``/settlements``, ``/payouts``, and the settlement's per-interval record).
+
+The call is the scenario's first call made a real-time call (30 minutes' notice, one hour). The
+simulated clock is shared by both processes (:class:`sim.fullstack_fleet.SharedClock`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import sys
 import time
-from datetime import timedelta
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,75 +39,140 @@ import aiohttp
 import numpy as np
 import pandas as pd
 
-from sim.clock import SimClock
-from sim.fleet import gateway_from_spec
-from sim.grid import GridCall, GridOperator, draw_faults
+import sim
+from sim.fullstack_fleet import (
+    HISTORY_DAYS,
+    PROFILE_MAX_KW,
+    FullStackError,
+    Sample,
+    SharedClock,
+    build_sample,
+    first_call,
+)
+from sim.grid import DeviceFault, draw_faults
 from sim.plant import CityPlant
 from sim.ports import free_port_block
 from sim.results import EventOutcome, SeasonResult
-from sim.scenarios import behaviour
-from sim.scenarios.city import (
-    city_load_mw,
-    hourly_temperature,
-    interval_index,
-    season_days,
-    simulate_weather,
-)
-from sim.scenarios.fleet import Fleet, generate_fleet
 from sim.scenarios.scenario import Scenario
 from vpp.config import Settings
-from vpp.errors import VppError
+
+__all__ = ["PROFILE_MAX_KW", "FullStackError", "FullStackOptions", "FullStackRun",
+           "full_stack_settings", "run_full_stack"]
 
 log = logging.getLogger("sim.fullstack")
-#: Largest rating each device profile's control registers can express (from the profile files:
-#: coolmaster-vrf demand_limit 6000 x 0.1 kW; industrial-plc power_cap 100000 x 0.1 kW; the AC
-#: chargers' 32 A on three phases). Devices above it, or with a profile that has no register map
-#: yet, are left out of the full-stack sample (they run at city scale only).
-PROFILE_MAX_KW = {"coolmaster-vrf": 600.0, "industrial-plc": 10_000.0, "alfen-ng9xx": 22.0,
-                  "keba-p30": 22.0, "sunspec": 65.0}  # SunSpec 124.WChaMax: uint16 W, SF 0
-LEAD_MINUTES = 30  # simulated time the daemon polls live before the call is issued
-HISTORY_DAYS = 8  # telemetry history written before the run (the daemon's baselines need >= 7)
-SETTLE_WAIT_MINUTES = 30  # simulated time after the event end for the settlement
+REPO = Path(sim.__file__).resolve().parents[1]
 
 
-class FullStackError(VppError):
-    code = "full_stack_failed"
+#: The shortest device watchdog of the shipped profiles (industrial-plc's register default,
+#: 60 s of simulated time). The daemon feeds watchdogs from its own heartbeat loop, whose period
+#: is in real seconds while the simulated devices count simulated ones, so the run caps that
+#: period at ``poll_s / 2`` and keeps a poll cycle well inside the watchdog too; otherwise a
+#: capped device falls back to full power between two heartbeats (seen before the heartbeat
+#: loop existed: a smelting line ignoring its cap for the whole event).
+DEVICE_WATCHDOG_MIN_S = 60.0
 
 
-def _first_call(scn: Scenario) -> tuple[GridCall, pd.Series]:
-    days = season_days(scn)
-    weather = simulate_weather(scn, days, np.random.default_rng([scn.scenario.seed, 1]))
-    period = [d for d in days if any(a <= d <= b for a, b in scn.season.periods)]
-    calls = GridOperator(scn, weather).calls(period)
-    if not calls:
-        raise FullStackError("the scenario issues no calls")
-    c = calls[0]
-    g = scn.grid_operator
-    start = c.start
-    rt = GridCall(
-        external_id=f"sim-fs-{c.day:%Y%m%d}", event_type="real_time", direction=c.direction,
-        programme=c.programme, issued_at=start - timedelta(minutes=g.real_time_notice_minutes),
-        start=start, end=start + timedelta(minutes=g.real_time_duration_minutes),
-        requested_kw=c.requested_kw, reason=c.reason + " (real-time at full-stack scale)",
-    )
-    idx = interval_index([c.day], scn.scenario.timezone, scn.scenario.interval_minutes)
-    return rt, city_load_mw(scn, weather, idx)
+@dataclass(frozen=True)
+class FullStackOptions:
+    """How a full-stack run is paced. Real seconds unless named otherwise."""
+
+    n_devices: int = 1000
+    accel: float = 10.0  # simulated seconds per real second
+    poll_s: float = 2.5  # poll cycle (at 10x: 25 simulated seconds; see DEVICE_WATCHDOG_MIN_S)
+    # per-request timeout and retries: a silent device holds up the poll cycle (and with it
+    # every heartbeat) by about three reads x timeout x (retries + 1)
+    poll_timeout_s: float = 0.4
+    poll_retries: int = 1
+    settle_delay_minutes: float = 20.0  # simulated; the last poll cycle's readings are stored
+    control_period_s: float = 2.0
+    lead_minutes: float = 30.0  # simulated time the daemon polls live before the call
+    settle_timeout_s: float = 300.0  # after the event end, for the settlement to appear
+    ready_timeout_s: float = 600.0  # for the simulator process to listen on every port
+    faults: bool = True  # inject the scenario's device faults during the event
+    extra_silent: int = 0  # and silence this many more devices (the largest) after 15 minutes
 
 
-class HeldClock:
-    """A :class:`~sim.clock.SimClock` held at ``start`` until :meth:`release`: enrolment and
-    writing the history take real time that must not pass on the simulated clock."""
+@dataclass
+class FullStackRun:
+    """What a run produced: the report's result, and where to look further."""
 
-    def __init__(self, accel: float, start) -> None:  # noqa: ANN001
-        self.accel = accel
-        self.start = start
-        self._clock: SimClock | None = None
+    result: SeasonResult
+    event_id: int | None
+    db_path: Path
+    faults: list[tuple[str, str]] = field(default_factory=list)  # (device name, mode)
+    simulator: dict[str, Any] = field(default_factory=dict)  # the simulator process's stats
+    daemon: dict[str, Any] = field(default_factory=dict)  # poll errors, offline devices, ...
 
-    def release(self) -> None:
-        self._clock = SimClock(accel=self.accel, start=self.start)
 
-    def now(self):  # noqa: ANN201
-        return self.start if self._clock is None else self._clock.now()
+def full_stack_settings(settings: Settings, opts: FullStackOptions) -> Settings:
+    """The daemon's settings for a run: the poll cycle and control period of ``opts``,
+    heartbeats at least every ``poll_s / 2`` real seconds (the simulated devices' watchdogs run
+    on the accelerated clock); a simulated call is not refused as short notice; settlement
+    ``settle_delay_minutes`` after the event (so that the readings of its last interval are
+    stored), checked every 2 s."""
+    if opts.poll_s * opts.accel > DEVICE_WATCHDOG_MIN_S / 2:
+        raise FullStackError(
+            f"a poll cycle of {opts.poll_s:g} s at {opts.accel:g}x is "
+            f"{opts.poll_s * opts.accel:g} simulated seconds: more than half the devices' "
+            f"{DEVICE_WATCHDOG_MIN_S:g} s watchdog; poll faster or accelerate less")
+    return settings.model_copy(update={
+        "polling": settings.polling.model_copy(update={
+            "interval_s": opts.poll_s, "timeout_s": opts.poll_timeout_s,
+            "retries": opts.poll_retries,
+            "watchdog_period_s": min(settings.polling.watchdog_period_s, opts.poll_s / 2)}),
+        "daemon": settings.daemon.model_copy(update={
+            "accept_short_notice": True, "settle_delay_minutes": opts.settle_delay_minutes,
+            "settle_period_s": min(settings.daemon.settle_period_s, 2.0),
+            "control_period_s": opts.control_period_s}),
+    })
+
+
+class SimulatorProcess:
+    """``python -m sim.fleet_process``: one command line in, one answer line out."""
+
+    def __init__(self) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self, spec: dict[str, Any], work_dir: Path) -> None:
+        path = work_dir / "simulators.json"
+        path.write_text(json.dumps(spec))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        with (work_dir / "simulators.log").open("ab") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "sim.fleet_process", str(path), cwd=str(REPO), env=env,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
+                limit=1 << 20)
+
+    async def ready(self, timeout_s: float) -> int:
+        line = await asyncio.wait_for(self._line(), timeout_s)
+        if not line.startswith("ready "):
+            raise FullStackError(f"the simulator process did not start: {line or 'it exited'} "
+                                 "(see simulators.log in the work directory)")
+        return int(line.split()[1])
+
+    async def _line(self) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        return (await self.proc.stdout.readline()).decode().strip()
+
+    async def command(self, line: str, timeout_s: float = 30.0) -> str:
+        assert self.proc is not None and self.proc.stdin is not None
+        async with self._lock:
+            self.proc.stdin.write(line.encode() + b"\n")
+            await self.proc.stdin.drain()
+            return await asyncio.wait_for(self._line(), timeout_s)
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            await asyncio.wait_for(self.proc.wait(), 30.0)
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
+            self.proc.kill()
+            await self.proc.wait()
 
 
 class _Api:
@@ -113,55 +188,50 @@ class _Api:
             return data
 
 
-async def _wait_until(clock: HeldClock, ts, poll_s: float = 0.2) -> None:  # noqa: ANN001
+async def _wait_until(clock: SharedClock, ts: datetime, poll_s: float = 0.1) -> None:
     while clock.now() < ts:
         await asyncio.sleep(poll_s)
 
 
+def _items(x: Any) -> list[dict[str, Any]]:
+    return x["items"] if isinstance(x, dict) and "items" in x else list(x)
+
+
 async def run_full_stack(settings: Settings, scn: Scenario, work_dir: Path,
-                         n_devices: int = 1000, accel: float = 60.0,
-                         progress=None) -> SeasonResult:  # noqa: ANN001
-    """Run the scenario's first event day through the whole system; see the module docstring."""
+                         opts: FullStackOptions | None = None,
+                         progress=None) -> FullStackRun:  # noqa: ANN001
+    """Run the scenario's first call through the whole system; see the module docstring.
+    ``settings`` are used as given except for :func:`full_stack_settings`."""
+    opts = opts or FullStackOptions()
     work_dir.mkdir(parents=True, exist_ok=True)
-    return await _run(settings, scn, work_dir, n_devices, accel, progress)
+    report = progress or (lambda stage, done, total: None)
+    t0 = time.perf_counter()
+    settings = full_stack_settings(settings, opts)
+    base_port = _free_port_base(int(opts.n_devices * 1.1) + 10)
+    call, _, _ = first_call(scn)
+    start = call.issued_at - timedelta(minutes=opts.lead_minutes)
+    sims = SimulatorProcess()
+    # the simulator process builds the same sample meanwhile (deterministic)
+    await sims.start({"scenario": scn.model_dump(mode="json"), "n_devices": opts.n_devices,
+                      "base_port": base_port, "accel": opts.accel,
+                      "start": start.isoformat()}, work_dir)
+    try:
+        report("building the fleet sample", 0, 1)
+        sample = await asyncio.to_thread(build_sample, scn, opts.n_devices, base_port)
+        return await _run(settings, scn, work_dir, opts, sample, start, sims, report, t0)
+    finally:
+        await sims.stop()
 
 
-async def _run(settings: Settings, scn: Scenario, work_dir: Path, n_devices: int,
-               accel: float, progress) -> SeasonResult:  # noqa: ANN001
+async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStackOptions,
+               sample: Sample, start: datetime, sims: SimulatorProcess, report,  # noqa: ANN001
+               t0: float) -> FullStackRun:
     from vpp import fleet as registry
     from vpp.daemon.service import Daemon
     from vpp.db import make_engine, session_scope, upgrade
 
-    report = progress or (lambda stage, done, total: None)
-    t0 = time.perf_counter()
-    call, city = _first_call(scn)
-    whole = generate_fleet(scn)
-    servable = [d for d in whole.devices
-                if d.spec.rated_power_kw <= PROFILE_MAX_KW.get(d.spec.profile, -1.0)]
-    share = n_devices / len(servable)
-    fleet = Fleet(servable, whole.seed).sample(int(n_devices * 1.02) + 1,
-                                              seed=scn.scenario.seed)
-    left_out = len(whole) - len(servable)
-    base_port = _free_port_base(len(fleet) // 2 + 50)
-    owners = fleet.owner_specs(host="127.0.0.1", first_port=base_port)
-    clock = HeldClock(accel=accel, start=call.issued_at - timedelta(minutes=LEAD_MINUTES))
-    gateways = []
-    by_name: dict[str, Any] = {}
-    for o in owners:
-        for s in o.sites:
-            for g in s.gateways:
-                gw = gateway_from_spec(g, clock, seed=len(gateways) * 1000)
-                gateways.append((o, s, g, gw))
-                for spec in g.devices:
-                    by_name[spec.name] = gw.devices[spec.unit_id]
-    served = {d.spec.name: d for d in fleet.devices}
-    for name, dev in by_name.items():
-        behaviour.configure(dev.physics, served[name])
-    temp = _temperature(scn, call)
-    report("starting Modbus gateways", 0, len(gateways))
-    for _, _, _, gw in gateways:
-        await gw.start()
-    shaper = asyncio.create_task(_shape_loop(clock, by_name, served, temp, scn))
+    call = sample.call
+    clock = SharedClock(accel=opts.accel, start=start)
     db_path = work_dir / "fullstack.sqlite3"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
@@ -170,118 +240,148 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, n_devices: int
     with session_scope(engine) as s:
         _, op_token = registry.issue_token(s, "operator", label="simulation")
         _, grid_token = registry.issue_token(s, "grid", label="simulated grid operator")
+    report("starting the simulator process", 0, sample.n_gateways)
+    n_gw = await sims.ready(opts.ready_timeout_s)
+    if n_gw != sample.n_gateways:
+        raise FullStackError(f"the simulator process serves {n_gw} gateways, "
+                             f"expected {sample.n_gateways}")
     daemon = Daemon(settings, engine, clock=clock.now, host="127.0.0.1", port=0)
     url = await daemon.start()
+    faults: list[DeviceFault] = []
+    applied: list[tuple[str, str]] = []
+    event_id: int | None = None
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
             api = _Api(http, url, op_token)
             grid = _Api(http, url, grid_token)
-            owner_ids: dict[str, int] = {}
-            for k, (o, s, g, _) in enumerate(gateways):
-                if o.name not in owner_ids:
-                    owner_ids[o.name] = (await api.call("POST", "/api/v1/owners",
-                                                        {"name": o.name}))["id"]
-                await api.call("POST", "/api/v1/gateways", {
-                    "owner_id": owner_ids[o.name], "site": s.name, "host": g.host,
-                    "port": g.port, "devices": [d.model_dump(mode="json") for d in g.devices]})
-                report("enrolling gateways", k + 1, len(gateways))
-            for _ in range(600):
-                gws = await api.call("GET", "/api/v1/gateways")
-                items = gws["items"] if isinstance(gws, dict) else gws
-                done = sum(1 for x in items if x["enrolment_state"] in ("active", "failed"))
-                report("probing gateways", done, len(gateways))
-                if done >= len(gateways):
-                    break
-                await asyncio.sleep(0.5)
+            await _enrol(api, sample, report)
             devices = _items(await api.call("GET", "/api/v1/devices"))
             ids = {d["name"]: int(d["id"]) for d in devices}
             report("writing telemetry history", 0, 1)
-            await _write_history(engine, fleet, ids, clock.start, temp, scn)
-            clock.release()  # simulated time starts now
+            await _write_history(engine, sample, ids, start, scn)
+            m0 = clock.release()  # simulated time starts now, in both processes
+            await sims.command(f"release {m0!r}")
             await _wait_until(clock, call.issued_at)
             report("grid call", 0, 1)
             decision = await grid.call("POST", "/api/v1/grid/calls", call.to_payload())
-            event_id = decision["event_id"]
-            faults = draw_faults(scn, call, len(fleet), np.random.default_rng([scn.scenario.seed, 9]))
-            names = [d.spec.name for d in fleet.devices]
+            event_id = int(decision["event_id"])
+            if opts.faults:
+                faults = draw_faults(scn, call, len(sample.fleet),
+                                     np.random.default_rng([scn.scenario.seed, 9]))
+            names = [d.spec.name for d in sample.fleet.devices]
+            if opts.extra_silent:
+                taken = {f.device_index for f in faults}
+                big = sorted((i for i in range(len(names)) if i not in taken),
+                             key=lambda i: -sample.fleet.devices[i].spec.rated_power_kw)
+                faults += [DeviceFault(i, "fail", call.start + timedelta(minutes=15))
+                           for i in big[:opts.extra_silent]]
             pending = sorted(faults, key=lambda f: f.at)
-            end = call.end + timedelta(minutes=SETTLE_WAIT_MINUTES)
-            while clock.now() < end:
+            while clock.now() < call.end:
                 now = clock.now()
                 while pending and pending[0].at <= now:
                     f = pending.pop(0)
-                    dev = by_name[names[f.device_index]]
-                    if f.mode == "fail":
-                        dev.faults.silent = True
-                    else:  # leave / under-deliver: the device stops following writes
-                        dev.faults.ignore_writes = True
+                    port, unit = sample.where[names[f.device_index]]
+                    # fail: the device stops answering; leave / under-deliver: it stops
+                    # following writes (acknowledges them, keeps its own setpoint)
+                    kind = "silent" if f.mode == "fail" else "ignore-writes"
+                    answer = await sims.command(f"fault {port} {unit} {kind}")
+                    if answer.startswith("error"):
+                        raise FullStackError(f"fault injection: {answer}")
+                    applied.append((names[f.device_index], f.mode))
                 report(f"event {call.external_id}: {now:%H:%M}", 0, 1)
-                await asyncio.sleep(0.5)
-            for _ in range(240):  # the settle loop runs every settle_period_s (real seconds)
-                settlements = await api.call("GET", "/api/v1/settlements")
-                if any(x["event_id"] == event_id for x in _items(settlements)):
-                    break
-                report("waiting for the settlement", 0, 1)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(0.2)
+            status = await _wait_settled(api, event_id, opts.settle_timeout_s, report)
             delivery = await api.call("GET", f"/api/v1/events/{event_id}/delivery")
+            settlements = await api.call("GET", "/api/v1/settlements")
             payouts = await api.call("GET", "/api/v1/payouts")
+            loops = await api.call("GET", "/api/v1/daemon/loops")
+        stats = json.loads(await sims.command("stats"))
+        rt = daemon.services.fleet
+        assert rt is not None
+        daemon_stats = {
+            "status": status, "loops": loops,
+            "devices_polled": len(rt.poller.stats),
+            "devices_offline_at_end": sum(1 for st in rt.poller.stats.values() if not st.online),
+            "devices_ever_failed_poll": sum(1 for st in rt.poller.stats.values() if st.errors),
+            "poll_errors": sum(st.errors for st in rt.poller.stats.values()),
+            "polls": sum(st.polls for st in rt.poller.stats.values()),
+            "skipped_polls": rt.skipped_polls,
+        }
     finally:
-        shaper.cancel()
-        await asyncio.gather(shaper, return_exceptions=True)
         await daemon.stop()
-        for _, _, _, gw in gateways:
-            await gw.stop()
-        engine.dispose()
-    res = _result(scn, fleet, call, city, decision, delivery, settlements, payouts, faults,
-                  time.perf_counter() - t0, len(gateways))
-    res.seams.append(f"{left_out:,} of {len(whole):,} city devices have no register map able to "
-                     f"express their rating (DC chargers, large chillers and lines); the "
-                     f"full-stack sample ({share:.0%} of the servable ones) is drawn from the rest")
-    return res
+    detail = _settlement_detail(engine, event_id)
+    engine.dispose()
+    res = _result(scn, sample, decision, delivery, settlements, payouts, detail, applied,
+                  daemon_stats, stats, time.perf_counter() - t0)
+    (work_dir / "run.json").write_text(json.dumps(
+        {"event_id": event_id, "wall_s": round(res.wall_seconds, 1), "daemon": daemon_stats,
+         "simulator": stats, "faults": applied, "unmetered": detail.get("unmetered"),
+         "baseline": detail.get("baseline") or "programme method over the metered history"},
+        indent=1, default=str))
+    return FullStackRun(result=res, event_id=event_id, db_path=db_path, faults=applied,
+                        simulator=stats, daemon=daemon_stats)
 
 
-def _temperature(scn: Scenario, call: GridCall) -> pd.Series:
-    days = season_days(scn)
-    weather = simulate_weather(scn, days, np.random.default_rng([scn.scenario.seed, 1]))
-    span = [call.day - timedelta(days=k) for k in range(HISTORY_DAYS, -2, -1)]
-    idx = interval_index(span, scn.scenario.timezone, scn.scenario.interval_minutes)
-    return hourly_temperature(weather, idx)
+async def _enrol(api: _Api, sample: Sample, report) -> None:  # noqa: ANN001
+    owner_ids: dict[str, int] = {}
+    k = 0
+    for o in sample.owners:
+        owner_ids[o.name] = (await api.call("POST", "/api/v1/owners", {"name": o.name}))["id"]
+        for s in o.sites:
+            for g in s.gateways:
+                await api.call("POST", "/api/v1/gateways", {
+                    "owner_id": owner_ids[o.name], "site": s.name, "host": g.host,
+                    "port": g.port, "devices": [d.model_dump(mode="json") for d in g.devices]})
+                k += 1
+                report("enrolling gateways", k, sample.n_gateways)
+    for _ in range(1200):
+        items = _items(await api.call("GET", "/api/v1/gateways"))
+        done = [x for x in items if x["enrolment_state"] in ("active", "failed")]
+        report("probing gateways", len(done), sample.n_gateways)
+        if len(done) >= sample.n_gateways:
+            failed = [x for x in done if x["enrolment_state"] == "failed"]
+            if failed:
+                raise FullStackError(f"{len(failed)} gateway(s) failed their probe, first: "
+                                     f"{failed[0]['host']}:{failed[0]['port']}")
+            return
+        await asyncio.sleep(0.5)
+    raise FullStackError("gateway probes did not finish within 10 minutes")
 
 
-async def _shape_loop(clock: HeldClock, by_name: dict[str, Any], served: dict[str, Any],
-                      temp: pd.Series, scn: Scenario) -> None:
-    """Apply the scenario behaviour to the served devices' physics at every interval start."""
-    step = f"{scn.scenario.interval_minutes}min"
-    last = None
-    while True:
-        ts = pd.Timestamp(clock.now()).floor(step)
-        if ts != last:
-            last = ts
-            t = float(temp.asof(ts))
-            for name, dev in by_name.items():
-                behaviour.update(dev.physics, served[name], ts.hour, t)
-        await asyncio.sleep(0.1)
+async def _wait_settled(api: _Api, event_id: int, timeout_s: float, report) -> str:  # noqa: ANN001
+    """Until the event is settled or unsettled (the settle loop's verdict), or the timeout."""
+    deadline = time.monotonic() + timeout_s
+    status = "?"
+    while time.monotonic() < deadline:
+        status = (await api.call("GET", f"/api/v1/events/{event_id}"))["status"]
+        if status in ("settled", "unsettled", "rejected", "cancelled"):
+            return status
+        report(f"waiting for the settlement ({status})", 0, 1)
+        await asyncio.sleep(1.0)
+    return status
 
 
-async def _write_history(engine, fleet: Fleet, ids: dict[str, int], until,  # noqa: ANN001
-                         temp: pd.Series, scn: Scenario) -> int:
+async def _write_history(engine, sample: Sample, ids: dict[str, int],  # noqa: ANN001
+                         until: datetime, scn: Scenario) -> int:
     """Telemetry for the days before the run, from the same devices simulated in process (as if
     the daemon had polled them all along): one reading per device and interval."""
     from vpp.telemetry_store import Reading, write_readings
 
     minutes = scn.scenario.interval_minutes
-    start = pd.Timestamp(until).tz_convert(scn.scenario.timezone).normalize() - pd.Timedelta(
-        days=HISTORY_DAYS)
-    plant = CityPlant(fleet.devices, start.to_pydatetime(), seed=scn.scenario.seed)
+    end = pd.Timestamp(until)
+    start = end.tz_convert(scn.scenario.timezone).normalize() - pd.Timedelta(days=HISTORY_DAYS)
+    devices = sample.fleet.devices
+    plant = CityPlant(devices, start.to_pydatetime(), seed=scn.scenario.seed)
+    temp = sample.temperature_c
     n = 0
     ts = start
     rows: list[Reading] = []
-    while ts + pd.Timedelta(minutes=minutes) <= pd.Timestamp(until):
+    while ts + pd.Timedelta(minutes=minutes) <= end:
         plant.shape(float(temp.asof(ts)))
         kw = await plant.advance(minutes)
         stamp = (ts + pd.Timedelta(minutes=minutes / 2)).to_pydatetime()
-        for d, p in zip(fleet.devices, kw, strict=True):
-            rows.append(Reading(ids[d.spec.name], stamp, float(p)))
+        rows.extend(Reading(ids[d.spec.name], stamp, float(p))
+                    for d, p in zip(devices, kw, strict=True))
         if len(rows) >= 50_000:
             n += await asyncio.to_thread(write_readings, engine, rows)
             rows = []
@@ -291,53 +391,108 @@ async def _write_history(engine, fleet: Fleet, ids: dict[str, int], until,  # no
     return n
 
 
-def _items(x: Any) -> list[dict[str, Any]]:
-    return x["items"] if isinstance(x, dict) and "items" in x else list(x)
+def _settlement_detail(engine, event_id: int | None) -> dict[str, Any]:  # noqa: ANN001
+    """The latest settlement's detail (per-interval record, baselines, what was not metered),
+    or the event's settle error."""
+    from sqlmodel import col, select
+
+    from vpp.db import session_scope
+    from vpp.models import DispatchPlan, GridEvent, Settlement
+
+    if event_id is None:
+        return {}
+    with session_scope(engine) as s:
+        plans = [{"solve_seconds": float(p.solve_seconds or 0.0), "status": p.status,
+                  "shortfall_kw": p.shortfall_kw} for p in s.exec(
+            select(DispatchPlan).where(DispatchPlan.event_id == event_id)
+            .order_by(col(DispatchPlan.id)))]
+        row = s.exec(select(Settlement).where(Settlement.event_id == event_id)
+                     .order_by(col(Settlement.version).desc())).first()
+        if row is not None:
+            return {**(row.detail or {}), "plans": plans}
+        ev = s.get(GridEvent, event_id)
+        return {"settle_error": (ev.detail or {}).get("settle_error") if ev else None,
+                "plans": plans}
 
 
-def _result(scn, fleet, call, city, decision, delivery, settlements, payouts, faults,  # noqa: ANN001
-            wall: float, n_gateways: int) -> SeasonResult:
-    from collections import Counter
-
-    # only intervals the daemon could meter: a missing baseline or meter value is not zero
-    ivs = [i for i in delivery.get("intervals", [])
-           if i.get("baseline_kw") is not None and i.get("metered_kw") is not None]
-    idx = pd.DatetimeIndex([pd.Timestamp(i["interval_start"]) for i in ivs]).tz_convert(
-        scn.scenario.timezone) if ivs else pd.DatetimeIndex([])
-    base = np.array([float(i["baseline_kw"]) for i in ivs])
-    meter = np.array([float(i["metered_kw"]) for i in ivs])
-    st = [x for x in _items(settlements) if x["event_id"] == decision["event_id"]]
+def _result(scn: Scenario, sample: Sample, decision: dict, delivery: dict,  # noqa: PLR0913
+            settlements: Any, payouts: Any, detail: dict[str, Any],
+            applied: list[tuple[str, str]], daemon: dict[str, Any], simulator: dict[str, Any],
+            wall: float) -> SeasonResult:
+    call = sample.call
+    event_id = decision["event_id"]
+    tz = scn.scenario.timezone
+    st = [x for x in _items(settlements) if x["event_id"] == event_id]
     st = st[-1] if st else None
     pay = {str(p["owner_id"]): int(p["amount_fen"]) for p in _items(payouts)
-           if p["event_id"] == decision["event_id"]}
-    notes = [f"full stack: {len(fleet)} devices on {n_gateways} Modbus gateways, daemon at "
-             f"accelerated clock; decision: {decision.get('status')} "
-             f"{decision.get('reason') or ''}".strip()]
+           if p["event_id"] == event_id}
+    # the event's intervals as the daemon's settlement measured them (every owner in the bid)
+    ivs = [i for i in (detail.get("result") or {}).get("intervals", []) if i.get("in_event")]
+    idx = pd.DatetimeIndex([pd.Timestamp(i["interval_start"]) for i in ivs]).tz_convert(tz) \
+        if ivs else pd.DatetimeIndex([], tz=tz)
+    lag = simulator.get("loop_lag", {})
+    notes = [f"full stack: {len(sample.fleet)} devices on {sample.n_gateways} Modbus gateways "
+             f"(a separate simulator process; its event loop lagged at most "
+             f"{lag.get('max_s', 0):.2f} s), the daemon on the shared accelerated clock; "
+             f"decision: {decision.get('status')} {decision.get('reason') or ''}".strip(),
+             f"polls: {daemon['polls']:,}, failed {daemon['poll_errors']:,} "
+             f"({daemon['devices_ever_failed_poll']} devices ever failed one, "
+             f"{daemon['devices_offline_at_end']} offline at the end)"]
     if st is None:
-        notes.append("no settlement was produced within the wait")
-    n_all = len(delivery.get("intervals", []))
-    if len(ivs) < n_all:
-        notes.append(f"only {len(ivs)} of {n_all} intervals were metered by the daemon")
+        notes.append(f"no settlement: {daemon['status']}: "
+                     f"{detail.get('settle_error') or 'not settled within the wait'}")
+    else:
+        base = detail.get("baseline") or "programme method over the metered history"
+        notes.append(f"settled by the daemon (baseline: {base})")
+        um = detail.get("unmetered") or {}
+        if um.get("device_event_intervals"):
+            d = um["device_event_intervals"]
+            notes.append(f"{len(d)} device(s) without meter data in {sum(d.values())} event "
+                         f"device-interval(s), counted as no response (rule: {um.get('rule')})")
+        if um.get("owner_event_intervals"):
+            notes.append(f"owner-intervals counted as no response (no device baseline): "
+                         f"{sum(um['owner_event_intervals'].values())}")
+    counts = delivery.get("setpoints") or {}
+    plans = detail.get("plans") or []
+    if plans:
+        notes.append(f"{len(plans)} dispatch plan(s) by the daemon (first solve "
+                     f"{plans[0]['solve_seconds']:.1f} s, slowest "
+                     f"{max(p['solve_seconds'] for p in plans):.1f} s)")
     ev = EventOutcome(
         call=call, declared_kw=float(decision.get("declared_kw") or 0.0),
         price_yuan_per_kwh=str(decision.get("price_yuan_per_kwh")), available_flex_kw=0.0,
-        index=idx, baseline_kw=base, metered_kw=meter, band_lower_pct=50, band_upper_pct=120,
+        index=idx, baseline_kw=np.array([float(i["baseline_kw"]) for i in ivs]),
+        metered_kw=np.array([float(i["metered_kw"]) for i in ivs]),
+        band_lower_pct=50, band_upper_pct=120,
         revenue_fen=int(st["revenue_fen"]) if st else 0,
         penalty_fen=int(st["penalty_fen"]) if st else 0, fee_fen=int(st["fee_fen"]) if st else 0,
         payouts_fen=pay, baseline_error_pct=None, comfort_violations=0, soc_violations=0,
-        faults=dict(Counter(f.mode for f in faults)), notes=notes,
+        faults=dict(Counter(mode for _, mode in applied)), notes=notes,
         settled_response_kwh=float(st["response_kwh"]) if st else 0.0,
+        setpoints_written=int(sum(v for k, v in counts.items() if k != "failed")),
+        setpoints_failed=int(counts.get("failed", 0)),
+        system_load_mw=float(sample.city_mw.loc[call.start:call.end - timedelta(seconds=1)]
+                             .mean()) if len(sample.city_mw) else 0.0,
+        solve_seconds=float(plans[0]["solve_seconds"]) if plans else 0.0,
+        plan_path=f"daemon (vpp.scheduler.service.Scheduler), {len(plans)} plan(s)"
+        if plans else "",
     )
-    return SeasonResult(
+    res = SeasonResult(
         scenario=scn.name, scale="full-stack", system_peak_mw=scn.city.system_peak_mw,
-        goal_pct=scn.city.dr_goal_pct, n_devices=len(fleet), n_owners=len(fleet.owners()),
-        fleet_rated_mw={k: v / 1000 for k, v in fleet.rated_kw_by_segment().items()},
-        fleet_count=fleet.count_by_segment(), days=[call.day], events=[ev],
-        city_load_mw=city,
-        fleet_load_mw=pd.Series(dtype=float, index=pd.DatetimeIndex([], tz=scn.scenario.timezone)),
-        wall_seconds=wall,
-        simulated_days=1,
+        goal_pct=scn.city.dr_goal_pct, n_devices=len(sample.fleet),
+        n_owners=len(sample.fleet.owners()),
+        fleet_rated_mw={k: v / 1000 for k, v in sample.fleet.rated_kw_by_segment().items()},
+        fleet_count=sample.fleet.count_by_segment(), days=[call.day], events=[ev],
+        city_load_mw=sample.city_mw,
+        fleet_load_mw=pd.Series(dtype=float, index=pd.DatetimeIndex([], tz=tz)),
+        wall_seconds=wall, simulated_days=1,
     )
+    left_out = sample.city_devices - sample.servable
+    res.seams.append(f"{left_out:,} of {sample.city_devices:,} city devices have no register map "
+                     f"able to express their rating (DC chargers, large chillers and lines); the "
+                     f"full-stack sample ({len(sample.fleet) / sample.servable:.0%} of the "
+                     f"servable ones) is drawn from the rest")
+    return res
 
 
 def _free_port_base(n: int) -> int:

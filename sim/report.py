@@ -115,7 +115,8 @@ def summary_dict(result: SeasonResult) -> dict[str, Any]:
              "penalty_fen": e.penalty_fen, "fee_fen": e.fee_fen,
              "payouts_fen": e.payouts_total_fen, "balanced": e.balanced,
              "comfort_violations": e.comfort_violations, "soc_violations": e.soc_violations,
-             "faults": e.faults}
+             "faults": e.faults, "solve_seconds": round(e.solve_seconds, 2),
+             "plan_path": e.plan_path}
             for e in result.events
         ],
     }
@@ -202,6 +203,14 @@ def write_report(result: SeasonResult, out_dir: Path) -> Path:
             f"{_yuan(e.revenue_fen)} | {_yuan(e.penalty_fen)} | {_yuan(e.fee_fen)} | "
             f"{_yuan(e.payouts_total_fen)} | {e.comfort_violations} | {e.soc_violations} | {fl} |"
         )
+    plans = [e for e in ev if e.plan_path]
+    if plans:
+        lines += ["", "## Dispatch plans", "",
+                  "How each event's plan was solved (the daemon's scheduler service; Dask "
+                  "partitions above `[scheduler] partition_size` devices) and how long it took.",
+                  "", "| event | solve s | path |", "|---|---:|---|"]
+        lines += [f"| {e.call.external_id} | {e.solve_seconds:.1f} | {e.plan_path} |"
+                  for e in plans]
     notes = [(e.call.external_id, n) for e in ev for n in e.notes]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {i}: {n}" for i, n in notes]

@@ -45,6 +45,7 @@ class EventOutcome:
     settled_response_kwh: float = 0.0  # bidding.settlement's own (integer-Wh) response
     system_load_mw: float = 0.0  # the city's load at the event (mean over the window)
     notes: list[str] = field(default_factory=list)
+    plan_path: str = ""  # how the dispatch plan was solved (scheduler / partitioned on Dask)
 
     @property
     def delivered_kw(self) -> float:

@@ -87,6 +87,7 @@ class _Pending:
     written: int = 0
     failed: int = 0
     solve_s: float = 0.0
+    plan_path: str = ""
     comfort: int = 0
     soc: int = 0
     notes: list[str] = field(default_factory=list)
@@ -201,9 +202,17 @@ class SeasonRun:
         self.events: list[EventOutcome] = []
         self.event_days: set[date] = set()
         self.seams: list[str] = []
+        self.dispatcher = aggregator.Dispatcher(settings.scheduler, self.step)
+        self.device_owners = [d.owner for d in fleet.devices]
 
     # -- timeline -------------------------------------------------------------------------
     async def run(self) -> SeasonResult:
+        try:
+            return await self._run()
+        finally:
+            self.dispatcher.close()
+
+    async def _run(self) -> SeasonResult:
         t0 = time.perf_counter()
         scn = self.scn
         all_days = season_days(scn)
@@ -415,8 +424,8 @@ class SeasonRun:
         price = p.programme.tariff.price_series(idx).to_numpy(dtype=float)
         t0 = time.perf_counter()
         try:
-            plan = aggregator.plan_dispatch(devices, base, price, p.declared_kw * HEADROOM,
-                                            (0, n_ev), self.settings.scheduler.eps, self.step)
+            plan = self.dispatcher.plan(devices, self.device_owners, base, price,
+                                        p.declared_kw * HEADROOM, (0, n_ev))
         except ValidationError as exc:
             p.notes.append(f"no dispatch plan: {exc.message}")
             p.plan = None
@@ -427,11 +436,15 @@ class SeasonRun:
             return
         p.solve_s = time.perf_counter() - t0
         p.plan = plan
-        moved = np.abs(plan.power_kw[:, :n_ev] - base[:, :n_ev]).max(axis=1) > 0.5
-        p.plan_rows = {i: i for i in np.flatnonzero(moved)}
+        p.plan_path = (f"partitioned on Dask: {plan.partitions} partitions, {plan.qp_devices} QP "
+                       f"devices, {plan.iterations} ADMM iterations" if plan.path == "partitioned"
+                       else f"scheduler (cached service, {plan.qp_devices} QP devices after "
+                            f"aggregation, build {plan.builds})")
+        p.plan_rows = {int(i): int(i) for i in plan.moved(devices, base, n_ev)}
+        p.notes.extend(plan.notes)
         if plan.status not in ("solved", "optimal"):
             p.notes.append(f"scheduler status {plan.status}")
-        short = float(np.nanmax(plan.shortfall_kw)) if plan.shortfall_kw.size else 0.0
+        short = float(np.nanmax(plan.shortfall_kw[:n_ev])) if plan.shortfall_kw.size else 0.0
         if short > 1:
             p.notes.append(f"plan short of the target by up to {short / 1000:.1f} MW")
 
@@ -440,14 +453,20 @@ class SeasonRun:
         tail = pd.Timestamp(p.call.end) + pd.Timedelta(minutes=self.step * VIOLATION_TAIL)
         if not start <= ts < tail:
             return
-        for d, st in zip(self.fleet.devices, self.plant.states, strict=True):
+        for d, st, a in zip(self.fleet.devices, self.plant.states, self.plant.adapters,
+                            strict=True):
             if st is None:
                 continue
             prm = d.spec.params
             if d.kind is DeviceKind.COMMERCIAL_BUILDING and st.indoor_temp_c is not None:
-                hi = float(prm.get("comfort_max_c", 27.0)) + COMFORT_TOLERANCE_C
-                lo = float(prm.get("comfort_min_c", 22.0)) - COMFORT_TOLERANCE_C
-                if not lo <= st.indoor_temp_c <= hi and d.behaviour.get("close_hour", 24) > ts.hour:
+                ph = a.physics  # the band in force: cooling (enrolled) or heating (winter)
+                if ph.mode == "off":
+                    continue  # no electric HVAC (heated by other means): not ours to keep
+                hi = float(ph.comfort_max_c) + COMFORT_TOLERANCE_C
+                lo = float(ph.comfort_min_c) - COMFORT_TOLERANCE_C
+                is_open = (int(d.behaviour.get("open_hour", 0)) <= ts.hour
+                           < int(d.behaviour.get("close_hour", 24)))
+                if not lo <= st.indoor_temp_c <= hi and is_open:
                     p.comfort += 1
             elif d.kind is DeviceKind.BATTERY and st.soc_pct is not None:
                 lo = float(prm.get("soc_min_pct", 10.0)) - SOC_TOLERANCE_PCT
@@ -484,7 +503,7 @@ class SeasonRun:
             baseline_error_pct=proxy, comfort_violations=p.comfort, soc_violations=p.soc,
             faults=dict(p.faults), setpoints_written=p.written, setpoints_failed=p.failed,
             solve_seconds=p.solve_s, system_load_mw=city_mw, notes=p.notes,
-            settled_response_kwh=res.response_kwh,
+            settled_response_kwh=res.response_kwh, plan_path=p.plan_path,
         ))
 
     def _skip_settled(self, p: _Pending, city_mw: float) -> None:

@@ -72,11 +72,20 @@ class PollingSettings(_Section):
     retries: int = Field(2, ge=0, le=10)
     backoff_base_s: float = Field(0.1, ge=0)
     offline_after_failures: int = Field(3, ge=1)
+    #: the longest pause between two heartbeats (the daemon's ``heartbeat`` loop, independent
+    #: of the poll cycle); shorter when an enrolled device's watchdog needs it, see below
     watchdog_period_s: float = Field(10.0, gt=0)
+    #: heartbeat period as a fraction of the shortest device watchdog timeout among the polled
+    #: devices (a 60 s PLC watchdog and 1/3: every 20 s), capped at ``watchdog_period_s``;
+    #: at most 1/2 so that one late or failed heartbeat never lets a watchdog expire
+    heartbeat_fraction: float = Field(1.0 / 3.0, gt=0, le=0.5)
     telemetry_batch_size: int = Field(500, ge=1)
     #: a device drawing power whose energy counter has not moved for this long (and should
     #: have, by at least 5 counter steps) is reported as "stuck values"
     stuck_after_s: float = Field(300.0, gt=0)
+    #: a device found offline is tried again only this often (0: every cycle), so that a
+    #: silent one does not hold up its gateway's cycle by timeout x (retries + 1) every second
+    offline_retry_s: float = Field(0.0, ge=0)
 
 
 class SchedulerSettings(_Section):

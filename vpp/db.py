@@ -160,3 +160,36 @@ def require_current_schema(engine: Engine) -> None:
         raise StorageError(
             f"database schema is at {rev!r}, expected {head_revision()!r}: run `vpp db upgrade`"
         )
+
+
+# -- committed-change counters (what a response cache keys on) --------------------------------
+_row_versions: dict[str, int] = {}
+
+
+@event.listens_for(Session, "after_flush")
+def _note_changed_tables(session: Session, _ctx: Any) -> None:
+    touched = session.info.setdefault("vpp.changed_tables", set())
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        table = getattr(type(obj), "__table__", None)
+        if table is not None:
+            touched.add(table.name)
+
+
+@event.listens_for(Session, "after_commit")
+def _bump_row_versions(session: Session) -> None:
+    for table in session.info.pop("vpp.changed_tables", ()):
+        _row_versions[table] = _row_versions.get(table, 0) + 1
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_changed_tables(session: Session) -> None:
+    session.info.pop("vpp.changed_tables", None)
+
+
+def row_version(table: str) -> int:
+    """How many commits in this process changed rows of ``table`` through the ORM.
+
+    Read it *before* reading the rows: a cache filled under that number is stale as soon as the
+    number moves. Changes made by other processes (the CLI) or by Core statements are not seen.
+    """
+    return _row_versions.get(table, 0)

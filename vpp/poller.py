@@ -5,8 +5,10 @@ offline detection, batched telemetry, per-device latency and error statistics.
 One cycle (:meth:`Poller.poll_once`) reads all devices: gateways in parallel (at most
 ``max_gateways`` at once), the devices of one gateway through its single connection. A device
 that fails ``offline_after_failures`` cycles in a row is marked ``offline`` (and ``active`` again
-when it answers); a failed poll is stored as an unavailable reading, so gaps are visible. A bad
-device never stops the others. Readings go to :class:`vpp.telemetry_store.TelemetryBuffer`,
+when it answers); a failed poll is stored as an unavailable reading, so gaps are visible. An
+offline device is tried again every ``offline_retry_s`` (0: every cycle), not every cycle: a
+silent device costs ``timeout_s x (retries + 1)`` of its gateway's cycle each time it is
+tried. A bad device never stops the others. Readings go to :class:`vpp.telemetry_store.TelemetryBuffer`,
 flushed in a thread (database work stays off the event loop). :meth:`Poller.heartbeat_all`
 feeds watchdogs and enforces the aggregator's leases.
 """
@@ -53,6 +55,8 @@ class DeviceStats:
     last_state: DeviceState | None = None
     energy_since: tuple[float, float] | None = None  # (monotonic s, counter kWh) of last change
     min_power_kw: float | None = None  # least power seen since the counter last changed
+    retry_at: float = 0.0  # monotonic s: while offline, not polled before this
+    skipped: int = 0  # cycles skipped while offline (``polling.offline_retry_s``)
 
     @property
     def mean_latency_ms(self) -> float | None:
@@ -94,6 +98,7 @@ class CycleReport:
     failed: int
     requests: int
     errors: dict[int, str] = field(default_factory=dict)
+    skipped: int = 0  # offline devices not due for a retry (not polled, not in ``ok``)
 
 
 @dataclass
@@ -202,6 +207,8 @@ class Poller:
                 st.online = False
                 self._pending_status[a.device_id] = (DeviceStatus.OFFLINE.value, str(exc))
                 log.warning("device %s offline: %s", a.device_id, exc)
+            if not st.online:
+                st.retry_at = time.monotonic() + self.settings.offline_retry_s
             readings.append(Reading(a.device_id, a._clock(), None, available=False))
             return str(exc)
         latency_ms = (time.perf_counter() - t0) * 1000.0
@@ -218,11 +225,16 @@ class Poller:
         return None
 
     async def _poll_gateway(self, unit: _GatewayUnit, readings: list[Reading],
-                            errors: dict[int, str]) -> None:
+                            errors: dict[int, str], skipped: list[int]) -> None:
         # One request at a time goes through a gateway's connection anyway: poll its devices
         # in turn (no contention on the connection's semaphore), gateways in parallel.
         async with self._gw_sem:
             for a in unit.adapters:
+                st = self.stats[a.device_id]
+                if not st.online and time.monotonic() < st.retry_at:
+                    st.skipped += 1
+                    skipped.append(a.device_id)
+                    continue
                 err = await self._poll_device(a, readings)
                 if err is not None:
                     errors[a.device_id] = err
@@ -233,7 +245,9 @@ class Poller:
         req0 = sum(u.client.stats.requests for u in self.gateways)
         readings: list[Reading] = []
         errors: dict[int, str] = {}
-        await asyncio.gather(*(self._poll_gateway(u, readings, errors) for u in self.gateways))
+        skipped: list[int] = []
+        await asyncio.gather(*(self._poll_gateway(u, readings, errors, skipped)
+                               for u in self.gateways))
         seconds = time.perf_counter() - t0
         if self.buffer is not None:
             for r in readings:
@@ -243,8 +257,9 @@ class Poller:
             pending, self._pending_status = self._pending_status, {}
             await asyncio.to_thread(self._write_status, pending)
         n = sum(len(u.adapters) for u in self.gateways)
-        return CycleReport(t0, seconds, n, n - len(errors), len(errors),
-                           sum(u.client.stats.requests for u in self.gateways) - req0, errors)
+        return CycleReport(t0, seconds, n, n - len(errors) - len(skipped), len(errors),
+                           sum(u.client.stats.requests for u in self.gateways) - req0, errors,
+                           len(skipped))
 
     async def flush(self) -> None:
         if self.buffer is None or not len(self.buffer):

@@ -5,6 +5,11 @@ kWh/degC, ``P`` the electric HVAC power in kW. The building's own controller dra
 that drives ``T`` back to ``set_temp_c`` within ``tau_h`` hours; a setpoint caps that power,
 unless the indoor temperature is above ``comfort_max_c``, where the building overrides the cap
 (comfort protection). Outdoor temperature: a Zhuzhou summer day (``mean + amp * sin``).
+
+``mode``: ``"cool"`` (default, as above); ``"heat"``: a heat pump adds ``heating_cop * P`` of
+heat (``C dT/dt = (T_out - T) / R + Q_internal + heating_cop * P``), drawing the power that
+brings ``T`` up to ``set_temp_c``; a cap is overridden below ``comfort_min_c``; ``"off"``: no
+electric HVAC (a building heated by other means, or not conditioned), ``P = 0``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class BuildingModel:
     energy_kwh: float = 0.0
     soc_pct: float | None = None
     override: bool = False
+    mode: str = "cool"  # "cool" | "heat" | "off"
+    heating_cop: float = 2.5
 
     @property
     def outdoor_temp_c(self) -> float:
@@ -42,13 +49,29 @@ class BuildingModel:
         internal = self.internal_gain_fraction * self.rated_kw * self.cop
         return (self.outdoor_temp_c - self.indoor_temp_c) / self.thermal_resistance_c_per_kw + internal
 
-    def _power(self, setpoint_kw: float | None) -> float:
-        need_th = self.gains_kw_th + self.thermal_capacitance_kwh_per_c * (
-            self.indoor_temp_c - self.set_temp_c) / self.tau_h
-        need = min(max(need_th / self.cop, 0.0), self.rated_kw)
+    @property
+    def hvac_kw_th(self) -> float:
+        """Heat the HVAC removes per kW electric (cooling, > 0) or adds (heating, < 0)."""
+        if self.mode == "cool":
+            return self.cop
+        return -self.heating_cop if self.mode == "heat" else 0.0
+
+    def _power(self, setpoint_kw: float | None, gains_kw_th: float | None = None) -> float:
         self.override = False
+        if self.mode == "off":
+            return 0.0
+        if gains_kw_th is None:
+            gains_kw_th = self.gains_kw_th
+        need_th = gains_kw_th + self.thermal_capacitance_kwh_per_c * (
+            self.indoor_temp_c - self.set_temp_c) / self.tau_h
+        if self.mode == "heat":
+            need = min(max(-need_th / self.heating_cop, 0.0), self.rated_kw)
+            outside = self.indoor_temp_c < self.comfort_min_c
+        else:
+            need = min(max(need_th / self.cop, 0.0), self.rated_kw)
+            outside = self.indoor_temp_c > self.comfort_max_c
         if setpoint_kw is not None and need > setpoint_kw:
-            if self.indoor_temp_c > self.comfort_max_c:
+            if outside:
                 self.override = True
                 return need
             return max(setpoint_kw, 0.0)
@@ -58,8 +81,9 @@ class BuildingModel:
         remaining_h = max(dt_s, 0.0) / 3600.0
         while remaining_h > 1e-12:
             h = min(remaining_h, 60.0 / 3600.0)
-            p = self._power(setpoint_kw)
-            self.indoor_temp_c += (self.gains_kw_th - self.cop * p) * h / self.thermal_capacitance_kwh_per_c
+            gains = self.gains_kw_th  # once per sub-step (the state does not change in between)
+            p = self._power(setpoint_kw, gains)
+            self.indoor_temp_c += (gains - self.hvac_kw_th * p) * h / self.thermal_capacitance_kwh_per_c
             self.energy_kwh += p * h
             self.hour = (self.hour + h) % 24.0
             remaining_h -= h

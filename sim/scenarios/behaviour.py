@@ -16,6 +16,9 @@ from sim.scenarios.fleet import INTERNAL_GAIN_OPEN, ScenarioDevice
 from vpp.device_kinds import DeviceKind
 
 CLOSED_SET_TEMP_C = 30.0  # a closed building lets the temperature float (setback)
+CLOSED_HEAT_SET_TEMP_C = 14.0  # ASSUMPTION: night heating setback when closed
+PREHEAT_HOURS = 3  # ASSUMPTION: heating starts this long before opening (optimum start), so the
+                   # building is in its winter band when it opens
 CLOSED_GAIN = 0.03  # internal gains when closed, share of rated x COP
 SHIFT_HOURS = {1: (8, 17), 2: (8, 24), 3: (0, 24)}  # running hours per number of shifts
 STANDBY_LOAD_FACTOR = 0.1  # an industrial line off shift
@@ -44,6 +47,8 @@ def configure(physics: Any, dev: ScenarioDevice) -> None:
             physics.soc_pct = float(b["start_soc_pct"])
     elif kind is DeviceKind.COMMERCIAL_BUILDING:
         physics.outdoor_amp_c = 0.0
+        if "heating_cop" in b:
+            physics.heating_cop = float(b["heating_cop"])
     elif kind is DeviceKind.INDUSTRIAL_LOAD:
         physics.load_factor = float(b.get("load_share_running", physics.load_factor))
 
@@ -59,12 +64,17 @@ def update(physics: Any, dev: ScenarioDevice, hour: int, outdoor_temp_c: float) 
     kind = dev.kind
     if kind is DeviceKind.COMMERCIAL_BUILDING:
         physics.outdoor_mean_c = outdoor_temp_c
-        is_open = int(b.get("open_hour", 0)) <= hour < int(b.get("close_hour", 24))
+        open_h, close_h = int(b.get("open_hour", 0)), int(b.get("close_hour", 24))
+        is_open = open_h <= hour < close_h
+        set_hvac_mode(physics, dev, outdoor_temp_c)
+        if physics.mode == "heat":
+            is_open = is_open or open_h - PREHEAT_HOURS <= hour < open_h
         if is_open:
             physics.set_temp_c = (physics.comfort_min_c + physics.comfort_max_c) / 2
             physics.internal_gain_fraction = INTERNAL_GAIN_OPEN
         else:
-            physics.set_temp_c = CLOSED_SET_TEMP_C
+            physics.set_temp_c = (CLOSED_HEAT_SET_TEMP_C if physics.mode == "heat"
+                                  else CLOSED_SET_TEMP_C)
             physics.internal_gain_fraction = CLOSED_GAIN
     elif kind is DeviceKind.INDUSTRIAL_LOAD:
         start, end = SHIFT_HOURS.get(int(b.get("shifts", 3)), (0, 24))
@@ -79,6 +89,29 @@ def update(physics: Any, dev: ScenarioDevice, hour: int, outdoor_temp_c: float) 
             physics.default_kw = -p
         else:
             physics.default_kw = 0.0
+
+
+def set_hvac_mode(physics: Any, dev: ScenarioDevice, outdoor_temp_c: float) -> None:
+    """Cooling, heat-pump heating or no electric HVAC, and the comfort band that goes with it.
+
+    Below the segment's ``heating_below_c`` (outdoor, degC) a building whose drawn ``heating``
+    flag is set heats with its heat pump in the ``heating_comfort_min_c..heating_comfort_max_c``
+    band; one without electric heating (gas boiler, or none) draws no HVAC power. Above it (or
+    with no ``heating_below_c`` in the scenario) the building cools in its enrolled comfort band
+    (the device's ``comfort_min_c..comfort_max_c``)."""
+    b = dev.behaviour
+    below = b.get("heating_below_c")
+    if below is not None and outdoor_temp_c < float(below):
+        if b.get("heating"):
+            physics.mode = "heat"
+            physics.comfort_min_c = float(b.get("heating_comfort_min_c", 18.0))
+            physics.comfort_max_c = float(b.get("heating_comfort_max_c", 22.0))
+        else:
+            physics.mode = "off"
+        return
+    physics.mode = "cool"
+    physics.comfort_min_c = float(dev.spec.params.get("comfort_min_c", 22.0))
+    physics.comfort_max_c = float(dev.spec.params.get("comfort_max_c", 27.0))
 
 
 def meter_energy_kwh(physics: Any, kind: DeviceKind) -> float:

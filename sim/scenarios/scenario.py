@@ -68,6 +68,7 @@ Value = float | int | bool | str | list[float] | Distribution
 class ScenarioMeta(_M):
     name: str = Field(..., min_length=1)
     description: str = ""
+    extends: str | None = None  # a base scenario this file changes (see load_scenario)
     seed: int = Field(..., ge=0)
     timezone: str = "Asia/Shanghai"
     interval_minutes: int = Field(15, gt=0, le=60)
@@ -247,20 +248,63 @@ def scenario_path(name_or_path: str | Path, scenarios_dir: Path = DEFAULT_SCENAR
     return scenarios_dir / f"{name_or_path}.toml"
 
 
-def load_scenario(
-    name_or_path: str | Path, scenarios_dir: Path = DEFAULT_SCENARIOS_DIR
-) -> Scenario:
-    """Read and validate a scenario; :class:`ConfigError` names the file, key and reason."""
-    path = scenario_path(name_or_path, scenarios_dir)
+def _read(path: Path, scenarios_dir: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         known = sorted(p.stem for p in scenarios_dir.glob("*.toml")) if scenarios_dir.is_dir() else []
         hint = f" (known: {', '.join(known)})" if known else ""
         raise ConfigError(f"{path}: scenario file not found{hint}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: tables merge key by key, ``segments`` merge by name (a
+    segment of a new name is appended), anything else is replaced."""
+    out = dict(base)
+    for key, v in over.items():
+        if key == "segments" and isinstance(v, list):
+            segs = [dict(x) for x in base.get("segments", [])]
+            names = [x.get("name") for x in segs]
+            for seg in v:
+                if seg.get("name") in names:
+                    k = names.index(seg["name"])
+                    segs[k] = _merge(segs[k], seg)
+                else:
+                    segs.append(dict(seg))
+                    names.append(seg.get("name"))
+            out[key] = segs
+        elif isinstance(v, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], v)
+        else:
+            out[key] = v
+    return out
+
+
+def _resolve(path: Path, scenarios_dir: Path, seen: frozenset[Path]) -> dict[str, Any]:
+    data = _read(path, scenarios_dir)
+    meta = data.get("scenario")
+    base = meta.get("extends") if isinstance(meta, dict) else None
+    if not base:
+        return data
+    base_path = scenario_path(str(base), path.parent)
+    if base_path.resolve() in seen | {path.resolve()}:
+        raise ConfigError(f"{path}: scenario 'extends' loops back to {base_path}")
+    return _merge(_resolve(base_path, path.parent, seen | {path.resolve()}), data)
+
+
+def load_scenario(
+    name_or_path: str | Path, scenarios_dir: Path = DEFAULT_SCENARIOS_DIR
+) -> Scenario:
+    """Read and validate a scenario; :class:`ConfigError` names the file, key and reason.
+
+    A file whose ``[scenario] extends`` names another scenario (in the same directory) holds
+    only what it changes: its tables are merged onto the base's, and its ``[[segments]]`` onto
+    the base's segments of the same name (new names are added)."""
+    path = scenario_path(name_or_path, scenarios_dir)
+    data = _resolve(path, scenarios_dir, frozenset())
     try:
         return Scenario.model_validate(data)
     except pydantic.ValidationError as exc:

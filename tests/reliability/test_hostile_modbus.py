@@ -21,7 +21,7 @@ from device_adapters.profile import load_profile
 from device_adapters.registers import DataType, EncodingError, decode_raw
 from sim.clock import ManualClock
 from tests.reliability.transport import Fault, RecordingTransport
-from tests.sim.helpers import BY_PROFILE, adapter_for, serve, sim_device
+from tests.sim.helpers import BY_PROFILE, adapter_for, client_for, serve, sim_device
 from vpp.errors import DeviceError
 
 PROFILES = ["huawei-luna2000", "sungrow-sh", "alfen-ng9xx", "keba-p30", "coolmaster-vrf",
@@ -168,3 +168,40 @@ def test_non_words_are_an_encoding_error(words: list) -> None:
     """Found by the fuzz above: a non-integer 'register' raised TypeError, not EncodingError."""
     with pytest.raises(EncodingError, match="not a 16-bit word"):
         decode_raw(words, DataType.INT16)
+
+
+async def test_an_offline_device_is_retried_only_every_offline_retry_s() -> None:
+    """A silent device costs its gateway ``timeout_s x (retries + 1)`` each time it is polled
+    (found by the full-stack run: one silent device held up the whole cycle). Once offline it
+    is tried again only every ``polling.offline_retry_s``: the other device on the same
+    connection is polled every cycle, the silent one is skipped (and counted), and it comes
+    back when it answers again."""
+    from vpp.config import PollingSettings
+    from vpp.poller import Poller
+
+    clock = ManualClock()
+    keba = BY_PROFILE["keba-p30"]
+    devs = {1: sim_device(keba, clock, 1), 2: sim_device(keba, clock, 2)}
+    async with serve(devs) as gw:
+        client = client_for(gw)
+        good = await adapter_for(keba, client, 1, 1)
+        silent = await adapter_for(keba, client, 2, 2)
+        poller = Poller(None, PollingSettings(timeout_s=0.2, retries=0, backoff_base_s=0.01,
+                                              offline_after_failures=2, offline_retry_s=3600))
+        poller.add_gateway(1, client, [good, silent])
+        devs[2].faults.silent = True
+        reports = [await poller.poll_once() for _ in range(6)]
+        assert [r.failed for r in reports] == [1, 1, 0, 0, 0, 0]
+        assert [r.skipped for r in reports] == [0, 0, 1, 1, 1, 1]
+        assert all(r.ok == 1 for r in reports)
+        st_good, st_silent = poller.stats[1], poller.stats[2]
+        assert st_good.polls == 6 and st_good.errors == 0
+        assert st_silent.polls == 2 and st_silent.skipped == 4 and not st_silent.online
+        devs[2].faults.clear()
+        report = await poller.poll_once()  # not due yet: still skipped, however long it takes
+        assert report.skipped == 1 and st_silent.polls == 2
+        st_silent.retry_at = 0.0  # the hour has passed (no test waits an hour)
+        report = await poller.poll_once()
+        assert report.failed == 0 and report.skipped == 0 and report.ok == 2
+        assert st_silent.online and st_silent.polls == 3
+        await poller.close()

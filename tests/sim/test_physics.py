@@ -57,6 +57,38 @@ def test_building_cap_warms_the_room_then_comfort_overrides() -> None:
     assert 27.0 < hottest < 27.5  # ...so the room stays near the top of the band
 
 
+def test_heating_building_cap_cools_the_room_then_comfort_overrides() -> None:
+    """Winter: the heat pump holds 20 degC at 5 degC outdoors; a cap lets the room cool until
+    the bottom of the heating band, where comfort protection overrides the cap."""
+    b = BuildingModel(rated_kw=800, comfort_min_c=18, comfort_max_c=22, set_temp_c=20.0,
+                      indoor_temp_c=20.0, outdoor_mean_c=5.0, outdoor_amp_c=0.0, mode="heat",
+                      heating_cop=2.5, internal_gain_fraction=0.0)
+    b.step(0, None)
+    free = b.power_kw
+    assert 0 < free < 800
+    b.step(3600, None)
+    assert b.indoor_temp_c == pytest.approx(20.0, abs=0.05)  # held at the set temperature
+    e0 = b.energy_kwh
+    b.step(600, free * 0.5)
+    assert b.indoor_temp_c < 20.0  # less heating: colder
+    assert b.energy_kwh - e0 == pytest.approx(free * 0.5 / 6, rel=1e-6)
+    overridden, coldest = False, 99.0
+    for _ in range(48):
+        b.step(300, free * 0.5)
+        overridden = overridden or b.override
+        coldest = min(coldest, b.indoor_temp_c)
+    assert overridden
+    assert 17.5 < coldest < 18.0
+
+
+def test_building_without_electric_heating_draws_nothing() -> None:
+    b = BuildingModel(rated_kw=500, outdoor_mean_c=5.0, outdoor_amp_c=0.0, mode="off",
+                      internal_gain_fraction=0.0)
+    b.step(3600, None)
+    assert b.power_kw == 0.0 and b.energy_kwh == 0.0
+    assert b.indoor_temp_c < 25.0  # the room drifts towards outdoors; no electric HVAC holds it
+
+
 def test_ev_sessions_cap_and_departures() -> None:
     ev = EvChargerModel(connectors=2, max_charge_kw_per_connector=11, seed=3)
     ev.step(0, None)

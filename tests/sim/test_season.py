@@ -21,25 +21,64 @@ from sim.report import write_report
 from sim.results import EventOutcome, headline
 from sim.season import RunOptions, run_season
 from vpp.cli.main import main
-from vpp.config import BiddingSettings, Settings
+from vpp.config import BiddingSettings, SchedulerSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = ZoneInfo("Asia/Shanghai")
+
+
+def _programmes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pdir = tmp_path_factory.mktemp("programmes")
+    src = (ROOT / "config/programmes/hunan-2026.toml").read_text()
+    (pdir / "hunan-2026.toml").write_text(src.replace("min_declared_kw = 10000.0",
+                                                      "min_declared_kw = 0.0"))
+    return pdir
 
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory: pytest.TempPathFactory):
     import asyncio
 
-    pdir = tmp_path_factory.mktemp("programmes")
-    src = (ROOT / "config/programmes/hunan-2026.toml").read_text()
-    (pdir / "hunan-2026.toml").write_text(src.replace("min_declared_kw = 10000.0",
-                                                      "min_declared_kw = 0.0"))
-    settings = Settings(bidding=BiddingSettings(programmes_dir=pdir))
+    settings = Settings(bidding=BiddingSettings(programmes_dir=_programmes(tmp_path_factory)))
     opts = RunOptions(event_days=1, history_days=8, max_devices=150)
     scn = ROOT / "config/scenarios/zhuzhou-2025.toml"
     result = asyncio.run(run_season(settings, scn, opts))
     return result
+
+
+def test_plan_goes_through_the_cached_scheduler_service(small_run) -> None:
+    e = [e for e in small_run.events if len(e.index)][0]
+    assert e.plan_path.startswith("scheduler (cached service"), e.plan_path
+
+
+def test_fleet_above_partition_size_is_planned_partitioned_on_dask(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Above ``[scheduler] partition_size`` devices the plan is solved by owner partitions on a
+    Dask LocalCluster (exchange ADMM), and the event still settles with balanced payouts."""
+    import asyncio
+
+    settings = Settings(bidding=BiddingSettings(programmes_dir=_programmes(tmp_path_factory)),
+                        scheduler=SchedulerSettings(partition_size=60))
+    opts = RunOptions(event_days=1, history_days=8, max_devices=150)
+    scn = ROOT / "config/scenarios/zhuzhou-2025.toml"
+    result = asyncio.run(run_season(settings, scn, opts))
+    settled = [e for e in result.events if len(e.index)]
+    assert len(settled) == 1, [e.notes for e in result.events]
+    e = settled[0]
+    assert e.plan_path.startswith("partitioned on Dask: 3 partitions"), e.plan_path
+    assert e.setpoints_written > 0 and e.balanced
+    assert e.delivered_kw > 0
+
+
+def test_owner_partitions_keep_owners_whole() -> None:
+    from sim.aggregator import owner_partitions
+
+    owners = ["a", "b", "a", "c", "c", "c", "d", "b"]
+    parts = owner_partitions(owners, 3)
+    assert sorted(i for p in parts for i in p) == list(range(len(owners)))
+    for o in set(owners):
+        assert sum(any(owners[i] == o for i in p) for p in parts) == 1
+    assert all(len(p) <= 3 for p in parts)
 
 
 def test_one_event_day_is_settled(small_run) -> None:

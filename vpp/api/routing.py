@@ -153,12 +153,12 @@ def wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         result = await route.handler(call)
         if isinstance(result, web.StreamResponse):
             return result
-        if adapter is not None:
-            payload = adapter.dump_python(adapter.validate_python(result, from_attributes=True),
-                                          mode="json")
-        else:
-            payload = result
-        return web.json_response(payload, status=route.status)
+        if adapter is None:
+            return web.json_response(result, status=route.status)
+        # one pass in pydantic-core straight to bytes (not a dict tree, then the json module)
+        body = adapter.dump_json(adapter.validate_python(result, from_attributes=True))
+        return web.Response(body=body, status=route.status, content_type="application/json",
+                            charset="utf-8")
 
     handle.__name__ = route.handler.__name__
     return handle

@@ -20,7 +20,8 @@ from vpp.errors import ValidationError
 SCALES = ("city", "full-stack")
 FULL_STACK_ACCEL = 10.0  # ten simulated seconds per second: the daemon plans ~1,000 devices in
                          # real time, so a faster clock would end the event before the plan
-FULL_STACK_POLL_S = 6.0  # poll cycle in real seconds: one simulated minute
+FULL_STACK_POLL_S = 2.5  # poll cycle in real seconds: 25 simulated seconds, well inside the
+                         # devices' 60 s watchdogs (heartbeats go with the poll step)
 
 
 def simulate(
@@ -67,16 +68,12 @@ def simulate(
                 console.print(f"{stage} ({done}/{total})", highlight=False)
 
         if scale == "full-stack":
-            from sim.fullstack import run_full_stack
+            from sim.fullstack import FullStackOptions, run_full_stack
 
-            # the daemon's intake measures notice against the wall clock rather than its
-            # injected (simulated) clock, so a simulated call would always look late
-            fs = settings.model_copy(update={
-                "polling": settings.polling.model_copy(update={"interval_s": FULL_STACK_POLL_S}),
-                "daemon": settings.daemon.model_copy(update={"accept_short_notice": True})})
-            result = asyncio.run(run_full_stack(fs, scn, out_dir / "work",
-                                                n_devices=max_devices or 1000,
-                                                accel=FULL_STACK_ACCEL, progress=report))
+            fs_opts = FullStackOptions(n_devices=max_devices or 1000, accel=FULL_STACK_ACCEL,
+                                       poll_s=FULL_STACK_POLL_S)
+            result = asyncio.run(run_full_stack(settings, scn, out_dir / "work", fs_opts,
+                                                progress=report)).result
         else:
             result = asyncio.run(run_season(settings, scn, opts, report))
     page = write_report(result, out_dir)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from sqlmodel import Session, select
 
+from device_adapters.adapter import ProfileAdapter
 from device_adapters.factory import make_adapter
 from device_adapters.protocol import DeviceState, SetpointResult
 from vpp.errors import ConfigError, DeviceError
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from vpp.daemon.services import Services
 
 log = logging.getLogger("vpp.daemon.fleet")
+
+#: the supervised loop that runs :meth:`FleetRuntime.heartbeat_step`
+HEARTBEAT_LOOP = "heartbeat"
+#: seconds per unit of a watchdog timeout point (Huawei's forced-mode duration is in minutes)
+_SECONDS_PER = {"s": 1.0, "min": 60.0, "h": 3600.0}
 
 
 def _active_rows(s: Session) -> list[tuple[Gateway, list[Device]]]:
@@ -48,11 +53,19 @@ class FleetRuntime:
         settings = services.settings
         self.poller = poller or Poller(services.db.engine, settings.polling)
         self._known: set[tuple[int, int]] = set()  # (gateway id, device id) being polled
-        self._last_hb = 0.0
+        self._device_locks: dict[int, asyncio.Lock] = {}
+        self.watchdog_s: dict[int, float] = {}  # device id -> its watchdog timeout (s)
+        self.heartbeats = 0  # heartbeat rounds done
+        self._hb_period_s: float | None = None
+        self._hb_tasks: dict[int, asyncio.Task[None]] = {}  # device id -> its heartbeat
+        self.heartbeat_failures = 0  # failed device heartbeats
         self._need_refresh = True
         self.last_setpoints: dict[int, float] = {}
         self._priority = 0
         self.skipped_polls = 0
+        # moves whenever what latest() / last_setpoint() answer may have changed: after each
+        # poll cycle and each setpoint written or released (the API's device listing cache)
+        self.version = 0
 
     # -- membership -----------------------------------------------------------------------
     def request_refresh(self) -> None:
@@ -77,7 +90,8 @@ class FleetRuntime:
                         client, device_id=int(d.id or 0), unit_id=d.unit_id, kind=d.kind,
                         profile=d.profile, rated_power_kw=d.rated_power_kw,
                         min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw,
-                        params=d.params, profiles_dir=self.poller.profiles_dir)
+                        params=d.params, profiles_dir=self.poller.profiles_dir,
+                        clock=self.services.clock)  # readings on the daemon's clock
                 except (DeviceError, ConfigError) as exc:
                     self.poller.load_errors[int(d.id or 0)] = str(exc)
                     log.error("device not polled: %s", exc, extra={"device_id": d.id})
@@ -120,6 +134,7 @@ class FleetRuntime:
             await self.refresh()
         m = self.services.metrics
         report = await self.poller.poll_once()
+        self.version += 1
         m.poll_cycle.observe(report.seconds)
         for dev_id in report.errors:
             m.poll_errors.inc()
@@ -131,11 +146,100 @@ class FleetRuntime:
         power = self.fleet_power_kw()
         if power is not None:
             m.fleet_power_kw.set(power)
-        if time.monotonic() - self._last_hb >= self.services.settings.polling.watchdog_period_s:
-            errors = await self.poller.heartbeat_all()
-            self._last_hb = time.monotonic()
-            for dev_id, err in errors.items():
-                log.warning("heartbeat failed: %s", err, extra={"device_id": dev_id})
+
+    # -- heartbeats (their own loop: a slow or skipped poll cycle must not starve watchdogs) --
+    def device_lock(self, device_id: int) -> asyncio.Lock:
+        """Held while a setpoint is written to / released from the device, and while it is
+        fed: one operation at a time per device (the gateway client serialises requests, not
+        a write-and-read-back sequence)."""
+        lock = self._device_locks.get(device_id)
+        if lock is None:
+            lock = self._device_locks[device_id] = asyncio.Lock()
+        return lock
+
+    def heartbeat_period_s(self) -> float:
+        """``heartbeat_fraction`` of the shortest known device watchdog timeout, at most
+        ``watchdog_period_s`` (s)."""
+        p = self.services.settings.polling
+        known = [t for t in self.watchdog_s.values() if t is not None and t > 0]
+        return min([p.watchdog_period_s] + [p.heartbeat_fraction * t for t in known])
+
+    def _watchdog_known(self, a: ProfileAdapter) -> bool:
+        """True when the device has no timer watchdog or its timeout is known; takes the
+        profile's ``timeout_s`` when it declares one."""
+        wd = a.profile.watchdog
+        if a.device_id in self.watchdog_s or wd.mode != "timer":
+            return True
+        if wd.timeout_s is not None:
+            self.watchdog_s[a.device_id] = float(wd.timeout_s)
+            return True
+        return wd.timeout_point is None
+
+    async def _heartbeat_one(self, a: ProfileAdapter) -> None:
+        """Feed one device; then, if its watchdog timeout is not known yet, read its
+        ``watchdog.timeout_point`` (retried at the next heartbeat until read)."""
+        try:
+            async with self.device_lock(a.device_id):
+                await a.heartbeat()
+        except (DeviceError, ValueError) as exc:  # ValueError: a value that cannot encode
+            self.heartbeat_failures += 1
+            self.services.metrics.heartbeat_errors.inc()
+            log.warning("heartbeat failed: %s", exc, extra={"device_id": a.device_id})
+            return
+        if self._watchdog_known(a):
+            return
+        point = a.profile.watchdog.timeout_point
+        assert point is not None
+        try:
+            value = (await a.read_points([point]))[point]
+        except (DeviceError, ValueError) as exc:
+            log.debug("watchdog timeout not read: %s", exc, extra={"device_id": a.device_id})
+            return
+        per = _SECONDS_PER.get(a.profile.points[point].unit)
+        if per is None:  # a unit we cannot convert: keep watchdog_period_s for this device
+            self.watchdog_s[a.device_id] = 0.0
+            log.warning("watchdog timeout point %s has unit %r (not s/min/h); heartbeat period "
+                        "not derived from it", point, a.profile.points[point].unit,
+                        extra={"device_id": a.device_id})
+        elif isinstance(value, float | int) and value > 0:
+            self.watchdog_s[a.device_id] = float(value) * per
+
+    async def heartbeat_step(self) -> None:
+        """Feed every watchdog / check leases (:meth:`ProfileAdapter.heartbeat`), then set the
+        loop's period from the shortest device watchdog.
+
+        Each device is fed on its own: the step waits at most one period, and a heartbeat still
+        waiting on a slow device carries on into the next step (that device is not fed twice)
+        instead of holding up the others. Skipped: a device whose setpoint is being written
+        (that write feeds its watchdog; never two operations on one device at once), and a
+        device known offline (the poller retries it, ``polling.offline_retry_s``; it gets
+        heartbeats again once it answers) so that it does not hold up its gateway's connection.
+        Runs during dispatch too."""
+        for u in self.poller.gateways:
+            for a in u.adapters:
+                task = self._hb_tasks.get(a.device_id)
+                if task is not None and not task.done():
+                    continue
+                st = self.poller.stats.get(a.device_id)
+                if (st is not None and not st.online) or self.device_lock(a.device_id).locked():
+                    continue
+                self._hb_tasks[a.device_id] = asyncio.create_task(
+                    self._heartbeat_one(a), name=f"vpp-heartbeat-{a.device_id}")
+        self.heartbeats += 1
+        period = self._hb_period_s or self.heartbeat_period_s()
+        running = [t for t in self._hb_tasks.values() if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=period)
+        for u in self.poller.gateways:
+            for a in u.adapters:
+                self._watchdog_known(a)
+        period = self.heartbeat_period_s()
+        if period != self._hb_period_s:
+            self._hb_period_s = period
+            log.info("heartbeat period %.3g s (shortest device watchdog %s s)", period,
+                     min(self.watchdog_s.values(), default=None))
+            if self.services.supervisor.has(HEARTBEAT_LOOP):
+                self.services.supervisor.set_period(HEARTBEAT_LOOP, period)
 
     # -- what others read -----------------------------------------------------------------
     def latest(self, device_id: int) -> DeviceState | None:
@@ -179,6 +283,7 @@ class FleetRuntime:
         """After a restart: remember what the device already holds (written before the crash)
         so that heartbeats keep it, without writing it again."""
         self.last_setpoints[device_id] = setpoint_kw
+        self.version += 1
         try:
             a = self.poller.adapter(device_id)
         except KeyError:
@@ -193,11 +298,13 @@ class FleetRuntime:
             return SetpointResult(device_id, setpoint_kw, 0.0, False, None, False,
                                   "device is not polled (not active or not enrolled)")
         try:
-            result = await a.apply_setpoint(setpoint_kw)
+            async with self.device_lock(device_id):
+                result = await a.apply_setpoint(setpoint_kw)
         except DeviceError as exc:
             result = SetpointResult(device_id, setpoint_kw, 0.0, False, None, False, str(exc))
         if result.error is None or result.readback_kw is not None:
             self.last_setpoints[device_id] = result.written_kw
+            self.version += 1
         return result
 
     async def release(self, device_ids: list[int]) -> dict[int, str]:
@@ -205,8 +312,11 @@ class FleetRuntime:
 
         async def one(i: int) -> None:
             try:
-                await self.poller.adapter(i).release()
+                a = self.poller.adapter(i)
+                async with self.device_lock(i):
+                    await a.release()
                 self.last_setpoints.pop(i, None)
+                self.version += 1
             except KeyError:
                 pass
             except DeviceError as exc:
@@ -218,4 +328,8 @@ class FleetRuntime:
     async def close(self) -> None:
         """Close connections without releasing: a restarted daemon resumes the event, and the
         devices' watchdogs/leases return them to their own behaviour if it does not."""
+        tasks = [t for t in self._hb_tasks.values() if not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.poller.close(release=False)

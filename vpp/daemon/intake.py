@@ -3,10 +3,10 @@
 ``receive`` checks the call against the programme in force (window, duration, interval
 alignment, notice), stores the :class:`~vpp.models.GridEvent`, has :mod:`bidding` make and store
 the offer (:func:`bidding.workflow.bid_event`: owners' load quantiles from the daemon's load
-forecast (:mod:`vpp.daemon.forecasts`) and the scheduler's flexibility envelope at the latest
-polled states of charge when a forecast is available, else from their metered history and
-device capability -- the bid's ``detail.sources`` says which), and wakes the control loop, which plans and dispatches. Where no owner has the
-history ``bid_event`` needs (a fleet enrolled today), :func:`envelope_offer` -- the same
+forecast (:mod:`vpp.daemon.forecasts`), else their metered history; the scheduler's flexibility
+envelope over those quantiles at the latest polled states of charge -- the bid's
+``detail.sources`` says which), and wakes the control loop, which plans and dispatches. Where no
+owner has the history ``bid_event`` needs (a fleet enrolled today), :func:`envelope_offer` -- the same
 :mod:`bidding.offer` rules over the dependable envelope with no forecast spread -- is used
 instead, and the bid says so (``detail.rule``). A call with an ``external_id`` already seen is
 answered with the stored decision (idempotent: a VTN or grid platform may resend); the same id
@@ -210,7 +210,7 @@ class Intake:
             await services.db.call(functools.partial(
                 bid_event, services.db.engine, event_id, settings.bidding.programmes_dir,
                 price_yuan_per_kwh=price, confidence=confidence, actor=actor,
-                load_forecast=fc, scheduler_envelope=fc is not None, soc_pct=soc))
+                load_forecast=fc, scheduler_envelope=True, soc_pct=soc))
             return None
         except (ValidationError, NotFoundError) as exc:
             first = exc.message

@@ -1,7 +1,9 @@
 """``vpp serve``: build the daemon's parts, run the supervised loops and the web server, and
 drain cleanly on SIGTERM/SIGINT.
 
-Loops: ``poll`` (every ``polling.interval_s``: read the fleet, store telemetry, feed watchdogs),
+Loops: ``poll`` (every ``polling.interval_s``: read the fleet, store telemetry), ``heartbeat``
+(feed device watchdogs and check leases, every ``polling.heartbeat_fraction`` of the shortest
+device watchdog, at most ``polling.watchdog_period_s``; independent of the poll cycle),
 ``control`` (plan / dispatch / watch / re-plan / finish; woken at once by a call), ``baselines``
 (refresh the per-site load forecasts, :mod:`vpp.daemon.forecasts`; fix the baselines of
 accepted events due within a day, ahead of their start), ``settle``
@@ -31,7 +33,7 @@ from vpp.config import Settings
 from vpp.daemon.control import ControlLoop
 from vpp.daemon.dbexec import Db
 from vpp.daemon.enrolment_jobs import EnrolmentJobs
-from vpp.daemon.fleet_runtime import FleetRuntime
+from vpp.daemon.fleet_runtime import HEARTBEAT_LOOP, FleetRuntime
 from vpp.daemon.forecasts import ForecastRefresher
 from vpp.daemon.intake import ACCEPTED, Intake
 from vpp.daemon.metrics import Metrics
@@ -130,7 +132,14 @@ class Daemon:
         assert s.fleet is not None and s.control is not None
         await s.fleet.refresh()
         sup.add("poll", s.fleet.poll_step, settings.polling.interval_s,
-                timeout_s=max(30.0, 5 * settings.polling.interval_s))
+                timeout_s=max(30.0, 5 * settings.polling.interval_s), fixed_rate=True)
+        # heartbeats on their own loop: a slow poll cycle (a silent device, long timeouts) or
+        # polls skipped during dispatch must not starve the device watchdogs; the period
+        # follows the shortest watchdog (FleetRuntime.heartbeat_step); a step waits for at
+        # worst a silent device's timeouts, so it is not cut short by the loop timeout
+        p = settings.polling
+        sup.add(HEARTBEAT_LOOP, s.fleet.heartbeat_step, p.watchdog_period_s,
+                timeout_s=max(60.0, 10 * p.timeout_s * (p.retries + 1)), fixed_rate=True)
         sup.add("control", s.control.step, settings.daemon.control_period_s, timeout_s=300.0)
         sup.add("baselines", self._baselines_step, 60.0, timeout_s=300.0)
         sup.add("settle", self.settler.step, settings.daemon.settle_period_s, timeout_s=300.0)

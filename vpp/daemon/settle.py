@@ -10,8 +10,14 @@ of the 15 minutes before the call, Jiangsu's real-time rule), through the same
 :func:`bidding.settlement.settle_event` and :func:`bidding.ledger.post_settlement`; the
 settlement's detail records which baseline was used. Posting is idempotent (the
 ledger's fingerprint and idempotency keys), so a restart, or settling twice, never counts money
-twice. An event that cannot be settled (missing meter data) is marked ``unsettled`` with the
-reason for an operator to look at, instead of being retried forever.
+twice. A device without meter data in an interval counts as no response there (its load taken
+to be its baseline; :func:`bidding.settlement.fill_unmetered`), so that the devices that were
+metered are settled; the settlement's detail lists what was not (``unmetered``). The ToU window
+after the event covers the whole intervals that ended at least one interval before the settle
+time (``settle_delay_minutes``; at most the 2 hours bidding uses).
+An event that cannot be settled (no baseline, or less than half of its device-intervals
+metered: the metering failed, not the devices) is marked ``unsettled`` with the reason for an
+operator to look at, instead of being retried forever.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from sqlmodel import select as sm_select
 
 from bidding.ledger import post_settlement
 from bidding.programme import load_programme
-from bidding.settlement import settle_event
+from bidding.settlement import fill_unmetered, require_metered_share, settle_event
 from bidding.workflow import settle_from_db
+from vpp import failpoints
 from vpp.daemon.delivery import latest_bid
 from vpp.daemon.intake import COMPLETED, SETTLED
 from vpp.daemon.planning import event_intervals
@@ -47,26 +54,21 @@ log = logging.getLogger("vpp.daemon.settle")
 UNSETTLED = "unsettled"
 
 
-def owner_metered(s: Session, device_owner: dict[int, int], owners: list[int],
-                  intervals: list, step: timedelta) -> np.ndarray:
-    """(owners x intervals) metered kW: per device mean per interval, summed per owner."""
+def device_metered(s: Session, device_ids: list[int], intervals: list,
+                   step: timedelta) -> np.ndarray:
+    """(devices x intervals) metered kW: each device's mean power per interval; NaN where a
+    device has no reading in an interval."""
     t = TelemetryReading.__table__
-    out = np.zeros((len(owners), len(intervals)))
-    seen = np.zeros((len(owners), len(intervals)), dtype=bool)
-    row = {o: i for i, o in enumerate(owners)}
-    ids = list(device_owner)
+    out = np.full((len(device_ids), len(intervals)), np.nan)
+    row = {d: i for i, d in enumerate(device_ids)}
     for j, t0 in enumerate(intervals):
         res = s.execute(
             select(t.c.device_id, func.avg(t.c.power_kw))
-            .where(t.c.device_id.in_(ids), t.c.ts >= t0, t.c.ts < t0 + step,
+            .where(t.c.device_id.in_(device_ids), t.c.ts >= t0, t.c.ts < t0 + step,
                    t.c.power_kw.is_not(None))
             .group_by(t.c.device_id)).all()
         for device_id, kw in res:
-            i = row.get(device_owner[int(device_id)])
-            if i is not None:
-                out[i, j] += float(kw)
-                seen[i, j] = True
-    out[~seen] = np.nan
+            out[row[int(device_id)], j] = float(kw)
     return out
 
 
@@ -91,14 +93,21 @@ def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
         raise ValidationError(f"event {event_id}: no owner with a declared share and a baseline")
     step = timedelta(minutes=minutes)
     intervals = event_intervals(ev, minutes)
-    base = np.zeros((len(owners), len(intervals)))
     row = {o: i for i, o in enumerate(owners)}
-    for k, vals in base_dev.items():
-        o = devices.get(int(k))
-        if o in row:
-            base[row[o]] += np.asarray(vals, dtype=float)
-    device_owner = {d: o for d, o in devices.items() if o in row}
-    metered = owner_metered(s, device_owner, owners, intervals, step)
+    dev_ids = sorted(d for d, o in devices.items() if o in row)
+    dev_base = np.array([np.asarray(base_dev[str(d)], dtype=float) for d in dev_ids]).reshape(
+        len(dev_ids), len(intervals))
+    # a device-interval without a reading counts as no response (its fixed baseline), so the
+    # devices that were metered are settled; the settlement's detail lists the rest
+    raw = device_metered(s, dev_ids, intervals, step)
+    require_metered_share(np.isnan(raw), f"event {event_id}")
+    dev_meter, gap = fill_unmetered(raw, dev_base)
+    owner_of = np.array([row[devices[d]] for d in dev_ids], dtype=np.int64)
+    base = np.zeros((len(owners), len(intervals)))
+    metered = np.zeros((len(owners), len(intervals)))
+    np.add.at(base, owner_of, dev_base)
+    np.add.at(metered, owner_of, dev_meter)
+    unmetered = {str(d): int(n) for d, n in zip(dev_ids, gap.sum(axis=1), strict=True) if n}
     programme = load_programme(ev.programme, programmes_dir,
                                ev.start.astimezone(ZoneInfo(tz)).date())
     product = programme.product(ev.event_type, ev.direction)
@@ -115,7 +124,10 @@ def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
     posted = post_settlement(s, event_id, result, actor="daemon",
                              extra={"baseline": "fixed at the first plan",
                                     "baseline_methods": detail.get("baseline_methods", {}),
-                                    "why_not_history": why})
+                                    "why_not_history": why,
+                                    **({"unmetered": {"rule": "no_response",
+                                                      "device_event_intervals": unmetered}}
+                                       if unmetered else {})})
     ev.status = SETTLED
     s.add(ev)
     return posted.settlement
@@ -158,11 +170,18 @@ class Settler:
         settings = services.settings
         before = services.clock() - timedelta(minutes=settings.daemon.settle_delay_minutes)
         for event_id in await services.db.run(_due, before):
+            await failpoints.reach_async("settle.start")
             try:
+                # the ToU window after the event: the whole intervals that ended at least one
+                # interval before now (their readings are stored), at most 2 hours; a
+                # device-interval without data counts as no response (the rest settle)
+                step = settings.service.market_interval_minutes
+                rebound_h = min(2.0, max(0, int(settings.daemon.settle_delay_minutes // step)
+                                         - 1) * step / 60)
                 out = await services.db.call(functools.partial(
                     settle_from_db, services.db.engine, event_id,
                     settings.bidding.programmes_dir, settings.bidding.aggregator_fee_pct,
-                    actor="daemon"))
+                    actor="daemon", unmetered="no_response", rebound_hours=rebound_h))
                 row = out.posted.settlement
             except (ValidationError, NotFoundError) as first:
                 try:
@@ -176,6 +195,7 @@ class Settler:
                               extra={"event_id": event_id})
                     await services.db.run(_mark_unsettled, event_id, exc.message)
                     continue
+            await failpoints.reach_async("settle.committed")
             services.metrics.settlements.inc()
             log.info("event settled", extra={"event_id": event_id, "version": row.version,
                                              "revenue_fen": row.revenue_fen,

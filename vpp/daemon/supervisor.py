@@ -2,6 +2,9 @@
 
 Each loop is a coroutine function doing one *step* (poll the fleet once, plan once, ...). The
 supervisor runs it every ``period_s`` (or sooner when its wake event is set), with a timeout.
+By default ``period_s`` is the pause *between* steps; a ``fixed_rate`` loop (polling) starts a
+step every ``period_s`` instead, the pause being what the step left of its period (none when it
+overran), so that "poll every second" is every second and not every 1 s + a cycle.
 A step that raises is logged with its error, counted, and retried after an exponential backoff
 (``backoff_base_s * 2**n``, capped at ``backoff_max_s``); it never takes the process down.
 :meth:`Supervisor.stop` drains: no new steps start, running steps get ``drain_timeout_s`` to
@@ -44,6 +47,7 @@ class _Loop:
     step: Step
     status: LoopStatus
     timeout_s: float
+    fixed_rate: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -57,13 +61,25 @@ class Supervisor:
         self._loops: dict[str, _Loop] = {}
         self._stopping = asyncio.Event()
 
-    def add(self, name: str, step: Step, period_s: float, timeout_s: float | None = None) -> None:
+    def add(self, name: str, step: Step, period_s: float, timeout_s: float | None = None,
+            fixed_rate: bool = False) -> None:
         if name in self._loops:
             raise ValueError(f"loop {name!r} added twice")
         self._loops[name] = _Loop(
             step=step, status=LoopStatus(name=name, period_s=period_s),
             timeout_s=timeout_s if timeout_s is not None else max(30.0, 10 * period_s),
+            fixed_rate=fixed_rate,
         )
+
+    def has(self, name: str) -> bool:
+        return name in self._loops
+
+    def set_period(self, name: str, period_s: float) -> None:
+        """Change loop ``name``'s period from its next pause on (e.g. the heartbeat loop, whose
+        period follows the shortest device watchdog)."""
+        if not period_s > 0:
+            raise ValueError(f"loop {name!r}: period must be > 0 s, got {period_s!r}")
+        self._loops[name].status.period_s = period_s
 
     def wake(self, name: str) -> None:
         """Run loop ``name`` now instead of at its next period."""
@@ -123,7 +139,10 @@ class Supervisor:
                 st.iterations += 1
                 st.consecutive_failures = 0
                 st.last_ok_at = datetime.now(UTC)
-                await self._sleep(st.period_s, loop)
+                pause = st.period_s
+                if loop.fixed_rate:
+                    pause = max(0.0, st.period_s - (time.perf_counter() - t0))
+                await self._sleep(pause, loop)
         finally:
             st.state = "stopped"
             self.metrics.loop_up.labels(name).set(0)

@@ -85,13 +85,29 @@ class SolverOptions:
     fallback: bool = True  # re-solve with Clarabel when OSQP does not converge
 
 
+#: Fleets of at least this many devices get partial-sum fleet rows by default.
+AUTO_SPLIT_DEVICES = 2000
+
+
+def auto_group_size(n_devices: int) -> int:
+    """Default ``group_size``: 0 (fleet rows sum the devices directly) below
+    :data:`AUTO_SPLIT_DEVICES`, else about sqrt(N) devices per partial sum (at least 50), which
+    keeps both the partial-sum rows and the fleet rows short (~2 sqrt(N) entries)."""
+    if n_devices < AUTO_SPLIT_DEVICES:
+        return 0
+    return max(50, int(round(np.sqrt(n_devices))))
+
+
 class DispatchModel:
-    """One fleet's QP. Build once; :meth:`solve` as often as the data change."""
+    """One fleet's QP. Build once; :meth:`solve` as often as the data change.
+
+    ``group_size``: ``None`` chooses :func:`auto_group_size`; 0 never splits the fleet rows;
+    k > 0 sums the fleet rows through partial sums of k devices (same optimum)."""
 
     def __init__(self, devices: Sequence[FleetDevice], n_intervals: int, *,
                  interval_minutes: int = 15, weights: Weights | None = None,
                  options: SolverOptions | None = None, exchange: bool = False,
-                 group_size: int = 0) -> None:
+                 group_size: int | None = None) -> None:
         t0 = time.perf_counter()
         if not devices:
             raise ValidationError("the fleet is empty")
@@ -156,32 +172,46 @@ class DispatchModel:
             roff += b.m * b.nr
         self.n_dev_vars = voff
         # Fleet rows sum ~2 entries per device; at thousands of devices such rows slow OSQP's
-        # AMD ordering badly (just under its dense-row threshold). Rows are therefore split
-        # through partial sums y_{g,t} over groups of ``group_size`` devices:
-        #   y_{g,t} - sign * sum_{i in g} (R_i/S) * power map of i = 0,  fleet row = sum_g y_g,t
+        # AMD ordering badly (just under its dense-row threshold). Large fleets therefore route
+        # them through partial sums y_{g,t} over groups of ``group_size`` devices. y_g is per
+        # unit of its group's rating S_g (a virtual device: the fleet row sees S_g/S * y_g,
+        # as it sees R_i/S * x_i unsplit), and the partial-sum row is written in units of the
+        # group's mean device rating S_g/m_g, so that its device entries are of order one like
+        # the devices' own rows:
+        #   m_g * y_{g,t} - sign * sum_{i in g} (R_i m_g/S_g) * power map of i = 0
+        # (scaled in fleet units instead, the rows left OSQP's iterations stalling and the
+        # call missed at eps 1e-4 on 10,000 devices: docs/scheduler.md).
         N = len(self.rated_kw)
-        gs = self.group_size if 0 < self.group_size < N else N
+        gs = auto_group_size(N) if self.group_size is None else self.group_size
+        split = 0 < gs < N
+        self.group_size = gs if split else 0
+        gs = gs if split else N
         G = (N + gs - 1) // gs
         t = np.arange(n)
         sign = 1.0 if self.exchange else -1.0
-        split = G > 1
         ny = G * n if split else 0
         y0 = voff
-        p0 = roff if split else roff  # partial-sum rows, or the fleet rows themselves
-        count = 0
-        for b, vo in zip(self.blocks, self.var_off, strict=True):
-            j = np.arange(b.m)[:, None]
-            g = ((count + np.arange(b.m)) // gs)[:, None] if split else np.zeros((b.m, 1), int)
+        gidx, count = [], 0
+        for b in self.blocks:
+            gidx.append((count + np.arange(b.m)) // gs)
             count += b.m
-            rows.append((p0 + g * n + b.power_t[None, :]).ravel())
+        g_rated = np.zeros(G)
+        for b, g in zip(self.blocks, gidx, strict=True):
+            np.add.at(g_rated, g, b.rated_kw)
+        g_count = np.bincount(np.concatenate(gidx), minlength=G).astype(float)
+        # per device: coefficient of its per-unit power in its row (partial sum or fleet row)
+        coef = g_count / g_rated if split else np.full(G, 1.0 / S)
+        for b, vo, g in zip(self.blocks, self.var_off, gidx, strict=True):
+            j = np.arange(b.m)[:, None]
+            rows.append((roff + g[:, None] * n + b.power_t[None, :]).ravel())
             cols.append((vo + j * b.nv + b.power_var[None, :]).ravel())
-            vals.append((sign * (b.rated_kw / S)[:, None] * b.power_coef[None, :]).ravel())
+            vals.append((sign * (coef[g] * b.rated_kw)[:, None] * b.power_coef[None, :]).ravel())
         self.ps_vars, self.ps_rows = slice(y0, y0 + ny), slice(roff, roff + ny)
         if split:
             gt = (np.arange(G)[:, None] * n + t[None, :]).ravel()
-            rows.append(p0 + gt)
+            rows.append(roff + gt)
             cols.append(y0 + gt)
-            vals.append(-np.ones(ny))
+            vals.append(-np.repeat(g_count, n))
             fam_names.append("fleet.partial_sum")
             fam_code.append(np.full(ny, fam_names.index("fleet.partial_sum"), dtype=np.int32))
             row_dev.append(np.full(ny, -1, dtype=np.int32))
@@ -195,7 +225,7 @@ class DispatchModel:
         if split:
             rows.append(c0 + np.tile(t, G))
             cols.append(y0 + gt)
-            vals.append(np.ones(ny))
+            vals.append(np.repeat(g_rated / S, n))
         # sigma in units of kappa * S, kappa chosen so that its cost is of order one (OSQP
         # scales the cost by its largest entry: a 100 yuan/kWh penalty would drown the rest).
         self.kappa = 1.0 if self.exchange else self.sigma_cost / (
@@ -293,6 +323,17 @@ class DispatchModel:
         if data.interval_minutes != self.interval_minutes:
             raise ValidationError(f"interval_minutes={data.interval_minutes} but the model uses "
                                   f"{self.interval_minutes}")
+
+    def set_options(self, options: SolverOptions) -> None:
+        """Change the solver settings (tolerance, iteration cap, polishing, time limit) without
+        rebuilding: the next solve still warm-starts the same OSQP workspace."""
+        self.options = options
+        if self._solver is not None:
+            o = options
+            self._solver.update_settings(eps_abs=o.eps, eps_rel=o.eps, max_iter=o.max_iter,
+                                         polishing=o.polishing,
+                                         time_limit=o.time_limit_s if o.time_limit_s > 0
+                                         else 1e10)
 
     def solve_raw(self, q: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                   p_data: np.ndarray | None = None):

@@ -72,3 +72,30 @@ def test_not_toml(tmp_path: Path) -> None:
     p.write_text("[scenario\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_scenario(p)
+
+
+def test_plan_target_variant_extends_the_grounded_scenario(zhuzhou) -> None:
+    from sim.scenarios.fleet import generate_fleet
+
+    var = load_scenario("zhuzhou-2025-plan-target", SCENARIOS)
+    assert var.name == "zhuzhou-2025-plan-target" and var.scenario.extends == "zhuzhou-2025"
+    assert var.city == zhuzhou.city and var.grid_operator == zhuzhou.grid_operator
+    segs = {s.name: s for s in var.segments}
+    base = {s.name: s for s in zhuzhou.segments}
+    assert list(segs) == list(base)  # merged by name, order kept
+    assert segs["ev-residential"].enrolled_share == 1.0
+    assert segs["ev-residential"].population == base["ev-residential"].population
+    assert segs["office"] == base["office"]
+    posts = sum(segs[n].enrolled for n in ("ev-public-dc", "ev-public-ac", "ev-residential"))
+    assert posts == 25_000  # the plan's 25,000+ posts, all enrolled
+    assert len(generate_fleet(var)) > 20_000
+
+
+def test_extends_loop_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text('[scenario]\nname = "a"\nextends = "b"\n')
+    (tmp_path / "b.toml").write_text('[scenario]\nname = "b"\nextends = "a"\n')
+    with pytest.raises(ConfigError, match="loops back"):
+        load_scenario("a", tmp_path)
+    (tmp_path / "c.toml").write_text('[scenario]\nname = "c"\nextends = "nowhere"\n')
+    with pytest.raises(ConfigError, match="scenario file not found"):
+        load_scenario("c", tmp_path)

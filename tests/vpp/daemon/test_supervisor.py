@@ -85,3 +85,36 @@ async def test_a_step_that_hangs_is_timed_out_and_reported() -> None:
             break
     assert sup.statuses()[0].last_error == "TimeoutError"
     await sup.stop(drain_timeout_s=0.2)
+
+
+async def test_a_fixed_rate_loop_pauses_only_for_what_its_step_left_of_the_period() -> None:
+    """Polling "every second" must start a cycle every second: the pause after a step is the
+    period minus the step (none after an overrun), not the period again (the load benchmark
+    polled every ~1.5 s: a 0.5 s cycle + 1 s). Checked on the pauses asked for, not on time."""
+    sup = Supervisor(Metrics())
+    pauses: dict[str, list[float]] = {"rate": [], "delay": [], "overrun": []}
+    step_s = {"rate": 0.05, "delay": 0.05, "overrun": 0.25}
+
+    def make(name: str):  # noqa: ANN202
+        async def step() -> None:
+            await asyncio.sleep(step_s[name])
+        return step
+
+    real_sleep = sup._sleep
+
+    async def record(seconds: float, loop) -> None:  # noqa: ANN001
+        name = next(n for n, lp in sup._loops.items() if lp is loop)
+        pauses[name].append(seconds)
+        await real_sleep(min(seconds, 0.01), loop)
+
+    sup._sleep = record  # type: ignore[method-assign]
+    sup.add("rate", make("rate"), period_s=0.2, fixed_rate=True)
+    sup.add("delay", make("delay"), period_s=0.2)
+    sup.add("overrun", make("overrun"), period_s=0.2, fixed_rate=True)
+    sup.start()
+    while min(len(v) for v in pauses.values()) < 3:
+        await asyncio.sleep(0.02)
+    await sup.stop(drain_timeout_s=1.0)
+    assert all(0.0 <= p <= 0.2 - 0.05 for p in pauses["rate"]), pauses["rate"]
+    assert all(p == 0.2 for p in pauses["delay"]), pauses["delay"]
+    assert all(p == 0.0 for p in pauses["overrun"]), pauses["overrun"]

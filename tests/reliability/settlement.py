@@ -1,0 +1,93 @@
+"""Finished events ready to settle, and the check that each was settled whole or not at all:
+shared by the settlement crash test (``test_settle_crash.py``) and the SIGKILL loop
+(``benchmarks/bench_reliability.py``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Engine, func, select
+
+from bidding.ledger import GRID_RECEIVABLE, OWNER_PAYABLE, REVENUE
+from tests.vpp.daemon.harness import PROGRAMME
+from vpp.db import session_scope
+from vpp.models import (
+    AuditLog,
+    Bid,
+    Device,
+    GridEvent,
+    LedgerEntry,
+    LedgerTransaction,
+    OwnerPayout,
+    Settlement,
+)
+from vpp.telemetry_store import Reading, write_readings
+
+
+def add_finished_events(engine: Engine, owner_id: int, n: int, tag: int) -> list[int]:
+    """``n`` completed one-hour events of the owner's polled devices, hours ago, with their
+    bid, the baselines fixed at their first plan and a reading every 30 s: ready to settle."""
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    ids: list[int] = []
+    readings: list[Reading] = []
+    with session_scope(engine) as s:
+        devices = [int(d) for d in s.exec(select(Device.id).where(
+            Device.owner_id == owner_id)).scalars()]
+        for k in range(n):
+            start = now - timedelta(hours=3 + 2 * (tag * n + k))  # each its own hours
+            ev = GridEvent(external_id=f"settle-{tag}-{k}", source="rest",
+                           event_type="real_time", direction="peak_shaving",
+                           programme=PROGRAMME, start=start, end=start + timedelta(hours=1),
+                           requested_kw=4.0, status="completed",
+                           detail={"baseline_kw": {str(d): [3.0] * 4 for d in devices}})
+            s.add(ev)
+            s.flush()
+            s.add(Bid(event_id=ev.id, declared_kw=4.0, price_yuan_per_kwh=Decimal("2.0"),
+                      detail={"owners": [{"owner_id": owner_id, "declared_kw": 4.0}]}))
+            ids.append(int(ev.id or 0))
+            readings += [Reading(d, start + timedelta(seconds=30 * j), 1.0 + (j % 7) / 10)
+                         for d in devices for j in range(120)]
+    write_readings(engine, readings)
+    return ids
+
+
+def check_settlements(engine: Engine, event_ids: list[int]) -> dict[str, int]:
+    """Each event settled whole or not at all; raises AssertionError otherwise."""
+    settled = 0
+    with session_scope(engine) as s:
+        for eid in event_ids:
+            ev = s.get(GridEvent, eid)
+            rows = s.exec(select(Settlement).where(Settlement.event_id == eid)).scalars().all()
+            txns = s.exec(select(LedgerTransaction).where(
+                LedgerTransaction.event_id == eid)).scalars().all()
+            audits = s.execute(select(func.count()).select_from(AuditLog).where(
+                AuditLog.action == "settlement_posted",
+                AuditLog.subject == f"event:{eid}")).scalar_one()
+            if ev.status != "settled":
+                assert ev.status == "completed", f"event {eid}: status {ev.status}"
+                assert not rows and not txns and not audits, (
+                    f"event {eid} not settled but {len(rows)} settlement(s), {len(txns)} "
+                    f"ledger transaction(s), {audits} audit record(s) left by the kill")
+                continue
+            settled += 1
+            assert len(rows) == 1 and rows[0].version == 1, (
+                f"event {eid}: settled {len(rows)} times")
+            assert len(txns) == 1 and txns[0].idempotency_key == f"settle:event:{eid}:v1", (
+                f"event {eid}: ledger transactions {[t.idempotency_key for t in txns]}")
+            assert audits == 1, f"event {eid}: {audits} settlement_posted audit records"
+            legs: Counter[tuple[str, int | None]] = Counter()
+            for e in s.exec(select(LedgerEntry).where(
+                    LedgerEntry.transaction_id == txns[0].id)).scalars():
+                legs[(e.account, e.owner_id)] += e.amount_fen
+            st = rows[0]
+            assert legs[(GRID_RECEIVABLE, None)] == st.revenue_fen - st.penalty_fen, (eid, legs)
+            assert legs[(REVENUE, None)] == -st.revenue_fen, (eid, legs)
+            payouts = s.exec(select(OwnerPayout).where(
+                OwnerPayout.settlement_id == st.id)).scalars().all()
+            assert payouts, f"event {eid}: no payout rows"
+            for p in payouts:
+                assert legs[(OWNER_PAYABLE, p.owner_id)] == -p.amount_fen, (eid, p, legs)
+            assert st.revenue_fen > 0, f"event {eid}: nothing earned ({st.revenue_fen} fen)"
+    return {"events": len(event_ids), "settled": settled}
