@@ -100,7 +100,15 @@ def test_accounting_against_the_rows(run) -> None:  # noqa: ANN001
     # metered per owner = the sum of its devices' polled means (a device-interval without
     # data counts as no response, per the settlement's own record of which ones)
     unmetered = (st.detail.get("unmetered") or {}).get("device_event_intervals", {})
-    assert len(unmetered) >= 2
+    # every silenced device whose owner took a declared share is settled as no response for
+    # the intervals it was silent (an owner that declared nothing is not in the settlement)
+    settled_owners = {int(o["owner_id"]) for o in owners}
+    silenced = {d for d, row in devices.items()
+                if row.name in {n for n, mode in run.faults if mode == "fail"}
+                and row.owner_id in settled_owners}
+    assert silenced, "no silenced device belongs to a settled owner"
+    assert {str(d) for d in silenced} <= set(unmetered), (silenced, unmetered)
+    assert all(unmetered[str(d)] >= 2 for d in silenced)  # silent from 15 minutes in
     for o in owners:
         devs = [d for d, row in devices.items() if row.owner_id == o["owner_id"]]
         if any(str(d) in unmetered for d in devs):
