@@ -15,6 +15,8 @@ from sqlmodel import select
 
 from bidding.workflow import OwnerForecast, bid_event, cap_offers, scheduler_envelopes
 from tests.bidding.fleet import TZ, add_event, make_fleet, simulate_history
+from tests.vpp.daemon.harness import PROGRAMME as TEST_PROGRAMME
+from tests.vpp.daemon.harness import write_test_programme
 from vpp.db import session_scope
 from vpp.models import Device, GridEvent
 
@@ -72,6 +74,30 @@ def test_fallbacks_are_labelled(fleet):
     assert {v["quantiles"] for v in bid.detail["sources"].values()} == {"empirical (fallback)"}
     assert {v["envelope"] for v in bid.detail["sources"].values()} == {
         "device capability (fallback)"}
+
+
+def test_the_daemons_fallback_bids_the_scheduler_envelope_over_empirical_quantiles(fleet, tmp_path):
+    # what the daemon does with no fitted forecast: the scheduler's envelope is computed over
+    # the owners' empirical load quantiles, so no owner declares more than it can shed from the
+    # load it actually draws (the rated-capability fallback declared nameplate flexibility)
+    with session_scope(fleet) as s:
+        devs = s.exec(select(Device)).all()
+        s.expunge_all()
+    simulate_history(fleet, devs, START.date(), days=3)
+    # Hunan's rules without the 10 MW minimum, so that the smaller (honest) offer is still made
+    progs = write_test_programme(tmp_path).parent
+    ev = add_event(fleet, START, programme=TEST_PROGRAMME)
+    _set_requested(fleet, ev, 1e9)
+    rated, _ = bid_event(fleet, ev, progs, history_days=3)
+    bid, _ = bid_event(fleet, ev, progs, history_days=3, scheduler_envelope=True)
+    src = bid.detail["sources"]
+    assert "envelope_error" not in src
+    assert {v["quantiles"] for v in src.values()} == {"empirical (fallback)"}
+    assert {v["envelope"] for v in src.values()} == {"scheduler envelope"}
+    by_rated = {int(o["owner_id"]): o["declared_kw"] for o in rated.detail["owners"]}
+    for o in bid.detail["owners"]:
+        assert 0.0 <= o["declared_kw"] <= by_rated[int(o["owner_id"])] + 1e-6
+    assert bid.declared_kw < rated.declared_kw
 
 
 def test_declared_capacity_is_capped_at_the_request(fleet):
