@@ -342,7 +342,8 @@ async def _enrol(api: _Api, sample: Sample, report) -> None:  # noqa: ANN001
             failed = [x for x in done if x["enrolment_state"] == "failed"]
             if failed:
                 raise FullStackError(f"{len(failed)} gateway(s) failed their probe, first: "
-                                     f"{failed[0]['host']}:{failed[0]['port']}")
+                                     f"{failed[0]['host']}:{failed[0]['port']}: "
+                                     f"{failed[0].get('last_error') or 'no reason recorded'}")
             return
         await asyncio.sleep(0.5)
     raise FullStackError("gateway probes did not finish within 10 minutes")

@@ -86,6 +86,10 @@ class PollingSettings(_Section):
     #: a device found offline is tried again only this often (0: every cycle), so that a
     #: silent one does not hold up its gateway's cycle by timeout x (retries + 1) every second
     offline_retry_s: float = Field(0.0, ge=0)
+    #: the enrolment probe's own per-request timeout and retries: it runs once per enrolment
+    #: (or re-probe), so a gateway that is slow for a moment is not refused for good
+    probe_timeout_s: float = Field(2.0, gt=0)
+    probe_retries: int = Field(2, ge=0, le=10)
 
 
 class SchedulerSettings(_Section):

@@ -152,8 +152,8 @@ async def probe_gateway(
     settings = settings or PollingSettings()
     gw, devices = await asyncio.to_thread(_load, engine, gateway_id)
     endpoint = f"{gw.host}:{gw.port}"
-    client = GatewayClient(gw.host, gw.port, timeout_s=settings.timeout_s,
-                           retries=settings.retries, backoff_base_s=settings.backoff_base_s)
+    client = GatewayClient(gw.host, gw.port, timeout_s=settings.probe_timeout_s,
+                           retries=settings.probe_retries, backoff_base_s=settings.backoff_base_s)
     probes: list[DeviceProbe] = []
     error: str | None = None
     try:

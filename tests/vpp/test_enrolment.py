@@ -21,7 +21,8 @@ from vpp.db import session_scope
 from vpp.enrolment import probe_gateway
 from vpp.models import AuditLog, Device, Gateway
 
-FAST = PollingSettings(timeout_s=0.3, retries=0, backoff_base_s=0.01)
+FAST = PollingSettings(timeout_s=0.3, retries=0, backoff_base_s=0.01, probe_timeout_s=0.3,
+                       probe_retries=0)
 
 
 def demo_owners(repo_root: Path) -> list[OwnerSpec]:
@@ -141,3 +142,20 @@ async def test_one_bad_unit_does_not_fail_the_others(sqlite_engine: Engine) -> N
     assert report.state == "active" and not report.ok
     assert [d.ok for d in report.devices] == [True, False]
     assert "unit 2: wrong unit id" in (report.error or "")
+
+
+async def test_the_probe_has_its_own_timeout(sqlite_engine: Engine) -> None:
+    # a gateway answering in 0.4 s is too slow for a 0.2 s poll timeout, but one probe at
+    # enrolment gets probe_timeout_s: it is enrolled (and would fail with the poll's timeout)
+    clock = ManualClock()
+    gw = SimGateway({1: sim_device(BY_PROFILE["keba-p30"], clock, 1)}, port=free_port())
+    gw.delay_s = 0.4
+    polling = PollingSettings(timeout_s=0.2, retries=0, backoff_base_s=0.01)
+    gid = _register(sqlite_engine, "o", gw.port, [_dev("keba-p30", 1)])
+    async with gw:
+        assert polling.probe_timeout_s >= 1.0
+        report = await probe_gateway(sqlite_engine, gid, polling)
+        assert report.state == "active" and report.ok, report
+        strict = polling.model_copy(update={"probe_timeout_s": 0.2, "probe_retries": 0})
+        report = await probe_gateway(sqlite_engine, gid, strict)
+        assert report.state == "failed" and "timeout" in (report.error or ""), report
