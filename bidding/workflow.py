@@ -44,7 +44,7 @@ from bidding.settlement import (
 )
 from forecasting.baselines import BaselineResult, BaselineSpec, compute_baseline
 from vpp.db import session_scope
-from vpp.errors import NotFoundError, ValidationError
+from vpp.errors import NoHistoryError, NotFoundError, ValidationError
 from vpp.models import AuditLog, Bid, Device, GridEvent, Owner, TelemetryReading
 from vpp.timeutil import require_aware
 
@@ -258,6 +258,9 @@ def bid_event(
     ``requested_kw`` (owners scaled down pro rata; ``capped_from_kw`` in the bid detail).
     The programme version is the one in force on the event's local date in the programme's
     zone (:func:`bidding.programme.load_programme` with the aware start).
+    Raises :class:`~vpp.errors.NoHistoryError` when no owner has a forecast or a whole day of
+    history for the window, and :class:`~vpp.errors.ValidationError` when the offer is not
+    admissible (e.g. below the programme's minimum).
     """
     with session_scope(engine) as s:
         ev = get_event(s, event_id)
@@ -300,6 +303,10 @@ def bid_event(
                 hist = np.vstack(days)
                 quantiles[o] = (list(levels), hist.mean(axis=0),
                                 np.quantile(hist, levels, axis=0), "empirical (fallback)")
+        if not quantiles:
+            raise NoHistoryError(
+                f"event {event_id}: no owner has a load forecast or a whole day of metered "
+                f"history in the last {history_days} days for the window")
         if envelope_kw is None and scheduler_envelope:
             # the scheduler's envelope over the forecast quantiles, or, with no forecast, over the
             # empirical ones: a device can only shed load it actually draws in the window (an

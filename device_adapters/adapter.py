@@ -289,7 +289,10 @@ class ProfileAdapter:
             if mag:
                 written_kw = sign * abs(point_to_kw(self.profile, mag[0][0], mag[0][1],
                                                     self._context))
-            self.active_setpoint_kw = written_kw
+            # the register value back in kW can land a rounding step outside the limits it
+            # was clamped to (-56.66900000001 for -56.669); hold the value inside them
+            self.active_setpoint_kw = min(max(written_kw, self.min_setpoint_kw),
+                                          self.max_setpoint_kw)
             self._lease_started = self._monotonic()
             back, mismatches = await self._verify(written)
         except (DeviceError, EncodingError) as exc:

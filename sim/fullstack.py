@@ -27,6 +27,8 @@ import asyncio
 import json
 import logging
 import os
+import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -48,6 +50,7 @@ from sim.fullstack_fleet import (
     SharedClock,
     build_sample,
     first_call,
+    rated_share,
 )
 from sim.grid import DeviceFault, draw_faults
 from sim.plant import CityPlant
@@ -231,6 +234,8 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
     from vpp.db import make_engine, session_scope, upgrade
 
     call = sample.call
+    settings, programme, programme_note = sample_programme(
+        settings, call.programme, rated_share(sample), work_dir)
     clock = SharedClock(accel=opts.accel, start=start)
     db_path = work_dir / "fullstack.sqlite3"
     for suffix in ("", "-wal", "-shm"):
@@ -263,7 +268,8 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
             await sims.command(f"release {m0!r}")
             await _wait_until(clock, call.issued_at)
             report("grid call", 0, 1)
-            decision = await grid.call("POST", "/api/v1/grid/calls", call.to_payload())
+            decision = await grid.call("POST", "/api/v1/grid/calls",
+                                       {**call.to_payload(), "programme": programme})
             event_id = int(decision["event_id"])
             if opts.faults:
                 faults = draw_faults(scn, call, len(sample.fleet),
@@ -313,6 +319,7 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
     engine.dispose()
     res = _result(scn, sample, decision, delivery, settlements, payouts, detail, applied,
                   daemon_stats, stats, time.perf_counter() - t0)
+    res.events[0].notes.insert(1, programme_note)
     (work_dir / "run.json").write_text(json.dumps(
         {"event_id": event_id, "wall_s": round(res.wall_seconds, 1), "daemon": daemon_stats,
          "simulator": stats, "faults": applied, "unmetered": detail.get("unmetered"),
@@ -494,6 +501,40 @@ def _result(scn: Scenario, sample: Sample, decision: dict, delivery: dict,  # no
                      f"full-stack sample ({len(sample.fleet) / sample.servable:.0%} of the "
                      f"servable ones) is drawn from the rest")
     return res
+
+
+def sample_programme(settings: Settings, programme: str, share: float,
+                     work_dir: Path) -> tuple[Settings, str, str]:
+    """The programme the sample bids under: it stands for ``share`` of the city fleet's rated
+    power, so it bids as that share of the aggregator, with the programme's size minimum
+    (``min_declared_kw``, every version) scaled by ``share`` and every other rule as published
+    (the 10% of normal load share included). Written beside copies of the other programme
+    files in ``work_dir / "programmes"``; returns the settings pointing there, the derived
+    programme's name and a sentence for the report."""
+    src_dir = Path(settings.bidding.programmes_dir)
+    src = src_dir / f"{programme}.toml"
+    if not src.is_file():
+        raise FullStackError(f"programme {programme!r}: no {src}")
+    out = work_dir / "programmes"
+    out.mkdir(parents=True, exist_ok=True)
+    for f in src_dir.glob("*.toml"):
+        shutil.copyfile(f, out / f.name)
+    name = f"{programme}-sample"
+    text = src.read_text(encoding="utf-8").replace(f'name = "{programme}"', f'name = "{name}"')
+    mins: list[float] = []
+
+    def scaled(m: re.Match[str]) -> str:
+        mins.append(float(m.group(2)))
+        return f"{m.group(1)}{float(m.group(2)) * share:.1f}"
+
+    text = re.sub(r"(?m)^(min_declared_kw\s*=\s*)([\d.]+)", scaled, text)
+    (out / f"{name}.toml").write_text(text, encoding="utf-8")
+    note = (f"programme {programme} with its size minimum scaled to the sample's "
+            f"{share:.1%} share of the city fleet's rated power "
+            f"({max(mins, default=0.0) / 1000:g} MW -> {max(mins, default=0.0) * share / 1000:.2f} MW"
+            f"); every other rule as published")
+    return (settings.model_copy(update={"bidding": settings.bidding.model_copy(
+        update={"programmes_dir": str(out)})}), name, note)
 
 
 def _free_port_base(n: int) -> int:

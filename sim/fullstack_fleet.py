@@ -76,6 +76,7 @@ class Sample:
     fleet: Fleet
     city_devices: int
     servable: int
+    city_rated_kw: float  # the whole city fleet's rated power
     owners: list[OwnerSpec]  # enrolment configuration: one gateway per site
     where: dict[str, tuple[int, int]]  # device name -> (port, unit id)
 
@@ -125,8 +126,14 @@ def build_sample(scn: Scenario, n_devices: int, base_port: int) -> Sample:
     span = [call.day - timedelta(days=k) for k in range(HISTORY_DAYS, -2, -1)]
     idx = interval_index(span, scn.scenario.timezone, scn.scenario.interval_minutes)
     return Sample(call=call, city_mw=city, temperature_c=hourly_temperature(weather, idx),
-                  fleet=fleet, city_devices=len(whole), servable=len(servable), owners=owners,
-                  where=where)
+                  fleet=fleet, city_devices=len(whole), servable=len(servable),
+                  city_rated_kw=float(sum(d.spec.rated_power_kw for d in whole.devices)),
+                  owners=owners, where=where)
+
+
+def rated_share(sample: Sample) -> float:
+    """The sample's share of the city fleet's rated power."""
+    return float(sum(d.spec.rated_power_kw for d in sample.fleet.devices)) / sample.city_rated_kw
 
 
 def physics_seed(scn: Scenario, dev: ScenarioDevice) -> int:

@@ -29,6 +29,13 @@ class ValidationError(VppError):
     code = "invalid_input"
 
 
+class NoHistoryError(ValidationError):
+    """Nothing to estimate from: no forecast and no metered history for the window (a fleet
+    enrolled today). The one case where the daemon bids from device capability alone."""
+
+    code = "no_history"
+
+
 class NotFoundError(VppError):
     """A referenced entity (owner, gateway, device, event) does not exist."""
 

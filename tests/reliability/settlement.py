@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
 
 from bidding.ledger import GRID_RECEIVABLE, OWNER_PAYABLE, REVENUE
-from tests.vpp.daemon.harness import PROGRAMME
+from tests.vpp.daemon.harness import add_completed_event
 from vpp.db import session_scope
 from vpp.models import (
     AuditLog,
-    Bid,
     Device,
     GridEvent,
     LedgerEntry,
@@ -37,16 +35,8 @@ def add_finished_events(engine: Engine, owner_id: int, n: int, tag: int) -> list
             Device.owner_id == owner_id)).scalars()]
         for k in range(n):
             start = now - timedelta(hours=3 + 2 * (tag * n + k))  # each its own hours
-            ev = GridEvent(external_id=f"settle-{tag}-{k}", source="rest",
-                           event_type="real_time", direction="peak_shaving",
-                           programme=PROGRAMME, start=start, end=start + timedelta(hours=1),
-                           requested_kw=4.0, status="completed",
-                           detail={"baseline_kw": {str(d): [3.0] * 4 for d in devices}})
-            s.add(ev)
-            s.flush()
-            s.add(Bid(event_id=ev.id, declared_kw=4.0, price_yuan_per_kwh=Decimal("2.0"),
-                      detail={"owners": [{"owner_id": owner_id, "declared_kw": 4.0}]}))
-            ids.append(int(ev.id or 0))
+            ids.append(add_completed_event(s, f"settle-{tag}-{k}", start, devices, owner_id,
+                                           declared_kw=4.0, baseline_kw=3.0))
             readings += [Reading(d, start + timedelta(seconds=30 * j), 1.0 + (j % 7) / 10)
                          for d in devices for j in range(120)]
     write_readings(engine, readings)

@@ -152,3 +152,28 @@ def test_a_poll_cycle_slower_than_the_device_watchdogs_is_refused() -> None:
     assert ok.polling.interval_s == 2.5 and ok.polling.watchdog_period_s <= 1.25
     assert ok.daemon.accept_short_notice and ok.daemon.settle_delay_minutes == 20.0
     assert ok.polling.timeout_s == 0.4 and ok.polling.retries == 1
+
+
+def test_the_sample_bids_under_the_programme_scaled_to_its_share(tmp_path) -> None:  # noqa: ANN001
+    from datetime import date
+
+    from bidding.programme import load_programme
+    from sim.fullstack import FullStackError, sample_programme
+    from tests.conftest import REPO_ROOT
+    from vpp.config import Settings
+
+    settings = Settings(bidding={"programmes_dir": str(REPO_ROOT / "config" / "programmes")})
+    out, name, note = sample_programme(settings, "hunan-2026", 0.125, tmp_path)
+    assert name == "hunan-2026-sample" and "10 MW -> 1.25 MW" in note
+    for day in (date(2025, 7, 4), date(2026, 7, 4)):  # both versions
+        original = load_programme("hunan-2026", settings.bidding.programmes_dir, day)
+        derived = load_programme(name, out.bidding.programmes_dir, day)
+        assert derived.rules.min_declared_kw == pytest.approx(
+            original.rules.min_declared_kw * 0.125)
+        assert derived.rules.min_share_of_normal_load_pct == \
+            original.rules.min_share_of_normal_load_pct
+        assert derived.band == original.band
+    # the other programmes are still there for the daemon
+    assert load_programme("hunan-2026", out.bidding.programmes_dir, date(2026, 7, 4))
+    with pytest.raises(FullStackError, match="programme 'nope'"):
+        sample_programme(settings, "nope", 0.5, tmp_path)

@@ -6,9 +6,12 @@ the offer (:func:`bidding.workflow.bid_event`: owners' load quantiles from the d
 forecast (:mod:`vpp.daemon.forecasts`), else their metered history; the scheduler's flexibility
 envelope over those quantiles at the latest polled states of charge -- the bid's
 ``detail.sources`` says which), and wakes the control loop, which plans and dispatches. Where no
-owner has the history ``bid_event`` needs (a fleet enrolled today), :func:`envelope_offer` -- the same
-:mod:`bidding.offer` rules over the dependable envelope with no forecast spread -- is used
-instead, and the bid says so (``detail.rule``). A call with an ``external_id`` already seen is
+owner has the history ``bid_event`` needs (a fleet enrolled today: ``NoHistoryError``),
+:func:`envelope_offer` -- the same :mod:`bidding.offer` rules over the dependable envelope with
+no forecast spread -- is used instead, and the bid says so (``detail.rule``). When the estimate
+exists but yields no admissible offer (below the programme's minimum, say), the call is
+declined with that reason: falling back to nameplate capability there over-declares (the
+1,021-device full-stack run declared 23 MW against an honest 5 MW and was penalised). A call with an ``external_id`` already seen is
 answered with the stored decision (idempotent: a VTN or grid platform may resend); the same id
 with different content is a conflict. Calls the programme does not allow are stored as
 ``rejected`` with the reason (the grid is told why, nothing is dispatched).
@@ -34,7 +37,7 @@ from bidding.offer import aggregate_offers, deliverable_quantiles, owner_offer
 from bidding.programme import Product, Programme, load_programme
 from bidding.workflow import bid_event
 from vpp.api.schemas import CallDecision, GridCallIn
-from vpp.errors import ConflictError, NotFoundError, ValidationError
+from vpp.errors import ConflictError, NoHistoryError, NotFoundError, ValidationError
 from vpp.models import AuditLog, Bid, Device, DeviceStatus, GridEvent
 
 if TYPE_CHECKING:
@@ -212,8 +215,12 @@ class Intake:
                 price_yuan_per_kwh=price, confidence=confidence, actor=actor,
                 load_forecast=fc, scheduler_envelope=True, soc_pct=soc))
             return None
-        except (ValidationError, NotFoundError) as exc:
+        except NoHistoryError as exc:
             first = exc.message
+        except (ValidationError, NotFoundError) as exc:
+            # an estimate exists and says no admissible offer (e.g. below the programme's
+            # minimum): decline rather than declare nameplate capability the fleet cannot shed
+            return f"no offer: {exc.message}"
         try:
             await services.db.run(self._envelope_bid, event_id, call, confidence)
         except (ValidationError, NotFoundError) as exc:

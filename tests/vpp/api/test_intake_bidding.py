@@ -1,14 +1,17 @@
 """The intake bids through bidding's own database edge (bidding.workflow.bid_event) when the
-owners have metered history, and falls back to the envelope-only offer (saying so) when not."""
+owners have metered history, falls back to the envelope-only offer (saying so) when not, and
+declines a call when the estimate yields no admissible offer."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlmodel import select
 
 from tests.vpp.api.conftest import Api
-from tests.vpp.daemon.harness import auth, call_now
+from tests.vpp.daemon.harness import PROGRAMME, auth, call_now
 from vpp import fleet
 from vpp.db import session_scope
 from vpp.models import Bid
@@ -82,3 +85,28 @@ async def test_the_same_call_sent_five_times_at_once_is_one_event(api: Api) -> N
     answers = await asyncio.gather(*(send() for _ in range(5)))
     assert len({a["event_id"] for a in answers}) == 1
     assert sum(not a["duplicate"] for a in answers) == 1
+
+
+async def test_an_offer_below_the_programme_minimum_declines_the_call(api: Api) -> None:
+    # with history the estimate exists; when it is below the programme's minimum the call is
+    # declined with that reason, not bid from nameplate capability (which would clear the
+    # minimum and over-declare: the 1,021-device full-stack run's 23 MW against 5 MW)
+    ids = _plant(api)
+    now = datetime.now(UTC)
+    start = (now - timedelta(days=21)).replace(minute=0, second=0, microsecond=0)
+    n = int((now - start) / timedelta(minutes=15))
+    write_readings(api.engine, [
+        Reading(i, start + timedelta(minutes=15 * k), 80.0 + (k % 4) + j)
+        for j, i in enumerate(ids) for k in range(n)])
+    prog_dir = Path(api.services.settings.bidding.programmes_dir)
+    path = prog_dir / f"{PROGRAMME}.toml"
+    # above what the furnaces can shed (40 kW each), below their nameplate capability
+    path.write_text(re.sub(r"min_declared_kw = [\d.]+", "min_declared_kw = 150.0",
+                           path.read_text()))
+    async with api.http.post(api.url + "/api/v1/grid/calls", json=call_now("rt-small", 500.0),
+                             headers=auth(api.tokens.grid)) as r:
+        decision = await r.json()
+    assert not decision["accepted"] and decision["status"] == "rejected", decision
+    assert "no offer" in decision["reason"] and "below the programme minimum" in decision["reason"]
+    with session_scope(api.engine) as s:
+        assert s.exec(select(Bid).where(Bid.event_id == decision["event_id"])).first() is None

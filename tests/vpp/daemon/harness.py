@@ -83,6 +83,26 @@ def seed(engine: Engine) -> Tokens:
         return Tokens(op, grid, own, other, int(o1.id or 0), int(o2.id or 0))
 
 
+def add_completed_event(s: Any, external_id: str, start: datetime, device_ids: list[int],
+                        owner_id: int, declared_kw: float, baseline_kw: float) -> int:
+    """A completed one-hour real-time event on the test programme, with the baselines fixed at
+    its first plan (``baseline_kw`` for every device and interval) and the owner's bid: what
+    the settle loop picks up. ``s`` is an open session; returns the event id."""
+    from decimal import Decimal
+
+    from vpp.models import Bid, GridEvent
+
+    ev = GridEvent(external_id=external_id, source="rest", event_type="real_time",
+                   direction="peak_shaving", programme=PROGRAMME, start=start,
+                   end=start + timedelta(hours=1), requested_kw=declared_kw, status="completed",
+                   detail={"baseline_kw": {str(d): [baseline_kw] * 4 for d in device_ids}})
+    s.add(ev)
+    s.flush()
+    s.add(Bid(event_id=ev.id, declared_kw=declared_kw, price_yuan_per_kwh=Decimal("2.0"),
+              detail={"owners": [{"owner_id": owner_id, "declared_kw": declared_kw}]}))
+    return int(ev.id or 0)
+
+
 def gateway_spec(port: int, kinds: str = "mixed") -> dict[str, Any]:
     """A gateway with a battery, a building and an industrial load (real product profiles)."""
     devices = [

@@ -6,13 +6,12 @@ restart) counts nothing twice; an event without meter data is marked unsettled w
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
-from tests.vpp.daemon.harness import PROGRAMME, daemon_settings, seed
+from tests.vpp.daemon.harness import add_completed_event, daemon_settings, seed
 from vpp import fleet
 from vpp.daemon.dbexec import Db
 from vpp.daemon.metrics import Metrics
@@ -20,7 +19,6 @@ from vpp.daemon.services import Services
 from vpp.daemon.settle import Settler
 from vpp.db import session_scope
 from vpp.models import (
-    Bid,
     GridEvent,
     LedgerTransaction,
     OwnerPayout,
@@ -32,7 +30,6 @@ from vpp.telemetry_store import Reading, write_readings
 def _event(engine: Engine, owner_id: int, with_meter: bool, ext: str) -> int:
     now = datetime.now(UTC)
     start = (now - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
-    end = start + timedelta(hours=1)
     with session_scope(engine) as s:
         owner = fleet.get_owner(s, owner_id)
         spec = {"host": "10.1.1.1" if with_meter else "10.1.1.2", "port": 502, "devices": [
@@ -41,15 +38,8 @@ def _event(engine: Engine, owner_id: int, with_meter: bool, ext: str) -> int:
              "max_setpoint_kw": 20.0, "params": {"max_curtail_kw": 10.0}} for u in (1, 2)]}
         devs = fleet.add_gateway(s, owner, "plant", spec).devices
         ids = [int(d.id or 0) for d in devs]
-        ev = GridEvent(external_id=ext, source="rest", event_type="real_time",
-                       direction="peak_shaving", programme=PROGRAMME, start=start, end=end,
-                       requested_kw=10.0, status="completed",
-                       detail={"baseline_kw": {str(i): [10.0] * 4 for i in ids}})
-        s.add(ev)
-        s.flush()
-        s.add(Bid(event_id=ev.id, declared_kw=10.0, price_yuan_per_kwh=Decimal("2.0"),
-                  detail={"owners": [{"owner_id": owner_id, "declared_kw": 10.0}]}))
-        event_id = int(ev.id or 0)
+        event_id = add_completed_event(s, ext, start, ids, owner_id, declared_kw=10.0,
+                                       baseline_kw=10.0)
     if with_meter:
         write_readings(engine, [
             Reading(i, start + timedelta(seconds=30 * k), 4.0) for i in ids for k in range(120)])
