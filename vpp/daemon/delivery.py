@@ -35,6 +35,17 @@ def latest_bid(session: Session, event_id: int) -> Bid | None:
     ).first()
 
 
+def declared_by_owner(bid: Bid) -> dict[int, float] | None:
+    """The owners taking part in an event: those with a declared share above zero in the bid
+    (kW), or ``None`` for a bid without per-owner shares. Planning dispatches only their
+    devices and settlement settles only them, so the two count the same response."""
+    owners = (bid.detail or {}).get("owners")
+    if owners is None:
+        return None
+    return {int(o["owner_id"]): float(o["declared_kw"]) for o in owners
+            if float(o["declared_kw"]) > 0}
+
+
 def metered_kw(session: Session, device_ids: list[int], start: datetime,
                end: datetime) -> tuple[float | None, int]:
     """Sum over devices of each one's mean power in ``[start, end)``; and how many reported."""

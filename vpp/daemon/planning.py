@@ -2,7 +2,8 @@
 
 The horizon runs from the current interval (or the event start) to the event end plus up to
 ``POST_INTERVALS`` intervals for rebound and make-up. Devices: enrolled, active, polled (their
-state is known) and not opted out (``preferences.participate = false``); owner preferences
+state is known), not opted out (``preferences.participate = false``) and of an owner with a
+declared share in the event's bid (settlement counts only those owners); owner preferences
 narrow their parameters (comfort band, shed minutes, reserve state of charge, EV departure).
 
 Baselines are fixed once per event, at its first plan, and stored in ``GridEvent.detail``:
@@ -39,7 +40,7 @@ from sqlmodel import Session, select
 from bidding.programme import load_programme
 from device_adapters.protocol import DeviceState
 from forecasting.baselines import compute_baseline
-from vpp.daemon.delivery import latest_bid
+from vpp.daemon.delivery import declared_by_owner, latest_bid
 from vpp.device_kinds import (
     BatteryParams,
     CommercialBuildingParams,
@@ -238,6 +239,11 @@ class Planner:
         intervals = event_intervals(ev, minutes)
         h0 = floor_to_interval(max(now, ev.start).astimezone(tz), minutes)
         devices = self._devices(s, exclude)
+        # only the owners in the bid are dispatched: settlement counts only their response,
+        # and an owner who declared nothing is not asked to shed without pay
+        participants = declared_by_owner(bid)
+        if participants is not None:
+            devices = [d for d in devices if d.owner_id in participants]
         detail = dict(ev.detail or {})
         if "baseline_kw" not in detail:
             base, methods = self._baselines(s, ev, devices, intervals)

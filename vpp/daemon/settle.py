@@ -40,7 +40,7 @@ from bidding.programme import load_programme
 from bidding.settlement import fill_unmetered, require_metered_share, settle_event
 from bidding.workflow import settle_from_db
 from vpp import failpoints
-from vpp.daemon.delivery import latest_bid
+from vpp.daemon.delivery import declared_by_owner, latest_bid
 from vpp.daemon.intake import COMPLETED, SETTLED
 from vpp.daemon.planning import event_intervals
 from vpp.errors import NotFoundError, ValidationError
@@ -84,8 +84,7 @@ def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
     base_dev: dict[str, list[float]] = detail.get("baseline_kw") or {}
     if not base_dev:
         raise ValidationError(f"event {event_id} has no baselines (it was never planned)")
-    declared = {int(o["owner_id"]): float(o["declared_kw"])
-                for o in (bid.detail or {}).get("owners", []) if float(o["declared_kw"]) > 0}
+    declared = declared_by_owner(bid) or {}
     devices = {int(d.id or 0): d.owner_id for d in s.exec(sm_select(Device).where(
         col(Device.id).in_([int(k) for k in base_dev])))}
     owners = sorted(o for o in declared if o in set(devices.values()))
