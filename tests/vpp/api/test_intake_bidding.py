@@ -32,6 +32,16 @@ def _plant(api: Api) -> list[int]:
         return [int(d.id or 0) for d in devs]
 
 
+def _history(api: Api, ids: list[int]) -> None:
+    """Three weeks of 15-minute meter data, about 80 kW per furnace."""
+    now = datetime.now(UTC)
+    start = (now - timedelta(days=21)).replace(minute=0, second=0, microsecond=0)
+    n = int((now - start) / timedelta(minutes=15))
+    write_readings(api.engine, [
+        Reading(i, start + timedelta(minutes=15 * k), 80.0 + (k % 4) + j)
+        for j, i in enumerate(ids) for k in range(n)])
+
+
 async def _call(api: Api, ext: str) -> dict:
     async with api.http.post(api.url + "/api/v1/grid/calls", json=call_now(ext, 50.0),
                              headers=auth(api.tokens.grid)) as r:
@@ -54,14 +64,7 @@ async def test_without_history_the_envelope_offer_is_used(api: Api) -> None:
 
 
 async def test_with_history_bidding_workflow_makes_the_offer(api: Api) -> None:
-    ids = _plant(api)
-    now = datetime.now(UTC)
-    # three weeks of 15-minute meter data, ~80 kW per furnace
-    start = (now - timedelta(days=21)).replace(minute=0, second=0, microsecond=0)
-    n = int((now - start) / timedelta(minutes=15))
-    write_readings(api.engine, [
-        Reading(i, start + timedelta(minutes=15 * k), 80.0 + (k % 4) + j)
-        for j, i in enumerate(ids) for k in range(n)])
+    _history(api, _plant(api))
     decision = await _call(api, "rt-history")
     assert decision["accepted"], decision
     bid = _bid(api, decision["event_id"])
@@ -91,13 +94,7 @@ async def test_an_offer_below_the_programme_minimum_declines_the_call(api: Api) 
     # with history the estimate exists; when it is below the programme's minimum the call is
     # declined with that reason, not bid from nameplate capability (which would clear the
     # minimum and over-declare: the 1,021-device full-stack run's 23 MW against 5 MW)
-    ids = _plant(api)
-    now = datetime.now(UTC)
-    start = (now - timedelta(days=21)).replace(minute=0, second=0, microsecond=0)
-    n = int((now - start) / timedelta(minutes=15))
-    write_readings(api.engine, [
-        Reading(i, start + timedelta(minutes=15 * k), 80.0 + (k % 4) + j)
-        for j, i in enumerate(ids) for k in range(n)])
+    _history(api, _plant(api))
     prog_dir = Path(api.services.settings.bidding.programmes_dir)
     path = prog_dir / f"{PROGRAMME}.toml"
     # above what the furnaces can shed (40 kW each), below their nameplate capability
