@@ -11,10 +11,11 @@ owner has the history ``bid_event`` needs (a fleet enrolled today: ``NoHistoryEr
 no forecast spread -- is used instead, and the bid says so (``detail.rule``). When the estimate
 exists but yields no admissible offer (below the programme's minimum, say), the call is
 declined with that reason: falling back to nameplate capability there over-declares (the
-1,021-device full-stack run declared 23 MW against an honest 5 MW and was penalised). A call with an ``external_id`` already seen is
-answered with the stored decision (idempotent: a VTN or grid platform may resend); the same id
-with different content is a conflict. Calls the programme does not allow are stored as
-``rejected`` with the reason (the grid is told why, nothing is dispatched).
+1,021-device full-stack run declared 23 MW against an honest 5 MW and was penalised). A call
+with an ``external_id`` already seen is answered with the stored decision (idempotent: a VTN
+or grid platform may resend); the same id with different content is a conflict. Calls the
+programme does not allow are stored as ``rejected`` with the reason (the grid is told why,
+nothing is dispatched).
 """
 
 from __future__ import annotations
