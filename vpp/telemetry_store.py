@@ -7,12 +7,13 @@ INSERT per batch. Reads return pandas frames indexed by aware UTC timestamps.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Engine, Integer, cast, func, insert, select
+from sqlalchemy import BigInteger, Connection, Engine, Integer, cast, func, insert, select
 
 from vpp.models import TelemetryReading
 from vpp.timeutil import require_aware
@@ -106,8 +107,8 @@ def read_device(engine: Engine, device_id: int, start: datetime, end: datetime) 
     return frame.set_index("ts")
 
 
-def interval_means(engine: Engine, device_ids: Sequence[int], start: datetime, end: datetime,
-                   interval_minutes: int = 15) -> pd.DataFrame:
+def interval_means(engine: Engine | Connection, device_ids: Sequence[int], start: datetime,
+                   end: datetime, interval_minutes: int = 15) -> pd.DataFrame:
     """Mean kW per (device, interval) for ``start <= ts < end``, averaged *in the database*.
 
     One row per device and interval that has readings: columns ``interval_start`` (aware UTC,
@@ -116,7 +117,8 @@ def interval_means(engine: Engine, device_ids: Sequence[int], start: datetime, e
     as flooring every raw reading in pandas and taking the mean, without fetching the raw
     rows: at one reading per device per second an interval is 900 rows per device, and
     fetching them into Python made the forecast refresh allocate hundreds of MB and hold the
-    interpreter for seconds (see docs/reliability.md, load).
+    interpreter for seconds (see docs/reliability.md, load). ``engine`` may be an open
+    connection (a session's, to read inside its transaction).
     """
     require_aware(start, "start")
     require_aware(end, "end")
@@ -130,7 +132,7 @@ def interval_means(engine: Engine, device_ids: Sequence[int], start: datetime, e
                       ).label("bucket")
     ids = [int(i) for i in device_ids]
     parts: list[pd.DataFrame] = []
-    with engine.connect() as conn:
+    with engine.connect() if isinstance(engine, Engine) else nullcontext(engine) as conn:
         for k in range(0, len(ids), 900):  # stay under bound-parameter limits
             stmt = (select(t.c.device_id, bucket, func.avg(t.c.power_kw))
                     .where(t.c.device_id.in_(ids[k:k + 900]), t.c.ts >= start, t.c.ts < end)

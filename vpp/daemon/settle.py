@@ -44,7 +44,8 @@ from vpp.daemon.delivery import declared_by_owner, latest_bid
 from vpp.daemon.intake import COMPLETED, SETTLED
 from vpp.daemon.planning import event_intervals
 from vpp.errors import NotFoundError, ValidationError
-from vpp.models import AuditLog, Device, GridEvent, Settlement, TelemetryReading
+from vpp.models import AuditLog, Device, GridEvent, Settlement
+from vpp.telemetry_store import interval_means
 
 if TYPE_CHECKING:
     from vpp.daemon.services import Services
@@ -56,20 +57,19 @@ UNSETTLED = "unsettled"
 
 def device_metered(s: Session, device_ids: list[int], intervals: list,
                    step: timedelta) -> np.ndarray:
-    """(devices x intervals) metered kW: each device's mean power per interval; NaN where a
-    device has no reading in an interval."""
-    t = TelemetryReading.__table__
-    out = np.full((len(device_ids), len(intervals)), np.nan)
-    row = {d: i for i, d in enumerate(device_ids)}
-    for j, t0 in enumerate(intervals):
-        res = s.execute(
-            select(t.c.device_id, func.avg(t.c.power_kw))
-            .where(t.c.device_id.in_(device_ids), t.c.ts >= t0, t.c.ts < t0 + step,
-                   t.c.power_kw.is_not(None))
-            .group_by(t.c.device_id)).all()
-        for device_id, kw in res:
-            out[row[int(device_id)], j] = float(kw)
-    return out
+    """(devices x intervals) metered kW: each device's mean power per interval, averaged by the
+    database (:func:`vpp.telemetry_store.interval_means`, inside the session's transaction);
+    NaN where a device has no reading in an interval."""
+    minutes = int(step.total_seconds() // 60)
+    idx = pd.DatetimeIndex(intervals).tz_convert("UTC")
+    if (idx.floor(f"{minutes}min") != idx).any():
+        raise ValidationError(f"event intervals starting {idx[0].isoformat()} are not aligned to "
+                              f"{minutes}-minute intervals in UTC")
+    means = interval_means(s.connection(), device_ids, intervals[0], intervals[-1] + step,
+                           minutes)
+    table = means.pivot_table(index="device_id", columns="interval_start", values="power_kw",
+                              aggfunc="first", dropna=False)
+    return table.reindex(index=device_ids, columns=idx).to_numpy(dtype=float)
 
 
 def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
