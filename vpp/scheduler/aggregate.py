@@ -109,11 +109,13 @@ def disaggregate(plan: DispatchPlan, agg: Aggregation, devices: Sequence[FleetDe
     setp = np.clip(power, lo, hi)
     rated = np.array([d.rated_power_kw for d in devices])[:, None]
     base = np.asarray(baseline_kw, dtype=float)
-    ev_kwh = {}
+    ev_kwh, ev_t = {}, {}
     for i, d in enumerate(devices):
         v = agg.devices[g[i]].device_id
         if v in plan.ev_delivered_kwh:
             ev_kwh[d.device_id] = plan.ev_delivered_kwh[v] * agg.share[i]
+        if v in plan.ev_connector_kwh:
+            ev_t[d.device_id] = plan.ev_connector_kwh[v] * agg.share[i]
     reduction = (base - setp).sum(axis=0)
     tgt = plan.target_kw
     short = np.where(np.isnan(tgt), 0.0, np.maximum(np.nan_to_num(tgt) - reduction, 0.0))
@@ -123,6 +125,6 @@ def disaggregate(plan: DispatchPlan, agg: Aggregation, devices: Sequence[FleetDe
         clamped=np.abs(setp - power) > 1e-6 * np.maximum(rated, 1.0),
         reduction_kw=reduction, shortfall_kw=short, soc_pct=plan.soc_pct[g],
         shed_kw=plan.shed_kw[g] * s, owed_kwh=plan.owed_kwh[g] * s, ev_delivered_kwh=ev_kwh,
-        energy_cost_yuan=plan.energy_cost_yuan,
+        ev_connector_kwh=ev_t, energy_cost_yuan=plan.energy_cost_yuan,
         warnings=list(plan.warnings), binding=list(plan.binding),
     )

@@ -117,12 +117,17 @@ def _vectors(ctx: Context, k: int, v2g: bool, rated: np.ndarray, dt_h: float) ->
     return Vectors(q=q, lo=lo, hi=hi, const_kw=const)
 
 
-def delivered_kwh(blk: Block, x: np.ndarray, dt_h: float) -> np.ndarray:
-    """Energy each connector delivers over the horizon, (m, connectors), kWh."""
+def connector_kwh(blk: Block, x: np.ndarray, dt_h: float) -> np.ndarray:
+    """Energy each connector delivers in each interval, (m, connectors, intervals), kWh."""
     first = blk.name.split("[", 1)[1]
     k = int(first.rstrip("]").replace("v2g", ""))
     v2g = "v2g" in first
     n = blk.nv // (k * (2 if v2g else 1))
-    c = x[:, : k * n].reshape(-1, k, n).sum(axis=2)
-    d = x[:, k * n :].reshape(-1, k, n).sum(axis=2) if v2g else 0.0
-    return (c - d) * blk.rated_kw[:, None] * dt_h
+    c = x[:, : k * n].reshape(-1, k, n)
+    d = x[:, k * n :].reshape(-1, k, n) if v2g else 0.0
+    return (c - d) * blk.rated_kw[:, None, None] * dt_h
+
+
+def delivered_kwh(blk: Block, x: np.ndarray, dt_h: float) -> np.ndarray:
+    """Energy each connector delivers over the horizon, (m, connectors), kWh."""
+    return connector_kwh(blk, x, dt_h).sum(axis=2)

@@ -403,15 +403,17 @@ class DispatchModel:
         shed_arr = np.zeros((N, n))
         owed = np.zeros((N, n))
         ev_kwh: dict[int, np.ndarray] = {}
+        ev_t: dict[int, np.ndarray] = {}
         for b, vo, pm in zip(self.blocks, self.var_off, self._pmaps, strict=True):
             xb = x[vo : vo + b.m * b.nv].reshape(b.m, b.nv)
             power[b.members] += b.rated_kw[:, None] * (pm.T @ xb.T).T
             if b.name == "battery":
                 soc[b.members] = battery.soc_pct(b, xb)
             elif b.name.startswith("ev_charger"):
-                kwh = ev.delivered_kwh(b, xb, self.dt_h)
+                per_t = ev.connector_kwh(b, xb, self.dt_h)
                 for i, mi in enumerate(b.members):
-                    ev_kwh[int(self.device_ids[mi])] = kwh[i]
+                    ev_kwh[int(self.device_ids[mi])] = per_t[i].sum(axis=1)
+                    ev_t[int(self.device_ids[mi])] = per_t[i]
             else:
                 shed_arr[b.members] = shed.shed_kw(b, xb, n)
                 if b.nv == 3 * n:
@@ -432,7 +434,7 @@ class DispatchModel:
             iterations=int(res.info.iter),
             solve_time_s=float(res.info.solve_time) + float(getattr(res.info, "polish_time", 0.0)),
             setup_time_s=self.setup_time_s, interval_minutes=self.interval_minutes,
-            warnings=warnings,
+            warnings=warnings, ev_connector_kwh=ev_t,
         )
         if not plan.feasible:
             plan.binding = self.binding(res, shortfall > 1e-3 * np.maximum(

@@ -51,6 +51,8 @@ class DispatchPlan:
     interval_minutes: int = 15
     binding: list[Binding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: per EV charger: energy per connector per interval (kWh, connectors x intervals)
+    ev_connector_kwh: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def shortfall_kwh(self) -> float:

@@ -35,15 +35,21 @@ def advance(devices: Sequence[FleetDevice], plan: DispatchPlan, now: int,
             soc = soc_pct.get(d.device_id, float(plan.soc_pct[i, now - 1]))
             out.append(replace(d, soc_pct=float(np.clip(soc, 0.0, 100.0))))
         elif d.kind is DeviceKind.EV_CHARGER:
-            used = float(plan.power_kw[i, :now].sum() * dt)
+            per_conn = plan.ev_connector_kwh.get(d.device_id)
+            if per_conn is None:
+                raise ValidationError(f"the plan has no per-connector energy for EV charger "
+                                      f"{d.device_id}")
             sessions = []
-            for s in d.sessions:  # the plan's past energy, shared in order of the sessions
-                take = min(s.energy_kwh, max(used, 0.0))
-                used -= take
-                sessions.append(EvSession(s.arrival, s.departure, s.energy_kwh - take))
+            for j, s in enumerate(d.sessions):  # connector j carries session j
+                used = float(per_conn[j, :now].sum())
+                left = s.energy_kwh - min(s.energy_kwh, max(used, 0.0))
+                if s.departure <= now or left < 1e-4:  # gone, or the solver's tolerance
+                    left = 0.0
+                sessions.append(EvSession(s.arrival, s.departure, left))
             out.append(replace(d, sessions=tuple(sessions)))
         else:
-            shed_used = d.shed_used_kwh + float(plan.shed_kw[i, :now].sum() * dt)
+            # the solver's tolerance leaves shed of order -1e-6 kW where none is planned
+            shed_used = d.shed_used_kwh + float(np.maximum(plan.shed_kw[i, :now], 0.0).sum() * dt)
             out.append(replace(d, shed_used_kwh=shed_used,
                                debt_kwh=float(max(plan.owed_kwh[i, now - 1], 0.0))))
     return out

@@ -112,6 +112,39 @@ def test_redispatch_after_a_device_drops_out(mixed):
     assert (after >= 250.0 * (1 - 1e-3)).all()  # the others now cover the whole call
 
 
+def test_advance_charges_each_session_to_its_own_connector():
+    # connector 1's vehicle charges early; connector 0's arrives only at interval 12
+    late, early = EvSession(12, 30, 20.0), EvSession(0, 10, 15.0)
+    devs = [ev(1, (late, early), connectors=2), building(2)]
+    base = baseline_for(devs)
+    model = DispatchModel(devs, N)
+    plan = model.solve(devs, data(base, 20.0))
+    now = 10
+    assert plan.ev_connector_kwh[1][1, :now].sum() == pytest.approx(15.0, abs=1e-3)
+    state = advance(devs, plan, now)
+    got = state[0].sessions
+    assert got[0].energy_kwh == pytest.approx(20.0, abs=1e-6)  # nothing delivered to it yet
+    assert got[1].energy_kwh == 0.0  # left full
+    new = redispatch(model, state, data(base, 20.0), now)
+    assert new.ev_connector_kwh[1][0].sum() == pytest.approx(20.0, abs=1e-3)
+
+
+def test_receding_horizon_replans_chain_through_the_call(mixed):
+    """Every interval re-plans from the previous re-plan's state (solver noise included: shed
+    of -1e-6 kW, sessions a few mWh short of done) and stays solvable."""
+    devs, base = mixed
+    model = DispatchModel(devs, N)
+    d0 = data(base, 150.0, start=16, end=22)
+    plan, state = model.solve(devs, d0), devs
+    assert plan.feasible
+    for now in range(1, 24):
+        state = advance(state, plan, now)
+        plan = redispatch(model, state, d0, now)
+        assert plan.status == "solved" and plan.feasible  # the call's future is still met
+        assert all(s.energy_kwh >= 0 for d in state for s in d.sessions)
+        assert all(d.shed_used_kwh >= 0 for d in state)
+
+
 def test_derated_device_gets_less(mixed):
     devs, base = mixed
     model = DispatchModel(devs, N)
