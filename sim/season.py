@@ -149,7 +149,12 @@ def _needed_days(calls: list[GridCall], working: int = 5, nonworking: int = 3,
                  min_days: int = 8) -> set[date]:
     """The days the calls depend on: for each call, back from its day until ``working`` non-event
     working days and ``nonworking`` non-event non-working days (the similar-days baselines) and at
-    least ``min_days`` (the week-ago forecast) are covered. Days outside feed nothing."""
+    least ``min_days`` (the week-ago forecast) are covered. Days outside feed nothing.
+
+    A day counts towards the baseline days only if its call window has ended when the call is
+    issued (the offer's baseline is computed at the invitation): the day before a day-ahead
+    call, invited at 17:00 for an evening window, is simulated but not counted.
+    """
     from sim.scenarios.city import is_working_day
 
     events = {c.day for c in calls}
@@ -162,7 +167,7 @@ def _needed_days(calls: list[GridCall], working: int = 5, nonworking: int = 3,
             out.add(d)
             d -= timedelta(days=1)
             back += 1
-            if d in events:
+            if d in events or c.end - timedelta(days=back) > c.issued_at:
                 continue
             if is_working_day(d):
                 w += 1
@@ -299,6 +304,10 @@ class SeasonRun:
         past_events = [d for d in self.event_days if d < call.day]
         base = aggregator.owner_baselines(self.meter, start, end, plan_spec, past_events,
                                           interval_minutes=self.step)
+        if base.failed and len(base.failed) == self.meter.n_owners:  # "no owner can offer" hides why
+            p.skipped = f"no baseline: {next(iter(base.failed.values()))}"
+            self._skip(p)
+            return None
         p.base_days = base.days_used
         dev_base = self._device_baseline(base.days_used, start, len(aggregator_index(start, end, self.step)))
         hours = call.hours

@@ -167,3 +167,40 @@ def test_needed_days_cover_each_calls_baseline() -> None:
         assert sum(not is_working_day(d) for d in before) >= 3
         assert all(c.day - timedelta(days=k) in need for k in range(8))
     assert max(need) == max(events)
+
+
+def test_needed_days_give_a_baseline_at_the_invitation() -> None:
+    """The days selected for a call must give its similar-days baseline *when the call is
+    issued*, from the call's own run of consecutive days (the full season runs each run in its
+    own process). A day-ahead call on 2026-01-05 is issued on 2026-01-04 at 17:00, before that
+    (adjusted working) day's 18:00-20:00 window is metered: counting 2026-01-04 left 4 of the 5
+    working days after the New Year holiday and every owner without a baseline ("no owner can
+    offer any capacity" in the season run)."""
+    from forecasting.baselines import BaselineSpec, compute_baseline
+    from forecasting.calendars import ChineseCalendar
+    from sim.grid import DAY_AHEAD_ISSUE_TIME
+    from sim.season import _blocks, _needed_days
+
+    def da(day: datetime) -> GridCall:
+        start = day.replace(hour=18)
+        issued = datetime.combine((day - timedelta(days=1)).date(), DAY_AHEAD_ISSUE_TIME, TZ)
+        return GridCall(f"da-{day:%m%d}", "day_ahead", "peak_shaving", "p", issued, start,
+                        start + timedelta(hours=2), 1.0, "")
+
+    rt_start = datetime(2025, 12, 23, 18, tzinfo=TZ)
+    calls = [GridCall("rt-1223", "real_time", "peak_shaving", "p",
+                      rt_start - timedelta(minutes=30), rt_start, rt_start + timedelta(hours=1),
+                      1.0, ""),
+             da(datetime(2026, 1, 5, tzinfo=TZ)), da(datetime(2026, 1, 6, tzinfo=TZ))]
+    need = sorted(_needed_days(calls))
+    events = {c.day for c in calls}
+    spec = BaselineSpec(method="similar_days", n_working_days=5, n_nonworking_days=3)
+    for c in calls:
+        block = next(b for b in _blocks(need) if c.day in b)
+        index = pd.date_range(pd.Timestamp(block[0], tz=TZ), c.issued_at, freq="15min",
+                              inclusive="left")  # what is metered at the invitation
+        load = pd.Series(100.0, index=index)
+        res = compute_baseline(load, c.start, c.end, spec,
+                               event_days=[d for d in events if d < c.day],
+                               calendar=ChineseCalendar())
+        assert len(res.days_used) == 5, c.external_id
