@@ -1,7 +1,8 @@
 """Plan an event: database and telemetry in, :mod:`vpp.scheduler` in an executor, plan rows out.
 
-The horizon runs from the current interval (or the event start) to the event end plus up to
-``POST_INTERVALS`` intervals for rebound and make-up. Devices: enrolled, active, polled (their
+The horizon is the event's intervals plus ``POST_INTERVALS`` for rebound and make-up; intervals
+before the current one are pinned (``now_index``), so every plan of one event has the same QP
+structure and a re-plan re-solves it warm. Devices: enrolled, active, polled (their
 state is known), not opted out (``preferences.participate = false``) and of an owner with a
 declared share in the event's bid (settlement counts only those owners); owner preferences
 narrow their parameters (comfort band, shed minutes, reserve state of charge, EV departure).
@@ -26,7 +27,7 @@ import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -53,7 +54,7 @@ from vpp.models import Device, DeviceStatus, DispatchPlan, GridEvent, Setpoint, 
 from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData
 from vpp.scheduler.model import SolverOptions
 from vpp.scheduler.service import Scheduler
-from vpp.telemetry_store import read_device
+from vpp.telemetry_store import interval_means, read_device
 from vpp.timeutil import floor_to_interval
 
 if TYPE_CHECKING:
@@ -82,8 +83,9 @@ def event_intervals(ev: GridEvent, minutes: int) -> list[datetime]:
 
 
 def fleet_device(d: Device, state: DeviceState, h0: datetime, step: timedelta,
-                 tz: ZoneInfo) -> FleetDevice:
-    """A scheduler device from the database row, its live state and the owner's preferences."""
+                 tz: ZoneInfo, offset: int = 0) -> FleetDevice:
+    """A scheduler device from the database row, its live state and the owner's preferences.
+    ``h0`` is the current interval's start, interval ``offset`` of the planning horizon."""
     kind = DeviceKind(d.kind)
     prefs = d.preferences or {}
     params = parse_params(kind, d.params)
@@ -118,13 +120,52 @@ def fleet_device(d: Device, state: DeviceState, h0: datetime, step: timedelta,
         if dep <= local0:
             dep += timedelta(days=1)
         departure = max(1, math.ceil((dep - local0) / step))
-        sessions = (EvSession(0, departure, float(prefs["ev_energy_needed_kwh"])),)
+        sessions = (EvSession(offset, offset + departure,
+                              float(prefs["ev_energy_needed_kwh"])),)
     return FleetDevice(
         device_id=int(d.id or 0), kind=kind, rated_power_kw=d.rated_power_kw,
         min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw, params=params,
         owner=str(d.owner_id), soc_pct=soc, terminal_soc_pct=terminal, sessions=sessions,
         available=True,
     )
+
+
+def _shed_so_far(s: Session, devices: list[Device], baseline_kw: dict[str, list[float]],
+                 past: list[datetime], minutes: int) -> dict[int, float]:
+    """Energy (kWh) each load has shed in the event's past intervals ``past``: its fixed
+    baseline minus its metered interval mean, where positive. An interval without readings
+    counts as shed at the load's full depth, so that a re-plan never gives a load more shed
+    time than its declared limit (comfort and production first)."""
+    loads = [d for d in devices if d.kind in (DeviceKind.COMMERCIAL_BUILDING.value,
+                                              DeviceKind.INDUSTRIAL_LOAD.value)]
+    if not past or not loads:
+        return {}
+    dt_h = minutes / 60.0
+    means = interval_means(s.connection(), [int(d.id or 0) for d in loads], past[0],
+                           past[-1] + timedelta(minutes=minutes), minutes)
+    got = {(int(r.device_id), pd.Timestamp(r.interval_start)): float(r.power_kw)
+           for r in means.itertuples() if np.isfinite(r.power_kw)}
+    out = {}
+    for d in loads:
+        did = int(d.id or 0)
+        row = baseline_kw.get(str(did))
+        if row is None:
+            continue
+        params = parse_params(DeviceKind(d.kind), d.params)
+        depth = float(getattr(params, "max_shed_kw", getattr(params, "max_curtail_kw", 0.0)))
+        kwh = 0.0
+        for i, t in enumerate(past):
+            kw = got.get((did, pd.Timestamp(t).tz_convert("UTC")))
+            kwh += (depth if kw is None else max(row[i] - kw, 0.0)) * dt_h
+        out[did] = kwh
+    return out
+
+
+def _with_shed(fd: FleetDevice, kwh: float) -> FleetDevice:
+    """``fd`` with ``kwh`` already shed in this event. The rebound or make-up of that energy
+    comes after the event, where the plan writes no setpoints, so it is not re-planned (as a
+    debt it could make the re-plan infeasible when less of the horizon is left to recover)."""
+    return replace(fd, shed_used_kwh=kwh)
 
 
 class Planner:
@@ -255,10 +296,14 @@ class Planner:
         first = next((i for i, t in enumerate(intervals) if t + step > h0), None)
         if first is None:
             raise ValidationError(f"event {event_id} has ended; nothing to plan")
+        # One horizon per event (its intervals and the rebound/make-up tail), the past pinned
+        # (``now_index = first``): every re-plan of the event, interval after interval, has the
+        # same structure and re-solves the built QP warm instead of rebuilding it.
         n_event = len(intervals) - first
-        n = max(n_event + POST_INTERVALS, 2)
+        n = max(len(intervals) + POST_INTERVALS, 2)
         fleet_devs: list[FleetDevice] = []
         baselines: list[np.ndarray] = []
+        shed_past = _shed_so_far(s, devices, stored, intervals[:first], minutes)
         for d in devices:
             did = int(d.id or 0)
             st = services.fleet.latest(did) if services.fleet else None
@@ -267,16 +312,19 @@ class Planner:
             row = stored.get(str(did))
             if row is None:  # joined after the event's baselines were fixed: hold its power
                 row = [float(st.power_kw)] * len(intervals)
-            vals = np.array(row[first:] + [row[-1]] * (n - n_event), dtype=float)
+            vals = np.array(row + [row[-1]] * (n - len(row)), dtype=float)
             try:
-                fleet_devs.append(fleet_device(d, st, h0, step, tz))
+                fd = fleet_device(d, st, h0, step, tz, offset=first)
+                if did in shed_past:
+                    fd = _with_shed(fd, shed_past[did])
+                fleet_devs.append(fd)
             except ValidationError as exc:
                 log.warning("device left out of the plan: %s", exc, extra={"device_id": did})
                 continue
             baselines.append(vals)
         if not fleet_devs:
             raise ValidationError(f"event {event_id}: no active, polled device to plan with")
-        index = pd.date_range(h0, periods=n, freq=f"{minutes}min")
+        index = pd.date_range(intervals[0], periods=n, freq=f"{minutes}min")
         try:
             programme = load_programme(ev.programme, settings.bidding.programmes_dir,
                                        h0.date())
@@ -287,7 +335,7 @@ class Planner:
         return {
             "event": ev, "bid": bid, "devices": fleet_devs, "rows": devices,
             "baseline": np.vstack(baselines), "price": price, "h0": h0, "n": n,
-            "n_event": n_event, "intervals": intervals[first:], "declared_kw": bid.declared_kw,
+            "first": first, "n_event": n_event, "intervals": intervals[first:], "declared_kw": bid.declared_kw,
             "sign": sign, "minutes": minutes, "owners": {int(d.id or 0): d.owner_id for d in devices},
         }
 
@@ -307,32 +355,34 @@ class Planner:
             self._schedulers[n] = sched
         if inp["sign"] < 0:
             raise ValidationError("valley filling is not planned by this scheduler yet")
-        call = EventCall(start=0, end=inp["n_event"], reduction_kw=inp["declared_kw"])
+        first = inp["first"]
+        call = EventCall(start=first, end=first + inp["n_event"], reduction_kw=inp["declared_kw"])
         data = HorizonData(baseline_kw=inp["baseline"], price_yuan_per_kwh=inp["price"],
-                           call=call, now_index=0, interval_minutes=inp["minutes"])
+                           call=call, now_index=first, interval_minutes=inp["minutes"])
         return sched.plan(inp["devices"], data)
 
     def _store(self, s: Session, inp: dict[str, Any], result: Any, reason: str,
                wall_s: float) -> int:
         ev: GridEvent = inp["event"]
         n_event = inp["n_event"]
+        sl = slice(inp["first"], inp["first"] + n_event)  # the event's intervals from now
         ids = [int(i) for i in result.device_ids]
         owners = inp["owners"]
-        base = np.asarray(result.baseline_kw)[:, :n_event]
+        base = np.asarray(result.baseline_kw)[:, sl]
         owner_base: dict[str, list[float]] = {}
         for i, did in enumerate(ids):
             key = str(owners[did])
             prev = owner_base.get(key, [0.0] * n_event)
             owner_base[key] = [round(a + float(b), 4) for a, b in zip(prev, base[i], strict=True)]
         fleet_base = base.sum(axis=0)
-        short = np.nan_to_num(np.asarray(result.shortfall_kw)[:n_event])
+        short = np.nan_to_num(np.asarray(result.shortfall_kw)[sl])
         detail = {
             "reason": reason,
             "intervals": [t.isoformat() for t in inp["intervals"]],
             "device_ids": ids,
             "baseline_kw": [round(float(v), 3) for v in fleet_base],
             "target_kw": [float(inp["declared_kw"])] * n_event,
-            "planned_kw": [round(float(v), 3) for v in np.asarray(result.power_kw)[:, :n_event]
+            "planned_kw": [round(float(v), 3) for v in np.asarray(result.power_kw)[:, sl]
                            .sum(axis=0)],
             "owner_baseline_kw": owner_base,
             "status": str(result.status),
@@ -356,8 +406,8 @@ class Planner:
         )
         s.add(plan)
         s.flush()
-        sp = np.asarray(result.setpoint_kw)
-        pw = np.asarray(result.power_kw)
+        sp = np.asarray(result.setpoint_kw)[:, sl]
+        pw = np.asarray(result.power_kw)[:, sl]
         rows = [
             {"plan_id": plan.id, "device_id": did, "interval_start": inp["intervals"][t],
              "setpoint_kw": float(sp[i, t]), "requested_kw": float(pw[i, t]),
@@ -380,7 +430,9 @@ class Planner:
         plan_id = await services.db.run(self._store, inp, result, reason, wall)
         services.metrics.solve_seconds.observe(float(result.solve_time_s))
         services.metrics.plans.labels(reason).inc()
-        short = float(np.nan_to_num(np.asarray(result.shortfall_kw)[: inp["n_event"]]).max())
+        first = inp["first"]
+        short = float(np.nan_to_num(
+            np.asarray(result.shortfall_kw)[first : first + inp["n_event"]]).max())
         log.info("planned", extra={"event_id": event_id, "plan_id": plan_id, "reason": reason,
                                    "devices": len(inp["devices"]), "shortfall_kw": round(short, 1),
                                    "solve_s": round(float(result.solve_time_s), 3)})

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import Engine
 
+from device_adapters.protocol import DeviceState
 from tests.conftest import REPO_ROOT, free_port
 from vpp import fleet
 from vpp.config import GatewaySpec, Settings
@@ -219,3 +220,30 @@ async def is_up(c: aiohttp.ClientSession, base: str) -> bool:
             return r.status == 200
     except aiohttp.ClientError:
         return False
+
+
+class StaticFleet:
+    """The fleet runtime's two questions the planner asks (is it online, its last state),
+    answered for devices drawing 15 kW: the poller itself is tested elsewhere."""
+
+    def is_online(self, device_id: int) -> bool:
+        return True
+
+    def latest(self, device_id: int) -> DeviceState:
+        return DeviceState(device_id, datetime.now(UTC), 15.0, None, None, None, True, 5.0, 0.0)
+
+
+def add_plant(s: Any, owner: Any, host: str, **params: Any) -> list[int]:
+    """Two 20 kW industrial loads of ``owner`` on one gateway, active (curtailable by 10 kW;
+    ``params`` override their other parameters)."""
+    spec = {"host": host, "port": 502, "devices": [
+        {"name": f"{host}-load-{u}", "kind": "industrial_load", "unit_id": u,
+         "profile": "industrial-plc", "rated_power_kw": 20.0, "min_setpoint_kw": 0.0,
+         "max_setpoint_kw": 20.0, "params": {"max_curtail_kw": 10.0, **params}}
+        for u in (1, 2)]}
+    devs = fleet.add_gateway(s, owner, "plant", spec).devices
+    for d in devs:
+        d.status = "active"
+        s.add(d)
+    s.flush()
+    return [int(d.id or 0) for d in devs]

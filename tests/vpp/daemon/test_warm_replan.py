@@ -1,0 +1,116 @@
+"""The daemon's re-plans of one event re-solve the QP it built for the event's first plan:
+the horizon is the event (plus its rebound tail) with the past pinned, so a re-plan in a later
+interval has the same structure and is a warm re-solve, not a rebuild."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from tests.vpp.daemon.harness import PROGRAMME, StaticFleet, add_plant, daemon_settings, seed
+from vpp import fleet
+from vpp.daemon.dbexec import Db
+from vpp.daemon.metrics import Metrics
+from vpp.daemon.planning import Planner
+from vpp.daemon.services import Services
+from vpp.daemon.supervisor import Supervisor
+from vpp.db import session_scope
+from vpp.models import Bid, GridEvent, Setpoint
+from vpp.telemetry_store import Reading, write_readings
+
+
+async def test_replans_in_later_intervals_reuse_the_built_model(sqlite_engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    engine = sqlite_engine
+    tokens = seed(engine)
+    start = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)  # 18:00 in Zhuzhou
+    with session_scope(engine) as s:
+        owner = fleet.get_owner(s, tokens.owner_id)
+        ids = add_plant(s, owner, "10.4.4.1")
+        ev = GridEvent(external_id="rt-replan", source="rest", event_type="real_time",
+                       direction="peak_shaving", programme=PROGRAMME, start=start,
+                       end=start + timedelta(hours=1), requested_kw=8.0, status="accepted",
+                       detail={"baseline_kw": {str(d): [15.0] * 4 for d in ids}})
+        s.add(ev)
+        s.flush()
+        s.add(Bid(event_id=ev.id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0"),
+                  detail={"owners": [{"owner_id": tokens.owner_id, "declared_kw": 8.0}]}))
+        event_id = int(ev.id or 0)
+    now = [start + timedelta(minutes=1)]
+    metrics = Metrics()
+    services = Services(settings=daemon_settings(tmp_path, str(engine.url)), db=Db(engine),
+                        metrics=metrics, supervisor=Supervisor(metrics),
+                        fleet=StaticFleet(), clock=lambda: now[0])  # type: ignore[arg-type]
+    planner = Planner(services)
+    outs = []
+    try:
+        for minutes in (1, 16, 31, 46):
+            now[0] = start + timedelta(minutes=minutes)
+            outs.append(await planner.plan(event_id, "periodic"))
+    finally:
+        planner.close()
+        services.db.close()
+    [sched] = planner._schedulers.values()
+    assert sched.builds == 1  # four plans in four intervals, one QP
+    for k, out in enumerate(outs):
+        assert out.current_interval == start + timedelta(minutes=15 * k)
+        assert out.shortfall_kw < 0.01 * 8.0
+        with session_scope(engine) as s:
+            rows = s.exec(select(Setpoint).where(Setpoint.plan_id == out.plan_id)).all()
+            # one setpoint per device for each interval left in the event, from the current one
+            assert len(rows) == len(ids) * (4 - k)
+            got = sorted({r.interval_start.replace(tzinfo=UTC) for r in rows})
+            assert got[0] == start + timedelta(minutes=15 * k)
+            assert all(0.0 <= r.setpoint_kw <= 20.0 for r in rows)
+            # together they still shed the declared 8 kW off the 30 kW baseline
+            for t in got:
+                total = sum(r.setpoint_kw for r in rows
+                            if r.interval_start.replace(tzinfo=UTC) == t)
+                assert total <= 30.0 - 8.0 * 0.99
+
+
+async def test_a_replan_counts_the_shed_time_already_used(sqlite_engine: Engine,
+                                                          tmp_path: Path) -> None:
+    """Two loads may curtail 10 kW for 60 minutes each. The meters show they curtailed that
+    fully in the event's first hour; a re-plan for its second hour must not curtail them again
+    (the call is then short, and says so)."""
+    engine = sqlite_engine
+    tokens = seed(engine)
+    start = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)
+    with session_scope(engine) as s:
+        owner = fleet.get_owner(s, tokens.owner_id)
+        ids = add_plant(s, owner, "10.4.4.2", max_curtail_minutes=60, makeup_fraction=0.0)
+        ev = GridEvent(external_id="rt-budget", source="rest", event_type="real_time",
+                       direction="peak_shaving", programme=PROGRAMME, start=start,
+                       end=start + timedelta(hours=2), requested_kw=8.0, status="accepted",
+                       detail={"baseline_kw": {str(d): [15.0] * 8 for d in ids}})
+        s.add(ev)
+        s.flush()
+        s.add(Bid(event_id=ev.id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0"),
+                  detail={"owners": [{"owner_id": tokens.owner_id, "declared_kw": 8.0}]}))
+        event_id = int(ev.id or 0)
+    # the first hour, metered: both loads at 5 kW (10 kW below their 15 kW baseline)
+    write_readings(engine, [Reading(d, start + timedelta(minutes=m), 5.0)
+                            for d in ids for m in range(0, 60, 5)])
+    now = [start + timedelta(minutes=61)]
+    metrics = Metrics()
+    services = Services(settings=daemon_settings(tmp_path, str(engine.url)), db=Db(engine),
+                        metrics=metrics, supervisor=Supervisor(metrics),
+                        fleet=StaticFleet(), clock=lambda: now[0])  # type: ignore[arg-type]
+    planner = Planner(services)
+    try:
+        out = await planner.plan(event_id, "periodic")
+    finally:
+        planner.close()
+        services.db.close()
+    assert out.current_interval == start + timedelta(hours=1)
+    assert out.shortfall_kw == pytest.approx(8.0, abs=0.05)
+    with session_scope(engine) as s:
+        rows = s.exec(select(Setpoint).where(Setpoint.plan_id == out.plan_id)).all()
+        assert len(rows) == len(ids) * 4
+        assert all(r.setpoint_kw >= 15.0 - 0.05 for r in rows)  # no more curtailment
