@@ -14,6 +14,9 @@ device with its own random state: nothing to aggregate) over 96 intervals of 15 
   ``--naive-timeout`` s (the ratio is then a lower bound);
 - (c) relative objective gap against Clarabel (interior point, tol 1e-8) on the same QP
   (target < 1e-3);
+- the daemon's kind of re-solve (``--receding-sizes``): a re-plan every interval through the
+  call from the previous plan's state, with SoC telemetry noise and 1 % of the devices
+  dropping out; its (b) against the naive model rebuilt for the dropout re-plan;
 - a partitioned solve on Dask (exchange ADMM, LocalCluster) for ``--partition-devices`` devices:
   wall time and gap to the Lagrangian bound (sum of partition bounds).
 
@@ -30,7 +33,9 @@ import time
 import numpy as np
 
 from vpp.scheduler import DispatchModel, EventCall, HorizonData, SolverOptions
+from vpp.device_kinds import DeviceKind
 from vpp.scheduler.aggregate import aggregate, disaggregate
+from vpp.scheduler.redispatch import advance, replan_inputs
 from vpp.scheduler.reference import solve_clarabel
 from vpp.scheduler.synthetic import catalog_fleet, mixed_fleet, tou_price
 
@@ -69,21 +74,27 @@ def naive_cvxpy(devs, data: HorizonData, n: int, eps: float) -> tuple[float, flo
     return time.perf_counter() - t0, float(prob.value)
 
 
-def _naive_child(conn, n_dev: int, n: int, seed: int, price2, eps: float) -> None:
-    devs, base = mixed_fleet(n_dev, n, seed=seed)
-    conn.send(naive_cvxpy(devs, HorizonData(base, price2, call_for(base, n)), n, eps))
+def _naive_child(conn, devs, data: HorizonData, n: int, eps: float) -> None:
+    conn.send(naive_cvxpy(devs, data, n, eps))
     conn.close()
 
 
 def naive_with_timeout(n_dev: int, n: int, seed: int, price2, eps: float,
                        timeout_s: float) -> tuple[float, float | None]:
-    """Run :func:`naive_cvxpy` in a child process; past ``timeout_s`` stop it and return
-    ``(timeout_s, None)`` (the ratio is then a lower bound)."""
+    """:func:`naive_on` for the benchmark's fleet and call at prices ``price2``."""
+    devs, base = mixed_fleet(n_dev, n, seed=seed)
+    return naive_on(devs, HorizonData(base, price2, call_for(base, n)), n, eps, timeout_s)
+
+
+def naive_on(devs, data: HorizonData, n: int, eps: float,
+             timeout_s: float) -> tuple[float, float | None]:
+    """Run :func:`naive_cvxpy` in a child process (forked: nothing to pickle); past
+    ``timeout_s`` stop it and return ``(timeout_s, None)`` (the ratio is then a lower bound)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_naive_child, args=(child, n_dev, n, seed, price2, eps))
+    proc = ctx.Process(target=_naive_child, args=(child, devs, data, n, eps))
     proc.start()
     child.close()
     if parent.poll(timeout_s):
@@ -187,6 +198,71 @@ def bench_size(n_dev: int, n: int, eps: float, naive: bool, clarabel: bool, poli
     return out
 
 
+def bench_receding(n_dev: int, n: int, eps: float, naive: bool, naive_timeout_s: float,
+                   seed: int = 0, sigma_soc_pct: float = 0.5, dropout: float = 0.01) -> dict:
+    """The daemon's kind of re-solve: a receding-horizon re-plan every interval through the
+    call, each from the previous plan's state (``advance``) with measured SoC off the plan by
+    N(0, ``sigma_soc_pct``) points, and ``dropout`` of the devices going offline one interval
+    into the call (they stay offline). The first re-plan (at call start - 4) catches up from
+    the day's first plan and is reported on its own. (b) = naive cvxpy on the dropout re-plan's
+    data / our re-plan of it."""
+    devs, base = mixed_fleet(n_dev, n, seed=seed)
+    data = HorizonData(base, tou_price(n), call_for(base, n))
+    call = data.call
+    model = DispatchModel(devs, n, options=SolverOptions(eps=eps))
+    plan = model.solve(devs, data)
+    first_it = plan.iterations
+    rng = np.random.default_rng(seed + 2)
+    bat = [i for i, d in enumerate(devs) if d.kind is DeviceKind.BATTERY]
+    state, off = list(devs), []
+    steps = []
+    drop_at = call.start + 1
+    drop_inputs = None
+    for now in range(call.start - 4, call.end):
+        soc = {devs[i].device_id: float(np.clip(plan.soc_pct[i, now - 1]
+                                                + rng.normal(0, sigma_soc_pct), 0, 100))
+               for i in bat}
+        state = advance(state, plan, now, soc_pct=soc)
+        if now == drop_at:
+            k = max(1, int(round(dropout * n_dev)))
+            off = [int(devs[i].device_id) for i in rng.choice(n_dev, size=k, replace=False)]
+        devs_now, data_now = replan_inputs(state, data, now, offline=off)
+        t0 = time.perf_counter()
+        plan = model.solve(devs_now, data_now)
+        wall = time.perf_counter() - t0
+        steps.append({"now": now, "iterations": plan.iterations, "s": round(wall, 3),
+                      "bare_s": round(plan.solve_time_s, 3), "status": plan.status,
+                      "call_met": plan.feasible, "offline": len(off)})
+        if now == drop_at:
+            drop_inputs = (devs_now, data_now)
+    catch, routine = steps[0], steps[1:]
+    drop = next(x for x in routine if x["now"] == drop_at)
+    its = [x["iterations"] for x in routine]
+    secs = [x["s"] for x in routine]
+    out = {"devices": n_dev, "eps": eps, "first_plan_iterations": first_it,
+           "catch_up": catch, "steps": routine,
+           "routine_median_s": round(float(np.median(secs)), 3),
+           "routine_max_s": round(float(max(secs)), 3),
+           "routine_median_iterations": float(np.median(its)), "dropout_step": drop,
+           "all_call_met": all(x["call_met"] for x in steps),
+           "ratio_a_overhead": round(sum(secs) / max(sum(x["bare_s"] for x in routine), 1e-9), 3)}
+    log(f"  N={n_dev}: catch-up re-plan at interval {catch['now']}: {catch['s']:.2f} s "
+        f"({catch['iterations']} it); routine re-plans every interval {routine[0]['now']}-"
+        f"{routine[-1]['now']}: median {np.median(secs):.2f} s ({np.median(its):.0f} it), max "
+        f"{max(secs):.2f} s; with {drop['offline']} devices dropped out at {drop_at}: "
+        f"{drop['s']:.2f} s ({drop['iterations']} it); call met in every re-plan: "
+        f"{out['all_call_met']}")
+    if naive and drop_inputs is not None:
+        naive_s, naive_obj = naive_on(*drop_inputs, n, eps, naive_timeout_s)
+        out |= {"naive_cvxpy_s": round(naive_s, 3), "naive_finished": naive_obj is not None,
+                "ratio_b_dropout": round(naive_s / drop["s"], 2),
+                "ratio_b_routine_median": round(naive_s / float(np.median(secs)), 2)}
+        log(f"  N={n_dev}: naive cvxpy rebuild+solve of the dropout re-plan {naive_s:.2f} s -> "
+            f"(b) {naive_s / drop['s']:.1f}x for it, {naive_s / np.median(secs):.1f}x against "
+            f"the median routine re-plan")
+    return out
+
+
 def bench_aggregated(n_dev: int, n: int, eps: float, seed: int = 0) -> dict:
     """Catalogue fleet (devices repeat per unit): exact aggregation, solve, disaggregation."""
     devs, base = catalog_fleet(n_dev, n, seed=seed)
@@ -268,6 +344,9 @@ def main() -> None:
                     help="eps of the further warm re-plan (0: skip it)")
     ap.add_argument("--replan-sizes", type=int, nargs="*")
     ap.add_argument("--clarabel-replan-sizes", type=int, nargs="*")
+    ap.add_argument("--receding-sizes", type=int, nargs="*",
+                    help="fleet sizes of the receding-horizon re-plan chain (naive (b) at the "
+                         "sizes also in --naive-sizes)")
     ap.add_argument("--naive-timeout", type=float, default=1800.0,
                     help="stop the naive cvxpy solve after this many seconds (ratio (b) is then "
                          "a lower bound)")
@@ -282,6 +361,7 @@ def main() -> None:
         aggs = args.aggregated_sizes if args.aggregated_sizes is not None else [1000]
         replan = args.replan_sizes if args.replan_sizes is not None else [150]
         clar_re = args.clarabel_replan_sizes if args.clarabel_replan_sizes is not None else [150]
+        receding = args.receding_sizes if args.receding_sizes is not None else [150]
     else:
         sizes = args.sizes if args.sizes is not None else [1000, 10000]
         naive = args.naive_sizes if args.naive_sizes is not None else [1000]
@@ -292,6 +372,7 @@ def main() -> None:
         replan = args.replan_sizes if args.replan_sizes is not None else [1000, 10000]
         clar_re = (args.clarabel_replan_sizes if args.clarabel_replan_sizes is not None
                    else [1000, 10000])
+        receding = args.receding_sizes if args.receding_sizes is not None else [1000]
     t_all = time.perf_counter()
     results = {"mode": "quick" if args.quick else "full", "eps": args.eps,
                "replan_eps": args.replan_eps,
@@ -303,6 +384,11 @@ def main() -> None:
                                            args.group_size, naive_timeout_s=args.naive_timeout,
                                            replan_eps=args.replan_eps if s in replan else 0.0,
                                            clarabel_replan=s in clar_re))
+    results["receding"] = []
+    for s in receding:
+        log(f"receding-horizon re-plans of {s} mixed devices through the call")
+        results["receding"].append(bench_receding(s, n, args.eps, s in naive,
+                                                  args.naive_timeout))
     results["aggregated"] = []
     for s in aggs:
         log(f"catalogue fleet of {s} devices, exact aggregation")

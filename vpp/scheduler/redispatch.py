@@ -55,12 +55,12 @@ def advance(devices: Sequence[FleetDevice], plan: DispatchPlan, now: int,
     return out
 
 
-def redispatch(model: DispatchModel, devices: Sequence[FleetDevice], data: HorizonData,
-               now: int, *, offline: Sequence[int] = (),
-               derate: Mapping[int, float] | None = None) -> DispatchPlan:
-    """Re-plan from interval ``now`` with ``offline`` devices pinned at their baseline and
-    ``derate`` (device id -> fraction of flexibility still trusted) applied. ``devices`` carry
-    the state at ``now`` (see :func:`advance`)."""
+def replan_inputs(devices: Sequence[FleetDevice], data: HorizonData, now: int, *,
+                  offline: Sequence[int] = (), derate: Mapping[int, float] | None = None
+                  ) -> tuple[list[FleetDevice], HorizonData]:
+    """The devices and data of a re-plan from interval ``now``: ``offline`` devices pinned at
+    their baseline, ``derate`` (device id -> fraction of flexibility still trusted) applied, the
+    call clipped to the future. ``devices`` carry the state at ``now`` (see :func:`advance`)."""
     derate = derate or {}
     known = {d.device_id for d in devices}
     for dev_id in list(offline) + list(derate):
@@ -81,4 +81,12 @@ def redispatch(model: DispatchModel, devices: Sequence[FleetDevice], data: Horiz
             call = EventCall(now, call.end, red[now - call.start :].copy())
     new = HorizonData(data.baseline_kw, data.price_yuan_per_kwh, call, now_index=now,
                       interval_minutes=data.interval_minutes)
-    return model.solve(devs, new)
+    return devs, new
+
+
+def redispatch(model: DispatchModel, devices: Sequence[FleetDevice], data: HorizonData,
+               now: int, *, offline: Sequence[int] = (),
+               derate: Mapping[int, float] | None = None) -> DispatchPlan:
+    """Re-plan from interval ``now`` (:func:`replan_inputs`) on the same model: a warm
+    re-solve, nothing rebuilt, so that the remaining devices make up the difference."""
+    return model.solve(*replan_inputs(devices, data, now, offline=offline, derate=derate))

@@ -151,7 +151,9 @@ def _vectors(ctx: Context, sp: ShedSpec, rec: bool, window: int, rated: np.ndarr
         if window:
             lo[:, o : o + n] = -INF
             allow = np.where(np.arange(n)[None, :] < ctx.now + window, owed0[:, None], 0.0)
-            hi[:, o : o + n] = np.where(avail[:, None], allow, INF)
+            # before ``now`` the owed energy is pinned at ``owed0`` (no shed, no recovery):
+            # those rows would only be tight and degenerate, and every re-plan would move them
+            hi[:, o : o + n] = np.where(avail[:, None] & live, allow, INF)
     return Vectors(q=q, lo=lo, hi=hi, const_kw=np.array(base, dtype=float, copy=True))
 
 
