@@ -42,7 +42,8 @@ from bidding.settlement import (
     require_metered_share,
     settle_event,
 )
-from forecasting.baselines import BaselineResult, BaselineSpec, compute_baseline
+from forecasting.baselines import BaselineResult, BaselineSpec, day_type_name, compute_baseline
+from forecasting.calendars import ChineseCalendar, DayCalendar
 from vpp.db import session_scope
 from vpp.errors import NoHistoryError, NotFoundError, ValidationError
 from vpp.models import AuditLog, Bid, Device, GridEvent, Owner, TelemetryReading
@@ -139,6 +140,37 @@ def latest_bid(session: Session, event_id: int) -> Bid:
 
 
 # --- bidding --------------------------------------------------------------------------------
+
+
+MIN_SAME_TYPE_DAYS = 3
+"""Fewest history days of the event day's type (working / non-working) that the empirical
+fallback of :func:`bid_event` takes its quantiles over; with fewer it uses all history days."""
+
+
+def same_type_days(days: Sequence[date], event_date: date, calendar: DayCalendar,
+                   min_days: int = MIN_SAME_TYPE_DAYS) -> tuple[list[int], str]:
+    """Which of ``days`` (local dates of usable history) to take the bid's load quantiles over.
+
+    The days of the event day's type in ``calendar`` (working vs non-working; for China
+    statutory holidays are non-working and adjusted working weekends are working, as in
+    :func:`forecasting.baselines.compute_baseline`'s ``similar_days``), when there are at least
+    ``min_days`` of them; otherwise all of ``days``. Mixing the types makes the quantiles'
+    low end the other type's load: for an office, a weekend's near-zero load would cap the
+    confident offer of a working day at 0. ``min_days`` = 3 is the fewest days the
+    similar-days baseline averages (``BaselineSpec.n_nonworking_days``); below it the tail
+    quantiles (0.1, 0.9) of a handful of days say little. With the default 10 days of history a
+    Monday after a plain week has 6 working days (after National Day, 3); a Saturday after a
+    plain week has only 2 non-working days and uses all days (wider quantiles: a cautious offer).
+    Returns the positions into ``days`` and a label for ``Bid.detail.sources``.
+    """
+    work = calendar.is_workday([event_date, *days])
+    event_work = bool(work[0])
+    same = [i for i, w in enumerate(work[1:]) if bool(w) == event_work]
+    if len(same) >= min_days:
+        return same, f"{len(same)} {day_type_name(event_work)}s (the event day's type)"
+    return list(range(len(days))), (
+        f"{len(days)} days of any type (only {len(same)} {day_type_name(event_work)}s, "
+        f"fewer than {min_days})")
 
 
 @dataclass
@@ -241,14 +273,18 @@ def bid_event(
     levels: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 0.9), history_days: int = 10,
     actor: str = "cli", load_forecast: OwnerForecast | None = None,
     envelope_kw: Mapping[int, np.ndarray] | None = None, scheduler_envelope: bool = False,
-    soc_pct: Mapping[int, float] | None = None,
+    soc_pct: Mapping[int, float] | None = None, calendar: DayCalendar | None = None,
 ) -> tuple[Bid, VppOffer]:
     """Build and store the VPP's offer for an event.
 
     Load quantiles: from ``load_forecast`` (the daemon's forecaster, per owner, covering the
     event) when given and complete for an owner; otherwise (labelled ``empirical`` in the bid)
-    the empirical quantiles of the owner's load in the event window over the last
-    ``history_days`` days with complete data. Envelope: ``envelope_kw[owner]`` (the scheduler's
+    the empirical quantiles (kW per interval) of the owner's load in the event window over the
+    last ``history_days`` calendar days with complete data, other events' days skipped (as for
+    the settlement baseline), and of those only the days of the event day's type in
+    ``calendar`` (default: Chinese working days) when there are enough of them
+    (:func:`same_type_days`; the days used are in ``sources[owner]["history"]``).
+    Envelope: ``envelope_kw[owner]`` (the scheduler's
     :func:`vpp.scheduler.envelope.flexibility_envelope`, see :func:`scheduler_envelopes`) when
     given, or computed here when ``scheduler_envelope`` is set, over ``load_forecast``'s quantiles
     or, without a forecast, over the empirical ones (batteries at their ``soc_pct[device]``, the
@@ -269,6 +305,7 @@ def bid_event(
         hours = (ev.end - ev.start) / timedelta(hours=1)
         product = prog.check_event(ev.event_type, ev.direction, ev.start, ev.end)
         devices = s.exec(sql_select(Device)).all()
+        skip_days = set(_event_days(s, event_id, prog.timezone))
         owners: dict[int, list[Device]] = {}
         for d in devices:
             owners.setdefault(d.owner_id, []).append(d)
@@ -288,25 +325,36 @@ def bid_event(
         normal_load = 0.0
         window = pd.date_range(ev.start, ev.end, freq=f"{step}min", inclusive="left")
         quantiles: dict[int, tuple[list[float], np.ndarray, np.ndarray, str]] = {}
+        zone = ZoneInfo(prog.timezone)
+        cal = calendar or ChineseCalendar()
+        event_date = ev.start.astimezone(zone).date()
         for o in sorted(owners):
-            days = []
+            days: list[np.ndarray] = []
+            dates: list[date] = []
             for k in range(1, history_days + 1):
-                w = loads[o].loc[ev.start - timedelta(days=k): ev.end - timedelta(days=k)
-                                 - timedelta(minutes=step)]
+                day_start = ev.start - timedelta(days=k)
+                if day_start.astimezone(zone).date() in skip_days:
+                    continue
+                w = loads[o].loc[day_start: ev.end - timedelta(days=k) - timedelta(minutes=step)]
                 if len(w) == n_t and w.notna().all():
                     days.append(w.to_numpy())
+                    dates.append(day_start.astimezone(zone).date())
             fq = load_forecast.window(o, window) if load_forecast is not None else None
             if fq is not None:
                 quantiles[o] = (list(load_forecast.levels), load_forecast.median(fq), fq,  # type: ignore[union-attr]
                                 "forecast")
             elif days:
-                hist = np.vstack(days)
+                use, rule = same_type_days(dates, event_date, cal)
+                hist = np.vstack([days[i] for i in use])
                 quantiles[o] = (list(levels), hist.mean(axis=0),
                                 np.quantile(hist, levels, axis=0), "empirical (fallback)")
+                sources[str(o)] = {"history": f"{rule}: " + ", ".join(
+                    dates[i].isoformat() for i in sorted(use, key=lambda i: dates[i]))}
         if not quantiles:
             raise NoHistoryError(
                 f"event {event_id}: no owner has a load forecast or a whole day of metered "
-                f"history in the last {history_days} days for the window")
+                f"history (other events' days skipped) in the last {history_days} days for "
+                "the window")
         if envelope_kw is None and scheduler_envelope:
             # the scheduler's envelope over the forecast quantiles, or, with no forecast, over the
             # empirical ones: a device can only shed load it actually draws in the window (an
@@ -332,7 +380,7 @@ def bid_event(
             else:
                 flex_t = np.full(n_t, sum(device_capability_kw(d, hours) for d in ds))
                 esrc = "device capability (fallback)"
-            sources[str(o)] = {"quantiles": qsrc, "envelope": esrc}
+            sources[str(o)] = {"quantiles": qsrc, "envelope": esrc, **sources.get(str(o), {})}
             rq = deliverable_quantiles(flex_t, base, lq, ev.direction)
             offers.append(owner_offer(o, lv, rq, flex_t, prog.band,
                                       Decimal(price), confidence=confidence))

@@ -116,7 +116,8 @@ def _window(start: pd.Timestamp, end: pd.Timestamp, tz: object, interval_minutes
     return pd.date_range(start.tz_convert(tz), end.tz_convert(tz), freq=step, inclusive="left")
 
 
-def _type_name(work: bool) -> str:
+def day_type_name(work: bool) -> str:
+    """"working day" or "non-working day", as the baselines and bids label day types."""
     return "working day" if work else "non-working day"
 
 
@@ -171,12 +172,12 @@ def compute_baseline(
             excluded[d] = "abnormal day"
             continue
         if bool(w) != event_work:
-            kind = _type_name(bool(w))
+            kind = day_type_name(bool(w))
             if not w and d.weekday() < 5:
                 kind = "public holiday (non-working day)"
             elif w and d.weekday() >= 5:
                 kind = "adjusted working day"
-            excluded[d] = f"{kind}; the event is on a {_type_name(event_work)}"
+            excluded[d] = f"{kind}; the event is on a {day_type_name(event_work)}"
             continue
         vals = _values(load, _shift_days(window, k))
         adj_vals = _values(load, _shift_days(adj_index, k)) if adj_index is not None else None
@@ -187,7 +188,7 @@ def compute_baseline(
     if len(chosen) < need:
         raise ValidationError(
             f"no baseline days available: found {len(chosen)} of {need} eligible "
-            f"{_type_name(event_work)}s in the {spec.lookback_days} days before {event_date}"
+            f"{day_type_name(event_work)}s in the {spec.lookback_days} days before {event_date}"
         )
     if spec.method == "x_of_y":
         order = sorted(range(len(chosen)), key=lambda i: -float(np.mean(chosen[i][2])))
@@ -200,7 +201,7 @@ def compute_baseline(
         chosen = [chosen[i] for i in keep]
         label = f"High {spec.x} of {spec.y}" if spec.x < spec.y else f"{spec.x} of {spec.y}"
     else:
-        label = f"average of the {need} most recent {_type_name(event_work)}s"
+        label = f"average of the {need} most recent {day_type_name(event_work)}s"
     profile = np.mean([c[2] for c in chosen], axis=0)
     adjustment: float | None = None
     note = ""
