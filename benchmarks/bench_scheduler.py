@@ -199,7 +199,8 @@ def bench_size(n_dev: int, n: int, eps: float, naive: bool, clarabel: bool, poli
 
 
 def bench_receding(n_dev: int, n: int, eps: float, naive: bool, naive_timeout_s: float,
-                   seed: int = 0, sigma_soc_pct: float = 0.5, dropout: float = 0.01) -> dict:
+                   seed: int = 0, sigma_soc_pct: float = 0.5, dropout: float = 0.01,
+                   time_limit_s: float = 0.0) -> dict:
     """The daemon's kind of re-solve: a receding-horizon re-plan every interval through the
     call, each from the previous plan's state (``advance``) with measured SoC off the plan by
     N(0, ``sigma_soc_pct``) points, and ``dropout`` of the devices going offline one interval
@@ -212,6 +213,8 @@ def bench_receding(n_dev: int, n: int, eps: float, naive: bool, naive_timeout_s:
     model = DispatchModel(devs, n, options=SolverOptions(eps=eps))
     plan = model.solve(devs, data)
     first_it = plan.iterations
+    if time_limit_s > 0:  # re-plans only, as the daemon does ([scheduler] replan_time_limit_s)
+        model.set_options(SolverOptions(eps=eps, time_limit_s=time_limit_s))
     rng = np.random.default_rng(seed + 2)
     bat = [i for i, d in enumerate(devs) if d.kind is DeviceKind.BATTERY]
     state, off = list(devs), []
@@ -230,9 +233,13 @@ def bench_receding(n_dev: int, n: int, eps: float, naive: bool, naive_timeout_s:
         t0 = time.perf_counter()
         plan = model.solve(devs_now, data_now)
         wall = time.perf_counter() - t0
-        steps.append({"now": now, "iterations": plan.iterations, "s": round(wall, 3),
-                      "bare_s": round(plan.solve_time_s, 3), "status": plan.status,
-                      "call_met": plan.feasible, "offline": len(off)})
+        step = {"now": now, "iterations": plan.iterations, "s": round(wall, 3),
+                "bare_s": round(plan.solve_time_s, 3), "status": plan.status,
+                "call_met": plan.feasible, "offline": len(off),
+                "max_shortfall_kw": round(float(plan.shortfall_kw.max()), 3)}
+        if time_limit_s > 0 and plan.status != "solved":
+            step |= _finish_check(model, devs_now, data_now, plan, eps)
+        steps.append(step)
         if now == drop_at:
             drop_inputs = (devs_now, data_now)
     catch, routine = steps[0], steps[1:]
@@ -261,6 +268,27 @@ def bench_receding(n_dev: int, n: int, eps: float, naive: bool, naive_timeout_s:
             f"(b) {naive_s / drop['s']:.1f}x for it, {naive_s / np.median(secs):.1f}x against "
             f"the median routine re-plan")
     return out
+
+
+def _finish_check(model: DispatchModel, devs, data: HorizonData, cut, eps: float) -> dict:
+    """How good the time-limited re-plan ``cut`` is: its objective gap to the same re-plan run
+    on to ``eps`` (warm from where it stopped) and how far its batteries' planned state of
+    charge strays outside their limits (percentage points)."""
+    o = model.options
+    model.set_options(SolverOptions(eps=eps))
+    done = model.solve(devs, data)
+    model.set_options(o)
+    gap = abs(cut.objective_yuan - done.objective_yuan) / max(abs(done.objective_yuan), 1e-9)
+    stray = 0.0
+    for i, d in enumerate(devs):
+        if d.kind is DeviceKind.BATTERY and d.available:
+            lo_pct = min(d.params.soc_min_pct, d.soc_pct)
+            hi_pct = max(d.params.soc_max_pct, d.soc_pct)
+            soc = cut.soc_pct[i, data.now_index:]
+            stray = max(stray, float(np.max(lo_pct - soc)), float(np.max(soc - hi_pct)))
+    return {"finished_iterations": done.iterations,
+            "objective_gap_to_finished": float(f"{gap:.3e}"),
+            "finished_call_met": done.feasible, "soc_outside_limits_pct": round(max(stray, 0), 3)}
 
 
 def bench_aggregated(n_dev: int, n: int, eps: float, seed: int = 0) -> dict:
@@ -347,6 +375,8 @@ def main() -> None:
     ap.add_argument("--receding-sizes", type=int, nargs="*",
                     help="fleet sizes of the receding-horizon re-plan chain (naive (b) at the "
                          "sizes also in --naive-sizes)")
+    ap.add_argument("--replan-time-limit", type=float, default=0.0,
+                    help="time limit (s) of each receding-horizon re-plan (0: none)")
     ap.add_argument("--naive-timeout", type=float, default=1800.0,
                     help="stop the naive cvxpy solve after this many seconds (ratio (b) is then "
                          "a lower bound)")
@@ -388,7 +418,8 @@ def main() -> None:
     for s in receding:
         log(f"receding-horizon re-plans of {s} mixed devices through the call")
         results["receding"].append(bench_receding(s, n, args.eps, s in naive,
-                                                  args.naive_timeout))
+                                                  args.naive_timeout,
+                                                  time_limit_s=args.replan_time_limit))
     results["aggregated"] = []
     for s in aggs:
         log(f"catalogue fleet of {s} devices, exact aggregation")

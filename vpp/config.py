@@ -99,6 +99,9 @@ class SchedulerSettings(_Section):
     eps: float = Field(1e-4, gt=0, lt=1)
     polishing: bool = False  # OSQP solution polishing (lets eps = 1e-3 settle money-exact)
     replan_period_s: float = Field(300.0, gt=0)
+    #: a re-plan (not an event's first plan) stops after this long with OSQP's iterate at the
+    #: limit as the plan (0: no limit); a re-plan holds up the control loop while it runs
+    replan_time_limit_s: float = Field(25.0, ge=0)
     shortfall_penalty_yuan_per_kwh: float = Field(100.0, gt=0)
     partition_size: int = Field(5000, ge=10)
     dask_scheduler_address: str | None = None

@@ -335,8 +335,9 @@ class Planner:
         return {
             "event": ev, "bid": bid, "devices": fleet_devs, "rows": devices,
             "baseline": np.vstack(baselines), "price": price, "h0": h0, "n": n,
-            "first": first, "n_event": n_event, "intervals": intervals[first:], "declared_kw": bid.declared_kw,
-            "sign": sign, "minutes": minutes, "owners": {int(d.id or 0): d.owner_id for d in devices},
+            "first": first, "n_event": n_event, "intervals": intervals[first:],
+            "declared_kw": bid.declared_kw, "sign": sign, "minutes": minutes,
+            "owners": {int(d.id or 0): d.owner_id for d in devices},
         }
 
     def _solve(self, inp: dict[str, Any]) -> Any:
@@ -349,17 +350,20 @@ class Planner:
         if sched is None:
             if len(self._schedulers) >= 8:
                 self._schedulers.pop(next(iter(self._schedulers)))
-            sched = Scheduler(n_intervals=n, interval_minutes=inp["minutes"],
-                              options=SolverOptions(eps=settings.scheduler.eps),
-                              aggregate=True)
+            sched = Scheduler(n_intervals=n, interval_minutes=inp["minutes"], aggregate=True)
             self._schedulers[n] = sched
+        # an event's first plan runs to the tolerance; a re-plan, which holds up the control
+        # loop, stops at [scheduler] replan_time_limit_s with OSQP's iterate as its plan
+        limit = settings.scheduler.replan_time_limit_s if inp["reason"] != "initial" else 0.0
+        options = SolverOptions(eps=settings.scheduler.eps,
+                                polishing=settings.scheduler.polishing, time_limit_s=limit)
         if inp["sign"] < 0:
             raise ValidationError("valley filling is not planned by this scheduler yet")
         first = inp["first"]
         call = EventCall(start=first, end=first + inp["n_event"], reduction_kw=inp["declared_kw"])
         data = HorizonData(baseline_kw=inp["baseline"], price_yuan_per_kwh=inp["price"],
                            call=call, now_index=first, interval_minutes=inp["minutes"])
-        return sched.plan(inp["devices"], data)
+        return sched.plan(inp["devices"], data, options)
 
     def _store(self, s: Session, inp: dict[str, Any], result: Any, reason: str,
                wall_s: float) -> int:
@@ -424,6 +428,7 @@ class Planner:
         t0 = time.perf_counter()
         now = services.clock()
         inp = await services.db.run(self._prepare, event_id, now, set(exclude or ()))
+        inp["reason"] = reason
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._pool, self._solve, inp)
         wall = time.perf_counter() - t0

@@ -366,7 +366,11 @@ class DispatchModel:
         res = self.solve_raw(q, lo, hi)
         note = None
         status = str(res.info.status)
-        if status != "solved" and "time limit" not in status and self.options.fallback:
+        # With a time limit the caller asked for bounded time: OSQP's iterate at the limit
+        # ("solved inaccurate" = within 10x the tolerance, or "time limit reached") is the plan.
+        bounded = self.options.time_limit_s > 0 and ("time limit" in status
+                                                     or "inaccurate" in status)
+        if status != "solved" and not bounded and self.options.fallback:
             ref = solve_clarabel(self.P, q, self.A, lo, hi, tol=1e-7,
                                  time_limit_s=self.options.time_limit_s)
             if ref.x is not None:

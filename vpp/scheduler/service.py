@@ -40,11 +40,22 @@ class Scheduler:
             self.builds += 1
         return self._model
 
-    def plan(self, devices: Sequence[FleetDevice], data: HorizonData) -> DispatchPlan:
+    def plan(self, devices: Sequence[FleetDevice], data: HorizonData,
+             options: SolverOptions | None = None) -> DispatchPlan:
+        """Plan ``data``; ``options`` (e.g. a time limit for a re-plan) apply from this solve
+        on, without a rebuild."""
         with self._lock:
+            if options is not None:
+                self.options = options
             if not self.aggregate:
-                return self.model_for(devices).solve(devices, data)
+                return self._solve(devices, data)
             agg = aggregate(devices, data.baseline_kw)
             vdata = replace(data, baseline_kw=agg.baseline_kw)
-            plan = self.model_for(agg.devices).solve(agg.devices, vdata)
+            plan = self._solve(agg.devices, vdata)
             return disaggregate(plan, agg, devices, data.baseline_kw)
+
+    def _solve(self, devices: Sequence[FleetDevice], data: HorizonData) -> DispatchPlan:
+        model = self.model_for(devices)
+        if model.options != self.options:
+            model.set_options(self.options)
+        return model.solve(devices, data)

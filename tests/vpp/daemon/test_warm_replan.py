@@ -20,7 +20,7 @@ from vpp.daemon.planning import Planner
 from vpp.daemon.services import Services
 from vpp.daemon.supervisor import Supervisor
 from vpp.db import session_scope
-from vpp.models import Bid, GridEvent, Setpoint
+from vpp.models import Bid, DispatchPlan, GridEvent, Setpoint
 from vpp.telemetry_store import Reading, write_readings
 
 
@@ -51,7 +51,7 @@ async def test_replans_in_later_intervals_reuse_the_built_model(sqlite_engine: E
     try:
         for minutes in (1, 16, 31, 46):
             now[0] = start + timedelta(minutes=minutes)
-            outs.append(await planner.plan(event_id, "periodic"))
+            outs.append(await planner.plan(event_id, "initial" if minutes == 1 else "periodic"))
     finally:
         planner.close()
         services.db.close()
@@ -114,3 +114,50 @@ async def test_a_replan_counts_the_shed_time_already_used(sqlite_engine: Engine,
         rows = s.exec(select(Setpoint).where(Setpoint.plan_id == out.plan_id)).all()
         assert len(rows) == len(ids) * 4
         assert all(r.setpoint_kw >= 15.0 - 0.05 for r in rows)  # no more curtailment
+
+
+async def test_a_replan_stops_at_its_time_limit_and_the_first_plan_does_not(
+        sqlite_engine: Engine, tmp_path: Path) -> None:
+    """``[scheduler] replan_time_limit_s`` bounds re-plans only (they hold up the control
+    loop); the event's first plan runs to the tolerance. A limit far below one solve makes
+    the re-plan OSQP's iterate at the limit, labelled best-effort."""
+    engine = sqlite_engine
+    tokens = seed(engine)
+    start = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)
+    with session_scope(engine) as s:
+        owner = fleet.get_owner(s, tokens.owner_id)
+        ids = add_plant(s, owner, "10.4.4.3")
+        ev = GridEvent(external_id="rt-limit", source="rest", event_type="real_time",
+                       direction="peak_shaving", programme=PROGRAMME, start=start,
+                       end=start + timedelta(hours=1), requested_kw=8.0, status="accepted",
+                       detail={"baseline_kw": {str(d): [15.0] * 4 for d in ids}})
+        s.add(ev)
+        s.flush()
+        s.add(Bid(event_id=ev.id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0"),
+                  detail={"owners": [{"owner_id": tokens.owner_id, "declared_kw": 8.0}]}))
+        event_id = int(ev.id or 0)
+    settings = daemon_settings(tmp_path, str(engine.url))
+    settings = settings.model_copy(update={"scheduler": settings.scheduler.model_copy(
+        update={"replan_time_limit_s": 1e-7})})
+    metrics = Metrics()
+    services = Services(settings=settings, db=Db(engine), metrics=metrics,
+                        supervisor=Supervisor(metrics), fleet=StaticFleet(),
+                        clock=lambda: now[0])  # type: ignore[arg-type]
+    now = [start + timedelta(minutes=1)]
+    planner = Planner(services)
+    try:
+        first = await planner.plan(event_id, "initial")
+        now[0] = start + timedelta(minutes=16)  # a later interval: a re-plan with work to do
+        again = await planner.plan(event_id, "shortfall")
+    finally:
+        planner.close()
+        services.db.close()
+    with session_scope(engine) as s:
+        p1 = s.get(DispatchPlan, first.plan_id)
+        p2 = s.get(DispatchPlan, again.plan_id)
+        assert p1 is not None and p2 is not None
+        assert p1.detail["status"] == "solved"
+        assert "time limit" in p2.detail["status"]
+        assert any("best-effort" in w for w in p2.detail["warnings"])
+        rows = s.exec(select(Setpoint).where(Setpoint.plan_id == again.plan_id)).all()
+        assert rows and all(0.0 <= r.setpoint_kw <= 20.0 for r in rows)  # still within limits
