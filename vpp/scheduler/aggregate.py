@@ -49,6 +49,7 @@ def per_unit_key(d: FleetDevice, baseline_pu: bytes) -> tuple:
     return (
         d.kind, _r(d.min_setpoint_kw / R), _r(d.max_setpoint_kw / R), params, d.soc_pct,
         d.terminal_soc_pct, sessions, _r(d.shed_used_kwh / R), _r(d.debt_kwh / R),
+        tuple(_r(v / R) for v in d.shed_history_kwh),
         d.preference_weight, d.available, d.flex_scale,
         baseline_pu,
     )

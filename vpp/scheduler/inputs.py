@@ -55,6 +55,10 @@ class FleetDevice:
     ``sessions``: EV chargers, at most one per connector in this horizon.
     ``shed_used_kwh`` / ``debt_kwh``: buildings and industrial loads, energy already shed in this
     event (counts against the duration budget) and energy still owed (rebound / make-up).
+    ``shed_history_kwh``: industrial loads, energy curtailed in each interval before ``now``
+    (oldest first, the last is interval ``now - 1``; what the make-up window still covers is
+    enough): the make-up of each must come within ``makeup_hours`` of *its* interval. Empty:
+    the debt may be made up until ``now + makeup_hours``.
     ``preference_weight`` scales the owner's discomfort/curtailment penalty (> 1: protect me more).
     ``available=False`` (offline) pins the device at its baseline; ``flex_scale`` in [0, 1]
     derates its flexibility after under-delivery.
@@ -72,6 +76,7 @@ class FleetDevice:
     sessions: tuple[EvSession, ...] = ()
     shed_used_kwh: float = 0.0
     debt_kwh: float = 0.0
+    shed_history_kwh: tuple[float, ...] = ()
     preference_weight: float = 1.0
     available: bool = True
     flex_scale: float = 1.0
@@ -153,6 +158,8 @@ def validate_device(d: FleetDevice, n: int) -> None:
         raise _bad(f"{tag}: flex_scale must be in [0, 1], got {d.flex_scale}")
     if d.shed_used_kwh < 0 or d.debt_kwh < 0:
         raise _bad(f"{tag}: shed_used_kwh and debt_kwh must be >= 0")
+    if not all(np.isfinite(v) and v >= 0 for v in d.shed_history_kwh):
+        raise _bad(f"{tag}: shed_history_kwh must be finite and >= 0")
     if d.kind is DeviceKind.BATTERY:
         p = d.params
         assert isinstance(p, BatteryParams)

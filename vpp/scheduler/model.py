@@ -438,7 +438,7 @@ class DispatchModel:
             iterations=int(res.info.iter),
             solve_time_s=float(res.info.solve_time) + float(getattr(res.info, "polish_time", 0.0)),
             setup_time_s=self.setup_time_s, interval_minutes=self.interval_minutes,
-            warnings=warnings, ev_connector_kwh=ev_t,
+            warnings=warnings, ev_connector_kwh=ev_t, now_index=data.now_index,
         )
         if not plan.feasible:
             plan.binding = self.binding(res, shortfall > 1e-3 * np.maximum(

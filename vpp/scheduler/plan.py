@@ -53,6 +53,8 @@ class DispatchPlan:
     warnings: list[str] = field(default_factory=list)
     #: per EV charger: energy per connector per interval (kWh, connectors x intervals)
     ev_connector_kwh: dict[int, np.ndarray] = field(default_factory=dict)
+    #: the first interval this plan could change (earlier ones were pinned: the past)
+    now_index: int = 0
 
     @property
     def shortfall_kwh(self) -> float:

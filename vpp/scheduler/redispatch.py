@@ -27,6 +27,8 @@ def advance(devices: Sequence[FleetDevice], plan: DispatchPlan, now: int,
     (``soc_pct`` overrides batteries' SoC with measured values)."""
     if not 0 < now < plan.power_kw.shape[1]:
         raise ValidationError(f"now={now} must be inside the horizon and after its start")
+    if now < plan.now_index:
+        raise ValidationError(f"now={now} is before the plan's own start ({plan.now_index})")
     dt = plan.interval_minutes / 60.0
     soc_pct = soc_pct or {}
     out = []
@@ -48,9 +50,15 @@ def advance(devices: Sequence[FleetDevice], plan: DispatchPlan, now: int,
                 sessions.append(EvSession(s.arrival, s.departure, left))
             out.append(replace(d, sessions=tuple(sessions)))
         else:
-            # the solver's tolerance leaves shed of order -1e-6 kW where none is planned
-            shed_used = d.shed_used_kwh + float(np.maximum(plan.shed_kw[i, :now], 0.0).sum() * dt)
-            out.append(replace(d, shed_used_kwh=shed_used,
+            # the solver's tolerance leaves shed of order -1e-6 kW where none is planned;
+            # intervals before the plan's own now_index were pinned (their shed is in the
+            # device's history already)
+            done = np.maximum(plan.shed_kw[i, plan.now_index : now], 0.0) * dt
+            shed_used = d.shed_used_kwh + float(done.sum())
+            history = d.shed_history_kwh
+            if d.kind is DeviceKind.INDUSTRIAL_LOAD:
+                history = history + tuple(float(v) for v in done)
+            out.append(replace(d, shed_used_kwh=shed_used, shed_history_kwh=history,
                                debt_kwh=float(max(plan.owed_kwh[i, now - 1], 0.0))))
     return out
 

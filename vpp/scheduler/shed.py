@@ -150,11 +150,33 @@ def _vectors(ctx: Context, sp: ShedSpec, rec: bool, window: int, rated: np.ndarr
         o += 1
         if window:
             lo[:, o : o + n] = -INF
-            allow = np.where(np.arange(n)[None, :] < ctx.now + window, owed0[:, None], 0.0)
+            rho = attr(devs, sp.fraction)
+            allow = _makeup_allowance(devs, rho, rated, owed0, window, n, ctx.now)
             # before ``now`` the owed energy is pinned at ``owed0`` (no shed, no recovery):
             # those rows would only be tight and degenerate, and every re-plan would move them
             hi[:, o : o + n] = np.where(avail[:, None] & live, allow, INF)
     return Vectors(q=q, lo=lo, hi=hi, const_kw=np.array(base, dtype=float, copy=True))
+
+
+def _makeup_allowance(devs: Sequence[FleetDevice], rho: np.ndarray, rated: np.ndarray,
+                      owed0: np.ndarray, window: int, n: int, now: int) -> np.ndarray:
+    """Upper bound of the make-up-window rows (m, n), per unit x hours: what may still be owed
+    at ``t`` from curtailment before ``now``: ``rho`` x the energy curtailed in the intervals
+    of ``[t - window + 1, now)`` by the device's shed history (exact: each interval's make-up
+    is due ``window`` intervals after it, and the bound does not move between re-plans), plus
+    any debt the history does not explain (older, or no history at all), due by
+    ``now + window``."""
+    t = np.arange(n)
+    out = np.zeros((len(devs), n))
+    for i, d in enumerate(devs):
+        hist = rho[i] * np.asarray(d.shed_history_kwh, dtype=float) / rated[i]
+        tau = now - hist.size + np.arange(hist.size)  # interval of each history entry
+        csum = np.concatenate([[0.0], np.cumsum(hist)])
+        first = np.searchsorted(tau, t - window + 1)  # first entry inside t's window
+        out[i] = csum[-1] - csum[np.clip(first, 0, hist.size)]
+        unexplained = max(owed0[i] - out[i, min(now, n - 1)], 0.0)
+        out[i] += np.where(t < now + window, unexplained, 0.0)
+    return out
 
 
 def shed_kw(blk: Block, x: np.ndarray, n: int) -> np.ndarray:

@@ -145,6 +145,33 @@ def test_receding_horizon_replans_chain_through_the_call(mixed):
         assert all(d.shed_used_kwh >= 0 for d in state)
 
 
+def test_replan_keeps_each_curtailments_own_makeup_deadline():
+    """Curtailment must be made up within ``makeup_hours`` of its own interval. A re-plan in
+    the middle of the call (state from ``advance``, which carries the curtailment history) may
+    not push the make-up of the call's first intervals later, even when later energy is
+    cheaper."""
+    plant = replace(industrial(1, cap=300.0, minutes=120, makeup=1.0, hours=1.0),
+                    max_setpoint_kw=1000.0)
+    devs = [plant]
+    base = baseline_for(devs)
+    p = np.full(N, 0.65)
+    p[24:] = 0.05  # very cheap energy later: delaying the make-up would pay
+    d0 = HorizonData(base, p, EventCall(12, 18, 250.0))
+    model = DispatchModel(devs, N)
+    plan = model.solve(devs, d0)
+    assert plan.feasible
+    now = 15
+    state = advance(devs, plan, now)
+    assert len(state[0].shed_history_kwh) == now
+    new = redispatch(model, state, d0, now)
+    assert new.feasible
+    window = int(round(1.0 / 0.25)) + 1  # make-up due within 4 intervals: 5 rows of lags
+    shed = np.concatenate([np.asarray(state[0].shed_history_kwh), new.shed_kw[0, now:] * 0.25])
+    for t in range(now, N):
+        due = shed[max(t - window + 1, 0) : t + 1].sum()  # curtailed in (t - window, t]
+        assert new.owed_kwh[0, t] <= due + 1e-3 * 300, t
+
+
 def test_derated_device_gets_less(mixed):
     devs, base = mixed
     model = DispatchModel(devs, N)
