@@ -32,8 +32,8 @@ import time
 
 import numpy as np
 
-from vpp.scheduler import DispatchModel, EventCall, HorizonData, SolverOptions
 from vpp.device_kinds import DeviceKind
+from vpp.scheduler import DispatchModel, EventCall, HorizonData, SolverOptions
 from vpp.scheduler.aggregate import aggregate, disaggregate
 from vpp.scheduler.redispatch import advance, replan_inputs
 from vpp.scheduler.reference import solve_clarabel

@@ -42,7 +42,7 @@ from bidding.settlement import (
     require_metered_share,
     settle_event,
 )
-from forecasting.baselines import BaselineResult, BaselineSpec, day_type_name, compute_baseline
+from forecasting.baselines import BaselineResult, BaselineSpec, compute_baseline, day_type_name
 from forecasting.calendars import ChineseCalendar, DayCalendar
 from vpp.db import session_scope
 from vpp.errors import NoHistoryError, NotFoundError, ValidationError

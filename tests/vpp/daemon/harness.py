@@ -25,6 +25,11 @@ from device_adapters.protocol import DeviceState
 from tests.conftest import REPO_ROOT, free_port
 from vpp import fleet
 from vpp.config import GatewaySpec, Settings
+from vpp.daemon.dbexec import Db
+from vpp.daemon.metrics import Metrics
+from vpp.daemon.planning import Planner
+from vpp.daemon.services import Services
+from vpp.daemon.supervisor import Supervisor
 from vpp.db import session_scope
 from vpp.models import Role
 
@@ -247,3 +252,25 @@ def add_plant(s: Any, owner: Any, host: str, **params: Any) -> list[int]:
         s.add(d)
     s.flush()
     return [int(d.id or 0) for d in devs]
+
+
+def planner_at(engine: Engine, settings: Settings, now: list[datetime]) -> Planner:
+    """A planner on ``engine`` whose clock reads ``now[0]``."""
+    metrics = Metrics()
+    return Planner(Services(settings=settings, db=Db(engine), metrics=metrics,
+                            supervisor=Supervisor(metrics), fleet=StaticFleet(),  # type: ignore[arg-type]
+                            clock=lambda: now[0]))
+
+
+async def plan_at(planner: Planner, event_id: int, now: list[datetime], start: datetime,
+                  steps: list[tuple[int, str]]) -> list[Any]:
+    """Plan ``event_id`` at ``start`` + each (minutes, reason); closes the planner."""
+    outs = []
+    try:
+        for minutes, reason in steps:
+            now[0] = start + timedelta(minutes=minutes)
+            outs.append(await planner.plan(event_id, reason))
+    finally:
+        planner.close()
+        planner.services.db.close()
+    return outs

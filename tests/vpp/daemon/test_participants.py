@@ -12,13 +12,15 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from tests.vpp.daemon.harness import PROGRAMME, StaticFleet, add_plant, daemon_settings, seed
+from tests.vpp.daemon.harness import (
+    PROGRAMME,
+    add_plant,
+    daemon_settings,
+    plan_at,
+    planner_at,
+    seed,
+)
 from vpp import fleet
-from vpp.daemon.dbexec import Db
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.planning import Planner
-from vpp.daemon.services import Services
-from vpp.daemon.supervisor import Supervisor
 from vpp.db import session_scope
 from vpp.models import Bid, DispatchPlan, GridEvent
 
@@ -44,16 +46,9 @@ async def test_only_owners_with_a_declared_share_are_planned(sqlite_engine: Engi
                   detail={"owners": [{"owner_id": tokens.owner_id, "declared_kw": 8.0},
                                      {"owner_id": int(b.id or 0), "declared_kw": 0.0}]}))
         event_id = int(ev.id or 0)
-    metrics = Metrics()
-    services = Services(settings=daemon_settings(tmp_path, str(engine.url)), db=Db(engine),
-                        metrics=metrics, supervisor=Supervisor(metrics),
-                        fleet=StaticFleet())  # type: ignore[arg-type]
-    planner = Planner(services)
-    try:
-        out = await planner.plan(event_id, "initial")
-    finally:
-        planner.close()
-        services.db.close()
+    now = [start]
+    [out] = await plan_at(planner_at(engine, daemon_settings(tmp_path, str(engine.url)), now),
+                          event_id, now, start, [(0, "initial")])
     assert out.devices == 2
     with session_scope(engine) as s:
         plan = s.exec(select(DispatchPlan).where(DispatchPlan.id == out.plan_id)).one()

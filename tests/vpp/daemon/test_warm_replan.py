@@ -7,65 +7,64 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from tests.vpp.daemon.harness import PROGRAMME, StaticFleet, add_plant, daemon_settings, seed
+from tests.vpp.daemon.harness import (
+    PROGRAMME,
+    add_plant,
+    daemon_settings,
+    plan_at,
+    planner_at,
+    seed,
+)
 from vpp import fleet
-from vpp.daemon.dbexec import Db
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.planning import Planner
-from vpp.daemon.services import Services
-from vpp.daemon.supervisor import Supervisor
 from vpp.db import session_scope
 from vpp.models import Bid, DispatchPlan, GridEvent, Setpoint
 from vpp.telemetry_store import Reading, write_readings
+
+START = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)  # 18:00 in Zhuzhou
+
+
+def _event(engine: Engine, owner_id: int, host: str, hours: int,
+           **params: Any) -> tuple[int, list[int]]:
+    """Two loads of ``owner_id`` (baseline 15 kW each) and an accepted call of ``hours`` from
+    ``START`` with a bid of 8 kW: (event id, device ids)."""
+    with session_scope(engine) as s:
+        ids = add_plant(s, fleet.get_owner(s, owner_id), host, **params)
+        ev = GridEvent(external_id=f"rt-{host}", source="rest", event_type="real_time",
+                       direction="peak_shaving", programme=PROGRAMME, start=START,
+                       end=START + timedelta(hours=hours), requested_kw=8.0, status="accepted",
+                       detail={"baseline_kw": {str(d): [15.0] * (4 * hours) for d in ids}})
+        s.add(ev)
+        s.flush()
+        s.add(Bid(event_id=ev.id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0"),
+                  detail={"owners": [{"owner_id": owner_id, "declared_kw": 8.0}]}))
+        return int(ev.id or 0), ids
 
 
 async def test_replans_in_later_intervals_reuse_the_built_model(sqlite_engine: Engine,
                                                                  tmp_path: Path) -> None:
     engine = sqlite_engine
-    tokens = seed(engine)
-    start = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)  # 18:00 in Zhuzhou
-    with session_scope(engine) as s:
-        owner = fleet.get_owner(s, tokens.owner_id)
-        ids = add_plant(s, owner, "10.4.4.1")
-        ev = GridEvent(external_id="rt-replan", source="rest", event_type="real_time",
-                       direction="peak_shaving", programme=PROGRAMME, start=start,
-                       end=start + timedelta(hours=1), requested_kw=8.0, status="accepted",
-                       detail={"baseline_kw": {str(d): [15.0] * 4 for d in ids}})
-        s.add(ev)
-        s.flush()
-        s.add(Bid(event_id=ev.id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0"),
-                  detail={"owners": [{"owner_id": tokens.owner_id, "declared_kw": 8.0}]}))
-        event_id = int(ev.id or 0)
-    now = [start + timedelta(minutes=1)]
-    metrics = Metrics()
-    services = Services(settings=daemon_settings(tmp_path, str(engine.url)), db=Db(engine),
-                        metrics=metrics, supervisor=Supervisor(metrics),
-                        fleet=StaticFleet(), clock=lambda: now[0])  # type: ignore[arg-type]
-    planner = Planner(services)
-    outs = []
-    try:
-        for minutes in (1, 16, 31, 46):
-            now[0] = start + timedelta(minutes=minutes)
-            outs.append(await planner.plan(event_id, "initial" if minutes == 1 else "periodic"))
-    finally:
-        planner.close()
-        services.db.close()
+    event_id, ids = _event(engine, seed(engine).owner_id, "10.4.4.1", hours=1)
+    now = [START]
+    planner = planner_at(engine, daemon_settings(tmp_path, str(engine.url)), now)
+    outs = await plan_at(planner, event_id, now, START,
+                        [(1, "initial"), (16, "periodic"), (31, "periodic"), (46, "periodic")])
     [sched] = planner._schedulers.values()
     assert sched.builds == 1  # four plans in four intervals, one QP
     for k, out in enumerate(outs):
-        assert out.current_interval == start + timedelta(minutes=15 * k)
+        assert out.current_interval == START + timedelta(minutes=15 * k)
         assert out.shortfall_kw < 0.01 * 8.0
         with session_scope(engine) as s:
             rows = s.exec(select(Setpoint).where(Setpoint.plan_id == out.plan_id)).all()
             # one setpoint per device for each interval left in the event, from the current one
             assert len(rows) == len(ids) * (4 - k)
             got = sorted({r.interval_start.replace(tzinfo=UTC) for r in rows})
-            assert got[0] == start + timedelta(minutes=15 * k)
+            assert got[0] == START + timedelta(minutes=15 * k)
             assert all(0.0 <= r.setpoint_kw <= 20.0 for r in rows)
             # together they still shed the declared 8 kW off the 30 kW baseline
             for t in got:
@@ -80,35 +79,15 @@ async def test_a_replan_counts_the_shed_time_already_used(sqlite_engine: Engine,
     fully in the event's first hour; a re-plan for its second hour must not curtail them again
     (the call is then short, and says so)."""
     engine = sqlite_engine
-    tokens = seed(engine)
-    start = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)
-    with session_scope(engine) as s:
-        owner = fleet.get_owner(s, tokens.owner_id)
-        ids = add_plant(s, owner, "10.4.4.2", max_curtail_minutes=60, makeup_fraction=0.0)
-        ev = GridEvent(external_id="rt-budget", source="rest", event_type="real_time",
-                       direction="peak_shaving", programme=PROGRAMME, start=start,
-                       end=start + timedelta(hours=2), requested_kw=8.0, status="accepted",
-                       detail={"baseline_kw": {str(d): [15.0] * 8 for d in ids}})
-        s.add(ev)
-        s.flush()
-        s.add(Bid(event_id=ev.id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0"),
-                  detail={"owners": [{"owner_id": tokens.owner_id, "declared_kw": 8.0}]}))
-        event_id = int(ev.id or 0)
+    event_id, ids = _event(engine, seed(engine).owner_id, "10.4.4.2", hours=2,
+                           max_curtail_minutes=60, makeup_fraction=0.0)
     # the first hour, metered: both loads at 5 kW (10 kW below their 15 kW baseline)
-    write_readings(engine, [Reading(d, start + timedelta(minutes=m), 5.0)
+    write_readings(engine, [Reading(d, START + timedelta(minutes=m), 5.0)
                             for d in ids for m in range(0, 60, 5)])
-    now = [start + timedelta(minutes=61)]
-    metrics = Metrics()
-    services = Services(settings=daemon_settings(tmp_path, str(engine.url)), db=Db(engine),
-                        metrics=metrics, supervisor=Supervisor(metrics),
-                        fleet=StaticFleet(), clock=lambda: now[0])  # type: ignore[arg-type]
-    planner = Planner(services)
-    try:
-        out = await planner.plan(event_id, "periodic")
-    finally:
-        planner.close()
-        services.db.close()
-    assert out.current_interval == start + timedelta(hours=1)
+    now = [START]
+    planner = planner_at(engine, daemon_settings(tmp_path, str(engine.url)), now)
+    [out] = await plan_at(planner, event_id, now, START, [(61, "periodic")])
+    assert out.current_interval == START + timedelta(hours=1)
     assert out.shortfall_kw == pytest.approx(8.0, abs=0.05)
     with session_scope(engine) as s:
         rows = s.exec(select(Setpoint).where(Setpoint.plan_id == out.plan_id)).all()
@@ -122,36 +101,14 @@ async def test_a_replan_stops_at_its_time_limit_and_the_first_plan_does_not(
     loop); the event's first plan runs to the tolerance. A limit far below one solve makes
     the re-plan OSQP's iterate at the limit, labelled best-effort."""
     engine = sqlite_engine
-    tokens = seed(engine)
-    start = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)
-    with session_scope(engine) as s:
-        owner = fleet.get_owner(s, tokens.owner_id)
-        ids = add_plant(s, owner, "10.4.4.3")
-        ev = GridEvent(external_id="rt-limit", source="rest", event_type="real_time",
-                       direction="peak_shaving", programme=PROGRAMME, start=start,
-                       end=start + timedelta(hours=1), requested_kw=8.0, status="accepted",
-                       detail={"baseline_kw": {str(d): [15.0] * 4 for d in ids}})
-        s.add(ev)
-        s.flush()
-        s.add(Bid(event_id=ev.id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0"),
-                  detail={"owners": [{"owner_id": tokens.owner_id, "declared_kw": 8.0}]}))
-        event_id = int(ev.id or 0)
+    event_id, ids = _event(engine, seed(engine).owner_id, "10.4.4.3", hours=1)
     settings = daemon_settings(tmp_path, str(engine.url))
     settings = settings.model_copy(update={"scheduler": settings.scheduler.model_copy(
         update={"replan_time_limit_s": 1e-7})})
-    metrics = Metrics()
-    services = Services(settings=settings, db=Db(engine), metrics=metrics,
-                        supervisor=Supervisor(metrics), fleet=StaticFleet(),
-                        clock=lambda: now[0])  # type: ignore[arg-type]
-    now = [start + timedelta(minutes=1)]
-    planner = Planner(services)
-    try:
-        first = await planner.plan(event_id, "initial")
-        now[0] = start + timedelta(minutes=16)  # a later interval: a re-plan with work to do
-        again = await planner.plan(event_id, "shortfall")
-    finally:
-        planner.close()
-        services.db.close()
+    now = [START]
+    # the re-plan in a later interval has work to do
+    first, again = await plan_at(planner_at(engine, settings, now), event_id, now, START,
+                                [(1, "initial"), (16, "shortfall")])
     with session_scope(engine) as s:
         p1 = s.get(DispatchPlan, first.plan_id)
         p2 = s.get(DispatchPlan, again.plan_id)
