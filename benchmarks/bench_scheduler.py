@@ -208,8 +208,8 @@ def bench_receding(n_dev: int, n: int, eps: float, naive: bool, naive_timeout_s:
     the day's first plan and is reported on its own. (b) = naive cvxpy on the dropout re-plan's
     data / our re-plan of it."""
     devs, base = mixed_fleet(n_dev, n, seed=seed)
-    data = HorizonData(base, tou_price(n), call_for(base, n))
-    call = data.call
+    call = call_for(base, n)
+    data = HorizonData(base, tou_price(n), call)
     model = DispatchModel(devs, n, options=SolverOptions(eps=eps))
     plan = model.solve(devs, data)
     first_it = plan.iterations
@@ -218,7 +218,7 @@ def bench_receding(n_dev: int, n: int, eps: float, naive: bool, naive_timeout_s:
     rng = np.random.default_rng(seed + 2)
     bat = [i for i, d in enumerate(devs) if d.kind is DeviceKind.BATTERY]
     state, off = list(devs), []
-    steps = []
+    steps: list[dict] = []
     drop_at = call.start + 1
     drop_inputs = None
     for now in range(call.start - 4, call.end):
