@@ -25,6 +25,7 @@ from bidding.capability import portfolio_capability
 from bidding.ledger import check_ledger, current_settlement, pay_owners, record_grid_receipt
 from bidding.money import fmt_yuan
 from bidding.workflow import SettleOutcome, bid_event, settle_from_db
+from forecasting.calendars import make_calendar
 from vpp.cli.common import app_context, console
 from vpp.config import Settings
 from vpp.db import make_engine, session_scope, upgrade
@@ -100,7 +101,8 @@ def bid(
         raise ValidationError(f"--price must be a number, got {price!r}") from None
     row, offer = bid_event(actx.engine(), event, settings.bidding.programmes_dir,
                            price_yuan_per_kwh=p,
-                           confidence=settings.bidding.delivery_confidence)
+                           confidence=settings.bidding.delivery_confidence,
+                           calendar=make_calendar(settings.forecasting.calendar))
     t = Table("owner", "declared kW", "share", "expected kW", "P(penalty)", "limited by",
               title=f"Bid {row.id} for event {event}: {offer.declared_kw:,.1f} kW at "
                     f"{offer.price_yuan_per_kwh} yuan/kWh")

@@ -37,6 +37,7 @@ from bidding.capability import device_capability_kw
 from bidding.offer import aggregate_offers, deliverable_quantiles, owner_offer
 from bidding.programme import Product, Programme, load_programme
 from bidding.workflow import bid_event
+from forecasting.calendars import make_calendar
 from vpp.api.schemas import CallDecision, GridCallIn
 from vpp.errors import ConflictError, NoHistoryError, NotFoundError, ValidationError
 from vpp.models import AuditLog, Bid, Device, DeviceStatus, GridEvent
@@ -214,7 +215,8 @@ class Intake:
             await services.db.call(functools.partial(
                 bid_event, services.db.engine, event_id, settings.bidding.programmes_dir,
                 price_yuan_per_kwh=price, confidence=confidence, actor=actor,
-                load_forecast=fc, scheduler_envelope=True, soc_pct=soc))
+                load_forecast=fc, scheduler_envelope=True, soc_pct=soc,
+                calendar=make_calendar(settings.forecasting.calendar)))
             return None
         except NoHistoryError as exc:
             first = exc.message
