@@ -161,13 +161,6 @@ def _shed_so_far(s: Session, devices: list[Device], baseline_kw: dict[str, list[
     return out
 
 
-def _with_shed(fd: FleetDevice, kwh: float) -> FleetDevice:
-    """``fd`` with ``kwh`` already shed in this event. The rebound or make-up of that energy
-    comes after the event, where the plan writes no setpoints, so it is not re-planned (as a
-    debt it could make the re-plan infeasible when less of the horizon is left to recover)."""
-    return replace(fd, shed_used_kwh=kwh)
-
-
 class Planner:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -316,7 +309,10 @@ class Planner:
             try:
                 fd = fleet_device(d, st, h0, step, tz, offset=first)
                 if did in shed_past:
-                    fd = _with_shed(fd, shed_past[did])
+                    # the rebound / make-up of that energy comes after the event, where the
+                    # plan writes no setpoints: not re-planned (as a debt it could make the
+                    # re-plan infeasible with less of the horizon left to recover it)
+                    fd = replace(fd, shed_used_kwh=shed_past[did])
                 fleet_devs.append(fd)
             except ValidationError as exc:
                 log.warning("device left out of the plan: %s", exc, extra={"device_id": did})
@@ -335,7 +331,8 @@ class Planner:
         return {
             "event": ev, "bid": bid, "devices": fleet_devs, "rows": devices,
             "baseline": np.vstack(baselines), "price": price, "h0": h0, "n": n,
-            "first": first, "n_event": n_event, "intervals": intervals[first:],
+            "first": first, "n_event": n_event, "now": slice(first, first + n_event),
+            "intervals": intervals[first:],
             "declared_kw": bid.declared_kw, "sign": sign, "minutes": minutes,
             "owners": {int(d.id or 0): d.owner_id for d in devices},
         }
@@ -369,7 +366,7 @@ class Planner:
                wall_s: float) -> int:
         ev: GridEvent = inp["event"]
         n_event = inp["n_event"]
-        sl = slice(inp["first"], inp["first"] + n_event)  # the event's intervals from now
+        sl = inp["now"]  # the event's intervals from the current one
         ids = [int(i) for i in result.device_ids]
         owners = inp["owners"]
         base = np.asarray(result.baseline_kw)[:, sl]
@@ -435,9 +432,7 @@ class Planner:
         plan_id = await services.db.run(self._store, inp, result, reason, wall)
         services.metrics.solve_seconds.observe(float(result.solve_time_s))
         services.metrics.plans.labels(reason).inc()
-        first = inp["first"]
-        short = float(np.nan_to_num(
-            np.asarray(result.shortfall_kw)[first : first + inp["n_event"]]).max())
+        short = float(np.nan_to_num(np.asarray(result.shortfall_kw)[inp["now"]]).max())
         log.info("planned", extra={"event_id": event_id, "plan_id": plan_id, "reason": reason,
                                    "devices": len(inp["devices"]), "shortfall_kw": round(short, 1),
                                    "solve_s": round(float(result.solve_time_s), 3)})
