@@ -18,7 +18,8 @@ device with its own random state: nothing to aggregate) over 96 intervals of 15 
   call from the previous plan's state, with SoC telemetry noise and 1 % of the devices
   dropping out; its (b) against the naive model rebuilt for the dropout re-plan;
 - a partitioned solve on Dask (exchange ADMM, LocalCluster) for ``--partition-devices`` devices:
-  wall time and gap to the Lagrangian bound (sum of partition bounds).
+  wall time and gap to the Lagrangian bound (sum of partition bounds), with the coordinator's
+  residual balancing of rho and, as the same run's baseline, with rho fixed.
 
 Ratios are measured in the same run. Ends with one JSON line. ``--quick`` finishes in < 60 s.
 Run: ``uv run python benchmarks/bench_scheduler.py [--quick]``.
@@ -327,29 +328,41 @@ def bench_aggregated(n_dev: int, n: int, eps: float, seed: int = 0) -> dict:
 
 def bench_partitioned(n_dev: int, n: int, size: int, eps: float, max_iter: int,
                       catalogue: bool) -> dict:
+    """The partitioned Dask solve, with the coordinator's residual balancing of rho and, as the
+    same run's baseline, with rho fixed at its starting value."""
     from distributed import Client, LocalCluster
 
     from vpp.scheduler.partition import chunk, solve_partitioned
 
     devs, base = (catalog_fleet if catalogue else mixed_fleet)(n_dev, n, seed=7)
     data = HorizonData(base, tou_price(n), call_for(base, n))
+    out: dict = {"devices": n_dev, "fleet": "catalogue, aggregated" if catalogue else "mixed"}
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        res = solve_partitioned(
-            client, devs, data, chunk(devs, size), options=SolverOptions(eps=eps, fallback=False),
-            max_iter=max_iter, aggregate=catalogue,
-            progress=lambda i, rp, rd: log(f"    ADMM {i}: primal {rp:.2e} dual {rd:.2e}")
-            if i % 10 == 0 else None,
-        )
-    log(f"  partitioned N={n_dev} in {res.partitions} partitions: {res.wall_time_s:.1f} s, "
-        f"{res.iterations} ADMM iterations (converged={res.converged}), gap to bound "
-        f"{res.gap:.2e}, shortfall {res.shortfall_kw.sum() * 0.25:.1f} kWh")
-    return {"devices": n_dev, "fleet": "catalogue, aggregated" if catalogue else "mixed",
-            "qp_devices": res.qp_devices,
-            "partitions": res.partitions, "wall_s": round(res.wall_time_s, 2),
-            "iterations": res.iterations, "converged": res.converged,
-            "objective_yuan": round(res.objective_yuan, 2),
-            "lower_bound_yuan": round(res.lower_bound_yuan, 2), "gap": float(f"{res.gap:.3e}")}
+        for label, balance in (("balanced", True), ("fixed_rho", False)):
+            res = solve_partitioned(
+                client, devs, data, chunk(devs, size),
+                options=SolverOptions(eps=eps, fallback=False), max_iter=max_iter,
+                aggregate=catalogue, balance_rho=balance,
+                progress=lambda i, rp, rd: log(f"    ADMM {i}: primal {rp:.2e} dual {rd:.2e}")
+                if i % 10 == 0 else None,
+            )
+            log(f"  partitioned N={n_dev} in {res.partitions} partitions, rho {label}: "
+                f"{res.wall_time_s:.1f} s, {res.iterations} ADMM iterations (converged="
+                f"{res.converged}), gap to bound {res.gap:.2e}, shortfall "
+                f"{res.shortfall_kw.sum() * 0.25:.1f} kWh")
+            out |= {"qp_devices": res.qp_devices, "partitions": res.partitions,
+                    label: {"wall_s": round(res.wall_time_s, 2), "iterations": res.iterations,
+                            "converged": res.converged,
+                            "objective_yuan": round(res.objective_yuan, 2),
+                            "lower_bound_yuan": round(res.lower_bound_yuan, 2),
+                            "gap": float(f"{res.gap:.3e}")}}
+    b, f = out["balanced"], out["fixed_rho"]
+    out |= {"ratio_time_fixed_over_balanced": round(f["wall_s"] / b["wall_s"], 2),
+            "ratio_iterations_fixed_over_balanced": round(f["iterations"] / b["iterations"], 2)}
+    log(f"  partitioned: fixed rho / balanced = {out['ratio_time_fixed_over_balanced']}x time, "
+        f"{out['ratio_iterations_fixed_over_balanced']}x iterations")
+    return out
 
 
 def main() -> None:

@@ -12,6 +12,15 @@ OSQP workspace, warm-started). The coordinator only exchanges each partition's r
 so that the partitions together meet the call. The price ``p = -rho u`` (clipped to
 ``[0, lambda]`` in the call window) gives a Lagrangian lower bound: each partition solved against
 ``p`` plus ``p . D``; the gap between the plan's objective and that bound is reported.
+
+Stopping: the primal residual ``K |Zbar - Wbar|`` (kW) relative to the call, and the dual
+residual ``rho K |Wbar - Wbar_prev|`` (yuan/kWh, the change of the coordinator's price signal)
+relative to the larger of the highest tariff price and the coordinator's price, both within
+``tol``. ``rho`` is balanced as the iterations go (Boyd et al. 2011, sec. 3.4.1): every
+:data:`BALANCE_EVERY` iterations, if one relative residual exceeds :data:`MU` times the other,
+``rho`` is multiplied or divided by :data:`TAU` and the scaled dual ``u`` rescaled so that the
+price ``rho u`` is unchanged. With a fixed ``rho`` (and the dual residual in kW) a small call
+(2 % of the baseline) stopped at the iteration cap, 0.6 % off the monolithic objective.
 """
 
 from __future__ import annotations
@@ -27,6 +36,11 @@ from vpp.scheduler.aggregate import Aggregation, disaggregate
 from vpp.scheduler.aggregate import aggregate as aggregate_fleet
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate
 from vpp.scheduler.model import DispatchModel, SolverOptions, signature
+
+
+#: Residual balancing of the coordinator's ``rho`` (see the module docstring). Every change makes
+#: each partition refactor its KKT matrix once, so it is checked every few iterations only.
+BALANCE_EVERY, MU, TAU = 5, 10.0, 2.0
 
 
 class PartitionWorker:
@@ -108,9 +122,13 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
                       partitions: Sequence[Sequence[int]], *, weights: Weights | None = None,
                       options: SolverOptions | None = None, rho: float | None = None,
                       max_iter: int = 300, tol: float = 2e-3, n: int | None = None,
-                      aggregate: bool = False, progress=None) -> PartitionedResult:
+                      aggregate: bool = False, balance_rho: bool = True,
+                      progress=None) -> PartitionedResult:
     """Solve ``data`` for ``devices`` split into ``partitions`` (lists of fleet indices) on the
-    Dask ``client``. ``tol`` is relative to the call (or to the fleet rating without a call)."""
+    Dask ``client``. ``tol``: the primal residual relative to the call (or to the fleet rating
+    without a call), the dual residual relative to the price scale (module docstring); ``rho``
+    is the starting value (balanced as the iterations go unless ``balance_rho`` is false: the
+    benchmark's baseline). ``progress(it, primal, dual)`` gets the relative residuals."""
     t0 = time.perf_counter()
     w = weights or Weights()
     opts = options or SolverOptions(fallback=False)
@@ -138,6 +156,7 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
     dt = data.interval_minutes / 60.0
     scale = max(float(D.max()), 1.0) if win.any() else sum(d.rated_power_kw for d in devices)
     rho = rho if rho is not None else 2.0 * K / scale * 10.0
+    price_scale = max(float(np.abs(price).max()), 1e-6)  # yuan/kWh
     Z = np.zeros((K, n))
     objs = np.zeros(K)
     Wbar = np.zeros(n)
@@ -158,13 +177,19 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
         W_old = Wbar
         Wbar = W / K
         u = u + Zbar - Wbar
-        r_p = K * float(np.abs(Zbar - Wbar).max())
-        r_d = K * float(np.abs(Wbar - W_old).max())
+        r_p = K * float(np.abs(Zbar - Wbar).max()) / scale
+        r_d = rho * K * float(np.abs(Wbar - W_old).max()) / max(
+            price_scale, float(np.abs(rho * u).max()))
         if progress is not None:
-            progress(it, r_p / scale, r_d / scale)
-        if r_p <= tol * scale and r_d <= tol * scale and it > 2:
+            progress(it, r_p, r_d)
+        if r_p <= tol and r_d <= tol and it > 2:
             converged = True
             break
+        if balance_rho and it % BALANCE_EVERY == 0:
+            if r_p > MU * r_d:
+                rho, u = rho * TAU, u / TAU
+            elif r_d > MU * r_p:
+                rho, u = rho / TAU, u * TAU
     red = Z.sum(axis=0)
     short = np.where(win, np.maximum(D - red, 0.0), 0.0)
     primal = float(objs.sum() + lam * dt * short.sum())
