@@ -330,15 +330,14 @@ def bench_partitioned(n_dev: int, n: int, size: int, eps: float, max_iter: int,
                       catalogue: bool) -> dict:
     """The partitioned Dask solve, with the coordinator's residual balancing of rho and, as the
     same run's baseline, with rho fixed at its starting value."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    from vpp.scheduler.partition import chunk, solve_partitioned
+    from vpp.scheduler.partition import chunk, local_cluster, solve_partitioned
 
     devs, base = (catalog_fleet if catalogue else mixed_fleet)(n_dev, n, seed=7)
     data = HorizonData(base, tou_price(n), call_for(base, n))
     out: dict = {"devices": n_dev, "fleet": "catalogue, aggregated" if catalogue else "mixed"}
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with local_cluster() as cluster, Client(cluster) as client:
         for label, balance in (("balanced", True), ("fixed_rho", False)):
             res = solve_partitioned(
                 client, devs, data, chunk(devs, size),

@@ -249,14 +249,15 @@ class Dispatcher:
 
     def _dask(self):
         if self._client is None:
-            from distributed import Client, LocalCluster
+            from distributed import Client
+
+            from vpp.scheduler.partition import local_cluster
 
             addr = self.settings.dask_scheduler_address
             if addr:
                 self._client = Client(addr)
             else:
-                self._cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                             dashboard_address=None)
+                self._cluster = local_cluster()
                 self._client = Client(self._cluster)
         return self._client
 

@@ -113,6 +113,17 @@ class PartitionedResult:
         return (self.objective_yuan - self.lower_bound_yuan) / max(abs(self.objective_yuan), 1.0)
 
 
+def local_cluster(threads: int = 2):
+    """An in-process Dask ``LocalCluster`` (one worker of ``threads`` threads) for partitioned
+    solving without a cluster address. Its HTTP server listens on a free loopback port with the
+    dashboard off: ``dashboard_address=None`` does not disable it (dask/distributed#8136), so
+    several clusters on one machine fought over port 8787 and one was reachable from outside."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=1, threads_per_worker=threads, processes=False,
+                        dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
+
+
 def chunk(devices: Sequence[FleetDevice], size: int) -> list[list[int]]:
     """Consecutive partitions of at most ``size`` devices."""
     return [list(range(i, min(i + size, len(devices)))) for i in range(0, len(devices), size)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from vpp.scheduler import DispatchModel, EventCall, HorizonData
-from vpp.scheduler.partition import chunk, solve_partitioned
+from vpp.scheduler.partition import chunk, local_cluster, solve_partitioned
 from vpp.scheduler.synthetic import mixed_fleet, tou_price
 
 #: Stated tolerance: objectives within 0.5 %, call met within 0.5 % of the target.
@@ -16,8 +16,7 @@ OBJ_TOL = 5e-3
 
 @pytest.fixture(scope="module")
 def client():
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+    with local_cluster() as cluster, Client(cluster) as c:
         yield c
 
 
@@ -71,3 +70,14 @@ def test_partitioned_small_call_converges(client):
     assert part.objective_yuan == pytest.approx(mono.objective_yuan, rel=1e-3)
     assert part.gap < 1e-3
     assert (part.reduction_kw[16:24] >= target * (1 - OBJ_TOL)).all()
+
+
+def test_local_cluster_listens_on_loopback_only():
+    """The in-process cluster's HTTP server binds a free loopback port, not 0.0.0.0:8787 (where
+    several clusters collided and the dashboard was reachable from outside)."""
+    with local_cluster(threads=1) as cluster:
+        socks = list(cluster.scheduler.http_server._sockets.values())
+        assert socks
+        for s in socks:
+            host, port = s.getsockname()[:2]
+            assert host == "127.0.0.1" and port != 8787
