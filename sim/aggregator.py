@@ -210,20 +210,6 @@ class CallPlan:
         return np.flatnonzero(np.abs(self.setpoint_kw[:, :n] - held).max(axis=1) > tol_kw)
 
 
-def owner_partitions(owners: Sequence[str], size: int) -> list[list[int]]:
-    """Fleet rows packed into partitions of at most ``size`` devices, an owner's devices never
-    split (an owner larger than ``size`` is a partition of its own). Owners in first-seen order."""
-    by_owner: dict[str, list[int]] = {}
-    for i, o in enumerate(owners):
-        by_owner.setdefault(o, []).append(i)
-    parts: list[list[int]] = [[]]
-    for rows in by_owner.values():
-        if parts[-1] and len(parts[-1]) + len(rows) > size:
-            parts.append([])
-        parts[-1].extend(rows)
-    return [p for p in parts if p]
-
-
 class Dispatcher:
     """Plans calls through the production scheduling path.
 
@@ -231,42 +217,26 @@ class Dispatcher:
     :class:`vpp.scheduler.service.Scheduler` per horizon length, with exact aggregation of
     identical devices and the configured tolerance (``[scheduler] eps``); the built QP is kept
     while the fleet's structure is unchanged. A fleet larger than ``[scheduler] partition_size``
-    devices is split by owner into partitions of at most that size and solved with
-    :func:`vpp.scheduler.partition.solve_partitioned` on Dask: the cluster at
-    ``[scheduler] dask_scheduler_address``, or an in-process ``LocalCluster`` started at the first
+    devices goes through :class:`vpp.scheduler.partition.PartitionedScheduler` (shared with the
+    daemon): split by owner into partitions of at most that size and solved on Dask, the cluster
+    at ``[scheduler] dask_scheduler_address`` or an in-process one started at the first
     partitioned plan. Call :meth:`close` at the end of the run."""
 
     def __init__(self, settings, interval_minutes: int = 15, max_admm_iter: int = 300) -> None:
+        from vpp.scheduler.partition import PartitionedScheduler
+
         self.settings = settings  # vpp.config.SchedulerSettings
         self.interval_minutes = interval_minutes
-        self.max_admm_iter = max_admm_iter
         self._schedulers: dict[int, object] = {}
-        self._client = None
-        self._cluster = None
+        self.partitioned_scheduler = PartitionedScheduler(
+            settings.partition_size, settings.dask_scheduler_address, interval_minutes,
+            max_admm_iter=max_admm_iter)
 
     def partitioned(self, n_devices: int) -> bool:
-        return n_devices > self.settings.partition_size
-
-    def _dask(self):
-        if self._client is None:
-            from distributed import Client
-
-            from vpp.scheduler.partition import local_cluster
-
-            addr = self.settings.dask_scheduler_address
-            if addr:
-                self._client = Client(addr)
-            else:
-                self._cluster = local_cluster()
-                self._client = Client(self._cluster)
-        return self._client
+        return self.partitioned_scheduler.applies(n_devices)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-        if self._cluster is not None:
-            self._cluster.close()
-        self._client = self._cluster = None
+        self.partitioned_scheduler.close()
 
     def plan(self, devices: Sequence, owners: Sequence[str], baseline_kw: np.ndarray,
              price_yuan_per_kwh: np.ndarray, reduction_kw: float,
@@ -300,18 +270,16 @@ class Dispatcher:
 
     def _plan_partitioned(self, devices: Sequence, owners: Sequence[str], data) -> CallPlan:
         from vpp.scheduler.model import SolverOptions
-        from vpp.scheduler.partition import solve_partitioned
 
-        parts = owner_partitions(owners, self.settings.partition_size)
-        res = solve_partitioned(self._dask(), devices, data, parts,
-                                options=SolverOptions(eps=self.settings.eps, fallback=False),
-                                max_iter=self.max_admm_iter, aggregate=True)
-        order = {int(d): r for r, d in enumerate(res.device_ids)}
+        ps = self.partitioned_scheduler
+        plan = ps.plan(devices, data, SolverOptions(eps=self.settings.eps), owners=owners)
+        res = ps.last
+        assert res is not None
+        order = {int(d): r for r, d in enumerate(plan.device_ids)}
         rows = [order[int(d.device_id)] for d in devices]
-        notes = [] if res.converged else [
-            f"partitioned solve stopped after {res.iterations} ADMM iterations (not converged)"]
-        return CallPlan(setpoint_kw=np.asarray(res.setpoint_kw)[rows],
+        notes = [] if res.converged else [plan.warnings[0]]
+        return CallPlan(setpoint_kw=np.asarray(plan.setpoint_kw)[rows],
                         shortfall_kw=np.nan_to_num(res.shortfall_kw),
-                        status="solved" if res.converged else "max_iter", path="partitioned",
+                        status=plan.status, path="partitioned",
                         partitions=res.partitions, qp_devices=res.qp_devices,
                         iterations=res.iterations, notes=notes)

@@ -71,7 +71,7 @@ def test_fleet_above_partition_size_is_planned_partitioned_on_dask(
 
 
 def test_owner_partitions_keep_owners_whole() -> None:
-    from sim.aggregator import owner_partitions
+    from vpp.scheduler.partition import owner_partitions
 
     owners = ["a", "b", "a", "c", "c", "c", "d", "b"]
     parts = owner_partitions(owners, 3)

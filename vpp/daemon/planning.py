@@ -53,6 +53,7 @@ from vpp.errors import NotFoundError, ValidationError
 from vpp.models import Device, DeviceStatus, DispatchPlan, GridEvent, Setpoint, TelemetryReading
 from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData
 from vpp.scheduler.model import SolverOptions
+from vpp.scheduler.partition import PartitionedScheduler
 from vpp.scheduler.service import Scheduler
 from vpp.telemetry_store import interval_means, read_device
 from vpp.timeutil import floor_to_interval
@@ -166,9 +167,16 @@ class Planner:
         self.services = services
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vpp-solver")
         self._schedulers: dict[int, Scheduler] = {}  # by horizon length
+        sch = services.settings.scheduler
+        # fleets above [scheduler] partition_size: split by owner, solved on Dask (the cluster
+        # at dask_scheduler_address, or an in-process one started at the first such plan)
+        self._partitioned = PartitionedScheduler(
+            sch.partition_size, sch.dask_scheduler_address,
+            services.settings.service.market_interval_minutes)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._partitioned.close()
 
     # -- baselines ------------------------------------------------------------------------
     def _baselines(self, s: Session, ev: GridEvent, devices: list[Device],
@@ -340,15 +348,10 @@ class Planner:
     def _solve(self, inp: dict[str, Any]) -> Any:
         """In the solver thread: :class:`vpp.scheduler.service.Scheduler` (the scheduler's
         daemon-facing entry point) keeps one built QP per fleet structure; one per horizon
-        length here, so a re-plan of the same event re-solves instead of rebuilding."""
+        length here, so a re-plan of the same event re-solves instead of rebuilding. A fleet
+        above ``[scheduler] partition_size`` devices goes to the partitioned path instead."""
         settings = self.services.settings
         n = inp["n"]
-        sched = self._schedulers.get(n)
-        if sched is None:
-            if len(self._schedulers) >= 8:
-                self._schedulers.pop(next(iter(self._schedulers)))
-            sched = Scheduler(n_intervals=n, interval_minutes=inp["minutes"], aggregate=True)
-            self._schedulers[n] = sched
         # an event's first plan runs to the tolerance; a re-plan, which holds up the control
         # loop, stops at [scheduler] replan_time_limit_s with OSQP's iterate as its plan
         limit = settings.scheduler.replan_time_limit_s if inp["reason"] != "initial" else 0.0
@@ -360,6 +363,14 @@ class Planner:
         call = EventCall(start=first, end=first + inp["n_event"], reduction_kw=inp["declared_kw"])
         data = HorizonData(baseline_kw=inp["baseline"], price_yuan_per_kwh=inp["price"],
                            call=call, now_index=first, interval_minutes=inp["minutes"])
+        if self._partitioned.applies(len(inp["devices"])):
+            return self._partitioned.plan(inp["devices"], data, options)
+        sched = self._schedulers.get(n)
+        if sched is None:
+            if len(self._schedulers) >= 8:
+                self._schedulers.pop(next(iter(self._schedulers)))
+            sched = Scheduler(n_intervals=n, interval_minutes=inp["minutes"], aggregate=True)
+            self._schedulers[n] = sched
         return sched.plan(inp["devices"], data, options)
 
     def _store(self, s: Session, inp: dict[str, Any], result: Any, reason: str,

@@ -36,7 +36,7 @@ from vpp.scheduler.aggregate import Aggregation, disaggregate
 from vpp.scheduler.aggregate import aggregate as aggregate_fleet
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate
 from vpp.scheduler.model import DispatchModel, SolverOptions, signature
-
+from vpp.scheduler.plan import DispatchPlan
 
 #: Residual balancing of the coordinator's ``rho`` (see the module docstring). Every change makes
 #: each partition refactor its KKT matrix once, so it is checked every few iterations only.
@@ -82,14 +82,14 @@ class PartitionWorker:
         self.last = (res, const)
         return z, obj, int(res.info.iter)
 
-    def setpoints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(device ids, planned power kW, setpoints kW) of the last step."""
+    def plan(self) -> DispatchPlan:
+        """The partition's plan of the last step, per (real) device."""
         assert self.data is not None and self.last is not None and self.model is not None
         res, const = self.last
         plan = self.model.plan(self.devices, self.data, res, const)
         if self.agg is not None and self.base is not None:
             plan = disaggregate(plan, self.agg, self.fleet, self.base)
-        return plan.device_ids, plan.power_kw, plan.setpoint_kw
+        return plan
 
 
 @dataclass
@@ -106,6 +106,7 @@ class PartitionedResult:
     wall_time_s: float
     partitions: int
     qp_devices: int = 0  # devices in the partitions' QPs (fewer than the fleet if aggregated)
+    plan: DispatchPlan | None = None  # the partitions' plans merged, in partition order
 
     @property
     def gap(self) -> float:
@@ -204,11 +205,7 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
     red = Z.sum(axis=0)
     short = np.where(win, np.maximum(D - red, 0.0), 0.0)
     primal = float(objs.sum() + lam * dt * short.sum())
-    ids, sps = [], []
-    for a in actors:
-        i_, _, s_ = a.setpoints().result()
-        ids.append(i_)
-        sps.append(s_)
+    plans = [a.plan().result() for a in actors]
     # Lagrangian bound at the coordinator's price
     p = np.where(win, np.clip(-rho * u, 0.0, lam), 0.0)
     bouts = [a.step(0.0, zero, p) for a in actors]
@@ -218,9 +215,120 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
         bound += ok - dt * float((p * zk).sum())
     for f in futs:
         f.release()
+    wall = time.perf_counter() - t0
+    merged = merge_plans(plans, tgt, objective_yuan=primal, iterations=it, wall_time_s=wall,
+                         status="solved" if converged else "max_iter")
+    if not converged:
+        merged.warnings.insert(0, f"partitioned solve stopped after {it} ADMM iterations "
+                                  f"(not converged; {K} partitions)")
     return PartitionedResult(
-        device_ids=np.concatenate(ids), setpoint_kw=np.concatenate(sps), reduction_kw=red,
+        device_ids=merged.device_ids, setpoint_kw=merged.setpoint_kw, reduction_kw=red,
         shortfall_kw=short, target_kw=tgt, objective_yuan=primal, lower_bound_yuan=bound,
-        iterations=it, converged=converged, wall_time_s=time.perf_counter() - t0, partitions=K,
-        qp_devices=int(sum(qp_devices)),
+        iterations=it, converged=converged, wall_time_s=wall, partitions=K,
+        qp_devices=int(sum(qp_devices)), plan=merged,
     )
+
+
+def merge_plans(plans: Sequence[DispatchPlan], target_kw: np.ndarray, *, objective_yuan: float,
+                iterations: int, wall_time_s: float, status: str) -> DispatchPlan:
+    """One fleet plan from the partitions' plans: device arrays stacked in partition order; the
+    fleet reduction and shortfall recomputed from the devices' planned power against
+    ``target_kw`` (NaN outside the call), the objective and status the coordinator's."""
+    first = plans[0]
+    cat = {f: np.concatenate([getattr(p, f) for p in plans]) for f in (
+        "device_ids", "baseline_kw", "power_kw", "setpoint_kw", "clamped", "soc_pct", "shed_kw",
+        "owed_kwh")}
+    red = cat["baseline_kw"].sum(axis=0) - cat["power_kw"].sum(axis=0)
+    win = ~np.isnan(target_kw)
+    short = np.where(win, np.maximum(np.nan_to_num(target_kw) - red, 0.0), 0.0)
+    ev_kwh: dict[int, np.ndarray] = {}
+    ev_conn: dict[int, np.ndarray] = {}
+    warnings: list[str] = []
+    for p in plans:
+        ev_kwh.update(p.ev_delivered_kwh)
+        ev_conn.update(p.ev_connector_kwh)
+        warnings += [w for w in p.warnings if w not in warnings]
+    return DispatchPlan(
+        **cat, target_kw=np.asarray(target_kw, dtype=float), reduction_kw=red,
+        shortfall_kw=short, ev_delivered_kwh=ev_kwh,
+        energy_cost_yuan=float(sum(p.energy_cost_yuan for p in plans)),
+        objective_yuan=objective_yuan, status=status, iterations=iterations,
+        solve_time_s=wall_time_s, setup_time_s=float(sum(p.setup_time_s for p in plans)),
+        interval_minutes=first.interval_minutes, warnings=warnings, ev_connector_kwh=ev_conn,
+        now_index=first.now_index,
+    )
+
+
+def owner_partitions(owners: Sequence[str], size: int) -> list[list[int]]:
+    """Fleet rows packed into partitions of at most ``size`` devices, an owner's devices never
+    split (an owner larger than ``size`` is a partition of its own). Owners in first-seen order."""
+    by_owner: dict[str, list[int]] = {}
+    for i, o in enumerate(owners):
+        by_owner.setdefault(o, []).append(i)
+    parts: list[list[int]] = [[]]
+    for rows in by_owner.values():
+        if parts[-1] and len(parts[-1]) + len(rows) > size:
+            parts.append([])
+        parts[-1].extend(rows)
+    return [p for p in parts if p]
+
+
+class PartitionedScheduler:
+    """The partitioned path of the daemon and the simulator: a fleet larger than
+    ``partition_size`` devices is split by owner (:func:`owner_partitions`) and solved with
+    :func:`solve_partitioned` (exact aggregation inside each partition) on the Dask cluster at
+    ``address``, or on an in-process :func:`local_cluster` started at the first plan. Returns a
+    :class:`DispatchPlan` like :class:`vpp.scheduler.service.Scheduler`. Call :meth:`close`
+    at shutdown. Blocking: run it in an executor from asyncio code."""
+
+    def __init__(self, partition_size: int, address: str | None = None,
+                 interval_minutes: int = 15, weights: Weights | None = None,
+                 max_admm_iter: int = 300) -> None:
+        self.partition_size = partition_size
+        self.address = address
+        self.interval_minutes = interval_minutes
+        self.weights = weights
+        self.max_admm_iter = max_admm_iter
+        self.last: PartitionedResult | None = None
+        self._client = None
+        self._cluster = None
+
+    def applies(self, n_devices: int) -> bool:
+        return n_devices > self.partition_size
+
+    def client(self):
+        if self._client is None:
+            from distributed import Client
+
+            if self.address:
+                self._client = Client(self.address)
+            else:
+                self._cluster = local_cluster()
+                self._client = Client(self._cluster)
+        return self._client
+
+    def plan(self, devices: Sequence[FleetDevice], data: HorizonData,
+             options: SolverOptions | None = None,
+             owners: Sequence[str] | None = None) -> DispatchPlan:
+        """Plan ``data`` for ``devices``; partitions by ``owners`` (default: each device's
+        ``owner``). The partitions solve at ``options.eps`` without the Clarabel fallback."""
+        o = options or SolverOptions()
+        owners = list(owners) if owners is not None else [d.owner for d in devices]
+        res = solve_partitioned(self.client(), devices, data,
+                                owner_partitions(owners, self.partition_size),
+                                weights=self.weights,
+                                options=SolverOptions(eps=o.eps, fallback=False),
+                                max_iter=self.max_admm_iter, aggregate=True)
+        self.last = res
+        assert res.plan is not None
+        plan = res.plan
+        plan.warnings.append(f"partitioned on Dask: {res.partitions} partitions, "
+                             f"{res.qp_devices} QP devices, {res.iterations} ADMM iterations")
+        return plan
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._client = self._cluster = None
