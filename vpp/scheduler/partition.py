@@ -135,12 +135,14 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
                       options: SolverOptions | None = None, rho: float | None = None,
                       max_iter: int = 300, tol: float = 2e-3, n: int | None = None,
                       aggregate: bool = False, balance_rho: bool = True,
-                      progress=None) -> PartitionedResult:
+                      time_limit_s: float = 0.0, progress=None) -> PartitionedResult:
     """Solve ``data`` for ``devices`` split into ``partitions`` (lists of fleet indices) on the
     Dask ``client``. ``tol``: the primal residual relative to the call (or to the fleet rating
     without a call), the dual residual relative to the price scale (module docstring); ``rho``
     is the starting value (balanced as the iterations go unless ``balance_rho`` is false: the
-    benchmark's baseline). ``progress(it, primal, dual)`` gets the relative residuals."""
+    benchmark's baseline). ``time_limit_s`` > 0 stops the iterations once it has passed (the
+    daemon's re-plans): the last iterate is the plan, labelled best-effort, and the Lagrangian
+    bound is skipped (NaN). ``progress(it, primal, dual)`` gets the relative residuals."""
     t0 = time.perf_counter()
     w = weights or Weights()
     opts = options or SolverOptions(fallback=False)
@@ -174,7 +176,7 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
     Wbar = np.zeros(n)
     u = np.zeros(n)
     zero = np.zeros(n)
-    converged = False
+    converged = timed_out = False
     it = 0
     for it in range(1, max_iter + 1):
         Zbar = Z.mean(axis=0)
@@ -197,6 +199,9 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
         if r_p <= tol and r_d <= tol and it > 2:
             converged = True
             break
+        if 0 < time_limit_s <= time.perf_counter() - t0:
+            timed_out = True
+            break
         if balance_rho and it % BALANCE_EVERY == 0:
             if r_p > MU * r_d:
                 rho, u = rho * TAU, u / TAU
@@ -206,19 +211,25 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
     short = np.where(win, np.maximum(D - red, 0.0), 0.0)
     primal = float(objs.sum() + lam * dt * short.sum())
     plans = [a.plan().result() for a in actors]
-    # Lagrangian bound at the coordinator's price
-    p = np.where(win, np.clip(-rho * u, 0.0, lam), 0.0)
-    bouts = [a.step(0.0, zero, p) for a in actors]
-    bound = dt * float((p * D).sum())
-    for f in bouts:
-        zk, ok, _ = f.result()
-        bound += ok - dt * float((p * zk).sum())
+    # Lagrangian bound at the coordinator's price (one more solve per partition)
+    bound = float("nan")
+    if not timed_out:
+        p = np.where(win, np.clip(-rho * u, 0.0, lam), 0.0)
+        bouts = [a.step(0.0, zero, p) for a in actors]
+        bound = dt * float((p * D).sum())
+        for f in bouts:
+            zk, ok, _ = f.result()
+            bound += ok - dt * float((p * zk).sum())
     for f in futs:
         f.release()
     wall = time.perf_counter() - t0
+    status = "solved" if converged else "time limit reached" if timed_out else "max_iter"
     merged = merge_plans(plans, tgt, objective_yuan=primal, iterations=it, wall_time_s=wall,
-                         status="solved" if converged else "max_iter")
-    if not converged:
+                         status=status)
+    if timed_out:
+        merged.warnings.insert(0, f"partitioned solve stopped at its time limit after {it} "
+                                  f"ADMM iterations: best-effort plan ({K} partitions)")
+    elif not converged:
         merged.warnings.insert(0, f"partitioned solve stopped after {it} ADMM iterations "
                                   f"(not converged; {K} partitions)")
     return PartitionedResult(
@@ -311,14 +322,16 @@ class PartitionedScheduler:
              options: SolverOptions | None = None,
              owners: Sequence[str] | None = None) -> DispatchPlan:
         """Plan ``data`` for ``devices``; partitions by ``owners`` (default: each device's
-        ``owner``). The partitions solve at ``options.eps`` without the Clarabel fallback."""
+        ``owner``). The partitions solve at ``options.eps`` without the Clarabel fallback;
+        ``options.time_limit_s`` (a re-plan's) bounds the coordinator's iterations."""
         o = options or SolverOptions()
         owners = list(owners) if owners is not None else [d.owner for d in devices]
         res = solve_partitioned(self.client(), devices, data,
                                 owner_partitions(owners, self.partition_size),
                                 weights=self.weights,
                                 options=SolverOptions(eps=o.eps, fallback=False),
-                                max_iter=self.max_admm_iter, aggregate=True)
+                                max_iter=self.max_admm_iter, aggregate=True,
+                                time_limit_s=o.time_limit_s)
         self.last = res
         assert res.plan is not None
         plan = res.plan

@@ -81,3 +81,20 @@ def test_local_cluster_listens_on_loopback_only():
         for s in socks:
             host, port = s.getsockname()[:2]
             assert host == "127.0.0.1" and port != 8787
+
+
+def test_partitioned_time_limit_gives_a_best_effort_plan(client):
+    """A re-plan's time limit stops the coordinator: its iterate is the plan, within limits."""
+    n = 32
+    devs, base = mixed_fleet(30, n=n, seed=1)
+    target = 0.1 * base.sum(axis=0)[16:24].mean()
+    data = HorizonData(base, tou_price(n, start_hour=12), EventCall(16, 24, target))
+    part = solve_partitioned(client, devs, data, chunk(devs, 10), time_limit_s=1e-6)
+    assert part.iterations == 1 and not part.converged
+    assert part.plan is not None and part.plan.status == "time limit reached"
+    assert "best-effort" in part.plan.warnings[0]
+    order = np.argsort(part.device_ids)
+    lo = np.array([d.min_setpoint_kw for d in devs])[:, None]
+    hi = np.array([d.max_setpoint_kw for d in devs])[:, None]
+    sp = part.setpoint_kw[order]
+    assert (sp >= lo - 1e-9).all() and (sp <= hi + 1e-9).all()
