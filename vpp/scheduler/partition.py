@@ -260,7 +260,10 @@ def merge_plans(plans: Sequence[DispatchPlan], target_kw: np.ndarray, *, objecti
         ev_conn.update(p.ev_connector_kwh)
         warnings += [w for w in p.warnings if w not in warnings]
     return DispatchPlan(
-        **cat, target_kw=np.asarray(target_kw, dtype=float), reduction_kw=red,
+        device_ids=cat["device_ids"], baseline_kw=cat["baseline_kw"], power_kw=cat["power_kw"],
+        setpoint_kw=cat["setpoint_kw"], clamped=cat["clamped"], soc_pct=cat["soc_pct"],
+        shed_kw=cat["shed_kw"], owed_kwh=cat["owed_kwh"],
+        target_kw=np.asarray(target_kw, dtype=float), reduction_kw=red,
         shortfall_kw=short, ev_delivered_kwh=ev_kwh,
         energy_cost_yuan=float(sum(p.energy_cost_yuan for p in plans)),
         objective_yuan=objective_yuan, status=status, iterations=iterations,
