@@ -33,7 +33,7 @@ class ServiceSettings(_Section):
     """Where and when: time zone, market interval, data directory (SQLite lives there)."""
 
     timezone: str = DEFAULT_TIMEZONE
-    market_interval_minutes: int = Field(DEFAULT_INTERVAL_MINUTES, gt=0, le=60)
+    market_interval_minutes: int = Field(default=DEFAULT_INTERVAL_MINUTES, gt=0, le=60)
     data_dir: Path = Path("data")
 
     @field_validator("timezone")
@@ -59,7 +59,7 @@ class ApiSettings(_Section):
     """The daemon's HTTP API. Binds to loopback unless configured otherwise."""
 
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
 
@@ -67,43 +67,43 @@ class ApiSettings(_Section):
 class PollingSettings(_Section):
     """Modbus polling: cycle, per-request timeout, retries with exponential backoff."""
 
-    interval_s: float = Field(1.0, gt=0)
-    timeout_s: float = Field(1.0, gt=0)
-    retries: int = Field(2, ge=0, le=10)
-    backoff_base_s: float = Field(0.1, ge=0)
-    offline_after_failures: int = Field(3, ge=1)
+    interval_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=1.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff_base_s: float = Field(default=0.1, ge=0)
+    offline_after_failures: int = Field(default=3, ge=1)
     #: the longest pause between two heartbeats (the daemon's ``heartbeat`` loop, independent
     #: of the poll cycle); shorter when an enrolled device's watchdog needs it, see below
-    watchdog_period_s: float = Field(10.0, gt=0)
+    watchdog_period_s: float = Field(default=10.0, gt=0)
     #: heartbeat period as a fraction of the shortest device watchdog timeout among the polled
     #: devices (a 60 s PLC watchdog and 1/3: every 20 s), capped at ``watchdog_period_s``;
     #: at most 1/2 so that one late or failed heartbeat never lets a watchdog expire
-    heartbeat_fraction: float = Field(1.0 / 3.0, gt=0, le=0.5)
-    telemetry_batch_size: int = Field(500, ge=1)
+    heartbeat_fraction: float = Field(default=1.0 / 3.0, gt=0, le=0.5)
+    telemetry_batch_size: int = Field(default=500, ge=1)
     #: a device drawing power whose energy counter has not moved for this long (and should
     #: have, by at least 5 counter steps) is reported as "stuck values"
-    stuck_after_s: float = Field(300.0, gt=0)
+    stuck_after_s: float = Field(default=300.0, gt=0)
     #: a device found offline is tried again only this often (0: every cycle), so that a
     #: silent one does not hold up its gateway's cycle by timeout x (retries + 1) every second
-    offline_retry_s: float = Field(0.0, ge=0)
+    offline_retry_s: float = Field(default=0.0, ge=0)
     #: the enrolment probe's own per-request timeout and retries: it runs once per enrolment
     #: (or re-probe), so a gateway that is slow for a moment is not refused for good
-    probe_timeout_s: float = Field(2.0, gt=0)
-    probe_retries: int = Field(2, ge=0, le=10)
+    probe_timeout_s: float = Field(default=2.0, gt=0)
+    probe_retries: int = Field(default=2, ge=0, le=10)
 
 
 class SchedulerSettings(_Section):
     """Dispatch QP: horizon, solver tolerance, re-plan period, optional Dask scheduler address."""
 
-    horizon_intervals: int = Field(96, ge=1, le=4 * 96)
-    eps: float = Field(1e-4, gt=0, lt=1)
+    horizon_intervals: int = Field(default=96, ge=1, le=4 * 96)
+    eps: float = Field(default=1e-4, gt=0, lt=1)
     polishing: bool = False  # OSQP solution polishing (lets eps = 1e-3 settle money-exact)
-    replan_period_s: float = Field(300.0, gt=0)
+    replan_period_s: float = Field(default=300.0, gt=0)
     #: a re-plan (not an event's first plan) stops after this long with OSQP's iterate at the
     #: limit as the plan (0: no limit); a re-plan holds up the control loop while it runs
-    replan_time_limit_s: float = Field(25.0, ge=0)
-    shortfall_penalty_yuan_per_kwh: float = Field(100.0, gt=0)
-    partition_size: int = Field(5000, ge=10)
+    replan_time_limit_s: float = Field(default=25.0, ge=0)
+    shortfall_penalty_yuan_per_kwh: float = Field(default=100.0, gt=0)
+    partition_size: int = Field(default=5000, ge=10)
     dask_scheduler_address: str | None = None
 
 
@@ -117,21 +117,21 @@ class ForecastSettings(_Section):
 
     model: str = "lightgbm"
     quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
-    horizon_hours: int = Field(48, ge=1, le=168)
-    interval_minutes: int = Field(15, gt=0, le=60)
+    horizon_hours: int = Field(default=48, ge=1, le=168)
+    interval_minutes: int = Field(default=15, gt=0, le=60)
     calendar: str = "china"
-    max_gap_minutes: int = Field(60, ge=0, le=24 * 60)
-    n_estimators: int = Field(300, ge=1, le=5000)
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(31, ge=2, le=1024)
-    min_data_in_leaf: int = Field(200, ge=1)
+    max_gap_minutes: int = Field(default=60, ge=0, le=24 * 60)
+    n_estimators: int = Field(default=300, ge=1, le=5000)
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    num_leaves: int = Field(default=31, ge=2, le=1024)
+    min_data_in_leaf: int = Field(default=200, ge=1)
     quantile_method: str = "residual"  # or "quantile" (one LightGBM quantile model each)
-    calibration_days: int = Field(28, ge=1, le=365)
-    max_train_rows: int = Field(300_000, ge=1000)
-    train_days: int = Field(365, ge=7, le=3650)
-    train_origin_stride_hours: int = Field(6, ge=1, le=24)
-    retrain_every_days: int = Field(28, ge=1, le=365)
-    num_threads: int = Field(1, ge=0, le=256)  # LightGBM; 0 = all cores (slow when shared)
+    calibration_days: int = Field(default=28, ge=1, le=365)
+    max_train_rows: int = Field(default=300_000, ge=1000)
+    train_days: int = Field(default=365, ge=7, le=3650)
+    train_origin_stride_hours: int = Field(default=6, ge=1, le=24)
+    retrain_every_days: int = Field(default=28, ge=1, le=365)
+    num_threads: int = Field(default=1, ge=0, le=256)  # LightGBM; 0 = all cores (slow when shared)
     seed: int = 0
 
     @field_validator("quantile_method")
@@ -169,41 +169,41 @@ class BiddingSettings(_Section):
 
     programme: str = "hunan-2026"
     programmes_dir: Path = DEFAULT_CONFIG_DIR / "programmes"
-    aggregator_fee_pct: float = Field(15.0, ge=0, le=100)
-    delivery_confidence: float = Field(0.9, gt=0, lt=1)
+    aggregator_fee_pct: float = Field(default=15.0, ge=0, le=100)
+    delivery_confidence: float = Field(default=0.9, gt=0, lt=1)
 
 
 class OpenAdrSettings(_Section):
     """The OpenADR 2.0b VEN: off unless ``vtn_url`` is set."""
 
     vtn_url: str | None = None
-    ven_name: str = Field("xiang-vpp", min_length=1)
+    ven_name: str = Field(default="xiang-vpp", min_length=1)
     cert_file: Path | None = None
     key_file: Path | None = None
     vtn_fingerprint: str | None = None
     disable_signature: bool = True
-    report_interval_s: float = Field(60.0, gt=0)
+    report_interval_s: float = Field(default=60.0, gt=0)
     programme: str | None = None  # programme the VTN's events fall under (default: bidding's)
-    event_type: str = Field("real_time", pattern="^(day_ahead|real_time)$")
-    simple_level_kw: float = Field(0.0, ge=0)  # kW per SIMPLE level (0: SIMPLE events opt out)
+    event_type: str = Field(default="real_time", pattern="^(day_ahead|real_time)$")
+    simple_level_kw: float = Field(default=0.0, ge=0)  # kW per SIMPLE level (0: SIMPLE events opt out)
 
 
 class DaemonSettings(_Section):
     """``vpp serve``: control-loop periods, dispatch fan-out, re-plan rule, intake policy."""
 
-    control_period_s: float = Field(2.0, gt=0)
-    settle_period_s: float = Field(30.0, gt=0)
-    settle_delay_minutes: float = Field(0.0, ge=0)  # wait for meter data after an event ends
-    dispatch_concurrency: int = Field(256, ge=1, le=10_000)
-    shortfall_tolerance_pct: float = Field(10.0, ge=0, le=100)
-    shortfall_checks: int = Field(3, ge=1)  # consecutive short checks before a re-plan
-    min_replan_interval_s: float = Field(60.0, ge=0)
+    control_period_s: float = Field(default=2.0, gt=0)
+    settle_period_s: float = Field(default=30.0, gt=0)
+    settle_delay_minutes: float = Field(default=0.0, ge=0)  # wait for meter data after an event ends
+    dispatch_concurrency: int = Field(default=256, ge=1, le=10_000)
+    shortfall_tolerance_pct: float = Field(default=10.0, ge=0, le=100)
+    shortfall_checks: int = Field(default=3, ge=1)  # consecutive short checks before a re-plan
+    min_replan_interval_s: float = Field(default=60.0, ge=0)
     accept_short_notice: bool = False  # accept calls with less notice than the programme's
-    drain_timeout_s: float = Field(10.0, gt=0)
-    loop_backoff_base_s: float = Field(0.5, gt=0)
-    loop_backoff_max_s: float = Field(60.0, gt=0)
-    live_points: int = Field(1800, ge=10, le=100_000)
-    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    drain_timeout_s: float = Field(default=10.0, gt=0)
+    loop_backoff_base_s: float = Field(default=0.5, gt=0)
+    loop_backoff_max_s: float = Field(default=60.0, gt=0)
+    live_points: int = Field(default=1800, ge=10, le=100_000)
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     openadr: OpenAdrSettings = Field(default_factory=OpenAdrSettings)
 
 
@@ -211,8 +211,8 @@ class CitySettings(_Section):
     """The system the portfolio is measured against (the 5%-of-peak goal)."""
 
     name: str = "Zhuzhou"
-    system_peak_mw: float = Field(2500.0, gt=0)
-    dr_goal_pct: float = Field(5.0, gt=0, le=100)
+    system_peak_mw: float = Field(default=2500.0, gt=0)
+    dr_goal_pct: float = Field(default=5.0, gt=0, le=100)
 
 
 class DeviceSpec(_Section):
@@ -257,7 +257,7 @@ class GatewaySpec(_Section):
     """A Modbus TCP gateway and the devices (unit ids) behind it."""
 
     host: str = Field(..., min_length=1)
-    port: int = Field(502, ge=1, le=65535)
+    port: int = Field(default=502, ge=1, le=65535)
     devices: list[DeviceSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -37,13 +37,13 @@ class CommercialBuildingParams(_Params):
     ``max_shed_minutes`` at a time; ``rebound_fraction`` of the energy shed is drawn back after.
     """
 
-    comfort_min_c: float = Field(22.0, ge=10.0, le=35.0)
-    comfort_max_c: float = Field(27.0, ge=10.0, le=35.0)
-    max_shed_kw: float = Field(0.0, ge=0.0)
-    max_shed_minutes: int = Field(120, gt=0, le=24 * 60)
-    rebound_fraction: float = Field(0.3, ge=0.0, le=1.5)
-    thermal_resistance_c_per_kw: float = Field(0.05, gt=0.0)
-    thermal_capacitance_kwh_per_c: float = Field(40.0, gt=0.0)
+    comfort_min_c: float = Field(default=22.0, ge=10.0, le=35.0)
+    comfort_max_c: float = Field(default=27.0, ge=10.0, le=35.0)
+    max_shed_kw: float = Field(default=0.0, ge=0.0)
+    max_shed_minutes: int = Field(default=120, gt=0, le=24 * 60)
+    rebound_fraction: float = Field(default=0.3, ge=0.0, le=1.5)
+    thermal_resistance_c_per_kw: float = Field(default=0.05, gt=0.0)
+    thermal_capacitance_kwh_per_c: float = Field(default=40.0, gt=0.0)
 
     @model_validator(mode="after")
     def _band(self) -> CommercialBuildingParams:
@@ -63,19 +63,19 @@ class IndustrialLoadParams(_Params):
     ``makeup_hours`` after the curtailment ends.
     """
 
-    max_curtail_kw: float = Field(0.0, ge=0.0)
-    max_curtail_minutes: int = Field(60, gt=0, le=24 * 60)
-    makeup_fraction: float = Field(1.0, ge=0.0, le=1.5)
-    makeup_hours: float = Field(4.0, ge=0.0, le=48.0)
+    max_curtail_kw: float = Field(default=0.0, ge=0.0)
+    max_curtail_minutes: int = Field(default=60, gt=0, le=24 * 60)
+    makeup_fraction: float = Field(default=1.0, ge=0.0, le=1.5)
+    makeup_hours: float = Field(default=4.0, ge=0.0, le=48.0)
 
 
 class EvChargerParams(_Params):
     """EV charging station with one or more connectors; discharge only where V2G-capable."""
 
-    connectors: int = Field(1, ge=1, le=64)
-    max_charge_kw_per_connector: float = Field(7.0, gt=0.0)
+    connectors: int = Field(default=1, ge=1, le=64)
+    max_charge_kw_per_connector: float = Field(default=7.0, gt=0.0)
     v2g: bool = False
-    max_discharge_kw_per_connector: float = Field(0.0, ge=0.0)
+    max_discharge_kw_per_connector: float = Field(default=0.0, ge=0.0)
 
     @model_validator(mode="after")
     def _v2g(self) -> EvChargerParams:
@@ -88,10 +88,10 @@ class BatteryParams(_Params):
     """User-side battery storage (behind the meter)."""
 
     capacity_kwh: float = Field(..., gt=0.0)
-    soc_min_pct: float = Field(10.0, ge=0.0, le=100.0)
-    soc_max_pct: float = Field(95.0, ge=0.0, le=100.0)
-    charge_efficiency: float = Field(0.95, gt=0.0, le=1.0)
-    discharge_efficiency: float = Field(0.95, gt=0.0, le=1.0)
+    soc_min_pct: float = Field(default=10.0, ge=0.0, le=100.0)
+    soc_max_pct: float = Field(default=95.0, ge=0.0, le=100.0)
+    charge_efficiency: float = Field(default=0.95, gt=0.0, le=1.0)
+    discharge_efficiency: float = Field(default=0.95, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _soc(self) -> BatteryParams:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from device_adapters.adapter import ProfileAdapter
 from device_adapters.errors import (
@@ -116,7 +116,7 @@ def _load(engine: Engine, gateway_id: int) -> tuple[Gateway, list[Device]]:
         if gw is None:
             raise NotFoundError(f"no gateway {gateway_id}")
         devices = list(s.exec(select(Device).where(Device.gateway_id == gateway_id)
-                              .order_by(Device.unit_id)).all())
+                              .order_by(col(Device.unit_id))).all())
         gw.enrolment_state = EnrolmentState.PROBING.value
         s.add(gw)
         return gw, devices

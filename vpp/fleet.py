@@ -88,6 +88,7 @@ def get_or_create_site(session: Session, owner: Owner, name: str, region: str = 
         select(Site).where(Site.owner_id == owner.id, Site.name == name)
     ).first()
     if site is None:
+        assert owner.id is not None, "owner is not flushed"
         site = Site(owner_id=owner.id, name=name, region=region)
         session.add(site)
         session.flush()
@@ -119,6 +120,7 @@ def add_gateway(
     if existing is not None:
         raise ConflictError(f"gateway {spec.host}:{spec.port} is already registered")
     site = get_or_create_site(session, owner, site_name, region)
+    assert site.id is not None and owner.id is not None, "site and owner are flushed"
     gw = Gateway(site_id=site.id, owner_id=owner.id, host=spec.host, port=spec.port)
     session.add(gw)
     session.flush()
@@ -133,6 +135,7 @@ def add_gateway(
 
 
 def _device_row(gw: Gateway, site: Site, owner: Owner, d: DeviceSpec) -> Device:
+    assert gw.id is not None and site.id is not None and owner.id is not None, "not flushed"
     return Device(
         gateway_id=gw.id, site_id=site.id, owner_id=owner.id, name=d.name, kind=d.kind.value,
         unit_id=d.unit_id, profile=d.profile, rated_power_kw=d.rated_power_kw,
@@ -172,7 +175,8 @@ def list_devices(
 ) -> list[DeviceRow]:
     """Devices with their owner, site and gateway names, ordered by id."""
     stmt = (
-        select(Device, Owner.name, Site.name, Gateway.host, Gateway.port)
+        # sqlmodel's select() overloads stop at 4 entities; at runtime it takes any number
+        select(Device, Owner.name, Site.name, Gateway.host, Gateway.port)  # type: ignore[call-overload]
         .join(Owner, Owner.id == Device.owner_id)
         .join(Site, Site.id == Device.site_id)
         .join(Gateway, Gateway.id == Device.gateway_id)

@@ -13,9 +13,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Table, UniqueConstraint
+from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Field, SQLModel
 
 from vpp.types import AwareDateTime, DecimalString
@@ -23,6 +24,11 @@ from vpp.types import AwareDateTime, DecimalString
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a ``table=True`` model: ``model.__table__``, typed for mypy."""
+    return cast(Table, sa_inspect(model).local_table)
 
 
 class Role(StrEnum):

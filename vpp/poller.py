@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from device_adapters.adapter import ProfileAdapter
 from device_adapters.factory import make_adapter
@@ -136,14 +136,14 @@ class Poller:
         with session_scope(self.engine) as s:
             gws = s.exec(select(Gateway).where(Gateway.enrolment_state.in_(  # type: ignore[attr-defined]
                 [EnrolmentState.ACTIVE.value, EnrolmentState.OFFLINE.value]))
-                .order_by(Gateway.id)).all()
+                .order_by(col(Gateway.id))).all()
             out = []
             for g in gws:
                 devs = s.exec(select(Device).where(
                     Device.gateway_id == g.id,
                     Device.status.in_([DeviceStatus.ACTIVE.value,  # type: ignore[attr-defined]
                                        DeviceStatus.OFFLINE.value]))
-                    .order_by(Device.unit_id)).all()
+                    .order_by(col(Device.unit_id))).all()
                 out.append((g, list(devs)))
             return out
 

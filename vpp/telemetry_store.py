@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import BigInteger, Connection, Engine, Integer, cast, func, insert, select
 
-from vpp.models import TelemetryReading
+from vpp.models import TelemetryReading, table_of
 from vpp.timeutil import require_aware
 
 
@@ -94,7 +94,7 @@ def read_device(engine: Engine, device_id: int, start: datetime, end: datetime) 
     """Readings of one device with ``start <= ts < end``, indexed by UTC timestamp."""
     require_aware(start, "start")
     require_aware(end, "end")
-    t = TelemetryReading.__table__
+    t = table_of(TelemetryReading)
     stmt = (
         select(t.c.ts, t.c.power_kw, t.c.energy_kwh, t.c.soc_pct, t.c.available)
         .where(t.c.device_id == device_id, t.c.ts >= start, t.c.ts < end)
@@ -122,7 +122,7 @@ def interval_means(engine: Engine | Connection, device_ids: Sequence[int], start
     """
     require_aware(start, "start")
     require_aware(end, "end")
-    t = TelemetryReading.__table__
+    t = table_of(TelemetryReading)
     step_s = int(interval_minutes) * 60
     if engine.dialect.name == "sqlite":  # stored as naive UTC text
         epoch = cast(func.strftime("%s", t.c.ts), Integer)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from vpp.api.errors import ERROR_CODES
 from vpp.api.routing import Route, response_models
@@ -48,8 +48,10 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def build_openapi(routes: Sequence[Route], title: str, version: str) -> dict[str, Any]:
-    inputs = [(m, "validation") for r in routes for m in [r.body] if m is not None]
-    outputs = [(m, "serialization") for m in _models(routes) if (m, "validation") not in inputs]
+    inputs: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (m, "validation") for r in routes for m in [r.body] if m is not None]
+    outputs: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (m, "serialization") for m in _models(routes) if (m, "validation") not in inputs]
     _, defs = models_json_schema(inputs + outputs, ref_template=REF)
     components: dict[str, Any] = dict(defs.get("$defs", {}))
     paths: dict[str, dict[str, Any]] = {}

@@ -147,7 +147,7 @@ async def event_bids(call: Call) -> list[Bid]:
 
     def work(s: Session) -> list[Bid]:
         _load_event(s, call, event_id)
-        return list(s.exec(select(Bid).where(Bid.event_id == event_id).order_by(Bid.id)))
+        return list(s.exec(select(Bid).where(Bid.event_id == event_id).order_by(col(Bid.id))))
 
     return await call.request.app[SERVICES].db.run(work)
 
@@ -159,7 +159,7 @@ async def event_plans(call: Call) -> list[PlanOut]:
         _load_event(s, call, event_id)
         out = []
         for p in s.exec(select(DispatchPlan).where(DispatchPlan.event_id == event_id)
-                        .order_by(DispatchPlan.id)):
+                        .order_by(col(DispatchPlan.id))):
             po = PlanOut.model_validate(p)
             po.reason = (p.detail or {}).get("reason")
             po.devices = len((p.detail or {}).get("device_ids", []))

@@ -35,7 +35,7 @@ from vpp.api.schemas import (
 from vpp.db import row_version
 from vpp.device_kinds import BatteryParams, DeviceKind, parse_params
 from vpp.errors import NotFoundError, ValidationError
-from vpp.models import AuditLog, Device, Gateway, Owner, Role, TelemetryReading
+from vpp.models import AuditLog, Device, Gateway, Owner, Role, TelemetryReading, table_of
 
 OP = roles(Role.OPERATOR)
 OP_OWNER = roles(Role.OPERATOR, Role.OWNER)
@@ -48,7 +48,7 @@ def _services(call: Call):  # noqa: ANN202
 # ----------------------------------------------------------------------------------- owners
 async def list_owners(call: Call) -> list[Owner]:
     return await _services(call).db.run(
-        lambda s: list(s.exec(select(Owner).order_by(Owner.id)).all())
+        lambda s: list(s.exec(select(Owner).order_by(col(Owner.id))).all())
     )
 
 
@@ -73,7 +73,7 @@ async def get_owner(call: Call) -> Owner:
 
 # ----------------------------------------------------------------------------------- gateways
 def _gateway_out(s: Session, gw: Gateway, progress: Any) -> GatewayOut:
-    ids = list(s.exec(select(Device.id).where(Device.gateway_id == gw.id).order_by(Device.id)))
+    ids = list(s.exec(select(Device.id).where(Device.gateway_id == gw.id).order_by(col(Device.id))))
     out = GatewayOut.model_validate(gw)
     out.device_ids = [int(i) for i in ids if i is not None]
     out.probe = progress
@@ -85,7 +85,7 @@ async def list_gateways(call: Call) -> list[GatewayOut]:
     jobs = _services(call).enrolment
 
     def work(s: Session) -> list[GatewayOut]:
-        stmt = select(Gateway).order_by(Gateway.id)
+        stmt = select(Gateway).order_by(col(Gateway.id))
         if scope is not None:
             stmt = stmt.where(Gateway.owner_id == scope)
         return [_gateway_out(s, g, jobs.progress(g.id) if jobs else None) for g in s.exec(stmt)]
@@ -183,7 +183,7 @@ _listing_caches: weakref.WeakKeyDictionary[web.Application, _ListingCache] = (
 def _listing_version(services: Any) -> tuple[int, int] | None:
     """``None`` without a fleet runtime (an API without polling): nothing is cached then."""
     rt = services.fleet
-    return None if rt is None else (rt.version, row_version(Device.__table__.name))
+    return None if rt is None else (rt.version, row_version(table_of(Device).name))
 
 
 async def list_devices(call: Call) -> web.Response:
@@ -216,7 +216,7 @@ async def _list_devices(services: Any, scope: int | None) -> list[DeviceOut]:
         # rows, not ORM objects, validated in the worker thread: listing 1,000 devices was
         # 45% of the daemon's Python time under the load benchmark (py-spy), ORM loading and
         # from-attributes validation on the event loop; this is about half of that
-        t = Device.__table__
+        t = table_of(Device)
         stmt = sa_select(*t.c).order_by(t.c.id)
         if scope is not None:
             stmt = stmt.where(t.c.owner_id == scope)

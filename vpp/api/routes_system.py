@@ -13,7 +13,7 @@ from vpp.api.context import SERVICES
 from vpp.api.routing import Call, Route, roles
 from vpp.api.schemas import FleetStatus, Health, LoopOut, Me, SeriesQuery
 from vpp.db import redact
-from vpp.models import Device, Owner, Role
+from vpp.models import Device, Owner, Role, table_of
 
 OP = roles(Role.OPERATOR)
 ANY = roles(Role.OPERATOR, Role.OWNER, Role.GRID)
@@ -49,7 +49,7 @@ async def fleet_status(call: Call) -> dict[str, Any]:
     q: SeriesQuery = call.query
 
     def work(s: Session) -> Counter[str]:
-        t = Device.__table__
+        t = table_of(Device)
         return Counter({str(k): int(n) for k, n in
                         s.execute(select(t.c.status, func.count()).group_by(t.c.status))})
 

@@ -8,7 +8,7 @@ report and print the headline against the 5% goal.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import typer
@@ -50,7 +50,7 @@ def demo(
     console.print(f"database: {db_path} (SQLite, migrated to head)", highlight=False)
     console.print(device_table(rows, title=f"{settings.city.name} demo fleet"))
     by_kind: Counter[str] = Counter()
-    kw_by_kind: Counter[str] = Counter()
+    kw_by_kind: defaultdict[str, float] = defaultdict(float)
     for r in rows:
         by_kind[r.device.kind] += 1
         kw_by_kind[r.device.kind] += r.device.rated_power_kw

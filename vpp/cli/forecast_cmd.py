@@ -204,7 +204,9 @@ def baseline(
 
     fs, loaded = _load(ctx, data, [site], timestamp_column, None, workday_column, timezone)
     try:
-        spec = BaselineSpec(method=method, x=x, y=y, day_of_adjustment=adjust,  # type: ignore[arg-type]
+        # pydantic validates ``method`` (arg-type); mypy reads forecasting's positional
+        # ``Field(5, ...)`` defaults as required fields (call-arg)
+        spec = BaselineSpec(method=method, x=x, y=y, day_of_adjustment=adjust,  # type: ignore[arg-type, call-arg]
                             adjustment_cap_pct=cap_pct)
     except pydantic.ValidationError as exc:
         raise ValidationError("; ".join(e["msg"] for e in exc.errors())) from None

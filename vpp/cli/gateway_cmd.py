@@ -6,7 +6,7 @@ import json
 
 import typer
 from rich.table import Table
-from sqlmodel import select
+from sqlmodel import col, select
 
 from vpp import fleet
 from vpp.cli.common import app_context, console, parse_int_list
@@ -105,7 +105,7 @@ def probe_cmd(
         _probe(ctx, gateway_id)
         return
     with session_scope(app_context(ctx).engine()) as s:
-        ids = [g.id for g in s.exec(select(Gateway).order_by(Gateway.id)).all()]
+        ids = [g.id for g in s.exec(select(Gateway).order_by(col(Gateway.id))).all()]
     failed = []
     for gid in ids:
         try:
@@ -134,7 +134,7 @@ def import_fleet(
 def list_(ctx: typer.Context) -> None:
     """List gateways with their enrolment state."""
     with session_scope(app_context(ctx).engine()) as s:
-        gws = s.exec(select(Gateway).order_by(Gateway.id)).all()
+        gws = s.exec(select(Gateway).order_by(col(Gateway.id))).all()
         counts = {g.id: len(s.exec(select(Device.id).where(Device.gateway_id == g.id)).all()) for g in gws}
     table = Table("id", "endpoint", "owner", "devices", "state", "last error", title="Gateways")
     for g in gws:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
-from sqlmodel import select
+from sqlmodel import col, select
 
 from vpp import fleet
 from vpp.cli.common import app_context, console
@@ -31,7 +31,7 @@ def add(
 def list_(ctx: typer.Context) -> None:
     """List owners."""
     with session_scope(app_context(ctx).engine()) as s:
-        owners = s.exec(select(Owner).order_by(Owner.id)).all()
+        owners = s.exec(select(Owner).order_by(col(Owner.id))).all()
     table = Table("id", "name", "contact", title="Owners")
     for o in owners:
         table.add_row(str(o.id), o.name, o.contact)
@@ -77,7 +77,7 @@ def token_revoke(ctx: typer.Context, token_id: int = typer.Argument(...)) -> Non
 def token_list(ctx: typer.Context) -> None:
     """List tokens (never their values)."""
     with session_scope(app_context(ctx).engine()) as s:
-        rows = s.exec(select(ApiToken).order_by(ApiToken.id)).all()
+        rows = s.exec(select(ApiToken).order_by(col(ApiToken.id))).all()
     table = Table("id", "role", "owner", "label", "created", "revoked", title="API tokens")
     for r in rows:
         table.add_row(

@@ -47,7 +47,7 @@ def _open_events(s: Session, now: datetime) -> list[dict[str, Any]]:
     rows = s.exec(select(GridEvent).where(
         col(GridEvent.status).in_((ACCEPTED, ACTIVE, CANCELLED)),
         col(GridEvent.end) > now - timedelta(days=2),
-    ).order_by(GridEvent.start)).all()
+    ).order_by(col(GridEvent.start))).all()
     out = []
     for ev in rows:
         if ev.status == CANCELLED and (ev.detail or {}).get("closed_at"):
@@ -76,8 +76,8 @@ def _close(s: Session, event_id: int, now: datetime) -> list[int]:
         return []
     written: set[int] = set()
     for plan in s.exec(select(DispatchPlan).where(DispatchPlan.event_id == event_id)):
-        s.execute(update(Setpoint).where(Setpoint.plan_id == plan.id,
-                                         Setpoint.status == "pending").values(status="stale"))
+        s.execute(update(Setpoint).where(col(Setpoint.plan_id) == plan.id,
+                                         col(Setpoint.status) == "pending").values(status="stale"))
         written |= {int(r) for r in s.exec(select(Setpoint.device_id).where(
             Setpoint.plan_id == plan.id, col(Setpoint.written_at).is_not(None))).all()}
         if plan.status == "active":

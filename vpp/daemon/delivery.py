@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
-from vpp.models import Bid, DispatchPlan, GridEvent, Setpoint, TelemetryReading
+from vpp.models import Bid, DispatchPlan, GridEvent, Setpoint, TelemetryReading, table_of
 
 #: Share of the plan's devices that must have readings in an interval for it to count.
 MIN_COVERAGE = 0.5
@@ -51,7 +51,7 @@ def metered_kw(session: Session, device_ids: list[int], start: datetime,
     """Sum over devices of each one's mean power in ``[start, end)``; and how many reported."""
     if not device_ids:
         return None, 0
-    t = TelemetryReading.__table__
+    t = table_of(TelemetryReading)
     stmt = (
         select(t.c.device_id, func.avg(t.c.power_kw))
         .where(t.c.device_id.in_(device_ids), t.c.ts >= start, t.c.ts < end,
@@ -96,10 +96,11 @@ def event_delivery(session: Session, event: GridEvent, now: datetime) -> dict[st
                     if baseline[i] is not None:
                         row["delivered_kw"] = signed_response(event.direction, baseline[i], m)
             intervals.append(row)
+        st = table_of(Setpoint)
         for status, n in session.execute(
-            select(Setpoint.__table__.c.status, func.count())
-            .where(Setpoint.__table__.c.plan_id == plan.id)
-            .group_by(Setpoint.__table__.c.status)
+            select(st.c.status, func.count())
+            .where(st.c.plan_id == plan.id)
+            .group_by(st.c.status)
         ).all():
             counts[str(status)] = int(n)
     measured = [r["delivered_kw"] for r in intervals if r["delivered_kw"] is not None]

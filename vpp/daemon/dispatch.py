@@ -16,13 +16,13 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import CursorResult, bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from device_adapters.protocol import SetpointResult
-from vpp.models import AuditLog, Setpoint, utcnow
+from vpp.models import AuditLog, Setpoint, table_of, utcnow
 
 if TYPE_CHECKING:
     from vpp.daemon.services import Services
@@ -50,11 +50,12 @@ def outcome(r: SetpointResult) -> str:
 
 
 def _pending(s: Session, plan_id: int, interval_start: datetime) -> tuple[list[Setpoint], int]:
-    stale = s.execute(
-        update(Setpoint).where(Setpoint.plan_id == plan_id, Setpoint.status == "pending",
+    stale = cast(CursorResult[Any], s.execute(  # an UPDATE: a CursorResult
+        update(Setpoint).where(col(Setpoint.plan_id) == plan_id,
+                               col(Setpoint.status) == "pending",
                                col(Setpoint.interval_start) < interval_start)
         .values(status="stale")
-    ).rowcount or 0
+    )).rowcount or 0
     rows = list(s.exec(select(Setpoint).where(
         Setpoint.plan_id == plan_id, Setpoint.interval_start == interval_start,
         Setpoint.status == "pending")))
@@ -63,7 +64,7 @@ def _pending(s: Session, plan_id: int, interval_start: datetime) -> tuple[list[S
 
 def _record(s: Session, event_id: int, results: list[tuple[int, SetpointResult]]) -> None:
     now = utcnow()
-    t = Setpoint.__table__
+    t = table_of(Setpoint)
     stmt = (update(t).where(t.c.id == bindparam("row_id"))
             .values(status=bindparam("new_status"), written_at=bindparam("at"),
                     readback_kw=bindparam("back"), setpoint_kw=bindparam("kw")))

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from device_adapters.adapter import ProfileAdapter
 from device_adapters.factory import make_adapter
@@ -36,13 +36,13 @@ _SECONDS_PER = {"s": 1.0, "min": 60.0, "h": 3600.0}
 
 def _active_rows(s: Session) -> list[tuple[Gateway, list[Device]]]:
     gws = s.exec(select(Gateway).where(Gateway.enrolment_state.in_(  # type: ignore[attr-defined]
-        [EnrolmentState.ACTIVE.value, EnrolmentState.OFFLINE.value])).order_by(Gateway.id)).all()
+        [EnrolmentState.ACTIVE.value, EnrolmentState.OFFLINE.value])).order_by(col(Gateway.id))).all()
     out = []
     for g in gws:
         devs = s.exec(select(Device).where(
             Device.gateway_id == g.id,
             Device.status.in_([DeviceStatus.ACTIVE.value,  # type: ignore[attr-defined]
-                               DeviceStatus.OFFLINE.value])).order_by(Device.unit_id)).all()
+                               DeviceStatus.OFFLINE.value])).order_by(col(Device.unit_id))).all()
         out.append((g, list(devs)))
     return out
 

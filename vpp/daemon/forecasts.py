@@ -27,6 +27,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -145,7 +146,8 @@ class SiteLoadHistory:
                 and self.frame.index[0] == grid[0]:
             self.last_read = None
             return self.frame
-        read_from = start if full else max(start, self._end - REREAD_INTERVALS * step)  # type: ignore[operator]
+        read_from = start if full else max(  # not full: self._end is set
+            start, cast(datetime, self._end) - REREAD_INTERVALS * step)
         ids = [d for _, devs in sites.values() for d in devs]
         fresh = site_means(interval_means(engine, ids, read_from, end, self.interval_minutes),
                            sites, grid[grid >= read_from])

@@ -29,14 +29,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, insert, update
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bidding.programme import load_programme
 from device_adapters.protocol import DeviceState
@@ -50,8 +50,16 @@ from vpp.device_kinds import (
     parse_params,
 )
 from vpp.errors import NotFoundError, ValidationError
-from vpp.models import Device, DeviceStatus, DispatchPlan, GridEvent, Setpoint, TelemetryReading
-from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData
+from vpp.models import (
+    Device,
+    DeviceStatus,
+    DispatchPlan,
+    GridEvent,
+    Setpoint,
+    TelemetryReading,
+    table_of,
+)
+from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData, Params
 from vpp.scheduler.model import SolverOptions
 from vpp.scheduler.partition import PartitionedScheduler
 from vpp.scheduler.service import Scheduler
@@ -89,12 +97,13 @@ def fleet_device(d: Device, state: DeviceState, h0: datetime, step: timedelta,
     ``h0`` is the current interval's start, interval ``offset`` of the planning horizon."""
     kind = DeviceKind(d.kind)
     prefs = d.preferences or {}
-    params = parse_params(kind, d.params)
+    params = cast(Params, parse_params(kind, d.params))  # PARAMS_BY_KIND: one of the four
     soc = None
     terminal = None
     sessions: tuple[EvSession, ...] = ()
     if isinstance(params, CommercialBuildingParams):
-        upd = {k: prefs[k] for k in ("comfort_min_c", "comfort_max_c") if k in prefs}
+        upd: dict[str, Any] = {k: prefs[k] for k in ("comfort_min_c", "comfort_max_c")
+                               if k in prefs}
         if "max_shed_minutes" in prefs:
             upd["max_shed_minutes"] = min(params.max_shed_minutes, prefs["max_shed_minutes"])
         if upd:
@@ -193,7 +202,7 @@ class Planner:
             spec = programme.product(ev.event_type, ev.direction).baseline
         except (ValidationError, NotFoundError) as exc:
             log.warning("no programme baseline method: %s", exc, extra={"event_id": ev.id})
-        t = TelemetryReading.__table__
+        t = table_of(TelemetryReading)
         ids = [int(d.id or 0) for d in devices]
         first_seen = dict(s.execute(
             sa_select(t.c.device_id, func.min(t.c.ts)).where(t.c.device_id.in_(ids))
@@ -258,7 +267,7 @@ class Planner:
         fleet = self.services.fleet
         return [
             d for d in s.exec(select(Device).where(Device.status == DeviceStatus.ACTIVE.value)
-                              .order_by(Device.id))
+                              .order_by(col(Device.id)))
             if (d.preferences or {}).get("participate", True) is not False
             and int(d.id or 0) not in exclude
             and fleet is not None and fleet.is_online(int(d.id or 0))
@@ -407,8 +416,8 @@ class Planner:
                                                     DispatchPlan.status == "active")):
             old.status = "superseded"
             s.add(old)
-            s.execute(update(Setpoint).where(Setpoint.plan_id == old.id,
-                                             Setpoint.status == "pending")
+            s.execute(update(Setpoint).where(col(Setpoint.plan_id) == old.id,
+                                             col(Setpoint.status) == "pending")
                       .values(status="superseded"))
         plan = DispatchPlan(
             event_id=ev.id, horizon_start=inp["h0"], interval_minutes=inp["minutes"],

@@ -55,7 +55,7 @@ def _device_counts(s: Session) -> dict[str, int]:
 
 
 def _upcoming(s: Session, now: datetime) -> list[int]:
-    return [int(i) for i in s.exec(select(GridEvent.id).where(
+    return [int(i or 0) for i in s.exec(select(GridEvent.id).where(
         GridEvent.status == ACCEPTED, col(GridEvent.start) <= now + timedelta(days=1),
         col(GridEvent.end) > now)).all()]
 

@@ -44,7 +44,7 @@ from vpp.daemon.delivery import declared_by_owner, latest_bid
 from vpp.daemon.intake import COMPLETED, SETTLED
 from vpp.daemon.planning import event_intervals
 from vpp.errors import NotFoundError, ValidationError
-from vpp.models import AuditLog, Device, GridEvent, Settlement
+from vpp.models import AuditLog, Device, GridEvent, Settlement, table_of
 from vpp.telemetry_store import interval_means
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
 
 
 def _due(s: Session, before) -> list[int]:  # noqa: ANN001
-    return [int(i) for i in s.exec(sm_select(GridEvent.id).where(
+    return [int(i or 0) for i in s.exec(sm_select(GridEvent.id).where(
         GridEvent.status == COMPLETED, col(GridEvent.end) <= before)).all()]
 
 
@@ -148,7 +148,7 @@ def _mark_unsettled(s: Session, event_id: int, reason: str) -> None:
 
 
 def _totals(s: Session) -> dict[str, int]:
-    st = Settlement.__table__
+    st = table_of(Settlement)
     latest = (select(st.c.event_id, func.max(st.c.version).label("v"))
               .group_by(st.c.event_id).subquery())
     row = s.execute(
