@@ -59,8 +59,13 @@ class PartitionWorker:
         self.base: np.ndarray | None = None
         self.last: tuple | None = None
 
-    def set_data(self, baseline_kw: np.ndarray, price: np.ndarray, now_index: int) -> int:
-        """New data; returns the number of (virtual) devices in the partition's QP."""
+    def set_data(self, devices: list[FleetDevice], baseline_kw: np.ndarray, price: np.ndarray,
+                 now_index: int) -> int:
+        """New state (``devices``, the same ids in the same order) and data; returns the number
+        of (virtual) devices in the partition's QP. The model is rebuilt only when the
+        partition's structure changed (with aggregation: when the groups did)."""
+        self.fleet = devices
+        self.devices = devices
         self.base = np.asarray(baseline_kw, dtype=float)
         if self.aggregate:
             self.agg = aggregate_fleet(self.fleet, self.base)
@@ -130,19 +135,54 @@ def chunk(devices: Sequence[FleetDevice], size: int) -> list[list[int]]:
     return [list(range(i, min(i + size, len(devices)))) for i in range(0, len(devices), size)]
 
 
+class ActorPool:
+    """Partition actors kept between plans (the daemon's re-plans of one fleet). A partition
+    whose devices (ids, in order), horizon, weights and options are unchanged keeps its actor,
+    and with it its built model and warm OSQP workspace; the coordinator restarts from the
+    previous plan's rho, reductions and price. Anything else changed: new actors."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple] | None = None
+        self.futures: list = []
+        self.actors: list = []
+        self.created = 0  # actors started so far
+        self.state: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def get(self, client, groups: Sequence[list[FleetDevice]], n: int, interval_minutes: int,
+            weights: Weights, options: SolverOptions, aggregate: bool) -> list:
+        keys = [(n, interval_minutes, weights, options, aggregate,
+                 tuple(d.device_id for d in g)) for g in groups]
+        if keys != self.keys:
+            self.release()
+            self.futures = [client.submit(PartitionWorker, g, n, interval_minutes, weights,
+                                          options, aggregate, actor=True) for g in groups]
+            self.actors = [f.result() for f in self.futures]
+            self.keys = keys
+            self.created += len(groups)
+        return self.actors
+
+    def release(self) -> None:
+        for f in self.futures:
+            f.release()
+        self.futures, self.actors, self.keys, self.state = [], [], None, None
+
+
 def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
                       partitions: Sequence[Sequence[int]], *, weights: Weights | None = None,
                       options: SolverOptions | None = None, rho: float | None = None,
                       max_iter: int = 300, tol: float = 2e-3, n: int | None = None,
                       aggregate: bool = False, balance_rho: bool = True,
-                      time_limit_s: float = 0.0, progress=None) -> PartitionedResult:
+                      time_limit_s: float = 0.0, pool: ActorPool | None = None,
+                      progress=None) -> PartitionedResult:
     """Solve ``data`` for ``devices`` split into ``partitions`` (lists of fleet indices) on the
     Dask ``client``. ``tol``: the primal residual relative to the call (or to the fleet rating
     without a call), the dual residual relative to the price scale (module docstring); ``rho``
     is the starting value (balanced as the iterations go unless ``balance_rho`` is false: the
     benchmark's baseline). ``time_limit_s`` > 0 stops the iterations once it has passed (the
     daemon's re-plans): the last iterate is the plan, labelled best-effort, and the Lagrangian
-    bound is skipped (NaN). ``progress(it, primal, dual)`` gets the relative residuals."""
+    bound is skipped (NaN). ``pool`` keeps the partitions' actors (and the coordinator's
+    state) for the next plan of the same partitions; without one they are released at the
+    end. ``progress(it, primal, dual)`` gets the relative residuals."""
     t0 = time.perf_counter()
     w = weights or Weights()
     opts = options or SolverOptions(fallback=False)
@@ -154,14 +194,12 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
     base = np.asarray(data.baseline_kw, dtype=float)
     price = np.asarray(data.price_yuan_per_kwh, dtype=float)
     K = len(partitions)
-    futs = [
-        client.submit(PartitionWorker, [devices[i] for i in p], n, data.interval_minutes, w,
-                      opts, aggregate, actor=True)
-        for p in partitions
-    ]
-    actors = [f.result() for f in futs]
-    qp_devices = [a.set_data(base[list(p)], price, data.now_index)
-                  for a, p in zip(actors, partitions, strict=True)]
+    groups = [[devices[i] for i in p] for p in partitions]
+    own = pool is None
+    pool = pool if pool is not None else ActorPool()
+    actors = pool.get(client, groups, n, data.interval_minutes, w, opts, aggregate)
+    qp_devices = [a.set_data(g, base[list(p)], price, data.now_index)
+                  for a, g, p in zip(actors, groups, partitions, strict=True)]
     qp_devices = [f.result() for f in qp_devices]
     tgt = data.call.target_kw(n) if data.call is not None else np.full(n, np.nan)
     win = ~np.isnan(tgt)
@@ -176,6 +214,9 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
     Wbar = np.zeros(n)
     u = np.zeros(n)
     zero = np.zeros(n)
+    if pool.state is not None:  # the previous plan of this pool's partitions: warm start
+        rho, Z, Wbar, u = pool.state[0], pool.state[1].copy(), pool.state[2].copy(), \
+            pool.state[3].copy()
     converged = timed_out = False
     it = 0
     for it in range(1, max_iter + 1):
@@ -207,6 +248,7 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
                 rho, u = rho * TAU, u / TAU
             elif r_d > MU * r_p:
                 rho, u = rho / TAU, u * TAU
+    pool.state = (rho, Z.copy(), Wbar.copy(), u.copy())
     red = Z.sum(axis=0)
     short = np.where(win, np.maximum(D - red, 0.0), 0.0)
     primal = float(objs.sum() + lam * dt * short.sum())
@@ -220,8 +262,8 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
         for f in bouts:
             zk, ok, _ = f.result()
             bound += ok - dt * float((p * zk).sum())
-    for f in futs:
-        f.release()
+    if own:
+        pool.release()
     wall = time.perf_counter() - t0
     status = "solved" if converged else "time limit reached" if timed_out else "max_iter"
     merged = merge_plans(plans, tgt, objective_yuan=primal, iterations=it, wall_time_s=wall,
@@ -304,6 +346,7 @@ class PartitionedScheduler:
         self.weights = weights
         self.max_admm_iter = max_admm_iter
         self.last: PartitionedResult | None = None
+        self.pool = ActorPool()
         self._client = None
         self._cluster = None
 
@@ -334,7 +377,7 @@ class PartitionedScheduler:
                                 weights=self.weights,
                                 options=SolverOptions(eps=o.eps, fallback=False),
                                 max_iter=self.max_admm_iter, aggregate=True,
-                                time_limit_s=o.time_limit_s)
+                                time_limit_s=o.time_limit_s, pool=self.pool)
         self.last = res
         assert res.plan is not None
         plan = res.plan
@@ -344,6 +387,7 @@ class PartitionedScheduler:
 
     def close(self) -> None:
         if self._client is not None:
+            self.pool.release()
             self._client.close()
         if self._cluster is not None:
             self._cluster.close()
