@@ -46,15 +46,15 @@ class BaselineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["similar_days", "x_of_y", "forecast"]
-    n_working_days: int = Field(5, ge=1, le=60)
-    n_nonworking_days: int = Field(3, ge=1, le=60)
-    x: int = Field(4, ge=1, le=60)
-    y: int = Field(5, ge=1, le=60)
+    n_working_days: int = Field(default=5, ge=1, le=60)
+    n_nonworking_days: int = Field(default=3, ge=1, le=60)
+    x: int = Field(default=4, ge=1, le=60)
+    y: int = Field(default=5, ge=1, le=60)
     day_of_adjustment: bool = False
-    adjustment_hours: float = Field(2.0, gt=0, le=12)
-    adjustment_gap_hours: float = Field(1.0, ge=0, le=12)
-    adjustment_cap_pct: float = Field(20.0, ge=0, le=100)
-    lookback_days: int = Field(45, ge=1, le=366)
+    adjustment_hours: float = Field(default=2.0, gt=0, le=12)
+    adjustment_gap_hours: float = Field(default=1.0, ge=0, le=12)
+    adjustment_cap_pct: float = Field(default=20.0, ge=0, le=100)
+    lookback_days: int = Field(default=45, ge=1, le=366)
 
     @model_validator(mode="after")
     def _x_le_y(self) -> BaselineSpec:

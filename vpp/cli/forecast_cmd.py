@@ -206,7 +206,7 @@ def baseline(
     try:
         # pydantic validates ``method`` (arg-type); mypy reads forecasting's positional
         # ``Field(5, ...)`` defaults as required fields (call-arg)
-        spec = BaselineSpec(method=method, x=x, y=y, day_of_adjustment=adjust,  # type: ignore[arg-type, call-arg]
+        spec = BaselineSpec(method=method, x=x, y=y, day_of_adjustment=adjust,  # type: ignore[arg-type]
                             adjustment_cap_pct=cap_pct)
     except pydantic.ValidationError as exc:
         raise ValidationError("; ".join(e["msg"] for e in exc.errors())) from None
