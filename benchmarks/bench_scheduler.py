@@ -17,9 +17,10 @@ device with its own random state: nothing to aggregate) over 96 intervals of 15 
 - the daemon's kind of re-solve (``--receding-sizes``): a re-plan every interval through the
   call from the previous plan's state, with SoC telemetry noise and 1 % of the devices
   dropping out; its (b) against the naive model rebuilt for the dropout re-plan;
-- a partitioned solve on Dask (exchange ADMM, LocalCluster) for ``--partition-devices`` devices:
+- a partitioned solve on Dask (exchange ADMM, in-process cluster) for ``--partition-devices`` devices:
   wall time and gap to the Lagrangian bound (sum of partition bounds), with the coordinator's
-  residual balancing of rho and, as the same run's baseline, with rho fixed.
+  residual balancing of rho, a re-plan after a price change on the kept actors, and, as the
+  same run's baseline, with rho fixed.
 
 Ratios are measured in the same run. Ends with one JSON line. ``--quick`` finishes in < 60 s.
 Run: ``uv run python benchmarks/bench_scheduler.py [--quick]``.
@@ -332,17 +333,25 @@ def bench_partitioned(n_dev: int, n: int, size: int, eps: float, max_iter: int,
     same run's baseline, with rho fixed at its starting value."""
     from distributed import Client
 
-    from vpp.scheduler.partition import chunk, local_cluster, solve_partitioned
+    from vpp.scheduler.partition import ActorPool, chunk, local_cluster, solve_partitioned
 
     devs, base = (catalog_fleet if catalogue else mixed_fleet)(n_dev, n, seed=7)
-    data = HorizonData(base, tou_price(n), call_for(base, n))
+    price = tou_price(n)
+    data = HorizonData(base, price, call_for(base, n))
+    rng = np.random.default_rng(8)
+    data2 = HorizonData(base, price * (1 + 0.05 * rng.standard_normal(n)), data.call)
     out: dict = {"devices": n_dev, "fleet": "catalogue, aggregated" if catalogue else "mixed"}
+    pool = ActorPool()
     with local_cluster() as cluster, Client(cluster) as client:
-        for label, balance in (("balanced", True), ("fixed_rho", False)):
+        # balanced, then a re-plan after a +-5 % price change on the kept actors (ActorPool,
+        # as the daemon re-plans), then rho fixed from scratch: the same run's baseline
+        for label, balance, d, keep in (("balanced", True, data, pool),
+                                        ("balanced_replan", True, data2, pool),
+                                        ("fixed_rho", False, data, None)):
             res = solve_partitioned(
-                client, devs, data, chunk(devs, size),
+                client, devs, d, chunk(devs, size),
                 options=SolverOptions(eps=eps, fallback=False), max_iter=max_iter,
-                aggregate=catalogue, balance_rho=balance,
+                aggregate=catalogue, balance_rho=balance, pool=keep,
                 progress=lambda i, rp, rd: log(f"    ADMM {i}: primal {rp:.2e} dual {rd:.2e}")
                 if i % 10 == 0 else None,
             )
@@ -356,11 +365,15 @@ def bench_partitioned(n_dev: int, n: int, size: int, eps: float, max_iter: int,
                             "objective_yuan": round(res.objective_yuan, 2),
                             "lower_bound_yuan": round(res.lower_bound_yuan, 2),
                             "gap": float(f"{res.gap:.3e}")}}
+        pool.release()
     b, f = out["balanced"], out["fixed_rho"]
     out |= {"ratio_time_fixed_over_balanced": round(f["wall_s"] / b["wall_s"], 2),
             "ratio_iterations_fixed_over_balanced": round(f["iterations"] / b["iterations"], 2)}
+    r = out["balanced_replan"]
+    out["ratio_replan_over_first_time"] = round(r["wall_s"] / b["wall_s"], 3)
     log(f"  partitioned: fixed rho / balanced = {out['ratio_time_fixed_over_balanced']}x time, "
-        f"{out['ratio_iterations_fixed_over_balanced']}x iterations")
+        f"{out['ratio_iterations_fixed_over_balanced']}x iterations; re-plan on the kept "
+        f"actors / first plan = {out['ratio_replan_over_first_time']}x time")
     return out
 
 
