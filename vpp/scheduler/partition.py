@@ -99,8 +99,10 @@ class PartitionWorker:
 
 @dataclass
 class PartitionedResult:
-    device_ids: np.ndarray
-    setpoint_kw: np.ndarray
+    """The coordinator's figures (reduction and shortfall from the exchanged ``Z``) and the
+    partitions' plans merged (``plan``, per device)."""
+
+    plan: DispatchPlan
     reduction_kw: np.ndarray
     shortfall_kw: np.ndarray
     target_kw: np.ndarray
@@ -111,7 +113,14 @@ class PartitionedResult:
     wall_time_s: float
     partitions: int
     qp_devices: int = 0  # devices in the partitions' QPs (fewer than the fleet if aggregated)
-    plan: DispatchPlan | None = None  # the partitions' plans merged, in partition order
+
+    @property
+    def device_ids(self) -> np.ndarray:
+        return self.plan.device_ids
+
+    @property
+    def setpoint_kw(self) -> np.ndarray:
+        return self.plan.setpoint_kw
 
     @property
     def gap(self) -> float:
@@ -275,10 +284,10 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
         merged.warnings.insert(0, f"partitioned solve stopped after {it} ADMM iterations "
                                   f"(not converged; {K} partitions)")
     return PartitionedResult(
-        device_ids=merged.device_ids, setpoint_kw=merged.setpoint_kw, reduction_kw=red,
+        plan=merged, reduction_kw=red,
         shortfall_kw=short, target_kw=tgt, objective_yuan=primal, lower_bound_yuan=bound,
         iterations=it, converged=converged, wall_time_s=wall, partitions=K,
-        qp_devices=int(sum(qp_devices)), plan=merged,
+        qp_devices=int(sum(qp_devices)),
     )
 
 
@@ -379,7 +388,6 @@ class PartitionedScheduler:
                                 max_iter=self.max_admm_iter, aggregate=True,
                                 time_limit_s=o.time_limit_s, pool=self.pool)
         self.last = res
-        assert res.plan is not None
         plan = res.plan
         plan.warnings.append(f"partitioned on Dask: {res.partitions} partitions, "
                              f"{res.qp_devices} QP devices, {res.iterations} ADMM iterations")
