@@ -8,7 +8,9 @@ that fails ``offline_after_failures`` cycles in a row is marked ``offline`` (and
 when it answers); a failed poll is stored as an unavailable reading, so gaps are visible. An
 offline device is tried again every ``offline_retry_s`` (0: every cycle), not every cycle: a
 silent device costs ``timeout_s x (retries + 1)`` of its gateway's cycle each time it is
-tried. A bad device never stops the others. Readings go to :class:`vpp.telemetry_store.TelemetryBuffer`,
+tried. A gateway that cannot be reached fails all its devices in the cycle after one connect
+attempt, and when one of them goes offline they all do, in one step (a re-plan sees the whole
+gateway gone, never half of it). A bad device never stops the others. Readings go to :class:`vpp.telemetry_store.TelemetryBuffer`,
 flushed in a thread (database work stays off the event loop). :meth:`Poller.heartbeat_all`
 feeds watchdogs and enforces the aggregator's leases.
 """
@@ -26,6 +28,7 @@ from sqlmodel import col, select
 
 from device_adapters.adapter import ProfileAdapter
 from device_adapters.factory import make_adapter
+from device_adapters.errors import GatewayUnreachable
 from device_adapters.modbus_client import GatewayClient
 from device_adapters.protocol import DeviceState
 from vpp.config import PollingSettings
@@ -185,7 +188,8 @@ class Poller:
         raise KeyError(device_id)
 
     # -- polling --------------------------------------------------------------------------
-    async def _poll_device(self, a: ProfileAdapter, readings: list[Reading]) -> str | None:
+    async def _poll_device(self, a: ProfileAdapter, readings: list[Reading]
+                           ) -> DeviceError | None:
         st = self.stats[a.device_id]
         st.polls += 1
         t0 = time.perf_counter()
@@ -200,17 +204,8 @@ class Poller:
             if not isinstance(exc, DeviceError):
                 log.exception("device %s: unexpected error while polling", a.device_id)
                 exc = DeviceError(f"device {a.device_id}: unexpected {type(exc).__name__}: {exc}")
-            st.errors += 1
-            st.consecutive_failures += 1
-            st.last_error = str(exc)
-            if st.online and st.consecutive_failures >= self.settings.offline_after_failures:
-                st.online = False
-                self._pending_status[a.device_id] = (DeviceStatus.OFFLINE.value, str(exc))
-                log.warning("device %s offline: %s", a.device_id, exc)
-            if not st.online:
-                st.retry_at = time.monotonic() + self.settings.offline_retry_s
-            readings.append(Reading(a.device_id, a._clock(), None, available=False))
-            return str(exc)
+            self._record_failure(a, exc, readings)
+            return exc
         latency_ms = (time.perf_counter() - t0) * 1000.0
         st.last_latency_ms = latency_ms
         st.latency_ms_total += latency_ms
@@ -224,20 +219,62 @@ class Poller:
                                 state.soc_pct, True, state.flex_down_kw, latency_ms))
         return None
 
+    def _record_failure(self, a: ProfileAdapter, exc: DeviceError,
+                        readings: list[Reading]) -> None:
+        """Count one failed poll of ``a``: offline after ``offline_after_failures`` in a row;
+        an unavailable reading records the gap."""
+        st = self.stats[a.device_id]
+        st.errors += 1
+        st.consecutive_failures += 1
+        st.last_error = str(exc)
+        if st.online and st.consecutive_failures >= self.settings.offline_after_failures:
+            self._set_offline(a, str(exc))
+        elif not st.online:
+            st.retry_at = time.monotonic() + self.settings.offline_retry_s
+        readings.append(Reading(a.device_id, a._clock(), None, available=False))
+
+    def _set_offline(self, a: ProfileAdapter, reason: str) -> None:
+        st = self.stats[a.device_id]
+        st.online = False
+        st.retry_at = time.monotonic() + self.settings.offline_retry_s
+        self._pending_status[a.device_id] = (DeviceStatus.OFFLINE.value, reason)
+        log.warning("device %s offline: %s", a.device_id, reason)
+
     async def _poll_gateway(self, unit: _GatewayUnit, readings: list[Reading],
                             errors: dict[int, str], skipped: list[int]) -> None:
         # One request at a time goes through a gateway's connection anyway: poll its devices
         # in turn (no contention on the connection's semaphore), gateways in parallel.
         async with self._gw_sem:
-            for a in unit.adapters:
+            for k, a in enumerate(unit.adapters):
                 st = self.stats[a.device_id]
                 if not st.online and time.monotonic() < st.retry_at:
                     st.skipped += 1
                     skipped.append(a.device_id)
                     continue
                 err = await self._poll_device(a, readings)
-                if err is not None:
-                    errors[a.device_id] = err
+                if err is None:
+                    continue
+                errors[a.device_id] = str(err)
+                if isinstance(err, GatewayUnreachable):
+                    self._gateway_down(unit, k, err, readings, errors)
+                    return
+
+    def _gateway_down(self, unit: _GatewayUnit, k: int, err: GatewayUnreachable,
+                      readings: list[Reading], errors: dict[int, str]) -> None:
+        """The gateway itself cannot be reached (device ``k`` could not connect): the rest of
+        its devices fail this cycle without a request each (no connect timeout per device),
+        and once any of them goes offline all of them do, in the same synchronous step, so
+        that the re-plan that follows sees the whole gateway gone rather than half of it."""
+        for a in unit.adapters[k + 1:]:
+            self.stats[a.device_id].polls += 1
+            self._record_failure(a, err, readings)
+            errors[a.device_id] = str(err)
+        down = DeviceStatus.OFFLINE.value
+        if any(self._pending_status.get(a.device_id, ("",))[0] == down
+               for a in unit.adapters[k:]):
+            for a in unit.adapters:
+                if self.stats[a.device_id].online:
+                    self._set_offline(a, str(err))
 
     async def poll_once(self) -> CycleReport:
         """Read every device once; buffer the readings; flush and record status changes."""

@@ -142,3 +142,37 @@ async def test_stuck_values_are_detected_and_cleared() -> None:
         await asyncio.sleep(0.1)
         assert (await poller.poll_once()).failed == 0
         await poller.close(release=False)
+
+
+async def test_unreachable_gateway_takes_all_its_devices_offline_together(engine: Engine) -> None:
+    """A gateway that goes away fails its devices with one connect attempt per cycle, and its
+    devices go offline in the same step even when their failure counts differ (here the
+    VRF unit was already silent for one cycle): a re-plan never sees half a gateway."""
+    clock = ManualClock()
+    gws = await _fleet(engine, clock)
+    poller = Poller(engine, FAST)
+    try:
+        await poller.load()
+        assert (await poller.poll_once()).ok == 4
+        gws[1].devices[2].faults.silent = True  # VRF (device 4): one failure on its own
+        report = await poller.poll_once()
+        assert list(report.errors) == [4] and poller.stats[3].consecutive_failures == 0
+        gws[1].devices[2].faults.silent = False
+        await gws[1].stop()  # the second gateway (devices 3 and 4) is gone
+        client = poller.gateways[1].client
+        reconnects = client.stats.reconnects
+        report = await poller.poll_once()
+        assert sorted(report.errors) == [3, 4]
+        assert all("unreachable" in e for e in report.errors.values())
+        assert client.stats.reconnects == reconnects  # never connected again
+        # device 4 reached 2 failures (offline_after_failures) first; 3 goes with it
+        assert not poller.stats[3].online and not poller.stats[4].online
+        assert poller.stats[3].consecutive_failures == 1
+        status = _status(engine)
+        assert status["sungrow-sh-1"] == status["coolmaster-vrf-2"] == "offline"
+        assert status["keba-p30-1"] == status["keba-p30-2"] == "active"
+        assert report.ok == 2
+    finally:
+        await poller.close()
+        for g in gws:
+            await g.stop()
