@@ -27,8 +27,8 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from device_adapters.adapter import ProfileAdapter
-from device_adapters.factory import make_adapter
 from device_adapters.errors import GatewayUnreachable
+from device_adapters.factory import make_adapter
 from device_adapters.modbus_client import GatewayClient
 from device_adapters.protocol import DeviceState
 from vpp.config import PollingSettings
