@@ -25,6 +25,7 @@ price ``rho u`` is unchanged. With a fixed ``rho`` (and the dual residual in kW)
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,15 +129,33 @@ class PartitionedResult:
         return (self.objective_yuan - self.lower_bound_yuan) / max(abs(self.objective_yuan), 1.0)
 
 
-def local_cluster(threads: int = 2):
-    """An in-process Dask ``LocalCluster`` (one worker of ``threads`` threads) for partitioned
-    solving without a cluster address. Its HTTP server listens on a free loopback port with the
-    dashboard off: ``dashboard_address=None`` does not disable it (dask/distributed#8136), so
-    several clusters on one machine fought over port 8787 and one was reachable from outside."""
+def local_cluster(workers: int | None = None):
+    """An in-process Dask ``LocalCluster`` for partitioned solving without a cluster address:
+    ``workers`` single-threaded workers (default: one per CPU core). One worker per core, not one
+    worker of several threads, because a Dask worker runs its actors' methods on a single
+    thread: partitions on one worker solve one after another. OSQP releases the GIL, so
+    in-process workers solve in parallel. Its HTTP server listens on a free loopback port with
+    the dashboard off: ``dashboard_address=None`` does not disable it (dask/distributed#8136),
+    so several clusters on one machine fought over port 8787 and one was reachable from
+    outside."""
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=1, threads_per_worker=threads, processes=False,
+    n = workers if workers is not None else max(os.cpu_count() or 1, 1)
+    return LocalCluster(n_workers=n, threads_per_worker=1, processes=False,
                         dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
+
+
+def place(sizes: Sequence[int], workers: Sequence[str]) -> list[str]:
+    """A worker for each partition, largest partition first onto the least loaded worker (by
+    devices): each worker runs its actors' solves one at a time, so the partitions must be
+    spread for the workers to solve them in parallel."""
+    load = dict.fromkeys(workers, 0)
+    out = [""] * len(sizes)
+    for k in sorted(range(len(sizes)), key=lambda k: -sizes[k]):
+        w = min(workers, key=lambda a: load[a])
+        out[k] = w
+        load[w] += sizes[k]
+    return out
 
 
 def chunk(devices: Sequence[FleetDevice], size: int) -> list[list[int]]:
@@ -163,8 +182,11 @@ class ActorPool:
                  tuple(d.device_id for d in g)) for g in groups]
         if keys != self.keys:
             self.release()
+            where = place([len(g) for g in groups], sorted(client.scheduler_info()["workers"]))
             self.futures = [client.submit(PartitionWorker, g, n, interval_minutes, weights,
-                                          options, aggregate, actor=True) for g in groups]
+                                          options, aggregate, actor=True, workers=[w],
+                                          allow_other_workers=False)
+                            for g, w in zip(groups, where, strict=True)]
             self.actors = [f.result() for f in self.futures]
             self.keys = keys
             self.created += len(groups)

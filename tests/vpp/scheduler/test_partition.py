@@ -7,7 +7,7 @@ import pytest
 from distributed import Client
 
 from vpp.scheduler import DispatchModel, EventCall, HorizonData
-from vpp.scheduler.partition import chunk, local_cluster, solve_partitioned
+from vpp.scheduler.partition import ActorPool, chunk, local_cluster, place, solve_partitioned
 from vpp.scheduler.synthetic import mixed_fleet, tou_price
 
 #: Stated tolerance: objectives within 0.5 %, call met within 0.5 % of the target.
@@ -16,7 +16,7 @@ OBJ_TOL = 5e-3
 
 @pytest.fixture(scope="module")
 def client():
-    with local_cluster() as cluster, Client(cluster) as c:
+    with local_cluster(workers=2) as cluster, Client(cluster) as c:
         yield c
 
 
@@ -75,7 +75,7 @@ def test_partitioned_small_call_converges(client):
 def test_local_cluster_listens_on_loopback_only():
     """The in-process cluster's HTTP server binds a free loopback port, not 0.0.0.0:8787 (where
     several clusters collided and the dashboard was reachable from outside)."""
-    with local_cluster(threads=1) as cluster:
+    with local_cluster(workers=1) as cluster:
         socks = list(cluster.scheduler.http_server._sockets.values())
         assert socks
         for s in socks:
@@ -126,3 +126,26 @@ def test_partitioned_scheduler_replans_on_the_same_actors():
         assert (again.reduction_kw[16:24] >= target * (1 - OBJ_TOL)).all()
     finally:
         ps.close()
+
+
+def test_place_spreads_partitions_over_workers():
+    assert place([10, 10], ["a", "b"]) == ["a", "b"]
+    assert place([5, 30, 10, 20], ["a", "b"]) == ["a", "a", "b", "b"]  # 35 against 30
+    assert place([7, 7, 7], ["a"]) == ["a", "a", "a"]
+
+
+def test_partitions_solve_on_separate_workers(client):
+    """A Dask worker runs its actors' methods one at a time: the partitions' actors go to
+    different workers (the in-process cluster has one per core), or they never solve in
+    parallel."""
+    workers = sorted(client.scheduler_info()["workers"])
+    assert len(workers) >= 2
+    n = 32
+    devs, base = mixed_fleet(20, n=n, seed=2)
+    data = HorizonData(base, tou_price(n, start_hour=12), None)
+    pool = ActorPool()
+    try:
+        solve_partitioned(client, devs, data, chunk(devs, 10), pool=pool)
+        assert sorted(a._address for a in pool.actors) == workers[:2]
+    finally:
+        pool.release()
