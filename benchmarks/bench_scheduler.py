@@ -20,7 +20,8 @@ device with its own random state: nothing to aggregate) over 96 intervals of 15 
 - a partitioned solve on Dask (exchange ADMM, in-process cluster) for ``--partition-devices`` devices:
   wall time and gap to the Lagrangian bound (sum of partition bounds), with the coordinator's
   residual balancing of rho, a re-plan after a price change on the kept actors, and, as the
-  same run's baseline, with rho fixed.
+  same run's baselines, with rho fixed (unless ``--skip-fixed-rho``) and on one worker (the
+  partitions solved in turn).
 
 Ratios are measured in the same run. Ends with one JSON line. ``--quick`` finishes in < 60 s.
 Run: ``uv run python benchmarks/bench_scheduler.py [--quick]``.
@@ -328,9 +329,11 @@ def bench_aggregated(n_dev: int, n: int, eps: float, seed: int = 0) -> dict:
 
 
 def bench_partitioned(n_dev: int, n: int, size: int, eps: float, max_iter: int,
-                      catalogue: bool) -> dict:
+                      catalogue: bool, fixed_rho: bool = True) -> dict:
     """The partitioned Dask solve, with the coordinator's residual balancing of rho and, as the
-    same run's baseline, with rho fixed at its starting value."""
+    same run's baselines, with rho fixed at its starting value and on a cluster of one worker
+    (a Dask worker runs its actors one at a time: the partitions solved in turn, as before
+    2026-11-26)."""
     from distributed import Client
 
     from vpp.scheduler.partition import ActorPool, chunk, local_cluster, solve_partitioned
@@ -342,38 +345,51 @@ def bench_partitioned(n_dev: int, n: int, size: int, eps: float, max_iter: int,
     data2 = HorizonData(base, price * (1 + 0.05 * rng.standard_normal(n)), data.call)
     out: dict = {"devices": n_dev, "fleet": "catalogue, aggregated" if catalogue else "mixed"}
     pool = ActorPool()
-    with local_cluster() as cluster, Client(cluster) as client:
-        # balanced, then a re-plan after a +-5 % price change on the kept actors (ActorPool,
-        # as the daemon re-plans), then rho fixed from scratch: the same run's baseline
-        for label, balance, d, keep in (("balanced", True, data, pool),
-                                        ("balanced_replan", True, data2, pool),
-                                        ("fixed_rho", False, data, None)):
-            res = solve_partitioned(
-                client, devs, d, chunk(devs, size),
-                options=SolverOptions(eps=eps, fallback=False), max_iter=max_iter,
-                aggregate=catalogue, balance_rho=balance, pool=keep,
-                progress=lambda i, rp, rd: log(f"    ADMM {i}: primal {rp:.2e} dual {rd:.2e}")
-                if i % 10 == 0 else None,
-            )
-            log(f"  partitioned N={n_dev} in {res.partitions} partitions, rho {label}: "
-                f"{res.wall_time_s:.1f} s, {res.iterations} ADMM iterations (converged="
-                f"{res.converged}), gap to bound {res.gap:.2e}, shortfall "
-                f"{res.shortfall_kw.sum() * 0.25:.1f} kWh")
-            out |= {"qp_devices": res.qp_devices, "partitions": res.partitions,
+
+    def run(client, label: str, balance: bool, d: HorizonData, keep: ActorPool | None) -> None:
+        res = solve_partitioned(
+            client, devs, d, chunk(devs, size),
+            options=SolverOptions(eps=eps, fallback=False), max_iter=max_iter,
+            aggregate=catalogue, balance_rho=balance, pool=keep,
+            progress=lambda i, rp, rd: log(f"    ADMM {i}: primal {rp:.2e} dual {rd:.2e}")
+            if i % 10 == 0 else None,
+        )
+        log(f"  partitioned N={n_dev} in {res.partitions} partitions, {label}: "
+            f"{res.wall_time_s:.1f} s, {res.iterations} ADMM iterations (converged="
+            f"{res.converged}), gap to bound {res.gap:.2e}, shortfall "
+            f"{res.shortfall_kw.sum() * 0.25:.1f} kWh")
+        out.update({"qp_devices": res.qp_devices, "partitions": res.partitions,
                     label: {"wall_s": round(res.wall_time_s, 2), "iterations": res.iterations,
                             "converged": res.converged,
                             "objective_yuan": round(res.objective_yuan, 2),
                             "lower_bound_yuan": round(res.lower_bound_yuan, 2),
-                            "gap": float(f"{res.gap:.3e}")}}
+                            "gap": float(f"{res.gap:.3e}")}})
+
+    with local_cluster() as cluster, Client(cluster) as client:
+        out["workers"] = len(client.scheduler_info()["workers"])
+        # balanced, then a re-plan after a +-5 % price change on the kept actors (ActorPool,
+        # as the daemon re-plans), then rho fixed from scratch: the same run's baseline
+        run(client, "balanced", True, data, pool)
+        run(client, "balanced_replan", True, data2, pool)
         pool.release()
-    b, f = out["balanced"], out["fixed_rho"]
-    out |= {"ratio_time_fixed_over_balanced": round(f["wall_s"] / b["wall_s"], 2),
-            "ratio_iterations_fixed_over_balanced": round(f["iterations"] / b["iterations"], 2)}
-    r = out["balanced_replan"]
+        if fixed_rho:
+            run(client, "fixed_rho", False, data, None)
+    with local_cluster(workers=1) as cluster, Client(cluster) as client:
+        run(client, "one_worker", True, data, None)
+    b, r, one = out["balanced"], out["balanced_replan"], out["one_worker"]
     out["ratio_replan_over_first_time"] = round(r["wall_s"] / b["wall_s"], 3)
-    log(f"  partitioned: fixed rho / balanced = {out['ratio_time_fixed_over_balanced']}x time, "
-        f"{out['ratio_iterations_fixed_over_balanced']}x iterations; re-plan on the kept "
-        f"actors / first plan = {out['ratio_replan_over_first_time']}x time")
+    out["ratio_time_one_worker_over_spread"] = round(one["wall_s"] / b["wall_s"], 2)
+    msg = (f"  partitioned: re-plan on the kept actors / first plan = "
+           f"{out['ratio_replan_over_first_time']}x time; one worker / {out['workers']} "
+           f"workers = {out['ratio_time_one_worker_over_spread']}x time")
+    if fixed_rho:
+        f = out["fixed_rho"]
+        out |= {"ratio_time_fixed_over_balanced": round(f["wall_s"] / b["wall_s"], 2),
+                "ratio_iterations_fixed_over_balanced": round(f["iterations"] / b["iterations"],
+                                                              2)}
+        msg += (f"; fixed rho / balanced = {out['ratio_time_fixed_over_balanced']}x time, "
+                f"{out['ratio_iterations_fixed_over_balanced']}x iterations")
+    log(msg)
     return out
 
 
@@ -388,6 +404,8 @@ def main() -> None:
     ap.add_argument("--admm-iter", type=int, default=300)
     ap.add_argument("--aggregated-sizes", type=int, nargs="*")
     ap.add_argument("--partition-fleet", choices=["catalogue", "mixed"], default="catalogue")
+    ap.add_argument("--skip-fixed-rho", action="store_true",
+                    help="no fixed-rho baseline in the partitioned run (it runs to the cap)")
     ap.add_argument("--eps", type=float, default=1e-4)
     ap.add_argument("--polish", action="store_true", help="OSQP solution polishing")
     ap.add_argument("--group-size", type=int, default=None,
@@ -452,7 +470,8 @@ def main() -> None:
     if pdev:
         cat = args.partition_fleet == "catalogue"
         log(f"partitioned Dask solve: {pdev} devices ({args.partition_fleet}), partitions of {psize}")
-        results["partitioned"] = bench_partitioned(pdev, n, psize, args.eps, args.admm_iter, cat)
+        results["partitioned"] = bench_partitioned(pdev, n, psize, args.eps, args.admm_iter, cat,
+                                                   fixed_rho=not args.skip_fixed_rho)
     results["total_s"] = round(time.perf_counter() - t_all, 1)
     print(json.dumps(results))
 
