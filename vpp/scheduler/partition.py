@@ -131,7 +131,7 @@ class PartitionedResult:
 
 def local_cluster(workers: int | None = None):
     """An in-process Dask ``LocalCluster`` for partitioned solving without a cluster address:
-    ``workers`` single-threaded workers (default: one per CPU core). One worker per core, not one
+    ``workers`` single-threaded workers (default: one per core this process may use). One worker per core, not one
     worker of several threads, because a Dask worker runs its actors' methods on a single
     thread: partitions on one worker solve one after another. OSQP releases the GIL, so
     in-process workers solve in parallel. Its HTTP server listens on a free loopback port with
@@ -140,9 +140,18 @@ def local_cluster(workers: int | None = None):
     outside."""
     from distributed import LocalCluster
 
-    n = workers if workers is not None else max(os.cpu_count() or 1, 1)
+    n = workers if workers is not None else usable_cores()
     return LocalCluster(n_workers=n, threads_per_worker=1, processes=False,
                         dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset), not the
+    machine's count."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)
 
 
 def place(sizes: Sequence[int], workers: Sequence[str]) -> list[str]:
