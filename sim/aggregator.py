@@ -129,12 +129,15 @@ def make_offer(programme: Programme, product: Product, envelope_kw: np.ndarray,
 def settle(programme: Programme, index: pd.DatetimeIndex, baseline_kw: np.ndarray,
            metered_kw: np.ndarray, owner_declared_kw: dict[int, float], price: Decimal,
            fee_pct: float, interval_minutes: int = 15) -> tuple[EventSettlement, list[int]]:
-    """Settle the event (``bidding.settlement.settle_event``) over every owner with a baseline:
-    the VPP's response is measured over all its metering points; owners without a declared
-    share (declared 0) still earn from a positive contribution. Returns the settlement and the
-    owner rows it covers."""
-    rows = [o for o in sorted(owner_declared_kw) if np.isfinite(baseline_kw[o]).all()]
-    if not rows or sum(owner_declared_kw[o] for o in rows) <= 0:
+    """Settle the event (``bidding.settlement.settle_event``) over the owners taking part: those
+    with a declared share above zero and a baseline (as the daemon settles,
+    :func:`vpp.daemon.delivery.declared_by_owner`). An owner who declared nothing is neither
+    dispatched (:func:`participant_rows`) nor settled: counting its metering point would add its
+    baseline error (e.g. heating load on a cold day against warmer baseline days) to a response
+    it was never asked for. Returns the settlement and the owner rows it covers."""
+    rows = [o for o in sorted(owner_declared_kw)
+            if owner_declared_kw[o] > 0 and np.isfinite(baseline_kw[o]).all()]
+    if not rows:
         raise ValidationError("no owner with a declared share and a baseline to settle")
     res = settle_event(
         index=index, owner_ids=rows, baseline_kw=baseline_kw[rows], metered_kw=metered_kw[rows],
@@ -144,6 +147,14 @@ def settle(programme: Programme, index: pd.DatetimeIndex, baseline_kw: np.ndarra
     )
     check_balance(res)
     return res, rows
+
+
+def participant_rows(owner_of_device: Sequence[int] | np.ndarray,
+                     owner_declared_kw: dict[int, float]) -> np.ndarray:
+    """Fleet rows of the devices whose owner declared a share above zero: the only devices a
+    call dispatches (the daemon's rule, :func:`vpp.daemon.delivery.declared_by_owner`)."""
+    part = [o for o, kw in owner_declared_kw.items() if kw > 0]
+    return np.flatnonzero(np.isin(np.asarray(owner_of_device), part))
 
 
 def scheduler_devices(plant_devices: Sequence, states: Sequence, physics: Sequence,

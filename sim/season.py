@@ -431,10 +431,19 @@ class SeasonRun:
         base = self._device_baseline(p.base_days, start, horizon)
         idx = aggregator_index(start, start + pd.Timedelta(minutes=self.step * horizon), self.step)
         price = p.programme.tariff.price_series(idx).to_numpy(dtype=float)
+        # only the owners in the offer are dispatched (as the daemon does): settlement counts
+        # only their response, and an owner who declared nothing is not asked to shed
+        rows = aggregator.participant_rows(self.owner_of, p.owner_declared)
+        if not len(rows):
+            p.notes.append("no dispatch plan: no owner declared a share")
+            p.plan = None
+            return
+        devices = [devices[i] for i in rows]
+        base = base[rows]
         t0 = time.perf_counter()
         try:
-            plan = self.dispatcher.plan(devices, self.device_owners, base, price,
-                                        p.declared_kw * HEADROOM, (0, n_ev))
+            plan = self.dispatcher.plan(devices, [self.device_owners[i] for i in rows], base,
+                                        price, p.declared_kw * HEADROOM, (0, n_ev))
         except ValidationError as exc:
             p.notes.append(f"no dispatch plan: {exc.message}")
             p.plan = None
@@ -449,7 +458,7 @@ class SeasonRun:
                        f"devices, {plan.iterations} ADMM iterations" if plan.path == "partitioned"
                        else f"scheduler (cached service, {plan.qp_devices} QP devices after "
                             f"aggregation, build {plan.builds})")
-        p.plan_rows = {int(i): int(i) for i in plan.moved(devices, base, n_ev)}
+        p.plan_rows = {int(rows[r]): int(r) for r in plan.moved(devices, base, n_ev)}
         p.notes.extend(plan.notes)
         if plan.status not in ("solved", "optimal"):
             p.notes.append(f"scheduler status {plan.status}")
@@ -492,8 +501,8 @@ class SeasonRun:
                                           interval_minutes=self.step)
         metered = self.meter.window(start, end)
         idx = aggregator_index(start, end, self.step)
-        declared = {o: p.owner_declared.get(o, 0.0) for o in range(self.meter.n_owners)
-                    if np.isfinite(base.kw[o]).all()}
+        declared = {o: kw for o, kw in p.owner_declared.items()
+                    if kw > 0 and np.isfinite(base.kw[o]).all()}
         try:
             res, rows = aggregator.settle(p.programme, idx, base.kw, metered, declared, p.price,
                                           self.settings.bidding.aggregator_fee_pct, self.step)

@@ -58,7 +58,9 @@ def test_fleet_above_partition_size_is_planned_partitioned_on_dask(
     import asyncio
 
     settings = Settings(bidding=BiddingSettings(programmes_dir=_programmes(tmp_path_factory)),
-                        scheduler=SchedulerSettings(partition_size=60))
+                        # a call dispatches only the owners in the offer (fewer than the
+                        # 150 sampled devices): 20 keeps them above the partition size
+                        scheduler=SchedulerSettings(partition_size=20))
     opts = RunOptions(event_days=1, history_days=8, max_devices=150)
     scn = ROOT / "config/scenarios/zhuzhou-2025.toml"
     result = asyncio.run(run_season(settings, scn, opts))
