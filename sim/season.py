@@ -501,11 +501,11 @@ class SeasonRun:
                                           interval_minutes=self.step)
         metered = self.meter.window(start, end)
         idx = aggregator_index(start, end, self.step)
-        declared = {o: kw for o, kw in p.owner_declared.items()
-                    if kw > 0 and np.isfinite(base.kw[o]).all()}
         try:
-            res, rows = aggregator.settle(p.programme, idx, base.kw, metered, declared, p.price,
-                                          self.settings.bidding.aggregator_fee_pct, self.step)
+            # settle() keeps the owners with a declared share and a baseline
+            res, rows = aggregator.settle(p.programme, idx, base.kw, metered, p.owner_declared,
+                                          p.price, self.settings.bidding.aggregator_fee_pct,
+                                          self.step)
         except ValidationError as exc:
             p.notes.append(f"not settled: {exc.message}")
             self._skip_settled(p, city_mw)

@@ -10,8 +10,8 @@ offline device is tried again every ``offline_retry_s`` (0: every cycle), not ev
 silent device costs ``timeout_s x (retries + 1)`` of its gateway's cycle each time it is
 tried. A gateway that cannot be reached fails all its devices in the cycle after one connect
 attempt, and when one of them goes offline they all do, in one step (a re-plan sees the whole
-gateway gone, never half of it). A bad device never stops the others. Readings go to :class:`vpp.telemetry_store.TelemetryBuffer`,
-flushed in a thread (database work stays off the event loop). :meth:`Poller.heartbeat_all`
+gateway gone, never half of it). A bad device never stops the others. Readings go to
+:class:`vpp.telemetry_store.TelemetryBuffer`, flushed in a thread (database work stays off the event loop). :meth:`Poller.heartbeat_all`
 feeds watchdogs and enforces the aggregator's leases.
 """
 

@@ -131,9 +131,9 @@ class PartitionedResult:
 
 def local_cluster(workers: int | None = None):
     """An in-process Dask ``LocalCluster`` for partitioned solving without a cluster address:
-    ``workers`` single-threaded workers (default: one per core this process may use). One worker per core, not one
-    worker of several threads, because a Dask worker runs its actors' methods on a single
-    thread: partitions on one worker solve one after another. OSQP releases the GIL, so
+    ``workers`` single-threaded workers (default: one per core this process may use). One
+    worker per core, not one worker of several threads, because a Dask worker runs its actors'
+    methods on a single thread: partitions on one worker solve one after another. OSQP releases the GIL, so
     in-process workers solve in parallel. Its HTTP server listens on a free loopback port with
     the dashboard off: ``dashboard_address=None`` does not disable it (dask/distributed#8136),
     so several clusters on one machine fought over port 8787 and one was reachable from
