@@ -45,7 +45,6 @@ from vpp.device_kinds import DeviceKind
 from vpp.errors import DeviceError, ValidationError
 
 Progress = Callable[[str, int, int], None]
-REBOUND_INTERVALS = 16  # planning horizon after the event: rebound and make-up (4 h)
 VIOLATION_TAIL = 8  # comfort / SoC checked over the event and 2 h after
 HEADROOM = 1.1  # the plan aims 10% above the award (the band pays up to 120%)
 SOC_TOLERANCE_PCT = 0.5
@@ -413,7 +412,8 @@ class SeasonRun:
     async def _plan(self, p: _Pending, start: pd.Timestamp, end: pd.Timestamp) -> None:
         call = p.call
         n_ev = len(aggregator_index(start, end, self.step))
-        horizon = n_ev + REBOUND_INTERVALS
+        # the daemon's horizon: the call and [scheduler] event_tail_minutes after it
+        horizon = n_ev + self.settings.scheduler.tail_intervals(self.step)
         faults = draw_faults(self.scn, call, len(self.fleet), self.rng, self.step)
         fault_of = {f.device_index: f for f in faults}
         p.faults = Counter(f.mode for f in faults)

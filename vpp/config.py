@@ -103,8 +103,16 @@ class SchedulerSettings(_Section):
     #: limit as the plan (0: no limit); a re-plan holds up the control loop while it runs
     replan_time_limit_s: float = Field(default=25.0, ge=0)
     shortfall_penalty_yuan_per_kwh: float = Field(default=100.0, gt=0)
+    #: an event's plan runs this long past the call's end: the rebound of buildings, the
+    #: industrial make-up and the batteries' recharge to their state of charge at the call must
+    #: fit in it (the plan writes setpoints for the call only; the tail is modelled, not written)
+    event_tail_minutes: int = Field(default=240, ge=0, le=24 * 60)
     partition_size: int = Field(default=5000, ge=10)
     dask_scheduler_address: str | None = None
+
+    def tail_intervals(self, interval_minutes: int) -> int:
+        """Intervals of an event's planning horizon after the call (``event_tail_minutes``)."""
+        return -(-self.event_tail_minutes // interval_minutes)
 
 
 class ForecastSettings(_Section):

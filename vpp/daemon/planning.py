@@ -1,14 +1,17 @@
 """Plan an event: database and telemetry in, :mod:`vpp.scheduler` in an executor, plan rows out.
 
-The horizon is the event's intervals plus ``POST_INTERVALS`` for rebound and make-up; intervals
+The horizon is the event's intervals plus ``[scheduler] event_tail_minutes`` (4 h) in which
+the rebound of buildings, the industrial make-up and the batteries' recharge to their state of
+charge at the call must fit (the plan writes setpoints for the call only); intervals
 before the current one are pinned (``now_index``), so every plan of one event has the same QP
 structure and a re-plan re-solves it warm. Devices: enrolled, active, polled (their
 state is known), not opted out (``preferences.participate = false``) and of an owner with a
 declared share in the event's bid (settlement counts only those owners); owner preferences
 narrow their parameters (comfort band, shed minutes, reserve state of charge, EV departure).
 
-Baselines are fixed once per event, at its first plan, and stored in ``GridEvent.detail``:
-re-plans, restarts and settlement all use the same numbers. Per device, the programme's method
+Baselines are fixed once per event, at its first plan, and stored in ``GridEvent.detail``
+(``baseline_kw`` over the call, ``tail_baseline_kw`` over the tail): re-plans, restarts and
+settlement all use the same numbers. Per device, the programme's method
 (:func:`forecasting.baselines.compute_baseline`) over its telemetry history; where the history
 is too short, the mean metered power of the ``RECENT_MINUTES`` before the call (the real-time
 rule of Jiangsu's programme) and failing that the last reading -- the method used is recorded.
@@ -71,7 +74,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vpp.daemon.planning")
 
-POST_INTERVALS = 4
 RECENT_MINUTES = 15
 MIN_HISTORY_DAYS = 7
 
@@ -258,10 +260,24 @@ class Planner:
         if not devices:
             raise ValidationError(f"event {event_id}: no active, polled device yet")
         intervals = event_intervals(ev, self.services.settings.service.market_interval_minutes)
-        base, methods = self._baselines(s, ev, devices, intervals)
-        ev.detail = {**(ev.detail or {}), "baseline_kw": base, "baseline_methods": methods}
+        ev.detail = {**(ev.detail or {}), **self._fixed_baselines(s, ev, devices, intervals)}
         s.add(ev)
-        return len(base)
+        return len(ev.detail["baseline_kw"])
+
+    def _fixed_baselines(self, s: Session, ev: GridEvent, devices: list[Device],
+                         intervals: list[datetime]) -> dict[str, Any]:
+        """The event's baselines to store: over the call (``baseline_kw``, what settlement
+        uses) and over the planning tail after it (``tail_baseline_kw``), by the same method."""
+        settings = self.services.settings
+        minutes = settings.service.market_interval_minutes
+        step = timedelta(minutes=minutes)
+        tail = [intervals[-1] + (k + 1) * step
+                for k in range(settings.scheduler.tail_intervals(minutes))]
+        base, methods = self._baselines(s, ev, devices, intervals + tail)
+        n = len(intervals)
+        return {"baseline_kw": {k: v[:n] for k, v in base.items()},
+                "tail_baseline_kw": {k: v[n:] for k, v in base.items()},
+                "baseline_methods": methods}
 
     def _devices(self, s: Session, exclude: set[int]) -> list[Device]:
         fleet = self.services.fleet
@@ -297,12 +313,11 @@ class Planner:
             devices = [d for d in devices if d.owner_id in participants]
         detail = dict(ev.detail or {})
         if "baseline_kw" not in detail:
-            base, methods = self._baselines(s, ev, devices, intervals)
-            detail["baseline_kw"] = base
-            detail["baseline_methods"] = methods
+            detail |= self._fixed_baselines(s, ev, devices, intervals)
             ev.detail = detail
             s.add(ev)
         stored: dict[str, list[float]] = detail["baseline_kw"]
+        stored_tail: dict[str, list[float]] = detail.get("tail_baseline_kw") or {}
         first = next((i for i, t in enumerate(intervals) if t + step > h0), None)
         if first is None:
             raise ValidationError(f"event {event_id} has ended; nothing to plan")
@@ -310,7 +325,7 @@ class Planner:
         # (``now_index = first``): every re-plan of the event, interval after interval, has the
         # same structure and re-solves the built QP warm instead of rebuilding it.
         n_event = len(intervals) - first
-        n = max(len(intervals) + POST_INTERVALS, 2)
+        n = max(len(intervals) + settings.scheduler.tail_intervals(minutes), 2)
         fleet_devs: list[FleetDevice] = []
         baselines: list[np.ndarray] = []
         shed_past = _shed_so_far(s, devices, stored, intervals[:first], minutes)
@@ -322,6 +337,9 @@ class Planner:
             row = stored.get(str(did))
             if row is None:  # joined after the event's baselines were fixed: hold its power
                 row = [float(st.power_kw)] * len(intervals)
+            # the tail's baseline as fixed with the event's (events fixed before the tail was
+            # stored, or a device that joined later: its last value held)
+            row = (row + list(stored_tail.get(str(did), [])))[:n]
             vals = np.array(row + [row[-1]] * (n - len(row)), dtype=float)
             try:
                 fd = fleet_device(d, st, h0, step, tz, offset=first)
