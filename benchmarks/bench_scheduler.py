@@ -16,7 +16,9 @@ device with its own random state: nothing to aggregate) over 96 intervals of 15 
   (target < 1e-3);
 - the daemon's kind of re-solve (``--receding-sizes``): a re-plan every interval through the
   call from the previous plan's state, with SoC telemetry noise and 1 % of the devices
-  dropping out; its (b) against the naive model rebuilt for the dropout re-plan;
+  dropping out; its (b) against the naive model rebuilt for the dropout re-plan; over the day
+  (96 intervals) or, with ``--receding-window 24``, over the daemon's own horizon (the call and
+  its 4 h tail);
 - a partitioned solve on Dask (exchange ADMM, in-process cluster) for ``--partition-devices`` devices:
   wall time and gap to the Lagrangian bound (sum of partition bounds), with the coordinator's
   residual balancing of rho, a re-plan after a price change on the kept actors, and, as the
@@ -40,7 +42,7 @@ from vpp.scheduler import DispatchModel, EventCall, HorizonData, SolverOptions
 from vpp.scheduler.aggregate import aggregate, disaggregate
 from vpp.scheduler.redispatch import advance, replan_inputs
 from vpp.scheduler.reference import solve_clarabel
-from vpp.scheduler.synthetic import catalog_fleet, mixed_fleet, tou_price
+from vpp.scheduler.synthetic import catalog_fleet, event_window, mixed_fleet, tou_price
 
 
 def log(msg: str) -> None:
@@ -203,16 +205,28 @@ def bench_size(n_dev: int, n: int, eps: float, naive: bool, clarabel: bool, poli
 
 def bench_receding(n_dev: int, n: int, eps: float, naive: bool, naive_timeout_s: float,
                    seed: int = 0, sigma_soc_pct: float = 0.5, dropout: float = 0.01,
-                   time_limit_s: float = 0.0) -> dict:
+                   time_limit_s: float = 0.0, window: int = 0) -> dict:
     """The daemon's kind of re-solve: a receding-horizon re-plan every interval through the
     call, each from the previous plan's state (``advance``) with measured SoC off the plan by
     N(0, ``sigma_soc_pct``) points, and ``dropout`` of the devices going offline one interval
     into the call (they stay offline). The first re-plan (at call start - 4) catches up from
     the day's first plan and is reported on its own. (b) = naive cvxpy on the dropout re-plan's
-    data / our re-plan of it."""
+    data / our re-plan of it.
+
+    ``window`` > 0: the daemon's horizon instead of the day's (:func:`vpp.daemon.planning`):
+    ``window`` intervals from the call's start (the call and its tail, ``[scheduler]
+    event_tail_minutes``), batteries ending at their state of charge now; the first plan at the
+    call's start, then a re-plan every interval of the call (the first of them reported as the
+    catch-up), the dropout one interval later."""
     devs, base = mixed_fleet(n_dev, n, seed=seed)
     call = call_for(base, n)
-    data = HorizonData(base, tou_price(n), call)
+    price = tou_price(n)
+    if window:
+        devs, base = event_window(devs, base, call.start, window)
+        price = tou_price(window, start_hour=call.start * 24 / n)
+        call = EventCall(0, call.end - call.start, call.reduction_kw)
+        n = window
+    data = HorizonData(base, price, call)
     model = DispatchModel(devs, n, options=SolverOptions(eps=eps))
     plan = model.solve(devs, data)
     first_it = plan.iterations
@@ -222,9 +236,9 @@ def bench_receding(n_dev: int, n: int, eps: float, naive: bool, naive_timeout_s:
     bat = [i for i, d in enumerate(devs) if d.kind is DeviceKind.BATTERY]
     state, off = list(devs), []
     steps: list[dict] = []
-    drop_at = call.start + 1
+    drop_at = call.start + 1 if not window else 2
     drop_inputs = None
-    for now in range(call.start - 4, call.end):
+    for now in range(max(call.start - 4, 1), call.end):
         soc = {devs[i].device_id: float(np.clip(plan.soc_pct[i, now - 1]
                                                 + rng.normal(0, sigma_soc_pct), 0, 100))
                for i in bat}
@@ -249,7 +263,7 @@ def bench_receding(n_dev: int, n: int, eps: float, naive: bool, naive_timeout_s:
     drop = next(x for x in routine if x["now"] == drop_at)
     its = [x["iterations"] for x in routine]
     secs = [x["s"] for x in routine]
-    out = {"devices": n_dev, "eps": eps, "first_plan_iterations": first_it,
+    out = {"devices": n_dev, "eps": eps, "intervals": n, "first_plan_iterations": first_it,
            "catch_up": catch, "steps": routine,
            "routine_median_s": round(float(np.median(secs)), 3),
            "routine_max_s": round(float(max(secs)), 3),
@@ -418,6 +432,10 @@ def main() -> None:
     ap.add_argument("--receding-sizes", type=int, nargs="*",
                     help="fleet sizes of the receding-horizon re-plan chain (naive (b) at the "
                          "sizes also in --naive-sizes)")
+    ap.add_argument("--receding-window", type=int, default=0,
+                    help="plan the receding chain on the daemon's horizon: this many intervals "
+                         "from the call's start (the call and its tail; 24 for a 2 h call and "
+                         "the default 4 h tail) instead of the day (0)")
     ap.add_argument("--replan-time-limit", type=float, default=0.0,
                     help="time limit (s) of each receding-horizon re-plan (0: none)")
     ap.add_argument("--naive-timeout", type=float, default=1800.0,
@@ -462,7 +480,8 @@ def main() -> None:
         log(f"receding-horizon re-plans of {s} mixed devices through the call")
         results["receding"].append(bench_receding(s, n, args.eps, s in naive,
                                                   args.naive_timeout,
-                                                  time_limit_s=args.replan_time_limit))
+                                                  time_limit_s=args.replan_time_limit,
+                                                  window=args.receding_window))
     results["aggregated"] = []
     for s in aggs:
         log(f"catalogue fleet of {s} devices, exact aggregation")

@@ -9,6 +9,7 @@ Hunan figure of ``shared/domain/demand-response-rules.md``: for demonstrations o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,29 @@ def mixed_fleet(count: int, n: int = 96, interval_minutes: int = 15, seed: int =
                                        preference_weight=float(rng.uniform(0.5, 2.0))))
     base = np.clip(base, 0.0, None)
     return devices, base
+
+
+
+def event_window(devices: list[FleetDevice], base_kw: np.ndarray, start: int, n: int
+                 ) -> tuple[list[FleetDevice], np.ndarray]:
+    """The daemon's view of a day fleet for one event: intervals ``start .. start + n`` of the
+    day (its baselines sliced, kW), EV sessions cut to the window with their energy pro rata to
+    the part of the session inside it, batteries ending at their state of charge now (the
+    daemon's terminal rule, :func:`vpp.daemon.planning.fleet_device`)."""
+    out = []
+    for d in devices:
+        if d.kind is DeviceKind.EV_CHARGER:
+            sessions = []
+            for x in d.sessions:
+                a, b = max(x.arrival - start, 0), min(x.departure - start, n)
+                if b > a:
+                    share = (b - a) / (x.departure - x.arrival)
+                    sessions.append(EvSession(a, b, x.energy_kwh * share))
+            d = replace(d, sessions=tuple(sessions))
+        elif d.kind is DeviceKind.BATTERY:
+            d = replace(d, terminal_soc_pct=None)
+        out.append(d)
+    return out, np.array(base_kw[:, start:start + n])
 
 
 def demo_state(specs: list, n: int = 96, interval_minutes: int = 15, seed: int = 0,
