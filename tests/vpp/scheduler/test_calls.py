@@ -17,6 +17,7 @@ from tests.vpp.scheduler.conftest import (
     industrial,
     price,
 )
+from vpp.device_kinds import DeviceKind
 from vpp.errors import ValidationError
 from vpp.scheduler import (
     DispatchModel,
@@ -28,6 +29,7 @@ from vpp.scheduler import (
     flexibility_envelope,
     redispatch,
 )
+from vpp.scheduler.synthetic import event_window, mixed_fleet, tou_price
 
 
 def test_impossible_call_reports_shortfall_and_binding_constraints():
@@ -202,3 +204,24 @@ def test_envelope_shrinks_with_confidence_and_is_deliverable():
     assert plan.feasible
     with pytest.raises(ValidationError):
         flexibility_envelope(devs, q[:, :2], lv)
+
+
+def test_event_window_is_the_daemons_view_of_a_day_fleet():
+    """The benchmark's event-horizon fleet: baselines sliced, EV sessions cut to the window
+    with their energy pro rata (still deliverable), batteries ending at their SoC now; the
+    call on it is met."""
+    devs, base = mixed_fleet(60, 96, seed=4)
+    win, wbase = event_window(devs, base, 72, 24)
+    assert wbase.shape == (60, 24) and np.array_equal(wbase, base[:, 72:96])
+    for d, w in zip(devs, win, strict=True):
+        if d.kind is DeviceKind.BATTERY:
+            assert w.terminal_soc_pct is None
+        for s in w.sessions:
+            assert 0 <= s.arrival < s.departure <= 24
+            most = d.params.max_charge_kw_per_connector * (s.departure - s.arrival) * 0.25
+            assert 0 < s.energy_kwh <= most
+    assert sum(len(w.sessions) for w in win) < sum(len(d.sessions) for d in devs)
+    call = EventCall(0, 8, round(0.1 * float(wbase[:, :8].sum(axis=0).mean()), 1))
+    plan = DispatchModel(win, 24).solve(win, HorizonData(wbase, tou_price(24, start_hour=18),
+                                                         call))
+    assert plan.feasible and plan.shortfall_kw.max() < 0.01 * call.reduction_kw
