@@ -25,6 +25,7 @@ price ``rho u`` is unchanged. With a fixed ``rho`` (and the dual residual in kW)
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -140,6 +141,11 @@ def local_cluster(workers: int | None = None):
     outside."""
     from distributed import LocalCluster
 
+    # distributed logs a comm that closes under it as INFO *with a traceback* ("Batched Comm
+    # Closed", distributed/batched.py); with in-process workers that happens when the cluster
+    # shuts down mid-send (seen once in a season run's output). Expected, not an error: keep
+    # it off the user's terminal; warnings and errors still show.
+    logging.getLogger("distributed.batched").setLevel(logging.WARNING)
     n = workers if workers is not None else usable_cores()
     return LocalCluster(n_workers=n, threads_per_worker=1, processes=False,
                         dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})

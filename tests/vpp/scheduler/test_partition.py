@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from distributed import Client
@@ -81,6 +83,8 @@ def test_local_cluster_listens_on_loopback_only():
         for s in socks:
             host, port = s.getsockname()[:2]
             assert host == "127.0.0.1" and port != 8787
+    # its comms closing at shutdown are not logged with a traceback (INFO), errors still are
+    assert logging.getLogger("distributed.batched").getEffectiveLevel() == logging.WARNING
 
 
 def test_partitioned_time_limit_gives_a_best_effort_plan(client):
