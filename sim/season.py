@@ -154,26 +154,46 @@ def _needed_days(calls: list[GridCall], working: int = 5, nonworking: int = 3,
     issued (the offer's baseline is computed at the invitation): the day before a day-ahead
     call, invited at 17:00 for an evening window, is simulated but not counted.
     """
-    from sim.scenarios.city import is_working_day
-
     events = {c.day for c in calls}
     out: set[date] = set()
     for c in calls:
-        w = nw = 0
-        d = c.day
-        back = 0
-        while back < 60 and (w < working or nw < nonworking or back < min_days):
-            out.add(d)
-            d -= timedelta(days=1)
-            back += 1
-            if d in events or c.end - timedelta(days=back) > c.issued_at:
-                continue
-            if is_working_day(d):
-                w += 1
-            else:
-                nw += 1
-        out.add(d)
+        out.update(_call_days(c, events, working, nonworking, min_days))
     return out
+
+
+def _call_days(c: GridCall, events: set[date], working: int = 5, nonworking: int = 3,
+               min_days: int = 8) -> list[date]:
+    """The days one call depends on (see :func:`_needed_days`), from its own day back."""
+    from sim.scenarios.city import is_working_day
+
+    out: list[date] = []
+    w = nw = 0
+    d = c.day
+    back = 0
+    while back < 60 and (w < working or nw < nonworking or back < min_days):
+        out.append(d)
+        d -= timedelta(days=1)
+        back += 1
+        if d in events or c.end - timedelta(days=back) > c.issued_at:
+            continue
+        if is_working_day(d):
+            w += 1
+        else:
+            nw += 1
+    out.append(d)
+    return out
+
+
+def _device_history_days(calls: list[GridCall], minimum: int = 16) -> int:
+    """Days of per-device meter history to keep (:class:`MeterStore` ring): enough to hold every
+    day a call's baseline reads, back to its furthest one. Event days are skipped by the
+    baselines, so after a run of calls the baseline days lie further back than two weeks
+    (2026-01-12: 2026-01-05..09 were events, the fifth working day is 2025-12-26, 17 days back);
+    with a 16-day ring the per-device baseline behind the envelope and the dispatch plan was the
+    mean of 4 of the owner's 5 baseline days and no longer added up to the owner's baseline."""
+    events = {c.day for c in calls}
+    reach = max(((c.day - min(_call_days(c, events))).days for c in calls), default=0)
+    return max(minimum, reach + 1)
 
 
 def _blocks(days: list[date]) -> list[list[date]]:
@@ -230,7 +250,8 @@ class SeasonRun:
         temp = hourly_temperature(weather, index)
         city = city_load_mw(scn, weather, index)
         self.meter = MeterStore(index, self.owner_of, len(self.owner_names),
-                                history_days=16, steps_per_day=1440 // self.step)
+                                history_days=_device_history_days(calls),
+                                steps_per_day=1440 // self.step)
         by_issue: dict[pd.Timestamp, list[GridCall]] = {}
         for c in calls:
             by_issue.setdefault(pd.Timestamp(c.issued_at).floor(f"{self.step}min"), []).append(c)

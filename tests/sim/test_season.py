@@ -206,3 +206,46 @@ def test_needed_days_give_a_baseline_at_the_invitation() -> None:
                                event_days=[d for d in events if d < c.day],
                                calendar=ChineseCalendar())
         assert len(res.days_used) == 5, c.external_id
+
+
+def test_device_history_holds_every_baseline_day_after_a_run_of_calls() -> None:
+    """The per-device meter history (the ring behind the envelope and the dispatch baseline) must
+    hold every day the owner's baseline uses. Calls on 2026-01-05..09 push 2026-01-12's fifth
+    baseline working day back to 2025-12-26 (17 days): a 16-day ring dropped it, and the device
+    baselines of every owner were the mean of 4 of its 5 days (-3.8 MW on the city fleet)."""
+    from forecasting.baselines import BaselineSpec, compute_baseline
+    from forecasting.calendars import ChineseCalendar
+    from sim.grid import DAY_AHEAD_ISSUE_TIME
+    from sim.metering import MeterStore
+    from sim.season import _device_history_days, _needed_days
+
+    def da(day: datetime) -> GridCall:
+        start = day.replace(hour=18)
+        issued = datetime.combine((day - timedelta(days=1)).date(), DAY_AHEAD_ISSUE_TIME, TZ)
+        return GridCall(f"da-{day:%m%d}", "day_ahead", "peak_shaving", "p", issued, start,
+                        start + timedelta(hours=2), 1.0, "")
+
+    calls = [da(datetime(2026, 1, d, tzinfo=TZ)) for d in (5, 6, 7, 8, 9, 12)]
+    days = sorted(_needed_days(calls))
+    index = pd.date_range(pd.Timestamp(days[0], tz=TZ),
+                          pd.Timestamp(days[-1] + timedelta(days=1), tz=TZ), freq="15min",
+                          inclusive="left")
+    index = index[np.isin(index.date, days)]
+    meter = MeterStore(index, [0], 1, history_days=_device_history_days(calls))
+    spec = BaselineSpec(method="similar_days", n_working_days=5, n_nonworking_days=3)
+    events = {c.day for c in calls}
+    for pos, ts in enumerate(index):  # a load that differs from day to day
+        if ts >= pd.Timestamp(calls[-1].start):
+            break
+        meter.record(pos, np.array([float(ts.date().toordinal() % 97)]))
+    c = calls[-1]
+    load = meter.owner_series(0, pd.Timestamp(c.issued_at))
+    res = compute_baseline(load.reindex(pd.date_range(load.index[0], load.index[-1],
+                                                      freq="15min")),
+                           c.start, c.end, spec, event_days=[d for d in events if d < c.day],
+                           calendar=ChineseCalendar())
+    assert min(res.days_used) == datetime(2025, 12, 26).date()
+    slots = np.arange(72, 80)  # 18:00-20:00
+    prof = meter.device_profile(res.days_used, slots)
+    assert prof is not None
+    np.testing.assert_allclose(prof[0], res.baseline_kw.to_numpy())
