@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from vpp.daemon.planning import Planner
 from vpp.daemon.services import Services
 from vpp.daemon.supervisor import Supervisor
 from vpp.db import session_scope
-from vpp.models import Role
+from vpp.models import Bid, GridEvent, Role
 
 PROGRAMME = "test-rt"
 
@@ -252,6 +253,27 @@ def add_plant(s: Any, owner: Any, host: str, **params: Any) -> list[int]:
         s.add(d)
     s.flush()
     return [int(d.id or 0) for d in devs]
+
+
+def accepted_call(engine: Engine, owner_id: int, host: str, start: datetime, hours: int,
+                  requested_kw: float = 8.0, *, fixed: bool = True, **params: Any
+                  ) -> tuple[int, list[int]]:
+    """Two loads of ``owner_id`` (:func:`add_plant`, ``params`` overriding theirs) and an
+    accepted real-time call of ``hours`` from ``start`` bid at ``requested_kw`` by that owner:
+    (event id, device ids). ``fixed``: the event's baselines stored with it (15 kW per device
+    over the call's intervals), else left for the first plan to fix."""
+    with session_scope(engine) as s:
+        ids = add_plant(s, fleet.get_owner(s, owner_id), host, **params)
+        detail = {"baseline_kw": {str(d): [15.0] * (4 * hours) for d in ids}} if fixed else {}
+        ev = GridEvent(external_id=f"rt-{host}", source="rest", event_type="real_time",
+                       direction="peak_shaving", programme=PROGRAMME, start=start,
+                       end=start + timedelta(hours=hours), requested_kw=requested_kw,
+                       status="accepted", detail=detail)
+        s.add(ev)
+        s.flush()
+        s.add(Bid(event_id=ev.id, declared_kw=requested_kw, price_yuan_per_kwh=Decimal("2.0"),
+                  detail={"owners": [{"owner_id": owner_id, "declared_kw": requested_kw}]}))
+        return int(ev.id or 0), ids
 
 
 def planner_at(engine: Engine, settings: Settings, now: list[datetime]) -> Planner:

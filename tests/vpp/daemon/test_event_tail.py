@@ -5,25 +5,22 @@ must make up its lost production afterwards could shed only what one hour of hea
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from tests.vpp.daemon.harness import (
-    PROGRAMME,
-    add_plant,
+    accepted_call,
     daemon_settings,
     plan_at,
     planner_at,
     seed,
 )
-from vpp import fleet
 from vpp.config import Settings
 from vpp.db import session_scope
-from vpp.models import Bid, GridEvent
+from vpp.models import GridEvent
 
 START = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)  # 18:00 in Zhuzhou
 
@@ -32,20 +29,9 @@ def _event(engine: Engine, host: str, requested_kw: float, *, fixed: bool) -> in
     """Two 20 kW loads (15 kW each now) that make up all they curtail within 4 h, and an
     accepted 2 h call bid at ``requested_kw``; ``fixed``: baselines stored with the event (the
     call's intervals only, as before the tail was stored)."""
-    with session_scope(engine) as s:
-        owner = seed(engine).owner_id
-        ids = add_plant(s, fleet.get_owner(s, owner), host, max_curtail_minutes=120,
-                        makeup_fraction=1.0, makeup_hours=4.0)
-        detail = {"baseline_kw": {str(d): [15.0] * 8 for d in ids}} if fixed else {}
-        ev = GridEvent(external_id=f"rt-{host}", source="rest", event_type="real_time",
-                       direction="peak_shaving", programme=PROGRAMME, start=START,
-                       end=START + timedelta(hours=2), requested_kw=requested_kw,
-                       status="accepted", detail=detail)
-        s.add(ev)
-        s.flush()
-        s.add(Bid(event_id=ev.id, declared_kw=requested_kw, price_yuan_per_kwh=Decimal("2.0"),
-                  detail={"owners": [{"owner_id": owner, "declared_kw": requested_kw}]}))
-        return int(ev.id or 0)
+    return accepted_call(engine, seed(engine).owner_id, host, START, 2, requested_kw,
+                         fixed=fixed, max_curtail_minutes=120, makeup_fraction=1.0,
+                         makeup_hours=4.0)[0]
 
 
 def _with_tail(settings: Settings, minutes: int) -> Settings:

@@ -5,7 +5,6 @@ interval has the same structure and is a warm re-solve, not a rebuild."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,14 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from tests.vpp.daemon.harness import (
-    PROGRAMME,
-    add_plant,
+    accepted_call,
     daemon_settings,
     plan_at,
     planner_at,
     seed,
 )
-from vpp import fleet
 from vpp.db import session_scope
-from vpp.models import Bid, DispatchPlan, GridEvent, Setpoint
+from vpp.models import DispatchPlan, Setpoint
 from vpp.telemetry_store import Reading, write_readings
 
 START = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)  # 18:00 in Zhuzhou
@@ -33,17 +30,7 @@ def _event(engine: Engine, owner_id: int, host: str, hours: int,
            **params: Any) -> tuple[int, list[int]]:
     """Two loads of ``owner_id`` (baseline 15 kW each) and an accepted call of ``hours`` from
     ``START`` with a bid of 8 kW: (event id, device ids)."""
-    with session_scope(engine) as s:
-        ids = add_plant(s, fleet.get_owner(s, owner_id), host, **params)
-        ev = GridEvent(external_id=f"rt-{host}", source="rest", event_type="real_time",
-                       direction="peak_shaving", programme=PROGRAMME, start=START,
-                       end=START + timedelta(hours=hours), requested_kw=8.0, status="accepted",
-                       detail={"baseline_kw": {str(d): [15.0] * (4 * hours) for d in ids}})
-        s.add(ev)
-        s.flush()
-        s.add(Bid(event_id=ev.id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0"),
-                  detail={"owners": [{"owner_id": owner_id, "declared_kw": 8.0}]}))
-        return int(ev.id or 0), ids
+    return accepted_call(engine, owner_id, host, START, hours, **params)
 
 
 async def test_replans_in_later_intervals_reuse_the_built_model(sqlite_engine: Engine,
