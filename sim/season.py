@@ -40,6 +40,7 @@ from sim.scenarios.city import (
 )
 from sim.scenarios.fleet import Fleet, generate_fleet
 from sim.scenarios.scenario import Scenario, load_scenario
+from sim.season_days import blocks, device_history_days, needed_days
 from vpp.config import Settings
 from vpp.device_kinds import DeviceKind
 from vpp.errors import DeviceError, ValidationError
@@ -124,10 +125,10 @@ def _select_days(scn: Scenario, calls: list[GridCall], opts: RunOptions) -> tupl
     keep = set(days)
     calls = [c for c in calls if c.day in keep and c.day - timedelta(days=hist) in keep]
     if opts.skip_idle_days:
-        needed = _needed_days(calls)
+        needed = needed_days(calls)
         days = [d for d in days if d in needed]
     if opts.blocks is not None:
-        runs = _blocks(days)
+        runs = blocks(days)
         days = [d for k in opts.blocks if k < len(runs) for d in runs[k]]
         keep = set(days)
         calls = [c for c in calls if c.day in keep]
@@ -141,69 +142,7 @@ def count_blocks(scn: Scenario, opts: RunOptions) -> int:
     period = [d for d in all_days if any(a <= d <= b for a, b in scn.season.periods)]
     calls = GridOperator(scn, weather).calls(period)
     days, _ = _select_days(scn, calls, opts)
-    return len(_blocks(days))
-
-
-def _needed_days(calls: list[GridCall], working: int = 5, nonworking: int = 3,
-                 min_days: int = 8) -> set[date]:
-    """The days the calls depend on: for each call, back from its day until ``working`` non-event
-    working days and ``nonworking`` non-event non-working days (the similar-days baselines) and at
-    least ``min_days`` (the week-ago forecast) are covered. Days outside feed nothing.
-
-    A day counts towards the baseline days only if its call window has ended when the call is
-    issued (the offer's baseline is computed at the invitation): the day before a day-ahead
-    call, invited at 17:00 for an evening window, is simulated but not counted.
-    """
-    events = {c.day for c in calls}
-    out: set[date] = set()
-    for c in calls:
-        out.update(_call_days(c, events, working, nonworking, min_days))
-    return out
-
-
-def _call_days(c: GridCall, events: set[date], working: int = 5, nonworking: int = 3,
-               min_days: int = 8) -> list[date]:
-    """The days one call depends on (see :func:`_needed_days`), from its own day back."""
-    from sim.scenarios.city import is_working_day
-
-    out: list[date] = []
-    w = nw = 0
-    d = c.day
-    back = 0
-    while back < 60 and (w < working or nw < nonworking or back < min_days):
-        out.append(d)
-        d -= timedelta(days=1)
-        back += 1
-        if d in events or c.end - timedelta(days=back) > c.issued_at:
-            continue
-        if is_working_day(d):
-            w += 1
-        else:
-            nw += 1
-    out.append(d)
-    return out
-
-
-def _device_history_days(calls: list[GridCall], minimum: int = 16) -> int:
-    """Days of per-device meter history to keep (:class:`MeterStore` ring): enough to hold every
-    day a call's baseline reads, back to its furthest one. Event days are skipped by the
-    baselines, so after a run of calls the baseline days lie further back than two weeks
-    (2026-01-12: 2026-01-05..09 were events, the fifth working day is 2025-12-26, 17 days back);
-    with a 16-day ring the per-device baseline behind the envelope and the dispatch plan was the
-    mean of 4 of the owner's 5 baseline days and no longer added up to the owner's baseline."""
-    events = {c.day for c in calls}
-    reach = max(((c.day - min(_call_days(c, events))).days for c in calls), default=0)
-    return max(minimum, reach + 1)
-
-
-def _blocks(days: list[date]) -> list[list[date]]:
-    out: list[list[date]] = []
-    for d in days:
-        if out and (d - out[-1][-1]).days == 1:
-            out[-1].append(d)
-        else:
-            out.append([d])
-    return out
+    return len(blocks(days))
 
 
 class SeasonRun:
@@ -250,7 +189,7 @@ class SeasonRun:
         temp = hourly_temperature(weather, index)
         city = city_load_mw(scn, weather, index)
         self.meter = MeterStore(index, self.owner_of, len(self.owner_names),
-                                history_days=_device_history_days(calls),
+                                history_days=device_history_days(calls),
                                 steps_per_day=1440 // self.step)
         by_issue: dict[pd.Timestamp, list[GridCall]] = {}
         for c in calls:
@@ -258,7 +197,7 @@ class SeasonRun:
         pending: dict[str, _Pending] = {}
         total = len(index)
         done = 0
-        for block in _blocks(days):
+        for block in blocks(days):
             start = pd.Timestamp(block[0], tz=self.tz)
             # a warm-up before the block so that thermal state, sessions and SoC are not at
             # their defaults when metering starts

@@ -156,12 +156,12 @@ def test_cli_refuses_bad_scale_and_unknown_scenario(monkeypatch, capsys) -> None
 
 def test_needed_days_cover_each_calls_baseline() -> None:
     from sim.scenarios.city import is_working_day
-    from sim.season import _needed_days
+    from sim.season_days import needed_days
 
     start = datetime(2025, 7, 9, 20, tzinfo=TZ)
     calls = [GridCall(f"c{k}", "day_ahead", "peak_shaving", "p", start, start + timedelta(days=k),
                       start + timedelta(days=k, hours=2), 1.0, "") for k in range(3)]
-    need = _needed_days(calls)
+    need = needed_days(calls)
     events = {c.day for c in calls}
     for c in calls:
         before = sorted((d for d in need if d < c.day and d not in events), reverse=True)
@@ -181,7 +181,7 @@ def test_needed_days_give_a_baseline_at_the_invitation() -> None:
     from forecasting.baselines import BaselineSpec, compute_baseline
     from forecasting.calendars import ChineseCalendar
     from sim.grid import DAY_AHEAD_ISSUE_TIME
-    from sim.season import _blocks, _needed_days
+    from sim.season_days import blocks, needed_days
 
     def da(day: datetime) -> GridCall:
         start = day.replace(hour=18)
@@ -194,11 +194,11 @@ def test_needed_days_give_a_baseline_at_the_invitation() -> None:
                       rt_start - timedelta(minutes=30), rt_start, rt_start + timedelta(hours=1),
                       1.0, ""),
              da(datetime(2026, 1, 5, tzinfo=TZ)), da(datetime(2026, 1, 6, tzinfo=TZ))]
-    need = sorted(_needed_days(calls))
+    need = sorted(needed_days(calls))
     events = {c.day for c in calls}
     spec = BaselineSpec(method="similar_days", n_working_days=5, n_nonworking_days=3)
     for c in calls:
-        block = next(b for b in _blocks(need) if c.day in b)
+        block = next(b for b in blocks(need) if c.day in b)
         index = pd.date_range(pd.Timestamp(block[0], tz=TZ), c.issued_at, freq="15min",
                               inclusive="left")  # what is metered at the invitation
         load = pd.Series(100.0, index=index)
@@ -217,7 +217,7 @@ def test_device_history_holds_every_baseline_day_after_a_run_of_calls() -> None:
     from forecasting.calendars import ChineseCalendar
     from sim.grid import DAY_AHEAD_ISSUE_TIME
     from sim.metering import MeterStore
-    from sim.season import _device_history_days, _needed_days
+    from sim.season_days import device_history_days, needed_days
 
     def da(day: datetime) -> GridCall:
         start = day.replace(hour=18)
@@ -226,12 +226,12 @@ def test_device_history_holds_every_baseline_day_after_a_run_of_calls() -> None:
                         start + timedelta(hours=2), 1.0, "")
 
     calls = [da(datetime(2026, 1, d, tzinfo=TZ)) for d in (5, 6, 7, 8, 9, 12)]
-    days = sorted(_needed_days(calls))
+    days = sorted(needed_days(calls))
     index = pd.date_range(pd.Timestamp(days[0], tz=TZ),
                           pd.Timestamp(days[-1] + timedelta(days=1), tz=TZ), freq="15min",
                           inclusive="left")
     index = index[np.isin(index.date, days)]
-    meter = MeterStore(index, [0], 1, history_days=_device_history_days(calls))
+    meter = MeterStore(index, [0], 1, history_days=device_history_days(calls))
     spec = BaselineSpec(method="similar_days", n_working_days=5, n_nonworking_days=3)
     events = {c.day for c in calls}
     for pos, ts in enumerate(index):  # a load that differs from day to day
