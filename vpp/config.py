@@ -55,6 +55,17 @@ class ServiceSettings(_Section):
         return v
 
 
+class TokenTtlDays(_Section):
+    """How long a newly issued API token is valid, in days, per role.
+
+    Operator tokens can do everything, so they live shortest; grid tokens sit in the grid
+    operator's dispatch system and are rotated with its maintenance windows."""
+
+    owner: int = Field(default=180, ge=1, le=3650)
+    operator: int = Field(default=90, ge=1, le=3650)
+    grid: int = Field(default=365, ge=1, le=3650)
+
+
 class ApiSettings(_Section):
     """The daemon's HTTP API. Binds to loopback unless configured otherwise."""
 
@@ -62,6 +73,10 @@ class ApiSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    #: lifetime of a newly issued token per role (days); expired tokens get 401
+    token_ttl_days: TokenTtlDays = Field(default_factory=TokenTtlDays)
+    #: after a rotation the old token keeps working this long (hours), so its user can switch
+    token_rotation_grace_hours: float = Field(default=168.0, ge=0, le=24 * 90)
 
 
 class PollingSettings(_Section):
@@ -206,7 +221,6 @@ class DaemonSettings(_Section):
     shortfall_tolerance_pct: float = Field(default=10.0, ge=0, le=100)
     shortfall_checks: int = Field(default=3, ge=1)  # consecutive short checks before a re-plan
     min_replan_interval_s: float = Field(default=60.0, ge=0)
-    accept_short_notice: bool = False  # accept calls with less notice than the programme's
     drain_timeout_s: float = Field(default=10.0, gt=0)
     loop_backoff_base_s: float = Field(default=0.5, gt=0)
     loop_backoff_max_s: float = Field(default=60.0, gt=0)

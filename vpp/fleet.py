@@ -17,8 +17,8 @@ from sqlmodel import Session, select
 
 from vpp.config import DeviceSpec, GatewaySpec, OwnerSpec, first_error
 from vpp.errors import ConflictError, NotFoundError, ValidationError
-from vpp.models import ApiToken, AuditLog, Device, Gateway, Owner, Role, Site, utcnow
-from vpp.security import hash_token, new_token
+from vpp.models import AuditLog, Device, Gateway, Owner, Site
+from vpp.tokens import issue_token, revoke_token  # noqa: F401  (re-exported)
 
 
 def get_owner(session: Session, name_or_id: str | int) -> Owner:
@@ -42,45 +42,6 @@ def add_owner(session: Session, name: str, contact: str = "") -> Owner:
     session.add(owner)
     session.flush()
     return owner
-
-
-def issue_token(
-    session: Session, role: Role | str, owner: Owner | None = None, label: str = ""
-) -> tuple[ApiToken, str]:
-    """Create a bearer token; returns the row and the clear token (shown once, never stored)."""
-    try:
-        role = Role(role)
-    except ValueError:
-        raise ValidationError(
-            f"unknown role {role!r} (valid: {', '.join(r.value for r in Role)})"
-        ) from None
-    if role is Role.OWNER and owner is None:
-        raise ValidationError("an owner token needs an owner")
-    if role is not Role.OWNER and owner is not None:
-        raise ValidationError(f"a {role.value} token cannot belong to an owner")
-    clear = new_token()
-    row = ApiToken(
-        role=role.value, owner_id=owner.id if owner else None, token_hash=hash_token(clear),
-        label=label,
-    )
-    session.add(row)
-    session.flush()
-    session.add(
-        AuditLog(actor="cli", action="token_issued", subject=f"token:{row.id}",
-                 detail={"role": role.value, "owner_id": row.owner_id, "label": label})
-    )
-    return row, clear
-
-
-def revoke_token(session: Session, token_id: int) -> ApiToken:
-    row = session.get(ApiToken, token_id)
-    if row is None:
-        raise NotFoundError(f"no token {token_id}")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        session.add(row)
-        session.add(AuditLog(actor="cli", action="token_revoked", subject=f"token:{row.id}"))
-    return row
 
 
 def get_or_create_site(session: Session, owner: Owner, name: str, region: str = "") -> Site:

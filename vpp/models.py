@@ -63,7 +63,12 @@ class Owner(SQLModel, table=True):
 
 
 class ApiToken(SQLModel, table=True):
-    """A bearer token; only its SHA-256 hash is stored. ``owner_id`` is set for owner tokens."""
+    """A bearer token; only its SHA-256 hash is stored. ``owner_id`` is set for owner tokens.
+
+    A token is valid until ``expires_at`` (issue time + the role's ``[api] token_ttl_days``)
+    unless revoked first. A rotation issues a new token, records it in ``replaced_by_id`` and
+    brings this one's ``expires_at`` forward to the end of the grace period (:mod:`vpp.tokens`).
+    """
 
     __tablename__ = "api_token"
     id: int | None = Field(default=None, primary_key=True)
@@ -77,6 +82,8 @@ class ApiToken(SQLModel, table=True):
 
 class Site(SQLModel, table=True):
     """A metering point of an owner (one building, plant, car park)."""
+    expires_at: datetime = Field(sa_type=AwareDateTime)
+    replaced_by_id: int | None = Field(default=None, foreign_key="api_token.id")
 
     __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_site_owner_name"),)
     id: int | None = Field(default=None, primary_key=True)
