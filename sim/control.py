@@ -7,6 +7,10 @@
     drop PORT                        close the gateway's open connections
     silent PORT on|off               gateway accepts connections and never answers
     status                           one line per unit: profile, setpoint, power, faults
+    clock                            the shared simulated time and speed (with --sim-clock)
+    clock speed X                    run X simulated seconds per real second from now on
+    clock skip DURATION              jump ahead (23h, 90m, 1h30m, 45s); never backwards
+    clock skip-to ISO-TIME           jump ahead to a time (2026-07-15T13:50+08:00)
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import stat
 import sys
 from dataclasses import asdict
 
+from sim.clock import ClockControl
 from sim.server import SimGateway
+from vpp.errors import ValidationError
 
 FLAGS = {"stuck": "stuck", "garbage": "garbage", "silent": "silent", "swap": "word_swap",
          "ignore-writes": "ignore_writes"}
@@ -34,12 +40,21 @@ def _int(value: str, what: str) -> int:
         raise CommandError(f"{what} must be an integer, got {value!r}") from None
 
 
-def apply_command(gateways: dict[int, SimGateway], line: str) -> str:
-    """Apply one command; returns what happened, raises :class:`CommandError` if malformed."""
+def apply_command(gateways: dict[int, SimGateway], line: str,
+                  clock: ClockControl | None = None) -> str:
+    """Apply one command; returns what happened, raises :class:`CommandError` if malformed.
+    ``clock``: the shared clock file's control (``clock ...`` commands), when there is one."""
     words = line.split()
     if not words:
         return ""
     cmd, args = words[0].lower(), words[1:]
+    if cmd == "clock":
+        if clock is None:
+            raise CommandError("no shared clock: start the simulator with --sim-clock FILE")
+        try:
+            return clock.command(args)
+        except ValidationError as exc:
+            raise CommandError(exc.message) from None
     if cmd == "status":
         out = []
         for port, g in sorted(gateways.items()):
@@ -62,7 +77,7 @@ def apply_command(gateways: dict[int, SimGateway], line: str) -> str:
         g.silent = args[1] == "on"
         return f"gateway {port} silent: {g.silent}"
     if cmd not in ("fault", "clear"):
-        raise CommandError(f"unknown command {cmd!r} (fault, clear, drop, silent, status)")
+        raise CommandError(f"unknown command {cmd!r} (fault, clear, drop, silent, status, clock)")
     if len(args) < 2:
         raise CommandError(f"usage: {cmd} PORT UNIT ...")
     unit = _int(args[1], "UNIT")
@@ -92,7 +107,8 @@ def apply_command(gateways: dict[int, SimGateway], line: str) -> str:
     return f"{port} unit {unit}: {' '.join(args[2:])}"
 
 
-async def read_commands(gateways: dict[int, SimGateway], write=print) -> None:
+async def read_commands(gateways: dict[int, SimGateway], write=print,
+                        clock: ClockControl | None = None) -> None:
     """Apply commands from stdin until EOF (no-op when stdin is not readable)."""
     try:
         mode = os.fstat(sys.stdin.fileno()).st_mode
@@ -108,7 +124,7 @@ async def read_commands(gateways: dict[int, SimGateway], write=print) -> None:
         return
     while line := await reader.readline():
         try:
-            msg = apply_command(gateways, line.decode(errors="replace"))
+            msg = apply_command(gateways, line.decode(errors="replace"), clock)
         except CommandError as exc:
             msg = f"error: {exc}"
         if msg:

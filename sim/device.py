@@ -7,14 +7,18 @@ data value), other addresses refuse writes (exception 2); write-only points mirr
 ``readback`` point. The control state is decoded back from the registers by inverting the
 profile's ``control`` section, so any profile is simulated without code. The device watchdog
 (``watchdog`` section) falls back by itself when not fed. Time is lazy: the physics advance
-whenever the device is accessed, by the clock's elapsed time (real or accelerated).
+whenever the device is accessed, by the clock's elapsed time (real, accelerated, or a jump of
+the shared clock). A jump is integrated in the models' own sub-steps (buildings and industrial
+loads one simulated minute, chargers 15 minutes; a battery's energy is clamped to its SoC
+limits), a watchdog that expired inside it falls back at its expiry, and a gap longer than
+:data:`MAX_CATCHUP_S` is integrated over its last ``MAX_CATCHUP_S`` only.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from device_adapters.codec import (
@@ -33,6 +37,10 @@ log = logging.getLogger(__name__)
 ILLEGAL_ADDRESS = 2
 ILLEGAL_VALUE = 3
 READ_GAP_ALLOWED = 64
+#: A device not read for longer than this (simulated s; a ``clock skip``) integrates only the
+#: last MAX_CATCHUP_S of the gap: its state has long settled by then, and a 30-day skip would
+#: otherwise hold the simulator's event loop for ~43,000 sub-steps per building.
+MAX_CATCHUP_S = 2 * 86400.0
 
 
 class Clock(Protocol):
@@ -162,6 +170,9 @@ class SimulatedDevice:
         dt = (now - self._last).total_seconds()
         if dt < self.min_step_s:
             return  # registers are at most min_step_s old: cheap under heavy polling
+        if dt > MAX_CATCHUP_S:  # a clock skip: integrate the end of the gap only
+            self._last = now - timedelta(seconds=MAX_CATCHUP_S)
+            dt = MAX_CATCHUP_S
         timeout = self._watchdog_timeout_s()
         if timeout is not None and self._fed_at is not None:
             trip_at = (self._fed_at - self._last).total_seconds() + timeout

@@ -13,7 +13,7 @@ from typing import Any
 
 from device_adapters.profile import Profile, load_profile
 from device_adapters.sunspec import build_battery_profile, model_length
-from sim.clock import SimClock
+from sim.clock import FileClock, SimClock
 from sim.device import Clock, SimulatedDevice
 from sim.physics import make_physics
 from sim.server import SimGateway
@@ -50,7 +50,7 @@ def make_device(
     params: dict[str, Any], clock: Clock, seed: int = 0, profiles_dir: Path | None = None,
 ) -> SimulatedDevice:
     physics = make_physics(DeviceKind(kind), rated_power_kw, params, seed=seed)
-    min_step_s = 0.05 * clock.accel if isinstance(clock, SimClock) else 0.0
+    min_step_s = 0.05 * clock.accel if isinstance(clock, SimClock | FileClock) else 0.0
     return SimulatedDevice(sim_profile(profile_name, rated_power_kw, profiles_dir), physics,
                            clock, unit_id, min_step_s=min_step_s)
 

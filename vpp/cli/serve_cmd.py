@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import typer
 
@@ -17,6 +18,11 @@ def serve(
                                     help="Port (default: api.port; 0 picks a free one)."),
     log_json: bool | None = typer.Option(None, "--log-json/--log-text",
                                          help="Log format (default: JSON unless on a terminal)."),
+    sim_clock: Path | None = typer.Option(
+        None, "--sim-clock", metavar="FILE",
+        help="Run on the simulated clock that `vpp sim gateways --sim-clock FILE` writes (a "
+             "rehearsal: events, intervals, readings and settlement follow its time and its "
+             "`clock speed` / `clock skip` changes). Default: the real clock."),
 ) -> None:
     """Run the daemon until SIGTERM or Ctrl-C; then drain and exit 0."""
     from vpp.daemon.service import Daemon
@@ -25,7 +31,17 @@ def serve(
     settings = actx.settings
     engine = actx.engine()  # checks reachability and that the schema is current
     configure_logging(settings.daemon.log_level, json_lines=log_json)
-    daemon = Daemon(settings, engine, host=host, port=port)
+    if sim_clock is None:
+        daemon = Daemon(settings, engine, host=host, port=port)
+    else:
+        from sim.clock import FileClock
+
+        clock = FileClock(sim_clock)  # a clear error when the simulator has not written it
+        daemon = Daemon(settings, engine, host=host, port=port, clock=clock.now,
+                        clock_rate=clock.rate)
+        err_console.print(f"vpp serve: on the simulated clock {sim_clock} "
+                          f"({clock.now().isoformat(timespec='seconds')}, {clock.accel:g}x)",
+                          highlight=False)
     err_console.print(f"vpp serve: starting on {daemon.host}:{daemon.port}", highlight=False)
     try:
         asyncio.run(daemon.run())

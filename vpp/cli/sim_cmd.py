@@ -4,25 +4,64 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from sim.clock import SimClock
+from sim.clock import ClockControl, ClockDefinition, FileClock, SimClock, write_definition
 from sim.control import read_commands
+from sim.device import Clock
 from sim.fleet import demo_gateways, synthetic_fleet
 from sim.server import SimGateway
 from vpp.cli.common import app_context, console
 from vpp.config import load_settings
 from vpp.errors import ValidationError
+from vpp.timeutil import zone
 
 app = typer.Typer(help="Simulated devices behind real Modbus TCP servers.", no_args_is_help=True)
 
 DEMO_CONFIG = Path("config/zhuzhou-demo.toml")
 
 
-async def _serve(gateways: list[SimGateway], seconds: float | None) -> None:
+SIM_CLOCK_HELP = ("Write the simulated clock to FILE and run on it; `vpp serve --sim-clock FILE` "
+                  "then runs on the same time. `clock speed X` / `clock skip 23h` on stdin "
+                  "change it for both.")
+SIM_START_HELP = ("Simulated time to start at (ISO, e.g. 2026-12-09T11:00; without an offset: "
+                  "service.timezone). Default: now. Needs --sim-clock.")
+
+
+def _clock(ctx: typer.Context, accel: float, sim_clock: Path | None,
+           sim_start: str | None) -> tuple[Clock, ClockControl | None]:
+    """The simulator's clock: accelerated from now, or the shared clock file (written here)."""
+    if sim_clock is None:
+        if sim_start is not None:
+            raise ValidationError("--sim-start needs --sim-clock FILE (the daemon must share it)")
+        return SimClock(accel), None
+    start = None
+    if sim_start is not None:
+        try:
+            start = datetime.fromisoformat(sim_start)
+        except ValueError:
+            raise ValidationError(f"--sim-start: not an ISO date-time: {sim_start!r}") from None
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=zone(app_context(ctx).settings.service.timezone))
+    definition = ClockDefinition.starting(start, accel)
+    try:
+        write_definition(sim_clock, definition)
+    except OSError as exc:
+        raise ValidationError(f"--sim-clock {sim_clock}: cannot write: "
+                              f"{exc.strerror or exc}") from None
+    console.print(f"simulated clock in {sim_clock}: "
+                  f"{definition.start.isoformat(timespec='seconds')} at {accel:g}x; run the "
+                  f"daemon on it with `vpp serve --sim-clock {sim_clock}`", highlight=False,
+                  soft_wrap=True)
+    return FileClock(sim_clock), ClockControl(sim_clock)
+
+
+async def _serve(gateways: list[SimGateway], seconds: float | None,
+                 clock: ClockControl | None = None) -> None:
     started: list[SimGateway] = []
     try:
         for g in gateways:
@@ -32,10 +71,11 @@ async def _serve(gateways: list[SimGateway], seconds: float | None) -> None:
                 raise ValidationError(f"cannot listen on {g.host}:{g.port}: {exc}") from None
             started.append(g)
         console.print(f"serving {len(started)} gateway(s); Ctrl-C to stop; fault commands on "
-                      "stdin (`status`, `fault PORT UNIT slow 2`, ...)", highlight=False)
+                      "stdin (`status`, `fault PORT UNIT slow 2`, `clock skip 1h`, ...)",
+                      highlight=False)
         by_port = {g.port: g for g in started}
         commands = asyncio.create_task(
-            read_commands(by_port, lambda m: console.print(m, highlight=False)))
+            read_commands(by_port, lambda m: console.print(m, highlight=False), clock))
         try:
             if seconds is None:
                 await asyncio.Event().wait()
@@ -50,23 +90,27 @@ async def _serve(gateways: list[SimGateway], seconds: float | None) -> None:
             await g.stop()
 
 
-def _run(gateways: list[SimGateway], seconds: float | None) -> None:
+def _run(gateways: list[SimGateway], seconds: float | None,
+         clock: ClockControl | None = None) -> None:
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(gateways, seconds))
+        asyncio.run(_serve(gateways, seconds, clock))
 
 
 @app.command("gateways")
 def gateways(
+    ctx: typer.Context,
     devices: int = typer.Option(..., "--devices", min=1, max=100_000, help="Number of devices."),
     base_port: int = typer.Option(15100, min=1024, max=65000, help="Port of the first gateway."),
     per_gateway: int = typer.Option(100, min=1, max=247, help="Unit ids per gateway."),
     accel: float = typer.Option(1.0, min=0.001, help="Time acceleration (60 = a minute a second)."),
     seconds: float | None = typer.Option(None, help="Stop after this many seconds (default: Ctrl-C)."),
     owner: str = typer.Option("Sim Owner", help="Owner name used in the printed enrol commands."),
+    sim_clock: Path | None = typer.Option(None, "--sim-clock", metavar="FILE", help=SIM_CLOCK_HELP),
+    sim_start: str | None = typer.Option(None, "--sim-start", help=SIM_START_HELP),
 ) -> None:
     """Serve N simulated devices (one profile per gateway) and print how to enrol them."""
-    fleet = synthetic_fleet(devices, base_port=base_port, per_gateway=per_gateway,
-                            clock=SimClock(accel))
+    clock, control = _clock(ctx, accel, sim_clock, sim_start)
+    fleet = synthetic_fleet(devices, base_port=base_port, per_gateway=per_gateway, clock=clock)
     if base_port + len(fleet) - 1 > 65535:
         raise ValidationError("port range exceeds 65535: lower --base-port")
     table = Table("endpoint", "profile", "kind", "unit ids", title="Simulated gateways")
@@ -85,7 +129,7 @@ def gateways(
             f"--host 127.0.0.1 --port {g.gateway.port} --unit-ids {units} --kind {k.kind.value} "
             f"--profile {k.profile} --rated-kw {k.rated_power_kw:g} --min-kw {k.min_setpoint_kw:g} "
             f"--max-kw {k.max_setpoint_kw:g} {params} --probe", highlight=False, soft_wrap=True)
-    _run([g.gateway for g in fleet], seconds)
+    _run([g.gateway for g in fleet], seconds, control)
 
 
 @app.command("demo")
@@ -93,6 +137,8 @@ def demo(
     ctx: typer.Context,
     accel: float = typer.Option(1.0, min=0.001, help="Time acceleration."),
     seconds: float | None = typer.Option(None, help="Stop after this many seconds (default: Ctrl-C)."),
+    sim_clock: Path | None = typer.Option(None, "--sim-clock", metavar="FILE", help=SIM_CLOCK_HELP),
+    sim_start: str | None = typer.Option(None, "--sim-start", help=SIM_START_HELP),
 ) -> None:
     """Serve the gateways of the fleet file (default config/zhuzhou-demo.toml) on their ports,
     so that `vpp --config FILE gateway import-fleet --probe` can enrol them."""
@@ -100,10 +146,11 @@ def demo(
     settings = load_settings(path)
     if not settings.owners:
         raise ValidationError(f"{path} declares no owners/gateways to simulate")
-    gws = demo_gateways(settings.owners, SimClock(accel))
+    clock, control = _clock(ctx, accel, sim_clock, sim_start)
+    gws = demo_gateways(settings.owners, clock)
     table = Table("endpoint", "unit ids", "profiles", title=f"Simulated gateways of {path}")
     for g in gws:
         table.add_row(f"{g.host}:{g.port}", ",".join(map(str, sorted(g.devices))),
                       ", ".join(sorted({d.profile.name for d in g.devices.values()})))
     console.print(table)
-    _run(gws, seconds)
+    _run(gws, seconds, control)

@@ -82,12 +82,18 @@ class Daemon:
 
     def __init__(self, settings: Settings, engine: Engine, *,
                  clock: Callable[[], datetime] = utc_now, poller: Poller | None = None,
-                 host: str | None = None, port: int | None = None) -> None:
+                 host: str | None = None, port: int | None = None,
+                 clock_rate: Callable[[], float] | None = None) -> None:
+        """``clock``: the time everything is timed in (events, intervals, readings, baselines,
+        settlement delay); ``clock_rate``: its simulated seconds per real second when it is a
+        simulated clock (``vpp serve --sim-clock``), which the heartbeat loop follows because
+        device watchdogs count on the devices' clock. Other loop periods stay real seconds."""
         metrics = Metrics()
         d = settings.daemon
         self.services = services = Services(
             settings=settings, db=Db(engine), metrics=metrics,
-            supervisor=Supervisor(metrics, d.loop_backoff_base_s, d.loop_backoff_max_s),
+            supervisor=Supervisor(metrics, d.loop_backoff_base_s, d.loop_backoff_max_s,
+                                  rate=clock_rate),
             clock=clock,
         )
         services.fleet = FleetRuntime(services, poller)
@@ -139,7 +145,8 @@ class Daemon:
         # worst a silent device's timeouts, so it is not cut short by the loop timeout
         p = settings.polling
         sup.add(HEARTBEAT_LOOP, s.fleet.heartbeat_step, p.watchdog_period_s,
-                timeout_s=max(60.0, 10 * p.timeout_s * (p.retries + 1)), fixed_rate=True)
+                timeout_s=max(60.0, 10 * p.timeout_s * (p.retries + 1)), fixed_rate=True,
+                device_time=True)
         sup.add("control", s.control.step, settings.daemon.control_period_s, timeout_s=300.0)
         sup.add("baselines", self._baselines_step, 60.0, timeout_s=300.0)
         sup.add("settle", self.settler.step, settings.daemon.settle_period_s, timeout_s=300.0)
