@@ -70,6 +70,13 @@ class Product(_Model):
             raise ValueError("a product needs an energy or capacity price or a price cap")
         return self
 
+    @model_validator(mode="after")
+    def _notice(self) -> Product:
+        if self.notice_max_hours is not None and self.notice_max_hours < self.notice_min_hours:
+            raise ValueError(f"notice_max_hours ({self.notice_max_hours:g}) is below "
+                             f"notice_min_hours ({self.notice_min_hours:g})")
+        return self
+
     @property
     def key(self) -> str:
         return f"{self.event_type.value}/{self.direction.value}"
@@ -187,12 +194,34 @@ class Programme(_Model):
                 f"event {ls:%H:%M}-{le:%H:%M} is outside the {p.key} windows {', '.join(p.windows)}"
             )
         if notified_at is not None:
-            notice_h = (start - notified_at) / timedelta(hours=1)
-            if notice_h < p.notice_min_hours:
-                raise ValidationError(
-                    f"notice of {notice_h:g} h is shorter than {p.notice_min_hours:g} h for {p.key}"
-                )
+            self.check_notice(p, start, notified_at)
         return p
+
+    def check_notice(self, p: Product, start: datetime, notified_at: datetime) -> None:
+        """Refuse a call whose notice (``start - notified_at``, when the call was received) is
+        outside the product's ``notice_min_hours``..``notice_max_hours``.
+
+        A product with no minimum notice (``notice_min_hours = 0``) takes a call that starts in
+        the measurement interval in progress when it arrives (the interval is then settled as a
+        whole), never one that started in an earlier interval.
+        """
+        require_aware(notified_at, "notice time")
+        notice_h = (start - notified_at) / timedelta(hours=1)
+        if p.notice_min_hours > 0 and notice_h < p.notice_min_hours:
+            raise ValidationError(
+                f"notice of {round(notice_h, 2):g} h is shorter than {p.notice_min_hours:g} h for {p.key}"
+            )
+        if start <= notified_at - timedelta(minutes=self.interval_minutes):
+            raise ValidationError(
+                f"the event started at {start.isoformat()}, before the {self.interval_minutes}-"
+                f"minute interval in progress when the call arrived ({notified_at.isoformat()})"
+            )
+        if p.notice_max_hours is not None and notice_h > p.notice_max_hours:
+            raise ValidationError(
+                f"notice of {round(notice_h, 2):g} h is longer than the {p.notice_max_hours:g} h "
+                f"{self.name} allows for {p.key}: calls are taken at most "
+                f"{p.notice_max_hours:g} h ahead"
+            )
 
 
 

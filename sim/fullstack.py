@@ -110,9 +110,9 @@ class FullStackRun:
 def full_stack_settings(settings: Settings, opts: FullStackOptions) -> Settings:
     """The daemon's settings for a run: the poll cycle and control period of ``opts``,
     heartbeats at least every ``poll_s / 2`` real seconds (the simulated devices' watchdogs run
-    on the accelerated clock); a simulated call is not refused as short notice; settlement
-    ``settle_delay_minutes`` after the event (so that the readings of its last interval are
-    stored), checked every 2 s."""
+    on the accelerated clock); settlement ``settle_delay_minutes`` after the event (so that the
+    readings of its last interval are stored), checked every 2 s. The call keeps the programme's
+    notice rules: it is sent at its ``issued_at`` on the shared clock (30 minutes ahead)."""
     if opts.poll_s * opts.accel > DEVICE_WATCHDOG_MIN_S / 2:
         raise FullStackError(
             f"a poll cycle of {opts.poll_s:g} s at {opts.accel:g}x is "
@@ -124,9 +124,11 @@ def full_stack_settings(settings: Settings, opts: FullStackOptions) -> Settings:
             "retries": opts.poll_retries,
             "watchdog_period_s": min(settings.polling.watchdog_period_s, opts.poll_s / 2)}),
         "daemon": settings.daemon.model_copy(update={
-            "accept_short_notice": True, "settle_delay_minutes": opts.settle_delay_minutes,
+            "settle_delay_minutes": opts.settle_delay_minutes,
             "settle_period_s": min(settings.daemon.settle_period_s, 2.0),
             "control_period_s": opts.control_period_s}),
+        # the simulated gateways are on 127.0.0.1: the simulator allows loopback gateways
+        "enrolment": settings.enrolment.model_copy(update={"allow_loopback": True}),
     })
 
 

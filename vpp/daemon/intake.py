@@ -1,8 +1,10 @@
 """Grid call intake: one path for every call, whichever way it came in (REST, OpenADR, CLI).
 
 ``receive`` checks the call against the programme in force (window, duration, interval
-alignment, notice), stores the :class:`~vpp.models.GridEvent`, has :mod:`bidding` make and store
-the offer (:func:`bidding.workflow.bid_event`: owners' load quantiles from the daemon's load
+alignment, and notice measured from when the call was received: at least the product's
+``notice_min_hours``, at most its ``notice_max_hours``) and against what the daemon dispatches
+(peak shaving only: a valley-filling call is refused before anything is bid), stores the
+:class:`~vpp.models.GridEvent`, has :mod:`bidding` make and store the offer (:func:`bidding.workflow.bid_event`: owners' load quantiles from the daemon's load
 forecast (:mod:`vpp.daemon.forecasts`), else their metered history; the scheduler's flexibility
 envelope over those quantiles at the latest polled states of charge -- the bid's
 ``detail.sources`` says which), and wakes the control loop, which plans and dispatches. Where no
@@ -12,10 +14,12 @@ no forecast spread -- is used instead, and the bid says so (``detail.rule``). Wh
 exists but yields no admissible offer (below the programme's minimum, say), the call is
 declined with that reason: falling back to nameplate capability there over-declares (the
 1,021-device full-stack run declared 23 MW against an honest 5 MW and was penalised). A call
-with an ``external_id`` already seen is answered with the stored decision (idempotent: a VTN
-or grid platform may resend); the same id with different content is a conflict. Calls the
-programme does not allow are stored as ``rejected`` with the reason (the grid is told why,
-nothing is dispatched).
+with an ``external_id`` already accepted (or cancelled, or in flight) is answered with the
+stored decision (idempotent: a VTN or grid platform may resend); the same id with different
+content is a conflict. Calls the programme does not allow are stored as ``rejected`` with the
+reason (the grid is told why, nothing is bid or dispatched); since a rejection commits nothing,
+the same ``external_id`` sent again is evaluated afresh, in the same row, with its earlier
+rejections kept in the event's detail and the resend audit-logged.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -52,6 +56,9 @@ RECEIVED, ACCEPTED, REJECTED, ACTIVE, COMPLETED, SETTLED, CANCELLED = (
     "received", "accepted", "rejected", "active", "completed", "settled", "cancelled",
 )
 OPEN_STATUSES = (ACCEPTED, ACTIVE)
+#: Directions the planner dispatches (valley filling is not planned yet: such calls are refused
+#: at intake, before anything is bid).
+DISPATCHED_DIRECTIONS = ("peak_shaving",)
 
 
 @dataclass(frozen=True)
@@ -128,26 +135,49 @@ class Intake:
         local = on.astimezone(ZoneInfo(s.service.timezone))
         return load_programme(name, s.bidding.programmes_dir, local.date())
 
+    def _product(self, call: GridCallIn) -> tuple[Programme, Product]:
+        """The programme version in force on the call's start and its product, after checking
+        the window, duration and interval alignment (not the notice: see :meth:`_check`)."""
+        programme = self._programme(call.programme or self.services.settings.bidding.programme,
+                                    call.start)
+        return programme, programme.check_event(call.event_type, call.direction, call.start,
+                                                call.end)
+
     def _check(self, call: GridCallIn, received: datetime) -> tuple[Programme, Product]:
-        s = self.services.settings
-        programme = self._programme(call.programme or s.bidding.programme, call.start)
-        product = programme.check_event(call.event_type, call.direction, call.start, call.end)
-        notice_h = (call.start - received) / timedelta(hours=1)
-        if notice_h < product.notice_min_hours and not s.daemon.accept_short_notice:
-            raise ValidationError(
-                f"notice of {notice_h:.2f} h is shorter than {product.notice_min_hours:g} h for "
-                f"{product.key} (set daemon.accept_short_notice to take such calls)"
-            )
+        """:meth:`_product`, plus the notice measured from ``received`` (when the call arrived:
+        :meth:`bidding.programme.Programme.check_notice`) and what the daemon can dispatch."""
+        programme, product = self._product(call)
+        programme.check_notice(product, call.start, received)
         if call.end <= received:
             raise ValidationError(f"the event window ended at {call.end.isoformat()}")
+        if call.direction not in DISPATCHED_DIRECTIONS:
+            raise ValidationError(
+                f"{call.direction.replace('_', ' ')} is not planned by this daemon yet "
+                f"(it dispatches {', '.join(DISPATCHED_DIRECTIONS)} only): no bid is made for "
+                "a call that could not be dispatched"
+            )
         return programme, product
+
+    def _reason(self, call: GridCallIn, received: datetime) -> str | None:
+        """Why the programme or the daemon refuses the call, or ``None``."""
+        try:
+            self._check(call, received)
+        except (ValidationError, NotFoundError) as exc:
+            return exc.message
+        return None
 
     def _store_event(self, session: Session, call: GridCallIn, source: str, actor: str,
                      received: datetime) -> tuple[CallDecision | None, int, str | None]:
-        """Insert the event (or find the duplicate); returns (duplicate decision, id, reason)."""
+        """Insert the event (or find the duplicate); returns (duplicate decision, id, reason).
+
+        A call whose ``external_id`` was rejected before is evaluated again on its new content,
+        in the same row (:meth:`_reevaluate`): a rejection commits nothing."""
         existing = session.exec(
-            select(GridEvent).where(GridEvent.external_id == call.external_id)
+            select(GridEvent).where(GridEvent.external_id == call.external_id).with_for_update()
         ).first()
+        if existing is not None and existing.status == REJECTED:
+            return None, int(existing.id or 0), self._reevaluate(
+                session, existing, call, source, actor, received)
         if existing is not None:
             if existing.detail.get("call") != _fingerprint(call):
                 raise ConflictError(
@@ -155,11 +185,7 @@ class Intake:
                 )
             return self._decision(session, existing, duplicate=True), int(existing.id or 0), None
         programme_name = call.programme or self.services.settings.bidding.programme
-        reason = None
-        try:
-            self._check(call, received)
-        except (ValidationError, NotFoundError) as exc:
-            reason = exc.message
+        reason = self._reason(call, received)
         ev = GridEvent(
             external_id=call.external_id, source=source, event_type=call.event_type,
             direction=call.direction, programme=programme_name, start=call.start, end=call.end,
@@ -172,9 +198,35 @@ class Intake:
         session.flush()
         return None, int(ev.id or 0), reason
 
+    def _reevaluate(self, session: Session, ev: GridEvent, call: GridCallIn, source: str,
+                    actor: str, received: datetime) -> str | None:
+        """A rejected call sent again: the row takes the new content and receipt time (notice
+        counts from this receipt) and is evaluated afresh; each earlier rejection is kept in
+        ``detail["rejections"]`` (received at, source, reason, the call as then sent) and the
+        resend is audit-logged (``grid_call_resent``). Returns the refusal reason, if any."""
+        old = ev.detail or {}
+        history = [*old.get("rejections", []), {
+            "received_at": ev.received_at.isoformat() if ev.received_at else None,
+            "source": ev.source, "reason": old.get("reason"), "call": old.get("call")}]
+        session.add(AuditLog(actor=actor, action="grid_call_resent", subject=f"event:{ev.id}",
+                             detail={"source": source, "external_id": ev.external_id,
+                                     "previous_reason": old.get("reason"),
+                                     "same_content": old.get("call") == _fingerprint(call)}))
+        reason = self._reason(call, received)
+        ev.source, ev.event_type, ev.direction = source, call.event_type, call.direction
+        ev.programme = call.programme or self.services.settings.bidding.programme
+        ev.start, ev.end, ev.requested_kw = call.start, call.end, call.requested_kw
+        ev.price_cap_yuan_per_kwh = call.price_cap_yuan_per_kwh
+        ev.status, ev.received_at = (RECEIVED if reason is None else REJECTED), received
+        ev.detail = {"call": _fingerprint(call), "actor": actor, "rejections": history,
+                     **({"reason": reason} if reason else {})}
+        session.add(ev)
+        session.flush()
+        return reason
+
     def _envelope_bid(self, session: Session, event_id: int, call: GridCallIn,
                       confidence: float) -> None:
-        programme, product = self._check(call, call.start)
+        programme, product = self._product(call)
         devices = list(session.exec(select(Device)))
         offer = envelope_offer(programme, product, call, devices, confidence)
         if offer.declared_kw <= 0:
@@ -205,7 +257,7 @@ class Intake:
         settings = services.settings
         confidence = settings.bidding.delivery_confidence
         try:
-            price = bid_price(self._check(call, call.start)[1], call)
+            price = bid_price(self._product(call)[1], call)
             fc = services.forecasts.owner_forecast() if services.forecasts else None
             soc: dict[int, float] = {}
             if services.fleet is not None:

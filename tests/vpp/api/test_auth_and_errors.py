@@ -157,12 +157,11 @@ async def test_call_outside_the_programme_is_rejected_with_the_reason(api: Api) 
     assert status == 201
     assert body["accepted"] is False and body["status"] == "rejected"
     assert "15-minute intervals" in body["reason"] or "ended" in body["reason"]
-    # the same call again: the stored decision, not a second event
+    # the same call again: evaluated afresh in the same event (a rejection commits nothing),
+    # not a second event (the idempotence and conflicts of accepted calls: test_intake_notice)
     status, again, _ = await _req(api, "POST", "/api/v1/grid/calls", api.tokens.grid, json=payload)
-    assert status == 201 and again["duplicate"] and again["event_id"] == body["event_id"]
-    payload["requested_kw"] = 6
-    status, err, _ = await _req(api, "POST", "/api/v1/grid/calls", api.tokens.grid, json=payload)
-    assert status == 409 and err["error"]["code"] == "conflict"
+    assert status == 201 and not again["duplicate"] and again["event_id"] == body["event_id"]
+    assert again["status"] == "rejected" and again["reason"] == body["reason"]
 
 
 async def test_transport_level_errors_are_json(api: Api) -> None:

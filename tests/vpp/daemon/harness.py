@@ -38,9 +38,9 @@ PROGRAMME = "test-rt"
 
 
 def write_test_programme(directory: Path) -> Path:
-    """Hunan's 2026 rules with the window open all day, no size minimum and no notice, so
-    that a test can call an event that starts now (its interval-alignment, tariff and band
-    stay as they are)."""
+    """Hunan's 2026 rules with the window open all day, no size minimum and no minimum notice,
+    so that a test can call an event that starts in the interval in progress (its maximum
+    notice, interval alignment, tariff and band stay as they are)."""
     text = (REPO_ROOT / "config/programmes/hunan-2026.toml").read_text()
     text = text.replace('name = "hunan-2026"', f'name = "{PROGRAMME}"')
     text = re.sub(r"(?m)^windows = \[\"[^\]]*\]", 'windows = ["00:00-24:00"]', text)
@@ -57,7 +57,7 @@ def write_test_programme(directory: Path) -> Path:
 def daemon_settings(tmp: Path, db_url: str, **daemon: Any) -> Settings:
     write_test_programme(tmp / "programmes")
     d = {"control_period_s": 0.3, "settle_period_s": 0.5, "min_replan_interval_s": 3600.0,
-         "accept_short_notice": True, "drain_timeout_s": 5.0, "loop_backoff_base_s": 0.1}
+         "drain_timeout_s": 5.0, "loop_backoff_base_s": 0.1}
     d.update(daemon)
     return Settings(
         database_url=db_url,
@@ -201,7 +201,6 @@ programmes_dir = "{tmp / 'programmes'}"
 [daemon]
 control_period_s = 0.3
 min_replan_interval_s = 3600.0
-accept_short_notice = true
 drain_timeout_s = 5.0
 """)
     return cfg
