@@ -4,7 +4,6 @@ under a jump, and the heartbeat loop on device time."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import Engine
 
 from sim.clock import (
     ClockControl,
@@ -28,8 +28,8 @@ from sim.control import CommandError, apply_command
 from sim.device import MAX_CATCHUP_S
 from sim.fleet import make_device
 from tests.conftest import run_cli
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.supervisor import Supervisor
+from vpp.config import load_settings
+from vpp.daemon.service import Daemon
 from vpp.errors import ValidationError
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -190,26 +190,26 @@ def test_a_watchdog_that_expires_inside_a_jump_falls_back(tmp_path: Path) -> Non
     assert plc.watchdog_tripped and plc.setpoint_kw is None  # released 60 s after the feed
 
 
-async def test_heartbeat_loop_runs_on_device_time() -> None:
-    rate = {"x": 20.0}
-    sup = Supervisor(Metrics(), rate=lambda: rate["x"])
-    counts = {"device": 0, "real": 0}
-
-    async def dev() -> None:
-        counts["device"] += 1
-
-    async def real() -> None:
-        counts["real"] += 1
-
-    sup.add("hb", dev, 1.0, fixed_rate=True, device_time=True)  # 1 device-second = 50 ms
-    sup.add("poll", real, 1.0, fixed_rate=True)  # stays a real second
-    sup.start()
-    try:
-        await asyncio.sleep(0.6)
-    finally:
-        await sup.stop(1.0)
-    assert counts["real"] == 1
-    assert 6 <= counts["device"] <= 14
+def test_heartbeats_follow_the_simulated_clock(sqlite_engine: Engine, tmp_path: Path) -> None:
+    """Device watchdogs count on the simulated clock: at 60x a charger's 300 s watchdog expires
+    after 5 real seconds, so it is fed every 300 / 3 / 60 real seconds, not every 10."""
+    path = _clock_file(tmp_path, accel=60.0)
+    clock = FileClock(path, recheck_s=0.0)
+    settings = load_settings(None)
+    real = Daemon(settings, sqlite_engine)
+    sim = Daemon(settings, sqlite_engine, clock=clock.now, clock_rate=clock.rate)
+    for d in (real, sim):
+        assert d.services.fleet is not None
+        d.services.fleet.watchdog_s = {1: 300.0, 2: 1800.0}
+    p = settings.polling
+    assert real.services.fleet.heartbeat_period_s() == p.watchdog_period_s  # type: ignore[union-attr]
+    assert sim.services.fleet.heartbeat_period_s() == pytest.approx(  # type: ignore[union-attr]
+        p.heartbeat_fraction * 300.0 / 60.0)
+    ClockControl(path).speed(6.0)  # slower: the cap in real seconds applies again
+    assert sim.services.fleet.heartbeat_period_s() == p.watchdog_period_s  # type: ignore[union-attr]
+    assert sim.services.clock().utcoffset() == timedelta(hours=8)
+    for d in (real, sim):
+        d.services.db.close()
 
 
 def test_cli_writes_the_clock_and_serve_refuses_a_missing_one(

@@ -37,7 +37,7 @@ from vpp.daemon.fleet_runtime import HEARTBEAT_LOOP, FleetRuntime
 from vpp.daemon.forecasts import ForecastRefresher
 from vpp.daemon.intake import ACCEPTED, Intake
 from vpp.daemon.metrics import Metrics
-from vpp.daemon.services import Services, utc_now
+from vpp.daemon.services import Services, real_rate, utc_now
 from vpp.daemon.settle import Settler
 from vpp.daemon.supervisor import Supervisor
 from vpp.errors import ConfigError, ValidationError
@@ -86,15 +86,14 @@ class Daemon:
                  clock_rate: Callable[[], float] | None = None) -> None:
         """``clock``: the time everything is timed in (events, intervals, readings, baselines,
         settlement delay); ``clock_rate``: its simulated seconds per real second when it is a
-        simulated clock (``vpp serve --sim-clock``), which the heartbeat loop follows because
-        device watchdogs count on the devices' clock. Other loop periods stay real seconds."""
+        simulated clock (``vpp serve --sim-clock``), which the heartbeat period follows because
+        device watchdogs count on the devices' clock. Loop periods stay real seconds."""
         metrics = Metrics()
         d = settings.daemon
         self.services = services = Services(
             settings=settings, db=Db(engine), metrics=metrics,
-            supervisor=Supervisor(metrics, d.loop_backoff_base_s, d.loop_backoff_max_s,
-                                  rate=clock_rate),
-            clock=clock,
+            supervisor=Supervisor(metrics, d.loop_backoff_base_s, d.loop_backoff_max_s),
+            clock=clock, clock_rate=clock_rate or real_rate,
         )
         services.fleet = FleetRuntime(services, poller)
         services.intake = Intake(services)
@@ -145,8 +144,7 @@ class Daemon:
         # worst a silent device's timeouts, so it is not cut short by the loop timeout
         p = settings.polling
         sup.add(HEARTBEAT_LOOP, s.fleet.heartbeat_step, p.watchdog_period_s,
-                timeout_s=max(60.0, 10 * p.timeout_s * (p.retries + 1)), fixed_rate=True,
-                device_time=True)
+                timeout_s=max(60.0, 10 * p.timeout_s * (p.retries + 1)), fixed_rate=True)
         sup.add("control", s.control.step, settings.daemon.control_period_s, timeout_s=300.0)
         sup.add("baselines", self._baselines_step, 60.0, timeout_s=300.0)
         sup.add("settle", self.settler.step, settings.daemon.settle_period_s, timeout_s=300.0)

@@ -28,6 +28,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def real_rate() -> float:
+    """The real clock runs one second per second."""
+    return 1.0
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -35,6 +40,9 @@ class Services:
     metrics: Metrics
     supervisor: Supervisor
     clock: Callable[[], datetime] = utc_now
+    #: simulated seconds per real second of ``clock`` (``vpp serve --sim-clock``; 1 otherwise):
+    #: what device watchdogs, which count on the devices' clock, are fed against
+    clock_rate: Callable[[], float] = real_rate
     fleet: FleetRuntime | None = None
     intake: Intake | None = None
     control: ControlLoop | None = None

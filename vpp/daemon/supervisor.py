@@ -9,11 +9,6 @@ A step that raises is logged with its error, counted, and retried after an expon
 (``backoff_base_s * 2**n``, capped at ``backoff_max_s``); it never takes the process down.
 :meth:`Supervisor.stop` drains: no new steps start, running steps get ``drain_timeout_s`` to
 finish, then they are cancelled.
-
-A ``device_time`` loop's period is in the devices' seconds, not the host's: the heartbeat loop
-feeds watchdogs that count on the devices' clock. With a simulated clock running ``rate()``
-simulated seconds per real second (``vpp serve --sim-clock``), its pause is ``period_s /
-rate()``, read afresh at every pause; every other loop's period stays in real seconds.
 """
 
 from __future__ import annotations
@@ -53,31 +48,27 @@ class _Loop:
     status: LoopStatus
     timeout_s: float
     fixed_rate: bool = False
-    device_time: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
 
 class Supervisor:
     def __init__(self, metrics: Metrics, backoff_base_s: float = 0.5,
-                 backoff_max_s: float = 60.0, rate: Callable[[], float] | None = None) -> None:
-        """``rate``: device (simulated) seconds per real second, for ``device_time`` loops
-        (default 1: real time)."""
+                 backoff_max_s: float = 60.0) -> None:
         self.metrics = metrics
-        self.rate = rate
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self._loops: dict[str, _Loop] = {}
         self._stopping = asyncio.Event()
 
     def add(self, name: str, step: Step, period_s: float, timeout_s: float | None = None,
-            fixed_rate: bool = False, device_time: bool = False) -> None:
+            fixed_rate: bool = False) -> None:
         if name in self._loops:
             raise ValueError(f"loop {name!r} added twice")
         self._loops[name] = _Loop(
             step=step, status=LoopStatus(name=name, period_s=period_s),
             timeout_s=timeout_s if timeout_s is not None else max(30.0, 10 * period_s),
-            fixed_rate=fixed_rate, device_time=device_time,
+            fixed_rate=fixed_rate,
         )
 
     def has(self, name: str) -> bool:
@@ -148,20 +139,13 @@ class Supervisor:
                 st.iterations += 1
                 st.consecutive_failures = 0
                 st.last_ok_at = datetime.now(UTC)
-                period = self._real_period(loop)
-                pause = period
+                pause = st.period_s
                 if loop.fixed_rate:
-                    pause = max(0.0, period - (time.perf_counter() - t0))
+                    pause = max(0.0, st.period_s - (time.perf_counter() - t0))
                 await self._sleep(pause, loop)
         finally:
             st.state = "stopped"
             self.metrics.loop_up.labels(name).set(0)
-
-    def _real_period(self, loop: _Loop) -> float:
-        """The loop's period in real seconds (a device-time loop's shrinks with the rate)."""
-        if not loop.device_time or self.rate is None:
-            return loop.status.period_s
-        return loop.status.period_s / max(self.rate(), 1e-9)
 
     async def _sleep(self, seconds: float, loop: _Loop) -> None:
         stop = asyncio.ensure_future(self._stopping.wait())
