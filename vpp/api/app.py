@@ -7,9 +7,9 @@ from typing import Any
 from aiohttp import web
 
 import vpp
-from vpp.api import routes_events, routes_fleet, routes_system
+from vpp.api import routes_events, routes_fleet, routes_system, routes_tokens
 from vpp.api.context import SERVICES
-from vpp.api.errors import error_middleware
+from vpp.api.errors import ServerLogger, error_middleware
 from vpp.api.openapi import build_openapi
 from vpp.api.routing import MAX_BODY_BYTES, Call, Route, add_routes
 from vpp.daemon.metrics import CONTENT_TYPE_LATEST
@@ -27,6 +27,7 @@ ROUTES: list[Route] = [
     Route("GET", "/api/v1/openapi.json", openapi_json, "This document", "system", None),
     *routes_fleet.ROUTES,
     *routes_events.ROUTES,
+    *routes_tokens.ROUTES,
 ]
 
 
@@ -52,7 +53,9 @@ def build_app(services: Services) -> web.Application:
     from vpp.dashboard import add_dashboard
 
     app = web.Application(middlewares=[error_middleware, security_headers],
-                          client_max_size=MAX_BODY_BYTES)
+                          client_max_size=MAX_BODY_BYTES,
+                          # requests aiohttp's parser refuses: one log line, no traceback
+                          handler_args={"logger": ServerLogger()})
     app[SERVICES] = services
     app[OPENAPI_KEY] = build_openapi(ROUTES, "Xiang VPP API", getattr(vpp, "__version__", "0"))
     add_routes(app, ROUTES)

@@ -9,10 +9,12 @@ Codes are stable strings taken from :mod:`vpp.errors` (``invalid_input``, ``not_
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pydantic
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from vpp.errors import (
     ConfigError,
@@ -25,6 +27,7 @@ from vpp.errors import (
 )
 
 log = logging.getLogger("vpp.api")
+server_log = logging.getLogger("vpp.api.server")
 
 
 class AuthError(VppError):
@@ -109,3 +112,37 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error (see the daemon log)")
+
+
+#: the header name in aiohttp's parser message (``b'Name: value'``); the value is never logged
+_PARSER_HEADER = re.compile(r"b'([^:']{1,64}):")
+
+
+def describe_parser_error(exc: HttpProcessingError) -> str:
+    """One line for a request aiohttp's HTTP parser refused (400): what and, for a header, which
+    one. Only the header's name is kept: its value may be a bearer token."""
+    lines = [ln.strip() for ln in exc.message.splitlines() if ln.strip()]
+    what = lines[0].rstrip(":") if lines else type(exc).__name__
+    header = next((m.group(1) for ln in lines[1:] if (m := _PARSER_HEADER.match(ln))), None)
+    return f"{what} (header {header})" if header else what
+
+
+class ServerLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger aiohttp's connection handler writes to (``handler_args={"logger": ...}``).
+
+    A request the HTTP parser refuses (a NUL or other control byte in a header, a line too long,
+    a bad request line) is answered 400 by aiohttp before any handler or middleware runs, and
+    aiohttp logs it with a traceback. Here it becomes one WARNING line naming the peer and the
+    reason (never a header value); every other error is logged as aiohttp would.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(server_log, {})
+
+    def exception(self, msg: object, *args: Any, exc_info: Any = True, **kw: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            peer = args[0] if args else "?"
+            self.logger.warning("refused a malformed HTTP request from %s: %s %s", peer,
+                                exc_info.code, describe_parser_error(exc_info))
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kw)
