@@ -120,8 +120,15 @@ class SchedulerSettings(_Section):
     shortfall_penalty_yuan_per_kwh: float = Field(default=100.0, gt=0)
     #: an event's plan runs this long past the call's end: the rebound of buildings, the
     #: industrial make-up and the batteries' recharge to their state of charge at the call must
-    #: fit in it (the plan writes setpoints for the call only; the tail is modelled, not written)
+    #: fit in it (its setpoints are written too: dispatch ramps the devices back over it)
     event_tail_minutes: int = Field(default=240, ge=0, le=24 * 60)
+    #: in every interval of the call the plan reduces at least the declared kW and at most this
+    #: % more (a margin against baseline error, used where it saves energy cost); capped at the
+    #: programme's band ceiling, past which nothing is paid
+    target_margin_pct: float = Field(default=5.0, ge=0, le=50)
+    #: over the tail the fleet's planned power stays between its baseline and baseline x
+    #: (1 + this/100) in every interval: devices come back ramped (soft: a penalty above)
+    rebound_max_pct: float = Field(default=10.0, ge=0, le=100)
     partition_size: int = Field(default=5000, ge=10)
     dask_scheduler_address: str | None = None
 

@@ -16,6 +16,12 @@ settlement all use the same numbers. Per device, the programme's method
 is too short, the mean metered power of the ``RECENT_MINUTES`` before the call (the real-time
 rule of Jiangsu's programme) and failing that the last reading -- the method used is recorded.
 
+The call asks the QP for the bid's declared reduction in every interval and at most
+``[scheduler] target_margin_pct`` (5%) more, never past the programme's band ceiling (over-
+delivery there is unpaid comfort and rebound: the peak price alone made the first 100-building
+run shed 25% over); over the tail the fleet's power stays between its baseline and baseline x
+(1 + ``[scheduler] rebound_max_pct``/100), both soft (:mod:`vpp.scheduler.call_rows`).
+
 The solve runs in a one-thread executor (never on the event loop) through
 :class:`vpp.scheduler.service.Scheduler`, which keeps the built QP while the fleet's structure is
 unchanged and merges identical devices into exact virtual devices (``aggregate=True``). The result is one ``DispatchPlan`` row (``detail``: intervals, devices, fleet
@@ -363,13 +369,18 @@ class Planner:
         except (ValidationError, NotFoundError) as exc:
             raise ValidationError(f"event {event_id}: no tariff for the horizon: {exc}") from None
         sign = 1.0 if ev.direction == "peak_shaving" else -1.0
+        # the plan delivers the declared amount and at most target_margin_pct more (where that
+        # saves energy cost), never past the band's ceiling, which the programme does not pay
+        headroom = min(1.0 + settings.scheduler.target_margin_pct / 100.0,
+                       max(float(programme.band.upper_pct) / 100.0, 1.0))
         return {
             "event": ev, "bid": bid, "devices": fleet_devs, "rows": devices,
             "baseline": np.vstack(baselines), "price": price, "h0": h0, "n": n,
             "first": first, "n_event": n_event, "now": slice(first, first + n_event),
             "intervals": intervals[first:],
-            "declared_kw": bid.declared_kw, "sign": sign, "minutes": minutes,
-            "owners": {int(d.id or 0): d.owner_id for d in devices},
+            "declared_kw": bid.declared_kw, "ceiling_kw": bid.declared_kw * headroom,
+            "rebound_max_pct": settings.scheduler.rebound_max_pct, "sign": sign,
+            "minutes": minutes, "owners": {int(d.id or 0): d.owner_id for d in devices},
         }
 
     def _solve(self, inp: dict[str, Any]) -> Any:
@@ -387,7 +398,8 @@ class Planner:
         if inp["sign"] < 0:
             raise ValidationError("valley filling is not planned by this scheduler yet")
         first = inp["first"]
-        call = EventCall(start=first, end=first + inp["n_event"], reduction_kw=inp["declared_kw"])
+        call = EventCall(start=first, end=first + inp["n_event"], reduction_kw=inp["declared_kw"],
+                         ceiling_kw=inp["ceiling_kw"], rebound_max_pct=inp["rebound_max_pct"])
         data = HorizonData(baseline_kw=inp["baseline"], price_yuan_per_kwh=inp["price"],
                            call=call, now_index=first, interval_minutes=inp["minutes"])
         if self._partitioned.applies(len(inp["devices"])):

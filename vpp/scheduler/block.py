@@ -34,6 +34,10 @@ class Context:
     baseline_kw: np.ndarray
     devices: Sequence[FleetDevice]
     weights: Weights
+    #: the call's window ``[start, end)`` when the plan must bring the fleet back after it
+    #: (``EventCall.rebound_max_pct`` set): loads shed only inside it and recover only outside
+    #: (else shedding and recovering in one interval would pay the rebound back for free)
+    shed_window: tuple[int, int] | None = None
 
 
 @dataclass

@@ -12,7 +12,7 @@ kWh, prices in yuan/kWh, time as interval indices into a horizon of ``n`` interv
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -86,19 +86,51 @@ class FleetDevice:
 class EventCall:
     """A peak-shaving call: deliver at least ``reduction_kw`` below the fleet baseline in every
     interval of ``[start, end)`` (horizon indices). ``reduction_kw`` is a scalar or one value per
-    interval of the window."""
+    interval of the window.
+
+    ``ceiling_kw`` (same shapes, ``>= reduction_kw``; None: no ceiling): the plan's reduction
+    should not exceed it in the window (a programme pays nothing past its band's ceiling, and
+    every kW shed beyond the call costs comfort and rebound). ``rebound_max_pct`` (None: no
+    limit): after the window, the fleet's power should stay between the fleet baseline and
+    baseline x ``(1 + rebound_max_pct / 100)`` in every interval: devices come back, ramped. Both are
+    soft (:class:`Weights` ``over_delivery_yuan_per_kwh`` / ``rebound_yuan_per_kwh``): a plan
+    always exists, and the penalty is far above any energy price so they hold where they can.
+    """
 
     start: int
     end: int
     reduction_kw: float | Sequence[float] | np.ndarray
+    ceiling_kw: float | Sequence[float] | np.ndarray | None = None
+    rebound_max_pct: float | None = None
+
+    def _window(self, values: float | Sequence[float] | np.ndarray, n: int) -> np.ndarray:
+        out = np.full(n, np.nan)
+        lo, hi = max(self.start, 0), min(self.end, n)
+        red = np.broadcast_to(np.asarray(values, dtype=float), (self.end - self.start,))
+        out[lo:hi] = red[lo - self.start : hi - self.start]
+        return out
 
     def target_kw(self, n: int) -> np.ndarray:
         """Per-interval requested reduction over the horizon; NaN outside the window."""
-        out = np.full(n, np.nan)
-        lo, hi = max(self.start, 0), min(self.end, n)
-        red = np.broadcast_to(np.asarray(self.reduction_kw, dtype=float), (self.end - self.start,))
-        out[lo:hi] = red[lo - self.start : hi - self.start]
-        return out
+        return self._window(self.reduction_kw, n)
+
+    def ceiling_over(self, n: int) -> np.ndarray:
+        """Per-interval ceiling of the reduction (kW); NaN outside the window or without one."""
+        if self.ceiling_kw is None:
+            return np.full(n, np.nan)
+        return self._window(self.ceiling_kw, n)
+
+    def from_interval(self, now: int) -> EventCall:
+        """The call clipped to start at ``now`` (a re-plan); ceiling and rebound kept."""
+        if self.start >= now:
+            return self
+        k = self.end - self.start
+
+        def clip(v: float | Sequence[float] | np.ndarray) -> np.ndarray:
+            return np.broadcast_to(np.asarray(v, dtype=float), (k,))[now - self.start :].copy()
+
+        return replace(self, start=now, reduction_kw=clip(self.reduction_kw),
+                       ceiling_kw=None if self.ceiling_kw is None else clip(self.ceiling_kw))
 
 
 @dataclass(frozen=True)
@@ -119,6 +151,11 @@ class Weights:
     battery_quad_yuan_per_kwh: float = 0.5
     ev_quad_yuan_per_kwh: float = 0.01
     ev_late_yuan_per_kwh: float = 0.002  # small preference for charging early
+    #: reduction past the call's ceiling, and fleet power past the rebound limit after the
+    #: call: far above any energy price (so the plan never over-sheds to cut the bill), far
+    #: below the shortfall (the call comes first when they conflict)
+    over_delivery_yuan_per_kwh: float = 10.0
+    rebound_yuan_per_kwh: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -225,3 +262,12 @@ def validate(devices: Sequence[FleetDevice], data: HorizonData, n: int) -> None:
             raise _bad(f"reduction_kw must be a scalar or {c.end - c.start} values")
         if not np.isfinite(red).all() or (red < 0).any():
             raise _bad("reduction_kw must be finite and >= 0")
+        if c.ceiling_kw is not None:
+            cap = np.asarray(c.ceiling_kw, dtype=float)
+            if cap.ndim > 1 or (cap.ndim == 1 and cap.shape[0] != c.end - c.start):
+                raise _bad(f"ceiling_kw must be a scalar or {c.end - c.start} values")
+            if not np.isfinite(cap).all() or (cap < red).any():
+                raise _bad("ceiling_kw must be finite and >= reduction_kw")
+        if c.rebound_max_pct is not None and not (
+                np.isfinite(c.rebound_max_pct) and c.rebound_max_pct >= 0):
+            raise _bad(f"rebound_max_pct must be finite and >= 0, got {c.rebound_max_pct}")

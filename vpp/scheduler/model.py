@@ -1,20 +1,16 @@
 """The fleet QP: assembled once per fleet structure, re-solved with OSQP ``update`` + warm start.
 
-Variables: every block's local variables (see the device-model modules), then the fleet
-reduction ``z_t`` and the shortfall ``sigma_t`` (both per unit of the fleet's total rated power
-``S``, which scales the coupling rows by 1/S). Rows: every block's rows, then
+Variables: every block's local variables (see the device-model modules), then, per interval,
+the slack ``sigma_t`` below the reduction's floor and ``omega_t`` above its ceiling (per unit
+``kappa * S`` of the fleet's total rated power ``S``). Rows: every block's rows, then
 
-    coupling   z_t + sum_i (R_i / S) * (power map of i) x_i = sum_i (baseline_i,t - const_i,t) / S
-    target     z_t + sigma_t >= requested_t / S          (only inside the call window)
-    shortfall  sigma_t >= 0                             (= 0 outside the window)
-
-Objective (yuan, divided by ``dt * S / N`` so that one device's terms are of order one): energy
-at the time-of-use price, every block's penalties, and the shortfall at a high price. Only ``q``,
-``l`` and ``u`` change between solves of the same fleet; ``P`` changes (values only) when the
-partition coordinator switches the coupling to its exchange form. Nothing is rebuilt.
-
-The model is a plain object without event-loop ties: call :meth:`DispatchModel.solve` in an
-executor from asyncio code. One model is not thread-safe (one OSQP workspace).
+    band   floor_t <= reduction_t / S + kappa (sigma_t - omega_t) <= ceiling_t   (fleet row)
+    sigma_t >= 0, omega_t >= 0  (each 0 where its side is unbounded), with ``reduction_t = sum_i baseline_i,t - power_i,t`` and the floor and ceiling of
+:mod:`vpp.scheduler.call_rows` (the call's target and ceiling; after it, the rebound limit).
+Objective (yuan, over ``dt * S / N``: one device's terms of order one): energy at the
+time-of-use price, every block's penalties, the slacks at their prices. Only ``q, l, u`` change
+between solves (``P``'s values too in the partitions' exchange form): nothing is rebuilt. Call
+:meth:`DispatchModel.solve` in an executor from asyncio code; one model is not thread-safe.
 """
 
 from __future__ import annotations
@@ -22,7 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 import osqp
@@ -32,18 +27,12 @@ from vpp.device_kinds import DeviceKind
 from vpp.errors import ValidationError
 from vpp.scheduler import battery, ev, shed
 from vpp.scheduler.block import INF, Block, Context
+from vpp.scheduler.call_rows import band_warnings, call_bounds
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate, validate_device
 from vpp.scheduler.plan import Binding, DispatchPlan
-from vpp.scheduler.reference import ReferenceResult, solve_clarabel
+from vpp.scheduler.reference import as_osqp_result, solve_clarabel
 
 _TINY = 1e-9
-
-
-def _as_result(ref: ReferenceResult, osqp_time_s: float) -> SimpleNamespace:
-    """A Clarabel result in the shape of an OSQP one (``x``, ``y``, ``info``)."""
-    info = SimpleNamespace(status="solved", iter=ref.iterations, obj_val=ref.obj_val,
-                           solve_time=osqp_time_s + ref.solve_time_s)
-    return SimpleNamespace(x=ref.x, y=ref.y, info=info)
 
 
 def signature(devices: Sequence[FleetDevice]) -> tuple:
@@ -234,18 +223,21 @@ class DispatchModel:
         cols += [x0 + t]
         vals += [np.full(n, self.kappa)]
         fams = ["fleet.reduction"]
-        if not self.exchange:
-            rows += [h0 + t]
-            cols += [x0 + t]
-            vals += [np.ones(n)]
-            fams.append("fleet.shortfall")
+        n_extra = 1
+        if not self.exchange:  # sigma below the floor, omega above the ceiling (call_rows)
+            n_extra = 2
+            rows += [c0 + t, h0 + t, h0 + n + t]
+            cols += [x0 + n + t, x0 + t, x0 + n + t]
+            vals += [np.full(n, -self.kappa), np.ones(n), np.ones(n)]
+            fams += ["fleet.shortfall", "fleet.over_ceiling"]
         for f in fams:
             fam_names.append(f)
             fam_code.append(np.full(n, fam_names.index(f), dtype=np.int32))
             row_dev.append(np.full(n, -1, dtype=np.int32))
             row_t.append(t.astype(np.int32))
-        self.nx, self.nc = voff + n, roff + n * len(fams)
+        self.nx, self.nc = voff + n * n_extra, roff + n * len(fams)
         self.extra_slice = slice(x0, x0 + n)
+        self.over_slice = slice(x0 + n, x0 + n * n_extra)
         self.fleet_rows = slice(c0, c0 + n)
         A = sp.csc_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
@@ -253,7 +245,7 @@ class DispatchModel:
         )
         A.sum_duplicates()
         self.A = A
-        pd = np.concatenate(pdiag + [np.full(ny + n, _TINY)])
+        pd = np.concatenate(pdiag + [np.full(ny + n * n_extra, _TINY)])
         self.P = sp.csc_matrix((pd, (np.arange(self.nx), np.arange(self.nx))),
                                shape=(self.nx, self.nx))
         assert self.P.nnz == self.nx
@@ -272,7 +264,6 @@ class DispatchModel:
     def nnz(self) -> int:
         return int(self.A.nnz + self.P.nnz)
 
-    # -- data -----------------------------------------------------------------------------
     def vectors(self, devices: Sequence[FleetDevice], data: HorizonData
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``q, l, u`` of the QP and the constant power (kW, devices x intervals)."""
@@ -285,10 +276,13 @@ class DispatchModel:
         q[self.ps_vars] = 0.0
         lo[self.ps_rows] = hi[self.ps_rows] = 0.0
         const = np.empty((N, n))
+        call = data.call
+        window = (call.start, call.end) if call and call.rebound_max_pct is not None else None
         for b, vo, ro, pm in zip(self.blocks, self.var_off, self.row_off, self._pmaps,
                                  strict=True):
             ctx = Context(n=n, dt_h=self.dt_h, now=data.now_index, baseline_kw=base[b.members],
-                          devices=[devices[i] for i in b.members], weights=self.weights)
+                          devices=[devices[i] for i in b.members], weights=self.weights,
+                          shed_window=window)
             v = b.vectors(ctx)
             scale = (b.rated_kw / S * N)[:, None]
             energy = (pm @ price)[None, :]  # price of one per-unit of each local var
@@ -303,17 +297,20 @@ class DispatchModel:
             q[self.extra_slice] = 0.0
             lo[c0 : c0 + n] = hi[c0 : c0 + n] = red0
             return q, lo, hi, const
-        q[self.extra_slice] = self.weights.shortfall_yuan_per_kwh * N * self.kappa
-        tgt = data.call.target_kw(n) if data.call is not None else np.full(n, np.nan)
-        win = ~np.isnan(tgt)
-        tgt0 = np.nan_to_num(tgt) / S
-        lo[c0 : c0 + n] = np.where(win, tgt0 - red0, -INF)
-        hi[c0 : c0 + n] = INF
-        lo[c0 + n : c0 + 2 * n] = 0.0
-        hi[c0 + n : c0 + 2 * n] = np.where(win, tgt0 / self.kappa, 0.0)
+        band = call_bounds(data.call, n, base.sum(axis=0), self.weights)
+        q[self.extra_slice] = band.floor_cost_yuan_per_kwh * N * self.kappa
+        q[self.over_slice] = band.ceiling_cost_yuan_per_kwh * N * self.kappa
+        floor0 = np.nan_to_num(band.floor_kw) / S
+        lo[c0 : c0 + n] = np.where(band.has_floor, floor0 - red0, -INF)
+        hi[c0 : c0 + n] = np.where(band.has_ceiling, np.nan_to_num(band.ceiling_kw) / S - red0,
+                                   INF)
+        lo[c0 + n : c0 + 3 * n] = 0.0
+        # below the floor: in the call at most the target (no reward for negative reduction)
+        hi[c0 + n : c0 + 2 * n] = np.where(band.in_call, floor0 / self.kappa,
+                                           np.where(band.has_floor, INF, 0.0))
+        hi[c0 + 2 * n : c0 + 3 * n] = np.where(band.has_ceiling, INF, 0.0)
         return q, lo, hi, const
 
-    # -- solving --------------------------------------------------------------------------
     def check(self, devices: Sequence[FleetDevice], data: HorizonData) -> None:
         """Validate a request against this model's structure (raises ``ValidationError``)."""
         if len(devices) != len(self.device_ids) or signature(devices) != self.signature:
@@ -376,7 +373,7 @@ class DispatchModel:
             if ref.x is not None:
                 note = (f"OSQP stopped ({res.info.status}, {res.info.iter} iterations); "
                         f"plan from Clarabel ({ref.iterations} iterations)")
-                res = _as_result(ref, res.info.solve_time)
+                res = as_osqp_result(ref, res.info.solve_time)
         plan = self.plan(devices, data, res, const)
         if note:
             plan.warnings.insert(0, note)
@@ -440,6 +437,8 @@ class DispatchModel:
             setup_time_s=self.setup_time_s, interval_minutes=self.interval_minutes,
             warnings=warnings, ev_connector_kwh=ev_t, now_index=data.now_index,
         )
+        band = call_bounds(data.call, n, base.sum(axis=0), self.weights)
+        plan.warnings += band_warnings(reduction, band, 1e-3 * max(float(base.sum(0).max()), 1.0))
         if not plan.feasible:
             plan.binding = self.binding(res, shortfall > 1e-3 * np.maximum(
                 np.nan_to_num(tgt), 1.0))

@@ -36,6 +36,7 @@ import numpy as np
 from vpp.errors import ValidationError
 from vpp.scheduler.aggregate import Aggregation, disaggregate
 from vpp.scheduler.aggregate import aggregate as aggregate_fleet
+from vpp.scheduler.call_rows import call_bounds, prox_total, violation_kw
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate
 from vpp.scheduler.model import DispatchModel, SolverOptions, signature
 from vpp.scheduler.plan import DispatchPlan
@@ -250,7 +251,7 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
     tgt = data.call.target_kw(n) if data.call is not None else np.full(n, np.nan)
     win = ~np.isnan(tgt)
     D = np.nan_to_num(tgt)
-    lam = w.shortfall_yuan_per_kwh
+    band = call_bounds(data.call, n, base.sum(axis=0), w)
     dt = data.interval_minutes / 60.0
     scale = max(float(D.max()), 1.0) if win.any() else sum(d.rated_power_kw for d in devices)
     rho = rho if rho is not None else 2.0 * K / scale * 10.0
@@ -274,7 +275,7 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
         Zbar = Z.mean(axis=0)
         a_ = u + Zbar
         tot = K * a_
-        W = np.where(win & (tot < D), np.minimum(D, tot + lam * K / rho), tot)
+        W = prox_total(tot, band, K / rho)
         W_old = Wbar
         Wbar = W / K
         u = u + Zbar - Wbar
@@ -297,14 +298,20 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
     pool.state = (rho, Z.copy(), Wbar.copy(), u.copy())
     red = Z.sum(axis=0)
     short = np.where(win, np.maximum(D - red, 0.0), 0.0)
-    primal = float(objs.sum() + lam * dt * short.sum())
+    below, above = violation_kw(red, band)
+    primal = float(objs.sum() + dt * (band.floor_cost_yuan_per_kwh * below).sum()
+                   + dt * band.ceiling_cost_yuan_per_kwh * above.sum())
     plans = [a.plan().result() for a in actors]
     # Lagrangian bound at the coordinator's price (one more solve per partition)
     bound = float("nan")
     if not timed_out:
-        p = np.where(win, np.clip(-rho * u, 0.0, lam), 0.0)
+        # the fleet cost's conjugate: a price in [-ceiling cost, floor cost] where bounded
+        p_hi = np.where(band.has_floor, band.floor_cost_yuan_per_kwh, 0.0)
+        p_lo = np.where(band.has_ceiling, -band.ceiling_cost_yuan_per_kwh, 0.0)
+        p = np.clip(-rho * u, p_lo, p_hi)
         bouts = [a.step(0.0, zero, p) for a in actors]
-        bound = dt * float((p * D).sum())
+        bound = dt * float(np.where(p >= 0, p * np.nan_to_num(band.floor_kw),
+                                    p * np.nan_to_num(band.ceiling_kw)).sum())
         for f in bouts:
             zk, ok, _ = f.result()
             bound += ok - dt * float((p * zk).sum())

@@ -16,7 +16,7 @@ import numpy as np
 
 from vpp.device_kinds import DeviceKind
 from vpp.errors import ValidationError
-from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData
+from vpp.scheduler.inputs import EvSession, FleetDevice, HorizonData
 from vpp.scheduler.model import DispatchModel
 from vpp.scheduler.plan import DispatchPlan
 
@@ -84,9 +84,8 @@ def replan_inputs(devices: Sequence[FleetDevice], data: HorizonData, now: int, *
     if call is not None:
         if call.end <= now:
             call = None
-        elif call.start < now:
-            red = np.broadcast_to(np.asarray(call.reduction_kw, float), (call.end - call.start,))
-            call = EventCall(now, call.end, red[now - call.start :].copy())
+        else:
+            call = call.from_interval(now)
     new = HorizonData(data.baseline_kw, data.price_yuan_per_kwh, call, now_index=now,
                       interval_minutes=data.interval_minutes)
     return devs, new

@@ -9,6 +9,7 @@ the zero cone, finite bounds as non-negative slack rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import clarabel
 import numpy as np
@@ -65,3 +66,10 @@ def solve_clarabel(P: sp.csc_matrix, q: np.ndarray, A: sp.csc_matrix, lo: np.nda
         y[dn] -= z[ne + nu :]
     return ReferenceResult(x=x, y=y, status=status, obj_val=float(sol.obj_val),
                            iterations=int(sol.iterations), solve_time_s=float(sol.solve_time))
+
+
+def as_osqp_result(ref: ReferenceResult, osqp_time_s: float) -> SimpleNamespace:
+    """A Clarabel result in the shape of an OSQP one (``x``, ``y``, ``info``)."""
+    info = SimpleNamespace(status="solved", iter=ref.iterations, obj_val=ref.obj_val,
+                           solve_time=osqp_time_s + ref.solve_time_s)
+    return SimpleNamespace(x=ref.x, y=ref.y, info=info)

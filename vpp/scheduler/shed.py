@@ -128,7 +128,11 @@ def _vectors(ctx: Context, sp: ShedSpec, rec: bool, window: int, rated: np.ndarr
     rmax = np.minimum(max_kw[:, None], np.maximum(base - lo_sp[:, None], 0.0)) / rated[:, None]
     lo = np.zeros((m, nr))
     hi = np.zeros((m, nr))
-    hi[:, :n] = np.where(live, rmax * scale, 0.0)
+    shed_ok = recover_ok = live
+    if ctx.shed_window is not None:
+        inside = (np.arange(n) >= ctx.shed_window[0]) & (np.arange(n) < ctx.shed_window[1])
+        shed_ok, recover_ok = live & inside[None, :], live & ~inside[None, :]
+    hi[:, :n] = np.where(shed_ok, rmax * scale, 0.0)
     budget = max_kw * attr(devs, sp.minutes) / 60.0 - attr(devs, "shed_used_kwh")
     lo[:, n] = -INF
     hi[:, n] = np.maximum(budget, 0.0) / rated
@@ -139,7 +143,7 @@ def _vectors(ctx: Context, sp: ShedSpec, rec: bool, window: int, rated: np.ndarr
     if rec:
         o = n + 1
         qmax = np.maximum(hi_sp[:, None] - base, 0.0) / rated[:, None]
-        hi[:, o : o + n] = np.where(live & avail[:, None], qmax, 0.0)
+        hi[:, o : o + n] = np.where(recover_ok & avail[:, None], qmax, 0.0)
         o += n
         owed0 = attr(devs, "debt_kwh") / rated
         lo[:, o] = hi[:, o] = owed0

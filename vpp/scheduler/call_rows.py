@@ -1,0 +1,109 @@
+"""What the call asks of the fleet's reduction, interval by interval: a floor and a ceiling.
+
+The fleet reduction ``r_t`` (kW, fleet baseline minus fleet power) is held in a band:
+
+* in the call window: ``target_t <= r_t <= ceiling_t`` (``ceiling`` when the call has one);
+  below the target costs ``shortfall_yuan_per_kwh``, above the ceiling
+  ``over_delivery_yuan_per_kwh``;
+* after the window (the rebound / make-up / recharge tail), with ``rebound_max_pct`` set:
+  ``-rebound_max_pct/100 * fleet_baseline_t <= r_t <= 0``: the fleet is back, its power
+  between its baseline and baseline x (1 + pct/100); above costs ``rebound_yuan_per_kwh``,
+  below (shedding past the call, which nobody pays for and the owner did not agree to)
+  ``over_delivery_yuan_per_kwh``;
+* elsewhere: free.
+
+All soft: the monolithic QP (:mod:`vpp.scheduler.model`) carries one slack below the floor and
+one above the ceiling per interval, the partition coordinator (:mod:`vpp.scheduler.partition`)
+the same piecewise-linear cost in closed form (:func:`prox_total`). The limit is on the fleet,
+not per device: the grid sees the fleet's (the feeder's) rebound, and a per-device limit would
+be infeasible for a building whose rebound is large next to its own baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vpp.scheduler.inputs import EventCall, Weights
+
+
+@dataclass(frozen=True)
+class CallBounds:
+    """Per interval (kW; NaN = no bound) and the cost (yuan/kWh) of each side's violation."""
+
+    floor_kw: np.ndarray
+    ceiling_kw: np.ndarray
+    floor_cost_yuan_per_kwh: np.ndarray
+    ceiling_cost_yuan_per_kwh: float
+    in_call: np.ndarray  # bool
+
+    @property
+    def has_floor(self) -> np.ndarray:
+        return ~np.isnan(self.floor_kw)
+
+    @property
+    def has_ceiling(self) -> np.ndarray:
+        return ~np.isnan(self.ceiling_kw)
+
+
+def call_bounds(call: EventCall | None, n: int, fleet_baseline_kw: np.ndarray,
+                weights: Weights) -> CallBounds:
+    """The band of the fleet reduction over a horizon of ``n`` intervals (module docstring)."""
+    nan = np.full(n, np.nan)
+    if call is None:
+        return CallBounds(nan, nan.copy(), np.zeros(n), weights.over_delivery_yuan_per_kwh,
+                          np.zeros(n, dtype=bool))
+    tgt = call.target_kw(n)
+    in_call = ~np.isnan(tgt)
+    floor = tgt.copy()
+    cost = np.where(in_call, weights.shortfall_yuan_per_kwh, 0.0)
+    ceiling = call.ceiling_over(n)
+    if call.rebound_max_pct is not None:
+        tail = np.arange(n) >= call.end
+        base = np.asarray(fleet_baseline_kw, dtype=float)
+        floor = np.where(tail, -call.rebound_max_pct / 100.0 * base, floor)
+        ceiling = np.where(tail, 0.0, ceiling)
+        cost = np.where(tail, weights.rebound_yuan_per_kwh, cost)
+    return CallBounds(floor, ceiling, cost, weights.over_delivery_yuan_per_kwh, in_call)
+
+
+def prox_total(total_kw: np.ndarray, bounds: CallBounds, step: float) -> np.ndarray:
+    """argmin_W  sum_t c_t (floor_t - W_t)+ + c' (W_t - ceiling_t)+ + |W - total|^2 / (2 step)
+
+    (kW; ``step`` in kW per yuan/kWh): the coordinator's fleet update, per interval in closed
+    form (soft thresholding towards the band)."""
+    w = np.asarray(total_kw, dtype=float).copy()
+    lo, hi = bounds.has_floor, bounds.has_ceiling
+    f = np.nan_to_num(bounds.floor_kw)
+    c = np.nan_to_num(bounds.ceiling_kw)
+    below = lo & (w < f)
+    w = np.where(below, np.minimum(f, w + step * bounds.floor_cost_yuan_per_kwh), w)
+    above = hi & (w > c)
+    return np.where(above, np.maximum(c, w - step * bounds.ceiling_cost_yuan_per_kwh), w)
+
+
+def violation_kw(reduction_kw: np.ndarray, bounds: CallBounds) -> tuple[np.ndarray, np.ndarray]:
+    """(kW below the floor, kW above the ceiling) per interval of a plan's reduction."""
+    r = np.asarray(reduction_kw, dtype=float)
+    below = np.where(bounds.has_floor, np.maximum(np.nan_to_num(bounds.floor_kw) - r, 0.0), 0.0)
+    above = np.where(bounds.has_ceiling,
+                     np.maximum(r - np.nan_to_num(bounds.ceiling_kw), 0.0), 0.0)
+    return below, above
+
+
+def band_warnings(reduction_kw: np.ndarray, bounds: CallBounds, tol_kw: float) -> list[str]:
+    """Plain-language warnings where a plan leaves the band by more than ``tol_kw`` (the
+    shortfall in the call has its own warning)."""
+    below, above = violation_kw(reduction_kw, bounds)
+    out = []
+    rebound = np.where(bounds.in_call, 0.0, below)
+    if rebound.max(initial=0.0) > tol_kw:
+        t = int(np.argmax(rebound))
+        out.append(f"rebound after the call exceeds its limit by up to {rebound[t]:.1f} kW "
+                   f"(interval {t})")
+    if above.max(initial=0.0) > tol_kw:
+        t = int(np.argmax(above))
+        out.append(f"reduction exceeds the call's ceiling by up to {above[t]:.1f} kW "
+                   f"(interval {t})")
+    return out
