@@ -214,8 +214,12 @@ class OpenAdrSettings(_Section):
     disable_signature: bool = True
     report_interval_s: float = Field(default=60.0, gt=0)
     programme: str | None = None  # programme the VTN's events fall under (default: bidding's)
-    event_type: str = Field(default="real_time", pattern="^(day_ahead|real_time)$")
-    simple_level_kw: float = Field(default=0.0, ge=0)  # kW per SIMPLE level (0: SIMPLE events opt out)
+    #: the product a VTN event is called as; auto: by its notice, the first of real time and
+    #: day ahead whose notice_min_hours..notice_max_hours holds it (else real time, refused)
+    event_type: str = Field(default="auto", pattern="^(auto|day_ahead|real_time)$")
+    #: kW per SIMPLE level, if agreed with the VTN operator; 0: a SIMPLE level of 1-3 asks for
+    #: what the fleet can dependably offer (vpp.daemon.openadr_signals)
+    simple_level_kw: float = Field(default=0.0, ge=0)
 
 
 class DaemonSettings(_Section):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -167,7 +168,8 @@ class Intake:
         return None
 
     def _store_event(self, session: Session, call: GridCallIn, source: str, actor: str,
-                     received: datetime) -> tuple[CallDecision | None, int, str | None]:
+                     received: datetime, origin: Mapping[str, Any] | None = None,
+                     ) -> tuple[CallDecision | None, int, str | None]:
         """Insert the event (or find the duplicate); returns (duplicate decision, id, reason).
 
         A call whose ``external_id`` was rejected before is evaluated again on its new content,
@@ -177,7 +179,7 @@ class Intake:
         ).first()
         if existing is not None and existing.status == REJECTED:
             return None, int(existing.id or 0), self._reevaluate(
-                session, existing, call, source, actor, received)
+                session, existing, call, source, actor, received, origin)
         if existing is not None:
             if existing.detail.get("call") != _fingerprint(call):
                 raise ConflictError(
@@ -192,6 +194,7 @@ class Intake:
             requested_kw=call.requested_kw, price_cap_yuan_per_kwh=call.price_cap_yuan_per_kwh,
             status=RECEIVED if reason is None else REJECTED, received_at=received,
             detail={"call": _fingerprint(call), "actor": actor,
+                    **({"origin": dict(origin)} if origin else {}),
                     **({"reason": reason} if reason else {})},
         )
         session.add(ev)
@@ -199,7 +202,8 @@ class Intake:
         return None, int(ev.id or 0), reason
 
     def _reevaluate(self, session: Session, ev: GridEvent, call: GridCallIn, source: str,
-                    actor: str, received: datetime) -> str | None:
+                    actor: str, received: datetime, origin: Mapping[str, Any] | None = None,
+                    ) -> str | None:
         """A rejected call sent again: the row takes the new content and receipt time (notice
         counts from this receipt) and is evaluated afresh; each earlier rejection is kept in
         ``detail["rejections"]`` (received at, source, reason, the call as then sent) and the
@@ -219,6 +223,7 @@ class Intake:
         ev.price_cap_yuan_per_kwh = call.price_cap_yuan_per_kwh
         ev.status, ev.received_at = (RECEIVED if reason is None else REJECTED), received
         ev.detail = {"call": _fingerprint(call), "actor": actor, "rejections": history,
+                     **({"origin": dict(origin)} if origin else {}),
                      **({"reason": reason} if reason else {})}
         session.add(ev)
         session.flush()
@@ -295,17 +300,19 @@ class Intake:
             reason=(ev.detail or {}).get("reason"), duplicate=duplicate,
         )
 
-    async def receive(self, call: GridCallIn, source: str, actor: str) -> CallDecision:
-        """Take one call in; the same for every source."""
+    async def receive(self, call: GridCallIn, source: str, actor: str,
+                      origin: Mapping[str, Any] | None = None) -> CallDecision:
+        """Take one call in; the same for every source. ``origin``: what the source knows of
+        the call beyond it (the OpenADR event's own window, say), kept in ``detail.origin``."""
         t0 = time.perf_counter()
         services = self.services
         received = services.clock()
         try:
             dup, event_id, reason = await services.db.run(
-                self._store_event, call, source, actor, received)
+                self._store_event, call, source, actor, received, origin)
         except IntegrityError:  # the same call arrived twice at once: answer as a duplicate
             dup, event_id, reason = await services.db.run(
-                self._store_event, call, source, actor, received)
+                self._store_event, call, source, actor, received, origin)
         if dup is not None:
             decision = dup
         else:

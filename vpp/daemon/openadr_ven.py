@@ -1,27 +1,44 @@
 """The OpenADR 2.0b VEN (openleadr): register with the VTN, take its events through the same
 intake as REST calls, opt in or out by the intake's decision, report the fleet's load.
 
-Event mapping: the window is the event's active period; the requested reduction is the largest
-interval payload of a ``LOAD_DISPATCH`` signal (kW, ``delta`` or ``setpoint``), or
-``daemon.openadr.simple_level_kw`` times the level of a ``SIMPLE`` signal (levels 0-3); an event
-with neither opts out. The call's ``external_id`` is ``openadr:<event id>`` (``:m<n>`` for
-modification ``n``; a modification cancels the earlier version); a VTN cancellation cancels the
-event. Reports: ``TELEMETRY_USAGE`` with the fleet's metered power (kW) every
-``report_interval_s``. Registration is retried by the supervisor until the VTN answers.
+What an event asks for and over which window is read by :mod:`vpp.daemon.openadr_signals`
+(``LOAD_DISPATCH`` delta and setpoint, ``SIMPLE`` levels; the window snapped out to the
+programme's market intervals). The call's ``external_id`` is ``openadr:<event id>`` (``:m<n>``
+for modification ``n``; a modification cancels the earlier version); a VTN cancellation cancels
+the event; the call is of ``daemon.openadr.event_type`` (``auto``: real time or day ahead,
+whichever product's notice bounds hold the event's notice) under ``daemon.openadr.programme``
+(default: ``bidding.programme``). The stored event's
+``detail.origin`` keeps the VTN's event id, its own window and how its signal was read.
+The VEN opts out of an event it cannot act on or that the intake refuses; the reason is logged
+(``vpp.daemon.openadr``, warning) and kept in :attr:`Ven.decisions`. Reports:
+``TELEMETRY_USAGE`` with the fleet's metered power (kW) every ``report_interval_s``.
+Registration is retried by the supervisor until the VTN answers.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pydantic
 from openleadr import OpenADRClient
+from sqlmodel import Session, col, select
 
+from bidding.capability import device_capability_kw
+from bidding.programme import Programme, load_programme
 from vpp.api.schemas import GridCallIn
 from vpp.config import OpenAdrSettings
+from vpp.daemon.openadr_signals import (
+    NotActionable,
+    Request,
+    active_window,
+    market_window,
+    read_request,
+)
 from vpp.errors import ConflictError, NotFoundError, StorageError, ValidationError
+from vpp.models import Device, DeviceStatus, GridEvent
 
 if TYPE_CHECKING:
     from vpp.daemon.services import Services
@@ -31,47 +48,57 @@ log = logging.getLogger("vpp.daemon.openadr")
 OPT_IN, OPT_OUT = "optIn", "optOut"
 
 
-def _signals(event: dict[str, Any]) -> list[dict[str, Any]]:
-    sig = event.get("event_signals") or []
-    return sig["event_signals"] if isinstance(sig, dict) else list(sig)
+@dataclass(frozen=True)
+class VenDecision:
+    """The VEN's answer to one VTN event, and why (``reason`` is set on an opt-out)."""
+
+    opt: str
+    reason: str | None = None
+    event_id: int | None = None  # the stored grid event, when the intake saw the call
 
 
-def requested_kw(event: dict[str, Any], simple_level_kw: float) -> float | None:
-    """The reduction an OpenADR event asks for, in kW (``None``: nothing we can act on)."""
-    best = None
-    for sig in _signals(event):
-        name = str(sig.get("signal_name", "")).upper()
-        values = [float(i.get("signal_payload", 0) or 0) for i in sig.get("intervals", [])]
-        if not values:
-            continue
-        if name == "LOAD_DISPATCH":
-            kw = max(abs(v) for v in values)
-        elif name == "SIMPLE" and simple_level_kw > 0:
-            kw = max(values) * simple_level_kw
-        else:
-            continue
-        best = kw if best is None else max(best, kw)
-    return best if best and best > 0 else None
-
-
-def to_call(event: dict[str, Any], settings: OpenAdrSettings, simple_level_kw: float
-            ) -> GridCallIn | None:
+def external_id(event: dict[str, Any]) -> str:
     desc = event["event_descriptor"]
-    period = event["active_period"]
-    start: datetime = period["dtstart"]
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
-    duration: timedelta = period["duration"]
-    kw = requested_kw(event, simple_level_kw)
-    if kw is None:
-        return None
     mod = int(desc.get("modification_number", 0) or 0)
-    ext = f"openadr:{desc['event_id']}" + (f":m{mod}" if mod else "")
+    return f"openadr:{desc['event_id']}" + (f":m{mod}" if mod else "")
+
+
+def event_type_for(programme: Programme, direction: str, notice_h: float, configured: str
+                   ) -> str:
+    """The product a VTN event is called as: ``configured`` unless ``auto``; then the first of
+    real time and day ahead whose notice bounds hold ``notice_h`` (hours), else real time (and
+    the intake refuses it with the notice reason)."""
+    if configured != "auto":
+        return configured
+    for event_type in ("real_time", "day_ahead"):
+        try:
+            p = programme.product(event_type, direction)
+        except ValidationError:
+            continue
+        if p.notice_min_hours <= notice_h and (p.notice_max_hours is None
+                                               or notice_h <= p.notice_max_hours):
+            return event_type
+    return "real_time"
+
+
+def to_call(event: dict[str, Any], settings: OpenAdrSettings, request: Request,
+            window: tuple[datetime, datetime], event_type: str) -> GridCallIn:
+    """The grid call for ``event``: ``request`` over ``window`` (the market intervals)."""
     return GridCallIn.model_validate({
-        "external_id": ext, "event_type": settings.event_type, "direction": "peak_shaving",
-        "start": start, "end": start + duration, "requested_kw": kw,
-        "programme": settings.programme,
+        "external_id": external_id(event), "event_type": event_type,
+        "direction": request.direction, "start": window[0], "end": window[1],
+        "requested_kw": round(request.requested_kw, 3), "programme": settings.programme,
     })
+
+
+def dependable_kw(session: Session, hours: float) -> float:
+    """What the fleet can dependably shed for ``hours`` (kW): the sum of
+    :func:`bidding.capability.device_capability_kw` over active, participating devices."""
+    total = 0.0
+    for d in session.exec(select(Device).where(Device.status == DeviceStatus.ACTIVE.value)):
+        if (d.preferences or {}).get("participate") is not False:
+            total += device_capability_kw(d, hours)
+    return total
 
 
 class Ven:
@@ -80,7 +107,7 @@ class Ven:
         self.settings = settings
         self.client: OpenADRClient | None = None
         self.registered = False
-        self.decisions: dict[str, str] = {}  # VTN event id -> optIn / optOut
+        self.decisions: dict[str, VenDecision] = {}  # VTN event id -> the last answer
 
     def _make_client(self) -> OpenADRClient:
         s = self.settings
@@ -119,43 +146,72 @@ class Ven:
         return float(value or 0.0)
 
     async def on_event(self, event: dict[str, Any]) -> str:
-        """Opt in when the intake accepts the call; out otherwise (the reason is logged)."""
+        """Opt in when the intake accepts the call; out otherwise (the reason is logged and
+        kept in :attr:`decisions`)."""
         desc = event["event_descriptor"]
         vtn_id = str(desc["event_id"])
+        if str(desc.get("event_status", "")).lower() == "cancelled":
+            await self._cancel_versions(vtn_id)
+            return self._answer(vtn_id, VenDecision(OPT_OUT, "cancelled by the VTN"))
+        try:
+            decision = await self._take(event)
+        except NotActionable as exc:
+            self.services.metrics.grid_calls.labels("openadr", "rejected").inc()
+            decision = VenDecision(OPT_OUT, exc.reason)
+        return self._answer(vtn_id, decision)
+
+    def _answer(self, vtn_id: str, decision: VenDecision) -> str:
+        self.decisions[vtn_id] = decision
+        if decision.opt == OPT_OUT:
+            log.warning("opted out of VTN event %s: %s", vtn_id, decision.reason,
+                        extra={"vtn_event_id": vtn_id, "event_id": decision.event_id,
+                               "reason": decision.reason})
+        return decision.opt
+
+    async def _take(self, event: dict[str, Any]) -> VenDecision:
+        """Read ``event``, hand the call to the intake, and say what it decided."""
         intake = self.services.intake
         if intake is None:
-            return OPT_OUT
-        status = str(desc.get("event_status", "")).lower()
-        if status == "cancelled":
-            await self._cancel_versions(vtn_id)
-            return OPT_OUT
+            raise NotActionable("the daemon's intake is not running")
+        start, end = active_window(event)
+        settings = self.services.settings
+        name = self.settings.programme or settings.bidding.programme
         try:
-            call = to_call(event, self.settings,
-                           self.services.settings.daemon.openadr.simple_level_kw)
+            programme = load_programme(name, settings.bidding.programmes_dir, start)
+        except (NotFoundError, ValidationError) as exc:
+            raise NotActionable(exc.message) from None
+        window = market_window(start, end, programme.interval_minutes, programme.timezone)
+        hours = (window[1] - window[0]) / timedelta(hours=1)
+        fleet = self.services.fleet
+        request = read_request(
+            event, fleet_load_kw=fleet.fleet_power_kw() if fleet is not None else None,
+            dependable_kw=await self.services.db.run(dependable_kw, hours),
+            simple_level_kw=self.settings.simple_level_kw)
+        notice_h = (window[0] - self.services.clock()) / timedelta(hours=1)
+        event_type = event_type_for(programme, request.direction, notice_h,
+                                    self.settings.event_type)
+        try:
+            call = to_call(event, self.settings, request, window, event_type)
         except pydantic.ValidationError as exc:
-            log.warning("VTN event not understood: %s", exc.errors()[0]["msg"],
-                        extra={"vtn_event_id": vtn_id})
-            return OPT_OUT
-        if call is None:
-            log.warning("VTN event has no signal we can act on", extra={"vtn_event_id": vtn_id})
-            return OPT_OUT
+            raise NotActionable(f"not understood: {exc.errors()[0]['msg']}") from None
+        desc = event["event_descriptor"]
         if int(desc.get("modification_number", 0) or 0):
-            await self._cancel_versions(vtn_id, keep=call.external_id)
+            await self._cancel_versions(str(desc["event_id"]), keep=call.external_id)
+        origin = {"vtn_event_id": str(desc["event_id"]),
+                  "modification_number": int(desc.get("modification_number", 0) or 0),
+                  "window": {"start": start.isoformat(), "end": end.isoformat()},
+                  "snapped_to_intervals": window != (start, end),
+                  "reading": request.reading}
         try:
             decision = await intake.receive(call, source="openadr",
-                                            actor=f"openadr:{self.settings.ven_name}")
+                                            actor=f"openadr:{self.settings.ven_name}",
+                                            origin=origin)
         except ConflictError as exc:
-            log.warning("VTN event conflicts: %s", exc.message, extra={"vtn_event_id": vtn_id})
-            return OPT_OUT
-        opt = OPT_IN if decision.accepted else OPT_OUT
-        self.decisions[vtn_id] = opt
-        return opt
+            raise NotActionable(exc.message) from None
+        return VenDecision(OPT_IN if decision.accepted else OPT_OUT,
+                           None if decision.accepted else decision.reason, decision.event_id)
 
     async def _cancel_versions(self, vtn_id: str, keep: str | None = None) -> None:
-        from sqlmodel import Session, col, select
-
-        from vpp.models import GridEvent
-
         def ids(s: Session) -> list[int]:
             rows = s.exec(select(GridEvent).where(
                 col(GridEvent.external_id).startswith(f"openadr:{vtn_id}"))).all()
@@ -164,7 +220,8 @@ class Ven:
                     and r.status in ("accepted", "active")]
 
         intake = self.services.intake
-        assert intake is not None
+        if intake is None:
+            return
         for event_id in await self.services.db.run(ids):
             try:
                 await intake.cancel(event_id, actor=f"openadr:{self.settings.ven_name}")

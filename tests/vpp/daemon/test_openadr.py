@@ -1,6 +1,9 @@
-"""A call by OpenADR 2.0b: openleadr's own VTN (OpenADRServer) on 127.0.0.1 sends an event to
-the daemon's VEN; it takes the same path as a REST call (intake, plan, setpoints on the simulated
-devices), the VEN opts in, and the VTN receives the fleet's load reports."""
+"""Calls by OpenADR 2.0b: openleadr's own VTN (OpenADRServer) on 127.0.0.1 sends events to
+the daemon's VEN; they take the same path as a REST call (intake, plan, setpoints on the
+simulated devices), and the VTN receives the fleet's load reports. An event off the 15-minute
+grid is taken over the market intervals that cover it; a SIMPLE level asks for what the fleet
+can dependably offer; a LOAD_DISPATCH setpoint is a load level (the reduction is the fleet's load
+minus it); what the VEN cannot act on is opted out of with the reason."""
 
 from __future__ import annotations
 
@@ -25,10 +28,16 @@ from tests.vpp.daemon.harness import (
     start_gateway,
     wait_for,
 )
-from vpp.daemon.openadr_ven import requested_kw
+from vpp.daemon.openadr_signals import NotActionable, Request, market_window, read_request
+from vpp.daemon.openadr_ven import event_type_for
 from vpp.daemon.service import Daemon
 from vpp.db import session_scope
 from vpp.models import GridEvent
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
 
 pytestmark = [
     # openleadr's scheduler and signxml use deprecated APIs of their dependencies
@@ -37,13 +46,78 @@ pytestmark = [
 ]
 
 
-def test_signal_mapping() -> None:
-    ev = {"event_signals": [{"signal_name": "LOAD_DISPATCH", "intervals": [
-        {"signal_payload": 4.0}, {"signal_payload": 7.5}]}]}
-    assert requested_kw(ev, 0.0) == 7.5
-    simple = {"event_signals": [{"signal_name": "simple", "intervals": [{"signal_payload": 2}]}]}
-    assert requested_kw(simple, 0.0) is None  # no kW per level configured: opt out
-    assert requested_kw(simple, 100.0) == 200.0
+def _dispatch(kind: str, *payloads: float, name: str = "LOAD_DISPATCH",
+              measurement: dict | None = None) -> dict:
+    sig = {"signal_name": name, "signal_type": kind,
+           "intervals": [{"signal_payload": p} for p in payloads]}
+    return {"event_signals": [{**sig, **({"measurement": measurement} if measurement else {})}]}
+
+
+def _read(event: dict, load: float | None = 900.0, dependable: float = 40.0,
+          per_level: float = 0.0) -> Request:
+    return read_request(event, fleet_load_kw=load, dependable_kw=dependable,
+                        simple_level_kw=per_level)
+
+
+def test_a_delta_is_the_change_asked_for() -> None:
+    r = _read(_dispatch("delta", -4.0, -7.5))
+    assert (r.requested_kw, r.direction) == (7.5, "peak_shaving")
+    r = _read(_dispatch("delta", 3.0))  # an increase: valley filling (the intake refuses it)
+    assert (r.requested_kw, r.direction) == (3.0, "valley_filling")
+    with pytest.raises(NotActionable, match="mixes reductions and increases"):
+        _read(_dispatch("delta", -2.0, 2.0))
+    mw = {"name": "power_real", "scale": "M", "unit": "W"}
+    assert _read(_dispatch("delta", -1.5, measurement=mw)).requested_kw == 1500.0
+    with pytest.raises(NotActionable, match="in energy_real, not real power"):
+        _read(_dispatch("delta", -1.0, measurement={"name": "energy_real", "scale": "k"}))
+
+
+def test_a_setpoint_is_a_load_level_not_a_reduction() -> None:
+    # hold the fleet at 600 kW while it draws 900: a reduction of 300 kW (not 600)
+    r = _read(_dispatch("setpoint", 700.0, 600.0))
+    assert (r.requested_kw, r.direction) == (300.0, "peak_shaving")
+    with pytest.raises(NotActionable, match="at or above the fleet's load of 900 kW"):
+        _read(_dispatch("setpoint", 1000.0))
+    with pytest.raises(NotActionable, match="load is not known yet"):
+        _read(_dispatch("setpoint", 600.0), load=None)
+    with pytest.raises(NotActionable, match="dispatches load by 'setpoint' or 'delta'"):
+        _read(_dispatch("level", 2.0))
+
+
+def test_simple_levels_ask_for_what_the_fleet_can_dependably_offer() -> None:
+    simple = _dispatch("level", 0, 2, name="SIMPLE")
+    r = _read(simple)  # no simple_level_kw: the fleet's dependable capacity
+    assert (r.requested_kw, r.direction) == (40.0, "peak_shaving")
+    assert _read(simple, per_level=100.0).requested_kw == 200.0  # the explicit mapping
+    with pytest.raises(NotActionable, match="level 0 .normal operation. asks for nothing"):
+        _read(_dispatch("level", 0, name="SIMPLE"))
+    with pytest.raises(NotActionable, match="no dependable capacity"):
+        _read(simple, dependable=0.0)
+    with pytest.raises(NotActionable, match="the event has: LOAD_CONTROL/x-loadControlCapacity"):
+        _read(_dispatch("x-loadControlCapacity", 0.5, name="LOAD_CONTROL"))
+
+
+def test_an_unaligned_window_is_covered_by_market_intervals() -> None:
+    sh = "Asia/Shanghai"
+    start = datetime(2026, 7, 15, 2, 7, 30, tzinfo=UTC)  # 10:07:30 in Shanghai
+    a, b = market_window(start, start + timedelta(hours=1), 15, sh)
+    assert (a, b) == (datetime(2026, 7, 15, 2, 0, tzinfo=UTC),
+                      datetime(2026, 7, 15, 3, 15, tzinfo=UTC))
+    aligned = datetime(2026, 7, 15, 2, 15, tzinfo=UTC)
+    assert market_window(aligned, aligned + timedelta(hours=1), 15, sh) == \
+        (aligned, aligned + timedelta(hours=1))
+
+
+def test_the_product_is_chosen_by_the_events_notice_on_the_shipped_programme() -> None:
+    from bidding.programme import load_programme
+    from tests.conftest import REPO_ROOT
+
+    p = load_programme("hunan-2026", REPO_ROOT / "config/programmes",
+                       datetime(2026, 7, 15, tzinfo=UTC))
+    assert event_type_for(p, "peak_shaving", 0.5, "auto") == "real_time"
+    assert event_type_for(p, "peak_shaving", 24.0, "auto") == "day_ahead"
+    assert event_type_for(p, "peak_shaving", 100.0, "auto") == "real_time"  # refused: too far
+    assert event_type_for(p, "peak_shaving", 24.0, "real_time") == "real_time"  # as configured
 
 
 async def test_vtn_event_is_dispatched_and_reported(sqlite_engine: Engine, tmp_path: Path) -> None:
@@ -51,7 +125,10 @@ async def test_vtn_event_is_dispatched_and_reported(sqlite_engine: Engine, tmp_p
     tokens = seed(engine)
     vtn_port = port()
     reports: list[tuple[datetime, float]] = []
-    opts: list[str] = []
+    opts: dict[str, str] = {}
+
+    def answered(ven_id: str, event_id: str, opt_type: str) -> None:
+        opts[event_id] = opt_type
 
     def on_register(registration_info: dict[str, Any]) -> tuple[str, str]:
         return "ven-xiang", "reg-1"
@@ -93,24 +170,29 @@ async def test_vtn_event_is_dispatched_and_reported(sqlite_engine: Engine, tmp_p
             await wait_for(lambda: asyncio.sleep(0, daemon.ven.registered), what="registration")
 
             now = datetime.now(UTC)
-            start = now - timedelta(minutes=now.minute % 15, seconds=now.second,
-                                    microseconds=now.microsecond)
+            boundary = now - timedelta(minutes=now.minute % 15, seconds=now.second,
+                                       microseconds=now.microsecond)
+            start = boundary + timedelta(minutes=7)  # not on a 15-minute boundary
             vtn.add_event(ven_id="ven-xiang", signal_name="LOAD_DISPATCH", signal_type="delta",
                           intervals=[{"dtstart": start, "duration": timedelta(hours=1),
-                                      "signal_payload": 6.0}],
-                          event_id="vtn-evt-1",
-                          callback=lambda ven_id, event_id, opt_type: opts.append(opt_type))
+                                      "signal_payload": -6.0}],
+                          event_id="vtn-evt-1", callback=answered)
 
-            await wait_for(lambda: asyncio.sleep(0, opts), timeout_s=30, what="the VEN's answer")
-            assert opts == ["optIn"]
+            await wait_for(lambda: asyncio.sleep(0, "vtn-evt-1" in opts), timeout_s=30,
+                           what="the VEN's answer")
+            assert opts["vtn-evt-1"] == "optIn", daemon.ven.decisions
 
-            def stored() -> GridEvent | None:
+            def stored(ext: str) -> GridEvent | None:
                 with session_scope(engine) as s:
-                    return s.exec(select(GridEvent).where(
-                        GridEvent.external_id == "openadr:vtn-evt-1")).first()
+                    return s.exec(select(GridEvent).where(GridEvent.external_id == ext)).first()
 
-            ev = stored()
+            ev = stored("openadr:vtn-evt-1")
             assert ev is not None and ev.source == "openadr" and ev.requested_kw == 6.0
+            # the market intervals covering the event; its own window kept with it
+            assert _aware(ev.start) == boundary
+            assert _aware(ev.end) == boundary + timedelta(hours=1, minutes=15)
+            assert ev.detail["origin"]["window"]["start"] == start.isoformat()
+            assert ev.detail["origin"]["snapped_to_intervals"]
 
             async def dispatched() -> dict | None:
                 d = await get_json(c, f"{base}/api/v1/events/{ev.id}/delivery", tokens.grid)
@@ -126,6 +208,30 @@ async def test_vtn_event_is_dispatched_and_reported(sqlite_engine: Engine, tmp_p
             async with c.get(f"{base}/metrics") as r:
                 assert 'vpp_grid_calls_total{decision="accepted",source="openadr"} 1.0' in \
                     await r.text()
+
+            # SIMPLE level 2, no simple_level_kw set: what the fleet can dependably offer
+            later = boundary + timedelta(hours=2)
+            vtn.add_event(ven_id="ven-xiang", signal_name="SIMPLE", signal_type="level",
+                          intervals=[{"dtstart": later, "duration": timedelta(hours=1),
+                                      "signal_payload": 2}],
+                          event_id="vtn-simple", callback=answered)
+            # a setpoint is a load level: 1 MW is above this fleet's load, nothing to reduce
+            vtn.add_event(ven_id="ven-xiang", signal_name="LOAD_DISPATCH",
+                          signal_type="setpoint",
+                          intervals=[{"dtstart": later + timedelta(hours=1, minutes=15),
+                                      "duration": timedelta(hours=1), "signal_payload": 1000.0}],
+                          event_id="vtn-setpoint", callback=answered)
+            await wait_for(lambda: asyncio.sleep(0, {"vtn-simple", "vtn-setpoint"} <= set(opts)),
+                           timeout_s=30, what="the VEN's answers to the SIMPLE and setpoint events")
+            assert opts["vtn-simple"] == "optIn", daemon.ven.decisions
+            simple = stored("openadr:vtn-simple")
+            assert simple is not None and simple.requested_kw == pytest.approx(10.0)  # 2 x 5 kW
+            assert "SIMPLE level 2: what the fleet can dependably offer" in \
+                simple.detail["origin"]["reading"]
+            assert opts["vtn-setpoint"] == "optOut"
+            reason = daemon.ven.decisions["vtn-setpoint"].reason
+            assert reason is not None and "setpoint 1000 kW is at or above the fleet's load" in reason
+            assert stored("openadr:vtn-setpoint") is None  # nothing asked: no call, no bid
     finally:
         await daemon.stop()
         await gw.stop()
