@@ -222,6 +222,36 @@ class OpenAdrSettings(_Section):
     simple_level_kw: float = Field(default=0.0, ge=0)
 
 
+class ControlSettings(_Section):
+    """The control loop's judgement of devices and re-plans (``[daemon.control]``).
+
+    A device *overrides* its setpoint when a reading taken while it holds a verified setpoint
+    shows it consuming more than that setpoint plus its kind's tolerance
+    (``tolerance_pct`` of its rated power, at least ``min_tolerance_kw``); for its kind's
+    ``response_s`` after a write the previous setpoint, if higher, still counts (the device is
+    ramping). Such a device leaves the event's plan for the rest of the event."""
+
+    tolerance_pct: dict[DeviceKind, float] = Field(default_factory=lambda: {
+        DeviceKind.BATTERY: 10.0, DeviceKind.EV_CHARGER: 15.0,
+        DeviceKind.COMMERCIAL_BUILDING: 15.0, DeviceKind.INDUSTRIAL_LOAD: 10.0})
+    min_tolerance_kw: float = Field(default=0.5, ge=0)
+    response_s: dict[DeviceKind, float] = Field(default_factory=lambda: {
+        DeviceKind.BATTERY: 15.0, DeviceKind.EV_CHARGER: 30.0,
+        DeviceKind.COMMERCIAL_BUILDING: 120.0, DeviceKind.INDUSTRIAL_LOAD: 60.0})
+    override_replan_after_s: float = Field(default=10.0, ge=0)  # batch overrides found in a row
+    unchanged_pct: float = Field(default=1.0, ge=0, le=100)  # re-plan "unchanged" within this
+
+    @field_validator("tolerance_pct", "response_s")
+    @classmethod
+    def _per_kind(cls, v: dict[DeviceKind, float]) -> dict[DeviceKind, float]:
+        missing = [k.value for k in DeviceKind if k not in v]
+        if missing:
+            raise ValueError(f"a value for every device kind is needed; missing: {missing}")
+        if any(x < 0 for x in v.values()):
+            raise ValueError("values must be >= 0")
+        return v
+
+
 class DaemonSettings(_Section):
     """``vpp serve``: control-loop periods, dispatch fan-out, re-plan rule, intake policy."""
 
@@ -238,6 +268,7 @@ class DaemonSettings(_Section):
     live_points: int = Field(default=1800, ge=10, le=100_000)
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     openadr: OpenAdrSettings = Field(default_factory=OpenAdrSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
 
 
 class CitySettings(_Section):

@@ -26,6 +26,7 @@ from vpp.api.schemas import (
     SettlementOut,
 )
 from vpp.daemon.delivery import event_delivery, latest_bid
+from vpp.daemon.overrides import excluded_out
 from vpp.errors import NotFoundError, StorageError
 from vpp.models import (
     Bid,
@@ -66,6 +67,7 @@ def _owner_event_ids(s: Session, owner_id: int) -> set[int]:
 
 def _event_out(s: Session, ev: GridEvent) -> EventOut:
     out = EventOut.model_validate(ev)
+    out.excluded_devices = excluded_out(ev)  # devices that left the plan (overrides.py)
     bid = latest_bid(s, int(ev.id or 0))
     out.declared_kw = bid.declared_kw if bid is not None else None
     st = s.exec(

@@ -210,6 +210,21 @@ class CallDecision(_Out):
     duplicate: bool = False
 
 
+class ExcludedDeviceOut(_Out):
+    """A device taken out of an event's plan for the rest of the event (it overrode its
+    setpoint): powers in kW, times aware."""
+
+    device_id: int
+    reason: str
+    at: datetime
+    kind: str
+    setpoint_kw: float
+    limit_kw: float
+    measured_kw: float
+    tolerance_kw: float
+    reading_at: datetime
+
+
 class EventOut(_Out):
     id: int
     external_id: str
@@ -227,6 +242,7 @@ class EventOut(_Out):
     delivered_kw: float | None = None
     revenue_fen: int | None = None
     revenue_yuan: str | None = None
+    excluded_devices: list[ExcludedDeviceOut] = Field(default_factory=list)
 
 
 class EventsQuery(_In):

@@ -1,19 +1,29 @@
-"""The control loop: plan, dispatch, watch delivery, re-plan, finish.
+"""The control loop: plan, dispatch, watch delivery and devices, re-plan, end the call, bring the
+devices back over the plan's tail, release.
 
 One step (every ``daemon.control_period_s``, or at once when a call arrives) walks the open
-events (``accepted``, ``active``, and cancelled ones not yet closed):
+events (``accepted``, ``active``, cancelled ones not yet closed, and any event whose plan is
+still active -- in its tail):
 
 * an event within one interval of its start and without an active plan is planned
   (:class:`~vpp.daemon.planning.Planner`; reason ``initial``);
 * from its start, the current interval's pending setpoints are written
   (:func:`~vpp.daemon.dispatch.dispatch_interval`); after a restart the setpoints already
   written for this interval are taken from the database, not sent again;
+* every device's latest reading is judged against the setpoint it holds
+  (:mod:`vpp.daemon.overrides`): a device that overrides it leaves the event for good
+  (recorded, audit logged, released) and a re-plan (``override``) moves its share to the others;
 * delivery (baseline minus metered power of the plan's devices) is compared with the declared
-  capacity; ``daemon.shortfall_checks`` short checks in a row, a planned device going offline,
-  changed owner preferences or a plan older than ``scheduler.replan_period_s`` trigger a re-plan
-  (at most every ``daemon.min_replan_interval_s``) without the devices that dropped out;
-* at its end (or when cancelled) devices are released, leftover setpoints marked ``stale``,
-  the plan ``completed`` and the event ``completed`` -- ready for settlement.
+  capacity; ``daemon.shortfall_checks`` short checks in a row (``shortfall``, the *measured*
+  shortfall recorded as the plan's ``trigger``), a planned device going offline, changed owner
+  preferences or a plan older than ``scheduler.replan_period_s`` trigger a re-plan (at most
+  every ``daemon.min_replan_interval_s``) without the devices that dropped out. A re-plan that
+  changes nothing is not written, and each one in a row doubles the wait before the next
+  (up to ``scheduler.replan_period_s``);
+* at the call's end the event becomes ``completed`` (settlement may run) while its plan stays
+  active: the plan's tail setpoints (``[scheduler] event_tail_minutes``) bring the devices back
+  as planned; at the tail's end (or at once when the event is cancelled) the devices are
+  released, leftover setpoints marked ``stale`` and the plan ``completed``.
 """
 
 from __future__ import annotations
@@ -25,13 +35,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from vpp.api.schemas import EventOut, LivePoint
 from vpp.daemon.delivery import latest_bid, signed_response
 from vpp.daemon.dispatch import dispatch_interval, written_setpoints
 from vpp.daemon.intake import ACCEPTED, ACTIVE, CANCELLED, COMPLETED
+from vpp.daemon.overrides import OverrideWatch, excluded_ids, excluded_out, exclusion_entry
 from vpp.daemon.planning import Planner
 from vpp.errors import ValidationError
 from vpp.models import AuditLog, DispatchPlan, GridEvent, Setpoint
@@ -44,8 +55,10 @@ log = logging.getLogger("vpp.daemon.control")
 
 
 def _open_events(s: Session, now: datetime) -> list[dict[str, Any]]:
+    in_tail = select(DispatchPlan.event_id).where(DispatchPlan.status == "active")
     rows = s.exec(select(GridEvent).where(
-        col(GridEvent.status).in_((ACCEPTED, ACTIVE, CANCELLED)),
+        or_(col(GridEvent.status).in_((ACCEPTED, ACTIVE, CANCELLED)),
+            col(GridEvent.id).in_(in_tail)),
         col(GridEvent.end) > now - timedelta(days=2),
     ).order_by(col(GridEvent.start))).all()
     out = []
@@ -69,8 +82,19 @@ def _set_status(s: Session, event_id: int, status: str) -> None:
         s.add(ev)
 
 
+def _end_call(s: Session, event_id: int) -> bool:
+    """The call's window is over: the event is ``completed`` (ready for settlement); its plan
+    stays active for the tail. Returns whether the status changed."""
+    ev = s.get(GridEvent, event_id)
+    if ev is None or ev.status not in (ACCEPTED, ACTIVE):
+        return False
+    _set_status(s, event_id, COMPLETED)
+    return True
+
+
 def _close(s: Session, event_id: int, now: datetime) -> list[int]:
-    """Mark the event finished; return the devices that had setpoints written."""
+    """Mark the event's dispatch finished; return the devices to release: those that had
+    setpoints written, less those already released when they left the event."""
     ev = s.get(GridEvent, event_id)
     if ev is None:
         return []
@@ -84,10 +108,10 @@ def _close(s: Session, event_id: int, now: datetime) -> list[int]:
             plan.status = "completed"
             s.add(plan)
     ev.detail = {**(ev.detail or {}), "closed_at": now.isoformat()}
-    if ev.status != CANCELLED:
+    if ev.status in (ACCEPTED, ACTIVE):
         _set_status(s, event_id, COMPLETED)
     s.add(ev)
-    return sorted(written)
+    return sorted(written - excluded_ids(ev))
 
 
 def _save_delivered(s: Session, event_id: int, delivered_kw: float) -> None:
@@ -97,12 +121,23 @@ def _save_delivered(s: Session, event_id: int, delivered_kw: float) -> None:
         s.add(ev)
 
 
+def _tail_end(ev: GridEvent, plan: DispatchPlan | None) -> datetime:
+    """When the plan's dispatch ends: its ``tail_end`` (plans made before the tail was
+    dispatched have none: the call's end)."""
+    end = (plan.detail or {}).get("tail_end") if plan is not None else None
+    return datetime.fromisoformat(end) if end else ev.end
+
+
 class ControlLoop:
     def __init__(self, services: Services, planner: Planner | None = None) -> None:
         self.services = services
         self.planner = planner or Planner(services)
+        self.overrides = OverrideWatch(services)
         self.live: deque[LivePoint] = deque(maxlen=services.settings.daemon.live_points)
         self._short: dict[int, int] = {}
+        self._short_kw: dict[int, list[tuple[float, float]]] = {}  # (declared, delivered)
+        self._useless: dict[int, int] = {}  # re-plans in a row that changed nothing
+        self._override_due: set[int] = set()  # events with devices excluded since their plan
         self._planned_at: dict[int, float] = {}
         self._done: set[tuple[int, datetime]] = set()
         self._resumed: set[int] = set()
@@ -137,36 +172,57 @@ class ControlLoop:
     async def _handle(self, item: dict[str, Any], now: datetime) -> dict[str, Any] | None:
         ev: GridEvent = item["event"]
         event_id = int(ev.id or 0)
-        services = self.services
-        minutes = services.settings.service.market_interval_minutes
+        minutes = self.services.settings.service.market_interval_minutes
         step = timedelta(minutes=minutes)
-        if ev.status == CANCELLED or now >= ev.end:
+        if ev.status == CANCELLED:
             await self._finish(event_id, now)
+            return None
+        if now >= ev.end:
+            await self._tail(item, now)
             return None
         if now < ev.start - step:
             return None
         plan: DispatchPlan | None = item["plan"]
+        if plan is not None and now >= ev.start:
+            await self._check_overrides(ev, now)
         reason = self._replan_reason(ev, plan, now)
         if reason is not None:
-            exclude = set()
-            if plan is not None and services.fleet is not None:
-                exclude = {i for i in (plan.detail or {}).get("device_ids", [])
-                           if services.fleet.known_offline(int(i))}
-            try:
-                await self.planner.plan(event_id, reason, exclude)
-            except ValidationError as exc:
-                log.error("cannot plan: %s", exc.message, extra={"event_id": event_id})
+            if not await self._replan(ev, plan, reason):
                 return None
-            self._planned_at[event_id] = time.monotonic()
-            self._short[event_id] = 0
-            item = next((x for x in await services.db.run(_open_events, now)
+            item = next((x for x in await self.services.db.run(_open_events, now)
                          if x["event"].id == event_id), item)
             plan = item["plan"]
         if plan is None or now < ev.start:
             return None
         if ev.status == ACCEPTED:
-            await services.db.run(_set_status, event_id, ACTIVE)
+            await self.services.db.run(_set_status, event_id, ACTIVE)
             ev.status = ACTIVE
+        current = await self._dispatch(event_id, plan, now)
+        return self._watch(ev, plan, item["declared_kw"], current, step)
+
+    async def _tail(self, item: dict[str, Any], now: datetime) -> None:
+        """After the call: the event is completed at once (settlement may run); the plan's
+        tail setpoints are written until its tail ends, then the devices are released."""
+        ev: GridEvent = item["event"]
+        event_id = int(ev.id or 0)
+        plan: DispatchPlan | None = item["plan"]
+        tail_end = _tail_end(ev, plan)
+        if await self.services.db.run(_end_call, event_id):
+            ev.status = COMPLETED
+            log.info("call ended; devices come back over the plan's tail",
+                     extra={"event_id": event_id, "tail_end": tail_end.isoformat()})
+            self.services.supervisor.wake("settle")
+        if plan is None or now >= tail_end:
+            await self._finish(event_id, now)
+            return
+        await self._check_overrides(ev, now)
+        await self._dispatch(event_id, plan, now)
+
+    async def _dispatch(self, event_id: int, plan: DispatchPlan, now: datetime) -> datetime:
+        """Write the current interval's pending setpoints of ``plan`` once; returns the
+        interval's start."""
+        services = self.services
+        minutes = services.settings.service.market_interval_minutes
         tz = ZoneInfo(services.settings.service.timezone)
         current = floor_to_interval(now.astimezone(tz), minutes)
         plan_id = int(plan.id or 0)
@@ -176,17 +232,67 @@ class ControlLoop:
             if services.fleet is not None:
                 for device_id, kw in held.items():
                     services.fleet.restore_setpoint(device_id, kw)
+            verified = await services.db.run(written_setpoints, plan_id, current, True)
+            await self.overrides.wrote(event_id, verified, now)
             self._resumed.add(plan_id)
         key = (plan_id, current)
         if key not in self._done:
             report = await dispatch_interval(services, event_id, plan_id, current)
             self._done.add(key)
+            await self.overrides.wrote(event_id, report.held, services.clock())
             if report.sent:
                 self._dispatched_at[event_id] = time.monotonic()
             t_recv = services.intake.received_at.pop(event_id, None) if services.intake else None
             if t_recv is not None and report.sent:
                 services.metrics.call_to_dispatch.observe(time.perf_counter() - t_recv)
-        return self._watch(ev, plan, item["declared_kw"], current, step)
+        return current
+
+    async def _check_overrides(self, ev: GridEvent, now: datetime) -> None:
+        """Take the devices that override their setpoints out of the event."""
+        event_id = int(ev.id or 0)
+        found = self.overrides.check(event_id, excluded_ids(ev))
+        if not found:
+            return
+        await self.overrides.exclude(event_id, found, now)
+        ev.detail = {**(ev.detail or {}), "excluded_devices": {
+            **{str(o.device_id): exclusion_entry(o, now) for o in found},
+            **(ev.detail or {}).get("excluded_devices", {})}}
+        if now < ev.end:
+            self._override_due.add(event_id)
+
+    def _exclude(self, ev: GridEvent, plan: DispatchPlan | None) -> set[int]:
+        """Devices a re-plan leaves out: those that left the event, and planned devices
+        found offline."""
+        out = excluded_ids(ev)
+        fleet = self.services.fleet
+        if plan is not None and fleet is not None:
+            out |= {int(i) for i in (plan.detail or {}).get("device_ids", [])
+                    if fleet.known_offline(int(i))}
+        return out
+
+    async def _replan(self, ev: GridEvent, plan: DispatchPlan | None, reason: str) -> bool:
+        """Plan ``ev``; False when it cannot be planned."""
+        event_id = int(ev.id or 0)
+        trigger = self._shortfall_measured(event_id) if reason == "shortfall" else None
+        try:
+            out = await self.planner.plan(event_id, reason, self._exclude(ev, plan), trigger)
+        except ValidationError as exc:
+            log.error("cannot plan: %s", exc.message, extra={"event_id": event_id})
+            return False
+        self._planned_at[event_id] = time.monotonic()
+        self._short[event_id] = 0
+        self._short_kw.pop(event_id, None)
+        self._override_due.discard(event_id)
+        self._useless[event_id] = 0 if out.changed else self._useless.get(event_id, 0) + 1
+        return True
+
+    def _shortfall_measured(self, event_id: int) -> dict[str, float]:
+        """The measured shortfall (kW) over the short checks that triggered a re-plan."""
+        checks = self._short_kw.get(event_id) or [(0.0, 0.0)]
+        declared = sum(c[0] for c in checks) / len(checks)
+        delivered = sum(c[1] for c in checks) / len(checks)
+        return {"measured_shortfall_kw": round(declared - delivered, 3),
+                "measured_delivered_kw": round(delivered, 3), "declared_kw": round(declared, 3)}
 
     def _replan_reason(self, ev: GridEvent, plan: DispatchPlan | None, now: datetime
                        ) -> str | None:
@@ -194,12 +300,18 @@ class ControlLoop:
         if plan is None:
             return "initial"
         settings = self.services.settings
+        d = settings.daemon
         planned = self._planned_at.get(event_id)
         # after a restart the plan's age comes from the database, so that a restart does not
         # open the door to an immediate re-plan
         since = (time.monotonic() - planned if planned is not None
                  else (now - plan.created_at).total_seconds())
-        if since < settings.daemon.min_replan_interval_s:
+        if event_id in self._override_due and since >= d.control.override_replan_after_s:
+            return "override"
+        # each re-plan in a row that changed nothing doubles the wait before the next
+        wait = min(d.min_replan_interval_s * 2 ** self._useless.get(event_id, 0),
+                   max(d.min_replan_interval_s, settings.scheduler.replan_period_s))
+        if since < wait:
             return None
         fleet = self.services.fleet
         # not yet polled (just after a restart) is not offline: re-planning then would write
@@ -207,7 +319,7 @@ class ControlLoop:
         if fleet is not None and any(fleet.known_offline(int(i))
                                      for i in (plan.detail or {}).get("device_ids", [])):
             return "device_offline"
-        if self._short.get(event_id, 0) >= settings.daemon.shortfall_checks:
+        if self._short.get(event_id, 0) >= d.shortfall_checks:
             return "shortfall"
         if self._prefs_dirty:
             return "preferences"
@@ -218,7 +330,8 @@ class ControlLoop:
 
     def _watch(self, ev: GridEvent, plan: DispatchPlan, declared_kw: float, current: datetime,
                step: timedelta) -> dict[str, Any]:
-        """Compare delivery with the declared capacity; count short checks."""
+        """Compare delivery with the declared capacity; count short checks and keep what
+        they measured (the shortfall a ``shortfall`` re-plan reports)."""
         event_id = int(ev.id or 0)
         d = plan.detail or {}
         starts = [datetime.fromisoformat(x) for x in d.get("intervals", [])]
@@ -236,8 +349,12 @@ class ControlLoop:
             tol = self.services.settings.daemon.shortfall_tolerance_pct / 100
             if not ramping and delivered < declared_kw * (1 - tol):
                 self._short[event_id] = self._short.get(event_id, 0) + 1
+                checks = self._short_kw.setdefault(event_id, [])
+                checks.append((declared_kw, delivered))
+                del checks[:-self.services.settings.daemon.shortfall_checks]
             else:
                 self._short[event_id] = 0
+                self._short_kw.pop(event_id, None)
         return {"event": ev, "baseline_kw": baseline, "declared_kw": declared_kw,
                 "delivered_kw": delivered, "power_kw": power}
 
@@ -253,6 +370,10 @@ class ControlLoop:
             services.metrics.delivered_kw.remove(str(event_id))
         except KeyError:
             pass
+        self.overrides.forget(event_id)
+        for state in (self._short, self._short_kw, self._useless):
+            state.pop(event_id, None)
+        self._override_due.discard(event_id)
         log.info("event finished; devices released",
                  extra={"event_id": event_id, "released": len(devices)})
         services.supervisor.wake("settle")
@@ -291,7 +412,8 @@ class ControlLoop:
         out: dict[str, Any] = {"series": series}
         if a:
             out["active_event"] = EventOut.model_validate(a["event"]).model_copy(
-                update={"declared_kw": a["declared_kw"], "delivered_kw": a["delivered_kw"]})
+                update={"declared_kw": a["declared_kw"], "delivered_kw": a["delivered_kw"],
+                        "excluded_devices": excluded_out(a["event"])})
             out["baseline_kw"] = a["baseline_kw"]
             if a["baseline_kw"] is not None:
                 sign = -1 if a["event"].direction == "peak_shaving" else 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -39,6 +39,9 @@ class DispatchReport:
     failed: int
     stale: int
     seconds: float
+    #: device -> kW of the writes verified by read-back (``written``/``clamped``): what each
+    #: device now holds, for :mod:`vpp.daemon.overrides`
+    held: dict[int, float] = field(default_factory=dict)
 
 
 def outcome(r: SetpointResult) -> str:
@@ -84,12 +87,15 @@ def _record(s: Session, event_id: int, results: list[tuple[int, SetpointResult]]
     ])
 
 
-def written_setpoints(s: Session, plan_id: int, interval_start: datetime) -> dict[int, float]:
-    """Setpoints of this interval that reached their devices (for resuming after a restart)."""
+def written_setpoints(s: Session, plan_id: int, interval_start: datetime,
+                      verified_only: bool = False) -> dict[int, float]:
+    """Setpoints of this interval that reached their devices (for resuming after a restart);
+    ``verified_only``: those whose read-back matched (what the devices are known to hold)."""
+    statuses = ("written", "clamped") if verified_only else ("written", "clamped", "unverified")
     return {
         r.device_id: r.setpoint_kw for r in s.exec(select(Setpoint).where(
             Setpoint.plan_id == plan_id, Setpoint.interval_start == interval_start,
-            col(Setpoint.status).in_(("written", "clamped", "unverified"))))
+            col(Setpoint.status).in_(statuses)))
     }
 
 
@@ -133,5 +139,7 @@ async def dispatch_interval(services: Services, event_id: int, plan_id: int,
                                          "load_s": round(t_write - t0, 3),
                                          "write_s": round(t_record - t_write, 3),
                                          "record_s": round(t_done - t_record, 3)})
+    held = {r.device_id: r.written_kw for _, r in results
+            if outcome(r) in ("written", "clamped")}
     return DispatchReport(plan_id, interval_start, len(rows), len(rows) - failed, failed, stale,
-                          seconds)
+                          seconds, held)

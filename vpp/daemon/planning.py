@@ -2,7 +2,8 @@
 
 The horizon is the event's intervals plus ``[scheduler] event_tail_minutes`` (4 h) in which
 the rebound of buildings, the industrial make-up and the batteries' recharge to their state of
-charge at the call must fit (the plan writes setpoints for the call only); intervals
+charge at the call must fit (setpoints are written for the call and the tail, see
+:mod:`vpp.daemon.plan_store`); intervals
 before the current one are pinned (``now_index``), so every plan of one event has the same QP
 structure and a re-plan re-solves it warm. Devices: enrolled, active, polled (their
 state is known), not opted out (``preferences.participate = false``) and of an owner with a
@@ -25,8 +26,9 @@ run shed 25% over); over the tail the fleet's power stays between its baseline a
 The solve runs in a one-thread executor (never on the event loop) through
 :class:`vpp.scheduler.service.Scheduler`, which keeps the built QP while the fleet's structure is
 unchanged and merges identical devices into exact virtual devices (``aggregate=True``). The result is one ``DispatchPlan`` row (``detail``: intervals, devices, fleet
-baseline and target, per-owner baselines) and one ``Setpoint`` row per device and event
-interval, written in bulk; older plans of the event become ``superseded``.
+baseline and target, per-owner baselines) and one ``Setpoint`` row per device and interval of
+the call and its tail, written in bulk; older plans of the event become ``superseded``; a
+re-plan that changes nothing is not written (:mod:`vpp.daemon.plan_store`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, insert, update
+from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -51,6 +53,7 @@ from bidding.programme import load_programme
 from device_adapters.protocol import DeviceState
 from forecasting.baselines import compute_baseline
 from vpp.daemon.delivery import declared_by_owner, latest_bid
+from vpp.daemon.plan_store import Stored, store_plan
 from vpp.device_kinds import (
     BatteryParams,
     CommercialBuildingParams,
@@ -62,9 +65,7 @@ from vpp.errors import NotFoundError, ValidationError
 from vpp.models import (
     Device,
     DeviceStatus,
-    DispatchPlan,
     GridEvent,
-    Setpoint,
     TelemetryReading,
     table_of,
 )
@@ -91,6 +92,7 @@ class PlanOutcome:
     shortfall_kw: float
     solve_seconds: float
     current_interval: datetime
+    changed: bool = True  # False: a re-plan equal to the active plan, not written
 
 
 def event_intervals(ev: GridEvent, minutes: int) -> list[datetime]:
@@ -413,79 +415,39 @@ class Planner:
         return sched.plan(inp["devices"], data, options)
 
     def _store(self, s: Session, inp: dict[str, Any], result: Any, reason: str,
-               wall_s: float) -> int:
-        ev: GridEvent = inp["event"]
-        n_event = inp["n_event"]
-        sl = inp["now"]  # the event's intervals from the current one
-        ids = [int(i) for i in result.device_ids]
-        owners = inp["owners"]
-        base = np.asarray(result.baseline_kw)[:, sl]
-        owner_base: dict[str, list[float]] = {}
-        for i, did in enumerate(ids):
-            key = str(owners[did])
-            prev = owner_base.get(key, [0.0] * n_event)
-            owner_base[key] = [round(a + float(b), 4) for a, b in zip(prev, base[i], strict=True)]
-        fleet_base = base.sum(axis=0)
-        short = np.nan_to_num(np.asarray(result.shortfall_kw)[sl])
-        detail = {
-            "reason": reason,
-            "intervals": [t.isoformat() for t in inp["intervals"]],
-            "device_ids": ids,
-            "baseline_kw": [round(float(v), 3) for v in fleet_base],
-            "target_kw": [float(inp["declared_kw"])] * n_event,
-            "planned_kw": [round(float(v), 3) for v in np.asarray(result.power_kw)[:, sl]
-                           .sum(axis=0)],
-            "owner_baseline_kw": owner_base,
-            "status": str(result.status),
-            "iterations": int(result.iterations),
-            "warnings": list(getattr(result, "warnings", []))[:20],
-            "binding": [b.describe() for b in getattr(result, "binding", [])][:10],
-            "wall_seconds": round(wall_s, 4),
-        }
-        for old in s.exec(select(DispatchPlan).where(DispatchPlan.event_id == ev.id,
-                                                    DispatchPlan.status == "active")):
-            old.status = "superseded"
-            s.add(old)
-            s.execute(update(Setpoint).where(col(Setpoint.plan_id) == old.id,
-                                             col(Setpoint.status) == "pending")
-                      .values(status="superseded"))
-        plan = DispatchPlan(
-            event_id=ev.id, horizon_start=inp["h0"], interval_minutes=inp["minutes"],
-            status="active", objective=float(result.objective_yuan),
-            shortfall_kw=float(short.max()) if short.size else 0.0,
-            solve_seconds=float(result.solve_time_s), detail=detail,
-        )
-        s.add(plan)
-        s.flush()
-        sp = np.asarray(result.setpoint_kw)[:, sl]
-        pw = np.asarray(result.power_kw)[:, sl]
-        rows = [
-            {"plan_id": plan.id, "device_id": did, "interval_start": inp["intervals"][t],
-             "setpoint_kw": float(sp[i, t]), "requested_kw": float(pw[i, t]),
-             "status": "pending"}
-            for i, did in enumerate(ids) for t in range(n_event)
-        ]
-        if rows:
-            s.execute(insert(Setpoint), rows)
-        return int(plan.id or 0)
+               wall_s: float) -> Stored:
+        """The plan and its setpoint rows over the call and the tail (:mod:`.plan_store`);
+        a re-plan that changes nothing is not written."""
+        return store_plan(s, inp, result, reason, wall_s,
+                          self.services.settings.daemon.control.unchanged_pct,
+                          inp.get("trigger"))
 
-    async def plan(self, event_id: int, reason: str, exclude: set[int] | None = None
-                   ) -> PlanOutcome:
+    async def plan(self, event_id: int, reason: str, exclude: set[int] | None = None,
+                   trigger: dict[str, float] | None = None) -> PlanOutcome:
+        """Plan (or re-plan) ``event_id`` without the devices in ``exclude``. ``trigger``: what
+        the control loop measured that made it re-plan (kW), kept in the plan's detail."""
         services = self.services
         t0 = time.perf_counter()
         now = services.clock()
         inp = await services.db.run(self._prepare, event_id, now, set(exclude or ()))
         inp["reason"] = reason
+        inp["trigger"] = trigger
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._pool, self._solve, inp)
         wall = time.perf_counter() - t0
-        plan_id = await services.db.run(self._store, inp, result, reason, wall)
+        stored = await services.db.run(self._store, inp, result, reason, wall)
         services.metrics.solve_seconds.observe(float(result.solve_time_s))
-        services.metrics.plans.labels(reason).inc()
         short = float(np.nan_to_num(np.asarray(result.shortfall_kw)[inp["now"]]).max())
-        log.info("planned", extra={"event_id": event_id, "plan_id": plan_id, "reason": reason,
-                                   "devices": len(inp["devices"]), "shortfall_kw": round(short, 1),
-                                   "solve_s": round(float(result.solve_time_s), 3)})
-        return PlanOutcome(plan_id, len(inp["devices"]), short, float(result.solve_time_s),
-                           inp["intervals"][0])
-
+        # the plan's own shortfall (what the devices cannot cover on paper) is not the
+        # measured one that triggered a "shortfall" re-plan: both are logged, by name
+        extra = {"event_id": event_id, "plan_id": stored.plan_id, "reason": reason,
+                 "devices": len(inp["devices"]), "planned_shortfall_kw": round(short, 1),
+                 "solve_s": round(float(result.solve_time_s), 3), **(trigger or {})}
+        if stored.changed:
+            services.metrics.plans.labels(reason).inc()
+            log.info("planned", extra=extra)
+        else:
+            log.info("re-plan changes nothing (same devices, same setpoints); not written",
+                     extra=extra)
+        return PlanOutcome(stored.plan_id, len(inp["devices"]), short,
+                           float(result.solve_time_s), inp["intervals"][0], stored.changed)

@@ -24,6 +24,7 @@ from vpp.models import DispatchPlan, Setpoint
 from vpp.telemetry_store import Reading, write_readings
 
 START = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)  # 18:00 in Zhuzhou
+_HOUR = timedelta(hours=1)
 
 
 def _event(engine: Engine, owner_id: int, host: str, hours: int,
@@ -46,13 +47,19 @@ async def test_replans_in_later_intervals_reuse_the_built_model(sqlite_engine: E
     for k, out in enumerate(outs):
         assert out.current_interval == START + timedelta(minutes=15 * k)
         assert out.shortfall_kw < 0.01 * 8.0
+        current = START + timedelta(minutes=15 * k)
         with session_scope(engine) as s:
-            rows = s.exec(select(Setpoint).where(Setpoint.plan_id == out.plan_id)).all()
-            # one setpoint per device for each interval left in the event, from the current one
+            # a re-plan equal to the active plan is not written: its rows are the active plan's
+            rows = [r for r in s.exec(select(Setpoint).where(Setpoint.plan_id == out.plan_id))
+                    if r.interval_start.replace(tzinfo=UTC) >= current]
+            # one setpoint per device for each interval left in the event and its 4 h tail,
+            # from the current one
+            assert len(rows) == len(ids) * (4 - k + 16)
+            assert all(0.0 <= r.setpoint_kw <= 20.0 for r in rows)
+            rows = [r for r in rows if r.interval_start.replace(tzinfo=UTC) < START + _HOUR]
             assert len(rows) == len(ids) * (4 - k)
             got = sorted({r.interval_start.replace(tzinfo=UTC) for r in rows})
-            assert got[0] == START + timedelta(minutes=15 * k)
-            assert all(0.0 <= r.setpoint_kw <= 20.0 for r in rows)
+            assert got[0] == current
             # together they still shed the declared 8 kW off the 30 kW baseline
             for t in got:
                 total = sum(r.setpoint_kw for r in rows
@@ -77,8 +84,9 @@ async def test_a_replan_counts_the_shed_time_already_used(sqlite_engine: Engine,
     assert out.current_interval == START + timedelta(hours=1)
     assert out.shortfall_kw == pytest.approx(8.0, abs=0.05)
     with session_scope(engine) as s:
-        rows = s.exec(select(Setpoint).where(Setpoint.plan_id == out.plan_id)).all()
-        assert len(rows) == len(ids) * 4
+        rows = [r for r in s.exec(select(Setpoint).where(Setpoint.plan_id == out.plan_id))
+                if r.interval_start.replace(tzinfo=UTC) < START + 2 * _HOUR]
+        assert len(rows) == len(ids) * 4  # the call's last hour (its tail follows)
         assert all(r.setpoint_kw >= 15.0 - 0.05 for r in rows)  # no more curtailment
 
 
@@ -92,10 +100,18 @@ async def test_a_replan_stops_at_its_time_limit_and_the_first_plan_does_not(
     settings = daemon_settings(tmp_path, str(engine.url))
     settings = settings.model_copy(update={"scheduler": settings.scheduler.model_copy(
         update={"replan_time_limit_s": 1e-7})})
-    now = [START]
-    # the re-plan in a later interval has work to do
-    first, again = await plan_at(planner_at(engine, settings, now), event_id, now, START,
-                                [(1, "initial"), (16, "shortfall")])
+    now = [START + timedelta(minutes=1)]
+    planner = planner_at(engine, settings, now)
+    try:
+        first = await planner.plan(event_id, "initial")
+        # the re-plan in a later interval has work to do: one load is gone, the other takes
+        # its share (a re-plan equal to the active plan would not be written)
+        now[0] = START + timedelta(minutes=16)
+        again = await planner.plan(event_id, "device_offline", {ids[1]})
+    finally:
+        planner.close()
+        planner.services.db.close()
+    assert again.changed and again.plan_id != first.plan_id
     with session_scope(engine) as s:
         p1 = s.get(DispatchPlan, first.plan_id)
         p2 = s.get(DispatchPlan, again.plan_id)

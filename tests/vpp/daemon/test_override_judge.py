@@ -1,0 +1,55 @@
+"""How a reading is judged against the setpoint a device holds (:mod:`vpp.daemon.overrides`):
+the kind's tolerance, its response time after a write, and only readings taken under that
+setpoint. The daemon-level behaviour is in ``test_overrides.py``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from device_adapters.protocol import DeviceState
+from vpp.config import ControlSettings
+from vpp.daemon.overrides import Held, judge, tolerance_kw
+from vpp.device_kinds import DeviceKind
+
+T0 = datetime(2026, 7, 15, 6, 0, tzinfo=UTC)
+C = ControlSettings()
+
+
+def _held(kind: DeviceKind = DeviceKind.COMMERCIAL_BUILDING, previous: float | None = None
+          ) -> Held:
+    return Held(7, kind, 400.0, 150.0, previous, T0)
+
+
+def _reading(seconds: float, kw: float, active: float | None = 150.0) -> DeviceState:
+    return DeviceState(7, T0 + timedelta(seconds=seconds), kw, None, None, None, True, 0.0, 0.0,
+                       {"active_setpoint_kw": active})
+
+
+def test_a_building_at_387_kw_under_a_150_kw_limit_overrides() -> None:
+    # the reported run: 400 kW buildings, limit 150 kW, readings 150 <-> 387 kW
+    assert tolerance_kw(C, DeviceKind.COMMERCIAL_BUILDING, 400.0) == pytest.approx(60.0)
+    o = judge(_held(), _reading(130, 387.0), C)
+    assert o is not None and o.measured_kw == 387.0 and o.limit_kw == 150.0
+    assert judge(_held(), _reading(130, 150.0), C) is None  # at its limit
+    assert judge(_held(), _reading(130, 90.0), C) is None  # below a cap is no override
+    assert judge(_held(), _reading(130, 205.0), C) is None  # inside the tolerance
+
+
+def test_a_device_still_following_a_new_setpoint_is_not_an_override() -> None:
+    # within the building's response time its previous (higher) limit still counts, and a
+    # first limit is not judged yet
+    assert judge(_held(previous=380.0), _reading(60, 387.0), C) is None
+    assert judge(_held(previous=300.0), _reading(60, 387.0), C) is not None
+    assert judge(_held(), _reading(60, 387.0), C) is None
+    # a battery answers in 15 s, with a tolerance of 10% of its rating
+    battery = Held(7, DeviceKind.BATTERY, 5.0, -4.0, None, T0)
+    assert judge(battery, _reading(20, -2.0, active=-4.0), C) is not None
+    assert judge(battery, _reading(20, -3.6, active=-4.0), C) is None
+
+
+def test_only_readings_taken_under_the_held_setpoint_count() -> None:
+    assert judge(_held(), _reading(-1, 387.0), C) is None  # read before the write
+    assert judge(_held(), _reading(130, 387.0, active=None), C) is None  # released by then
+    assert judge(_held(), _reading(130, 387.0, active=200.0), C) is None  # another setpoint
