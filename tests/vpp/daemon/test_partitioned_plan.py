@@ -61,8 +61,10 @@ async def test_a_fleet_above_partition_size_is_planned_on_dask(sqlite_engine: En
         assert plan is not None and plan.detail["status"] == "solved"
         assert any("partitioned on Dask: 2 partitions" in w for w in plan.detail["warnings"])
         rows = s.exec(select(Setpoint).where(Setpoint.plan_id == out.plan_id)).all()
-        assert len(rows) == len(ids) * 4
+        assert len(rows) == len(ids) * (4 + 16)  # the call and its 4 h tail
         assert all(0.0 <= r.setpoint_kw <= 20.0 for r in rows)  # within the declared limits
-        for t in {r.interval_start for r in rows}:
-            total = sum(r.setpoint_kw for r in rows if r.interval_start == t)
+        call = [r for r in rows if r.interval_start.replace(tzinfo=UTC) < START + timedelta(hours=1)]
+        assert len(call) == len(ids) * 4
+        for t in {r.interval_start for r in call}:
+            total = sum(r.setpoint_kw for r in call if r.interval_start == t)
             assert total <= 12 * 15.0 - 24.0 * 0.99  # the fleet sheds the declared 24 kW
