@@ -30,7 +30,7 @@ owner's share is kept for settlement.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
@@ -218,3 +218,23 @@ def aggregate_offers(
         declared_kw=round(total, 3), price_yuan_per_kwh=price, owners=kept,
         shares={o.owner_id: o.declared_kw / total for o in kept},
     )
+
+
+def cap_owner_offers(offers: Sequence[OwnerOffer], requested_kw: float | None
+               ) -> tuple[list[OwnerOffer], float | None]:
+    """Scale owners' offers down pro rata so their sum is at most ``requested_kw``.
+
+    Returns the offers and the uncapped total when a cap applied (else None). Declaring more
+    than the grid asked for earns nothing and risks a band penalty on the excess.
+    """
+    total = sum(o.declared_kw for o in offers if o.declared_kw > 0)
+    if requested_kw is None or requested_kw <= 0 or total <= requested_kw:
+        return list(offers), None
+    f = requested_kw / total
+    out = [replace(o, declared_kw=round(o.declared_kw * f, 3)) for o in offers]
+    # rounding must not push the sum over the request
+    excess = sum(o.declared_kw for o in out) - requested_kw
+    if excess > 0:
+        k = max(range(len(out)), key=lambda i: out[i].declared_kw)
+        out[k] = replace(out[k], declared_kw=round(out[k].declared_kw - excess, 3))
+    return out, round(total, 3)

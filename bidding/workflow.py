@@ -12,7 +12,7 @@ are skipped by the baseline; gaps inside the settled window are an error).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,12 +28,12 @@ from sqlmodel import select as sql_select
 from bidding.capability import device_capability_kw
 from bidding.ledger import PostedSettlement, post_settlement
 from bidding.offer import (
-    OwnerOffer,
     VppOffer,
     aggregate_offers,
     deliverable_quantiles,
     owner_offer,
 )
+from bidding.offer import cap_owner_offers as cap_offers
 from bidding.programme import Programme, load_programme
 from bidding.settlement import (
     EventSettlement,
@@ -245,26 +245,6 @@ def scheduler_envelopes(
                                    interval_minutes=interval_minutes)
         out[o] = env.reduction_kw
     return out
-
-
-def cap_offers(offers: Sequence[OwnerOffer], requested_kw: float | None
-               ) -> tuple[list[OwnerOffer], float | None]:
-    """Scale owners' offers down pro rata so their sum is at most ``requested_kw``.
-
-    Returns the offers and the uncapped total when a cap applied (else None). Declaring more
-    than the grid asked for earns nothing and risks a band penalty on the excess.
-    """
-    total = sum(o.declared_kw for o in offers if o.declared_kw > 0)
-    if requested_kw is None or requested_kw <= 0 or total <= requested_kw:
-        return list(offers), None
-    f = requested_kw / total
-    out = [replace(o, declared_kw=round(o.declared_kw * f, 3)) for o in offers]
-    # rounding must not push the sum over the request
-    excess = sum(o.declared_kw for o in out) - requested_kw
-    if excess > 0:
-        k = max(range(len(out)), key=lambda i: out[i].declared_kw)
-        out[k] = replace(out[k], declared_kw=round(out[k].declared_kw - excess, 3))
-    return out, round(total, 3)
 
 
 def bid_event(

@@ -201,6 +201,10 @@ class BiddingSettings(_Section):
     programmes_dir: Path = DEFAULT_CONFIG_DIR / "programmes"
     aggregator_fee_pct: float = Field(default=15.0, ge=0, le=100)
     delivery_confidence: float = Field(default=0.9, gt=0, lt=1)
+    #: a fleet without the history an offer is made from declares this % of what its devices
+    #: can hold for the whole event (bidding.fallback): 40% is penalised only if the fleet
+    #: delivers under 20% of that estimate (band floor 50%), paid in full up to 48% (ceiling 120%)
+    no_history_fraction_pct: float = Field(default=40.0, gt=0, le=100)
 
 
 class OpenAdrSettings(_Section):

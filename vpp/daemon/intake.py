@@ -9,8 +9,9 @@ forecast (:mod:`vpp.daemon.forecasts`), else their metered history; the schedule
 envelope over those quantiles at the latest polled states of charge -- the bid's
 ``detail.sources`` says which), and wakes the control loop, which plans and dispatches. Where no
 owner has the history ``bid_event`` needs (a fleet enrolled today: ``NoHistoryError``),
-:func:`envelope_offer` -- the same :mod:`bidding.offer` rules over the dependable envelope with
-no forecast spread -- is used instead, and the bid says so (``detail.rule``). When the estimate
+:func:`bidding.fallback.no_history_offer` is used instead -- a declared share
+(``[bidding] no_history_fraction_pct``) of what the devices can hold for the whole event,
+never nameplate -- and the bid says so and why (``detail.rule``, ``detail.reason``). When the estimate
 exists but yields no admissible offer (below the programme's minimum, say), the call is
 declined with that reason: falling back to nameplate capability there over-declares (the
 1,021-device full-stack run declared 23 MW against an honest 5 MW and was penalised). A call
@@ -28,24 +29,22 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import numpy as np
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bidding.capability import device_capability_kw
-from bidding.offer import aggregate_offers, deliverable_quantiles, owner_offer
+from bidding.fallback import history_gap, no_history_offer
 from bidding.programme import Product, Programme, load_programme
 from bidding.workflow import bid_event
 from forecasting.calendars import make_calendar
 from vpp.api.schemas import CallDecision, GridCallIn
 from vpp.errors import ConflictError, NoHistoryError, NotFoundError, ValidationError
-from vpp.models import AuditLog, Bid, Device, DeviceStatus, GridEvent
+from vpp.models import AuditLog, Bid, Device, DeviceStatus, GridEvent, TelemetryReading
 
 if TYPE_CHECKING:
     from vpp.daemon.services import Services
@@ -62,13 +61,6 @@ OPEN_STATUSES = (ACCEPTED, ACTIVE)
 DISPATCHED_DIRECTIONS = ("peak_shaving",)
 
 
-@dataclass(frozen=True)
-class Offer:
-    declared_kw: float
-    price_yuan_per_kwh: Decimal
-    detail: dict[str, Any]
-
-
 def _fingerprint(call: GridCallIn) -> dict[str, Any]:
     return call.model_dump(mode="json", exclude={"external_id"})
 
@@ -82,46 +74,6 @@ def bid_price(product: Product, call: GridCallIn) -> Decimal:
     if not caps:
         raise ValidationError(f"{product.key} has no energy price or cap to bid at")
     return Decimal(min(caps))
-
-
-def envelope_offer(programme: Programme, product: Product, call: GridCallIn,
-                   devices: list[Device], confidence: float) -> Offer:
-    """Fallback offer when :func:`bidding.workflow.bid_event` has no history to work from.
-
-    Envelope: each owner's dependable capability for the event's duration
-    (:func:`bidding.capability.device_capability_kw`, over participating active devices).
-    Response quantiles: :func:`bidding.offer.deliverable_quantiles` with the baseline as its own
-    load quantiles (no load-forecast spread is known at intake), then
-    :func:`bidding.offer.owner_offer` and :func:`bidding.offer.aggregate_offers` (caps, minimums).
-    The total is capped at what the grid requested, owners scaled down pro rata.
-    """
-    hours = (call.end - call.start).total_seconds() / 3600
-    envelope: dict[int, float] = {}
-    for d in devices:
-        if d.status != DeviceStatus.ACTIVE.value or (d.preferences or {}).get("participate") is False:
-            continue
-        envelope[d.owner_id] = envelope.get(d.owner_id, 0.0) + device_capability_kw(d, hours)
-    price = bid_price(product, call)
-    levels = [0.1, 0.5, 0.9]
-    offers = []
-    for owner_id, env in sorted(envelope.items()):
-        env_arr = np.array([env])
-        base = np.array([0.0])
-        rq = deliverable_quantiles(env_arr, base, np.tile(base, (len(levels), 1)),
-                                   direction=call.direction)
-        offers.append(owner_offer(owner_id, levels, rq, env_arr, programme.band, price,
-                                  confidence=confidence))
-    vpp_offer = aggregate_offers(offers, product, price,
-                                 min_declared_kw=programme.rules.min_declared_kw)
-    scale = min(1.0, call.requested_kw / vpp_offer.declared_kw)
-    owners = {o.owner_id: round(o.declared_kw * scale, 3) for o in vpp_offer.owners}
-    detail = vpp_offer.to_detail()
-    detail["rule"] = "envelope only (no load history for bidding.workflow.bid_event)"
-    for o in detail["owners"]:
-        o["declared_kw"] = owners[o["owner_id"]]
-    detail["envelope_kw"] = {str(k): round(v, 3) for k, v in envelope.items()}
-    return Offer(declared_kw=round(sum(owners.values()), 3), price_yuan_per_kwh=price,
-                 detail=detail)
 
 
 class Intake:
@@ -230,12 +182,29 @@ class Intake:
         return reason
 
     def _envelope_bid(self, session: Session, event_id: int, call: GridCallIn,
-                      confidence: float) -> None:
+                      reason: str) -> None:
+        """No history to bid from (``reason``): :func:`bidding.fallback.no_history_offer`, a
+        declared share of what the participating active devices can hold for the event."""
+        settings = self.services.settings
         programme, product = self._product(call)
-        devices = list(session.exec(select(Device)))
-        offer = envelope_offer(programme, product, call, devices, confidence)
-        if offer.declared_kw <= 0:
-            raise ValidationError("no capacity to offer for this event")
+        devices = [d for d in session.exec(select(Device))
+                   if d.status == DeviceStatus.ACTIVE.value
+                   and (d.preferences or {}).get("participate") is not False]
+        first = session.exec(select(func.min(TelemetryReading.ts)).where(
+            col(TelemetryReading.device_id).in_([d.id for d in devices]))).one() if devices else None
+        if first is not None and first.tzinfo is None:  # SQLite's min() of a stored UTC time
+            first = first.replace(tzinfo=UTC)
+        local = call.start.astimezone(ZoneInfo(programme.timezone)).date()
+        working = bool(make_calendar(settings.forecasting.calendar).is_workday([local])[0])
+        fleet = self.services.fleet
+        soc = {int(d.id or 0): float(st.soc_pct) for d in devices
+               if fleet is not None and (st := fleet.latest(int(d.id or 0))) is not None
+               and st.soc_pct is not None}
+        offer = no_history_offer(
+            devices, programme, product, start=call.start, end=call.end,
+            requested_kw=call.requested_kw, price_yuan_per_kwh=bid_price(product, call),
+            fraction_pct=settings.bidding.no_history_fraction_pct,
+            gap=history_gap(product.baseline, working, call.start, first, reason), soc_pct=soc)
         session.add(Bid(event_id=event_id, declared_kw=offer.declared_kw,
                         price_yuan_per_kwh=offer.price_yuan_per_kwh, status="submitted",
                         detail=offer.detail))
@@ -282,10 +251,10 @@ class Intake:
             # minimum): decline rather than declare nameplate capability the fleet cannot shed
             return f"no offer: {exc.message}"
         try:
-            await services.db.run(self._envelope_bid, event_id, call, confidence)
+            await services.db.run(self._envelope_bid, event_id, call, first)
         except (ValidationError, NotFoundError) as exc:
             return f"{exc.message} (bidding from history: {first})"
-        log.info("bid from the envelope only: %s", first, extra={"event_id": event_id})
+        log.info("bid without history: %s", first, extra={"event_id": event_id})
         return None
 
     def _decision(self, session: Session, ev: GridEvent, duplicate: bool = False) -> CallDecision:

@@ -1,5 +1,5 @@
 """The intake bids through bidding's own database edge (bidding.workflow.bid_event) when the
-owners have metered history, falls back to the envelope-only offer (saying so) when not, and
+owners have metered history, falls back to bidding.fallback's offer (saying so) when not, and
 declines a call when the estimate yields no admissible offer."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 from tests.vpp.api.conftest import Api
@@ -55,12 +56,18 @@ def _bid(api: Api, event_id: int) -> Bid:
         return s.exec(select(Bid).where(Bid.event_id == event_id)).one()
 
 
-async def test_without_history_the_envelope_offer_is_used(api: Api) -> None:
+async def test_without_history_a_share_of_what_the_fleet_holds_is_declared(api: Api) -> None:
+    """Two furnaces that can curtail 40 kW each for 2 h: 40% of their 80 kW, with the rule and
+    the reason in the bid (until issue 23: 50 kW, the request, from nameplate capability)."""
     _plant(api)
     decision = await _call(api, "rt-no-history")
-    assert decision["accepted"] and decision["declared_kw"] == 50.0  # capped at the request
+    assert decision["accepted"] and decision["declared_kw"] == pytest.approx(32.0)
     bid = _bid(api, decision["event_id"])
-    assert bid.detail["rule"].startswith("envelope only")
+    assert re.fullmatch(r"no history: (5 working|3 non-working) days needed, 0 held; "
+                        r"declared 40% of the dependable envelope", bid.detail["rule"])
+    assert "no owner has a load forecast or a whole day of metered history" in \
+        bid.detail["reason"]
+    assert bid.detail["envelope_kw"] == pytest.approx(80.0)
 
 
 async def test_with_history_bidding_workflow_makes_the_offer(api: Api) -> None:
@@ -105,5 +112,22 @@ async def test_an_offer_below_the_programme_minimum_declines_the_call(api: Api) 
         decision = await r.json()
     assert not decision["accepted"] and decision["status"] == "rejected", decision
     assert "no offer" in decision["reason"] and "below the programme minimum" in decision["reason"]
+    with session_scope(api.engine) as s:
+        assert s.exec(select(Bid).where(Bid.event_id == decision["event_id"])).first() is None
+
+
+async def test_without_history_an_offer_below_the_minimum_declines_the_call(api: Api) -> None:
+    # nameplate (2 x 40 kW, capped at the 50 kW asked) would clear a 40 kW minimum; 40% of it
+    # does not: the call is declined with both reasons, nothing bid
+    _plant(api)
+    path = Path(api.services.settings.bidding.programmes_dir) / f"{PROGRAMME}.toml"
+    path.write_text(re.sub(r"min_declared_kw = [\d.]+", "min_declared_kw = 40.0",
+                           path.read_text()))
+    async with api.http.post(api.url + "/api/v1/grid/calls", json=call_now("rt-tiny", 50.0),
+                             headers=auth(api.tokens.grid)) as r:
+        decision = await r.json()
+    assert not decision["accepted"] and decision["status"] == "rejected", decision
+    assert "offer of 32 kW is below the programme minimum of 40 kW" in decision["reason"]
+    assert "bidding from history: event" in decision["reason"]
     with session_scope(api.engine) as s:
         assert s.exec(select(Bid).where(Bid.event_id == decision["event_id"])).first() is None

@@ -1,0 +1,179 @@
+"""The offer of a fleet without the history an offer is normally made from: a declared share of
+what it can hold for the whole event, with the rule and the reason in the bid.
+
+:func:`bidding.workflow.bid_event` needs load quantiles (the daemon's forecast or metered
+days); a fleet enrolled today has neither. Declaring its nameplate then is what cost the
+first-run owner 2,375.98 yuan: 15 MW declared for 100 buildings that could hold about a tenth
+of it, comfort protection took over within minutes, delivery fell to 34%, below the band. So:
+
+* **Dependable envelope** (:func:`held_kw`), per device, what it can hold for the event's whole
+  duration -- :func:`bidding.capability.device_capability_kw` (shed and curtail minutes,
+  battery energy at full usable charge), further limited by
+  - buildings: the comfort band. With no indoor temperature known the building is taken at
+    the middle of its band, so it may drift half the band; shedding ``P`` kW of electric HVAC
+    adds ``COP x P`` kW of heat, so ``P <= C x band/2 / (COP x hours)`` (``C`` the thermal
+    capacitance in kWh/degC, :data:`ASSUMED_COP` = 3, a typical VRF/chiller figure: a higher
+    true COP makes the building hold less, which the declared fraction absorbs);
+  - batteries: the energy above the minimum state of charge at the latest reading
+    (``soc_pct``), or, unknown, half the usable window;
+  - EV chargers: a charger sheds only while a vehicle charges: its charge (and V2G) power
+    times the share of posts in use (:data:`bidding.capability.DEFAULT_AVAILABILITY`, 0.5);
+  and each kind times its season's availability (air conditioning sheds little in spring).
+* **Declared**: ``fraction_pct`` (``[bidding] no_history_fraction_pct``, default 40%) of that
+  envelope per owner, capped at the grid's request, then the programme's minimum (a small
+  fleet's call is declined with that reason, never padded to nameplate). With the hunan-2026
+  band (paid 50-120% of declared), 40% of the envelope is penalised only if the fleet delivers
+  less than 20% of what it is estimated to hold, and is paid in full up to 48% of it.
+
+Pure computation: no database; the daemon's intake reads the rows and writes the bid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from bidding.capability import DEFAULT_AVAILABILITY, SEASON_MONTHS, device_capability_kw
+from bidding.offer import CapacityChoice, OwnerOffer, aggregate_offers, cap_owner_offers
+from bidding.programme import Product, Programme
+from forecasting.baselines import BaselineSpec, day_type_name
+from vpp.device_kinds import (
+    BatteryParams,
+    CommercialBuildingParams,
+    DeviceKind,
+    EvChargerParams,
+    parse_params,
+)
+
+#: Electric-to-thermal ratio assumed for a building's HVAC (kW of heat per kW electric).
+ASSUMED_COP = 3.0
+
+#: Share of a battery's usable window assumed charged when no reading says otherwise.
+UNKNOWN_SOC_SHARE = 0.5
+
+
+class OwnedDevice(Protocol):
+    id: int | None
+    owner_id: int
+    kind: str
+    params: dict[str, Any]
+    min_setpoint_kw: float
+    max_setpoint_kw: float
+
+
+@dataclass(frozen=True)
+class HistoryGap:
+    """Why there is no offer from history: days the programme's baseline needs (``needed``) of
+    the event day's type (``day_type``), days of metered history held, and the message of
+    :class:`vpp.errors.NoHistoryError`."""
+
+    needed_days: int
+    held_days: int
+    day_type: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NoHistoryOffer:
+    declared_kw: float
+    price_yuan_per_kwh: Decimal
+    owner_declared_kw: dict[int, float]
+    detail: dict[str, Any] = field(default_factory=dict)  # for Bid.detail (JSON)
+
+
+def needed_days(spec: BaselineSpec, working_day: bool) -> int:
+    """Days of history the programme's baseline method uses for an event on such a day."""
+    if spec.method == "similar_days":
+        return spec.n_working_days if working_day else spec.n_nonworking_days
+    if spec.method == "x_of_y":
+        return spec.y
+    return spec.lookback_days
+
+
+def history_gap(spec: BaselineSpec, working_day: bool, event_start: datetime,
+                first_reading: datetime | None, reason: str) -> HistoryGap:
+    """The gap for an event starting at ``event_start`` on a (non-)working day: whole days of
+    metered history since the fleet's ``first_reading`` (None: none at all)."""
+    held = 0 if first_reading is None else max((event_start - first_reading).days, 0)
+    return HistoryGap(needed_days(spec, working_day), held, day_type_name(working_day), reason)
+
+
+def season_of(month: int) -> str:
+    return next(s for s, months in SEASON_MONTHS.items() if month in months)
+
+
+def held_kw(device: OwnedDevice, duration_h: float, month: int,
+            soc_pct: float | None = None) -> float:
+    """Dependable kW the device holds for ``duration_h`` hours in ``month`` (module docstring)."""
+    if duration_h <= 0:
+        raise ValueError("duration_h must be positive")
+    kind = DeviceKind(device.kind)
+    p = parse_params(kind, device.params)
+    kw = device_capability_kw(device, duration_h)  # type: ignore[arg-type]  # same attributes
+    if isinstance(p, CommercialBuildingParams):
+        half_band_c = (p.comfort_max_c - p.comfort_min_c) / 2
+        kw = min(kw, p.thermal_capacitance_kwh_per_c * half_band_c / (ASSUMED_COP * duration_h))
+    elif isinstance(p, BatteryParams):
+        window = (p.soc_max_pct - p.soc_min_pct) / 100
+        above_min = (window * UNKNOWN_SOC_SHARE if soc_pct is None
+                     else max(min(soc_pct, p.soc_max_pct) - p.soc_min_pct, 0.0) / 100)
+        kw = min(kw, p.capacity_kwh * above_min * p.discharge_efficiency / duration_h)
+    elif isinstance(p, EvChargerParams):
+        pass  # in use for part of the time only: the availability factor below
+    return max(kw, 0.0) * DEFAULT_AVAILABILITY[season_of(month)].get(kind, 1.0)
+
+
+def rule_text(gap: HistoryGap, fraction_pct: float) -> str:
+    return (f"no history: {gap.needed_days} {gap.day_type}s needed, {gap.held_days} held; "
+            f"declared {fraction_pct:g}% of the dependable envelope")
+
+
+def no_history_offer(
+    devices: Sequence[OwnedDevice], programme: Programme, product: Product, *,
+    start: datetime, end: datetime, requested_kw: float, price_yuan_per_kwh: Decimal,
+    fraction_pct: float, gap: HistoryGap, soc_pct: Mapping[int, float] | None = None,
+) -> NoHistoryOffer:
+    """The offer for ``devices`` (participating ones, the caller's filter) over ``start..end``
+    (aware; its local month picks the season). Raises :class:`vpp.errors.ValidationError`
+    with the reason when it is not admissible (nothing to offer, below the programme's
+    minimum)."""
+    if not 0 < fraction_pct <= 100:
+        raise ValueError(f"fraction_pct must be in (0, 100], got {fraction_pct}")
+    hours = (end - start).total_seconds() / 3600
+    month = start.astimezone(ZoneInfo(programme.timezone)).month
+    soc = soc_pct or {}
+    envelope: dict[int, float] = {}
+    by_kind: dict[str, float] = {}
+    for d in devices:
+        kw = held_kw(d, hours, month, soc.get(int(d.id or 0)))
+        envelope[d.owner_id] = envelope.get(d.owner_id, 0.0) + kw
+        by_kind[d.kind] = by_kind.get(d.kind, 0.0) + kw
+    f = fraction_pct / 100
+    rule = rule_text(gap, fraction_pct)
+    offers = [OwnerOffer(o, round(env * f, 3), CapacityChoice(
+        declared_kw=round(env * f, 3), expected_value_yuan_per_h=0.0, expected_response_kw=env,
+        p_penalty=0.0, limited_by="no history"))
+        for o, env in sorted(envelope.items())]
+    offers, capped_from = cap_owner_offers(offers, requested_kw)
+    vpp = aggregate_offers(offers, product, price_yuan_per_kwh,
+                           min_declared_kw=programme.rules.min_declared_kw)
+    detail = {
+        "rule": rule, "reason": gap.reason, "event_type": vpp.event_type,
+        "direction": vpp.direction, "fraction_pct": fraction_pct,
+        "history": {"needed_days": gap.needed_days, "held_days": gap.held_days,
+                    "day_type": gap.day_type},
+        "owners": [{"owner_id": o.owner_id, "declared_kw": o.declared_kw,
+                    "share": vpp.shares.get(o.owner_id, 0.0),
+                    "envelope_kw": round(envelope[o.owner_id], 3), "limited_by": rule}
+                   for o in vpp.owners],
+        "envelope_kw": round(sum(envelope.values()), 3),
+        "envelope_by_kind_kw": {k: round(v, 3) for k, v in sorted(by_kind.items())},
+        "season": season_of(month), "assumed_cop": ASSUMED_COP,
+        "requested_kw": requested_kw, "capped_from_kw": capped_from,
+    }
+    return NoHistoryOffer(declared_kw=vpp.declared_kw, price_yuan_per_kwh=vpp.price_yuan_per_kwh,
+                          owner_declared_kw=vpp.owner_declared_kw(), detail=detail)

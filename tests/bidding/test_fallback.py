@@ -1,0 +1,133 @@
+"""The offer of a fleet without history (bidding.fallback): a declared share of what the devices
+can hold for the whole event, with the rule and the reason, never nameplate.
+
+Issue 23's first run: 100 simulated buildings (coolmaster-vrf, 220 kW sheddable each, comfort
+24-27 degC, 40 kWh/degC) declared 15 MW from nameplate; comfort protection took over within
+minutes and the owner paid 2,375.98 yuan. Each can hold about 20 kW for an hour (1.5 degC of
+drift x 40 kWh/degC / COP 3), so 100 of them hold 2 MW and declare 800 kW.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from bidding.fallback import (
+    HistoryGap,
+    held_kw,
+    history_gap,
+    needed_days,
+    no_history_offer,
+)
+from bidding.programme import load_programme
+from sim.fleet import SYNTHETIC_KINDS, SyntheticKind
+from tests.conftest import REPO_ROOT
+from vpp.config import Settings
+from vpp.errors import ValidationError
+
+START = datetime(2026, 7, 15, 11, 0, tzinfo=UTC)  # 19:00 in Zhuzhou, summer
+GAP = HistoryGap(5, 0, "working day", "event 1: no owner has a whole day of metered history")
+
+
+@dataclass
+class Dev:
+    id: int
+    owner_id: int
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    min_setpoint_kw: float = 0.0
+    max_setpoint_kw: float = 0.0
+
+
+def _of(kind: SyntheticKind, i: int, owner: int = 1) -> Dev:
+    return Dev(i, owner, kind.kind.value, kind.params, kind.min_setpoint_kw, kind.max_setpoint_kw)
+
+
+def _kind(profile: str) -> SyntheticKind:
+    return next(k for k in SYNTHETIC_KINDS if k.profile == profile)
+
+
+def _hunan():
+    programme = load_programme("hunan-2026", REPO_ROOT / "config/programmes", START)
+    return programme, programme.product("real_time", "peak_shaving")
+
+
+def test_the_shipped_default_is_forty_percent() -> None:
+    assert Settings().bidding.no_history_fraction_pct == 40.0
+
+
+def test_each_kind_counts_what_it_holds_for_the_whole_event() -> None:
+    building = _of(_kind("coolmaster-vrf"), 1)
+    # nameplate shed 220 kW; the comfort band holds 1.5 degC x 40 kWh/degC / 3 = 20 kWh of it
+    assert held_kw(building, 1.0, 7) == pytest.approx(20.0)
+    assert held_kw(building, 2.0, 7) == pytest.approx(10.0)
+    assert held_kw(building, 1.0, 4) == pytest.approx(6.0)  # spring: little cooling to shed
+    plant = _of(_kind("industrial-plc"), 2)
+    assert held_kw(plant, 1.0, 7) == 250.0
+    assert held_kw(plant, 1.5, 7) == 0.0  # 60 minutes of curtailment cannot hold 90
+    charger = _of(_kind("alfen-ng9xx"), 3)
+    assert held_kw(charger, 1.0, 7) == pytest.approx(11.0)  # half the posts in use
+    battery = _of(_kind("sunspec"), 4)  # 10 kW, 20 kWh, 10-95 %
+    assert held_kw(battery, 2.0, 7, soc_pct=95.0) == pytest.approx(10 * 0.85 * 0.95 * 20 / 20)
+    assert held_kw(battery, 2.0, 7, soc_pct=12.0) == pytest.approx(20 * 0.02 * 0.95 / 2)
+    assert held_kw(battery, 2.0, 7) == pytest.approx(20 * 0.85 * 0.5 * 0.95 / 2)  # unknown
+
+
+def test_a_hundred_buildings_declare_a_share_of_what_they_hold() -> None:
+    programme, product = _hunan()
+    devices = [_of(_kind("coolmaster-vrf"), i) for i in range(100)]
+    with pytest.raises(ValidationError, match="below the programme minimum of 10,000 kW"):
+        no_history_offer(devices, programme, product, start=START,
+                         end=START + timedelta(hours=1), requested_kw=15000.0,
+                         price_yuan_per_kwh=Decimal("2.0"), fraction_pct=40.0, gap=GAP)
+    small = programme.model_copy(update={"rules": programme.rules.model_copy(
+        update={"min_declared_kw": 0.0})})
+    offer = no_history_offer(devices, small, product, start=START,
+                             end=START + timedelta(hours=1), requested_kw=15000.0,
+                             price_yuan_per_kwh=Decimal("2.0"), fraction_pct=40.0, gap=GAP)
+    assert offer.declared_kw == pytest.approx(800.0)  # not 15 MW
+    d = offer.detail
+    assert d["rule"] == ("no history: 5 working days needed, 0 held; "
+                         "declared 40% of the dependable envelope")
+    assert d["reason"] == GAP.reason
+    assert d["envelope_kw"] == pytest.approx(2000.0)
+    assert d["owners"] == [{"owner_id": 1, "declared_kw": 800.0, "share": 1.0,
+                            "envelope_kw": 2000.0, "limited_by": d["rule"]}]
+
+
+def test_the_synthetic_fleet_of_a_first_run_clears_ten_megawatts_from_490_devices() -> None:
+    """What `vpp sim gateways --devices N` must serve for a 1 h call on the shipped
+    hunan-2026 (minimum 10 MW): gateways of 100 devices cycle through the kinds, the fifth
+    (industrial loads, 250 kW each for up to 60 minutes) carries the offer."""
+    programme, product = _hunan()
+
+    def fleet(n: int) -> list[Dev]:
+        return [_of(SYNTHETIC_KINDS[(i // 100) % len(SYNTHETIC_KINDS)], i + 1, owner=i // 100)
+                for i in range(n)]
+
+    def offer(n: int, owners_requested: float = 50_000.0):
+        return no_history_offer(fleet(n), programme, product, start=START,
+                                end=START + timedelta(hours=1), requested_kw=owners_requested,
+                                price_yuan_per_kwh=Decimal("2.0"), fraction_pct=40.0, gap=GAP)
+
+    assert offer(490).declared_kw >= 10_000.0
+    with pytest.raises(ValidationError, match="below the programme minimum"):
+        offer(480)
+    assert offer(500).declared_kw == pytest.approx(11_595.0, abs=1.0)
+    assert offer(500, 12_000.0).detail["capped_from_kw"] is None
+    capped = offer(700, 12_000.0)
+    assert capped.declared_kw == pytest.approx(12_000.0)
+    assert capped.detail["capped_from_kw"] > 12_000.0
+
+
+def test_the_history_the_programme_needs_and_the_days_held() -> None:
+    _, product = _hunan()
+    spec = product.baseline
+    assert needed_days(spec, True) == 5 and needed_days(spec, False) == 3
+    gap = history_gap(spec, False, START, START - timedelta(days=2, hours=3), "why")
+    assert (gap.needed_days, gap.held_days, gap.day_type) == (3, 2, "non-working day")
+    assert history_gap(spec, True, START, None, "why").held_days == 0
