@@ -107,3 +107,15 @@ def band_warnings(reduction_kw: np.ndarray, bounds: CallBounds, tol_kw: float) -
         out.append(f"reduction exceeds the call's ceiling by up to {above[t]:.1f} kW "
                    f"(interval {t})")
     return out
+
+
+#: Share of the fleet's rating at which a slack's marginal cost has doubled.
+SLACK_SPREAD = 0.01
+
+
+def slack_curvature(weights: Weights, kappa: float, n_devices: int) -> float:
+    """The QP's diagonal ``P`` entry of each slack (per unit ``kappa * S``, objective over
+    ``dt * S / N``): its cost grows quadratically, doubling at :data:`SLACK_SPREAD` of the
+    fleet's rating, so an excess the plan cannot avoid (a rebound past the limit) is spread
+    over the tail instead of put all in the interval where energy is cheapest."""
+    return weights.rebound_yuan_per_kwh * kappa**2 * n_devices / SLACK_SPREAD

@@ -27,7 +27,7 @@ from vpp.device_kinds import DeviceKind
 from vpp.errors import ValidationError
 from vpp.scheduler import battery, ev, shed
 from vpp.scheduler.block import INF, Block, Context
-from vpp.scheduler.call_rows import band_warnings, call_bounds
+from vpp.scheduler.call_rows import band_warnings, call_bounds, slack_curvature
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate, validate_device
 from vpp.scheduler.plan import Binding, DispatchPlan
 from vpp.scheduler.reference import as_osqp_result, solve_clarabel
@@ -245,7 +245,8 @@ class DispatchModel:
         )
         A.sum_duplicates()
         self.A = A
-        pd = np.concatenate(pdiag + [np.full(ny + n * n_extra, _TINY)])
+        quad = 0.0 if self.exchange else slack_curvature(self.weights, self.kappa, N)
+        pd = np.concatenate(pdiag + [np.full(ny, _TINY), np.full(n * n_extra, max(quad, _TINY))])
         self.P = sp.csc_matrix((pd, (np.arange(self.nx), np.arange(self.nx))),
                                shape=(self.nx, self.nx))
         assert self.P.nnz == self.nx
@@ -322,8 +323,7 @@ class DispatchModel:
                                   f"{self.interval_minutes}")
 
     def set_options(self, options: SolverOptions) -> None:
-        """Change the solver settings (tolerance, iteration cap, polishing, time limit) without
-        rebuilding: the next solve still warm-starts the same OSQP workspace."""
+        """New solver settings without a rebuild (the same OSQP workspace, warm-started)."""
         self.options = options
         if self._solver is not None:
             o = options

@@ -87,6 +87,7 @@ def _planned(engine: Engine, event_id: int, ids: list[int]) -> tuple[np.ndarray,
         plan = s.exec(select(DispatchPlan).where(DispatchPlan.event_id == event_id,
                                                  DispatchPlan.status == "active")).one()
         rows = s.exec(select(Setpoint).where(Setpoint.plan_id == plan.id)).all()
+        assert plan.detail["status"] == "solved" and not plan.detail["warnings"]
         starts = sorted({r.interval_start for r in rows})
         total = {t: 0.0 for t in starts}
         for r in rows:
