@@ -178,18 +178,24 @@ class GridCallIn(_In):
 
     The window must be on market intervals; ``requested_kw`` is the reduction (peak shaving) or
     increase (valley filling) asked for; ``price_cap_yuan_per_kwh`` caps our bid price where the
-    programme lets the grid set one.
+    programme lets the grid set one. Notice is counted from when the call is received.
     """
 
-    external_id: str = Field(..., min_length=1, max_length=200, pattern=r"^[\w.:\-/]+$")
-    event_type: Literal["day_ahead", "real_time"]
-    direction: Literal["peak_shaving", "valley_filling"] = "peak_shaving"
-    start: AwareDatetime
-    end: AwareDatetime
-    requested_kw: float = Field(..., gt=0, le=10_000_000)
-    price_cap_yuan_per_kwh: Decimal | None = Field(None, ge=0, le=1000, max_digits=12,
-                                                   decimal_places=4)
-    programme: str | None = Field(None, min_length=1, max_length=100)
+    external_id: str = Field(..., min_length=1, max_length=200, pattern=r"^[\w.:\-/]+$",
+                             description="the grid's own id for the call: resending it is safe")
+    event_type: Literal["day_ahead", "real_time"] = Field(
+        ..., description="the programme's product (its notice, windows, prices)")
+    direction: Literal["peak_shaving", "valley_filling"] = Field(
+        "peak_shaving", description="valley filling is refused until it is planned")
+    start: AwareDatetime = Field(..., description="on a market interval, with its UTC offset")
+    end: AwareDatetime = Field(..., description="on a market interval, after start")
+    requested_kw: float = Field(..., gt=0, le=10_000_000,
+                                description="kW asked for; the declared offer never exceeds it")
+    price_cap_yuan_per_kwh: Decimal | None = Field(
+        None, ge=0, le=1000, max_digits=12, decimal_places=4,
+        description="yuan/kWh; the bid is at most the lower of this and the programme's cap")
+    programme: str | None = Field(None, min_length=1, max_length=100,
+                                  description="programme name (default: [bidding] programme)")
 
     @model_validator(mode="after")
     def _window(self) -> GridCallIn:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 from openleadr import OpenADRClient
+from openleadr.utils import certificate_fingerprint
 from sqlmodel import Session, col, select
 
 from bidding.capability import device_capability_kw
@@ -112,12 +113,17 @@ class Ven:
     def _make_client(self) -> OpenADRClient:
         s = self.settings
         client = OpenADRClient(
-            ven_name=s.ven_name, vtn_url=str(s.vtn_url),
+            ven_name=s.ven_name, vtn_url=str(s.vtn_url), ven_id=s.ven_id,
             cert=str(s.cert_file) if s.cert_file else None,
             key=str(s.key_file) if s.key_file else None,
+            ca_file=str(s.ca_file) if s.ca_file else None,
             vtn_fingerprint=s.vtn_fingerprint, disable_signature=s.disable_signature,
             show_fingerprint=False,
         )
+        if s.cert_file is not None:  # what the VTN operator registers this VEN by
+            log.info("VEN certificate fingerprint %s",
+                     certificate_fingerprint(s.cert_file.read_text()),
+                     extra={"ven_name": s.ven_name})
         client.add_handler("on_event", self.on_event)
         client.add_handler("on_update_event", self.on_event)
         client.add_report(callback=self.fleet_power_kw, resource_id="fleet",
