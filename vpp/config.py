@@ -208,12 +208,19 @@ class BiddingSettings(_Section):
 
 
 class OpenAdrSettings(_Section):
-    """The OpenADR 2.0b VEN: off unless ``vtn_url`` is set."""
+    """The OpenADR 2.0b VEN: off unless ``vtn_url`` is set (docs/daemon.md, "OpenADR 2.0b").
 
-    vtn_url: str | None = None
+    ``cert_file``/``key_file``: the VEN's PEM certificate and unencrypted private key (TLS client
+    certificate; with ``disable_signature = false`` also the XML signature); ``ca_file``: the CA
+    that issued the VTN's server certificate; ``vtn_fingerprint``: the VTN certificate's
+    OpenADR fingerprint, to verify its signed messages."""
+
+    vtn_url: str | None = Field(default=None, pattern=r"^https?://")
     ven_name: str = Field(default="xiang-vpp", min_length=1)
+    ven_id: str | None = Field(default=None, min_length=1)  # if the VTN assigned one beforehand
     cert_file: Path | None = None
     key_file: Path | None = None
+    ca_file: Path | None = None
     vtn_fingerprint: str | None = None
     disable_signature: bool = True
     report_interval_s: float = Field(default=60.0, gt=0)
@@ -224,6 +231,18 @@ class OpenAdrSettings(_Section):
     #: kW per SIMPLE level, if agreed with the VTN operator; 0: a SIMPLE level of 1-3 asks for
     #: what the fleet can dependably offer (vpp.daemon.openadr_signals)
     simple_level_kw: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _certificates(self) -> OpenAdrSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (the VEN's certificate and key)")
+        if not self.disable_signature and self.cert_file is None:
+            raise ValueError("disable_signature = false signs messages: set cert_file and key_file")
+        for name in ("cert_file", "key_file", "ca_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}: no file at {path}")
+        return self
 
 
 class ControlSettings(_Section):
