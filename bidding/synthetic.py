@@ -137,13 +137,20 @@ DEMO_OWNERS: list[tuple[str, list[dict[str, Any]]]] = [
 ]
 
 
+#: a packaged profile of each kind (enrolment refuses unknown profiles and other kinds'; these
+#: devices are data only, never polled)
+PROFILE_OF_KIND = {"commercial_building": "coolmaster-vrf", "industrial_load": "industrial-plc",
+                   "ev_charger": "keba-p30", "battery": "huawei-luna2000"}
+
+
 def make_fleet(engine: Engine, port0: int = 16000) -> list[Device]:
     out: list[Device] = []
     with session_scope(engine) as s:
         for k, (name, devices) in enumerate(DEMO_OWNERS):
             owner = fleet.add_owner(s, name)
             spec = {"host": "127.0.0.1", "port": port0 + k, "devices": [
-                {**d, "unit_id": i + 1, "profile": "generic"} for i, d in enumerate(devices)]}
+                {**d, "unit_id": i + 1, "profile": PROFILE_OF_KIND[d["kind"]]}
+                for i, d in enumerate(devices)]}
             out += fleet.add_gateway(s, owner, f"site-{k}", spec).devices
     return out
 

@@ -294,6 +294,45 @@ class DaemonSettings(_Section):
     control: ControlSettings = Field(default_factory=ControlSettings)
 
 
+class EnrolmentSettings(_Section):
+    """Where owners' gateways may be (:mod:`vpp.gateway_hosts`): checked at enrolment, at every
+    edit (CLI, API, ``import-fleet``) and again before the daemon connects.
+
+    A host is resolved and every address it resolves to must be inside ``allowed_networks``;
+    loopback, link-local and the aggregator's own addresses are refused even there unless
+    allowed below; multicast, unspecified, broadcast and reserved addresses are always refused.
+    ``allowed_ports`` limits the Modbus TCP ports ("502" or a range "1024-65535")."""
+
+    allowed_networks: list[str] = Field(default_factory=lambda: [
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"])
+    allowed_ports: list[str] = Field(default_factory=lambda: ["502", "1024-65535"])
+    allow_loopback: bool = False  # simulated gateways (`vpp sim gateways`) run on 127.0.0.1
+    allow_link_local: bool = False
+    allow_own_addresses: bool = False  # the aggregator's own interface addresses
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"not a network in CIDR form: {net!r} ({exc})") from None
+        return v
+
+    @field_validator("allowed_ports")
+    @classmethod
+    def _ports(cls, v: list[str]) -> list[str]:
+        for item in v:
+            lo, _, hi = item.partition("-")
+            if not (lo.isdigit() and (not hi or hi.isdigit())
+                    and 1 <= int(lo) <= int(hi or lo) <= 65535):
+                raise ValueError(f"not a port or port range in 1-65535: {item!r}")
+        return v
+
+
 class CitySettings(_Section):
     """The system the portfolio is measured against (the 5%-of-peak goal)."""
 
@@ -387,6 +426,7 @@ class Settings(BaseSettings):
     bidding: BiddingSettings = Field(default_factory=BiddingSettings)
     city: CitySettings = Field(default_factory=CitySettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    enrolment: EnrolmentSettings = Field(default_factory=EnrolmentSettings)
     owners: list[OwnerSpec] = Field(default_factory=list)
 
     @classmethod

@@ -30,11 +30,14 @@ from device_adapters.errors import (
 )
 from device_adapters.factory import make_adapter
 from device_adapters.modbus_client import GatewayClient
+from device_adapters.profile import Profile
 from vpp.config import PollingSettings
 from vpp.db import session_scope
 from vpp.device_kinds import DeviceKind
-from vpp.errors import ConfigError, DeviceError, NotFoundError
+from vpp.errors import ConfigError, DeviceError, NotFoundError, ValidationError
+from vpp.gateway_hosts import HostPolicy
 from vpp.models import AuditLog, Device, DeviceStatus, EnrolmentState, Gateway, utcnow
+from vpp.profiles import load_stored
 
 
 @dataclass
@@ -110,16 +113,21 @@ async def _probe_device(adapter: ProfileAdapter, name: str) -> DeviceProbe:
     return probe
 
 
-def _load(engine: Engine, gateway_id: int) -> tuple[Gateway, list[Device]]:
+def _load(engine: Engine, gateway_id: int) -> tuple[Gateway, list[Device], dict[str, Profile]]:
+    """The gateway (now ``probing``), the devices to probe and their stored profiles. A retired
+    device stays retired when its gateway is re-probed; probing a retired gateway returns all
+    of it to service."""
     with session_scope(engine) as s:
         gw = s.get(Gateway, gateway_id)
         if gw is None:
             raise NotFoundError(f"no gateway {gateway_id}")
         devices = list(s.exec(select(Device).where(Device.gateway_id == gateway_id)
                               .order_by(col(Device.unit_id))).all())
+        if gw.enrolment_state != EnrolmentState.RETIRED.value:
+            devices = [d for d in devices if d.status != DeviceStatus.RETIRED.value]
         gw.enrolment_state = EnrolmentState.PROBING.value
         s.add(gw)
-        return gw, devices
+        return gw, devices, load_stored(s, {d.profile for d in devices})
 
 
 def _store(engine: Engine, report: ProbeReport) -> None:
@@ -146,12 +154,25 @@ def _store(engine: Engine, report: ProbeReport) -> None:
 
 async def probe_gateway(
     engine: Engine, gateway_id: int, settings: PollingSettings | None = None,
-    profiles_dir: Path | None = None,
+    profiles_dir: Path | None = None, hosts: HostPolicy | None = None,
 ) -> ProbeReport:
-    """Probe gateway ``gateway_id`` and record the outcome (see the module docstring)."""
+    """Probe gateway ``gateway_id`` and record the outcome (see the module docstring).
+
+    ``hosts``: the gateway host policy, checked again before connecting (a name may resolve
+    elsewhere than at enrolment); a refused host fails the probe with the reason."""
     settings = settings or PollingSettings()
-    gw, devices = await asyncio.to_thread(_load, engine, gateway_id)
+    gw, devices, stored = await asyncio.to_thread(_load, engine, gateway_id)
     endpoint = f"{gw.host}:{gw.port}"
+    if hosts is not None:
+        try:
+            await hosts.check_async(gw.host, gw.port)
+        except ValidationError as exc:
+            refused = [DeviceProbe(d.id or 0, d.unit_id, d.name, False, exc.message)
+                       for d in devices]
+            report = ProbeReport(gateway_id, endpoint, EnrolmentState.FAILED.value,
+                                 exc.message, refused)
+            await asyncio.to_thread(_store, engine, report)
+            return report
     client = GatewayClient(gw.host, gw.port, timeout_s=settings.probe_timeout_s,
                            retries=settings.probe_retries, backoff_base_s=settings.backoff_base_s)
     probes: list[DeviceProbe] = []
@@ -167,7 +188,8 @@ async def probe_gateway(
                 try:
                     adapter = await make_adapter(
                         client, device_id=d.id or 0, unit_id=d.unit_id, kind=d.kind,
-                        profile=d.profile, rated_power_kw=d.rated_power_kw,
+                        profile=stored.get(d.profile, d.profile),
+                        rated_power_kw=d.rated_power_kw,
                         min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw,
                         params=d.params, profiles_dir=profiles_dir)
                     probes.append(await _probe_device(adapter, d.name))
@@ -188,6 +210,7 @@ async def probe_gateway(
 
 
 def probe_gateway_sync(engine: Engine, gateway_id: int, settings: PollingSettings | None = None,
-                       profiles_dir: Path | None = None) -> ProbeReport:
+                       profiles_dir: Path | None = None,
+                       hosts: HostPolicy | None = None) -> ProbeReport:
     """:func:`probe_gateway` for callers without an event loop (the CLI)."""
-    return asyncio.run(probe_gateway(engine, gateway_id, settings, profiles_dir))
+    return asyncio.run(probe_gateway(engine, gateway_id, settings, profiles_dir, hosts))

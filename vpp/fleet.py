@@ -17,7 +17,9 @@ from sqlmodel import Session, select
 
 from vpp.config import DeviceSpec, GatewaySpec, OwnerSpec, first_error
 from vpp.errors import ConflictError, NotFoundError, ValidationError
-from vpp.models import AuditLog, Device, Gateway, Owner, Site
+from vpp.gateway_hosts import HostPolicy
+from vpp.models import AuditLog, Device, EnrolmentState, Gateway, Owner, Site
+from vpp.profiles import check_device_profile
 from vpp.tokens import issue_token, revoke_token  # noqa: F401  (re-exported)
 
 
@@ -63,25 +65,36 @@ class EnrolledGateway:
 
 
 def add_gateway(
-    session: Session, owner: Owner, site_name: str, spec: GatewaySpec | dict, region: str = ""
+    session: Session, owner: Owner, site_name: str, spec: GatewaySpec | dict, region: str = "",
+    *, hosts: HostPolicy | None = None, actor: str = "cli",
 ) -> EnrolledGateway:
     """Register a gateway and its devices (state ``registered`` / ``pending`` until probed).
 
-    ``spec`` is validated by :class:`GatewaySpec` (kinds, limits, unique unit ids); a gateway at
-    the same host and port is a conflict.
+    ``spec`` is validated by :class:`GatewaySpec` (kinds, limits, unique unit ids); every
+    device's profile must exist, be usable by the owner and be for the device's kind; with
+    ``hosts`` the host and port must pass the gateway host policy (every user-facing entry
+    point passes it; seeding code and tests may not). A gateway already at the same host and
+    port is a conflict, except one that never enrolled and holds no history: a ``failed`` one
+    (anyone's: a failed probe holds no claim on an endpoint) or the same owner's
+    ``registered`` one is replaced, so a corrected command simply succeeds.
     """
     if not isinstance(spec, GatewaySpec):
         try:
             spec = GatewaySpec.model_validate(spec)
         except pydantic.ValidationError as exc:
             raise ValidationError(first_error(exc)) from None
+    assert owner.id is not None, "owner is not flushed"
+    for d in spec.devices:
+        check_device_profile(session, d.profile, d.kind, owner.id)
+    if hosts is not None:
+        hosts.check(spec.host, spec.port)
     existing = session.exec(
         select(Gateway).where(Gateway.host == spec.host, Gateway.port == spec.port)
     ).first()
     if existing is not None:
-        raise ConflictError(f"gateway {spec.host}:{spec.port} is already registered")
+        _replace_or_refuse(session, existing, owner, actor)
     site = get_or_create_site(session, owner, site_name, region)
-    assert site.id is not None and owner.id is not None, "site and owner are flushed"
+    assert site.id is not None, "site is flushed"
     gw = Gateway(site_id=site.id, owner_id=owner.id, host=spec.host, port=spec.port)
     session.add(gw)
     session.flush()
@@ -89,10 +102,31 @@ def add_gateway(
     session.add_all(devices)
     session.flush()
     session.add(
-        AuditLog(actor="cli", action="gateway_registered", subject=f"gateway:{gw.id}",
-                 detail={"host": gw.host, "port": gw.port, "units": [d.unit_id for d in devices]})
+        AuditLog(actor=actor, action="gateway_registered", subject=f"gateway:{gw.id}",
+                 detail={"host": gw.host, "port": gw.port, "owner_id": owner.id,
+                         "units": [d.unit_id for d in devices]})
     )
     return EnrolledGateway(gw, devices)
+
+
+def _replace_or_refuse(session: Session, existing: Gateway, owner: Owner, actor: str) -> None:
+    """Delete ``existing`` if a new enrolment may take its endpoint (see :func:`add_gateway`),
+    else raise :class:`ConflictError` saying what to do instead."""
+    from vpp.fleet_edit import gateway_history, remove_gateway_rows
+
+    state = existing.enrolment_state
+    replaceable = state == EnrolmentState.FAILED.value or (
+        state == EnrolmentState.REGISTERED.value and existing.owner_id == owner.id)
+    if replaceable and not gateway_history(session, int(existing.id or 0)):
+        remove_gateway_rows(session, existing, actor, action="gateway_replaced")
+        return
+    where = f"gateway {existing.host}:{existing.port} is already registered " \
+            f"(gateway {existing.id}, {state})"
+    if state == EnrolmentState.RETIRED.value:
+        raise ConflictError(f"{where}: probe it again (`vpp gateway probe {existing.id}`) to "
+                            "return it to service, or edit it")
+    raise ConflictError(f"{where}: edit it (`vpp gateway edit {existing.id}`) or remove it "
+                        "first")
 
 
 def _device_row(gw: Gateway, site: Site, owner: Owner, d: DeviceSpec) -> Device:
@@ -104,9 +138,11 @@ def _device_row(gw: Gateway, site: Site, owner: Owner, d: DeviceSpec) -> Device:
     )
 
 
-def load_fleet(session: Session, owners: Sequence[OwnerSpec]) -> int:
+def load_fleet(session: Session, owners: Sequence[OwnerSpec], *,
+               hosts: HostPolicy | None = None) -> int:
     """Register the owners, sites, gateways and devices of a fleet file; idempotent (existing
-    owners and gateways are kept as they are). Returns the number of devices added."""
+    owners and gateways are kept as they are). ``hosts``: the gateway host policy (see
+    :func:`add_gateway`). Returns the number of devices added."""
     added = 0
     for o in owners:
         owner = session.exec(select(Owner).where(Owner.name == o.name)).first()
@@ -119,7 +155,7 @@ def load_fleet(session: Session, owners: Sequence[OwnerSpec]) -> int:
                 ).first()
                 if exists is not None:
                     continue
-                added += len(add_gateway(session, owner, s.name, g, s.region).devices)
+                added += len(add_gateway(session, owner, s.name, g, s.region, hosts=hosts).devices)
     return added
 
 

@@ -16,8 +16,10 @@ from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Table, UniqueConstraint
+from sqlalchemy import event as sa_event
 from sqlalchemy import inspect as sa_inspect
-from sqlmodel import Field, SQLModel
+from sqlalchemy import select as sa_select
+from sqlmodel import Field, Session, SQLModel
 
 from vpp.types import AwareDateTime, DecimalString
 
@@ -43,6 +45,7 @@ class EnrolmentState(StrEnum):
     ACTIVE = "active"
     FAILED = "failed"
     OFFLINE = "offline"
+    RETIRED = "retired"  # out of service; rows and history kept (a probe returns it to service)
 
 
 class DeviceStatus(StrEnum):
@@ -51,6 +54,7 @@ class DeviceStatus(StrEnum):
     OFFLINE = "offline"
     QUARANTINED = "quarantined"
     FAILED = "failed"
+    RETIRED = "retired"  # out of service; rows and history kept (a probe returns it to service)
 
 
 class Owner(SQLModel, table=True):
@@ -78,12 +82,12 @@ class ApiToken(SQLModel, table=True):
     label: str = Field(default="", max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=AwareDateTime)
+    expires_at: datetime = Field(sa_type=AwareDateTime)
+    replaced_by_id: int | None = Field(default=None, foreign_key="api_token.id")
 
 
 class Site(SQLModel, table=True):
     """A metering point of an owner (one building, plant, car park)."""
-    expires_at: datetime = Field(sa_type=AwareDateTime)
-    replaced_by_id: int | None = Field(default=None, foreign_key="api_token.id")
 
     __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_site_owner_name"),)
     id: int | None = Field(default=None, primary_key=True)
@@ -132,6 +136,31 @@ class Device(SQLModel, table=True):
     status: str = Field(default=DeviceStatus.PENDING.value, max_length=20)
     status_detail: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+
+
+class DeviceProfileRow(SQLModel, table=True):
+    """A device profile submitted by an owner (or an operator, ``owner_id`` unset: usable by
+    every owner) through the API. ``body`` is the profile's data, validated exactly like the
+    packaged ``config/device_profiles/*.toml`` (:func:`device_adapters.profile.parse_profile`);
+    a name is unique across stored and packaged profiles."""
+
+    __tablename__ = "device_profile"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True, index=True)
+    kind: str = Field(max_length=40)
+    owner_id: int | None = Field(default=None, foreign_key="owner.id", index=True)
+    body: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
+
+
+class FleetRevision(SQLModel, table=True):
+    """One row (``id = 1``): a counter moved by every committed change to the fleet (gateway,
+    device and stored-profile rows; see :func:`_bump_fleet_revision`). A running daemon reads
+    it once per poll cycle and reloads its fleet when it moved, whichever process wrote."""
+
+    __tablename__ = "fleet_revision"
+    id: int = Field(default=1, primary_key=True)
+    revision: int = Field(default=0, sa_type=BigInteger)
 
 
 class TelemetryReading(SQLModel, table=True):
@@ -290,3 +319,59 @@ class AuditLog(SQLModel, table=True):
 
 
 APPEND_ONLY_TABLES = ("audit_log", "ledger_entry", "ledger_transaction")
+
+
+# -- the fleet revision: every committed fleet change moves it, from any process --------------
+#: a device moving between these is the poller's bookkeeping, not a change of the fleet
+_LIVE_DEVICE = frozenset({DeviceStatus.ACTIVE.value, DeviceStatus.OFFLINE.value})
+#: a gateway moving between these keeps its devices polled (a re-probe of an active gateway)
+_LIVE_GATEWAY = frozenset({EnrolmentState.ACTIVE.value, EnrolmentState.OFFLINE.value,
+                           EnrolmentState.PROBING.value})
+_GATEWAY_BOOKKEEPING = frozenset({"last_probe_at", "last_error"})
+
+
+def _moved_between(obj: Any, attr: str, live: frozenset[str]) -> bool:
+    """True unless ``attr`` changed from one value in ``live`` to another (or did not change)."""
+    hist = sa_inspect(obj).attrs[attr].history
+    if not hist.has_changes():
+        return False
+    old = {*hist.deleted, *hist.unchanged}
+    return not (old <= live and set(hist.added) <= live)
+
+
+def is_fleet_change(obj: Any) -> bool:
+    """Whether writing ``obj`` (new, deleted or modified) changes what the daemon polls."""
+    if not isinstance(obj, Gateway | Device | DeviceProfileRow):
+        return False
+    state = sa_inspect(obj)
+    if state.pending or state.deleted or state.was_deleted or isinstance(obj, DeviceProfileRow):
+        return True
+    changed = {a.key for a in state.attrs if a.history.has_changes()}
+    if isinstance(obj, Device):
+        return bool(changed - {"status", "status_detail"}) or _moved_between(
+            obj, "status", _LIVE_DEVICE)
+    return bool(changed - _GATEWAY_BOOKKEEPING - {"enrolment_state"}) or _moved_between(
+        obj, "enrolment_state", _LIVE_GATEWAY)
+
+
+@sa_event.listens_for(Session, "before_flush")
+def _bump_fleet_revision(session: Session, _ctx: Any, _instances: Any) -> None:
+    """Move :class:`FleetRevision` in the same transaction as any fleet change, so a daemon
+    sees enrolments, edits and removals made by the CLI or another process (one cheap read of
+    one row per poll cycle, whatever the fleet's size)."""
+    objs = [*session.new, *session.deleted,
+            *(o for o in session.dirty if session.is_modified(o))]
+    if not any(is_fleet_change(o) for o in objs):
+        return
+    t = table_of(FleetRevision)
+    conn = session.connection()
+    done = conn.execute(t.update().where(t.c.id == 1).values(revision=t.c.revision + 1))
+    if not done.rowcount:
+        conn.execute(t.insert().values(id=1, revision=1))
+
+
+def fleet_revision(session: Session) -> int:
+    """The current fleet revision (0 before the first fleet change)."""
+    t = table_of(FleetRevision)
+    value = session.connection().execute(sa_select(t.c.revision).where(t.c.id == 1)).scalar()
+    return int(value or 0)

@@ -312,7 +312,10 @@ class Poller:
         with session_scope(self.engine) as s:
             for device_id, (status, detail) in pending.items():
                 row = s.get(Device, device_id)
-                if row is not None:
+                # only the poller's own bookkeeping: never over a status set meanwhile by
+                # enrolment or an edit (a retired or re-probed device stays as they left it)
+                if row is not None and row.status in (DeviceStatus.ACTIVE.value,
+                                                      DeviceStatus.OFFLINE.value):
                     row.status = status
                     row.status_detail = detail[:2000] if detail else None
                     s.add(row)

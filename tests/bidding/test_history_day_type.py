@@ -34,7 +34,7 @@ def _office(engine: Engine) -> Device:
         spec = {"host": "127.0.0.1", "port": 16100, "devices": [
             {"name": "ahu", "kind": "commercial_building", "rated_power_kw": 3000.0,
              "min_setpoint_kw": 0.0, "max_setpoint_kw": 3000.0, "unit_id": 1,
-             "profile": "generic", "params": {"max_shed_kw": FLEX_KW, "max_shed_minutes": 180}}]}
+             "profile": "coolmaster-vrf", "params": {"max_shed_kw": FLEX_KW, "max_shed_minutes": 180}}]}
         dev = fleet.add_gateway(s, owner, "tower", spec).devices[0]
         s.flush()
         s.expunge_all()

@@ -19,6 +19,7 @@ from vpp import fleet
 from vpp.config import OwnerSpec, PollingSettings, load_settings
 from vpp.db import session_scope
 from vpp.enrolment import probe_gateway
+from vpp.errors import ValidationError
 from vpp.models import AuditLog, Device, Gateway
 
 FAST = PollingSettings(timeout_s=0.3, retries=0, backoff_base_s=0.01, probe_timeout_s=0.3,
@@ -93,8 +94,6 @@ async def test_sunspec_battery_enrols(sqlite_engine: Engine) -> None:
     [
         ("alfen-ng9xx", _dev("alfen-ng9xx", unit=9), None, "wrong unit id"),
         ("alfen-ng9xx", _dev("keba-p30"), None, r"illegal address \(profile mismatch\?\).*read holding 1000"),
-        ("alfen-ng9xx", _dev("alfen-ng9xx", profile="huawei-luna2000"), None,
-         "profile mismatch: profile huawei-luna2000 is for battery, device declared ev_charger"),
         ("coolmaster-vrf", _dev("alfen-ng9xx", profile="sunspec", kind="battery",
                                 min_setpoint_kw=-22.0, params={"capacity_kwh": 10}), None,
          "no SunSpec marker"),
@@ -102,7 +101,6 @@ async def test_sunspec_battery_enrols(sqlite_engine: Engine) -> None:
         ("keba-p30", _dev("keba-p30", rated_power_kw=2.0, max_setpoint_kw=2.0), None,
          "implausible values: device .*beyond 1.5x its rating of 2 kW"),
         ("huawei-luna2000", _dev("huawei-luna2000"), "silent", "timeout"),
-        ("sungrow-sh", _dev("sungrow-sh", profile="nope"), None, "unknown device profile 'nope'"),
     ],
 )
 async def test_probe_reports_exactly_what_failed(
@@ -124,6 +122,25 @@ async def test_probe_reports_exactly_what_failed(
         assert d.status == "failed" and re.search(reason, d.status_detail or "")
         g = s.get(Gateway, gid)
         assert g is not None and g.enrolment_state == "failed" and g.last_error
+
+
+@pytest.mark.parametrize(
+    ("declared", "reason"),
+    [
+        (_dev("alfen-ng9xx", profile="huawei-luna2000"),
+         "profile 'huawei-luna2000' is for a battery, not a ev_charger"),
+        (_dev("sungrow-sh", profile="nope"), "unknown device profile 'nope'"),
+        (_dev("keba-p30", profile="sunspec"), "profile 'sunspec' is for batteries"),
+    ],
+)
+def test_registration_refuses_an_unknown_or_wrong_kind_profile(
+    sqlite_engine: Engine, declared: dict, reason: str
+) -> None:
+    """Without a probe: refused at registration, nothing written (issue 23)."""
+    with pytest.raises(ValidationError, match=re.escape(reason)):
+        _register(sqlite_engine, "o", free_port(), [declared])
+    with session_scope(sqlite_engine) as s:
+        assert s.exec(select(Gateway)).all() == [] and s.exec(select(Device)).all() == []
 
 
 async def test_unreachable_gateway(sqlite_engine: Engine) -> None:

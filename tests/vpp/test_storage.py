@@ -67,9 +67,10 @@ def test_fleet_registry_and_conflicts(engine: Engine) -> None:
     with pytest.raises(ConflictError, match="owner 'Tianyuan Storage' already exists"):
         with session_scope(engine) as s:
             fleet.add_owner(s, "Tianyuan Storage")
+    # another owner's gateway at the same endpoint (the same owner's unprobed one is replaced)
     with pytest.raises(ConflictError, match="gateway 127.0.0.1:1502 is already registered"):
         with session_scope(engine) as s:
-            fleet.add_gateway(s, fleet.get_owner(s, "Tianyuan Storage"), "park", gateway())
+            fleet.add_gateway(s, fleet.add_owner(s, "Other"), "park", gateway())
     with pytest.raises(ValidationError, match="duplicate unit id 3 on gateway 127.0.0.1:1600"):
         with session_scope(engine) as s:
             fleet.add_gateway(s, fleet.get_owner(s, "Tianyuan Storage"), "park2",

@@ -20,6 +20,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from vpp import fleet
+from vpp.api import routes_fleet_edit
 from vpp.api.context import SERVICES
 from vpp.api.routing import Call, Route, roles
 from vpp.api.schemas import (
@@ -35,6 +36,7 @@ from vpp.api.schemas import (
 from vpp.db import row_version
 from vpp.device_kinds import BatteryParams, DeviceKind, parse_params
 from vpp.errors import NotFoundError, ValidationError
+from vpp.gateway_hosts import HostPolicy
 from vpp.models import AuditLog, Device, Gateway, Owner, Role, TelemetryReading, table_of
 
 OP = roles(Role.OPERATOR)
@@ -124,9 +126,12 @@ async def enrol_gateway(call: Call) -> GatewayOut:
     spec = {"host": body.host, "port": body.port,
             "devices": [d.model_dump(mode="json") for d in body.devices]}
 
+    hosts = HostPolicy.from_settings(_services(call).settings.enrolment)
+
     def work(s: Session) -> int:
         owner = fleet.get_owner(s, int(owner_id or 0))
-        enrolled = fleet.add_gateway(s, owner, body.site, spec, body.region)
+        enrolled = fleet.add_gateway(s, owner, body.site, spec, body.region, hosts=hosts,
+                                     actor=actor)
         s.add(AuditLog(actor=actor, action="gateway_enrol_requested",
                        subject=f"gateway:{enrolled.gateway.id}", detail={"via": "api"}))
         return int(enrolled.gateway.id or 0)
@@ -328,6 +333,7 @@ async def device_telemetry(call: Call) -> list[TelemetryReading]:
 
 
 ROUTES = [
+    *routes_fleet_edit.ROUTES,
     Route("GET", "/api/v1/owners", list_owners, "List owners", "owners", OP,
           response=list[OwnerOut]),
     Route("POST", "/api/v1/owners", create_owner, "Add an owner", "owners", OP,

@@ -8,11 +8,12 @@ import typer
 from rich.table import Table
 from sqlmodel import col, select
 
-from vpp import fleet
+from vpp import fleet, fleet_edit
 from vpp.cli.common import app_context, console, parse_int_list
 from vpp.db import session_scope
 from vpp.errors import DeviceError, ValidationError
-from vpp.models import Device, Gateway
+from vpp.gateway_hosts import HostPolicy
+from vpp.models import Device, EnrolmentState, Gateway
 
 app = typer.Typer(help="Modbus TCP gateways.", no_args_is_help=True)
 
@@ -65,23 +66,45 @@ def add(
             for u in units
         ],
     }
-    with session_scope(app_context(ctx).engine()) as s:
+    actx = app_context(ctx)
+    with session_scope(actx.engine()) as s:
         o = fleet.get_owner(s, owner)
-        enrolled = fleet.add_gateway(s, o, site, spec, region)
+        enrolled = fleet.add_gateway(s, o, site, spec, region, hosts=host_policy(ctx))
+    gateway_id = enrolled.gateway.id or 0
     console.print(
-        f"gateway {enrolled.gateway.id} {host}:{port} registered with "
+        f"gateway {gateway_id} {host}:{port} registered with "
         f"{len(enrolled.devices)} device(s) (state: {enrolled.gateway.enrolment_state})",
         highlight=False,
     )
-    if probe:
-        _probe(ctx, enrolled.gateway.id or 0)
+    if not probe:
+        return
+    try:
+        _probe(ctx, gateway_id)
+    except DeviceError as exc:
+        # nothing answered as declared: take the registration back, so that the corrected
+        # command simply runs again (the rows have no history: nothing was ever polled)
+        with session_scope(actx.engine()) as s:
+            gw = s.get(Gateway, gateway_id)
+            removed = gw is not None and gw.enrolment_state == EnrolmentState.FAILED.value
+            if gw is not None and removed:
+                fleet_edit.remove_gateway(s, gw, "cli")
+        if removed:
+            raise DeviceError(f"{exc.message}; nothing was registered: correct the command "
+                              "and run it again") from None
+        raise
+
+
+def host_policy(ctx: typer.Context) -> HostPolicy:
+    """The configured gateway host policy (``[enrolment]``)."""
+    return HostPolicy.from_settings(app_context(ctx).settings.enrolment)
 
 
 def _probe(ctx: typer.Context, gateway_id: int) -> None:
     from vpp.enrolment import probe_gateway_sync
 
     actx = app_context(ctx)
-    report = probe_gateway_sync(actx.engine(), gateway_id, actx.settings.polling)
+    report = probe_gateway_sync(actx.engine(), gateway_id, actx.settings.polling,
+                                hosts=host_policy(ctx))
     table = Table("device", "name", "unit", "result", "power kW", title=f"Probe of {report.endpoint}")
     for d in report.devices:
         table.add_row(str(d.device_id), d.name, str(d.unit_id), "active" if d.ok else d.reason or "",
@@ -124,7 +147,7 @@ def import_fleet(
     """Register the owners, sites, gateways and devices of the --config file (idempotent)."""
     actx = app_context(ctx)
     with session_scope(actx.engine()) as s:
-        added = fleet.load_fleet(s, actx.settings.owners)
+        added = fleet.load_fleet(s, actx.settings.owners, hosts=host_policy(ctx))
     console.print(f"{added} device(s) registered", highlight=False)
     if probe:
         probe_cmd(ctx, None, True)
@@ -141,3 +164,48 @@ def list_(ctx: typer.Context) -> None:
         table.add_row(str(g.id), f"{g.host}:{g.port}", str(g.owner_id), str(counts[g.id]),
                       g.enrolment_state, g.last_error or "")
     console.print(table)
+
+
+@app.command("edit")
+def edit(
+    ctx: typer.Context,
+    gateway_id: int = typer.Argument(..., help="Gateway id."),
+    host: str | None = typer.Option(None, help="New host or IP."),
+    port: int | None = typer.Option(None, min=1, max=65535, help="New Modbus TCP port."),
+    probe: bool = typer.Option(False, "--probe", help="Probe it at its new place right away."),
+) -> None:
+    """Move a gateway to a new host and/or port (it is probed again before it is polled)."""
+    if host is None and port is None:
+        raise ValidationError("nothing to change: give --host and/or --port")
+    with session_scope(app_context(ctx).engine()) as s:
+        gw = fleet_edit.get_gateway(s, gateway_id)
+        changes = fleet_edit.edit_gateway(s, gw, fleet_edit.GatewayEdit(host, port), "cli",
+                                          host_policy(ctx))
+        state = gw.enrolment_state
+    if not changes:
+        console.print(f"gateway {gateway_id}: nothing changed", highlight=False)
+        return
+    console.print(f"gateway {gateway_id} now at {changes['host'][1]}:{changes['port'][1]} "
+                  f"(state: {state}; `vpp gateway probe {gateway_id}` to enrol it there)",
+                  highlight=False)
+    if probe:
+        _probe(ctx, gateway_id)
+
+
+@app.command("retire")
+def retire(ctx: typer.Context,
+           gateway_id: int = typer.Argument(..., help="Gateway id.")) -> None:
+    """Take a gateway and its devices out of service; history is kept (probe to return)."""
+    with session_scope(app_context(ctx).engine()) as s:
+        n = fleet_edit.retire_gateway(s, fleet_edit.get_gateway(s, gateway_id), "cli")
+    console.print(f"gateway {gateway_id} retired with {n} device(s); a running daemon stops "
+                  "polling them within one poll cycle", highlight=False)
+
+
+@app.command("remove")
+def remove(ctx: typer.Context,
+           gateway_id: int = typer.Argument(..., help="Gateway id.")) -> None:
+    """Delete a gateway and its devices; refused if they have history (retire it instead)."""
+    with session_scope(app_context(ctx).engine()) as s:
+        fleet_edit.remove_gateway(s, fleet_edit.get_gateway(s, gateway_id), "cli")
+    console.print(f"gateway {gateway_id} removed", highlight=False)

@@ -118,6 +118,7 @@ def gateways(
         units = f"1-{len(g.unit_ids)}" if len(g.unit_ids) > 1 else "1"
         table.add_row(f"127.0.0.1:{g.gateway.port}", g.kind.profile, g.kind.kind.value, units)
     console.print(table)
+    console.print(LOOPBACK_HINT, highlight=False, soft_wrap=True)
     console.print("enrol with:", highlight=False)
     for g in fleet:
         k = g.kind
@@ -130,6 +131,13 @@ def gateways(
             f"--profile {k.profile} --rated-kw {k.rated_power_kw:g} --min-kw {k.min_setpoint_kw:g} "
             f"--max-kw {k.max_setpoint_kw:g} {params} --probe", highlight=False, soft_wrap=True)
     _run([g.gateway for g in fleet], seconds, control)
+
+
+#: the simulated gateways are on 127.0.0.1, which the gateway host policy refuses by default
+LOOPBACK_HINT = (
+    "note: these gateways are on loopback (127.0.0.1), which enrolment refuses by default; "
+    "set VPP_ENROLMENT__ALLOW_LOOPBACK=true in the environment of `vpp serve` and of the "
+    "commands below (or `[enrolment] allow_loopback = true` in your --config file)")
 
 
 @app.command("demo")

@@ -1,9 +1,11 @@
 """The daemon's live view of the fleet, on top of :class:`vpp.poller.Poller`.
 
 The poller (adapters engineer) owns the Modbus clients, adapters, telemetry batching and offline
-detection; this module runs it as a supervised loop step, feeds the metrics, picks up gateways
-that enrolment has just activated, and gives the control loop and the API what they need: the
-latest state of each device, the setpoint last written, and ``apply`` for dispatch.
+detection; this module runs it as a supervised loop step, feeds the metrics, keeps the polled
+fleet equal to the active fleet in the database (each poll step reads the fleet revision, one
+row, and reloads when any process changed the fleet: :mod:`vpp.daemon.fleet_sync`), and gives
+the control loop and the API what they need: the latest state of each device, the setpoint
+last written, and ``apply`` for dispatch.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, col, select
-
 from device_adapters.adapter import ProfileAdapter
 from device_adapters.factory import make_adapter
+from device_adapters.profile import Profile
 from device_adapters.protocol import DeviceState, SetpointResult
-from vpp.errors import ConfigError, DeviceError
-from vpp.models import Device, DeviceStatus, EnrolmentState, Gateway
+from vpp.daemon.fleet_sync import DesiredFleet, DeviceKey, load_desired, read_revision
+from vpp.errors import ConfigError, DeviceError, ValidationError
+from vpp.gateway_hosts import HostPolicy
+from vpp.models import Device, DeviceStatus
 from vpp.poller import DeviceStats, Poller
 
 if TYPE_CHECKING:
@@ -34,25 +37,14 @@ HEARTBEAT_LOOP = "heartbeat"
 _SECONDS_PER = {"s": 1.0, "min": 60.0, "h": 3600.0}
 
 
-def _active_rows(s: Session) -> list[tuple[Gateway, list[Device]]]:
-    gws = s.exec(select(Gateway).where(Gateway.enrolment_state.in_(  # type: ignore[attr-defined]
-        [EnrolmentState.ACTIVE.value, EnrolmentState.OFFLINE.value])).order_by(col(Gateway.id))).all()
-    out = []
-    for g in gws:
-        devs = s.exec(select(Device).where(
-            Device.gateway_id == g.id,
-            Device.status.in_([DeviceStatus.ACTIVE.value,  # type: ignore[attr-defined]
-                               DeviceStatus.OFFLINE.value])).order_by(col(Device.unit_id))).all()
-        out.append((g, list(devs)))
-    return out
-
-
 class FleetRuntime:
     def __init__(self, services: Services, poller: Poller | None = None) -> None:
         self.services = services
         settings = services.settings
         self.poller = poller or Poller(services.db.engine, settings.polling)
-        self._known: set[tuple[int, int]] = set()  # (gateway id, device id) being polled
+        self._keys: dict[int, DeviceKey] = {}  # device id -> what its adapter was built from
+        self._revision: int | None = None  # the fleet revision last loaded
+        self._refused: dict[int, str] = {}  # gateway id -> why the host policy refuses it
         self._device_locks: dict[int, asyncio.Lock] = {}
         self.watchdog_s: dict[int, float] = {}  # device id -> its watchdog timeout (s)
         self.heartbeats = 0  # heartbeat rounds done
@@ -67,53 +59,113 @@ class FleetRuntime:
         # poll cycle and each setpoint written or released (the API's device listing cache)
         self.version = 0
 
-    # -- membership -----------------------------------------------------------------------
+    # -- membership: the fleet in the database ---------------------------------------------
     def request_refresh(self) -> None:
-        """Look for newly active gateways/devices on the next poll step."""
+        """Reload the fleet on the next poll step (this process just changed it)."""
         self._need_refresh = True
 
+    async def fleet_changed(self) -> bool:
+        """One read of the fleet revision (one row, whatever the fleet's size): has any process
+        enrolled, edited, retired or removed a gateway or device since the last refresh?"""
+        if self._need_refresh:
+            return True
+        return await self.services.db.run(read_revision) != self._revision
+
     async def refresh(self) -> int:
-        """Start polling gateways and devices that became active; returns how many were added."""
-        rows = await self.services.db.run(_active_rows)
-        added = 0
-        for g, devs in rows:
-            new = [d for d in devs if (int(g.id or 0), int(d.id or 0)) not in self._known]
-            if not new:
-                continue
-            unit = next((u for u in self.poller.gateways if u.gateway_id == g.id), None)
-            client = unit.client if unit is not None else self.poller._client(g.host, g.port)
-            adapters = []
-            names: dict[int, Device] = {}
-            for d in new:
-                try:
-                    a = await make_adapter(
-                        client, device_id=int(d.id or 0), unit_id=d.unit_id, kind=d.kind,
-                        profile=d.profile, rated_power_kw=d.rated_power_kw,
-                        min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw,
-                        params=d.params, profiles_dir=self.poller.profiles_dir,
-                        clock=self.services.clock)  # readings on the daemon's clock
-                except (DeviceError, ConfigError) as exc:
-                    self.poller.load_errors[int(d.id or 0)] = str(exc)
-                    log.error("device not polled: %s", exc, extra={"device_id": d.id})
-                    continue
-                adapters.append(a)
-                names[a.device_id] = d
-                self._known.add((int(g.id or 0), int(d.id or 0)))
-            if unit is not None:
-                unit.adapters.extend(adapters)
-                for a in adapters:
-                    self.poller.stats[a.device_id] = DeviceStats(a.device_id)
-            else:
-                self.poller.add_gateway(int(g.id or 0), client, adapters)
-            for a in adapters:
-                d = names[a.device_id]
-                self.poller.stats[a.device_id].name = d.name
-                self.poller.stats[a.device_id].online = d.status == DeviceStatus.ACTIVE.value
-            added += len(adapters)
-        if added:
-            log.info("polling %d more device(s)", added)
+        """Make the polled fleet the active fleet in the database: add new devices, rebuild
+        those whose configuration changed, drop those no longer active (released first if
+        they hold a setpoint). Gateways whose host the enrolment policy now refuses are not
+        connected. Returns how many devices were added or rebuilt."""
         self._need_refresh = False
+        want = await self.services.db.run(load_desired)
+        refused = await self._refused_gateways(want)
+        keep = {i: v for i, v in want.devices.items() if v[1].gateway_id not in refused}
+        gone = [i for i, k in self._keys.items() if i not in keep or keep[i][1] != k]
+        if gone:
+            await self._detach(gone)
+        added = 0
+        for i, (d, key) in keep.items():
+            if i in self._keys or (i in self.poller.stats and i not in self._keys):
+                continue  # polled already (or an adapter someone else added)
+            if await self._attach(d, key, want.stored):
+                added += 1
+        self._revision = want.revision
+        if added or gone:
+            log.info("fleet refreshed at revision %d: %d device(s) added or rebuilt, %d "
+                     "dropped", want.revision, added, len(set(gone) - set(self._keys)))
+            self.version += 1
         return added
+
+    async def _refused_gateways(self, want: DesiredFleet) -> set[int]:
+        """Gateways the host policy refuses now (checked before every connection)."""
+        policy = HostPolicy.from_settings(self.services.settings.enrolment)
+        refused: set[int] = set()
+        for gid, g in want.gateways.items():
+            try:
+                await policy.check_async(g.host, g.port)
+            except ValidationError as exc:
+                refused.add(gid)
+                if self._refused.get(gid) != exc.message:
+                    log.error("gateway not connected: %s", exc.message,
+                              extra={"gateway_id": gid})
+                for i, (_, key) in want.devices.items():
+                    if key.gateway_id == gid:
+                        self.poller.load_errors[i] = exc.message
+        self._refused = {gid: self._refused.get(gid, "") for gid in refused}
+        return refused
+
+    async def _attach(self, d: Device, key: DeviceKey, stored: dict[str, Profile]) -> bool:
+        unit = next((u for u in self.poller.gateways if u.gateway_id == key.gateway_id), None)
+        client = unit.client if unit is not None else self.poller._client(key.host, key.port)
+        device_id = int(d.id or 0)
+        try:
+            a = await make_adapter(
+                client, device_id=device_id, unit_id=d.unit_id, kind=d.kind,
+                profile=stored.get(d.profile, d.profile), rated_power_kw=d.rated_power_kw,
+                min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw,
+                params=d.params, profiles_dir=self.poller.profiles_dir,
+                clock=self.services.clock)  # readings on the daemon's clock
+        except (DeviceError, ConfigError) as exc:
+            self.poller.load_errors[device_id] = str(exc)
+            log.error("device not polled: %s", exc, extra={"device_id": d.id})
+            if unit is None:
+                await client.close()
+            return False
+        self.poller.load_errors.pop(device_id, None)
+        if unit is not None:
+            unit.adapters.append(a)
+        else:
+            self.poller.add_gateway(key.gateway_id, client, [a])
+        self.poller.stats[device_id] = DeviceStats(
+            device_id, d.name, online=d.status == DeviceStatus.ACTIVE.value)
+        self._keys[device_id] = key
+        return True
+
+    async def _detach(self, device_ids: list[int]) -> None:
+        """Stop polling these devices; a device holding a setpoint is released first (its
+        owner gets it back; a rebuilt one is written again by the control loop)."""
+        held = [i for i in device_ids if i in self.last_setpoints]
+        if held:
+            errors = await self.release(held)
+            for i, err in errors.items():
+                log.warning("device dropped from the fleet not released: %s", err,
+                            extra={"device_id": i})
+        drop = set(device_ids)
+        for unit in list(self.poller.gateways):
+            unit.adapters = [a for a in unit.adapters if a.device_id not in drop]
+            if not unit.adapters:
+                self.poller.gateways.remove(unit)
+                await unit.client.close()
+        for i in drop:
+            self._keys.pop(i, None)
+            self.poller.stats.pop(i, None)
+            self.poller._pending_status.pop(i, None)
+            self.watchdog_s.pop(i, None)
+            self.last_setpoints.pop(i, None)
+            task = self._hb_tasks.pop(i, None)
+            if task is not None:
+                task.cancel()
+        self._hb_period_s = None  # the shortest watchdog may have gone
 
     @contextlib.asynccontextmanager
     async def priority(self) -> AsyncIterator[None]:
@@ -130,7 +182,7 @@ class FleetRuntime:
         if self._priority:
             self.skipped_polls += 1
             return
-        if self._need_refresh:
+        if await self.fleet_changed():
             await self.refresh()
         m = self.services.metrics
         report = await self.poller.poll_once()
@@ -159,10 +211,12 @@ class FleetRuntime:
 
     def heartbeat_period_s(self) -> float:
         """``heartbeat_fraction`` of the shortest known device watchdog timeout, at most
-        ``watchdog_period_s`` (s)."""
+        ``watchdog_period_s`` (real s). Watchdogs count on the devices' clock: on a simulated
+        clock running ``services.clock_rate()`` times real time they expire that much sooner."""
         p = self.services.settings.polling
+        rate = max(self.services.clock_rate(), 1e-9)
         known = [t for t in self.watchdog_s.values() if t is not None and t > 0]
-        return min([p.watchdog_period_s] + [p.heartbeat_fraction * t for t in known])
+        return min([p.watchdog_period_s] + [p.heartbeat_fraction * t / rate for t in known])
 
     def _watchdog_known(self, a: ProfileAdapter) -> bool:
         """True when the device has no timer watchdog or its timeout is known; takes the

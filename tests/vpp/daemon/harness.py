@@ -66,6 +66,8 @@ def daemon_settings(tmp: Path, db_url: str, **daemon: Any) -> Settings:
                  "watchdog_period_s": 1.0},
         bidding={"programme": PROGRAMME, "programmes_dir": str(tmp / "programmes")},
         daemon=d,
+        # the simulated gateways run on 127.0.0.1 (what the README tells a rehearsing user)
+        enrolment={"allow_loopback": True},
     )
 
 
@@ -202,6 +204,8 @@ programmes_dir = "{tmp / 'programmes'}"
 control_period_s = 0.3
 min_replan_interval_s = 3600.0
 drain_timeout_s = 5.0
+[enrolment]
+allow_loopback = true
 """)
     return cfg
 
