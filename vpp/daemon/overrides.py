@@ -85,7 +85,7 @@ def judge(held: Held, state: DeviceState | None, c: ControlSettings) -> Override
     if state is None or not state.available or state.ts <= held.written_at:
         return None
     active = state.detail.get("active_setpoint_kw", held.setpoint_kw)
-    if active is None or abs(float(active) - held.setpoint_kw) > 1e-6:
+    if active is None or abs(float(active) - held.setpoint_kw) > 1e-3:
         return None  # read while the adapter held something else (released, or not yet)
     limit = held.setpoint_kw
     if (state.ts - held.written_at).total_seconds() < c.response_s[held.kind]:
