@@ -2,7 +2,8 @@
 
 Charts use matplotlib's Agg backend (files only). The event chart has two panels: load
 (baseline, target = baseline - declared, metered) and response against the declared capacity
-with the band's edges. An owner statement is one self-contained HTML page (chart inlined) with
+with the band's edges; every interval is drawn from its start to its end, in the local time of
+the settlement's index. An owner statement is one self-contained HTML page (chart inlined) with
 the owner's numbers: what they declared, delivered, earned or owe, and their ToU bill change.
 """
 
@@ -59,41 +60,68 @@ def view_from_detail(event_id: int, external_id: str, programme: str, version: i
                      summary, owners, frame)
 
 
-def _band_lines(ax: Any, declared: np.ndarray, x: pd.Index, lower: float, upper: float) -> None:
+def _band_lines(ax: Any, declared: np.ndarray, x: Any, lower: float, upper: float) -> None:
     ax.step(x, declared, where="post", color="tab:orange", lw=2, label="declared")
     ax.fill_between(x, declared * lower, declared * upper, step="post", color="tab:orange",
                     alpha=0.15, label=f"band {lower:.0%}-{upper:.0%}")
 
 
-def event_chart(view: EventView, path: Path, lower: float = 0.5, upper: float = 1.2,
-                owner: dict[str, Any] | None = None, owner_frame: pd.DataFrame | None = None
-                ) -> Path:
-    """PNG: baseline, target, metered load; response vs declared with the band."""
+def interval_edges(view: EventView, frame: pd.DataFrame) -> pd.DatetimeIndex:
+    """The interval starts of ``frame`` and the end of its last interval, in local wall time
+    (the zone the settlement's index carries; naive, so the chart's axis shows local time).
+
+    A ``where="post"`` step over the starts alone would draw the last interval as a point:
+    each series is plotted over these edges with its last value repeated (:func:`_post`)."""
+    idx = pd.DatetimeIndex(frame.index)
+    if len(idx) > 1:
+        step = idx[1] - idx[0]
+    else:  # one interval: the event's duration
+        step = pd.Timedelta(hours=float(view.summary["duration_h"]))
+    edges = idx.append(pd.DatetimeIndex([idx[-1] + step]))
+    return edges.tz_localize(None) if edges.tz is not None else edges
+
+
+def _post(values: Any) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return np.append(v, v[-1])
+
+
+def event_figure(view: EventView, lower: float = 0.5, upper: float = 1.2,
+                 owner: dict[str, Any] | None = None,
+                 owner_frame: pd.DataFrame | None = None) -> Any:
+    """The event chart (a matplotlib Figure): baseline, target, metered load; response vs
+    declared with the band. Every interval is drawn to its end, the last one included."""
     frame = owner_frame if owner_frame is not None else view.intervals
-    x = frame.index.tz_convert("Asia/Shanghai") if frame.index.tz is not None else frame.index
+    x = interval_edges(view, frame)
     sign = 1.0 if view.direction == "peak_shaving" else -1.0
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True,
                                  gridspec_kw={"height_ratios": [3, 2]})
-    base = frame["baseline_kw"].to_numpy()
-    declared = frame["declared_kw"].to_numpy()
+    base = _post(frame["baseline_kw"])
+    declared = _post(frame["declared_kw"])
     a1.step(x, base, where="post", label="baseline", color="tab:blue")
     target = np.where(declared > 0, base - sign * declared, np.nan)
     a1.step(x, target, where="post", label="target (baseline - declared)", color="tab:orange",
             ls="--")
-    a1.step(x, frame["metered_kw"].to_numpy(), where="post", label="metered", color="tab:green")
+    a1.step(x, _post(frame["metered_kw"]), where="post", label="metered", color="tab:green")
     a1.set_ylabel("load (kW)")
     who = owner["owner"] if owner else "VPP"
     a1.set_title(f"Event {view.external_id} ({view.start[:16]}) - {who}")
     a1.legend(loc="best", fontsize=8)
     _band_lines(a2, declared, x, lower, upper)
-    a2.step(x, frame["response_kw"].to_numpy(), where="post", color="tab:green",
-            label="response")
+    a2.step(x, _post(frame["response_kw"]), where="post", color="tab:green", label="response")
     a2.axhline(0, color="grey", lw=0.5)
     a2.set_ylabel("response (kW)")
     a2.legend(loc="best", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
-    return save_figure(fig, path, dpi=90)
+    return fig
+
+
+def event_chart(view: EventView, path: Path, lower: float = 0.5, upper: float = 1.2,
+                owner: dict[str, Any] | None = None, owner_frame: pd.DataFrame | None = None
+                ) -> Path:
+    """PNG of :func:`event_figure`."""
+    return save_figure(event_figure(view, lower, upper, owner, owner_frame), path, dpi=90)
 
 
 def write_event_files(view: EventView, out_dir: Path, lower: float, upper: float) -> list[Path]:

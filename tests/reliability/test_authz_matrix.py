@@ -27,8 +27,11 @@ from tests.reliability.world import (
     request,
 )
 from tests.vpp.api.conftest import Api
+from vpp import fleet
 from vpp.api.app import ROUTES
 from vpp.daemon.enrolment_jobs import EnrolmentJobs
+from vpp.db import session_scope
+from vpp.models import Owner, Role
 
 ROLES = ("operator", "owner_a", "owner_b", "grid", "anonymous", "revoked")
 
@@ -75,11 +78,22 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/events/{event_id}/plans"): _e("operator"),
     ("GET", "/api/v1/settlements"): _e("operator"),
     ("GET", "/api/v1/payouts"): _e("operator owner", scoped=True),
+    ("GET", "/api/v1/tokens"): _e("operator owner", scoped=True),
+    ("POST", "/api/v1/tokens/rotate"): _e("operator owner grid", 201),
+    ("POST", "/api/v1/tokens/{token_id}/revoke"): _e("operator owner", own=True),
 }
 
 #: which owner a list item belongs to, for the scoped lists
 ITEM_OWNER = {"/api/v1/gateways": "owner_id", "/api/v1/devices": "owner_id",
-              "/api/v1/payouts": "owner_id"}
+              "/api/v1/payouts": "owner_id", "/api/v1/tokens": "owner_id"}
+
+
+def _spare_token(api: Api, owner_id: int) -> int:
+    """A fresh token of the owner, so that every allowed revocation revokes a token nobody
+    else in the matrix uses."""
+    with session_scope(api.engine) as s:
+        row, _ = fleet.issue_token(s, Role.OWNER, s.get(Owner, owner_id), "spare")
+        return int(row.id or 0)
 
 
 def expected(exp: Expect, role: str, target: str | None) -> int:
@@ -133,6 +147,8 @@ async def _target_request(api: Api, w: World, method: str, path: str,
                 .replace("{gateway_id}", str(w.gateway[target]))
                 .replace("{device_id}", str(w.device[target]))
                 .replace("{event_id}", str(w.event[target])))
+        if "{token_id}" in path:
+            path = path.replace("{token_id}", str(_spare_token(api, w.owner[target])))
     if path.endswith("/cancel"):  # a fresh event each time, so every allowed cancel can succeed
         path = path.replace(f"/events/{w.event[target or 'a']}/", f"/events/{accepted_event(api)}/")
     if method == "POST" and path == "/api/v1/owners":

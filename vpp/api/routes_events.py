@@ -141,7 +141,9 @@ async def event_delivery_route(call: Call) -> dict[str, Any]:
     services = call.request.app[SERVICES]
     event_id = int(call.path["event_id"])
     now = services.clock()
-    return await services.db.run(lambda s: event_delivery(s, _load_event(s, call, event_id), now))
+    minutes = services.settings.service.market_interval_minutes
+    return await services.db.run(
+        lambda s: event_delivery(s, _load_event(s, call, event_id), now, minutes))
 
 
 async def event_bids(call: Call) -> list[Bid]:

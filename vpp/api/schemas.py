@@ -273,8 +273,9 @@ class DeliveryOut(_Out):
     declared_kw: float
     delivered_kw: float | None  # mean over the intervals measured so far
     performance_pct: float | None
+    measured_by: str  # "settlement vN (...)" once settled, else live against the fixed baselines
     setpoints: dict[str, int]  # status -> count, of the current plan
-    intervals: list[DeliveryInterval]
+    intervals: list[DeliveryInterval]  # every interval of the event, start to end
 
 
 class BidOut(_Out):

@@ -1,8 +1,11 @@
 """``vpp bid``, ``vpp settle``, ``vpp report`` and ``vpp settle-demo``: offers, settlement, reports.
 
-``vpp settle --event ID`` settles an event against its bid and the meter data (idempotent; a
-corrected reading re-settles as a new version), prints the result, writes CSV/JSON, a PNG chart
-and one HTML statement per owner. ``vpp report --period 2025-07`` does the same for a month from
+``vpp settle --event ID`` settles a finished event by the daemon's own path
+(:func:`vpp.daemon.settle.settle_event_db`: the programme's baseline from metered history, else
+the baselines fixed at the event's first plan); an event already settled (by the daemon or an
+earlier run) is shown as stored, never settled twice, unless ``--resettle`` (corrected readings:
+a new version by the same method, the old one reversed). It prints the result and writes
+CSV/JSON, a PNG chart and one HTML statement per owner. ``vpp report --period 2025-07`` does the same for a month from
 the stored settlements, with per-owner totals and the portfolio's capability per season.
 """
 
@@ -18,19 +21,23 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.progress import Progress
 from rich.table import Table
+from sqlalchemy import Engine
 from sqlmodel import select
 
 from bidding import report as rpt
 from bidding.capability import portfolio_capability
 from bidding.ledger import check_ledger, current_settlement, pay_owners, record_grid_receipt
 from bidding.money import fmt_yuan
-from bidding.workflow import SettleOutcome, bid_event, settle_from_db
+from bidding.programme import Programme, load_programme
+from bidding.workflow import bid_event, get_event
 from forecasting.calendars import make_calendar
 from vpp.cli.common import app_context, console
-from vpp.config import Settings
+from vpp.daemon.intake import OPEN_STATUSES, REJECTED
+from vpp.daemon.settle import FIXED, SettleRun, method_of, settle_event_db
+from vpp.daemon.settle import rebound_hours as settle_rebound_hours
 from vpp.db import make_engine, session_scope, upgrade
 from vpp.errors import ValidationError
-from vpp.models import Device, GridEvent, Owner, Settlement
+from vpp.models import Device, GridEvent, Owner, Settlement, utcnow
 
 OUT_HELP = "Directory for the CSV, JSON, PNG and HTML files."
 
@@ -63,25 +70,47 @@ def _owner_table(title: str, owners: list[dict]) -> Table:
     return t
 
 
-def _write_outcome(out: SettleOutcome, out_dir: Path, settings: Settings) -> list[Path]:
-    band = out.programme.band
-    lower, upper = float(band.lower_pct) / 100, float(band.upper_pct) / 100
-    tz = ZoneInfo(out.programme.timezone)
-    assert out.event.id is not None
+def _baseline_notes(run: SettleRun) -> dict[int, str]:
+    """Per owner, how the baseline of the settlement was made (for the statements)."""
+    if run.outcome is not None:
+        return {o: b.explanation for o, b in run.outcome.baselines.items()}
+    detail = run.settlement.detail
+    owners = [int(o["owner_id"]) for o in detail["result"]["owners"]]
+    if method_of(run.settlement) == FIXED:
+        methods = sorted(set((detail.get("baseline_methods") or {}).values()))
+        note = "fixed at the event's first plan, per device" + (
+            f" ({', '.join(map(str, methods))})" if methods else "")
+        return dict.fromkeys(owners, note)
+    return {o: f"{b['method']} over {', '.join(b['days_used'])}"
+            for o, b in ((int(k), v) for k, v in (detail.get("baselines") or {}).items())}
+
+
+def _view(engine: Engine, ev: GridEvent, run: SettleRun, tz: ZoneInfo) -> rpt.EventView:
+    with session_scope(engine) as s:
+        names = {int(o.id or 0): o.name for o in s.exec(select(Owner))}
+    assert ev.id is not None
     view = rpt.view_from_detail(
-        out.event.id, out.event.external_id, out.event.programme,
-        out.posted.settlement.version, out.event.start.astimezone(tz).isoformat(),
-        out.event.end.astimezone(tz).isoformat(), out.result.to_dict(), out.owner_names)
+        ev.id, ev.external_id, ev.programme, run.settlement.version,
+        ev.start.astimezone(tz).isoformat(), ev.end.astimezone(tz).isoformat(),
+        run.settlement.detail["result"], names)
+    notes = _baseline_notes(run)
     for o in view.owners:
-        b = out.baselines.get(int(o["owner_id"]))
-        o["baseline_note"] = b.explanation if b else ""
+        o["baseline_note"] = notes.get(int(o["owner_id"]), "")
+    return view
+
+
+def _write_view(view: rpt.EventView, run: SettleRun, out_dir: Path, programme: Programme
+                ) -> list[Path]:
+    band = programme.band
+    lower, upper = float(band.lower_pct) / 100, float(band.upper_pct) / 100
+    frames = run.outcome.owner_frames if run.outcome is not None else {}
     paths = rpt.write_event_files(view, out_dir, lower, upper)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("owner statements", total=len(view.owners))
         for o in view.owners:
             paths.append(rpt.owner_statement(
-                view, o, out_dir, out.owner_frames.get(int(o["owner_id"])), lower, upper,
-                str(out.result.fee_pct)))
+                view, o, out_dir, frames.get(int(o["owner_id"])), lower, upper,
+                str(view.summary["fee_pct"])))
             progress.advance(task)
     return paths
 
@@ -119,16 +148,30 @@ def settle(
     out: Path = typer.Option(Path("reports"), help=OUT_HELP),
     pay: bool = typer.Option(False, "--pay", help="Also pay the owners and record the grid's "
                              "payment in the ledger."),
-    rebound_hours: float = typer.Option(2.0, min=0, help="Hours after the event counted in "
-                                        "the owners' ToU bill change."),
+    rebound_hours: float = typer.Option(2.0, min=0, help="At most this many hours after the "
+                                        "event counted in the owners' ToU bill change."),
+    resettle: bool = typer.Option(False, "--resettle", help="Settle an event already settled "
+                                  "again, by the method its settlement used (after corrected "
+                                  "readings; unchanged data writes nothing)."),
 ) -> None:
-    """Settle an event: response against the baseline, band, money, owners' split, ledger."""
+    """Settle a finished event the way the daemon does, or show its stored settlement."""
     actx = app_context(ctx)
     settings = actx.settings
     engine = actx.engine()
-    outcome = settle_from_db(engine, event, settings.bidding.programmes_dir,
-                             settings.bidding.aggregator_fee_pct, rebound_hours=rebound_hours)
-    _print_outcome(outcome)
+    with session_scope(engine) as s:
+        ev = get_event(s, event)
+    if ev.status in OPEN_STATUSES:
+        raise ValidationError(f"event {event} is {ev.status}: it is settled after it ends")
+    if ev.status == REJECTED:
+        raise ValidationError(f"event {event} was rejected: there is nothing to settle")
+    elapsed_min = (utcnow() - ev.end).total_seconds() / 60
+    run = settle_event_db(
+        engine, event, settings, actor="cli", resettle=resettle,
+        rebound_h=settle_rebound_hours(elapsed_min, settings.service.market_interval_minutes,
+                                       rebound_hours))
+    programme = load_programme(ev.programme, settings.bidding.programmes_dir, ev.start)
+    view = _view(engine, ev, run, ZoneInfo(programme.timezone))
+    _print_run(run, view, programme, ev)
     if pay:
         with session_scope(engine) as s:
             paid = pay_owners(s, event)
@@ -136,23 +179,23 @@ def settle(
             check_ledger(s)
         console.print(f"paid owners {fmt_yuan(sum(paid.values()))} yuan; "
                       f"received from the grid {fmt_yuan(got)} yuan", highlight=False)
-    paths = _write_outcome(outcome, out / f"event-{event}", settings)
+    paths = _write_view(view, run, out / f"event-{event}", programme)
     console.print(f"wrote {len(paths)} files to {out / f'event-{event}'}", highlight=False)
 
 
-def _print_outcome(outcome: SettleOutcome) -> None:
-    r = outcome.result.to_dict()
-    v = outcome.posted.settlement.version
-    state = ("new version" if outcome.posted.created else "unchanged (already settled)")
-    if outcome.posted.reversed_version:
-        state += f", reverses v{outcome.posted.reversed_version}"
+def _print_run(run: SettleRun, view: rpt.EventView, programme: Programme, ev: GridEvent) -> None:
+    if run.created:
+        state = "new version" + (f", reverses v{run.reversed_version}"
+                                 if run.reversed_version else "")
+    else:
+        state = "unchanged (already settled)"
+    baseline = ("baselines fixed at the event's first plan" if run.method == FIXED
+                else "the programme's baseline from metered history")
     console.print(_summary_table(
-        f"Event {outcome.event.external_id} settlement v{v} ({state})", r,
-        [("programme", f"{outcome.programme.name} (version of {outcome.programme.effective_from})"),
-         ("direction", outcome.event.direction)]))
-    owners = [{**o, "owner": outcome.owner_names.get(o["owner_id"], str(o["owner_id"]))}
-              for o in r["owners"]]
-    console.print(_owner_table("Owners", owners))
+        f"Event {ev.external_id} settlement v{run.settlement.version} ({state})", view.summary,
+        [("programme", f"{programme.name} (version of {programme.effective_from})"),
+         ("direction", ev.direction), ("baseline", baseline)]))
+    console.print(_owner_table("Owners", view.owners))
 
 
 def _month(period: str, tz: str) -> tuple[datetime, datetime]:

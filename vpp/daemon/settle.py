@@ -1,7 +1,10 @@
-"""Settle finished events.
+"""Settle finished events: one path (:func:`settle_event_db`) for the daemon and ``vpp settle``.
 
-Runs as a supervised loop over ``completed`` events whose end is at least
-``daemon.settle_delay_minutes`` ago. First :func:`bidding.workflow.settle_from_db` (bidding's
+The daemon's :class:`Settler` runs as a supervised loop over ``completed`` events whose end is
+at least ``daemon.settle_delay_minutes`` ago; ``vpp settle --event`` takes the same path, so an
+event settles the same way whoever settles it, and an event already settled is shown as stored,
+never settled a second time (``vpp settle --resettle`` settles again by the method its
+settlement used, for corrected readings). First :func:`bidding.workflow.settle_from_db` (bidding's
 database edge: the programme's baseline from each owner's metered history, the settlement, the
 ledger). Where the history is too short for the programme's baseline method (a fleet enrolled
 days ago), :func:`settle_one` settles against the baselines the daemon fixed at the event's first
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -31,21 +35,21 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
-from bidding.ledger import post_settlement
+from bidding.ledger import PostedSettlement, current_settlement, post_settlement
 from bidding.programme import load_programme
 from bidding.settlement import fill_unmetered, require_metered_share, settle_event
-from bidding.workflow import settle_from_db
+from bidding.workflow import SettleOutcome, settle_from_db
 from vpp import failpoints
-from vpp.daemon.delivery import declared_by_owner, latest_bid
+from vpp.config import Settings
+from vpp.daemon.delivery import latest_bid, measure_event
 from vpp.daemon.intake import COMPLETED, SETTLED
-from vpp.daemon.planning import event_intervals
+from vpp.db import session_scope
 from vpp.errors import NotFoundError, ValidationError
-from vpp.models import AuditLog, Device, GridEvent, Settlement, table_of
-from vpp.telemetry_store import interval_means
+from vpp.models import AuditLog, GridEvent, Settlement, table_of
 
 if TYPE_CHECKING:
     from vpp.daemon.services import Services
@@ -53,83 +57,119 @@ if TYPE_CHECKING:
 log = logging.getLogger("vpp.daemon.settle")
 
 UNSETTLED = "unsettled"
-
-
-def device_metered(s: Session, device_ids: list[int], intervals: list,
-                   step: timedelta) -> np.ndarray:
-    """(devices x intervals) metered kW: each device's mean power per interval, averaged by the
-    database (:func:`vpp.telemetry_store.interval_means`, inside the session's transaction);
-    NaN where a device has no reading in an interval."""
-    minutes = int(step.total_seconds() // 60)
-    idx = pd.DatetimeIndex(intervals).tz_convert("UTC")
-    if (idx.floor(f"{minutes}min") != idx).any():
-        raise ValidationError(f"event intervals starting {idx[0].isoformat()} are not aligned to "
-                              f"{minutes}-minute intervals in UTC")
-    means = interval_means(s.connection(), device_ids, intervals[0], intervals[-1] + step,
-                           minutes)
-    table = means.pivot_table(index="device_id", columns="interval_start", values="power_kw",
-                              aggfunc="first", dropna=False)
-    return table.reindex(index=device_ids, columns=idx).to_numpy(dtype=float)
+#: ``Settlement.detail.baseline`` of a settlement against the baselines fixed at the first plan
+FIXED_BASELINE = "fixed at the first plan"
 
 
 def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
-               tz: str, minutes: int, why: str = "") -> Settlement:
+               tz: str, minutes: int, why: str = "", actor: str = "daemon") -> PostedSettlement:
+    """Settle ``event_id`` against the baselines fixed at its first plan (the measurement
+    :func:`vpp.daemon.delivery.measure_event` also shows live) and post it (idempotent)."""
     ev = s.get(GridEvent, event_id)
     if ev is None:
         raise NotFoundError(f"no event {event_id}")
     bid = latest_bid(s, event_id)
     if bid is None:
         raise ValidationError(f"event {event_id} has no bid")
-    detail = ev.detail or {}
-    base_dev: dict[str, list[float]] = detail.get("baseline_kw") or {}
-    if not base_dev:
-        raise ValidationError(f"event {event_id} has no baselines (it was never planned)")
-    declared = declared_by_owner(bid) or {}
-    devices = {int(d.id or 0): d.owner_id for d in s.exec(sm_select(Device).where(
-        col(Device.id).in_([int(k) for k in base_dev])))}
-    owners = sorted(o for o in declared if o in set(devices.values()))
-    if not owners:
-        raise ValidationError(f"event {event_id}: no owner with a declared share and a baseline")
-    step = timedelta(minutes=minutes)
-    intervals = event_intervals(ev, minutes)
-    row = {o: i for i, o in enumerate(owners)}
-    dev_ids = sorted(d for d, o in devices.items() if o in row)
-    dev_base = np.array([np.asarray(base_dev[str(d)], dtype=float) for d in dev_ids]).reshape(
-        len(dev_ids), len(intervals))
+    m = measure_event(s, ev, bid, minutes)
     # a device-interval without a reading counts as no response (its fixed baseline), so the
     # devices that were metered are settled; the settlement's detail lists the rest
-    raw = device_metered(s, dev_ids, intervals, step)
-    require_metered_share(np.isnan(raw), f"event {event_id}")
-    dev_meter, gap = fill_unmetered(raw, dev_base)
-    owner_of = np.array([row[devices[d]] for d in dev_ids], dtype=np.int64)
-    base = np.zeros((len(owners), len(intervals)))
-    metered = np.zeros((len(owners), len(intervals)))
-    np.add.at(base, owner_of, dev_base)
-    np.add.at(metered, owner_of, dev_meter)
-    unmetered = {str(d): int(n) for d, n in zip(dev_ids, gap.sum(axis=1), strict=True) if n}
+    require_metered_share(np.isnan(m.metered_kw), f"event {event_id}")
+    dev_meter, gap = fill_unmetered(m.metered_kw, m.baseline_kw)
+    unmetered = {str(d): int(n) for d, n in zip(m.device_ids, gap.sum(axis=1), strict=True) if n}
     programme = load_programme(ev.programme, programmes_dir,
                                ev.start.astimezone(ZoneInfo(tz)).date())
     product = programme.product(ev.event_type, ev.direction)
-    index = pd.DatetimeIndex(intervals).tz_convert(tz).rename("interval_start")
+    index = pd.DatetimeIndex(m.intervals).tz_convert(tz).rename("interval_start")
     result = settle_event(
-        index=index, owner_ids=owners, baseline_kw=base, metered_kw=metered,
-        owner_declared_kw=[declared[o] for o in owners],
+        index=index, owner_ids=m.owners, baseline_kw=m.by_owner(m.baseline_kw),
+        metered_kw=m.by_owner(dev_meter),
+        owner_declared_kw=[m.declared_kw[o] for o in m.owners],
         price_yuan_per_kwh=Decimal(bid.price_yuan_per_kwh), band=programme.band,
         fee_pct=Decimal(str(fee_pct)), direction=ev.direction,
         capacity_price_yuan_per_kw=product.capacity_price_yuan_per_kw,
         price_cap_yuan_per_kwh=product.price_cap_yuan_per_kwh,
         tariff=programme.tariff, interval_minutes=minutes,
     )
-    posted = post_settlement(s, event_id, result, actor="daemon",
-                             extra={"baseline": "fixed at the first plan",
-                                    "baseline_methods": detail.get("baseline_methods", {}),
+    posted = post_settlement(s, event_id, result, actor=actor,
+                             extra={"baseline": FIXED_BASELINE,
+                                    "baseline_methods": (ev.detail or {}).get("baseline_methods", {}),
                                     "why_not_history": why,
                                     **({"unmetered": {"rule": "no_response",
                                                       "device_event_intervals": unmetered}}
                                        if unmetered else {})})
     ev.status = SETTLED
     s.add(ev)
-    return posted.settlement
+    return posted
+
+
+def rebound_hours(elapsed_minutes: float, interval_minutes: int, cap_hours: float = 2.0) -> float:
+    """Hours after an event counted in the owners' ToU bill change: the whole intervals that
+    ended at least one interval before the settle time (``elapsed_minutes`` after the event's
+    end; their readings are stored), at most ``cap_hours``."""
+    whole = max(0, int(elapsed_minutes // interval_minutes) - 1)
+    return min(cap_hours, whole * interval_minutes / 60)
+
+
+@dataclass(frozen=True)
+class SettleRun:
+    """What :func:`settle_event_db` did: the current settlement, whether this call wrote it,
+    the baseline it used, and (history path, when it ran) bidding's full outcome."""
+
+    settlement: Settlement
+    created: bool
+    method: str  # HISTORY or FIXED
+    reversed_version: int | None = None
+    outcome: SettleOutcome | None = None
+
+
+HISTORY = "history"
+FIXED = "fixed"
+
+
+def method_of(st: Settlement) -> str:
+    """The baseline a stored settlement used."""
+    return FIXED if st.detail.get("baseline") == FIXED_BASELINE else HISTORY
+
+
+def settle_event_db(engine: Engine, event_id: int, settings: Settings, *, actor: str,
+                    rebound_h: float, resettle: bool = False) -> SettleRun:
+    """The one settlement path, for the daemon's settle loop and ``vpp settle``.
+
+    An event already settled is left as it is (its stored settlement returned) unless
+    ``resettle``, which settles it again by the method its settlement used (a corrected
+    reading gives a new version; identical data, nothing new). Otherwise: the programme's
+    baseline from each owner's metered history (:func:`bidding.workflow.settle_from_db`,
+    device-intervals without data counted as no response), and where that history is too
+    short, the baselines fixed at the event's first plan (:func:`settle_one`).
+    ValidationError / NotFoundError when neither can settle it.
+    """
+    with session_scope(engine) as s:
+        stored = current_settlement(s, event_id)
+    if stored is not None and not resettle:
+        return SettleRun(stored, False, method_of(stored))
+    fee = settings.bidding.aggregator_fee_pct
+    why = ""  # why the history could not settle it
+    if stored is None or method_of(stored) == HISTORY:
+        try:
+            out = settle_from_db(engine, event_id, settings.bidding.programmes_dir, fee,
+                                 actor=actor, unmetered="no_response", rebound_hours=rebound_h)
+            p = out.posted
+            return SettleRun(p.settlement, p.created, HISTORY, p.reversed_version, out)
+        except (ValidationError, NotFoundError) as exc:
+            if stored is not None:
+                raise
+            why = exc.message
+    try:
+        with session_scope(engine) as s:
+            p = settle_one(s, event_id, fee, str(settings.bidding.programmes_dir),
+                           settings.service.timezone, settings.service.market_interval_minutes,
+                           why, actor=actor)
+            return SettleRun(p.settlement, p.created, FIXED, p.reversed_version)
+    except (ValidationError, NotFoundError) as exc:
+        if why:
+            exc.message = f"{exc.message} (from history: {why})"
+        raise
 
 
 def _due(s: Session, before) -> list[int]:  # noqa: ANN001
@@ -170,30 +210,20 @@ class Settler:
         before = services.clock() - timedelta(minutes=settings.daemon.settle_delay_minutes)
         for event_id in await services.db.run(_due, before):
             await failpoints.reach_async("settle.start")
+            # the ToU window after the event: the whole intervals that ended at least one
+            # interval before the settle time (their readings are stored), at most 2 hours; a
+            # device-interval without data counts as no response (the rest settle)
+            rebound_h = rebound_hours(settings.daemon.settle_delay_minutes,
+                                      settings.service.market_interval_minutes)
             try:
-                # the ToU window after the event: the whole intervals that ended at least one
-                # interval before now (their readings are stored), at most 2 hours; a
-                # device-interval without data counts as no response (the rest settle)
-                step = settings.service.market_interval_minutes
-                rebound_h = min(2.0, max(0, int(settings.daemon.settle_delay_minutes // step)
-                                         - 1) * step / 60)
-                out = await services.db.call(functools.partial(
-                    settle_from_db, services.db.engine, event_id,
-                    settings.bidding.programmes_dir, settings.bidding.aggregator_fee_pct,
-                    actor="daemon", unmetered="no_response", rebound_hours=rebound_h))
-                row = out.posted.settlement
-            except (ValidationError, NotFoundError) as first:
-                try:
-                    row = await services.db.run(
-                        settle_one, event_id, settings.bidding.aggregator_fee_pct,
-                        str(settings.bidding.programmes_dir), settings.service.timezone,
-                        settings.service.market_interval_minutes, first.message)
-                except (ValidationError, NotFoundError) as exc:
-                    exc.message = f"{exc.message} (from history: {first.message})"
-                    log.error("event not settled: %s", exc.message,
-                              extra={"event_id": event_id})
-                    await services.db.run(_mark_unsettled, event_id, exc.message)
-                    continue
+                run = await services.db.call(functools.partial(
+                    settle_event_db, services.db.engine, event_id, settings, actor="daemon",
+                    rebound_h=rebound_h))
+            except (ValidationError, NotFoundError) as exc:
+                log.error("event not settled: %s", exc.message, extra={"event_id": event_id})
+                await services.db.run(_mark_unsettled, event_id, exc.message)
+                continue
+            row = run.settlement
             await failpoints.reach_async("settle.committed")
             services.metrics.settlements.inc()
             log.info("event settled", extra={"event_id": event_id, "version": row.version,
