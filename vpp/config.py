@@ -236,6 +236,9 @@ class OpenAdrSettings(_Section):
     def _certificates(self) -> OpenAdrSettings:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together (the VEN's certificate and key)")
+        if self.cert_file is not None and self.ca_file is None:
+            # openleadr checks the VTN's server certificate against ca_file only
+            raise ValueError("cert_file needs ca_file (the CA that issued the VTN's certificate)")
         if not self.disable_signature and self.cert_file is None:
             raise ValueError("disable_signature = false signs messages: set cert_file and key_file")
         for name in ("cert_file", "key_file", "ca_file"):
