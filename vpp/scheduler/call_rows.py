@@ -109,13 +109,17 @@ def band_warnings(reduction_kw: np.ndarray, bounds: CallBounds, tol_kw: float) -
     return out
 
 
-#: Share of the fleet's rating at which a slack's marginal cost has doubled.
+#: A slack's marginal cost grows by SLACK_CURVATURE_YUAN_PER_KWH per SLACK_SPREAD of the
+#: fleet's rating: about a tariff spread per 1% (an excess is spread to within ~1% of the
+#: rating), small next to the gaps between the slacks' prices (so the call still comes first
+#: while an excess stays below ~90% of the rating).
+SLACK_CURVATURE_YUAN_PER_KWH = 1.0
 SLACK_SPREAD = 0.01
 
 
-def slack_curvature(weights: Weights, kappa: float, n_devices: int) -> float:
+def slack_curvature(kappa: float, n_devices: int) -> float:
     """The QP's diagonal ``P`` entry of each slack (per unit ``kappa * S``, objective over
-    ``dt * S / N``): its cost grows quadratically, doubling at :data:`SLACK_SPREAD` of the
-    fleet's rating, so an excess the plan cannot avoid (a rebound past the limit) is spread
-    over the tail instead of put all in the interval where energy is cheapest."""
-    return weights.rebound_yuan_per_kwh * kappa**2 * n_devices / SLACK_SPREAD
+    ``dt * S / N``): its cost grows quadratically, so an excess the plan cannot avoid (a
+    rebound past the limit) is spread over the tail instead of put all in the interval where
+    energy is cheapest."""
+    return SLACK_CURVATURE_YUAN_PER_KWH * kappa**2 * n_devices / SLACK_SPREAD

@@ -245,7 +245,7 @@ class DispatchModel:
         )
         A.sum_duplicates()
         self.A = A
-        quad = 0.0 if self.exchange else slack_curvature(self.weights, self.kappa, N)
+        quad = 0.0 if self.exchange else slack_curvature(self.kappa, N)
         pd = np.concatenate(pdiag + [np.full(ny, _TINY), np.full(n * n_extra, max(quad, _TINY))])
         self.P = sp.csc_matrix((pd, (np.arange(self.nx), np.arange(self.nx))),
                                shape=(self.nx, self.nx))
