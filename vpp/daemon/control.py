@@ -137,7 +137,6 @@ class ControlLoop:
         self._short: dict[int, int] = {}
         self._short_kw: dict[int, list[tuple[float, float]]] = {}  # (declared, delivered)
         self._useless: dict[int, int] = {}  # re-plans in a row that changed nothing
-        self._override_due: set[int] = set()  # events with devices excluded since their plan
         self._planned_at: dict[int, float] = {}
         self._done: set[tuple[int, datetime]] = set()
         self._resumed: set[int] = set()
@@ -257,8 +256,6 @@ class ControlLoop:
         ev.detail = {**(ev.detail or {}), "excluded_devices": {
             **{str(o.device_id): exclusion_entry(o, now) for o in found},
             **(ev.detail or {}).get("excluded_devices", {})}}
-        if now < ev.end:
-            self._override_due.add(event_id)
 
     def _exclude(self, ev: GridEvent, plan: DispatchPlan | None) -> set[int]:
         """Devices a re-plan leaves out: those that left the event, and planned devices
@@ -278,11 +275,12 @@ class ControlLoop:
             out = await self.planner.plan(event_id, reason, self._exclude(ev, plan), trigger)
         except ValidationError as exc:
             log.error("cannot plan: %s", exc.message, extra={"event_id": event_id})
+            if plan is not None:  # a re-plan that failed waits like one that ran
+                self._planned_at[event_id] = time.monotonic()
             return False
         self._planned_at[event_id] = time.monotonic()
         self._short[event_id] = 0
         self._short_kw.pop(event_id, None)
-        self._override_due.discard(event_id)
         self._useless[event_id] = 0 if out.changed else self._useless.get(event_id, 0) + 1
         return True
 
@@ -306,7 +304,10 @@ class ControlLoop:
         # open the door to an immediate re-plan
         since = (time.monotonic() - planned if planned is not None
                  else (now - plan.created_at).total_seconds())
-        if event_id in self._override_due and since >= d.control.override_replan_after_s:
+        # the plan still counts on a device that left the event (found this step, or before
+        # a restart): move its share at once (devices found in a row: together)
+        in_plan = {int(i) for i in (plan.detail or {}).get("device_ids", [])}
+        if in_plan & excluded_ids(ev) and since >= d.control.override_replan_after_s:
             return "override"
         # each re-plan in a row that changed nothing doubles the wait before the next
         wait = min(d.min_replan_interval_s * 2 ** self._useless.get(event_id, 0),
@@ -373,7 +374,6 @@ class ControlLoop:
         self.overrides.forget(event_id)
         for state in (self._short, self._short_kw, self._useless):
             state.pop(event_id, None)
-        self._override_due.discard(event_id)
         log.info("event finished; devices released",
                  extra={"event_id": event_id, "released": len(devices)})
         services.supervisor.wake("settle")
