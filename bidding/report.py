@@ -230,14 +230,15 @@ def owner_period_statement(period: str, owner_id: int, owner_name: str,
                            events: Sequence[EventView], out_dir: Path) -> Path:
     """A monthly HTML statement for one owner: every settled event and the totals."""
     rows = []
-    tot = {"response_kwh": 0.0, "revenue_fen": 0, "penalty_fen": 0, "payout_fen": 0,
-           "tou_bill_change_fen": 0}
+    response_kwh = 0.0
+    tot = {"revenue_fen": 0, "penalty_fen": 0, "payout_fen": 0, "tou_bill_change_fen": 0}
     for v in events:
         o = next((x for x in v.owners if int(x["owner_id"]) == owner_id), None)
         if o is None:
             continue
+        response_kwh += o["response_kwh"]
         for k in tot:
-            tot[k] += o[k]
+            tot[k] += int(o[k])
         rows.append(
             f"<tr><td>{html.escape(v.external_id)}</td><td>{html.escape(v.start[:16])}</td>"
             f"<td>v{v.version}</td><td>{o['declared_kw']:,.1f}</td>"
@@ -254,7 +255,7 @@ a penalty you owe; the ToU bill change is on your own electricity bill (negative
 <table><tr><th>event</th><th>start</th><th>version</th><th>declared kW</th>
 <th>response kWh</th><th>of declared</th><th>revenue share</th><th>penalty share</th>
 <th>payout</th><th>ToU bill change</th></tr>{''.join(rows)}
-<tr><th colspan="4">total</th><th>{tot['response_kwh']:,.1f}</th><th></th>
+<tr><th colspan="4">total</th><th>{response_kwh:,.1f}</th><th></th>
 <th>{fmt_yuan(tot['revenue_fen'])}</th><th>{fmt_yuan(tot['penalty_fen'])}</th>
 <th>{fmt_yuan(tot['payout_fen'])}</th><th>{fmt_yuan(tot['tou_bill_change_fen'])}</th></tr>
 </table></body></html>"""
