@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 from vpp.api.schemas import ProbeProgress
 from vpp.enrolment import probe_gateway
 from vpp.errors import VppError
+from vpp.gateway_hosts import HostPolicy
 from vpp.models import Device
 
 if TYPE_CHECKING:
@@ -65,8 +66,9 @@ class EnrolmentJobs:
             p.total = await services.db.run(count)
             p.state, p.step, p.started_at = "running", "connecting and probing devices", \
                 datetime.now(services.clock().tzinfo)
-            report = await probe_gateway(services.db.engine, gateway_id,
-                                         services.settings.polling)
+            report = await probe_gateway(
+                services.db.engine, gateway_id, services.settings.polling,
+                hosts=HostPolicy.from_settings(services.settings.enrolment))
             p.devices = {str(d.unit_id): "active" if d.ok else f"failed: {d.reason}"
                          for d in report.devices}
             p.done = len(report.devices)

@@ -97,22 +97,28 @@ class FleetRuntime:
         return added
 
     async def _refused_gateways(self, want: DesiredFleet) -> set[int]:
-        """Gateways the host policy refuses now (checked before every connection)."""
+        """Gateways the host policy refuses now, among those about to be connected (a new or
+        changed device): checked before every connection, concurrently (host names resolve)."""
         policy = HostPolicy.from_settings(self.services.settings.enrolment)
-        refused: set[int] = set()
-        for gid, g in want.gateways.items():
-            try:
-                await policy.check_async(g.host, g.port)
-            except ValidationError as exc:
-                refused.add(gid)
-                if self._refused.get(gid) != exc.message:
-                    log.error("gateway not connected: %s", exc.message,
-                              extra={"gateway_id": gid})
-                for i, (_, key) in want.devices.items():
-                    if key.gateway_id == gid:
-                        self.poller.load_errors[i] = exc.message
-        self._refused = {gid: self._refused.get(gid, "") for gid in refused}
-        return refused
+        todo = sorted({k.gateway_id for i, (_, k) in want.devices.items()
+                       if self._keys.get(i) != k})
+        results = await asyncio.gather(
+            *(policy.check_async(want.gateways[g].host, want.gateways[g].port) for g in todo),
+            return_exceptions=True)
+        refused: dict[int, str] = {}
+        for gid, res in zip(todo, results, strict=True):
+            if isinstance(res, ValidationError):
+                refused[gid] = res.message
+            elif isinstance(res, BaseException):
+                raise res
+        for gid, reason in refused.items():
+            if self._refused.get(gid) != reason:
+                log.error("gateway not connected: %s", reason, extra={"gateway_id": gid})
+        for i, (_, key) in want.devices.items():
+            if key.gateway_id in refused:
+                self.poller.load_errors[i] = refused[key.gateway_id]
+        self._refused = refused
+        return set(refused)
 
     async def _attach(self, d: Device, key: DeviceKey, stored: dict[str, Profile]) -> bool:
         unit = next((u for u in self.poller.gateways if u.gateway_id == key.gateway_id), None)

@@ -25,7 +25,7 @@ from tests.vpp.daemon.harness import (
     wait_for,
 )
 from vpp import fleet, fleet_edit
-from vpp.config import PollingSettings
+from vpp.config import EnrolmentSettings, PollingSettings
 from vpp.daemon.service import Daemon
 from vpp.db import make_engine, session_scope
 from vpp.enrolment import probe_gateway
@@ -151,6 +151,41 @@ async def test_cli_enrolment_reaches_a_running_daemon(sqlite_engine: Engine,
         took = await seconds_until(
             lambda: _async(all(rt.latest(i) is not None for i in ids)), "CLI devices polled")
         assert took <= POLL_S + SLACK_S, took
+    finally:
+        await daemon.stop()
+        await gw.stop()
+
+
+async def test_the_daemon_does_not_connect_to_a_host_the_policy_refuses(
+        sqlite_engine: Engine, tmp_path: Path) -> None:
+    """Checked again before connecting: a gateway already in the database (enrolled under
+    another policy, or a name that now resolves elsewhere) is not polled, with the reason;
+    a re-probe through the API fails with it too."""
+    tokens = seed(sqlite_engine)
+    spec = gateway_spec(port())
+    gw = await start_gateway(spec)
+    with session_scope(sqlite_engine) as s:
+        enrolled = fleet.add_gateway(s, fleet.get_owner(s, tokens.owner_id), "mall", spec)
+        enrolled.gateway.enrolment_state = "active"
+        for d in enrolled.devices:
+            d.status = "active"
+        ids = [int(d.id or 0) for d in enrolled.devices]
+    settings = daemon_settings(tmp_path, str(sqlite_engine.url))
+    settings.enrolment = EnrolmentSettings()  # the shipped default: no loopback
+    daemon = Daemon(settings, sqlite_engine, port=0)
+    await daemon.start()
+    rt = daemon.services.fleet
+    assert rt is not None and daemon.services.enrolment is not None
+    try:
+        await asyncio.sleep(5 * POLL_S)
+        assert not any(rt.has_adapter(i) for i in ids)
+        assert "loopback address" in rt.poller.load_errors[ids[0]]
+        assert gw.requests == 0  # never connected to
+        daemon.services.enrolment.start(int(enrolled.gateway.id or 0))
+        await wait_for(lambda: _async(
+            (p := daemon.services.enrolment.progress(enrolled.gateway.id)) is not None  # type: ignore[union-attr]
+            and p.state == "failed"), what="the re-probe refused")
+        assert gw.requests == 0
     finally:
         await daemon.stop()
         await gw.stop()
