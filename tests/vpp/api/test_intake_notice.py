@@ -62,23 +62,24 @@ class Shipped:
 
 
 @pytest.fixture
-async def shipped(sqlite_engine: Engine, tmp_path: Path) -> AsyncIterator[Shipped]:
-    """The API on the shipped default settings (only the database and data folder set)."""
-    settings = Settings(database_url=str(sqlite_engine.url), service={"data_dir": str(tmp_path)})
+async def shipped(engine: Engine, tmp_path: Path) -> AsyncIterator[Shipped]:
+    """The API on the shipped default settings (only the database and data folder set), once
+    on SQLite and once on PostgreSQL."""
+    settings = Settings(database_url=str(engine.url), service={"data_dir": str(tmp_path)})
     assert settings.bidding.programme == "hunan-2026"
     now = [MONDAY + timedelta(days=1, hours=9)]
     metrics = Metrics()
-    services = Services(settings=settings, db=Db(sqlite_engine), metrics=metrics,
+    services = Services(settings=settings, db=Db(engine), metrics=metrics,
                         supervisor=Supervisor(metrics), clock=lambda: now[0])
     services.intake = Intake(services)
-    tokens = seed(sqlite_engine)
+    tokens = seed(engine)
     runner = web.AppRunner(build_app(services), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         async with aiohttp.ClientSession() as http:
-            yield Shipped(f"http://127.0.0.1:{port}", tokens, sqlite_engine, http, now)
+            yield Shipped(f"http://127.0.0.1:{port}", tokens, engine, http, now)
     finally:
         await runner.cleanup()
         services.db.close()
