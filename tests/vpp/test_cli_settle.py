@@ -104,6 +104,7 @@ def test_settle_shows_the_daemons_settlement_and_settles_like_it(
                                               Settlement.version == 2)).one()
         assert st2.response_kwh == pytest.approx(10.0)
         assert st2.detail["baseline"] == "fixed at the first plan"
+        assert "no baseline days available" in st2.detail["why_not_history"]
     code, out, _ = run(capsys, "settle", "--event", str(other), "--resettle", "--out",
                        str(reports))
     assert code == 0 and "settlement v2 (unchanged (already settled))" in out

@@ -340,5 +340,5 @@ def settle_demo(
                   highlight=False)
     syn.simulate_event_day(engine, devices, start, start + timedelta(hours=2), declared,
                            delivery)
-    settle(ctx, event=ev, out=out, pay=True, rebound_hours=2.0)
+    settle(ctx, event=ev, out=out, pay=True, rebound_hours=2.0, resettle=False)
     report(ctx, period="2025-07", out=out)

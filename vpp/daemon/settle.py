@@ -160,11 +160,13 @@ def settle_event_db(engine: Engine, event_id: int, settings: Settings, *, actor:
             if stored is not None:
                 raise
             why = exc.message
+    # a re-settlement keeps the reason its first settlement gave for not using the history
+    reason = why or (stored.detail.get("why_not_history", "") if stored is not None else "")
     try:
         with session_scope(engine) as s:
             p = settle_one(s, event_id, fee, str(settings.bidding.programmes_dir),
                            settings.service.timezone, settings.service.market_interval_minutes,
-                           why, actor=actor)
+                           reason, actor=actor)
             return SettleRun(p.settlement, p.created, FIXED, p.reversed_version)
     except (ValidationError, NotFoundError) as exc:
         if why:
