@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pydantic
 import pytest
 
 from device_adapters.protocol import DeviceState
@@ -53,3 +54,13 @@ def test_only_readings_taken_under_the_held_setpoint_count() -> None:
     assert judge(_held(), _reading(-1, 387.0), C) is None  # read before the write
     assert judge(_held(), _reading(130, 387.0, active=None), C) is None  # released by then
     assert judge(_held(), _reading(130, 387.0, active=200.0), C) is None  # another setpoint
+
+
+def test_every_kind_needs_a_tolerance_and_a_response_time() -> None:
+    with pytest.raises(pydantic.ValidationError, match="missing: \\['ev_charger'"):
+        ControlSettings(tolerance_pct={"battery": 5.0, "commercial_building": 15.0,
+                                       "industrial_load": 10.0})
+    with pytest.raises(pydantic.ValidationError, match=">= 0"):
+        ControlSettings(response_s={**{k.value: 10.0 for k in DeviceKind}, "battery": -1.0})
+    with pytest.raises(pydantic.ValidationError, match="heat_pump"):
+        ControlSettings(tolerance_pct={**{k.value: 10.0 for k in DeviceKind}, "heat_pump": 5.0})
