@@ -340,7 +340,8 @@ def _moved_between(obj: Any, attr: str, live: frozenset[str]) -> bool:
 
 
 def is_fleet_change(obj: Any) -> bool:
-    """Whether writing ``obj`` (new, deleted or modified) changes what the daemon polls."""
+    """Whether writing ``obj`` (a modified row; new and deleted fleet rows always are)
+    changes what the daemon polls."""
     if not isinstance(obj, Gateway | Device | DeviceProfileRow):
         return False
     state = sa_inspect(obj)
@@ -359,9 +360,10 @@ def _bump_fleet_revision(session: Session, _ctx: Any, _instances: Any) -> None:
     """Move :class:`FleetRevision` in the same transaction as any fleet change, so a daemon
     sees enrolments, edits and removals made by the CLI or another process (one cheap read of
     one row per poll cycle, whatever the fleet's size)."""
-    objs = [*session.new, *session.deleted,
-            *(o for o in session.dirty if session.is_modified(o))]
-    if not any(is_fleet_change(o) for o in objs):
+    fleet_rows = Gateway | Device | DeviceProfileRow
+    added_or_deleted = any(isinstance(o, fleet_rows) for o in (*session.new, *session.deleted))
+    if not added_or_deleted and not any(
+            is_fleet_change(o) for o in session.dirty if session.is_modified(o)):
         return
     t = table_of(FleetRevision)
     conn = session.connection()

@@ -19,6 +19,8 @@ from vpp.cli.main import main
 @pytest.fixture
 def env(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("VPP_POLLING__TIMEOUT_S", "5")  # a loaded CI machine is slow
+    # the simulated gateways are on 127.0.0.1: what the README (and `vpp sim gateways`) says to set
+    monkeypatch.setenv("VPP_ENROLMENT__ALLOW_LOOPBACK", "true")
     return cli_env.parent
 
 
