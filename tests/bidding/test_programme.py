@@ -90,3 +90,25 @@ def test_event_start_is_a_local_date():
     # 05:00 on 2026-01-22 in Shanghai is still 2026-01-21 in UTC: the 2026 rules apply.
     start = datetime(2026, 1, 22, 5, 0, tzinfo=SH).astimezone(ZoneInfo("UTC"))
     assert load_programme("hunan-2026", DIR, start).effective_from == date(2026, 1, 22)
+
+
+def test_notice_is_bounded_both_ways_and_never_reaches_back():
+    from datetime import timedelta
+
+    p = load_programme("hunan-2026", DIR, date(2026, 7, 1))
+    s = datetime(2026, 7, 15, 19, 0, tzinfo=SH)
+    rt = p.product("real_time", "peak_shaving")
+    p.check_notice(rt, s, s - timedelta(minutes=30))  # 0.5 h: inside 0.25..4 h
+    with pytest.raises(ValidationError, match="longer than the 4 h hunan-2026 allows"):
+        p.check_notice(rt, s, s - timedelta(hours=5))
+    da = p.product("day_ahead", "peak_shaving")
+    p.check_notice(da, s, s - timedelta(hours=24))
+    with pytest.raises(ValidationError, match="notice of 49 h is longer than the 48 h"):
+        p.check_notice(da, s, s - timedelta(hours=49))
+    # no minimum notice: the interval in progress may be called, an earlier one never
+    no_min = rt.model_copy(update={"notice_min_hours": 0.0})
+    p.check_notice(no_min, s, s + timedelta(minutes=14))
+    with pytest.raises(ValidationError, match="before the 15-minute interval in progress"):
+        p.check_notice(no_min, s, s + timedelta(minutes=15))
+    assert all(pr.notice_max_hours for v in ("hunan-2026", "hainan-2025")
+               for pr in load_programme(v, DIR, date(2025, 8, 1)).rules.products)
