@@ -38,7 +38,13 @@ from vpp.daemon.openadr_signals import (
     market_window,
     read_request,
 )
-from vpp.errors import ConflictError, NotFoundError, StorageError, ValidationError
+from vpp.errors import (
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
 from vpp.models import Device, DeviceStatus, GridEvent
 
 if TYPE_CHECKING:
@@ -184,7 +190,7 @@ class Ven:
         name = self.settings.programme or settings.bidding.programme
         try:
             programme = load_programme(name, settings.bidding.programmes_dir, start)
-        except (NotFoundError, ValidationError) as exc:
+        except (NotFoundError, ValidationError, ConfigError) as exc:
             raise NotActionable(exc.message) from None
         window = market_window(start, end, programme.interval_minutes, programme.timezone)
         hours = (window[1] - window[0]) / timedelta(hours=1)
