@@ -147,6 +147,14 @@ MIN_SAME_TYPE_DAYS = 3
 fallback of :func:`bid_event` takes its quantiles over; with fewer it uses all history days."""
 
 
+MIN_HISTORY_DAYS = MIN_SAME_TYPE_DAYS
+"""Fewest whole days of metered history an owner without a forecast is bid from: quantiles of
+one or two days have no spread to speak of (a new fleet's second day would otherwise declare
+its whole envelope as certain). With fewer, the owner is not bid from history; when no owner
+has them, :class:`~vpp.errors.NoHistoryError` (the daemon then bids
+:func:`bidding.fallback.no_history_offer`)."""
+
+
 def same_type_days(days: Sequence[date], event_date: date, calendar: DayCalendar,
                    min_days: int = MIN_SAME_TYPE_DAYS) -> tuple[list[int], str]:
     """Which of ``days`` (local dates of usable history) to take the bid's load quantiles over.
@@ -274,8 +282,9 @@ def bid_event(
     ``requested_kw`` (owners scaled down pro rata; ``capped_from_kw`` in the bid detail).
     The programme version is the one in force on the event's local date in the programme's
     zone (:func:`bidding.programme.load_programme` with the aware start).
-    Raises :class:`~vpp.errors.NoHistoryError` when no owner has a forecast or a whole day of
-    history for the window, and :class:`~vpp.errors.ValidationError` when the offer is not
+    Raises :class:`~vpp.errors.NoHistoryError` when no owner has a forecast or
+    :data:`MIN_HISTORY_DAYS` whole days of history for the window (owners with fewer are not
+    bid), and :class:`~vpp.errors.ValidationError` when the offer is not
     admissible (e.g. below the programme's minimum).
     """
     with session_scope(engine) as s:
@@ -323,6 +332,9 @@ def bid_event(
             if fq is not None:
                 quantiles[o] = (list(load_forecast.levels), load_forecast.median(fq), fq,  # type: ignore[union-attr]
                                 "forecast")
+            elif 0 < len(days) < MIN_HISTORY_DAYS:  # a spread over one or two days says nothing
+                sources[str(o)] = {"history": f"only {len(days)} whole day(s), fewer than "
+                                              f"{MIN_HISTORY_DAYS}: not bid"}
             elif days:
                 use, rule = same_type_days(dates, event_date, cal)
                 hist = np.vstack([days[i] for i in use])
@@ -332,9 +344,9 @@ def bid_event(
                     dates[i].isoformat() for i in sorted(use, key=lambda i: dates[i]))}
         if not quantiles:
             raise NoHistoryError(
-                f"event {event_id}: no owner has a load forecast or a whole day of metered "
-                f"history (other events' days skipped) in the last {history_days} days for "
-                "the window")
+                f"event {event_id}: no owner has a load forecast or {MIN_HISTORY_DAYS} whole days "
+                f"of metered history (other events' days skipped) in the last {history_days} "
+                "days for the window")
         if envelope_kw is None and scheduler_envelope:
             # the scheduler's envelope over the forecast quantiles, or, with no forecast, over the
             # empirical ones: a device can only shed load it actually draws in the window (an

@@ -131,3 +131,31 @@ def test_the_history_the_programme_needs_and_the_days_held() -> None:
     gap = history_gap(spec, False, START, START - timedelta(days=2, hours=3), "why")
     assert (gap.needed_days, gap.held_days, gap.day_type) == (3, 2, "non-working day")
     assert history_gap(spec, True, START, None, "why").held_days == 0
+
+
+def test_one_or_two_days_of_history_are_not_enough_to_bid_from(sqlite_engine) -> None:
+    """The second day of a new fleet: quantiles over one day have no spread, so the whole
+    scheduler envelope would be declared as certain. Fewer than 3 whole days: no bid from
+    history (NoHistoryError: the daemon bids the fallback above); 3 days: bid from them."""
+    from sqlmodel import select
+
+    from bidding.workflow import bid_event
+    from tests.bidding.fleet import add_event, make_fleet, simulate_history
+    from tests.bidding.test_workflow_inputs import PROGRAMMES, _set_requested
+    from tests.bidding.test_workflow_inputs import START as EVENT_START
+    from vpp.db import session_scope
+    from vpp.errors import NoHistoryError
+    from vpp.models import Device
+
+    make_fleet(sqlite_engine)
+    with session_scope(sqlite_engine) as s:
+        devs = s.exec(select(Device)).all()
+        s.expunge_all()
+    simulate_history(sqlite_engine, devs, EVENT_START.date(), days=2)
+    ev = add_event(sqlite_engine, EVENT_START)
+    _set_requested(sqlite_engine, ev, 1e9)
+    with pytest.raises(NoHistoryError, match="3 whole days of metered history"):
+        bid_event(sqlite_engine, ev, PROGRAMMES, history_days=3)
+    simulate_history(sqlite_engine, devs, EVENT_START.date() - timedelta(days=2), days=1)
+    bid, _ = bid_event(sqlite_engine, ev, PROGRAMMES, history_days=3)
+    assert {v["quantiles"] for v in bid.detail["sources"].values()} == {"empirical (fallback)"}

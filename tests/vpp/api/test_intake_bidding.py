@@ -65,7 +65,7 @@ async def test_without_history_a_share_of_what_the_fleet_holds_is_declared(api: 
     bid = _bid(api, decision["event_id"])
     assert re.fullmatch(r"no history: (5 working|3 non-working) days needed, 0 held; "
                         r"declared 40% of the dependable envelope", bid.detail["rule"])
-    assert "no owner has a load forecast or a whole day of metered history" in \
+    assert "no owner has a load forecast or 3 whole days of metered history" in \
         bid.detail["reason"]
     assert bid.detail["envelope_kw"] == pytest.approx(80.0)
 
