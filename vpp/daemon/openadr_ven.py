@@ -220,8 +220,10 @@ class Ven:
                                             origin=origin)
         except ConflictError as exc:
             raise NotActionable(exc.message) from None
-        return VenDecision(OPT_IN if decision.accepted else OPT_OUT,
-                           None if decision.accepted else decision.reason, decision.event_id)
+        if decision.accepted:
+            return VenDecision(OPT_IN, None, decision.event_id)
+        return VenDecision(OPT_OUT, f"{decision.reason} (the event read as {request.reading})",
+                           decision.event_id)
 
     async def _cancel_versions(self, vtn_id: str, keep: str | None = None) -> None:
         def ids(s: Session) -> list[int]:

@@ -221,8 +221,14 @@ async def test_vtn_event_is_dispatched_and_reported(sqlite_engine: Engine, tmp_p
                           intervals=[{"dtstart": later + timedelta(hours=1, minutes=15),
                                       "duration": timedelta(hours=1), "signal_payload": 1000.0}],
                           event_id="vtn-setpoint", callback=answered)
-            await wait_for(lambda: asyncio.sleep(0, {"vtn-simple", "vtn-setpoint"} <= set(opts)),
-                           timeout_s=30, what="the VEN's answers to the SIMPLE and setpoint events")
+            # a positive delta asks for more load: valley filling, refused before any bid
+            vtn.add_event(ven_id="ven-xiang", signal_name="LOAD_DISPATCH", signal_type="delta",
+                          intervals=[{"dtstart": later + timedelta(hours=1),
+                                      "duration": timedelta(hours=1), "signal_payload": 4.0}],
+                          event_id="vtn-increase", callback=answered)
+            await wait_for(lambda: asyncio.sleep(
+                0, {"vtn-simple", "vtn-setpoint", "vtn-increase"} <= set(opts)), timeout_s=30,
+                what="the VEN's answers to the SIMPLE, setpoint and increase events")
             assert opts["vtn-simple"] == "optIn", daemon.ven.decisions
             simple = stored("openadr:vtn-simple")
             assert simple is not None and simple.requested_kw == pytest.approx(10.0)  # 2 x 5 kW
@@ -232,6 +238,11 @@ async def test_vtn_event_is_dispatched_and_reported(sqlite_engine: Engine, tmp_p
             reason = daemon.ven.decisions["vtn-setpoint"].reason
             assert reason is not None and "setpoint 1000 kW is at or above the fleet's load" in reason
             assert stored("openadr:vtn-setpoint") is None  # nothing asked: no call, no bid
+            assert opts["vtn-increase"] == "optOut"
+            reason = daemon.ven.decisions["vtn-increase"].reason or ""
+            assert "valley filling is not planned" in reason and "an increase of 4 kW" in reason
+            increase = stored("openadr:vtn-increase")
+            assert increase is not None and increase.status == "rejected"
     finally:
         await daemon.stop()
         await gw.stop()
