@@ -11,7 +11,8 @@ read) and the tail under ``tail_intervals`` / ``tail_baseline_kw`` / ``tail_plan
 
 A re-plan that changes nothing -- the same devices, every setpoint from the current interval
 on within ``[daemon.control] unchanged_pct`` of the device's rated power (at least
-``MIN_CHANGE_KW``) of the active plan's -- is not written: no rows, no re-sent writes.
+``MIN_CHANGE_KW``) of the active plan's, and none of those rows ``failed`` (a failed write is
+retried by writing the re-plan) -- is not written: no rows, no re-sent writes.
 """
 
 from __future__ import annotations
@@ -57,9 +58,11 @@ def unchanged(s: Session, event_id: int, ids: list[int], starts: list[datetime],
                     .order_by(col(DispatchPlan.id).desc())).first()
     if active is None:
         return None
-    old = {(r.device_id, _key(r.interval_start)): r.setpoint_kw
-           for r in s.exec(select(Setpoint).where(Setpoint.plan_id == active.id,
-                                                  Setpoint.interval_start >= starts[0]))}
+    rows = list(s.exec(select(Setpoint).where(Setpoint.plan_id == active.id,
+                                              Setpoint.interval_start >= starts[0])))
+    if any(r.status == "failed" for r in rows):
+        return None  # a write that failed is retried by the new plan's rows
+    old = {(r.device_id, _key(r.interval_start)): r.setpoint_kw for r in rows}
     new = {(did, _key(t)): (float(setpoint_kw[i, k]), float(tol_kw[i]))
            for i, did in enumerate(ids) for k, t in enumerate(starts)}
     if old.keys() != new.keys():

@@ -54,6 +54,28 @@ async def test_a_replan_equal_to_the_active_plan_writes_nothing(sqlite_engine: E
         assert len(s.exec(select(Setpoint)).all()) == len(ids) * (4 + 16)
 
 
+async def test_a_failed_write_is_retried_by_the_replan(sqlite_engine: Engine,
+                                                       tmp_path: Path) -> None:
+    """An unchanged re-plan is written when one of the active plan's writes failed (no answer,
+    no read-back): its new rows are the retry."""
+    engine = sqlite_engine
+    event_id, ids = accepted_call(engine, seed(engine).owner_id, "10.6.6.2", START, 1)
+    now = [START]
+    settings = daemon_settings(tmp_path, str(engine.url))
+    [first] = await plan_at(planner_at(engine, settings, now), event_id, now, START,
+                            [(1, "initial")])
+    with session_scope(engine) as s:
+        row = s.exec(select(Setpoint).where(Setpoint.plan_id == first.plan_id,
+                                            Setpoint.device_id == ids[0])
+                     .order_by(Setpoint.interval_start)).first()
+        assert row is not None
+        row.status = "failed"
+        s.add(row)
+    [again] = await plan_at(planner_at(engine, settings, now), event_id, now, START,
+                            [(2, "shortfall")])
+    assert again.changed and again.plan_id != first.plan_id
+
+
 async def test_shortfall_replans_report_the_measured_shortfall_and_back_off(
         sqlite_engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Two batteries acknowledge their setpoints but keep doing what they did (their read-back
