@@ -122,6 +122,8 @@ async def test_an_overriding_building_leaves_the_event_and_the_others_take_its_s
             assert out["tolerance_kw"] == pytest.approx(15.0)  # 15% of 100 kW
             assert out["reason"].startswith("override: measured")
             assert datetime.fromisoformat(out["at"]) >= T0
+            status = await get_json(c, f"{base}/api/v1/fleet/status", tokens.operator)
+            assert [d["device_id"] for d in status["active_event"]["excluded_devices"]] == [b1]
 
             async def replanned() -> DispatchPlan | None:
                 ps = plans()
