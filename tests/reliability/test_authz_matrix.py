@@ -10,12 +10,14 @@ fails :func:`test_every_route_has_a_matrix_entry`.
 from __future__ import annotations
 
 import asyncio
+import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from tests.conftest import REPO_ROOT
 from tests.reliability.world import (
     World,
     accepted_event,
@@ -27,7 +29,7 @@ from tests.reliability.world import (
     request,
 )
 from tests.vpp.api.conftest import Api
-from vpp import fleet
+from vpp import fleet, profiles
 from vpp.api.app import ROUTES
 from vpp.daemon.enrolment_jobs import EnrolmentJobs
 from vpp.db import session_scope
@@ -65,10 +67,21 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("POST", "/api/v1/gateways"): _e("operator owner", 202, own=True, foreign=400),
     ("GET", "/api/v1/gateways/{gateway_id}"): _e("operator owner", own=True),
     ("POST", "/api/v1/gateways/{gateway_id}/probe"): _e("operator owner", 202, own=True),
+    ("PATCH", "/api/v1/gateways/{gateway_id}"): _e("operator owner", own=True),
+    ("POST", "/api/v1/gateways/{gateway_id}/retire"): _e("operator owner", own=True),
+    # the world's devices took part in an event: with history, deletion is refused (409)
+    ("DELETE", "/api/v1/gateways/{gateway_id}"): _e("operator owner", 409, own=True),
     ("GET", "/api/v1/devices"): _e("operator owner", scoped=True),
     ("GET", "/api/v1/devices/{device_id}"): _e("operator owner", own=True),
     ("PATCH", "/api/v1/devices/{device_id}/preferences"): _e("operator owner", own=True),
     ("GET", "/api/v1/devices/{device_id}/telemetry"): _e("operator owner", own=True),
+    ("PATCH", "/api/v1/devices/{device_id}"): _e("operator owner", own=True),
+    ("POST", "/api/v1/devices/{device_id}/retire"): _e("operator owner", own=True),
+    ("DELETE", "/api/v1/devices/{device_id}"): _e("operator owner", 409, own=True),
+    ("GET", "/api/v1/device-profiles"): _e("operator owner", scoped=True),
+    ("POST", "/api/v1/device-profiles"): _e("operator owner", 201),
+    ("GET", "/api/v1/device-profiles/{name}"): _e("operator owner", own=True),
+    ("DELETE", "/api/v1/device-profiles/{name}"): _e("operator owner", own=True),
     ("POST", "/api/v1/grid/calls"): _e("operator grid", 201),
     ("GET", "/api/v1/events"): _e("operator grid owner", scoped=True),
     ("GET", "/api/v1/events/{event_id}"): _e("operator grid owner", own=True),
@@ -94,6 +107,19 @@ def _spare_token(api: Api, owner_id: int) -> int:
     with session_scope(api.engine) as s:
         row, _ = fleet.issue_token(s, Role.OWNER, s.get(Owner, owner_id), "spare")
         return int(row.id or 0)
+
+
+def _profile_body(name: str) -> dict[str, Any]:
+    with (REPO_ROOT / "config/device_profiles/huawei-luna2000.toml").open("rb") as fh:
+        return {**tomllib.load(fh), "name": name}
+
+
+def _spare_profile(api: Api, owner_id: int) -> str:
+    """A fresh stored profile of the owner, so that every allowed deletion can succeed."""
+    name = f"spare-{new_port()}"
+    with session_scope(api.engine) as s:
+        profiles.submit_profile(s, _profile_body(name), owner_id, "test")
+    return name
 
 
 def expected(exp: Expect, role: str, target: str | None) -> int:
@@ -149,6 +175,8 @@ async def _target_request(api: Api, w: World, method: str, path: str,
                 .replace("{event_id}", str(w.event[target])))
         if "{token_id}" in path:
             path = path.replace("{token_id}", str(_spare_token(api, w.owner[target])))
+        if "{name}" in path:  # a fresh stored profile of the target owner, unused
+            path = path.replace("{name}", _spare_profile(api, w.owner[target]))
     if path.endswith("/cancel"):  # a fresh event each time, so every allowed cancel can succeed
         path = path.replace(f"/events/{w.event[target or 'a']}/", f"/events/{accepted_event(api)}/")
     if method == "POST" and path == "/api/v1/owners":
@@ -157,8 +185,14 @@ async def _target_request(api: Api, w: World, method: str, path: str,
         body = device_spec(w.owner[target or "a"], new_port())
     elif method == "POST" and path == "/api/v1/grid/calls":
         body = new_call()
-    elif method == "PATCH":
+    elif method == "POST" and path == "/api/v1/device-profiles":
+        body = {"profile": _profile_body(f"via-api-{new_port()}")}
+    elif method == "PATCH" and path.startswith("/api/v1/gateways/"):
+        body = {"port": new_port()}
+    elif method == "PATCH" and path.endswith("/preferences"):
         body = {"participate": True}
+    elif method == "PATCH":
+        body = {"name": f"renamed-{new_port()}"}
     return path, body
 
 
@@ -203,6 +237,7 @@ async def test_owner_a_never_touches_owner_b(api: Api, world: World) -> None:
     """Every way owner A could reach owner B's things, including ids in bodies and queries."""
     w = world
     a = w.tokens["owner_a"]
+    b_profiles = [_spare_profile(api, w.owner["b"]) for _ in range(2)]
     await _probes_done(api)
     before = fingerprint(api)
     attempts = [
@@ -215,6 +250,14 @@ async def test_owner_a_never_touches_owner_b(api: Api, world: World) -> None:
         ("POST", f"/api/v1/events/{w.event['b']}/cancel", None),
         ("GET", f"/api/v1/owners/{w.owner['b']}", None),
         ("GET", f"/api/v1/gateways/{w.gateway['b']}", None),
+        ("PATCH", f"/api/v1/gateways/{w.gateway['b']}", {"port": new_port()}),
+        ("POST", f"/api/v1/gateways/{w.gateway['b']}/retire", None),
+        ("DELETE", f"/api/v1/gateways/{w.gateway['b']}", None),
+        ("PATCH", f"/api/v1/devices/{w.device['b']}", {"max_setpoint_kw": 1.0}),
+        ("POST", f"/api/v1/devices/{w.device['b']}/retire", None),
+        ("DELETE", f"/api/v1/devices/{w.device['b']}", None),
+        ("GET", f"/api/v1/device-profiles/{b_profiles[0]}", None),
+        ("DELETE", f"/api/v1/device-profiles/{b_profiles[1]}", None),
     ]
     for method, path, body in attempts:
         status, data = await request(api, method, path, a, body)

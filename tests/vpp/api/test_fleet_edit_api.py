@@ -151,3 +151,29 @@ async def test_owners_submit_profiles_usable_for_their_enrolments(api: Api) -> N
     # in use: not deleted
     status, err = await req(api, "DELETE", "/api/v1/device-profiles/mall-luna", t.owner)
     assert status == 409 and "used by 1 device" in err["error"]["message"]
+
+
+async def test_a_failed_enrolment_does_not_block_the_corrected_one(api: Api) -> None:
+    """Enrolled through the API at a port where the probe fails: the owner's corrected
+    enrolment at that endpoint replaces it (before: 409 "already registered"), and another
+    owner's failed, history-less gateway holds no claim on an endpoint either."""
+    t = api.tokens
+    sim = SimGateway({1: sim_device(BY_PROFILE["huawei-luna2000"], ManualClock(), 1)},
+                     port=free_port())
+    status, first = await enrol(api, t.other_owner, "127.0.0.1", sim.port, unit_id=7)
+    assert status == 202, first
+    async with sim:
+        report = await probe_gateway(api.engine, first["id"], PollingSettings(probe_timeout_s=1.0))
+        assert report.state == "failed" and "wrong unit id" in (report.error or "")
+        status, gw = await enrol(api, t.owner, "127.0.0.1", sim.port)
+        assert status == 202, gw
+        report = await probe_gateway(api.engine, gw["id"], PollingSettings(probe_timeout_s=1.0))
+    assert report.ok, report.error
+    status, gws = await req(api, "GET", "/api/v1/gateways", t.operator)
+    assert [(g["owner_id"], g["enrolment_state"]) for g in gws] == [(t.owner_id, "active")]
+    # an active gateway at the endpoint is a conflict that says what to do
+    status, err = await enrol(api, t.other_owner, "127.0.0.1", sim.port)
+    assert status == 409 and f"gateway {gw['id']}, active" in err["error"]["message"], err
+    with session_scope(api.engine) as s:
+        replaced = s.exec(select(AuditLog).where(AuditLog.action == "gateway_replaced")).all()
+    assert [a.subject for a in replaced] == [f"gateway:{first['id']}"]
