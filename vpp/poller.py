@@ -30,10 +30,12 @@ from device_adapters.adapter import ProfileAdapter
 from device_adapters.errors import GatewayUnreachable
 from device_adapters.factory import make_adapter
 from device_adapters.modbus_client import GatewayClient
+from device_adapters.profile import Profile
 from device_adapters.protocol import DeviceState
 from vpp.config import PollingSettings
 from vpp.db import session_scope
-from vpp.errors import ConfigError, DeviceError
+from vpp.errors import ConfigError, DeviceError, ValidationError
+from vpp.gateway_hosts import HostPolicy
 from vpp.models import Device, DeviceStatus, EnrolmentState, Gateway
 from vpp.telemetry_store import Reading, TelemetryBuffer
 
@@ -150,17 +152,28 @@ class Poller:
                 out.append((g, list(devs)))
             return out
 
-    async def load(self) -> int:
-        """Build clients and adapters for the active devices in the database."""
+    async def load(self, hosts: HostPolicy | None = None) -> int:
+        """Build clients and adapters for the active devices in the database (their stored
+        profiles too); with ``hosts``, a gateway the host policy refuses is not connected
+        (its devices get the reason in ``load_errors``)."""
         rows = await asyncio.to_thread(self._rows)
+        stored = await asyncio.to_thread(self._stored, [d for _, devs in rows for d in devs])
         for g, devs in rows:
+            if hosts is not None:
+                try:
+                    await hosts.check_async(g.host, g.port)
+                except ValidationError as exc:
+                    for d in devs:
+                        self.load_errors[d.id or 0] = exc.message
+                    continue
             client = self._client(g.host, g.port)
             unit = _GatewayUnit(g.id or 0, client, [])
             for d in devs:
                 try:
                     a = await make_adapter(
                         client, device_id=d.id or 0, unit_id=d.unit_id, kind=d.kind,
-                        profile=d.profile, rated_power_kw=d.rated_power_kw,
+                        profile=stored.get(d.profile, d.profile),
+                        rated_power_kw=d.rated_power_kw,
                         min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw,
                         params=d.params, profiles_dir=self.profiles_dir)
                 except (DeviceError, ConfigError) as exc:
@@ -172,6 +185,14 @@ class Poller:
                                                       online=d.status == DeviceStatus.ACTIVE.value)
             self.gateways.append(unit)
         return sum(len(u.adapters) for u in self.gateways)
+
+    def _stored(self, devices: list[Device]) -> dict[str, Profile]:
+        """The owner-submitted profiles these devices name (:mod:`vpp.profiles`)."""
+        from vpp.profiles import load_stored
+
+        assert self.engine is not None
+        with session_scope(self.engine) as s:
+            return load_stored(s, {d.profile for d in devices})
 
     def add_gateway(self, gateway_id: int, client: GatewayClient,
                     adapters: list[ProfileAdapter]) -> None:

@@ -162,3 +162,17 @@ def test_edit_retire_remove(env: Path, capsys: pytest.CaptureFixture[str]) -> No
               "gateway_retired"):
         assert a in actions
     assert run(capsys, "gateway", "remove", "999")[0] == 1  # "no gateway 999"
+
+
+def test_poll_does_not_connect_to_a_refused_host(
+    env: Path, capsys: pytest.CaptureFixture[str], sim_gateway: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`vpp poll` checks the host policy before it connects, like the daemon."""
+    assert add(capsys, sim_gateway["port"], "1-2", "--probe")[0] == 0
+    code, out, _ = run(capsys, "poll", "--once")
+    assert code == 0 and "polling 2 device(s)" in out and ", 0 failed" in out
+    monkeypatch.delenv("VPP_ENROLMENT__ALLOW_LOOPBACK")  # the shipped default
+    code, out, _ = run(capsys, "poll", "--once")
+    assert code == 0 and "polling 0 device(s)" in out
+    assert "not polled: gateway host '127.0.0.1' refused: 127.0.0.1 is a loopback" in out

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from vpp.cli.common import app_context, console
+from vpp.gateway_hosts import HostPolicy
 from vpp.poller import Poller
 
 
@@ -35,7 +36,7 @@ def poll(
 
     async def main() -> Poller:
         poller = Poller(engine, actx.settings.polling)
-        n = await poller.load()
+        n = await poller.load(HostPolicy.from_settings(actx.settings.enrolment))
         console.print(f"polling {n} device(s) on {len(poller.gateways)} gateway(s)",
                       highlight=False)
         try:
