@@ -16,13 +16,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from device_adapters.adapter import ProfileAdapter
 from device_adapters.factory import make_adapter
 from device_adapters.profile import Profile
 from device_adapters.protocol import DeviceState, SetpointResult
 from vpp.daemon.fleet_sync import DesiredFleet, DeviceKey, load_desired, read_revision
 from vpp.errors import ConfigError, DeviceError, ValidationError
 from vpp.gateway_hosts import HostPolicy
+from vpp.heartbeats import Heartbeats
 from vpp.models import Device, DeviceStatus
 from vpp.poller import DeviceStats, Poller
 
@@ -33,8 +33,6 @@ log = logging.getLogger("vpp.daemon.fleet")
 
 #: the supervised loop that runs :meth:`FleetRuntime.heartbeat_step`
 HEARTBEAT_LOOP = "heartbeat"
-#: seconds per unit of a watchdog timeout point (Huawei's forced-mode duration is in minutes)
-_SECONDS_PER = {"s": 1.0, "min": 60.0, "h": 3600.0}
 
 
 class FleetRuntime:
@@ -45,12 +43,11 @@ class FleetRuntime:
         self._keys: dict[int, DeviceKey] = {}  # device id -> what its adapter was built from
         self._revision: int | None = None  # the fleet revision last loaded
         self._refused: dict[int, str] = {}  # gateway id -> why the host policy refuses it
-        self._device_locks: dict[int, asyncio.Lock] = {}
-        self.watchdog_s: dict[int, float] = {}  # device id -> its watchdog timeout (s)
-        self.heartbeats = 0  # heartbeat rounds done
-        self._hb_period_s: float | None = None
-        self._hb_tasks: dict[int, asyncio.Task[None]] = {}  # device id -> its heartbeat
-        self.heartbeat_failures = 0  # failed device heartbeats
+        # the shared heartbeat mechanism (vpp.heartbeats), as the supervised HEARTBEAT_LOOP
+        self.hb = Heartbeats(self.poller, settings.polling,
+                             clock_rate=lambda: self.services.clock_rate(),
+                             on_failure=lambda: self.services.metrics.heartbeat_errors.inc(),
+                             on_period=self._set_heartbeat_period)
         self._need_refresh = True
         self.last_setpoints: dict[int, float] = {}
         self._priority = 0
@@ -81,14 +78,18 @@ class FleetRuntime:
         refused = await self._refused_gateways(want)
         keep = {i: v for i, v in want.devices.items() if v[1].gateway_id not in refused}
         gone = [i for i, k in self._keys.items() if i not in keep or keep[i][1] != k]
+        held = self._held_through_rebuild(gone, keep)
         if gone:
-            await self._detach(gone)
+            await self._detach(gone, keep_held=set(held))
         added = 0
         for i, (d, key) in keep.items():
             if i in self._keys or (i in self.poller.stats and i not in self._keys):
                 continue  # polled already (or an adapter someone else added)
             if await self._attach(d, key, want.stored):
                 added += 1
+        for i, kw in held.items():
+            if self.has_adapter(i):
+                self.restore_setpoint(i, kw)  # the device still holds it: not written again
         self._revision = want.revision
         if added or gone:
             log.info("fleet refreshed at revision %d: %d device(s) added or rebuilt, %d "
@@ -147,10 +148,25 @@ class FleetRuntime:
         self._keys[device_id] = key
         return True
 
-    async def _detach(self, device_ids: list[int]) -> None:
-        """Stop polling these devices; a device holding a setpoint is released first (its
-        owner gets it back; a rebuilt one is written again by the control loop)."""
-        held = [i for i in device_ids if i in self.last_setpoints]
+    def _held_through_rebuild(self, gone: list[int],
+                              keep: dict[int, tuple[Device, DeviceKey]]) -> dict[int, float]:
+        """Setpoints a rebuilt device keeps (kW): same gateway, and inside its new limits."""
+        out: dict[int, float] = {}
+        for i in gone:
+            kw, old = self.last_setpoints.get(i), self._keys[i]
+            if kw is None or i not in keep:
+                continue
+            new = keep[i][1]
+            if ((new.host, new.port, new.unit_id) == (old.host, old.port, old.unit_id)
+                    and new.min_setpoint_kw <= kw <= new.max_setpoint_kw):
+                out[i] = kw
+        return out
+
+    async def _detach(self, device_ids: list[int], keep_held: set[int] | None = None) -> None:
+        """Stop polling these devices. A device holding a setpoint is released first (its
+        owner gets it back), unless it is rebuilt with the setpoint inside its new limits
+        (``keep_held``): its new adapter then keeps it without writing it again."""
+        held = [i for i in device_ids if i in self.last_setpoints and i not in (keep_held or ())]
         if held:
             errors = await self.release(held)
             for i, err in errors.items():
@@ -166,12 +182,8 @@ class FleetRuntime:
             self._keys.pop(i, None)
             self.poller.stats.pop(i, None)
             self.poller._pending_status.pop(i, None)
-            self.watchdog_s.pop(i, None)
             self.last_setpoints.pop(i, None)
-            task = self._hb_tasks.pop(i, None)
-            if task is not None:
-                task.cancel()
-        self._hb_period_s = None  # the shortest watchdog may have gone
+        self.hb.forget(list(drop))
 
     @contextlib.asynccontextmanager
     async def priority(self) -> AsyncIterator[None]:
@@ -206,100 +218,40 @@ class FleetRuntime:
             m.fleet_power_kw.set(power)
 
     # -- heartbeats (their own loop: a slow or skipped poll cycle must not starve watchdogs) --
+    @property
+    def watchdog_s(self) -> dict[int, float]:
+        """Device id -> its watchdog timeout (s), as read by the heartbeats."""
+        return self.hb.watchdog_s
+
+    @watchdog_s.setter
+    def watchdog_s(self, value: dict[int, float]) -> None:
+        self.hb.watchdog_s = value
+
+    @property
+    def heartbeats(self) -> int:
+        """Heartbeat rounds done."""
+        return self.hb.rounds
+
+    @property
+    def heartbeat_failures(self) -> int:
+        """Failed device heartbeats."""
+        return self.hb.failures
+
     def device_lock(self, device_id: int) -> asyncio.Lock:
-        """Held while a setpoint is written to / released from the device, and while it is
-        fed: one operation at a time per device (the gateway client serialises requests, not
-        a write-and-read-back sequence)."""
-        lock = self._device_locks.get(device_id)
-        if lock is None:
-            lock = self._device_locks[device_id] = asyncio.Lock()
-        return lock
+        """One operation at a time per device (:meth:`Heartbeats.device_lock`)."""
+        return self.hb.device_lock(device_id)
 
     def heartbeat_period_s(self) -> float:
-        """``heartbeat_fraction`` of the shortest known device watchdog timeout, at most
-        ``watchdog_period_s`` (real s). Watchdogs count on the devices' clock: on a simulated
-        clock running ``services.clock_rate()`` times real time they expire that much sooner."""
-        p = self.services.settings.polling
-        rate = max(self.services.clock_rate(), 1e-9)
-        known = [t for t in self.watchdog_s.values() if t is not None and t > 0]
-        return min([p.watchdog_period_s] + [p.heartbeat_fraction * t / rate for t in known])
-
-    def _watchdog_known(self, a: ProfileAdapter) -> bool:
-        """True when the device has no timer watchdog or its timeout is known; takes the
-        profile's ``timeout_s`` when it declares one."""
-        wd = a.profile.watchdog
-        if a.device_id in self.watchdog_s or wd.mode != "timer":
-            return True
-        if wd.timeout_s is not None:
-            self.watchdog_s[a.device_id] = float(wd.timeout_s)
-            return True
-        return wd.timeout_point is None
-
-    async def _heartbeat_one(self, a: ProfileAdapter) -> None:
-        """Feed one device; then, if its watchdog timeout is not known yet, read its
-        ``watchdog.timeout_point`` (retried at the next heartbeat until read)."""
-        try:
-            async with self.device_lock(a.device_id):
-                await a.heartbeat()
-        except (DeviceError, ValueError) as exc:  # ValueError: a value that cannot encode
-            self.heartbeat_failures += 1
-            self.services.metrics.heartbeat_errors.inc()
-            log.warning("heartbeat failed: %s", exc, extra={"device_id": a.device_id})
-            return
-        if self._watchdog_known(a):
-            return
-        point = a.profile.watchdog.timeout_point
-        assert point is not None
-        try:
-            value = (await a.read_points([point]))[point]
-        except (DeviceError, ValueError) as exc:
-            log.debug("watchdog timeout not read: %s", exc, extra={"device_id": a.device_id})
-            return
-        per = _SECONDS_PER.get(a.profile.points[point].unit)
-        if per is None:  # a unit we cannot convert: keep watchdog_period_s for this device
-            self.watchdog_s[a.device_id] = 0.0
-            log.warning("watchdog timeout point %s has unit %r (not s/min/h); heartbeat period "
-                        "not derived from it", point, a.profile.points[point].unit,
-                        extra={"device_id": a.device_id})
-        elif isinstance(value, float | int) and value > 0:
-            self.watchdog_s[a.device_id] = float(value) * per
+        """The heartbeat period, real s (:meth:`Heartbeats.period_s`)."""
+        return self.hb.period_s()
 
     async def heartbeat_step(self) -> None:
-        """Feed every watchdog / check leases (:meth:`ProfileAdapter.heartbeat`), then set the
-        loop's period from the shortest device watchdog.
+        """One step of the heartbeat loop (:meth:`Heartbeats.step`); runs during dispatch too."""
+        await self.hb.step()
 
-        Each device is fed on its own: the step waits at most one period, and a heartbeat still
-        waiting on a slow device carries on into the next step (that device is not fed twice)
-        instead of holding up the others. Skipped: a device whose setpoint is being written
-        (that write feeds its watchdog; never two operations on one device at once), and a
-        device known offline (the poller retries it, ``polling.offline_retry_s``; it gets
-        heartbeats again once it answers) so that it does not hold up its gateway's connection.
-        Runs during dispatch too."""
-        for u in self.poller.gateways:
-            for a in u.adapters:
-                task = self._hb_tasks.get(a.device_id)
-                if task is not None and not task.done():
-                    continue
-                st = self.poller.stats.get(a.device_id)
-                if (st is not None and not st.online) or self.device_lock(a.device_id).locked():
-                    continue
-                self._hb_tasks[a.device_id] = asyncio.create_task(
-                    self._heartbeat_one(a), name=f"vpp-heartbeat-{a.device_id}")
-        self.heartbeats += 1
-        period = self._hb_period_s or self.heartbeat_period_s()
-        running = [t for t in self._hb_tasks.values() if not t.done()]
-        if running:
-            await asyncio.wait(running, timeout=period)
-        for u in self.poller.gateways:
-            for a in u.adapters:
-                self._watchdog_known(a)
-        period = self.heartbeat_period_s()
-        if period != self._hb_period_s:
-            self._hb_period_s = period
-            log.info("heartbeat period %.3g s (shortest device watchdog %s s)", period,
-                     min(self.watchdog_s.values(), default=None))
-            if self.services.supervisor.has(HEARTBEAT_LOOP):
-                self.services.supervisor.set_period(HEARTBEAT_LOOP, period)
+    def _set_heartbeat_period(self, period_s: float) -> None:
+        if self.services.supervisor.has(HEARTBEAT_LOOP):
+            self.services.supervisor.set_period(HEARTBEAT_LOOP, period_s)
 
     # -- what others read -----------------------------------------------------------------
     def latest(self, device_id: int) -> DeviceState | None:
@@ -388,8 +340,5 @@ class FleetRuntime:
     async def close(self) -> None:
         """Close connections without releasing: a restarted daemon resumes the event, and the
         devices' watchdogs/leases return them to their own behaviour if it does not."""
-        tasks = [t for t in self._hb_tasks.values() if not t.done()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.hb.close()
         await self.poller.close(release=False)

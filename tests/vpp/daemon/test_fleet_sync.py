@@ -75,7 +75,10 @@ async def test_another_process_enrols_edits_retires(engine: Engine, tmp_path: Pa
             lambda: _async(all(rt.latest(i) is not None for i in ids)), "the new devices polled")
         assert took <= POLL_S + SLACK_S, took
 
-        # an edit of the limits rebuilds the adapter with them
+        # an edit of the limits rebuilds the adapter with them; a held setpoint inside the
+        # new limits is kept (not written again), one outside them is released
+        result = await rt.apply(ids[0], -2.0)
+        assert result.error is None and gw.devices[1].setpoint_kw == pytest.approx(-2.0, abs=0.01)
         with session_scope(other) as s:
             fleet_edit.edit_device(s, fleet_edit.get_device(s, ids[0]),
                                    fleet_edit.DeviceEdit(max_setpoint_kw=3.0), "test")
@@ -84,6 +87,18 @@ async def test_another_process_enrols_edits_retires(engine: Engine, tmp_path: Pa
                            and rt.poller.adapter(ids[0]).max_setpoint_kw == 3.0),
             "the edited limits in the daemon")
         assert took <= POLL_S + SLACK_S, took
+        assert rt.last_setpoint(ids[0]) == -2.0
+        assert rt.poller.adapter(ids[0]).active_setpoint_kw == -2.0
+        assert gw.devices[1].setpoint_kw == pytest.approx(-2.0, abs=0.01)
+        with session_scope(other) as s:
+            fleet_edit.edit_device(s, fleet_edit.get_device(s, ids[0]),
+                                   fleet_edit.DeviceEdit(min_setpoint_kw=-1.0), "test")
+        await seconds_until(
+            lambda: _async(rt.has_adapter(ids[0])
+                           and rt.poller.adapter(ids[0]).min_setpoint_kw == -1.0),
+            "the narrower limits in the daemon")
+        assert rt.last_setpoint(ids[0]) is None  # released: outside the new limits
+        assert gw.devices[1].setpoint_kw is None or gw.devices[1].setpoint_kw >= -1.0
 
         # retired elsewhere: no longer polled; the other device still is
         with session_scope(other) as s:
