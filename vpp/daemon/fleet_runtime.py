@@ -66,7 +66,12 @@ class FleetRuntime:
         enrolled, edited, retired or removed a gateway or device since the last refresh?"""
         if self._need_refresh:
             return True
-        return await self.services.db.run(read_revision) != self._revision
+        try:
+            return await self.services.db.run(read_revision) != self._revision
+        except Exception as exc:  # noqa: BLE001 -- database down: poll the fleet we have
+            log.warning("fleet revision not read (polling the current fleet): %s",
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return False
 
     async def refresh(self) -> int:
         """Make the polled fleet the active fleet in the database: add new devices, rebuild

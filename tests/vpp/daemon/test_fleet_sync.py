@@ -204,3 +204,26 @@ async def test_the_daemon_does_not_connect_to_a_host_the_policy_refuses(
     finally:
         await daemon.stop()
         await gw.stop()
+
+
+async def test_the_poll_step_goes_on_when_the_revision_cannot_be_read(tmp_path: Path) -> None:
+    """Database down: the revision check logs and the fleet in hand is polled (the poll step
+    must not fail, or polling would stop with the database)."""
+    from vpp.daemon.dbexec import Db
+    from vpp.daemon.fleet_runtime import FleetRuntime
+    from vpp.daemon.metrics import Metrics
+    from vpp.daemon.services import Services
+    from vpp.daemon.supervisor import Supervisor
+
+    down = make_engine("postgresql://nobody@127.0.0.1:1/none")
+    metrics = Metrics()
+    services = Services(settings=daemon_settings(tmp_path, "sqlite://"), db=Db(down),
+                        metrics=metrics, supervisor=Supervisor(metrics))
+    rt = FleetRuntime(services)
+    rt._need_refresh, rt._revision = False, 7  # loaded once, before the outage
+    try:
+        assert await rt.fleet_changed() is False
+        await rt.poll_step()
+    finally:
+        services.db.close()
+        down.dispose()
