@@ -57,6 +57,24 @@ class DeviceStatus(StrEnum):
     RETIRED = "retired"  # out of service; rows and history kept (a probe returns it to service)
 
 
+class EventStatus(StrEnum):
+    """A grid event's status, in the order an event moves through them (``rejected`` and
+    ``cancelled`` end it early; ``unsettled``: finished, but settlement could not be made)."""
+
+    RECEIVED = "received"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    SETTLED = "settled"
+    UNSETTLED = "unsettled"
+    CANCELLED = "cancelled"
+
+
+#: Events the control loop plans and dispatches (accepted, not yet finished).
+OPEN_EVENT_STATUSES = (EventStatus.ACCEPTED, EventStatus.ACTIVE)
+
+
 class Owner(SQLModel, table=True):
     """A device owner (building, plant, charging operator, battery owner)."""
 
@@ -196,7 +214,7 @@ class GridEvent(SQLModel, table=True):
     end: datetime = Field(sa_type=AwareDateTime)
     requested_kw: float
     price_cap_yuan_per_kwh: Decimal | None = Field(default=None, sa_type=DecimalString)
-    status: str = Field(default="received", max_length=20, index=True)
+    status: str = Field(default=EventStatus.RECEIVED.value, max_length=20, index=True)
     received_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
@@ -349,7 +367,8 @@ def is_fleet_change(obj: Any) -> bool:
         return True
     changed = {a.key for a in state.attrs if a.history.has_changes()}
     if isinstance(obj, Device):
-        return bool(changed - {"status", "status_detail"}) or _moved_between(
+        # the owner's preferences are read by planning from the row, not by the poller
+        return bool(changed - {"status", "status_detail", "preferences"}) or _moved_between(
             obj, "status", _LIVE_DEVICE)
     return bool(changed - _GATEWAY_BOOKKEEPING - {"enrolment_state"}) or _moved_between(
         obj, "enrolment_state", _LIVE_GATEWAY)

@@ -41,6 +41,8 @@ def test_fleet_changes_move_the_revision_bookkeeping_does_not(engine: Engine) ->
         d.status, d.status_detail = "offline", "timeout"
     with session_scope(engine) as s:
         s.get(Device, ids[0]).status = "active"  # type: ignore[union-attr]
+    with session_scope(engine) as s:  # nor the owner's preferences (planning reads them)
+        s.get(Device, ids[0]).preferences = {"participate": False}  # type: ignore[union-attr]
     assert rev(engine) == r2
     with session_scope(engine) as s:
         fleet_edit.edit_device(s, fleet_edit.get_device(s, ids[0]),
