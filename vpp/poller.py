@@ -11,13 +11,15 @@ silent device costs ``timeout_s x (retries + 1)`` of its gateway's cycle each ti
 tried. A gateway that cannot be reached fails all its devices in the cycle after one connect
 attempt, and when one of them goes offline they all do, in one step (a re-plan sees the whole
 gateway gone, never half of it). A bad device never stops the others. Readings go to
-:class:`vpp.telemetry_store.TelemetryBuffer`, flushed in a thread (database work stays off the event loop). :meth:`Poller.heartbeat_all`
-feeds watchdogs and enforces the aggregator's leases.
+:class:`vpp.telemetry_store.TelemetryBuffer`, flushed in a thread (database work stays off the event loop). :meth:`Poller.run` feeds
+watchdogs and enforces the aggregator's leases on a loop of its own (:mod:`vpp.heartbeats`);
+:meth:`Poller.heartbeat_all` is one round of it at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from vpp.config import PollingSettings
 from vpp.db import session_scope
 from vpp.errors import ConfigError, DeviceError, ValidationError
 from vpp.gateway_hosts import HostPolicy
+from vpp.heartbeats import Heartbeats
 from vpp.models import Device, DeviceStatus, EnrolmentState, Gateway
 from vpp.telemetry_store import Reading, TelemetryBuffer
 
@@ -355,23 +358,30 @@ class Poller:
         return errors
 
     async def run(self, stop: asyncio.Event, cycles: int | None = None) -> None:
-        """Poll every ``interval_s`` (and heartbeat every ``watchdog_period_s``) until ``stop``."""
-        last_hb = 0.0
+        """Poll every ``interval_s`` until ``stop`` (or ``cycles`` cycles); meanwhile feed the
+        watchdogs on their own loop (:class:`vpp.heartbeats.Heartbeats`, the daemon's): a
+        cycle held up by a silent device never delays the other devices' heartbeats."""
+        heartbeats = Heartbeats(self, self.settings)
+        hb_stop = asyncio.Event()
+        hb_task = asyncio.create_task(heartbeats.run(hb_stop), name="vpp-poll-heartbeats")
         done = 0
-        while not stop.is_set() and (cycles is None or done < cycles):
-            t0 = time.monotonic()
-            report = await self.poll_once()
-            done += 1
-            if report.failed:
-                log.info("cycle: %d/%d devices failed", report.failed, report.devices)
-            if time.monotonic() - last_hb >= self.settings.watchdog_period_s:
-                await self.heartbeat_all()
-                last_hb = time.monotonic()
-            wait = max(0.0, self.settings.interval_s - (time.monotonic() - t0))
-            try:
-                await asyncio.wait_for(stop.wait(), wait)
-            except TimeoutError:
-                pass
+        try:
+            while not stop.is_set() and (cycles is None or done < cycles):
+                t0 = time.monotonic()
+                report = await self.poll_once()
+                done += 1
+                if report.failed:
+                    log.info("cycle: %d/%d devices failed", report.failed, report.devices)
+                if hb_task.done():  # the heartbeat loop died: no polling without it
+                    hb_task.result()
+                wait = max(0.0, self.settings.interval_s - (time.monotonic() - t0))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+        finally:
+            hb_stop.set()
+            hb_task.cancel()
+            await asyncio.gather(hb_task, return_exceptions=True)
+            await heartbeats.close()
 
     async def close(self, release: bool = True) -> None:
         """Release devices under our control (restores devices without a watchdog) and close."""
