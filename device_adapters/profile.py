@@ -31,8 +31,9 @@ from device_adapters.registers import DataType, WordOrder, register_count
 from vpp.config import first_error, read_toml
 from vpp.device_kinds import DeviceKind
 from vpp.errors import ConfigError
+from vpp.packaged import profiles_dir
 
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parent.parent / "config" / "device_profiles"
+DEFAULT_PROFILES_DIR = profiles_dir()  # packaged: vpp.packaged (config/device_profiles)
 
 #: Factor from a point unit to the canonical unit of a measurement (kW, kWh, %, degC).
 UNIT_FACTORS: dict[str, float] = {

@@ -1,7 +1,7 @@
-"""Configuration: TOML files in ``config/`` validated once at start-up, overridable by ``VPP_*``.
+"""Configuration: TOML files validated once at start-up, overridable by ``VPP_*``.
 
-Loading order (later wins): pydantic defaults < ``config/default.toml`` < the chosen file (for
-example ``config/zhuzhou-demo.toml``) < environment variables (``VPP_DATABASE_URL``,
+Loading order (later wins): pydantic defaults < the packaged ``default.toml`` (``config/`` in the
+repository, :mod:`vpp.packaged`) < the chosen file (for example ``config/zhuzhou-demo.toml``) < environment variables (``VPP_DATABASE_URL``,
 ``VPP_API__PORT`` for nested keys). Unknown keys are errors. Every error names the file, the key
 and the reason (:class:`vpp.errors.ConfigError`). Settings are passed in, never global.
 """
@@ -19,10 +19,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from vpp.device_kinds import DeviceKind, check_limits, parse_params
 from vpp.errors import ConfigError
+from vpp.packaged import DEFAULT_CONFIG
+from vpp.packaged import programmes_dir as packaged_programmes_dir
 from vpp.timeutil import DEFAULT_INTERVAL_MINUTES, DEFAULT_TIMEZONE
-
-DEFAULT_CONFIG_DIR = Path("config")
-DEFAULT_FILE = DEFAULT_CONFIG_DIR / "default.toml"
 
 
 class _Section(BaseModel):
@@ -100,7 +99,7 @@ class PollingSettings(_Section):
     stuck_after_s: float = Field(default=300.0, gt=0)
     #: a device found offline is tried again only this often (0: every cycle), so that a
     #: silent one does not hold up its gateway's cycle by timeout x (retries + 1) every second
-    offline_retry_s: float = Field(default=0.0, ge=0)
+    offline_retry_s: float = Field(default=30.0, ge=0)
     #: the enrolment probe's own per-request timeout and retries: it runs once per enrolment
     #: (or re-probe), so a gateway that is slow for a moment is not refused for good
     probe_timeout_s: float = Field(default=2.0, gt=0)
@@ -198,7 +197,8 @@ class BiddingSettings(_Section):
     """Market participation: which programme applies, the aggregator's fee."""
 
     programme: str = "hunan-2026"
-    programmes_dir: Path = DEFAULT_CONFIG_DIR / "programmes"
+    #: default: the packaged programmes (:mod:`vpp.packaged`); a directory set here replaces them
+    programmes_dir: Path = Field(default_factory=packaged_programmes_dir)
     aggregator_fee_pct: float = Field(default=15.0, ge=0, le=100)
     delivery_confidence: float = Field(default=0.9, gt=0, lt=1)
     #: a fleet without the history an offer is made from declares this % of what its devices
@@ -535,18 +535,18 @@ def _describe(exc: pydantic.ValidationError, files: list[tuple[str, dict[str, An
 def load_settings(path: Path | str | None = None, *, with_defaults_file: bool = True) -> Settings:
     """Load and validate the configuration.
 
-    ``path`` (or ``$VPP_CONFIG``) names the file to apply over ``config/default.toml`` (if that
-    exists). Raises :class:`ConfigError` with file, key and reason on any problem.
+    ``path`` (or ``$VPP_CONFIG``) names the file to apply over the packaged ``default.toml``
+    (:data:`vpp.packaged.DEFAULT_CONFIG`, from any working directory). Raises
+    :class:`ConfigError` with file, key and reason on any problem.
     """
     env_path = os.environ.get("VPP_CONFIG")
     chosen = Path(path) if path else (Path(env_path) if env_path else None)
     files: list[tuple[str, dict[str, Any]]] = []
     if (
         with_defaults_file
-        and DEFAULT_FILE.exists()
-        and (chosen is None or chosen.resolve() != DEFAULT_FILE.resolve())
+        and (chosen is None or chosen.resolve() != DEFAULT_CONFIG.resolve())
     ):
-        files.append((str(DEFAULT_FILE), read_toml(DEFAULT_FILE)))
+        files.append((str(DEFAULT_CONFIG), read_toml(DEFAULT_CONFIG)))
     if chosen is not None:
         files.append((str(chosen), read_toml(chosen)))
     data: dict[str, Any] = {}

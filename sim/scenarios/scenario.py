@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from vpp.device_kinds import DeviceKind
 from vpp.errors import ConfigError
+from vpp.packaged import scenarios_dir
 
-DEFAULT_SCENARIOS_DIR = Path("config/scenarios")
+DEFAULT_SCENARIOS_DIR = scenarios_dir()  # packaged (vpp.packaged); a path overrides it
 
 
 class _M(BaseModel):

@@ -20,6 +20,7 @@ from vpp.models import Device, TelemetryReading
 from vpp.poller import Poller
 
 FAST = PollingSettings(timeout_s=0.2, retries=0, backoff_base_s=0.01, offline_after_failures=2,
+                       offline_retry_s=0.0,  # retried every cycle: recovery within a test
                        interval_s=0.05, watchdog_period_s=0.01, telemetry_batch_size=3)
 
 

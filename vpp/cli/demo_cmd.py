@@ -20,8 +20,7 @@ from vpp.cli.common import app_context, console
 from vpp.cli.device_cmd import device_table
 from vpp.config import load_settings
 from vpp.db import make_engine, session_scope, upgrade
-
-DEMO_CONFIG = Path("config/zhuzhou-demo.toml")
+from vpp.packaged import DEMO_CONFIG
 
 
 def demo(

@@ -18,11 +18,10 @@ from sim.server import SimGateway
 from vpp.cli.common import app_context, console
 from vpp.config import load_settings
 from vpp.errors import ValidationError
+from vpp.packaged import DEMO_CONFIG
 from vpp.timeutil import zone
 
 app = typer.Typer(help="Simulated devices behind real Modbus TCP servers.", no_args_is_help=True)
-
-DEMO_CONFIG = Path("config/zhuzhou-demo.toml")
 
 
 SIM_CLOCK_HELP = ("Write the simulated clock to FILE and run on it; `vpp serve --sim-clock FILE` "

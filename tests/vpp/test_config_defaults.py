@@ -1,0 +1,117 @@
+"""One source for configuration defaults: the shipped ``default.toml`` and the settings models agree.
+
+Every key in the file exists in the models with the same default (compared after validation, so
+``"data"`` and ``Path("data")`` agree); every model field with a default appears in the file,
+either as a key or, where TOML cannot hold the default (``None``), as a commented-out example
+``# key = ...``. The exceptions are listed with their reason.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from typing import Any
+
+from pydantic import BaseModel
+
+from vpp.config import Settings
+from vpp.packaged import packaged_file
+
+#: model fields that are absent from default.toml on purpose, with the reason
+NOT_IN_FILE = {
+    "owners": "the fleet is enrolled per installation (zhuzhou-demo.toml for the demo), no default",
+    "bidding.programmes_dir": "default: the packaged programmes (vpp.packaged); a directory set "
+                              "in a file overrides them",
+}
+
+
+def _file() -> tuple[dict[str, Any], str]:
+    path = packaged_file("default.toml")
+    text = path.read_text()
+    return tomllib.loads(text), text
+
+
+def _leaves(data: dict[str, Any], model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Dotted keys of ``data``, descending into tables that are settings sections."""
+    out = []
+    for key, value in data.items():
+        assert key in model.model_fields, f"default.toml: key {prefix}{key} is not in the models"
+        ann = model.model_fields[key].annotation
+        if isinstance(value, dict) and isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += _leaves(value, ann, f"{prefix}{key}.")
+        else:
+            out.append(prefix + key)
+    return out
+
+
+def _fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Dotted names of every model field with a default, descending into sections."""
+    out = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += _fields(ann, f"{prefix}{name}.")
+        elif not info.is_required():
+            out.append(prefix + name)
+    return out
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _no_env(monkeypatch: Any) -> None:
+    import os
+
+    for k in list(os.environ):
+        if k.upper().startswith("VPP_"):
+            monkeypatch.delenv(k)
+
+
+def test_every_key_in_default_toml_has_the_models_default(monkeypatch: Any) -> None:
+    _no_env(monkeypatch)
+    data, _ = _file()
+    from_file, from_models = Settings(**data), Settings()
+    keys = _leaves(data, Settings)
+    assert len(keys) > 80  # the walk reached the sections
+    wrong = {k: (_get(from_file, k), _get(from_models, k)) for k in keys
+             if _get(from_file, k) != _get(from_models, k)}
+    assert not wrong, f"default.toml (file, model) disagree: {wrong}"
+
+
+def test_every_model_default_appears_in_default_toml(monkeypatch: Any) -> None:
+    _no_env(monkeypatch)
+    data, text = _file()
+    in_file = set(_leaves(data, Settings))
+    defaults = Settings()
+    missing = []
+    for dotted in _fields(Settings):
+        if dotted in in_file or dotted in NOT_IN_FILE:
+            continue
+        section, _, key = dotted.rpartition(".")
+        # a default TOML cannot write (None) appears as a commented example in its section
+        commented = re.search(rf"^#\s*{re.escape(key)}\s*=", _section_text(text, section), re.M)
+        if _get(defaults, dotted) is None and commented:
+            continue
+        missing.append(dotted)
+    assert not missing, f"model defaults not in default.toml: {missing}"
+
+
+def test_the_exceptions_are_real() -> None:
+    """Each listed exception names a model field that really is absent from the file."""
+    data, _ = _file()
+    in_file = set(_leaves(data, Settings))
+    fields = set(_fields(Settings)) | {"owners"}
+    for name in NOT_IN_FILE:
+        assert name in fields and name not in in_file, name
+
+
+def _section_text(text: str, section: str) -> str:
+    """The lines of ``[section]`` in default.toml (up to the next table header)."""
+    if not section:
+        head = re.split(r"^\[", text, maxsplit=1, flags=re.M)[0]
+        return head
+    m = re.search(rf"^\[{re.escape(section)}\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    return m.group(1) if m else ""
