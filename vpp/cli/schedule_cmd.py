@@ -3,7 +3,8 @@
 The fleet comes from a fleet TOML (``[[owners]]`` ... devices, e.g. ``config/zhuzhou-demo.toml``)
 or is generated (``--generate N`` mixed devices). States and baselines are illustrative
 (:mod:`vpp.scheduler.synthetic`): this command demonstrates and checks the scheduler; the daemon
-feeds it real telemetry and forecasts.
+feeds it real telemetry and forecasts. Energy is priced as the daemon prices it: the time-of-use
+tariff of the configured programme (``bidding.programme``) in force on the day of the call.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pydantic
 import typer
 from rich.table import Table
 
+from bidding.programme import load_programme
 from vpp.cli.common import app_context, console
 from vpp.config import OwnerSpec
 from vpp.errors import ConfigError, ValidationError
 from vpp.scheduler import DispatchModel, EventCall, HorizonData, SolverOptions, Weights
-from vpp.scheduler.synthetic import demo_state, mixed_fleet, tou_price
+from vpp.scheduler.synthetic import demo_state, mixed_fleet
 from vpp.timeutil import now as now_in
 
 _EVENT = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
@@ -96,7 +99,10 @@ def schedule(
         devices, base = demo_state(_fleet_specs(fleet_file), n, minutes, seed)
     else:
         devices, base = mixed_fleet(generate, n, minutes, seed)
-    price = tou_price(n, minutes)
+    programme = load_programme(settings.bidding.programme, settings.bidding.programmes_dir,
+                               the_day)
+    index = pd.date_range(day_start, periods=n, freq=f"{minutes}min")
+    price = programme.tariff.price_series(index).to_numpy()
     if reduction_kw is None:
         reduction_kw = round(0.10 * float(base[:, start:end].sum(axis=0).mean()), 1)
     data = HorizonData(base, price, EventCall(start, end, reduction_kw), interval_minutes=minutes)
@@ -110,6 +116,8 @@ def schedule(
     wall = time.perf_counter() - t0
     summary = plan.summary() | {"day": the_day.isoformat(), "event": event,
                                 "reduction_kw_requested": reduction_kw,
+                                "programme": programme.name,
+                                "price_yuan_per_kwh": [float(p) for p in price],
                                 "build_s": round(model.build_time_s, 3),
                                 "wall_s": round(wall, 3)}
     if as_json:
@@ -134,7 +142,8 @@ def _print(devices, plan, start: int, end: int, summary: dict) -> None:
     console.print(
         f"requested {summary['reduction_kw_requested']:,.1f} kW; delivered at least "
         f"{summary['reduction_kw_min_in_window']:,.1f} kW; shortfall {summary['shortfall_kwh']} kWh; "
-        f"energy cost {summary['energy_cost_yuan']:,.2f} yuan; {summary['status']} in "
+        f"energy cost {summary['energy_cost_yuan']:,.2f} yuan (tariff of {summary['programme']}); "
+        f"{summary['status']} in "
         f"{summary['iterations']} iterations, {summary['solve_time_s']} s solve, "
         f"{summary['wall_s']} s total"
     )

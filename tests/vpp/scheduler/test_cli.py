@@ -43,3 +43,56 @@ def test_schedule_bad_arguments(args, message, capsys):
     err = capsys.readouterr().err
     assert rc == 2
     assert message in err and "Traceback" not in err
+
+
+def _day_prices(programme_name: str, programmes_dir, day: str) -> list[float]:
+    from datetime import date, datetime
+
+    import pandas as pd
+
+    from bidding.programme import load_programme
+    from vpp.timeutil import zone
+
+    prog = load_programme(programme_name, programmes_dir, date.fromisoformat(day))
+    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=zone())
+    index = pd.date_range(start, periods=96, freq="15min")
+    return [float(p) for p in prog.tariff.price_series(index)]
+
+
+def test_schedule_prices_energy_with_the_programmes_tariff(capsys):
+    """The shipped programme's ToU tariff on the day of the call (July: its critical peak)."""
+    from vpp.packaged import programmes_dir
+
+    rc = main(["schedule", "--generate", "20", "--event", "19:00-20:00", "--day", "2027-07-15",
+               "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    summary = json.loads(out)
+    assert summary["programme"] == "hunan-2026"
+    assert summary["price_yuan_per_kwh"] == _day_prices("hunan-2026", programmes_dir(),
+                                                        "2027-07-15")
+    assert len(set(summary["price_yuan_per_kwh"])) >= 3  # valley, flat, peak at least
+
+
+def test_schedule_follows_a_configured_programme(tmp_path, capsys):
+    """A programme of the operator's own directory prices the plan: its tariff, not another."""
+    from vpp.packaged import programmes_dir
+
+    own = tmp_path / "programmes"
+    own.mkdir()
+    text = (programmes_dir() / "hunan-2026.toml").read_text()
+    assert "flat = 0.62" in text
+    (own / "cheap.toml").write_text(text.replace('name = "hunan-2026"', 'name = "cheap"')
+                                    .replace("flat = 0.62", "flat = 0.31"))
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(f'[bidding]\nprogramme = "cheap"\nprogrammes_dir = "{own.as_posix()}"\n')
+    rc = main(["--config", str(cfg), "schedule", "--generate", "20", "--event", "19:00-20:00",
+               "--day", "2027-03-10", "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    summary = json.loads(out)
+    assert summary["programme"] == "cheap"
+    prices = summary["price_yuan_per_kwh"]
+    assert prices == _day_prices("cheap", own, "2027-03-10")
+    assert prices != _day_prices("hunan-2026", programmes_dir(), "2027-03-10")
+    assert 0.31 in prices
