@@ -44,6 +44,7 @@ from bidding.settlement import (
 )
 from forecasting.baselines import BaselineResult, BaselineSpec, compute_baseline, day_type_name
 from forecasting.calendars import ChineseCalendar, DayCalendar
+from vpp.bids import require_bid
 from vpp.db import session_scope
 from vpp.errors import NoHistoryError, NotFoundError, ValidationError
 from vpp.models import AuditLog, Bid, Device, GridEvent, Owner, TelemetryReading
@@ -128,15 +129,6 @@ def get_event(session: Session, event_id: int) -> GridEvent:
     if ev is None:
         raise NotFoundError(f"no event {event_id}")
     return ev
-
-
-def latest_bid(session: Session, event_id: int) -> Bid:
-    bid = session.exec(
-        sql_select(Bid).where(Bid.event_id == event_id).order_by(Bid.id.desc())  # type: ignore[union-attr]
-    ).first()
-    if bid is None:
-        raise NotFoundError(f"event {event_id} has no bid to settle against")
-    return bid
 
 
 # --- bidding --------------------------------------------------------------------------------
@@ -477,7 +469,7 @@ def settle_from_db(
         raise ValidationError(f"unmetered must be 'error' or 'no_response', got {unmetered!r}")
     with session_scope(engine) as s:
         ev = get_event(s, event_id)
-        bid = latest_bid(s, event_id)
+        bid = require_bid(s, event_id)
         prog = load_programme(ev.programme, programmes_dir, ev.start)
         product = prog.product(ev.event_type, ev.direction)
         shares = {int(o["owner_id"]): float(o["declared_kw"]) for o in bid.detail.get("owners", [])}

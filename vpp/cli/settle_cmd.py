@@ -332,8 +332,8 @@ def settle_demo(
     ctx.find_root().obj._engine = engine  # the commands below use this database
     bid(ctx, event=ev, price=None)
     with session_scope(engine) as s:
-        from bidding.workflow import latest_bid
-        b = latest_bid(s, ev)
+        from vpp.bids import require_bid
+        b = require_bid(s, ev)
         declared = {int(o["owner_id"]): float(o["declared_kw"]) for o in b.detail["owners"]}
     delivery = dict(zip(sorted(declared), (1.05, 0.95, 0.4), strict=False))
     console.print(f"stand-in dispatch: owners deliver {delivery} of their declared shares",

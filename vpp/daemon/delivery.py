@@ -35,6 +35,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
 from bidding.settlement import fill_unmetered
+from vpp.bids import latest_bid  # the one query for an event's bid (importers use it from here)
 from vpp.errors import ValidationError
 from vpp.models import Bid, Device, DispatchPlan, GridEvent, Setpoint, Settlement, table_of
 from vpp.telemetry_store import interval_means
@@ -47,12 +48,6 @@ def latest_plan(session: Session, event_id: int) -> DispatchPlan | None:
     return session.exec(
         sm_select(DispatchPlan).where(DispatchPlan.event_id == event_id)
         .order_by(col(DispatchPlan.id).desc())
-    ).first()
-
-
-def latest_bid(session: Session, event_id: int) -> Bid | None:
-    return session.exec(
-        sm_select(Bid).where(Bid.event_id == event_id).order_by(col(Bid.id).desc())
     ).first()
 
 

@@ -43,6 +43,7 @@ from bidding.programme import Product, Programme, load_programme
 from bidding.workflow import bid_event
 from forecasting.calendars import make_calendar
 from vpp.api.schemas import CallDecision, GridCallIn
+from vpp.bids import latest_bid
 from vpp.errors import ConflictError, NoHistoryError, NotFoundError, ValidationError
 from vpp.models import AuditLog, Bid, Device, DeviceStatus, GridEvent, TelemetryReading
 
@@ -258,9 +259,7 @@ class Intake:
         return None
 
     def _decision(self, session: Session, ev: GridEvent, duplicate: bool = False) -> CallDecision:
-        bid = session.exec(
-            select(Bid).where(Bid.event_id == ev.id).order_by(col(Bid.id).desc())
-        ).first()
+        bid = latest_bid(session, int(ev.id or 0))
         return CallDecision(
             event_id=int(ev.id or 0), external_id=ev.external_id,
             accepted=ev.status not in (REJECTED, CANCELLED), status=ev.status,
