@@ -1,15 +1,14 @@
 """Configuration: TOML files validated once at start-up, overridable by ``VPP_*``.
 
 Loading order (later wins): pydantic defaults < the packaged ``default.toml`` (``config/`` in the
-repository, :mod:`vpp.packaged`) < the chosen file (for example ``config/zhuzhou-demo.toml``) < environment variables (``VPP_DATABASE_URL``,
-``VPP_API__PORT`` for nested keys). Unknown keys are errors. Every error names the file, the key
+repository, :mod:`vpp.packaged`) < the chosen file (for example ``config/zhuzhou-demo.toml``) <
+environment variables (``VPP_DATABASE_URL``, ``VPP_API__PORT`` for nested keys). Unknown keys are errors. Every error names the file, the key
 and the reason (:class:`vpp.errors.ConfigError`). Settings are passed in, never global.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,15 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from vpp.device_kinds import DeviceKind, check_limits, parse_params
+from vpp.config_files import describe_errors, merge
+from vpp.config_files import first_error as first_error  # re-exported: readers import it here
+from vpp.config_files import read_toml as read_toml
+from vpp.device_kinds import DeviceKind
 from vpp.errors import ConfigError
+from vpp.fleet_specs import DeviceSpec as DeviceSpec  # the fleet part of the configuration
+from vpp.fleet_specs import GatewaySpec as GatewaySpec
+from vpp.fleet_specs import OwnerSpec
+from vpp.fleet_specs import SiteSpec as SiteSpec
 from vpp.packaged import DEFAULT_CONFIG
 from vpp.packaged import programmes_dir as packaged_programmes_dir
 from vpp.timeutil import DEFAULT_INTERVAL_MINUTES, DEFAULT_TIMEZONE
@@ -147,7 +153,9 @@ class ForecastSettings(_Section):
     model: str = "lightgbm"
     quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
     horizon_hours: int = Field(default=48, ge=1, le=168)
-    interval_minutes: int = Field(default=15, gt=0, le=60)
+    #: the forecast's step: always the market interval (``service.market_interval_minutes``,
+    #: copied in by :class:`Settings`); a different value set here is refused
+    interval_minutes: int = Field(default=DEFAULT_INTERVAL_MINUTES, gt=0, le=60)
     calendar: str = "china"
     max_gap_minutes: int = Field(default=60, ge=0, le=24 * 60)
     n_estimators: int = Field(default=300, ge=1, le=5000)
@@ -344,75 +352,6 @@ class CitySettings(_Section):
     dr_goal_pct: float = Field(default=5.0, gt=0, le=100)
 
 
-class DeviceSpec(_Section):
-    """One device behind a gateway, as enrolled."""
-
-    name: str = Field(..., min_length=1)
-    kind: DeviceKind
-    unit_id: int = Field(..., ge=0, le=255)
-    profile: str = Field(..., min_length=1)
-    rated_power_kw: float
-    min_setpoint_kw: float
-    max_setpoint_kw: float
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("kind", mode="before")
-    @classmethod
-    def _kind(cls, v: Any) -> Any:
-        if isinstance(v, str) and v not in {k.value for k in DeviceKind}:
-            valid = ", ".join(k.value for k in DeviceKind)
-            raise ValueError(f"unknown device kind {v!r} (valid: {valid})")
-        return v
-
-    @model_validator(mode="after")
-    def _limits(self) -> DeviceSpec:
-        try:
-            params = parse_params(self.kind, self.params)
-        except pydantic.ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            raise ValueError(
-                f"params.{where}: {reason.removeprefix('Value error, ')}" if where
-                else f"params: {reason.removeprefix('Value error, ')}"
-            ) from None
-        check_limits(
-            self.kind, self.rated_power_kw, self.min_setpoint_kw, self.max_setpoint_kw, params
-        )
-        return self
-
-
-class GatewaySpec(_Section):
-    """A Modbus TCP gateway and the devices (unit ids) behind it."""
-
-    host: str = Field(..., min_length=1)
-    port: int = Field(default=502, ge=1, le=65535)
-    devices: list[DeviceSpec] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_units(self) -> GatewaySpec:
-        seen: set[int] = set()
-        for d in self.devices:
-            if d.unit_id in seen:
-                raise ValueError(
-                    f"duplicate unit id {d.unit_id} on gateway {self.host}:{self.port}"
-                )
-            seen.add(d.unit_id)
-        return self
-
-
-class SiteSpec(_Section):
-    name: str = Field(..., min_length=1)
-    region: str = ""
-    gateways: list[GatewaySpec] = Field(default_factory=list)
-
-
-class OwnerSpec(_Section):
-    name: str = Field(..., min_length=1)
-    contact: str = ""
-    sites: list[SiteSpec] = Field(default_factory=list)
-
-
 class Settings(BaseSettings):
     """The whole, validated configuration of one aggregator process."""
 
@@ -445,6 +384,18 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
     @model_validator(mode="after")
+    def _one_market_interval(self) -> Settings:
+        """The forecast's step is the market interval: one setting, not two that may differ."""
+        market, fc = self.service.market_interval_minutes, self.forecasting
+        if "interval_minutes" in fc.model_fields_set and fc.interval_minutes != market:
+            raise ValueError(
+                f"forecasting.interval_minutes = {fc.interval_minutes} differs from the market "
+                f"interval service.market_interval_minutes = {market}: the forecast steps by the "
+                "market interval; remove forecasting.interval_minutes")
+        self.forecasting = fc.model_copy(update={"interval_minutes": market})
+        return self
+
+    @model_validator(mode="after")
     def _unique_gateways(self) -> Settings:
         seen: set[tuple[str, int]] = set()
         for o in self.owners:
@@ -461,75 +412,6 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.service.data_dir / 'vpp.sqlite3').as_posix()}"
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file; :class:`ConfigError` naming the file (missing, unreadable, bad TOML)."""
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def first_error(exc: pydantic.ValidationError) -> str:
-    """``key a.b.c: reason`` for the first error of a validation failure (one line)."""
-    err = exc.errors()[0]
-    msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-    return f"key {_key(tuple(err['loc']))}: {msg.removeprefix('Value error, ')}"
-
-
-def _key(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for p in loc:
-        if isinstance(p, int):
-            parts.append(f"[{p}]")
-        else:
-            parts.append(("." if parts else "") + str(p))
-    return "".join(parts) or "(top level)"
-
-
-def _has_path(data: Any, loc: tuple[Any, ...]) -> bool:
-    for p in loc:
-        if isinstance(data, dict) and p in data:
-            data = data[p]
-        elif isinstance(data, list) and isinstance(p, int) and p < len(data):
-            data = data[p]
-        else:
-            return False
-    return True
-
-
-def _describe(exc: pydantic.ValidationError, files: list[tuple[str, dict[str, Any]]]) -> str:
-    """One line per error: the file that holds the key (or the environment), key, reason."""
-    lines = []
-    for err in exc.errors():
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        loc = tuple(err["loc"])
-        origin = "VPP_* environment or defaults"
-        for name, data in reversed(files):
-            # the deepest prefix of the key that a file holds tells where it came from
-            if any(_has_path(data, loc[:n]) for n in range(len(loc), 0, -1)):
-                origin = name
-                break
-        lines.append(f"{origin}: key {_key(loc)}: {msg}")
-    return "; ".join(lines)
 
 
 def load_settings(path: Path | str | None = None, *, with_defaults_file: bool = True) -> Settings:
@@ -551,8 +433,8 @@ def load_settings(path: Path | str | None = None, *, with_defaults_file: bool = 
         files.append((str(chosen), read_toml(chosen)))
     data: dict[str, Any] = {}
     for _, d in files:
-        data = _merge(data, d)
+        data = merge(data, d)
     try:
         return Settings(**data)
     except pydantic.ValidationError as exc:
-        raise ConfigError(_describe(exc, files)) from None
+        raise ConfigError(describe_errors(exc, files)) from None

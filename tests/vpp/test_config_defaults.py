@@ -22,6 +22,7 @@ NOT_IN_FILE = {
     "owners": "the fleet is enrolled per installation (zhuzhou-demo.toml for the demo), no default",
     "bidding.programmes_dir": "default: the packaged programmes (vpp.packaged); a directory set "
                               "in a file overrides them",
+    "forecasting.interval_minutes": "always the market interval, service.market_interval_minutes",
 }
 
 
@@ -115,3 +116,26 @@ def _section_text(text: str, section: str) -> str:
         return head
     m = re.search(rf"^\[{re.escape(section)}\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
     return m.group(1) if m else ""
+
+
+def test_the_forecast_steps_by_the_one_market_interval(tmp_path: Any, monkeypatch: Any) -> None:
+    """One market interval: setting service.market_interval_minutes moves the forecast's step;
+    a forecasting.interval_minutes that disagrees is refused with the reason."""
+    import pytest
+
+    from vpp.config import load_settings
+    from vpp.errors import ConfigError
+
+    _no_env(monkeypatch)
+    assert load_settings().forecasting.interval_minutes == 15
+    cfg = tmp_path / "thirty.toml"
+    cfg.write_text("[service]\nmarket_interval_minutes = 30\n")
+    assert load_settings(cfg).forecasting.interval_minutes == 30
+    monkeypatch.setenv("VPP_SERVICE__MARKET_INTERVAL_MINUTES", "5")
+    assert load_settings().forecasting.interval_minutes == 5
+    monkeypatch.delenv("VPP_SERVICE__MARKET_INTERVAL_MINUTES")
+    cfg.write_text("[forecasting]\ninterval_minutes = 30\n")
+    with pytest.raises(ConfigError, match="differs from the market interval"):
+        load_settings(cfg)
+    cfg.write_text("[service]\nmarket_interval_minutes = 30\n[forecasting]\ninterval_minutes = 30\n")
+    assert load_settings(cfg).forecasting.interval_minutes == 30
