@@ -1,7 +1,8 @@
 """The database edge of bidding and settlement: read meters, bid an event, settle it.
 
-Pure functions (:mod:`bidding.offer`, :mod:`bidding.settlement`, :mod:`forecasting.baselines`)
-do the work; this module only reads rows, shapes arrays and writes results in one transaction.
+Pure functions (:func:`bidding.core.make_offer`, :mod:`bidding.settlement`,
+:mod:`forecasting.baselines`) do the work; this module only reads rows, shapes them into their
+typed inputs (:func:`load_bid_input`) and writes results in one transaction.
 
 Meter data is the ``telemetry`` table: readings are averaged per market interval (an interval
 with no reading from a device is missing). An owner's load is the sum over their devices; an
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,19 +22,29 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
-from sqlalchemy import DateTime, Engine, String, select, type_coerce
-from sqlmodel import Session
+from sqlalchemy import DateTime, Engine, String, func, select, type_coerce
+from sqlmodel import Session, col
 from sqlmodel import select as sql_select
 
-from bidding.capability import device_capability_kw
-from bidding.ledger import PostedSettlement, post_settlement
-from bidding.offer import (
-    VppOffer,
-    aggregate_offers,
-    deliverable_quantiles,
-    owner_offer,
+from bidding.bid_inputs import (
+    BidDevice,
+    BidInput,
+    NoHistoryPolicy,
+    Offer,
+    OwnerInput,
+    owners_of,
+    whole_days,
 )
-from bidding.offer import cap_owner_offers as cap_offers
+from bidding.core import (  # noqa: F401  # re-exported: the rule's constants live in core
+    MIN_HISTORY_DAYS,
+    MIN_SAME_TYPE_DAYS,
+    make_offer,
+    same_type_days,
+    scheduler_envelopes,
+)
+from bidding.ledger import PostedSettlement, post_settlement
+from bidding.offer import cap_owner_offers as cap_offers  # noqa: F401  # re-exported
+from bidding.participants import DeviceStanding, can_take_part, opted_out
 from bidding.programme import Programme, load_programme
 from bidding.settlement import (
     EventSettlement,
@@ -42,12 +53,13 @@ from bidding.settlement import (
     require_metered_share,
     settle_event,
 )
-from forecasting.baselines import BaselineResult, BaselineSpec, compute_baseline, day_type_name
+from forecasting.baselines import BaselineResult, BaselineSpec, compute_baseline
 from forecasting.calendars import ChineseCalendar, DayCalendar
+from forecasting.owners import OwnerForecast
 from vpp.bids import require_bid
 from vpp.db import session_scope
-from vpp.errors import NoHistoryError, NotFoundError, ValidationError
-from vpp.models import AuditLog, Bid, Device, GridEvent, Owner, TelemetryReading
+from vpp.errors import NotFoundError, ValidationError
+from vpp.models import AuditLog, Bid, Device, DeviceStatus, GridEvent, Owner, TelemetryReading
 from vpp.timeutil import require_aware
 
 
@@ -134,117 +146,73 @@ def get_event(session: Session, event_id: int) -> GridEvent:
 # --- bidding --------------------------------------------------------------------------------
 
 
-MIN_SAME_TYPE_DAYS = 3
-"""Fewest history days of the event day's type (working / non-working) that the empirical
-fallback of :func:`bid_event` takes its quantiles over; with fewer it uses all history days."""
+def _first_reading(session: Session, device_ids: Sequence[int]) -> datetime | None:
+    """The earliest metered instant of ``device_ids`` (aware UTC), None without any."""
+    if not device_ids:
+        return None
+    first = session.exec(sql_select(func.min(TelemetryReading.ts)).where(
+        col(TelemetryReading.device_id).in_(list(device_ids)))).one()
+    if first is not None and first.tzinfo is None:  # SQLite's min() of a stored UTC time
+        first = first.replace(tzinfo=UTC)
+    return first
 
 
-MIN_HISTORY_DAYS = MIN_SAME_TYPE_DAYS
-"""Fewest whole days of metered history an owner without a forecast is bid from: quantiles of
-one or two days have no spread to speak of (a new fleet's second day would otherwise declare
-its whole envelope as certain). With fewer, the owner is not bid from history; when no owner
-has them, :class:`~vpp.errors.NoHistoryError` (the daemon then bids
-:func:`bidding.fallback.no_history_offer`)."""
+def load_bid_input(
+    engine: Engine, session: Session, ev: GridEvent, prog: Programme, *,
+    price_yuan_per_kwh: Decimal | None = None, confidence: float | None = 0.9,
+    levels: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 0.9), history_days: int = 10,
+    load_forecast: OwnerForecast | None = None,
+    envelope_kw: Mapping[int, np.ndarray] | None = None, scheduler_envelope: bool = False,
+    soc_pct: Mapping[int, float] | None = None, calendar: DayCalendar | None = None,
+    no_history_fraction_pct: float | None = None,
+) -> BidInput:
+    """The database edge of :func:`bidding.core.make_offer`: the event's :class:`BidInput`.
 
-
-def same_type_days(days: Sequence[date], event_date: date, calendar: DayCalendar,
-                   min_days: int = MIN_SAME_TYPE_DAYS) -> tuple[list[int], str]:
-    """Which of ``days`` (local dates of usable history) to take the bid's load quantiles over.
-
-    The days of the event day's type in ``calendar`` (working vs non-working; for China
-    statutory holidays are non-working and adjusted working weekends are working, as in
-    :func:`forecasting.baselines.compute_baseline`'s ``similar_days``), when there are at least
-    ``min_days`` of them; otherwise all of ``days``. Mixing the types makes the quantiles'
-    low end the other type's load: for an office, a weekend's near-zero load would cap the
-    confident offer of a working day at 0. ``min_days`` = 3 is the fewest days the
-    similar-days baseline averages (``BaselineSpec.n_nonworking_days``); below it the tail
-    quantiles (0.1, 0.9) of a handful of days say little. With the default 10 days of history a
-    Monday after a plain week has 6 working days (after National Day, 3); a Saturday after a
-    plain week has only 2 non-working days and uses all days (wider quantiles: a cautious offer).
-    Returns the positions into ``days`` and a label for ``Bid.detail.sources``.
-    """
-    work = calendar.is_workday([event_date, *days])
-    event_work = bool(work[0])
-    same = [i for i, w in enumerate(work[1:]) if bool(w) == event_work]
-    if len(same) >= min_days:
-        return same, f"{len(same)} {day_type_name(event_work)}s (the event day's type)"
-    return list(range(len(days))), (
-        f"{len(days)} days of any type (only {len(same)} {day_type_name(event_work)}s, "
-        f"fewer than {min_days})")
-
-
-@dataclass
-class OwnerForecast:
-    """Forecast load quantiles per owner: ``values_kw[owner]`` is (levels, times) kW on ``index``.
-
-    Built by the daemon from its per-site :class:`forecasting.forecast.LoadForecast` (an owner's
-    quantiles are the sum of its sites' quantiles: comonotonic, so a wider band than the true
-    one for the sum, which errs on the cautious side for the offer).
-    """
-
-    levels: Sequence[float]
-    index: pd.DatetimeIndex
-    values_kw: dict[int, np.ndarray]
-
-    def window(self, owner_id: int, window: pd.DatetimeIndex) -> np.ndarray | None:
-        """(levels, len(window)) for the owner, or None if the forecast does not cover it."""
-        v = self.values_kw.get(owner_id)
-        if v is None or len(window) == 0:
-            return None
-        pos = self.index.get_indexer(window)
-        if (pos < 0).any():
-            return None
-        out = np.asarray(v, dtype=float)[:, pos]
-        return out if np.isfinite(out).all() else None
-
-    def median(self, q: np.ndarray) -> np.ndarray:
-        lv = np.asarray(self.levels, dtype=float)
-        return np.array([np.interp(0.5, lv, q[:, t]) for t in range(q.shape[1])])
-
-
-def scheduler_envelopes(
-    devices: Sequence[Device], forecast: OwnerForecast, window: pd.DatetimeIndex,
-    confidence: float = 0.9, *, soc_pct: Mapping[int, float] | None = None,
-    interval_minutes: int = 15,
-) -> dict[int, np.ndarray]:
-    """Per owner, the scheduler's flexibility envelope (kW per interval of ``window``).
-
-    Calls :func:`vpp.scheduler.envelope.flexibility_envelope` for each owner's devices, with the
-    owner's forecast quantiles split over its devices by rated power, held for the whole
-    event. Batteries without a known state of charge (``soc_pct``) and EV chargers (no session
-    data here) contribute nothing: conservative. Owners the forecast does not cover are left
-    out (the caller falls back to device capability for them).
-    """
-    from vpp.device_kinds import DeviceKind, parse_params
-    from vpp.scheduler.envelope import flexibility_envelope
-    from vpp.scheduler.inputs import FleetDevice
-
+    Devices: every device of the fleet (an owner's history is the sum of all its meters), each
+    marked ``eligible`` by :func:`bidding.participants.can_take_part` (active, not opted out);
+    history: the last ``history_days`` days of ``telemetry`` (:func:`read_meter_frame`, per
+    owner :func:`owner_load`, then :func:`bidding.bid_inputs.whole_days`), other events' days
+    skipped; ``soc_pct``: the latest polled state of charge per device id."""
+    require_aware(ev.start, "event start")
+    product = prog.check_event(ev.event_type, ev.direction, ev.start, ev.end)
+    price = price_yuan_per_kwh
+    if price is None:
+        price = product.energy_price_yuan_per_kwh or product.price_cap_yuan_per_kwh
+    if price is None:
+        raise ValidationError(f"{product.key} has no energy price or cap: pass a bid price")
+    rows = list(session.exec(sql_select(Device)))
     soc = soc_pct or {}
-    by_owner: dict[int, list[Device]] = {}
-    for d in devices:
-        by_owner.setdefault(d.owner_id, []).append(d)
-    out: dict[int, np.ndarray] = {}
-    for o, ds in by_owner.items():
-        q = forecast.window(o, window)
-        if q is None:
-            continue
-        rated = np.array([max(d.rated_power_kw, 0.0) for d in ds])
-        share = rated / rated.sum() if rated.sum() > 0 else np.full(len(ds), 1 / len(ds))
-        fleet = []
-        for d in ds:
-            kind = DeviceKind(d.kind)
-            fleet.append(FleetDevice(
-                device_id=int(d.id or 0), kind=kind, rated_power_kw=d.rated_power_kw,
-                min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw,
-                params=parse_params(kind, d.params),  # type: ignore[arg-type]  # per-kind model
-                owner=str(o), soc_pct=soc.get(int(d.id or 0)),
-            ))
-        bq = np.maximum(q, 0.0)[:, None, :] * share[None, :, None]
-        env = flexibility_envelope(fleet, bq, list(forecast.levels), confidence,
-                                   sustain_intervals=len(window),
-                                   interval_minutes=interval_minutes)
-        out[o] = env.reduction_kw
-    return out
+    devices = [BidDevice(
+        device_id=int(d.id or 0), owner_id=d.owner_id, kind=d.kind,
+        rated_power_kw=d.rated_power_kw, min_setpoint_kw=d.min_setpoint_kw,
+        max_setpoint_kw=d.max_setpoint_kw, params=dict(d.params or {}),
+        soc_pct=soc.get(int(d.id or 0)),
+        eligible=can_take_part(DeviceStanding(
+            int(d.id or 0), d.owner_id, active=d.status == DeviceStatus.ACTIVE.value,
+            opted_out=opted_out(d.preferences))))
+        for d in rows]
+    by_owner = owners_of(devices)
+    step = prog.interval_minutes
+    skip = set(_event_days(session, int(ev.id or 0), prog.timezone))
+    owners = []
+    if devices:
+        meter = read_meter_frame(engine, [d.device_id for d in devices],
+                                 ev.start - timedelta(days=history_days), ev.start, step)
+        loads = owner_load(meter, {o: [d.device_id for d in ds] for o, ds in by_owner.items()})
+        owners = [OwnerInput(o, tuple(ds), whole_days(
+            loads[o], ev.start, ev.end, history_days, skip, prog.timezone, step))
+            for o, ds in by_owner.items()]
+    policy = None
+    if no_history_fraction_pct is not None:
+        policy = NoHistoryPolicy(no_history_fraction_pct, _first_reading(
+            session, [d.device_id for d in devices if d.eligible]))
+    return BidInput(
+        event_id=int(ev.id or 0), start=ev.start, end=ev.end, direction=ev.direction,
+        requested_kw=ev.requested_kw, programme=prog, product=product,
+        price_yuan_per_kwh=Decimal(price), owners=tuple(owners),
+        calendar=calendar or ChineseCalendar(), confidence=confidence, levels=tuple(levels),
+        history_days=history_days, forecast=load_forecast, envelope_kw=envelope_kw,
+        scheduler_envelope=scheduler_envelope, no_history=policy)
 
 
 def bid_event(
@@ -254,137 +222,35 @@ def bid_event(
     actor: str = "cli", load_forecast: OwnerForecast | None = None,
     envelope_kw: Mapping[int, np.ndarray] | None = None, scheduler_envelope: bool = False,
     soc_pct: Mapping[int, float] | None = None, calendar: DayCalendar | None = None,
-) -> tuple[Bid, VppOffer]:
-    """Build and store the VPP's offer for an event.
-
-    Load quantiles: from ``load_forecast`` (the daemon's forecaster, per owner, covering the
-    event) when given and complete for an owner; otherwise (labelled ``empirical`` in the bid)
-    the empirical quantiles (kW per interval) of the owner's load in the event window over the
-    last ``history_days`` calendar days with complete data, other events' days skipped (as for
-    the settlement baseline), and of those only the days of the event day's type in
-    ``calendar`` (default: Chinese working days) when there are enough of them
-    (:func:`same_type_days`; the days used are in ``sources[owner]["history"]``).
-    Envelope: ``envelope_kw[owner]`` (the scheduler's
-    :func:`vpp.scheduler.envelope.flexibility_envelope`, see :func:`scheduler_envelopes`) when
-    given, or computed here when ``scheduler_envelope`` is set, over ``load_forecast``'s quantiles
-    or, without a forecast, over the empirical ones (batteries at their ``soc_pct[device]``, the
-    latest polled state of charge);
-    otherwise (labelled ``device capability (fallback)``) each owner's dependable capability
-    (:func:`device_capability_kw`). The declared capacity is capped at the grid's
-    ``requested_kw`` (owners scaled down pro rata; ``capped_from_kw`` in the bid detail).
-    The programme version is the one in force on the event's local date in the programme's
-    zone (:func:`bidding.programme.load_programme` with the aware start).
-    Raises :class:`~vpp.errors.NoHistoryError` when no owner has a forecast or
-    :data:`MIN_HISTORY_DAYS` whole days of history for the window (owners with fewer are not
-    bid), and :class:`~vpp.errors.ValidationError` when the offer is not
-    admissible (e.g. below the programme's minimum).
-    """
+    no_history_fraction_pct: float | None = None,
+) -> tuple[Bid, Offer]:
+    """Build and store the VPP's offer for an event: :func:`load_bid_input` (the database in),
+    :func:`bidding.core.make_offer` (the offer; its docstring gives the rules), then the
+    ``bid`` row (``detail``: :meth:`Offer.to_detail` plus the programme version) and an audit
+    row, in one transaction. The programme version is the one in force on the event's local
+    date in the programme's zone. ``no_history_fraction_pct``: bid the no-history offer
+    (:mod:`bidding.fallback`) when no owner has a forecast or history (None: raise
+    :class:`~vpp.errors.NoHistoryError`). Raises :class:`~vpp.errors.ValidationError` when
+    the offer is not admissible (e.g. below the programme's minimum)."""
     with session_scope(engine) as s:
         ev = get_event(s, event_id)
         require_aware(ev.start, "event start")
         prog = load_programme(ev.programme, programmes_dir, ev.start)
-        hours = (ev.end - ev.start) / timedelta(hours=1)
-        product = prog.check_event(ev.event_type, ev.direction, ev.start, ev.end)
-        devices = s.exec(sql_select(Device)).all()
-        skip_days = set(_event_days(s, event_id, prog.timezone))
-        owners: dict[int, list[Device]] = {}
-        for d in devices:
-            owners.setdefault(d.owner_id, []).append(d)
-        price = price_yuan_per_kwh
-        if price is None:
-            price = product.energy_price_yuan_per_kwh or product.price_cap_yuan_per_kwh
-        if price is None:
-            raise ValidationError(f"{product.key} has no energy price or cap: pass a bid price")
-        step = prog.interval_minutes
-        start_hist = ev.start - timedelta(days=history_days)
-        ids = [d.id for d in devices]
-        meter = read_meter_frame(engine, ids, start_hist, ev.start, step)
-        loads = owner_load(meter, {o: [d.id for d in ds] for o, ds in owners.items()})
-        n_t = int(round(hours * 60 / step))
-        sources: dict[str, dict[str, str]] = {}
-        offers = []
-        normal_load = 0.0
-        window = pd.date_range(ev.start, ev.end, freq=f"{step}min", inclusive="left")
-        quantiles: dict[int, tuple[list[float], np.ndarray, np.ndarray, str]] = {}
-        zone = ZoneInfo(prog.timezone)
-        cal = calendar or ChineseCalendar()
-        event_date = ev.start.astimezone(zone).date()
-        for o in sorted(owners):
-            days: list[np.ndarray] = []
-            dates: list[date] = []
-            for k in range(1, history_days + 1):
-                day_start = ev.start - timedelta(days=k)
-                if day_start.astimezone(zone).date() in skip_days:
-                    continue
-                w = loads[o].loc[day_start: ev.end - timedelta(days=k) - timedelta(minutes=step)]
-                if len(w) == n_t and w.notna().all():
-                    days.append(w.to_numpy())
-                    dates.append(day_start.astimezone(zone).date())
-            fq = load_forecast.window(o, window) if load_forecast is not None else None
-            if fq is not None:
-                quantiles[o] = (list(load_forecast.levels), load_forecast.median(fq), fq,  # type: ignore[union-attr]
-                                "forecast")
-            elif 0 < len(days) < MIN_HISTORY_DAYS:  # a spread over one or two days says nothing
-                sources[str(o)] = {"history": f"only {len(days)} whole day(s), fewer than "
-                                              f"{MIN_HISTORY_DAYS}: not bid"}
-            elif days:
-                use, rule = same_type_days(dates, event_date, cal)
-                hist = np.vstack([days[i] for i in use])
-                quantiles[o] = (list(levels), hist.mean(axis=0),
-                                np.quantile(hist, levels, axis=0), "empirical (fallback)")
-                sources[str(o)] = {"history": f"{rule}: " + ", ".join(
-                    dates[i].isoformat() for i in sorted(use, key=lambda i: dates[i]))}
-        if not quantiles:
-            raise NoHistoryError(
-                f"event {event_id}: no owner has a load forecast or {MIN_HISTORY_DAYS} whole days "
-                f"of metered history (other events' days skipped) in the last {history_days} "
-                "days for the window")
-        if envelope_kw is None and scheduler_envelope:
-            # the scheduler's envelope over the forecast quantiles, or, with no forecast, over the
-            # empirical ones: a device can only shed load it actually draws in the window (an
-            # office closed in the evening offers nothing), which nameplate capability ignores
-            env_fc = load_forecast if load_forecast is not None else OwnerForecast(
-                levels=list(levels), index=window,
-                values_kw={o: q[2] for o, q in quantiles.items()})
-            try:
-                envelope_kw = scheduler_envelopes(
-                    devices, env_fc, window, confidence or 0.9, soc_pct=soc_pct,
-                    interval_minutes=step)
-            except (ValidationError, ImportError) as exc:  # the scheduler is optional here
-                sources["envelope_error"] = {"message": str(exc)}
-        for o, ds in sorted(owners.items()):
-            if o not in quantiles:
-                continue
-            lv, base, lq, qsrc = quantiles[o]
-            normal_load += float(base.mean())
-            env = None if envelope_kw is None else envelope_kw.get(o)
-            if env is not None and len(env) == n_t:
-                flex_t = np.maximum(np.asarray(env, dtype=float), 0.0)
-                esrc = "scheduler envelope"
-            else:
-                flex_t = np.full(n_t, sum(device_capability_kw(d, hours) for d in ds))
-                esrc = "device capability (fallback)"
-            sources[str(o)] = {"quantiles": qsrc, "envelope": esrc, **sources.get(str(o), {})}
-            rq = deliverable_quantiles(flex_t, base, lq, ev.direction)
-            offers.append(owner_offer(o, lv, rq, flex_t, prog.band,
-                                      Decimal(price), confidence=confidence))
-        offers, capped_from = cap_offers(offers, ev.requested_kw)
-        offer = aggregate_offers(
-            offers, product, Decimal(price), min_declared_kw=prog.rules.min_declared_kw,
-            normal_load_kw=normal_load or None,
-            min_share_of_normal_load_pct=prog.rules.min_share_of_normal_load_pct,
-        )
+        inp = load_bid_input(
+            engine, s, ev, prog, price_yuan_per_kwh=price_yuan_per_kwh, confidence=confidence,
+            levels=levels, history_days=history_days, load_forecast=load_forecast,
+            envelope_kw=envelope_kw, scheduler_envelope=scheduler_envelope, soc_pct=soc_pct,
+            calendar=calendar, no_history_fraction_pct=no_history_fraction_pct)
+        offer = make_offer(inp)
         bid = Bid(event_id=ev.id, declared_kw=offer.declared_kw,
-                  price_yuan_per_kwh=offer.price_yuan_per_kwh,
+                  price_yuan_per_kwh=offer.price_yuan_per_kwh, status="submitted",
                   detail={**offer.to_detail(), "programme": prog.name,
-                          "programme_version": str(prog.effective_from),
-                          "requested_kw": ev.requested_kw, "capped_from_kw": capped_from,
-                          "sources": sources})
+                          "programme_version": str(prog.effective_from)})
         s.add(bid)
         s.flush()
         s.add(AuditLog(actor=actor, action="bid_submitted", subject=f"event:{ev.id}",
                        detail={"bid_id": bid.id, "declared_kw": bid.declared_kw,
-                               "capped_from_kw": capped_from,
+                               "capped_from_kw": offer.capped_from_kw, "rule": offer.rule,
                                "price_yuan_per_kwh": str(bid.price_yuan_per_kwh)}))
         return bid, offer
 

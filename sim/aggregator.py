@@ -1,9 +1,10 @@
 """The aggregator's side of one simulated event, through the production modules only.
 
 Each function here is glue: it shapes the simulation's arrays into the inputs of
-:mod:`forecasting` (baselines, load forecasts), :mod:`bidding` (offer, settlement) and
-:mod:`vpp.scheduler` (dispatch), and returns their answers. No baseline, forecast, offer, schedule
-or settlement rule is implemented here.
+:mod:`forecasting` (baselines; the daemon's forecaster, :mod:`forecasting.owners`),
+:mod:`bidding` (the offer core :func:`bidding.core.make_offer`, who takes part, settlement) and
+:mod:`vpp.scheduler` (dispatch), and returns their answers. No baseline, forecast, offer,
+participation, schedule or settlement rule is implemented here.
 
 Owners are rows ``0..n_owners-1`` (their index doubles as the owner id given to settlement).
 Powers in kW; prices as exact ``Decimal`` yuan/kWh.
@@ -19,14 +20,24 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from bidding.offer import VppOffer, aggregate_offers, deliverable_quantiles, owner_offer
+from bidding.bid_inputs import (
+    BidDevice,
+    BidInput,
+    NoHistoryPolicy,
+    Offer,
+    OwnerInput,
+    owners_of,
+    whole_days,
+)
+from bidding.core import bid_price, make_offer
+from bidding.participants import DeviceStanding, participants
 from bidding.programme import Product, Programme
 from bidding.settlement import EventSettlement, check_balance, settle_event
 from forecasting.baselines import BaselineSpec, compute_baseline
-from forecasting.calendars import ChineseCalendar
-from forecasting.models import seasonal_naive
-from forecasting.panel import build_panel
+from forecasting.calendars import ChineseCalendar, make_calendar
+from forecasting.owners import MAX_READ_DAYS, OwnerForecast, forecast_sites, owner_forecast
 from sim.metering import MeterStore
+from vpp.device_kinds import DeviceKind
 from vpp.errors import ValidationError
 
 
@@ -87,43 +98,83 @@ def fleet_baseline_error_pct(meter: MeterStore, proxy_start: pd.Timestamp,
     return float(100 * (res.baseline_kw.sum() - actual.sum()) / actual.sum())
 
 
-def load_quantiles(meter: MeterStore, issue: pd.Timestamp, start: pd.Timestamp,
-                   end: pd.Timestamp, quantiles: list[float],
-                   interval_minutes: int = 15) -> np.ndarray:
-    """Owner load quantiles over [start, end) forecast at ``issue`` (Q x owners x intervals), by
-    the forecasting module's seasonal-naive model with residual quantiles."""
-    hist = pd.DataFrame(meter.owner_kw[:, :meter.position(issue)].T,
-                        index=meter.index[:meter.position(issue)])
-    # the panel wants a regular grid: keep the last four weeks, gaps (between periods) stay NaN
-    step = pd.Timedelta(minutes=interval_minutes)
-    hist = hist.loc[issue - pd.Timedelta(days=35):]
-    full = pd.date_range(hist.index[0], issue - step, freq=step)
-    hist = hist.reindex(full)
-    horizon = int((end - issue) / step)
-    panel = build_panel(hist, ChineseCalendar(), horizon_steps=horizon,
-                        interval_minutes=interval_minutes)
-    origin = np.array([panel.n_data])
-    q = seasonal_naive(panel, origin, horizon, quantiles)[:, 0]  # (Q, N, H)
-    lead = int((start - issue) / step)
-    return q[:, :, lead:]
+@dataclass
+class Forecasts:
+    """The production forecaster (:mod:`forecasting.owners`, as the daemon's
+    :class:`vpp.daemon.forecasts.ForecastRefresher` runs it) over the simulated meters, each
+    owner a site. The model is kept between calls and re-fitted every
+    ``[forecasting] retrain_every_days`` (or when the owners forecast change), as the daemon
+    does."""
+
+    settings: object  # vpp.config.ForecastSettings
+    forecaster: object | None = None
+    fitted_sites: tuple[int, ...] = ()
+    fitted_at: pd.Timestamp | None = None
+
+    def owner_forecast(self, meter: MeterStore, issue: pd.Timestamp) -> OwnerForecast | None:
+        """Owners' quantiles forecast from the meter data before ``issue`` (None: not enough
+        history for the configured model)."""
+        cfg = self.settings
+        step = pd.Timedelta(minutes=cfg.interval_minutes)  # type: ignore[attr-defined]
+        stop = meter.position(issue)
+        days = min(cfg.train_days, MAX_READ_DAYS)  # type: ignore[attr-defined]
+        grid = pd.date_range(issue - pd.Timedelta(days=days), issue, freq=step, inclusive="left")
+        raw = pd.DataFrame(meter.owner_kw[:, :stop].T, index=meter.index[:stop],
+                           columns=range(meter.n_owners)).reindex(grid)
+        due = (self.fitted_at is None or issue - self.fitted_at
+               >= pd.Timedelta(days=cfg.retrain_every_days))  # type: ignore[attr-defined]
+        run = forecast_sites(cfg, raw, None if due else self.forecaster,  # type: ignore[arg-type]
+                             fitted_sites=self.fitted_sites)
+        if run.forecast is None:
+            return None
+        if run.forecaster is not self.forecaster:
+            self.forecaster, self.fitted_sites, self.fitted_at = run.forecaster, run.sites, issue
+        return owner_forecast(run.forecast, {o: o for o in range(meter.n_owners)})
 
 
-def make_offer(programme: Programme, product: Product, envelope_kw: np.ndarray,
-               baseline_kw: np.ndarray, load_q: np.ndarray, levels: Sequence[float],
-               price: Decimal, confidence: float) -> VppOffer:
-    """The VPP offer (``bidding.offer``): one owner offer per owner with a baseline, added up.
+def bid_devices(fleet_devices: Sequence, states: Sequence, owner_of: Sequence[int]
+                ) -> list[BidDevice]:
+    """The fleet as the offer sees it (row ``i`` is device id ``i``), batteries at the state of
+    charge the plant reports now (the daemon's latest polled one)."""
+    out = []
+    for i, (d, st) in enumerate(zip(fleet_devices, states, strict=True)):
+        spec = d.spec
+        soc = st.soc_pct if st is not None and spec.kind is DeviceKind.BATTERY else None
+        out.append(BidDevice(
+            device_id=i, owner_id=int(owner_of[i]), kind=spec.kind.value,
+            rated_power_kw=spec.rated_power_kw, min_setpoint_kw=spec.min_setpoint_kw,
+            max_setpoint_kw=spec.max_setpoint_kw, params=dict(spec.params),
+            soc_pct=None if soc is None else float(soc)))
+    return out
 
-    ``envelope_kw``: owners x intervals of dependable flexibility; ``baseline_kw``: owners x
-    intervals; ``load_q``: (Q, owners, intervals)."""
-    offers = []
-    for o in range(envelope_kw.shape[0]):
-        if not np.isfinite(baseline_kw[o]).all() or not np.isfinite(load_q[:, o]).all():
-            continue
-        rq = deliverable_quantiles(envelope_kw[o], baseline_kw[o], load_q[:, o])
-        offers.append(owner_offer(o, levels, rq, envelope_kw[o], programme.band, price,
-                                  confidence=confidence))
-    return aggregate_offers(offers, product, price,
-                            min_declared_kw=programme.rules.min_declared_kw)
+
+def bid_call(settings, call, programme: Programme, product: Product, meter: MeterStore,  # type: ignore[no-untyped-def]
+             devices: Sequence[BidDevice], forecasts: Forecasts, issue: pd.Timestamp,
+             other_event_days: Iterable[date], event_id: int = 0) -> Offer:
+    """The offer for ``call`` (:class:`sim.grid.GridCall`) by the production core,
+    :func:`bidding.core.make_offer`, with the inputs the daemon's intake gives it: the
+    forecaster's owner quantiles (:class:`Forecasts`), else the owners' last 10 days of meter
+    data (:func:`bidding.bid_inputs.whole_days`, other events' days skipped), the scheduler's
+    envelope, the programme's price lowered to the call's cap (:func:`bidding.core.bid_price`)
+    and the no-history fallback (``[bidding] no_history_fraction_pct``)."""
+    step = programme.interval_minutes
+    skip = set(other_event_days)
+    history_days = 10  # bidding.workflow.bid_event's default, as the daemon bids
+    by_owner = owners_of(devices)
+    owners = tuple(OwnerInput(o, tuple(ds), whole_days(
+        meter.owner_series(o, issue), call.start, call.end, history_days, skip,
+        programme.timezone, step)) for o, ds in by_owner.items())
+    metered = np.flatnonzero(np.isfinite(meter.owner_kw[:, :meter.position(issue)]).any(axis=0))
+    first = meter.index[metered[0]].to_pydatetime() if metered.size else None
+    inp = BidInput(
+        event_id=event_id, start=call.start, end=call.end, direction=call.direction,
+        requested_kw=call.requested_kw, programme=programme, product=product,
+        price_yuan_per_kwh=bid_price(product, getattr(call, "price_cap_yuan_per_kwh", None)),
+        owners=owners, calendar=make_calendar(settings.forecasting.calendar),
+        confidence=settings.bidding.delivery_confidence, history_days=history_days,
+        forecast=forecasts.owner_forecast(meter, issue), scheduler_envelope=True,
+        no_history=NoHistoryPolicy(settings.bidding.no_history_fraction_pct, first))
+    return make_offer(inp)
 
 
 def settle(programme: Programme, index: pd.DatetimeIndex, baseline_kw: np.ndarray,
@@ -150,11 +201,16 @@ def settle(programme: Programme, index: pd.DatetimeIndex, baseline_kw: np.ndarra
 
 
 def participant_rows(owner_of_device: Sequence[int] | np.ndarray,
-                     owner_declared_kw: dict[int, float]) -> np.ndarray:
-    """Fleet rows of the devices whose owner declared a share above zero: the only devices a
-    call dispatches (the daemon's rule, :func:`vpp.daemon.delivery.declared_by_owner`)."""
-    part = [o for o, kw in owner_declared_kw.items() if kw > 0]
-    return np.flatnonzero(np.isin(np.asarray(owner_of_device), part))
+                     owner_declared_kw: dict[int, float],
+                     online: Sequence[bool] | None = None) -> np.ndarray:
+    """Fleet rows of the devices that take part in a call, by the daemon planner's rule
+    (:func:`bidding.participants.participants`): owner with a declared share above zero, device
+    online (``online[i]``: the plant reports a state; None: all). Simulated devices are all
+    active and none is opted out."""
+    owners = np.asarray(owner_of_device)
+    ids = participants([DeviceStanding(i, int(o), online=True if online is None else bool(online[i]))
+                        for i, o in enumerate(owners)], owner_declared_kw)
+    return np.asarray(ids, dtype=np.int64)
 
 
 def scheduler_devices(plant_devices: Sequence, states: Sequence, physics: Sequence,

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bidding.capability import device_capability_kw
 from bidding.programme import Programme, load_programme
 from sim import aggregator
 from sim.grid import FaultyAdapter, GridCall, GridOperator, draw_faults
@@ -166,6 +165,8 @@ class SeasonRun:
         self.event_days: set[date] = set()
         self.seams: list[str] = []
         self.dispatcher = aggregator.Dispatcher(settings.scheduler, self.step)
+        self.forecasts = aggregator.Forecasts(settings.forecasting)
+        self.issued: list[GridCall] = []  # calls received so far (their days are not history)
         self.device_owners = [d.owner for d in fleet.devices]
 
     # -- timeline -------------------------------------------------------------------------
@@ -246,6 +247,7 @@ class SeasonRun:
     # -- invitation: baselines, forecast, offer ---------------------------------------------
     async def _invite(self, call: GridCall) -> _Pending | None:
         s = self.settings
+        self.issued.append(call)
         programme = load_programme(self.scn.scenario.programme, s.bidding.programmes_dir,
                                    call.day)
         p = _Pending(call, programme, None)
@@ -268,42 +270,23 @@ class SeasonRun:
             self._skip(p)
             return None
         p.base_days = base.days_used
-        dev_base = self._device_baseline(base.days_used, start, len(aggregator_index(start, end, self.step)))
-        hours = call.hours
-        n_ev = dev_base.shape[1]
-        env_dev = np.zeros_like(dev_base)
-        for i, d in enumerate(self.fleet.devices):
-            cap = device_capability_kw(_DevView(d), hours)
-            if d.kind is DeviceKind.BATTERY:
-                env_dev[i] = cap + np.maximum(dev_base[i], 0.0)
-            else:
-                env_dev[i] = np.minimum(cap, np.maximum(
-                    dev_base[i] - max(d.spec.min_setpoint_kw, 0.0), 0.0))
-        envelope = np.zeros((self.meter.n_owners, n_ev))
-        np.add.at(envelope, self.owner_of, env_dev)
-        p.flex_kw = float(envelope.mean(axis=1).sum())
-        levels = list(s.forecasting.quantiles)
+        past = {c.day for c in self.issued if c is not call}
+        devices = aggregator.bid_devices(self.fleet.devices, self.plant.states, self.owner_of)
         try:
-            lq = aggregator.load_quantiles(self.meter, issue, start, end, levels, self.step)
-        except ValidationError as exc:
-            p.skipped = f"no forecast: {exc.message}"
-            self._skip(p)
-            return None
-        price = product.energy_price_yuan_per_kwh or product.price_cap_yuan_per_kwh or Decimal("0")
-        try:
-            offer = aggregator.make_offer(programme, product, envelope, base.kw, lq, levels,
-                                          price, s.bidding.delivery_confidence)
+            offer = aggregator.bid_call(s, call, programme, product, self.meter, devices,
+                                        self.forecasts, issue, past)
         except ValidationError as exc:
             p.skipped = f"no offer: {exc.message}"
             self._skip(p)
             return None
-        award = min(offer.declared_kw, call.requested_kw)
-        scale = award / offer.declared_kw if offer.declared_kw else 0.0
-        p.declared_kw = award
-        p.owner_declared = {o.owner_id: o.declared_kw * scale for o in offer.owners}
-        p.price = price
+        p.declared_kw = offer.declared_kw  # capped at the request by the offer rule
+        p.owner_declared = offer.owner_declared_kw()
+        p.price = offer.price_yuan_per_kwh
+        if offer.reason:
+            p.notes.append(f"{offer.rule} ({offer.reason})")
         if base.failed:
-            p.notes.append(f"{len(base.failed)} owner(s) without a baseline were left out")
+            p.notes.append(f"{len(base.failed)} owner(s) without a programme baseline "
+                           "(not settled)")
         if offer.declared_kw < call.requested_kw:
             p.notes.append(f"offered {offer.declared_kw / 1000:.1f} MW of the "
                            f"{call.requested_kw / 1000:.1f} MW requested")
@@ -393,7 +376,8 @@ class SeasonRun:
         price = p.programme.tariff.price_series(idx).to_numpy(dtype=float)
         # only the owners in the offer are dispatched (as the daemon does): settlement counts
         # only their response, and an owner who declared nothing is not asked to shed
-        rows = aggregator.participant_rows(self.owner_of, p.owner_declared)
+        rows = aggregator.participant_rows(self.owner_of, p.owner_declared,
+                                           [st is not None for st in states])
         if not len(rows):
             p.notes.append("no dispatch plan: no owner declared a share")
             p.plan = None
@@ -500,22 +484,6 @@ class SeasonRun:
                     self.meter, start - off, end - off, p.product.baseline, past, self.step)
             d -= timedelta(days=1)
         return None
-
-
-@dataclass(frozen=True)
-class _DevView:
-    """What ``bidding.capability`` reads of a device."""
-
-    kind: str
-    params: dict
-    min_setpoint_kw: float
-    max_setpoint_kw: float
-
-    def __init__(self, d) -> None:  # type: ignore[no-untyped-def]
-        object.__setattr__(self, "kind", d.kind.value)
-        object.__setattr__(self, "params", d.spec.params)
-        object.__setattr__(self, "min_setpoint_kw", d.spec.min_setpoint_kw)
-        object.__setattr__(self, "max_setpoint_kw", d.spec.max_setpoint_kw)
 
 
 def aggregator_index(start: pd.Timestamp, end: pd.Timestamp, step: int) -> pd.DatetimeIndex:

@@ -59,15 +59,16 @@ def test_fleet_above_partition_size_is_planned_partitioned_on_dask(
 
     settings = Settings(bidding=BiddingSettings(programmes_dir=_programmes(tmp_path_factory)),
                         # a call dispatches only the owners in the offer (fewer than the
-                        # 150 sampled devices): 20 keeps them above the partition size
-                        scheduler=SchedulerSettings(partition_size=20))
-    opts = RunOptions(event_days=1, history_days=8, max_devices=150)
+                        # 400 sampled devices): 10 keeps them above the partition size
+                        scheduler=SchedulerSettings(partition_size=10))
+    opts = RunOptions(event_days=1, history_days=8, max_devices=400)
     scn = ROOT / "config/scenarios/zhuzhou-2025.toml"
     result = asyncio.run(run_season(settings, scn, opts))
     settled = [e for e in result.events if len(e.index)]
     assert len(settled) == 1, [e.notes for e in result.events]
     e = settled[0]
-    assert e.plan_path.startswith("partitioned on Dask: 3 partitions"), e.plan_path
+    assert e.plan_path.startswith("partitioned on Dask: "), e.plan_path
+    assert int(e.plan_path.split()[3]) >= 2, e.plan_path
     assert e.setpoints_written > 0 and e.balanced
     assert e.delivered_kw > 0
 

@@ -137,8 +137,7 @@ def bid(
                     f"{offer.price_yuan_per_kwh} yuan/kWh")
     for o in offer.owners:
         t.add_row(str(o.owner_id), f"{o.declared_kw:,.1f}", f"{offer.shares[o.owner_id]:.1%}",
-                  f"{o.choice.expected_response_kw:,.1f}", f"{o.choice.p_penalty:.1%}",
-                  o.choice.limited_by)
+                  f"{o.expected_response_kw:,.1f}", f"{o.p_penalty:.1%}", o.limited_by)
     console.print(t)
 
 

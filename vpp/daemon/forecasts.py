@@ -16,7 +16,9 @@ on the event loop.
 
 The latest forecast is kept in memory (:attr:`ForecastRefresher.latest`, sites as columns) and
 per owner for bidding (:meth:`ForecastRefresher.owner_forecast`); no forecast table exists, so
-nothing is written to the database here (the bid records which quantiles it used).
+nothing is written to the database here (the bid records which quantiles it used). The
+computation from the site frame on (gap filling, the minimum history, fitting, forecasting,
+owners' sums) is :mod:`forecasting.owners`, which the season simulator calls too.
 """
 
 from __future__ import annotations
@@ -33,16 +35,20 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session, col, select
 
-from bidding.workflow import OwnerForecast
 from forecasting.forecast import LoadForecast, LoadForecaster
-from vpp.errors import ValidationError
+from forecasting.owners import (
+    MAX_READ_DAYS,
+    MIN_HISTORY_DAYS,
+    OwnerForecast,
+    forecast_sites,
+    owner_forecast,
+)
 from vpp.models import Device
 from vpp.telemetry_store import interval_means
 
 log = logging.getLogger("vpp.daemon.forecasts")
 
-MIN_HISTORY_DAYS = {"seasonal_naive": 7, "lightgbm": 14}
-MAX_READ_DAYS = 120
+__all__ = ["MAX_READ_DAYS", "MIN_HISTORY_DAYS", "ForecastRefresher", "SiteLoadHistory", "site_means"]
 
 
 @dataclass
@@ -92,15 +98,6 @@ def site_means(means: pd.DataFrame, sites: dict[int, tuple[int, list[int]]],
     count = g["count"].unstack("site").reindex(index=grid, columns=columns).fillna(0)
     need = np.array([len(sites[c][1]) for c in columns], dtype=float)
     return total.where(count.to_numpy() >= need)
-
-
-def interpolate_gaps(load: pd.DataFrame, interval_minutes: int,
-                     max_gap_minutes: int) -> pd.DataFrame:
-    """Gaps of up to ``max_gap_minutes`` inside a series filled linearly; longer ones stay NaN."""
-    limit = max_gap_minutes // interval_minutes
-    if limit > 0:
-        load = load.interpolate(limit=limit, limit_area="inside")
-    return load
 
 
 #: intervals re-read at every refresh before the last one read: readings that reach the
@@ -204,84 +201,47 @@ class ForecastRefresher:
         t0 = time.perf_counter()
         raw = await s.db.call(functools.partial(self.history.update, s.db.engine, sites, start,
                                                 end))
-        load = interpolate_gaps(raw, cfg.interval_minutes, cfg.max_gap_minutes)
-        need = MIN_HISTORY_DAYS.get(cfg.model, 14)
-        per_day = 1440 // cfg.interval_minutes
-        days = load.notna().sum(axis=0) / per_day
-        ok = [c for c in load.columns if days[c] >= need]
-        hist = float(days.max()) if len(days) else 0.0
-        if not ok:
-            msg = (f"not enough history to forecast: {hist:.1f} days of complete telemetry at "
-                   f"best, need {need} for {cfg.model}")
-            if self.status.state != "insufficient_history":
-                log.warning(msg)
-            self.latest = None
-            self.set_state("insufficient_history", msg, sites_total=len(sites), sites_forecast=0,
-                      history_days=hist)
-            s.metrics.forecast_refreshes.labels("insufficient_history").inc()
-            return
-        frame = load[ok]
-        last = frame.dropna(how="all").index
-        frame = frame.loc[: last[-1]]
-        if self._last_data_end is not None and last[-1] == self._last_data_end \
-                and tuple(ok) == self._fitted_sites and self.latest is not None:
-            return  # nothing new since the last refresh
-        refit = (self._forecaster is None or tuple(ok) != self._fitted_sites
-                 or self.status.fitted_at is None
+        refit = (self._forecaster is None or self.status.fitted_at is None
                  or now - self.status.fitted_at >= timedelta(days=cfg.retrain_every_days))
         loop = asyncio.get_running_loop()
-        try:
-            fc, forecaster = await loop.run_in_executor(
-                None, functools.partial(_fit_and_forecast, cfg, frame,
-                                        None if refit else self._forecaster))
-        except ValidationError as exc:
+        run = await loop.run_in_executor(None, functools.partial(
+            forecast_sites, cfg, raw, None if refit else self._forecaster,
+            fitted_sites=self._fitted_sites,
+            unchanged_since=self._last_data_end if self.latest is not None else None))
+        hist = run.history_days
+        if run.state == "unchanged":
+            return  # nothing new since the last refresh
+        if run.state == "insufficient_history":
+            if self.status.state != "insufficient_history":
+                log.warning(run.message)
             self.latest = None
-            self.set_state("error", exc.message, sites_total=len(sites), sites_forecast=0,
+            self.set_state("insufficient_history", run.message, sites_total=len(sites),
+                           sites_forecast=0, history_days=hist)
+            s.metrics.forecast_refreshes.labels("insufficient_history").inc()
+            return
+        if run.forecast is None:
+            self.latest = None
+            self.set_state("error", run.message, sites_total=len(sites), sites_forecast=0,
                       history_days=hist)
             s.metrics.forecast_refreshes.labels("error").inc()
-            log.warning("forecast not refreshed: %s", exc.message)
+            log.warning("forecast not refreshed: %s", run.message)
             return
+        fc = run.forecast
+        refit = run.forecaster is not self._forecaster
         dt = time.perf_counter() - t0
-        self._forecaster = forecaster
+        self._forecaster = run.forecaster
         if refit:
-            self._fitted_sites = tuple(ok)
+            self._fitted_sites = run.sites
             self.status.fitted_at = now
-        self._last_data_end = last[-1]
+        self._last_data_end = run.data_end
         self.latest = fc
-        skipped = len(sites) - len(ok)
-        msg = f"{len(ok)} site(s) forecast" + (
-            f"; {skipped} with under {need} days of history left out" if skipped else "")
-        self.set_state("ok", msg, sites_total=len(sites), sites_forecast=len(ok), history_days=hist,
-                  refreshed_at=now, seconds=dt)
+        self.set_state("ok", run.message, sites_total=len(sites), sites_forecast=len(run.sites),
+                       history_days=hist, refreshed_at=now, seconds=dt)
         s.metrics.forecast_refreshes.labels("refit" if refit else "refresh").inc()
         s.metrics.forecast_seconds.observe(dt)
         s.metrics.forecast_origin.set(fc.origin.timestamp())
 
     def owner_forecast(self) -> OwnerForecast | None:
-        """Per-owner quantiles (sum of the owner's sites) for owners whose sites are all
-        forecast; None while there is no forecast."""
-        fc = self.latest
-        if fc is None:
-            return None
-        have = {int(c) for c in fc.values_kw[fc.quantiles[0]].columns}
-        owners: dict[int, list[int]] = {}
-        for site, owner in self.site_owner.items():
-            owners.setdefault(owner, []).append(site)
-        values: dict[int, np.ndarray] = {}
-        for owner, sites in owners.items():
-            if not set(sites) <= have:
-                continue
-            cols = [str(x) for x in sites]
-            values[owner] = np.vstack([fc.values_kw[q][cols].sum(axis=1).to_numpy()
-                                       for q in fc.quantiles])
-        index = fc.values_kw[fc.quantiles[0]].index
-        return OwnerForecast(levels=list(fc.quantiles), index=index, values_kw=values)
-
-
-def _fit_and_forecast(cfg, frame: pd.DataFrame, forecaster: LoadForecaster | None  # type: ignore[no-untyped-def]
-                      ) -> tuple[LoadForecast, LoadForecaster]:
-    frame = frame.copy()
-    frame.columns = [str(c) for c in frame.columns]
-    if forecaster is None:
-        forecaster = LoadForecaster(cfg).fit(frame, include_fleet=False)
-    return forecaster.forecast(frame), forecaster
+        """Per-owner quantiles (:func:`forecasting.owners.owner_forecast`); None while there is
+        no forecast."""
+        return owner_forecast(self.latest, self.site_owner)

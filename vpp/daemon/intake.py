@@ -29,23 +29,23 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from bidding.fallback import history_gap, no_history_offer
+from bidding.core import NoHistoryOfferRefused
+from bidding.core import bid_price as core_bid_price
 from bidding.programme import Product, Programme, load_programme
 from bidding.workflow import bid_event
 from forecasting.calendars import make_calendar
 from vpp.api.schemas import CallDecision, GridCallIn
 from vpp.bids import latest_bid
-from vpp.errors import ConflictError, NoHistoryError, NotFoundError, ValidationError
-from vpp.models import AuditLog, Bid, Device, DeviceStatus, GridEvent, TelemetryReading
+from vpp.errors import ConflictError, NotFoundError, ValidationError
+from vpp.models import AuditLog, GridEvent
 
 if TYPE_CHECKING:
     from vpp.daemon.services import Services
@@ -67,14 +67,8 @@ def _fingerprint(call: GridCallIn) -> dict[str, Any]:
 
 
 def bid_price(product: Product, call: GridCallIn) -> Decimal:
-    """What we ask: the programme's fixed price, else its cap, lowered to the grid's cap."""
-    if product.energy_price_yuan_per_kwh is not None:
-        return Decimal(product.energy_price_yuan_per_kwh)
-    caps = [c for c in (product.price_cap_yuan_per_kwh, call.price_cap_yuan_per_kwh)
-            if c is not None]
-    if not caps:
-        raise ValidationError(f"{product.key} has no energy price or cap to bid at")
-    return Decimal(min(caps))
+    """What we ask for the call: :func:`bidding.core.bid_price` with the call's cap."""
+    return core_bid_price(product, call.price_cap_yuan_per_kwh)
 
 
 class Intake:
@@ -182,34 +176,6 @@ class Intake:
         session.flush()
         return reason
 
-    def _envelope_bid(self, session: Session, event_id: int, call: GridCallIn,
-                      reason: str) -> None:
-        """No history to bid from (``reason``): :func:`bidding.fallback.no_history_offer`, a
-        declared share of what the participating active devices can hold for the event."""
-        settings = self.services.settings
-        programme, product = self._product(call)
-        devices = [d for d in session.exec(select(Device))
-                   if d.status == DeviceStatus.ACTIVE.value
-                   and (d.preferences or {}).get("participate") is not False]
-        first = session.exec(select(func.min(TelemetryReading.ts)).where(
-            col(TelemetryReading.device_id).in_([d.id for d in devices]))).one() if devices else None
-        if first is not None and first.tzinfo is None:  # SQLite's min() of a stored UTC time
-            first = first.replace(tzinfo=UTC)
-        local = call.start.astimezone(ZoneInfo(programme.timezone)).date()
-        working = bool(make_calendar(settings.forecasting.calendar).is_workday([local])[0])
-        fleet = self.services.fleet
-        soc = {int(d.id or 0): float(st.soc_pct) for d in devices
-               if fleet is not None and (st := fleet.latest(int(d.id or 0))) is not None
-               and st.soc_pct is not None}
-        offer = no_history_offer(
-            devices, programme, product, start=call.start, end=call.end,
-            requested_kw=call.requested_kw, price_yuan_per_kwh=bid_price(product, call),
-            fraction_pct=settings.bidding.no_history_fraction_pct,
-            gap=history_gap(product.baseline, working, call.start, first, reason), soc_pct=soc)
-        session.add(Bid(event_id=event_id, declared_kw=offer.declared_kw,
-                        price_yuan_per_kwh=offer.price_yuan_per_kwh, status="submitted",
-                        detail=offer.detail))
-
     def _finish(self, session: Session, event_id: int, source: str, actor: str,
                 reason: str | None) -> CallDecision:
         ev = session.get(GridEvent, event_id)
@@ -227,10 +193,11 @@ class Intake:
         return self._decision(session, ev)
 
     async def _bid(self, event_id: int, call: GridCallIn, actor: str) -> str | None:
-        """Have bidding make and store the offer; returns the reason if none can be made."""
+        """Have bidding make and store the offer (:func:`bidding.workflow.bid_event`, the
+        shared core :func:`bidding.core.make_offer` with the no-history fallback); returns the
+        reason if none can be made."""
         services = self.services
         settings = services.settings
-        confidence = settings.bidding.delivery_confidence
         try:
             price = bid_price(self._product(call)[1], call)
             fc = services.forecasts.owner_forecast() if services.forecasts else None
@@ -239,23 +206,20 @@ class Intake:
                 for did, st in services.fleet.poller.stats.items():
                     if st.last_state is not None and st.last_state.soc_pct is not None:
                         soc[int(did)] = float(st.last_state.soc_pct)
-            await services.db.call(functools.partial(
+            _, offer = await services.db.call(functools.partial(
                 bid_event, services.db.engine, event_id, settings.bidding.programmes_dir,
-                price_yuan_per_kwh=price, confidence=confidence, actor=actor,
-                load_forecast=fc, scheduler_envelope=True, soc_pct=soc,
-                calendar=make_calendar(settings.forecasting.calendar)))
-            return None
-        except NoHistoryError as exc:
-            first = exc.message
+                price_yuan_per_kwh=price, confidence=settings.bidding.delivery_confidence,
+                actor=actor, load_forecast=fc, scheduler_envelope=True, soc_pct=soc,
+                calendar=make_calendar(settings.forecasting.calendar),
+                no_history_fraction_pct=settings.bidding.no_history_fraction_pct))
+        except NoHistoryOfferRefused as exc:
+            return exc.message
         except (ValidationError, NotFoundError) as exc:
             # an estimate exists and says no admissible offer (e.g. below the programme's
             # minimum): decline rather than declare nameplate capability the fleet cannot shed
             return f"no offer: {exc.message}"
-        try:
-            await services.db.run(self._envelope_bid, event_id, call, first)
-        except (ValidationError, NotFoundError) as exc:
-            return f"{exc.message} (bidding from history: {first})"
-        log.info("bid without history: %s", first, extra={"event_id": event_id})
+        if offer.reason:
+            log.info("bid without history: %s", offer.reason, extra={"event_id": event_id})
         return None
 
     def _decision(self, session: Session, ev: GridEvent, duplicate: bool = False) -> CallDecision:

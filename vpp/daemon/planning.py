@@ -49,6 +49,7 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from bidding.participants import DeviceStanding, opted_out, participants
 from bidding.programme import load_programme
 from device_adapters.protocol import DeviceState
 from forecasting.baselines import compute_baseline
@@ -287,15 +288,18 @@ class Planner:
                 "tail_baseline_kw": {k: v[n:] for k, v in base.items()},
                 "baseline_methods": methods}
 
-    def _devices(self, s: Session, exclude: set[int]) -> list[Device]:
+    def _devices(self, s: Session, exclude: set[int],
+                 owner_declared_kw: dict[int, float] | None = None) -> list[Device]:
+        """The devices taking part (:func:`bidding.participants.participants`)."""
         fleet = self.services.fleet
-        return [
-            d for d in s.exec(select(Device).where(Device.status == DeviceStatus.ACTIVE.value)
-                              .order_by(col(Device.id)))
-            if (d.preferences or {}).get("participate", True) is not False
-            and int(d.id or 0) not in exclude
-            and fleet is not None and fleet.is_online(int(d.id or 0))
-        ]
+        rows = list(s.exec(select(Device).where(Device.status == DeviceStatus.ACTIVE.value)
+                           .order_by(col(Device.id))))
+        keep = set(participants([DeviceStanding(
+            device_id=int(d.id or 0), owner_id=d.owner_id, active=True,
+            opted_out=opted_out(d.preferences), excluded=int(d.id or 0) in exclude,
+            online=fleet is not None and fleet.is_online(int(d.id or 0))) for d in rows],
+            owner_declared_kw))
+        return [d for d in rows if int(d.id or 0) in keep]
 
     # -- inputs ---------------------------------------------------------------------------
     def _prepare(self, s: Session, event_id: int, now: datetime,
@@ -313,12 +317,9 @@ class Planner:
         step = timedelta(minutes=minutes)
         intervals = event_intervals(ev, minutes)
         h0 = floor_to_interval(max(now, ev.start).astimezone(tz), minutes)
-        devices = self._devices(s, exclude)
         # only the owners in the bid are dispatched: settlement counts only their response,
         # and an owner who declared nothing is not asked to shed without pay
-        participants = declared_by_owner(bid)
-        if participants is not None:
-            devices = [d for d in devices if d.owner_id in participants]
+        devices = self._devices(s, exclude, declared_by_owner(bid))
         detail = dict(ev.detail or {})
         if "baseline_kw" not in detail:
             detail |= self._fixed_baselines(s, ev, devices, intervals)
