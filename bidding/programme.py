@@ -25,7 +25,7 @@ from bidding.tariff import TouTariff, _minute_of_day
 from forecasting.baselines import BaselineSpec
 from vpp.config import first_error, read_toml
 from vpp.errors import ConfigError, NotFoundError, ValidationError
-from vpp.timeutil import require_aware
+from vpp.timeutil import DEFAULT_INTERVAL_MINUTES, DEFAULT_TIMEZONE, require_aware
 
 
 class Product(_Model):
@@ -88,7 +88,7 @@ class ProgrammeVersion(_Model):
     effective_from: date
     source: str = ""
     unverified: list[str] = Field(default_factory=list)
-    measurement_interval_minutes: int = Field(15, gt=0, le=60)
+    measurement_interval_minutes: int = Field(DEFAULT_INTERVAL_MINUTES, gt=0, le=60)
     min_declared_kw: float = Field(0.0, ge=0)
     min_share_of_normal_load_pct: float = Field(0.0, ge=0, le=100)
     capacity_payment_yuan_per_kw_month: Decimal = Field(Decimal("0"), ge=0)
@@ -116,7 +116,7 @@ class ProgrammeFile(_Model):
     name: str = Field(..., min_length=1)
     region: str = ""
     title: str = ""
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     versions: list[ProgrammeVersion] = Field(..., min_length=1)
 
     @model_validator(mode="after")

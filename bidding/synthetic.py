@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -22,8 +21,9 @@ from sqlalchemy import Engine, insert
 from vpp import fleet
 from vpp.db import session_scope
 from vpp.models import Device, GridEvent, TelemetryReading
+from vpp.timeutil import zone
 
-TZ = ZoneInfo("Asia/Shanghai")
+TZ = zone()  # the default market time zone (vpp.timeutil)
 
 
 def daily_shape(kind: str, hours: np.ndarray, workday: bool) -> np.ndarray:

@@ -140,7 +140,7 @@ def day_flags(index: pd.DatetimeIndex, calendar: DayCalendar) -> pd.DataFrame:
 
 
 def calendar_features(
-    index: pd.DatetimeIndex, calendar: DayCalendar, interval_minutes: int = 15
+    index: pd.DatetimeIndex, calendar: DayCalendar, interval_minutes: int
 ) -> pd.DataFrame:
     """Numeric calendar features for every timestamp of ``index`` (float32 columns).
 

@@ -194,7 +194,7 @@ def parse_load_frame(
     temperature_column: str | None = None,
     workday_column: str | None = None,
     timezone: str | None = None,
-    interval_minutes: int = 15,
+    interval_minutes: int,
     max_gap_minutes: int = 60,
     keep_long_gaps: bool = False,
 ) -> LoadData:

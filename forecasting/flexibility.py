@@ -60,7 +60,7 @@ def ev_flexibility(
     *,
     quantiles: Sequence[float] = QUANTILES,
     lookback_days: int = 28,
-    interval_minutes: int = 15,
+    interval_minutes: int,
 ) -> pd.DataFrame:
     """Connected EVs, energy still needed (kWh) and charging flexibility per target interval.
 
@@ -116,7 +116,7 @@ def battery_flexibility(
     soc_error_pct: float = 2.0,
     drift_pct_per_sqrt_hour: float = 1.0,
     sustain_hours: float = 1.0,
-    interval_minutes: int = 15,
+    interval_minutes: int,
 ) -> pd.DataFrame:
     """State of charge (%) along ``planned_power_kw`` (+ charge, - discharge) with P10/P50/P90,
     and the extra flexibility around the plan that each SoC quantile allows.

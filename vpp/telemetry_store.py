@@ -108,7 +108,7 @@ def read_device(engine: Engine, device_id: int, start: datetime, end: datetime) 
 
 
 def interval_means(engine: Engine | Connection, device_ids: Sequence[int], start: datetime,
-                   end: datetime, interval_minutes: int = 15) -> pd.DataFrame:
+                   end: datetime, interval_minutes: int) -> pd.DataFrame:
     """Mean kW per (device, interval) for ``start <= ts < end``, averaged *in the database*.
 
     One row per device and interval that has readings: columns ``interval_start`` (aware UTC,

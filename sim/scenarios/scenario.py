@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from vpp.device_kinds import DeviceKind
 from vpp.errors import ConfigError
 from vpp.packaged import scenarios_dir
+from vpp.timeutil import DEFAULT_INTERVAL_MINUTES, DEFAULT_TIMEZONE
 
 DEFAULT_SCENARIOS_DIR = scenarios_dir()  # packaged (vpp.packaged); a path overrides it
 
@@ -71,8 +72,8 @@ class ScenarioMeta(_M):
     description: str = ""
     extends: str | None = None  # a base scenario this file changes (see load_scenario)
     seed: int = Field(..., ge=0)
-    timezone: str = "Asia/Shanghai"
-    interval_minutes: int = Field(15, gt=0, le=60)
+    timezone: str = DEFAULT_TIMEZONE
+    interval_minutes: int = Field(DEFAULT_INTERVAL_MINUTES, gt=0, le=60)
     programme: str = Field(..., min_length=1)
 
 

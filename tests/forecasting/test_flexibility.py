@@ -36,7 +36,7 @@ def test_ev_quantiles_by_slot_and_day_type() -> None:
     hist = pd.DataFrame({"connected": connected, "energy_needed_kwh": energy}, index=idx)
     target = pd.date_range("2024-06-17 08:00", periods=2, freq="15min", tz=TZ)  # a Monday
     params = EvChargerParams(connectors=3, max_charge_kw_per_connector=7.0)
-    out = ev_flexibility(params, hist, target, WeekendCalendar())
+    out = ev_flexibility(params, hist, target, WeekendCalendar(), interval_minutes=15)
     assert out["connected_p10"].iloc[0] == pytest.approx(2.0)
     assert out["connected_p90"].iloc[0] == pytest.approx(3.0)  # 4 clipped to 3 connectors
     assert out["connected_p50"].iloc[1] == 0.0
@@ -44,7 +44,8 @@ def test_ev_quantiles_by_slot_and_day_type() -> None:
     assert out["flex_down_kw_p90"].iloc[0] == pytest.approx(21.0)
     assert (out["flex_down_kw_p10"] <= out["flex_down_kw_p90"]).all()
     with pytest.raises(ValidationError, match="connected"):
-        ev_flexibility(params, hist.drop(columns="connected"), target, WeekendCalendar())
+        ev_flexibility(params, hist.drop(columns="connected"), target, WeekendCalendar(),
+                       interval_minutes=15)
 
 
 def test_battery_soc_path_and_flex() -> None:
@@ -53,7 +54,7 @@ def test_battery_soc_path_and_flex() -> None:
     plan = pd.Series([40.0] * 4 + [-40.0] * 4,
                      index=pd.date_range("2024-06-01", periods=8, freq="15min", tz=TZ))
     out = battery_flexibility(p, 50.0, plan, max_charge_kw=50, max_discharge_kw=50,
-                              soc_error_pct=0.0, drift_pct_per_sqrt_hour=0.0)
+                              soc_error_pct=0.0, drift_pct_per_sqrt_hour=0.0, interval_minutes=15)
     # +10 kWh per interval = +10 % per interval, then back down
     np.testing.assert_allclose(out["soc_pct_p50"], [60, 70, 80, 90, 80, 70, 60, 50])
     # at 90 %: no room to charge more; 80 kWh above the minimum -> 50 kW (limit) discharge
@@ -61,12 +62,14 @@ def test_battery_soc_path_and_flex() -> None:
     assert out["flex_down_kw_p50"].iloc[3] == pytest.approx(40 + 50)
     # at 50 %, discharging 40 kW: could charge at 40 kW (room 40 kWh over 1 h) -> +80 kW
     assert out["flex_up_kw_p50"].iloc[7] == pytest.approx(40 + 40)
-    wide = battery_flexibility(p, 50.0, plan, max_charge_kw=50, max_discharge_kw=50)
+    wide = battery_flexibility(p, 50.0, plan, max_charge_kw=50, max_discharge_kw=50,
+                               interval_minutes=15)
     assert (wide["soc_pct_p10"] < wide["soc_pct_p50"]).all()
     assert (wide["flex_down_kw_p10"] <= wide["flex_down_kw_p90"]).all()
     assert (wide["flex_up_kw_p10"] <= wide["flex_up_kw_p90"]).all()
     with pytest.raises(ValidationError, match="soc_now_pct"):
-        battery_flexibility(p, 120.0, plan, max_charge_kw=50, max_discharge_kw=50)
+        battery_flexibility(p, 120.0, plan, max_charge_kw=50, max_discharge_kw=50,
+                            interval_minutes=15)
 
 
 def test_building_headroom() -> None:

@@ -28,7 +28,7 @@ def spring(elec15: pd.DataFrame) -> pd.DataFrame:
 def test_chinese_calendar_features() -> None:
     idx = pd.date_range("2024-09-29", "2024-10-02", freq="15min", tz="Asia/Shanghai",
                         inclusive="left")
-    f = calendar_features(idx, ChineseCalendar())
+    f = calendar_features(idx, ChineseCalendar(), 15)
     day = f.groupby(idx.date).first()
     assert day.loc[date(2024, 9, 29), "workday"] == 1  # Sunday, adjusted working day
     assert day.loc[date(2024, 9, 29), "adjusted_workday"] == 1

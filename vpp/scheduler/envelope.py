@@ -53,7 +53,7 @@ def baseline_at(quantiles_kw: np.ndarray, levels: Sequence[float], level: float)
 
 def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: np.ndarray,
                          quantile_levels: Sequence[float], confidence: float = 0.9, *,
-                         sustain_intervals: int = 4, interval_minutes: int = 15) -> Envelope:
+                         sustain_intervals: int = 4, interval_minutes: int) -> Envelope:
     """Largest sustainable fleet reduction per interval at ``confidence`` (kW)."""
     bq = np.asarray(baseline_quantiles_kw, dtype=float)
     if bq.ndim != 3 or bq.shape[1] != len(devices):

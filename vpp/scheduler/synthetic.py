@@ -138,7 +138,7 @@ def event_window(devices: list[FleetDevice], base_kw: np.ndarray, start: int, n:
     return out, np.array(base_kw[:, start:start + n])
 
 
-def demo_state(specs: list, n: int = 96, interval_minutes: int = 15, seed: int = 0,
+def demo_state(specs: list, n: int, interval_minutes: int, seed: int = 0,
                soc_pct: float = 60.0) -> tuple[list[FleetDevice], np.ndarray]:
     """Devices from enrolment specs (:class:`vpp.config.DeviceSpec`) with an illustrative state
     and baseline: batteries at ``soc_pct`` (idle baseline), EV chargers with one vehicle per

@@ -193,8 +193,8 @@ def test_envelope_shrinks_with_confidence_and_is_deliverable():
     base[3] = 0.0
     q = np.stack([0.9 * base, base, 1.1 * base])
     lv = [0.1, 0.5, 0.9]
-    hi = flexibility_envelope(devs, q, lv, confidence=0.5, sustain_intervals=4)
-    lo = flexibility_envelope(devs, q, lv, confidence=0.9, sustain_intervals=4)
+    hi = flexibility_envelope(devs, q, lv, confidence=0.5, sustain_intervals=4, interval_minutes=15)
+    lo = flexibility_envelope(devs, q, lv, confidence=0.9, sustain_intervals=4, interval_minutes=15)
     assert (lo.reduction_kw <= hi.reduction_kw + 1e-9).all()
     assert lo.reduction_kw[16] > 0
     # the envelope at the low baseline is deliverable for the sustain period on that baseline
@@ -203,7 +203,7 @@ def test_envelope_shrinks_with_confidence_and_is_deliverable():
     plan = DispatchModel(devs, N).solve(devs, HorizonData(low, price(), EventCall(16, 20, amount)))
     assert plan.feasible
     with pytest.raises(ValidationError):
-        flexibility_envelope(devs, q[:, :2], lv)
+        flexibility_envelope(devs, q[:, :2], lv, interval_minutes=15)
 
 
 def test_event_window_is_the_daemons_view_of_a_day_fleet():

@@ -1,0 +1,100 @@
+"""One place for the market's time zone and interval (issue 17 item 4).
+
+The zone's name is written once (``vpp.timeutil.DEFAULT_TIMEZONE``); everything else takes the
+configured one (``service.timezone``, a programme's or scenario's ``timezone``). The market
+interval comes from configuration (``service.market_interval_minutes``, a programme's
+``measurement_interval_minutes``, a scenario's ``interval_minutes``) and is passed down: a
+signature or model field defaulting to 15 minutes would silently disagree with a 30-minute
+market. The defaults that remain are listed below (a ratchet: the list may only shrink, and an
+entry that no longer exists must leave it).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ("vpp", "bidding", "sim", "forecasting", "device_adapters")
+
+#: interval defaults of 15 still in signatures or model fields. Plan: pass a market-calendar
+#: object (zone, interval, working days) built from Settings; the scheduler's (HorizonData,
+#: DispatchModel and its callers in 34 tests) and forecasting's first, then sim/ and bidding/
+#: (being rewritten for the shared lifecycle core now).
+REMAINING = {
+    "vpp/models.py::DispatchPlan.interval_minutes",  # a stored column's server default
+    "vpp/scheduler/inputs.py::HorizonData.interval_minutes",
+    "vpp/scheduler/model.py::DispatchModel.__init__(interval_minutes)",
+    "vpp/scheduler/partition.py::PartitionedScheduler.__init__(interval_minutes)",
+    "vpp/scheduler/plan.py::DispatchPlan.interval_minutes",
+    "vpp/scheduler/service.py::Scheduler.__init__(interval_minutes)",
+    "vpp/scheduler/synthetic.py::tou_price(interval_minutes)",  # test and benchmark fixtures
+    "vpp/scheduler/synthetic.py::mixed_fleet(interval_minutes)",
+    "vpp/scheduler/synthetic.py::catalog_fleet(interval_minutes)",
+    "bidding/core.py::scheduler_envelopes(interval_minutes)",
+    "bidding/settlement.py::settle_event(interval_minutes)",
+    "bidding/synthetic.py::day_index(interval_minutes)",
+    "bidding/workflow.py::read_meter_frame(interval_minutes)",
+    "sim/aggregator.py::owner_baselines(interval_minutes)",
+    "sim/aggregator.py::fleet_baseline_error_pct(interval_minutes)",
+    "sim/aggregator.py::settle(interval_minutes)",
+    "sim/aggregator.py::scheduler_devices(interval_minutes)",
+    "sim/aggregator.py::Dispatcher.__init__(interval_minutes)",
+    "sim/grid.py::draw_faults(interval_minutes)",
+    "forecasting/baselines.py::compute_baseline(interval_minutes)",
+    "forecasting/data.py::LoadData.source_interval_minutes",
+    "forecasting/data.py::LoadData.interval_minutes",
+    "forecasting/data.py::read_load_csv(interval_minutes)",
+    "forecasting/panel.py::Panel.interval_minutes",
+    "forecasting/panel.py::build_panel(interval_minutes)",
+}
+
+
+def _modules() -> list[tuple[str, ast.Module]]:
+    out = []
+    for pkg in SHIPPED:
+        for py in sorted((ROOT / pkg).rglob("*.py")):
+            out.append((py.relative_to(ROOT).as_posix(), ast.parse(py.read_text())))
+    return out
+
+
+def _default_value(node: ast.expr | None) -> object:
+    """The constant a default or a ``Field(default, ...)`` / ``Field(default=...)`` holds."""
+    if isinstance(node, ast.Call):
+        kw = {k.arg: k.value for k in node.keywords}
+        node = node.args[0] if node.args else kw.get("default")
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def _interval_defaults(path: str, tree: ast.AST, qual: str = "") -> list[str]:
+    found = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            pos = a.posonlyargs + a.args
+            pairs = list(zip(pos[len(pos) - len(a.defaults):], a.defaults, strict=True))
+            pairs += [(x, d) for x, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d]
+            found += [f"{path}::{qual}{node.name}({arg.arg})" for arg, d in pairs
+                      if "minutes" in arg.arg and _default_value(d) == 15]
+            found += _interval_defaults(path, node, f"{qual}{node.name}.")
+        elif isinstance(node, ast.ClassDef):
+            found += [f"{path}::{qual}{node.name}.{st.target.id}" for st in node.body
+                      if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name)
+                      and "minutes" in st.target.id and _default_value(st.value) == 15]
+            found += _interval_defaults(path, node, f"{qual}{node.name}.")
+    return found
+
+
+def test_no_new_market_interval_default() -> None:
+    found = {f for path, tree in _modules() for f in _interval_defaults(path, tree)}
+    new = sorted(found - REMAINING)
+    assert not new, ("a 15-minute default: take the interval from configuration (service."
+                     f"market_interval_minutes, the programme or the scenario): {new}")
+    gone = sorted(REMAINING - found)
+    assert not gone, f"fixed: remove these from REMAINING: {gone}"
+
+
+def test_the_zone_name_is_written_once() -> None:
+    where = [f"{path}:{n.lineno}" for path, tree in _modules() for n in ast.walk(tree)
+             if isinstance(n, ast.Constant) and n.value == "Asia/Shanghai"]
+    assert where == ["vpp/timeutil.py:12"], where
