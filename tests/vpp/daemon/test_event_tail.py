@@ -41,10 +41,9 @@ def _with_tail(settings: Settings, minutes: int) -> Settings:
 
 @pytest.mark.parametrize(("tail_minutes", "short_kw"), [(240, 0.0), (60, 3.0)])
 async def test_the_makeup_after_a_call_fits_in_the_plans_tail(
-        sqlite_engine: Engine, tmp_path: Path, tail_minutes: int, short_kw: float) -> None:
+        engine: Engine, tmp_path: Path, tail_minutes: int, short_kw: float) -> None:
     """8 kW for 2 h is 16 kWh to make up; the loads have 2 x 5 kW of headroom above their
     baseline. Four hours repay it; one hour repays 10 kWh, so only 5 kW can be shed."""
-    engine = sqlite_engine
     event_id = _event(engine, f"10.5.5.{tail_minutes // 60}", 8.0, fixed=True)
     settings = _with_tail(daemon_settings(tmp_path, str(engine.url)), tail_minutes)
     now = [START]
@@ -53,9 +52,8 @@ async def test_the_makeup_after_a_call_fits_in_the_plans_tail(
     assert out.shortfall_kw == pytest.approx(short_kw, abs=0.05)
 
 
-async def test_the_tail_baseline_is_fixed_with_the_events(sqlite_engine: Engine,
+async def test_the_tail_baseline_is_fixed_with_the_events(engine: Engine,
                                                           tmp_path: Path) -> None:
-    engine = sqlite_engine
     event_id = _event(engine, "10.5.5.9", 8.0, fixed=False)
     settings = daemon_settings(tmp_path, str(engine.url))
     assert settings.scheduler.tail_intervals(15) == 16  # the default: 4 h

@@ -172,22 +172,22 @@ async def test_cli_enrolment_reaches_a_running_daemon(sqlite_engine: Engine,
 
 
 async def test_the_daemon_does_not_connect_to_a_host_the_policy_refuses(
-        sqlite_engine: Engine, tmp_path: Path) -> None:
+        engine: Engine, tmp_path: Path) -> None:
     """Checked again before connecting: a gateway already in the database (enrolled under
     another policy, or a name that now resolves elsewhere) is not polled, with the reason;
     a re-probe through the API fails with it too."""
-    tokens = seed(sqlite_engine)
+    tokens = seed(engine)
     spec = gateway_spec(port())
     gw = await start_gateway(spec)
-    with session_scope(sqlite_engine) as s:
+    with session_scope(engine) as s:
         enrolled = fleet.add_gateway(s, fleet.get_owner(s, tokens.owner_id), "mall", spec)
         enrolled.gateway.enrolment_state = "active"
         for d in enrolled.devices:
             d.status = "active"
         ids = [int(d.id or 0) for d in enrolled.devices]
-    settings = daemon_settings(tmp_path, str(sqlite_engine.url))
+    settings = daemon_settings(tmp_path, str(engine.url))
     settings.enrolment = EnrolmentSettings()  # the shipped default: no loopback
-    daemon = Daemon(settings, sqlite_engine, port=0)
+    daemon = Daemon(settings, engine, port=0)
     await daemon.start()
     rt = daemon.services.fleet
     assert rt is not None and daemon.services.enrolment is not None

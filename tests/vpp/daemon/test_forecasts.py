@@ -32,9 +32,9 @@ def _fleet(engine: Engine, days: int) -> None:
     simulate_history(engine, devices, NOW.date(), days=days)
 
 
-async def test_too_little_history_says_so(sqlite_engine: Engine, tmp_path: Path):
-    _fleet(sqlite_engine, days=3)
-    d = _daemon(tmp_path, sqlite_engine)
+async def test_too_little_history_says_so(engine: Engine, tmp_path: Path):
+    _fleet(engine, days=3)
+    d = _daemon(tmp_path, engine)
     try:
         await d._baselines_step()
         st = d.forecasts.status
@@ -76,19 +76,19 @@ async def test_forecast_refreshed_from_telemetry(engine: Engine, tmp_path: Path)
 
 
 async def test_bid_uses_the_daemon_forecast_and_the_scheduler_envelope(
-        sqlite_engine: Engine, tmp_path: Path):
+        engine: Engine, tmp_path: Path):
     from bidding.synthetic import TZ, add_event
     from bidding.workflow import bid_event
     from tests.vpp.daemon.harness import PROGRAMME
 
-    _fleet(sqlite_engine, days=8)
-    d = _daemon(tmp_path, sqlite_engine)
+    _fleet(engine, days=8)
+    d = _daemon(tmp_path, engine)
     try:
         await d._baselines_step()
         of = d.forecasts.owner_forecast()
-        ev = add_event(sqlite_engine, datetime(2026, 7, 15, 19, 0, tzinfo=TZ),
+        ev = add_event(engine, datetime(2026, 7, 15, 19, 0, tzinfo=TZ),
                        programme=PROGRAMME)
-        bid, offer = bid_event(sqlite_engine, ev, d.services.settings.bidding.programmes_dir,
+        bid, offer = bid_event(engine, ev, d.services.settings.bidding.programmes_dir,
                                load_forecast=of, scheduler_envelope=True, history_days=3)
         src = bid.detail["sources"]
         assert src and all(v == {"quantiles": "forecast", "envelope": "scheduler envelope"}
@@ -99,9 +99,9 @@ async def test_bid_uses_the_daemon_forecast_and_the_scheduler_envelope(
 
 
 async def test_a_failing_refresh_is_reported_and_baselines_still_run(
-        sqlite_engine: Engine, tmp_path: Path, monkeypatch):
-    _fleet(sqlite_engine, days=1)
-    d = _daemon(tmp_path, sqlite_engine)
+        engine: Engine, tmp_path: Path, monkeypatch):
+    _fleet(engine, days=1)
+    d = _daemon(tmp_path, engine)
 
     async def boom() -> None:
         raise RuntimeError("disk on fire")

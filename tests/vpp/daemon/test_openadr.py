@@ -120,8 +120,7 @@ def test_the_product_is_chosen_by_the_events_notice_on_the_shipped_programme() -
     assert event_type_for(p, "peak_shaving", 24.0, "real_time") == "real_time"  # as configured
 
 
-async def test_vtn_event_is_dispatched_and_reported(sqlite_engine: Engine, tmp_path: Path) -> None:
-    engine = sqlite_engine
+async def test_vtn_event_is_dispatched_and_reported(engine: Engine, tmp_path: Path) -> None:
     tokens = seed(engine)
     vtn_port = port()
     reports: list[tuple[datetime, float]] = []

@@ -62,8 +62,7 @@ def _call(now: datetime, requested_kw: float) -> dict[str, Any]:
 
 
 async def test_an_overriding_building_leaves_the_event_and_the_others_take_its_share(
-        sqlite_engine: Engine, tmp_path: Path) -> None:
-    engine = sqlite_engine
+        engine: Engine, tmp_path: Path) -> None:
     tokens = seed(engine)
     clock = SimClock(accel=20.0, start=T0)
     spec = _spec(port())

@@ -25,9 +25,8 @@ from vpp.db import session_scope
 from vpp.models import Bid, DispatchPlan, GridEvent
 
 
-async def test_only_owners_with_a_declared_share_are_planned(sqlite_engine: Engine,
+async def test_only_owners_with_a_declared_share_are_planned(engine: Engine,
                                                              tmp_path: Path) -> None:
-    engine = sqlite_engine
     tokens = seed(engine)
     now = datetime.now(UTC)
     start = now - timedelta(minutes=now.minute % 15, seconds=now.second,

@@ -26,9 +26,8 @@ from vpp.models import Bid, DispatchPlan, GridEvent, Setpoint
 START = datetime(2026, 7, 16, 10, 0, tzinfo=UTC)  # 18:00 in Zhuzhou
 
 
-async def test_a_fleet_above_partition_size_is_planned_on_dask(sqlite_engine: Engine,
+async def test_a_fleet_above_partition_size_is_planned_on_dask(engine: Engine,
                                                                tmp_path: Path) -> None:
-    engine = sqlite_engine
     tokens = seed(engine)
     ids: list[int] = []
     with session_scope(engine) as s:

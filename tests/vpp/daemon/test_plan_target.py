@@ -97,8 +97,7 @@ def _planned(engine: Engine, event_id: int, ids: list[int]) -> tuple[np.ndarray,
 
 
 async def test_the_plan_aims_at_the_declared_amount_and_ramps_back(
-        sqlite_engine: Engine, tmp_path: Path) -> None:
-    engine = sqlite_engine
+        engine: Engine, tmp_path: Path) -> None:
     event_id, ids = _event(engine)
     settings = daemon_settings(tmp_path, str(engine.url))
     sch = settings.scheduler

@@ -25,9 +25,8 @@ from vpp.db import session_scope
 from vpp.models import DispatchPlan
 
 
-async def test_gateway_lost_mid_event_others_make_up(sqlite_engine: Engine,
+async def test_gateway_lost_mid_event_others_make_up(engine: Engine,
                                                      tmp_path: Path) -> None:
-    engine = sqlite_engine
     tokens = seed(engine)
     specs = [gateway_spec(port()), gateway_spec(port())]
     gws = [await start_gateway(s) for s in specs]

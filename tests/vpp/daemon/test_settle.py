@@ -46,9 +46,8 @@ def _event(engine: Engine, owner_id: int, with_meter: bool, ext: str) -> int:
     return event_id
 
 
-async def test_settles_once_and_marks_the_unsettleable(sqlite_engine: Engine,
+async def test_settles_once_and_marks_the_unsettleable(engine: Engine,
                                                        tmp_path: Path) -> None:
-    engine = sqlite_engine
     tokens = seed(engine)
     good = _event(engine, tokens.owner_id, True, "ev-good")
     bad = _event(engine, tokens.owner_id, False, "ev-no-meter")

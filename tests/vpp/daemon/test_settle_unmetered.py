@@ -25,9 +25,8 @@ from vpp.models import GridEvent, Settlement, TelemetryReading
 TEL = TelemetryReading.__table__
 
 
-async def test_a_device_without_readings_counts_as_no_response(sqlite_engine: Engine,
+async def test_a_device_without_readings_counts_as_no_response(engine: Engine,
                                                                tmp_path: Path) -> None:
-    engine = sqlite_engine
     tokens = seed(engine)
     event_id = _event(engine, tokens.owner_id, True, "ev-gap")
     with session_scope(engine) as s:

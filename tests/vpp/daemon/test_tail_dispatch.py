@@ -38,8 +38,7 @@ def _aware(t: datetime) -> datetime:
 
 
 async def test_the_tail_is_dispatched_and_the_devices_released_at_its_end(
-        sqlite_engine: Engine, tmp_path: Path) -> None:
-    engine = sqlite_engine
+        engine: Engine, tmp_path: Path) -> None:
     tokens = seed(engine)
     spec = gateway_spec(port())
     gw = await start_gateway(spec)

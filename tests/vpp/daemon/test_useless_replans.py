@@ -39,9 +39,8 @@ START = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)  # 18:00 in Zhuzhou
 UNCHANGED = "re-plan changes nothing (same devices, same setpoints); not written"
 
 
-async def test_a_replan_equal_to_the_active_plan_writes_nothing(sqlite_engine: Engine,
+async def test_a_replan_equal_to_the_active_plan_writes_nothing(engine: Engine,
                                                                 tmp_path: Path) -> None:
-    engine = sqlite_engine
     event_id, ids = accepted_call(engine, seed(engine).owner_id, "10.6.6.1", START, 1)
     now = [START]
     settings = daemon_settings(tmp_path, str(engine.url))
@@ -54,11 +53,10 @@ async def test_a_replan_equal_to_the_active_plan_writes_nothing(sqlite_engine: E
         assert len(s.exec(select(Setpoint)).all()) == len(ids) * (4 + 16)
 
 
-async def test_a_failed_write_is_retried_by_the_replan(sqlite_engine: Engine,
+async def test_a_failed_write_is_retried_by_the_replan(engine: Engine,
                                                        tmp_path: Path) -> None:
     """An unchanged re-plan is written when one of the active plan's writes failed (no answer,
     no read-back): its new rows are the retry."""
-    engine = sqlite_engine
     event_id, ids = accepted_call(engine, seed(engine).owner_id, "10.6.6.2", START, 1)
     now = [START]
     settings = daemon_settings(tmp_path, str(engine.url))

@@ -34,9 +34,8 @@ def _event(engine: Engine, owner_id: int, host: str, hours: int,
     return accepted_call(engine, owner_id, host, START, hours, **params)
 
 
-async def test_replans_in_later_intervals_reuse_the_built_model(sqlite_engine: Engine,
+async def test_replans_in_later_intervals_reuse_the_built_model(engine: Engine,
                                                                  tmp_path: Path) -> None:
-    engine = sqlite_engine
     event_id, ids = _event(engine, seed(engine).owner_id, "10.4.4.1", hours=1)
     now = [START]
     planner = planner_at(engine, daemon_settings(tmp_path, str(engine.url)), now)
@@ -67,12 +66,11 @@ async def test_replans_in_later_intervals_reuse_the_built_model(sqlite_engine: E
                 assert total <= 30.0 - 8.0 * 0.99
 
 
-async def test_a_replan_counts_the_shed_time_already_used(sqlite_engine: Engine,
+async def test_a_replan_counts_the_shed_time_already_used(engine: Engine,
                                                           tmp_path: Path) -> None:
     """Two loads may curtail 10 kW for 60 minutes each. The meters show they curtailed that
     fully in the event's first hour; a re-plan for its second hour must not curtail them again
     (the call is then short, and says so)."""
-    engine = sqlite_engine
     event_id, ids = _event(engine, seed(engine).owner_id, "10.4.4.2", hours=2,
                            max_curtail_minutes=60, makeup_fraction=0.0)
     # the first hour, metered: both loads at 5 kW (10 kW below their 15 kW baseline)
@@ -91,11 +89,10 @@ async def test_a_replan_counts_the_shed_time_already_used(sqlite_engine: Engine,
 
 
 async def test_a_replan_stops_at_its_time_limit_and_the_first_plan_does_not(
-        sqlite_engine: Engine, tmp_path: Path) -> None:
+        engine: Engine, tmp_path: Path) -> None:
     """``[scheduler] replan_time_limit_s`` bounds re-plans only (they hold up the control
     loop); the event's first plan runs to the tolerance. A limit far below one solve makes
     the re-plan OSQP's iterate at the limit, labelled best-effort."""
-    engine = sqlite_engine
     event_id, ids = _event(engine, seed(engine).owner_id, "10.4.4.3", hours=1)
     settings = daemon_settings(tmp_path, str(engine.url))
     settings = settings.model_copy(update={"scheduler": settings.scheduler.model_copy(
