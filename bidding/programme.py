@@ -268,3 +268,24 @@ def load_programme(name: str, programmes_dir: Path | str, on: date | datetime) -
         effective_from=chosen.effective_from, effective_until=later[0] if later else None,
         rules=chosen,
     )
+
+
+def configured_programme(name: str, programmes_dir: Path | str, on: date | datetime, *,
+                         market_interval_minutes: int, key: str = "bidding.programme") -> Programme:
+    """The programme a configuration names, checked against the service's market interval.
+
+    The market interval is one concept: the daemon plans, dispatches and meters in
+    ``service.market_interval_minutes`` and settles in the programme's
+    ``measurement_interval_minutes``, so the two must be equal. :class:`ConfigError` names
+    ``key`` and the reason (an unknown programme, no version in force, another interval).
+    """
+    try:
+        programme = load_programme(name, programmes_dir, on)
+    except NotFoundError as exc:
+        raise ConfigError(f"key {key}: {exc.message}") from None
+    if programme.interval_minutes != market_interval_minutes:
+        raise ConfigError(
+            f"key {key}: programme {name} measures in {programme.interval_minutes}-minute "
+            f"intervals but service.market_interval_minutes is {market_interval_minutes}: "
+            "they must be equal")
+    return programme

@@ -88,6 +88,36 @@ def test_config_check(capsys: pytest.CaptureFixture[str], tmp_path: Path, env: P
     assert f"{bad}: key polling.interval_s: Input should be greater than 0" in err
 
 
+
+def test_config_check_refuses_a_programme_off_the_market_interval(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, env: Path) -> None:
+    """One market interval: the programme's measurement interval is the service's; an unknown
+    programme is named with its key."""
+    from vpp.packaged import programmes_dir
+
+    code, out, _ = run(capsys, "config", "check")
+    assert code == 0 and "interval 15 min, programme hunan-2026" in out
+    thirty = tmp_path / "thirty.toml"
+    thirty.write_text("[service]\nmarket_interval_minutes = 30\n")
+    code, _, err = run(capsys, "config", "check", str(thirty))
+    assert code == 2
+    assert ("key bidding.programme: programme hunan-2026 measures in 15-minute intervals but "
+            "service.market_interval_minutes is 30") in err
+    own = tmp_path / "programmes"
+    own.mkdir()
+    text30 = (programmes_dir() / "hunan-2026.toml").read_text().replace(
+        "measurement_interval_minutes = 15", "measurement_interval_minutes = 30")
+    (own / "hunan-2026.toml").write_text(text30)
+    both = tmp_path / "both.toml"
+    both.write_text(f'[service]\nmarket_interval_minutes = 30\n[bidding]\nprogrammes_dir = '
+                    f'"{own.as_posix()}"\n')
+    assert run(capsys, "config", "check", str(both))[0] == 0
+    nope = tmp_path / "nope.toml"
+    nope.write_text('[daemon.openadr]\nprogramme = "nope"\n')
+    code, _, err = run(capsys, "config", "check", str(nope))
+    assert code == 2 and "key daemon.openadr.programme: no programme 'nope'" in err
+
+
 def test_unreachable_database_and_missing_schema(
     env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
