@@ -25,6 +25,10 @@ from bidding.programme import Product, Programme
 from forecasting.calendars import DayCalendar
 from forecasting.owners import OwnerForecast
 
+#: Calendar days of metered history before an event that an offer without a forecast is made
+#: from (the daemon's intake, ``vpp bid`` and the season simulator).
+BID_HISTORY_DAYS = 10
+
 
 @dataclass(frozen=True)
 class BidDevice:
@@ -99,7 +103,7 @@ class BidInput:
     calendar: DayCalendar
     confidence: float | None = 0.9
     levels: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
-    history_days: int = 10
+    history_days: int = BID_HISTORY_DAYS
     forecast: OwnerForecast | None = None
     envelope_kw: Mapping[int, np.ndarray] | None = None
     scheduler_envelope: bool = False

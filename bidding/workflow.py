@@ -27,6 +27,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as sql_select
 
 from bidding.bid_inputs import (
+    BID_HISTORY_DAYS,
     BidDevice,
     BidInput,
     NoHistoryPolicy,
@@ -160,7 +161,7 @@ def _first_reading(session: Session, device_ids: Sequence[int]) -> datetime | No
 def load_bid_input(
     engine: Engine, session: Session, ev: GridEvent, prog: Programme, *,
     price_yuan_per_kwh: Decimal | None = None, confidence: float | None = 0.9,
-    levels: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 0.9), history_days: int = 10,
+    levels: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 0.9), history_days: int = BID_HISTORY_DAYS,
     load_forecast: OwnerForecast | None = None,
     envelope_kw: Mapping[int, np.ndarray] | None = None, scheduler_envelope: bool = False,
     soc_pct: Mapping[int, float] | None = None, calendar: DayCalendar | None = None,
@@ -218,7 +219,7 @@ def load_bid_input(
 def bid_event(
     engine: Engine, event_id: int, programmes_dir: Path | str, *,
     price_yuan_per_kwh: Decimal | None = None, confidence: float | None = 0.9,
-    levels: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 0.9), history_days: int = 10,
+    levels: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 0.9), history_days: int = BID_HISTORY_DAYS,
     actor: str = "cli", load_forecast: OwnerForecast | None = None,
     envelope_kw: Mapping[int, np.ndarray] | None = None, scheduler_envelope: bool = False,
     soc_pct: Mapping[int, float] | None = None, calendar: DayCalendar | None = None,

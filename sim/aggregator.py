@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bidding.bid_inputs import (
+    BID_HISTORY_DAYS,
     BidDevice,
     BidInput,
     NoHistoryPolicy,
@@ -159,7 +160,7 @@ def bid_call(settings, call, programme: Programme, product: Product, meter: Mete
     and the no-history fallback (``[bidding] no_history_fraction_pct``)."""
     step = programme.interval_minutes
     skip = set(other_event_days)
-    history_days = 10  # bidding.workflow.bid_event's default, as the daemon bids
+    history_days = BID_HISTORY_DAYS  # as the daemon bids
     by_owner = owners_of(devices)
     owners = tuple(OwnerInput(o, tuple(ds), whole_days(
         meter.owner_series(o, issue), call.start, call.end, history_days, skip,

@@ -4,16 +4,31 @@ history they need, and the runs of consecutive days (simulated in parallel proce
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-from sim.grid import GridCall
-from sim.scenarios.city import is_working_day
+import numpy as np
+
+from forecasting.owners import MIN_HISTORY_DAYS
+from sim.grid import GridCall, GridOperator
+from sim.scenarios.city import is_working_day, season_days, simulate_weather
+from sim.scenarios.scenario import Scenario
+from vpp.errors import ValidationError
+
+if TYPE_CHECKING:
+    from sim.season import RunOptions
+
+#: Days back from a call's day that are simulated at least: the daemon's forecaster needs
+#: ``MIN_HISTORY_DAYS["lightgbm"]`` (14) whole days before the invitation, which comes up to a
+#: day ahead (the call's own day and the day before are not whole at the invitation). Until
+#: 2026-12-07: 8 (the week-ago seasonal-naive forecast the simulator bid from).
+FORECAST_DAYS = MIN_HISTORY_DAYS["lightgbm"] + 2
 
 
 def needed_days(calls: list[GridCall], working: int = 5, nonworking: int = 3,
-                 min_days: int = 8) -> set[date]:
+                 min_days: int = FORECAST_DAYS) -> set[date]:
     """The days the calls depend on: for each call, back from its day until ``working`` non-event
     working days and ``nonworking`` non-event non-working days (the similar-days baselines) and at
-    least ``min_days`` (the week-ago forecast) are covered. Days outside feed nothing.
+    least ``min_days`` (the forecaster's history, :data:`FORECAST_DAYS`) are covered. Days outside feed nothing.
 
     A day counts towards the baseline days only if its call window has ended when the call is
     issued (the offer's baseline is computed at the invitation): the day before a day-ahead
@@ -27,7 +42,7 @@ def needed_days(calls: list[GridCall], working: int = 5, nonworking: int = 3,
 
 
 def call_days(c: GridCall, events: set[date], working: int = 5, nonworking: int = 3,
-               min_days: int = 8) -> list[date]:
+               min_days: int = FORECAST_DAYS) -> list[date]:
     """The days one call depends on (see :func:`needed_days`), from its own day back."""
     out: list[date] = []
     w = nw = 0
@@ -68,3 +83,56 @@ def blocks(days: list[date]) -> list[list[date]]:
         else:
             out.append([d])
     return out
+
+
+def select_days(scn: Scenario, calls: list[GridCall], opts: RunOptions,
+                ) -> tuple[list[date], list[GridCall]]:
+    """The days to simulate and the calls on them, for ``opts`` (:class:`sim.season.RunOptions`)."""
+    hist = opts.history_days or scn.season.history_days
+    days: list[date] = []
+    if opts.event_days is not None:
+        if opts.periods is not None:
+            ranges = [scn.season.periods[k] for k in opts.periods]
+            calls = [c for c in calls if any(a <= c.day <= b for a, b in ranges)]
+        chosen = calls[: opts.event_days]
+        if not chosen:
+            raise ValidationError("the scenario issues no calls")
+        first, last = chosen[0].day, chosen[-1].day
+        d = first - timedelta(days=hist)
+        while d <= last:
+            days.append(d)
+            d += timedelta(days=1)
+        return days, [c for c in calls if first <= c.day <= last]
+    left = opts.days
+    for k, (a, b) in enumerate(scn.season.periods):
+        if opts.periods is not None and k not in opts.periods:
+            continue
+        if left is not None and left <= 0:
+            break
+        d = a - timedelta(days=hist)
+        while d <= b and (left is None or d < a or left > 0):
+            days.append(d)
+            if d >= a and left is not None:
+                left -= 1
+            d += timedelta(days=1)
+    keep = set(days)
+    calls = [c for c in calls if c.day in keep and c.day - timedelta(days=hist) in keep]
+    if opts.skip_idle_days:
+        needed = needed_days(calls)
+        days = [d for d in days if d in needed]
+    if opts.blocks is not None:
+        runs = blocks(days)
+        days = [d for k in opts.blocks if k < len(runs) for d in runs[k]]
+        keep = set(days)
+        calls = [c for c in calls if c.day in keep]
+    return days, calls
+
+
+def count_blocks(scn: Scenario, opts: RunOptions) -> int:
+    """How many runs of consecutive days ``opts`` selects (they can run in parallel)."""
+    all_days = season_days(scn)
+    weather = simulate_weather(scn, all_days, np.random.default_rng([scn.scenario.seed, 1]))
+    period = [d for d in all_days if any(a <= d <= b for a, b in scn.season.periods)]
+    calls = GridOperator(scn, weather).calls(period)
+    days, _ = select_days(scn, calls, opts)
+    return len(blocks(days))
