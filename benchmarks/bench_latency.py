@@ -4,7 +4,7 @@ setpoints with no intake, bidding, planning or bookkeeping (same adapters, same 
 
 Set-up: ``vpp sim gateways`` serves the fleet (100 unit ids per gateway) in a separate process;
 the devices are registered in a fresh SQLite database and marked active (the enrolment probe
-is not part of the measured path); the real daemon (``vpp.daemon.service.Daemon``) serves HTTP on
+is not part of the measured path); the real daemon (``vpp.server.Daemon``) serves HTTP on
 a free port and polls the fleet every second. For each repetition: the grid POSTs a real-time
 call to ``/api/v1/grid/calls``; the clock stops when every ``Setpoint`` row of the current
 interval is written (polled every 10 ms from the database), and the daemon's own
@@ -42,9 +42,9 @@ from sim.ports import free_port_block  # noqa: E402,F401  (bench_load imports it
 from tests.vpp.daemon.harness import daemon_settings, seed  # noqa: E402
 from vpp import fleet  # noqa: E402
 from vpp.daemon.logs import configure_logging  # noqa: E402
-from vpp.daemon.service import Daemon  # noqa: E402
 from vpp.db import make_engine, session_scope, upgrade  # noqa: E402
 from vpp.models import DispatchPlan, EnrolmentState, Setpoint  # noqa: E402
+from vpp.server import Daemon  # noqa: E402
 
 warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
 
@@ -154,7 +154,7 @@ async def run(n: int, reps: int) -> dict:
         await wait_for_port(base_port + n_gw - 1)
         daemon = Daemon(settings, engine, port=0)
         base = await daemon.start()
-        rt = daemon.services.fleet
+        rt = daemon.parts.fleet
         assert rt is not None
         t_wait = time.monotonic()
         await wait_online(rt, n)

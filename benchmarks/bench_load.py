@@ -47,9 +47,9 @@ from benchmarks.bench_latency import (  # noqa: E402
 )
 from tests.vpp.daemon.harness import daemon_settings, seed  # noqa: E402
 from vpp.daemon.logs import configure_logging  # noqa: E402
-from vpp.daemon.service import Daemon  # noqa: E402
 from vpp.db import make_engine, upgrade  # noqa: E402
 from vpp.models import TelemetryReading  # noqa: E402
+from vpp.server import Daemon  # noqa: E402
 
 warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
 
@@ -103,7 +103,7 @@ async def run(n: int, seconds: float, rate: float, accel: float,
         await wait_for_port(base_port + n_gw - 1)
         daemon = Daemon(settings, engine, port=0)
         base = await daemon.start()
-        rt = daemon.services.fleet
+        rt = daemon.parts.fleet
         assert rt is not None
         await wait_online(rt, n)
         online_start = rt.online_count()
@@ -114,7 +114,7 @@ async def run(n: int, seconds: float, rate: float, accel: float,
                 return int(conn.execute(select(func.count()).select_from(t)).scalar_one())
 
         def poll_iterations() -> int:
-            return next(st.iterations for st in daemon.services.supervisor.statuses()
+            return next(st.iterations for st in daemon.parts.supervisor.statuses()
                         if st.name == "poll")
 
         rows0, polls0 = rows(), poll_iterations()

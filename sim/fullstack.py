@@ -2,7 +2,7 @@
 by the Modbus simulators on 127.0.0.1, enrolled through the REST API, driven by the daemon, and
 called by the simulated grid operator over the REST intake, on one accelerated clock.
 
-Every part is the production one: :class:`vpp.daemon.service.Daemon` (poller, control loop,
+Every part is the production one: :class:`vpp.server.Daemon` (poller, control loop,
 planner, dispatcher, settler) with its API; :mod:`sim.fleet` devices serving the device
 profiles' register maps. The simulation only plays the outside world:
 
@@ -58,6 +58,7 @@ from sim.ports import free_port_block
 from sim.results import EventOutcome, SeasonResult
 from sim.scenarios.scenario import Scenario
 from vpp.config import Settings
+from vpp.domain.grid_calls import EventStatus
 
 __all__ = ["PROFILE_MAX_KW", "FullStackError", "FullStackOptions", "FullStackRun",
            "full_stack_settings", "run_full_stack"]
@@ -232,8 +233,8 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
                sample: Sample, start: datetime, sims: SimulatorProcess, report,  # noqa: ANN001
                t0: float) -> FullStackRun:
     from vpp import fleet as registry
-    from vpp.daemon.service import Daemon
     from vpp.db import make_engine, session_scope, upgrade
+    from vpp.server import Daemon
 
     call = sample.call
     settings, programme, programme_note = sample_programme(
@@ -304,7 +305,7 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
             payouts = await api.call("GET", "/api/v1/payouts")
             loops = await api.call("GET", "/api/v1/daemon/loops")
         stats = json.loads(await sims.command("stats"))
-        rt = daemon.services.fleet
+        rt = daemon.parts.fleet
         assert rt is not None
         daemon_stats = {
             "status": status, "loops": loops,
@@ -364,7 +365,8 @@ async def _wait_settled(api: _Api, event_id: int, timeout_s: float, report) -> s
     status = "?"
     while time.monotonic() < deadline:
         status = (await api.call("GET", f"/api/v1/events/{event_id}"))["status"]
-        if status in ("settled", "unsettled", "rejected", "cancelled"):
+        if status in (EventStatus.SETTLED, EventStatus.UNSETTLED, EventStatus.REJECTED,
+                      EventStatus.CANCELLED):
             return status
         report(f"waiting for the settlement ({status})", 0, 1)
         await asyncio.sleep(1.0)

@@ -21,6 +21,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlmodel import Field, Session, SQLModel
 
+from vpp.domain.grid_calls import EventStatus
 from vpp.types import AwareDateTime, DecimalString
 
 
@@ -55,24 +56,6 @@ class DeviceStatus(StrEnum):
     QUARANTINED = "quarantined"
     FAILED = "failed"
     RETIRED = "retired"  # out of service; rows and history kept (a probe returns it to service)
-
-
-class EventStatus(StrEnum):
-    """A grid event's status, in the order an event moves through them (``rejected`` and
-    ``cancelled`` end it early; ``unsettled``: finished, but settlement could not be made)."""
-
-    RECEIVED = "received"
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    ACTIVE = "active"
-    COMPLETED = "completed"
-    SETTLED = "settled"
-    UNSETTLED = "unsettled"
-    CANCELLED = "cancelled"
-
-
-#: Events the control loop plans and dispatches (accepted, not yet finished).
-OPEN_EVENT_STATUSES = (EventStatus.ACCEPTED, EventStatus.ACTIVE)
 
 
 class Owner(SQLModel, table=True):

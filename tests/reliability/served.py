@@ -18,32 +18,27 @@ from tests.conftest import free_port
 from tests.vpp.daemon.harness import Tokens, daemon_settings, seed
 from vpp.api.app import build_app
 from vpp.daemon.dbexec import Db
-from vpp.daemon.intake import Intake
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.services import Services
-from vpp.daemon.supervisor import Supervisor
+from vpp.daemon.infra import Infra
+from vpp.daemon.parts import DaemonParts, build_parts
 
 
 @dataclass
 class Served:
     url: str
     tokens: Tokens
-    services: Services
+    parts: DaemonParts
     engine: Engine
 
 
 @contextmanager
 def served_api(engine: Engine, tmp_path: Path) -> Iterator[Served]:
     settings = daemon_settings(tmp_path, str(engine.url))
-    metrics = Metrics()
-    services = Services(settings=settings, db=Db(engine), metrics=metrics,
-                        supervisor=Supervisor(metrics))
-    services.intake = Intake(services)
+    parts = build_parts(Infra.create(settings, Db(engine)))
     tokens = seed(engine)
     port = free_port()
     loop = asyncio.new_event_loop()
     ready = threading.Event()
-    runner = web.AppRunner(build_app(services), access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(build_app(parts), access_log=None, shutdown_timeout=1.0)
 
     def run() -> None:
         asyncio.set_event_loop(loop)
@@ -56,14 +51,14 @@ def served_api(engine: Engine, tmp_path: Path) -> Iterator[Served]:
         ready.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
+        loop.run_until_complete(parts.close())
         loop.close()
 
     thread = threading.Thread(target=run, name="served-api", daemon=True)
     thread.start()
     assert ready.wait(10), "API did not start"
     try:
-        yield Served(f"http://127.0.0.1:{port}", tokens, services, engine)
+        yield Served(f"http://127.0.0.1:{port}", tokens, parts, engine)
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
-        services.db.close()

@@ -10,23 +10,19 @@ from pathlib import Path
 
 from tests.vpp.daemon.harness import daemon_settings
 from vpp.daemon.dbexec import Db
+from vpp.daemon.infra import Infra
 from vpp.daemon.logs import configure_logging
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.services import Services
 from vpp.daemon.settle import Settler
-from vpp.daemon.supervisor import Supervisor
 from vpp.db import make_engine
 
 
 async def main(url: str, search_path: str, tmp: Path) -> None:
     engine = make_engine(url, search_path=search_path or None)
-    metrics = Metrics()
-    services = Services(settings=daemon_settings(tmp, url), db=Db(engine), metrics=metrics,
-                        supervisor=Supervisor(metrics))
+    infra = Infra.create(daemon_settings(tmp, url), Db(engine))
     try:
-        await Settler(services).step()
+        await Settler(infra).step()
     finally:
-        services.db.close()
+        infra.db.close()
         engine.dispose()
 
 

@@ -9,7 +9,6 @@ fails :func:`test_every_route_has_a_matrix_entry`.
 
 from __future__ import annotations
 
-import asyncio
 import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from tests.reliability.world import (
 from tests.vpp.api.conftest import Api
 from vpp import fleet, profiles
 from vpp.api.app import ROUTES
-from vpp.daemon.enrolment_jobs import EnrolmentJobs
 from vpp.db import session_scope
 from vpp.models import Owner, Role
 
@@ -150,18 +148,13 @@ def test_every_route_has_a_matrix_entry() -> None:
 
 @pytest.fixture
 async def world(api: Api) -> AsyncIterator[World]:
-    api.services.enrolment = EnrolmentJobs(api.services)  # probes run (and fail: no gateway)
-    yield await build_world(api)
-    await api.services.enrolment.close()
+    yield await build_world(api)  # the app's enrolment probes run (and fail: no gateway)
 
 
 async def _probes_done(api: Api) -> None:
     """Wait for background enrolment probes (they write the gateway's state and an audit row),
     so that the database fingerprint only moves because of the request under test."""
-    jobs = api.services.enrolment
-    assert jobs is not None
-    await asyncio.gather(*(j.task for j in jobs._jobs.values() if j.task is not None),
-                         return_exceptions=True)
+    await api.parts.enrolment.wait()
 
 
 async def _target_request(api: Api, w: World, method: str, path: str,

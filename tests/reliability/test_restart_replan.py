@@ -11,14 +11,16 @@ from datetime import UTC, datetime, timedelta
 from tests.vpp.api.conftest import Api
 from vpp.daemon.control import ControlLoop
 from vpp.daemon.fleet_runtime import FleetRuntime
+from vpp.daemon.planning import Planner
 from vpp.models import DispatchPlan, GridEvent
 from vpp.poller import DeviceStats, Poller
 
 
 def _loop(api: Api) -> tuple[ControlLoop, Poller]:
     poller = Poller(None)
-    api.services.fleet = FleetRuntime(api.services, poller)
-    return ControlLoop(api.services), poller
+    infra = api.parts.infra
+    fleet = FleetRuntime(infra, poller)
+    return ControlLoop(infra, fleet, Planner(infra, fleet)), poller
 
 
 async def test_a_restarted_daemon_does_not_replan_before_the_first_poll(api: Api) -> None:
@@ -31,7 +33,7 @@ async def test_a_restarted_daemon_does_not_replan_before_the_first_poll(api: Api
                         created_at=now - timedelta(minutes=2), detail={"device_ids": [1, 2]})
     poller.stats = {1: DeviceStats(1, online=True), 2: DeviceStats(2, online=True)}  # not polled
     assert loop._replan_reason(ev, plan, now) is None  # min_replan_interval_s = 3600 in harness
-    api.services.settings.daemon.min_replan_interval_s = 60.0
+    api.parts.settings.daemon.min_replan_interval_s = 60.0
     assert loop._replan_reason(ev, plan, now) is None  # unknown is not offline
     poller.stats[2].online = False  # polled and found offline: that is a reason
     assert loop._replan_reason(ev, plan, now) == "device_offline"

@@ -25,10 +25,10 @@ from tests.reliability.world import build_world, request
 from tests.vpp.api.conftest import Api
 from tests.vpp.daemon.harness import daemon_settings
 from vpp.config import ApiSettings, Settings, load_settings
-from vpp.daemon.service import Daemon, tls_context
 from vpp.db import session_scope
 from vpp.errors import ConfigError
 from vpp.models import ApiToken
+from vpp.server import Daemon, tls_context
 
 
 async def test_tokens_are_hashed_compared_in_constant_time_and_never_logged(

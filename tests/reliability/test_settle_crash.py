@@ -29,10 +29,8 @@ from tests.reliability.settlement import add_finished_events, check_settlements
 from tests.vpp.daemon.harness import daemon_settings, seed
 from vpp import fleet
 from vpp.daemon.dbexec import Db
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.services import Services
+from vpp.daemon.infra import Infra
 from vpp.daemon.settle import Settler
-from vpp.daemon.supervisor import Supervisor
 from vpp.db import make_engine, session_scope, upgrade
 from vpp.errors import ConfigError
 from vpp.failpoints import ENV, configured
@@ -94,15 +92,13 @@ async def test_kill_inside_settlement_loses_and_doubles_nothing(
         _kill_at("settle.committed", url, search_path, tmp_path)  # after the first commit
         assert check_settlements(engine, events) == {"events": 2, "settled": 1}
 
-        metrics = Metrics()
-        services = Services(settings=daemon_settings(tmp_path, url), db=Db(engine),
-                            metrics=metrics, supervisor=Supervisor(metrics))
+        infra = Infra.create(daemon_settings(tmp_path, url), Db(engine))
         try:
-            await Settler(services).step()  # the restart settles the second one
+            await Settler(infra).step()  # the restart settles the second one
             assert check_settlements(engine, events) == {"events": 2, "settled": 2}
-            await Settler(services).step()  # and again: nothing more
+            await Settler(infra).step()  # and again: nothing more
         finally:
-            services.db.close()
+            infra.db.close()
         assert check_settlements(engine, events) == {"events": 2, "settled": 2}
         with session_scope(engine) as s:
             assert s.execute(select(func.count()).select_from(LedgerTransaction)).scalar_one() == 2

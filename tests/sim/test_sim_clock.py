@@ -29,8 +29,8 @@ from sim.device import MAX_CATCHUP_S
 from sim.fleet import make_device
 from tests.conftest import run_cli
 from vpp.config import load_settings
-from vpp.daemon.service import Daemon
 from vpp.errors import ValidationError
+from vpp.server import Daemon
 
 TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 12, 9, 11, 0, tzinfo=TZ)
@@ -199,17 +199,16 @@ def test_heartbeats_follow_the_simulated_clock(sqlite_engine: Engine, tmp_path: 
     real = Daemon(settings, sqlite_engine)
     sim = Daemon(settings, sqlite_engine, clock=clock.now, clock_rate=clock.rate)
     for d in (real, sim):
-        assert d.services.fleet is not None
-        d.services.fleet.watchdog_s = {1: 300.0, 2: 1800.0}
+        d.parts.fleet.watchdog_s = {1: 300.0, 2: 1800.0}
     p = settings.polling
-    assert real.services.fleet.heartbeat_period_s() == p.watchdog_period_s  # type: ignore[union-attr]
-    assert sim.services.fleet.heartbeat_period_s() == pytest.approx(  # type: ignore[union-attr]
+    assert real.parts.fleet.heartbeat_period_s() == p.watchdog_period_s
+    assert sim.parts.fleet.heartbeat_period_s() == pytest.approx(
         p.heartbeat_fraction * 300.0 / 60.0)
     ClockControl(path).speed(6.0)  # slower: the cap in real seconds applies again
-    assert sim.services.fleet.heartbeat_period_s() == p.watchdog_period_s  # type: ignore[union-attr]
-    assert sim.services.clock().utcoffset() == timedelta(hours=8)
+    assert sim.parts.fleet.heartbeat_period_s() == p.watchdog_period_s
+    assert sim.parts.clock().utcoffset() == timedelta(hours=8)
     for d in (real, sim):
-        d.services.db.close()
+        d.parts.db.close()
 
 
 def test_cli_writes_the_clock_and_serve_refuses_a_missing_one(

@@ -13,7 +13,7 @@ from vpp.api.errors import ServerLogger, error_middleware
 from vpp.api.openapi import build_openapi
 from vpp.api.routing import MAX_BODY_BYTES, Call, Route, add_routes
 from vpp.daemon.metrics import CONTENT_TYPE_LATEST
-from vpp.daemon.services import Services
+from vpp.daemon.parts import DaemonParts
 
 OPENAPI_KEY: web.AppKey[dict[str, Any]] = web.AppKey("vpp.openapi", dict)
 
@@ -48,15 +48,15 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
     return resp
 
 
-def build_app(services: Services) -> web.Application:
-    """The web application over ``services`` (which the caller starts and stops)."""
+def build_app(parts: DaemonParts) -> web.Application:
+    """The web application over the daemon's ``parts`` (which the caller starts and stops)."""
     from vpp.dashboard import add_dashboard
 
     app = web.Application(middlewares=[error_middleware, security_headers],
                           client_max_size=MAX_BODY_BYTES,
                           # requests aiohttp's parser refuses: one log line, no traceback
                           handler_args={"logger": ServerLogger()})
-    app[SERVICES] = services
+    app[SERVICES] = parts
     app[OPENAPI_KEY] = build_openapi(ROUTES, "Xiang VPP API", getattr(vpp, "__version__", "0"))
     add_routes(app, ROUTES)
     app.router.add_get("/metrics", metrics, name="metrics")

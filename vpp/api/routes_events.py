@@ -27,7 +27,7 @@ from vpp.api.schemas import (
 )
 from vpp.daemon.delivery import event_delivery, latest_bid
 from vpp.daemon.overrides import excluded_out
-from vpp.errors import NotFoundError, StorageError
+from vpp.errors import NotFoundError
 from vpp.models import (
     Bid,
     Device,
@@ -87,11 +87,8 @@ def _event_out(s: Session, ev: GridEvent) -> EventOut:
 
 
 async def submit_call(call: Call) -> Any:
-    services = call.request.app[SERVICES]
-    if services.intake is None:
-        raise StorageError("this process does not take grid calls (intake not running)")
     body: GridCallIn = call.body
-    decision = await services.intake.receive(body, source="rest", actor=call.who.actor)
+    decision = await call.request.app[SERVICES].intake.receive(body, source="rest", actor=call.who.actor)
     return decision
 
 
@@ -131,8 +128,6 @@ async def get_event(call: Call) -> EventOut:
 async def cancel_event(call: Call) -> EventOut:
     services = call.request.app[SERVICES]
     event_id = int(call.path["event_id"])
-    if services.intake is None:
-        raise StorageError("this process does not take grid calls (intake not running)")
     await services.intake.cancel(event_id, actor=call.who.actor)
     return await services.db.run(lambda s: _event_out(s, _load_event(s, call, event_id)))
 

@@ -60,11 +60,9 @@ async def fleet_status(call: Call) -> dict[str, Any]:
         "active_event": None, "baseline_kw": None, "target_kw": None, "delivered_kw": None,
         "series": [],
     }
-    if services.fleet is not None:
-        out["devices_online"] = services.fleet.online_count()
-        out["fleet_power_kw"] = services.fleet.fleet_power_kw()
-    if services.control is not None:
-        out.update(await services.control.live_view(q.points))
+    out["devices_online"] = services.fleet.online_count()
+    out["fleet_power_kw"] = services.fleet.fleet_power_kw()
+    out.update(await services.control.live_view(q.points))
     return out
 
 

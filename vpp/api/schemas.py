@@ -1,5 +1,8 @@
 """Request and response models of the JSON API (pydantic; requests forbid unknown fields).
 
+The grid-call, event, bid and probe models live in the domain layer (:mod:`vpp.domain`, which
+the daemon uses too) and are re-exported here, so the API's models are all found in one place.
+
 Units are in the field names (``_kw``, ``_kwh``, ``_yuan``, ``_fen``); timestamps are ISO 8601
 with an offset (naive timestamps are refused); money is integer fen plus a display string.
 """
@@ -7,20 +10,21 @@ with an offset (naive timestamps are refused); money is integer fen plus a displ
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from vpp.config import DeviceSpec
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+from vpp.domain.base import InModel as _In
+from vpp.domain.base import OutModel as _Out
+from vpp.domain.grid_calls import BidOut as BidOut
+from vpp.domain.grid_calls import CallDecision as CallDecision
+from vpp.domain.grid_calls import EventOut as EventOut
+from vpp.domain.grid_calls import EventStatus
+from vpp.domain.grid_calls import ExcludedDeviceOut as ExcludedDeviceOut
+from vpp.domain.grid_calls import GridCallIn as GridCallIn
+from vpp.domain.grid_calls import LivePoint as LivePoint
+from vpp.domain.probes import ProbeProgress as ProbeProgress
 
 
 # ---------------------------------------------------------------------------------- generic
@@ -83,17 +87,6 @@ class GatewayEnrol(_In):
     host: str = Field(..., min_length=1, max_length=255)
     port: int = Field(502, ge=1, le=65535)
     devices: list[DeviceSpec] = Field(..., min_length=1, max_length=255)
-
-
-class ProbeProgress(_Out):
-    state: str  # queued | running | done | failed
-    step: str
-    done: int
-    total: int
-    started_at: datetime | None
-    finished_at: datetime | None
-    message: str | None
-    devices: dict[str, str] = Field(default_factory=dict)  # unit id -> status
 
 
 class GatewayOut(_Out):
@@ -173,86 +166,8 @@ class TelemetryPoint(_Out):
 
 
 # ---------------------------------------------------------------------------------- grid calls
-class GridCallIn(_In):
-    """A call from the grid: a day-ahead invitation or a real-time call.
-
-    The window must be on market intervals; ``requested_kw`` is the reduction (peak shaving) or
-    increase (valley filling) asked for; ``price_cap_yuan_per_kwh`` caps our bid price where the
-    programme lets the grid set one. Notice is counted from when the call is received.
-    """
-
-    external_id: str = Field(..., min_length=1, max_length=200, pattern=r"^[\w.:\-/]+$",
-                             description="the grid's own id for the call: resending it is safe")
-    event_type: Literal["day_ahead", "real_time"] = Field(
-        ..., description="the programme's product (its notice, windows, prices)")
-    direction: Literal["peak_shaving", "valley_filling"] = Field(
-        "peak_shaving", description="valley filling is refused until it is planned")
-    start: AwareDatetime = Field(..., description="on a market interval, with its UTC offset")
-    end: AwareDatetime = Field(..., description="on a market interval, after start")
-    requested_kw: float = Field(..., gt=0, le=10_000_000,
-                                description="kW asked for; the declared offer never exceeds it")
-    price_cap_yuan_per_kwh: Decimal | None = Field(
-        None, ge=0, le=1000, max_digits=12, decimal_places=4,
-        description="yuan/kWh; the bid is at most the lower of this and the programme's cap")
-    programme: str | None = Field(None, min_length=1, max_length=100,
-                                  description="programme name (default: [bidding] programme)")
-
-    @model_validator(mode="after")
-    def _window(self) -> GridCallIn:
-        if self.end <= self.start:
-            raise ValueError(f"end ({self.end.isoformat()}) must be after start "
-                             f"({self.start.isoformat()})")
-        return self
-
-
-class CallDecision(_Out):
-    event_id: int
-    external_id: str
-    accepted: bool
-    status: str
-    declared_kw: float
-    price_yuan_per_kwh: Decimal | None
-    reason: str | None = None
-    duplicate: bool = False
-
-
-class ExcludedDeviceOut(_Out):
-    """A device taken out of an event's plan for the rest of the event (it overrode its
-    setpoint): powers in kW, times aware."""
-
-    device_id: int
-    reason: str
-    at: datetime
-    kind: str
-    setpoint_kw: float
-    limit_kw: float
-    measured_kw: float
-    tolerance_kw: float
-    reading_at: datetime
-
-
-class EventOut(_Out):
-    id: int
-    external_id: str
-    source: str
-    event_type: str
-    direction: str
-    programme: str
-    start: datetime
-    end: datetime
-    requested_kw: float
-    price_cap_yuan_per_kwh: Decimal | None
-    status: str
-    received_at: datetime
-    declared_kw: float | None = None
-    delivered_kw: float | None = None
-    revenue_fen: int | None = None
-    revenue_yuan: str | None = None
-    excluded_devices: list[ExcludedDeviceOut] = Field(default_factory=list)
-
-
 class EventsQuery(_In):
-    status: str | None = Field(None, max_length=20)
+    status: EventStatus | None = None
     limit: int = Field(100, ge=1, le=1000)
 
 
@@ -276,16 +191,6 @@ class DeliveryOut(_Out):
     measured_by: str  # "settlement vN (...)" once settled, else live against the fixed baselines
     setpoints: dict[str, int]  # status -> count, of the current plan
     intervals: list[DeliveryInterval]  # every interval of the event, start to end
-
-
-class BidOut(_Out):
-    id: int
-    event_id: int
-    declared_kw: float
-    price_yuan_per_kwh: Decimal
-    status: str
-    created_at: datetime
-    detail: dict[str, Any]
 
 
 class PlanOut(_Out):
@@ -330,13 +235,6 @@ class PayoutOut(_Out):
 
 
 # ---------------------------------------------------------------------------------- fleet view
-class LivePoint(_Out):
-    ts: datetime
-    fleet_kw: float
-    baseline_kw: float | None
-    target_kw: float | None
-
-
 class FleetStatus(_Out):
     now: datetime
     devices_total: int

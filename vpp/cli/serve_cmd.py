@@ -25,7 +25,7 @@ def serve(
              "`clock speed` / `clock skip` changes). Default: the real clock."),
 ) -> None:
     """Run the daemon until SIGTERM or Ctrl-C; then drain and exit 0."""
-    from vpp.daemon.service import Daemon
+    from vpp.server import Daemon
 
     actx = app_context(ctx)
     settings = actx.settings

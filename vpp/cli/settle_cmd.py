@@ -32,10 +32,10 @@ from bidding.programme import Programme, load_programme
 from bidding.workflow import bid_event, get_event
 from forecasting.calendars import make_calendar
 from vpp.cli.common import app_context, console
-from vpp.daemon.intake import OPEN_STATUSES, REJECTED
 from vpp.daemon.settle import FIXED, SettleRun, method_of, settle_event_db
 from vpp.daemon.settle import rebound_hours as settle_rebound_hours
 from vpp.db import make_engine, session_scope, upgrade
+from vpp.domain.grid_calls import OPEN_EVENT_STATUSES, EventStatus
 from vpp.errors import ValidationError
 from vpp.models import Device, GridEvent, Owner, Settlement, utcnow
 
@@ -159,9 +159,9 @@ def settle(
     engine = actx.engine()
     with session_scope(engine) as s:
         ev = get_event(s, event)
-    if ev.status in OPEN_STATUSES:
+    if ev.status in OPEN_EVENT_STATUSES:
         raise ValidationError(f"event {event} is {ev.status}: it is settled after it ends")
-    if ev.status == REJECTED:
+    if ev.status == EventStatus.REJECTED:
         raise ValidationError(f"event {event} was rejected: there is nothing to settle")
     elapsed_min = (utcnow() - ev.end).total_seconds() / 60
     run = settle_event_db(

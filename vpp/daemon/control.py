@@ -38,18 +38,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
-from vpp.api.schemas import EventOut, LivePoint
 from vpp.daemon.delivery import latest_bid, signed_response
 from vpp.daemon.dispatch import dispatch_interval, written_setpoints
-from vpp.daemon.intake import ACCEPTED, ACTIVE, CANCELLED, COMPLETED
 from vpp.daemon.overrides import OverrideWatch, excluded_ids, excluded_out, exclusion_entry
 from vpp.daemon.planning import Planner
+from vpp.domain.grid_calls import OPEN_EVENT_STATUSES, EventOut, EventStatus, LivePoint
 from vpp.errors import ValidationError
 from vpp.models import AuditLog, DispatchPlan, GridEvent, Setpoint
 from vpp.timeutil import floor_to_interval
 
 if TYPE_CHECKING:
-    from vpp.daemon.services import Services
+    from vpp.daemon.fleet_runtime import FleetRuntime
+    from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.control")
 
@@ -57,13 +57,13 @@ log = logging.getLogger("vpp.daemon.control")
 def _open_events(s: Session, now: datetime) -> list[dict[str, Any]]:
     in_tail = select(DispatchPlan.event_id).where(DispatchPlan.status == "active")
     rows = s.exec(select(GridEvent).where(
-        or_(col(GridEvent.status).in_((ACCEPTED, ACTIVE, CANCELLED)),
+        or_(col(GridEvent.status).in_((*OPEN_EVENT_STATUSES, EventStatus.CANCELLED)),
             col(GridEvent.id).in_(in_tail)),
         col(GridEvent.end) > now - timedelta(days=2),
     ).order_by(col(GridEvent.start))).all()
     out = []
     for ev in rows:
-        if ev.status == CANCELLED and (ev.detail or {}).get("closed_at"):
+        if ev.status == EventStatus.CANCELLED and (ev.detail or {}).get("closed_at"):
             continue
         plan = s.exec(select(DispatchPlan).where(DispatchPlan.event_id == ev.id,
                                                  DispatchPlan.status == "active")
@@ -86,9 +86,9 @@ def _end_call(s: Session, event_id: int) -> bool:
     """The call's window is over: the event is ``completed`` (ready for settlement); its plan
     stays active for the tail. Returns whether the status changed."""
     ev = s.get(GridEvent, event_id)
-    if ev is None or ev.status not in (ACCEPTED, ACTIVE):
+    if ev is None or ev.status not in OPEN_EVENT_STATUSES:
         return False
-    _set_status(s, event_id, COMPLETED)
+    _set_status(s, event_id, EventStatus.COMPLETED)
     return True
 
 
@@ -108,8 +108,8 @@ def _close(s: Session, event_id: int, now: datetime) -> list[int]:
             plan.status = "completed"
             s.add(plan)
     ev.detail = {**(ev.detail or {}), "closed_at": now.isoformat()}
-    if ev.status in (ACCEPTED, ACTIVE):
-        _set_status(s, event_id, COMPLETED)
+    if ev.status in OPEN_EVENT_STATUSES:
+        _set_status(s, event_id, EventStatus.COMPLETED)
     s.add(ev)
     return sorted(written - excluded_ids(ev))
 
@@ -129,11 +129,14 @@ def _tail_end(ev: GridEvent, plan: DispatchPlan | None) -> datetime:
 
 
 class ControlLoop:
-    def __init__(self, services: Services, planner: Planner | None = None) -> None:
-        self.services = services
-        self.planner = planner or Planner(services)
-        self.overrides = OverrideWatch(services)
-        self.live: deque[LivePoint] = deque(maxlen=services.settings.daemon.live_points)
+    def __init__(self, infra: Infra, fleet: FleetRuntime, planner: Planner) -> None:
+        """``fleet``: the devices dispatched, watched and released; ``planner``: the plans."""
+        self.infra = infra
+        self.fleet = fleet
+        self.planner = planner
+        self.overrides = OverrideWatch(infra, fleet)
+        self._received_at: dict[int, float] = {}  # event id -> perf_counter at the call
+        self.live: deque[LivePoint] = deque(maxlen=infra.settings.daemon.live_points)
         self._short: dict[int, int] = {}
         self._short_kw: dict[int, list[tuple[float, float]]] = {}  # (declared, delivered)
         self._useless: dict[int, int] = {}  # re-plans in a row that changed nothing
@@ -146,8 +149,14 @@ class ControlLoop:
         self._active: dict[str, Any] = {}
         self._pending_save: tuple[int, float] | None = None
 
+    def call_accepted(self, event_id: int, received_perf_s: float) -> None:
+        """An accepted call (its receipt on :func:`time.perf_counter`, for the call-to-dispatch
+        metric): plan and dispatch it now."""
+        self._received_at[event_id] = received_perf_s
+        self.wake()
+
     def wake(self) -> None:
-        self.services.supervisor.wake("control")
+        self.infra.supervisor.wake("control")
 
     def preferences_changed(self, device_id: int) -> None:
         self._prefs_dirty = True
@@ -155,9 +164,9 @@ class ControlLoop:
 
     # -- the step -------------------------------------------------------------------------
     async def step(self) -> None:
-        services = self.services
-        now = services.clock()
-        events = await services.db.run(_open_events, now)
+        infra = self.infra
+        now = infra.clock()
+        events = await infra.db.run(_open_events, now)
         active: dict[str, Any] = {}
         for item in events:
             got = await self._handle(item, now)
@@ -171,9 +180,9 @@ class ControlLoop:
     async def _handle(self, item: dict[str, Any], now: datetime) -> dict[str, Any] | None:
         ev: GridEvent = item["event"]
         event_id = int(ev.id or 0)
-        minutes = self.services.settings.service.market_interval_minutes
+        minutes = self.infra.settings.service.market_interval_minutes
         step = timedelta(minutes=minutes)
-        if ev.status == CANCELLED:
+        if ev.status == EventStatus.CANCELLED:
             await self._finish(event_id, now)
             return None
         if now >= ev.end:
@@ -188,14 +197,14 @@ class ControlLoop:
         if reason is not None:
             if not await self._replan(ev, plan, reason):
                 return None
-            item = next((x for x in await self.services.db.run(_open_events, now)
+            item = next((x for x in await self.infra.db.run(_open_events, now)
                          if x["event"].id == event_id), item)
             plan = item["plan"]
         if plan is None or now < ev.start:
             return None
-        if ev.status == ACCEPTED:
-            await self.services.db.run(_set_status, event_id, ACTIVE)
-            ev.status = ACTIVE
+        if ev.status == EventStatus.ACCEPTED:
+            await self.infra.db.run(_set_status, event_id, EventStatus.ACTIVE)
+            ev.status = EventStatus.ACTIVE
         current = await self._dispatch(event_id, plan, now)
         return self._watch(ev, plan, item["declared_kw"], current, step)
 
@@ -206,11 +215,11 @@ class ControlLoop:
         event_id = int(ev.id or 0)
         plan: DispatchPlan | None = item["plan"]
         tail_end = _tail_end(ev, plan)
-        if await self.services.db.run(_end_call, event_id):
-            ev.status = COMPLETED
+        if await self.infra.db.run(_end_call, event_id):
+            ev.status = EventStatus.COMPLETED
             log.info("call ended; devices come back over the plan's tail",
                      extra={"event_id": event_id, "tail_end": tail_end.isoformat()})
-            self.services.supervisor.wake("settle")
+            self.infra.supervisor.wake("settle")
         if plan is None or now >= tail_end:
             await self._finish(event_id, now)
             return
@@ -220,30 +229,29 @@ class ControlLoop:
     async def _dispatch(self, event_id: int, plan: DispatchPlan, now: datetime) -> datetime:
         """Write the current interval's pending setpoints of ``plan`` once; returns the
         interval's start."""
-        services = self.services
-        minutes = services.settings.service.market_interval_minutes
-        tz = ZoneInfo(services.settings.service.timezone)
+        infra = self.infra
+        minutes = infra.settings.service.market_interval_minutes
+        tz = ZoneInfo(infra.settings.service.timezone)
         current = floor_to_interval(now.astimezone(tz), minutes)
         plan_id = int(plan.id or 0)
         if plan_id not in self._resumed:
             # after a restart: what the devices already hold is in the database
-            held = await services.db.run(written_setpoints, plan_id, current)
-            if services.fleet is not None:
-                for device_id, kw in held.items():
-                    services.fleet.restore_setpoint(device_id, kw)
-            verified = await services.db.run(written_setpoints, plan_id, current, True)
+            held = await infra.db.run(written_setpoints, plan_id, current)
+            for device_id, kw in held.items():
+                self.fleet.restore_setpoint(device_id, kw)
+            verified = await infra.db.run(written_setpoints, plan_id, current, True)
             await self.overrides.wrote(event_id, verified, now)
             self._resumed.add(plan_id)
         key = (plan_id, current)
         if key not in self._done:
-            report = await dispatch_interval(services, event_id, plan_id, current)
+            report = await dispatch_interval(infra, self.fleet, event_id, plan_id, current)
             self._done.add(key)
-            await self.overrides.wrote(event_id, report.held, services.clock())
+            await self.overrides.wrote(event_id, report.held, infra.clock())
             if report.sent:
                 self._dispatched_at[event_id] = time.monotonic()
-            t_recv = services.intake.received_at.pop(event_id, None) if services.intake else None
+            t_recv = self._received_at.pop(event_id, None)
             if t_recv is not None and report.sent:
-                services.metrics.call_to_dispatch.observe(time.perf_counter() - t_recv)
+                infra.metrics.call_to_dispatch.observe(time.perf_counter() - t_recv)
         return current
 
     async def _check_overrides(self, ev: GridEvent, now: datetime) -> None:
@@ -261,8 +269,8 @@ class ControlLoop:
         """Devices a re-plan leaves out: those that left the event, and planned devices
         found offline."""
         out = excluded_ids(ev)
-        fleet = self.services.fleet
-        if plan is not None and fleet is not None:
+        fleet = self.fleet
+        if plan is not None:
             out |= {int(i) for i in (plan.detail or {}).get("device_ids", [])
                     if fleet.known_offline(int(i))}
         return out
@@ -297,7 +305,7 @@ class ControlLoop:
         event_id = int(ev.id or 0)
         if plan is None:
             return "initial"
-        settings = self.services.settings
+        settings = self.infra.settings
         d = settings.daemon
         planned = self._planned_at.get(event_id)
         # after a restart the plan's age comes from the database, so that a restart does not
@@ -314,11 +322,11 @@ class ControlLoop:
                    max(d.min_replan_interval_s, settings.scheduler.replan_period_s))
         if since < wait:
             return None
-        fleet = self.services.fleet
+        fleet = self.fleet
         # not yet polled (just after a restart) is not offline: re-planning then would write
         # the current interval a second time
-        if fleet is not None and any(fleet.known_offline(int(i))
-                                     for i in (plan.detail or {}).get("device_ids", [])):
+        if any(fleet.known_offline(int(i))
+               for i in (plan.detail or {}).get("device_ids", [])):
             return "device_offline"
         if self._short.get(event_id, 0) >= d.shortfall_checks:
             return "shortfall"
@@ -338,21 +346,21 @@ class ControlLoop:
         starts = [datetime.fromisoformat(x) for x in d.get("intervals", [])]
         idx = next((i for i, t in enumerate(starts) if t <= current < t + step), None)
         ids = [int(i) for i in d.get("device_ids", [])]
-        fleet = self.services.fleet
-        power = fleet.fleet_power_kw(ids) if fleet is not None else None
+        fleet = self.fleet
+        power = fleet.fleet_power_kw(ids)
         baseline = d["baseline_kw"][idx] if idx is not None else None
         delivered = None
         if power is not None and baseline is not None:
             delivered = signed_response(ev.direction, float(baseline), power)
-            self.services.metrics.delivered_kw.labels(str(event_id)).set(delivered)
-            settle_s = max(3 * self.services.settings.daemon.control_period_s, 10.0)
+            self.infra.metrics.delivered_kw.labels(str(event_id)).set(delivered)
+            settle_s = max(3 * self.infra.settings.daemon.control_period_s, 10.0)
             ramping = time.monotonic() - self._dispatched_at.get(event_id, 0.0) < settle_s
-            tol = self.services.settings.daemon.shortfall_tolerance_pct / 100
+            tol = self.infra.settings.daemon.shortfall_tolerance_pct / 100
             if not ramping and delivered < declared_kw * (1 - tol):
                 self._short[event_id] = self._short.get(event_id, 0) + 1
                 checks = self._short_kw.setdefault(event_id, [])
                 checks.append((declared_kw, delivered))
-                del checks[:-self.services.settings.daemon.shortfall_checks]
+                del checks[:-self.infra.settings.daemon.shortfall_checks]
             else:
                 self._short[event_id] = 0
                 self._short_kw.pop(event_id, None)
@@ -360,15 +368,15 @@ class ControlLoop:
                 "delivered_kw": delivered, "power_kw": power}
 
     async def _finish(self, event_id: int, now: datetime) -> None:
-        services = self.services
-        devices = await services.db.run(_close, event_id, now)
-        if services.fleet is not None and devices:
-            errors = await services.fleet.release(devices)
+        infra = self.infra
+        devices = await infra.db.run(_close, event_id, now)
+        if devices:
+            errors = await self.fleet.release(devices)
             for device_id, err in errors.items():
                 log.error("device not released: %s", err,
                           extra={"event_id": event_id, "device_id": device_id})
         try:
-            services.metrics.delivered_kw.remove(str(event_id))
+            infra.metrics.delivered_kw.remove(str(event_id))
         except KeyError:
             pass
         self.overrides.forget(event_id)
@@ -376,11 +384,11 @@ class ControlLoop:
             state.pop(event_id, None)
         log.info("event finished; devices released",
                  extra={"event_id": event_id, "released": len(devices)})
-        services.supervisor.wake("settle")
+        infra.supervisor.wake("settle")
 
     # -- the live view --------------------------------------------------------------------
     def _sample(self, now: datetime, active: dict[str, Any]) -> None:
-        fleet = self.services.fleet
+        fleet = self.fleet
         if active:
             power = active["power_kw"]
             base = active["baseline_kw"]
@@ -393,7 +401,7 @@ class ControlLoop:
                 self._saved_at[ev.id] = time.monotonic()
                 self._pending_save = (int(ev.id), delivered)
         else:
-            power = fleet.fleet_power_kw() if fleet is not None else None
+            power = fleet.fleet_power_kw()
             base = target = None
         if power is not None:
             self.live.append(LivePoint(ts=now, fleet_kw=round(power, 3),
@@ -404,7 +412,7 @@ class ControlLoop:
         pending = self._pending_save
         if pending:
             self._pending_save = None
-            await self.services.db.run(_save_delivered, *pending)
+            await self.infra.db.run(_save_delivered, *pending)
 
     async def live_view(self, points: int) -> dict[str, Any]:
         a = self._active

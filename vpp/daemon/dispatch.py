@@ -25,7 +25,8 @@ from device_adapters.protocol import SetpointResult
 from vpp.models import AuditLog, Setpoint, table_of, utcnow
 
 if TYPE_CHECKING:
-    from vpp.daemon.services import Services
+    from vpp.daemon.fleet_runtime import FleetRuntime
+    from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.dispatch")
 
@@ -99,15 +100,15 @@ def written_setpoints(s: Session, plan_id: int, interval_start: datetime,
     }
 
 
-async def dispatch_interval(services: Services, event_id: int, plan_id: int,
+async def dispatch_interval(infra: Infra, fleet: FleetRuntime, event_id: int, plan_id: int,
                             interval_start: datetime) -> DispatchReport:
-    """Send the pending setpoints of ``interval_start``; see the module docstring."""
+    """Send the pending setpoints of ``interval_start`` through ``fleet``; see the module
+    docstring."""
     t0 = time.perf_counter()
-    rows, stale = await services.db.run(_pending, plan_id, interval_start)
-    fleet = services.fleet
-    if not rows or fleet is None:
+    rows, stale = await infra.db.run(_pending, plan_id, interval_start)
+    if not rows:
         return DispatchReport(plan_id, interval_start, 0, 0, 0, stale, 0.0)
-    sem = asyncio.Semaphore(services.settings.daemon.dispatch_concurrency)
+    sem = asyncio.Semaphore(infra.settings.daemon.dispatch_concurrency)
     order = {d: k for k, d in enumerate(fleet.interleave([r.device_id for r in rows]))}
     rows.sort(key=lambda r: order[r.device_id])
 
@@ -119,10 +120,10 @@ async def dispatch_interval(services: Services, event_id: int, plan_id: int,
     async with fleet.priority():
         results = await asyncio.gather(*(one(r) for r in rows))
     t_record = time.perf_counter()
-    await services.db.run(_record, event_id, list(results))
+    await infra.db.run(_record, event_id, list(results))
     t_done = time.perf_counter()
     seconds = time.perf_counter() - t0
-    m = services.metrics
+    m = infra.metrics
     failed = 0
     for _, r in results:
         o = outcome(r)

@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import Session, select
 
-from vpp.api.schemas import ProbeProgress
+from vpp.domain.probes import ProbeProgress
 from vpp.enrolment import probe_gateway
 from vpp.errors import VppError
 from vpp.gateway_hosts import HostPolicy
 from vpp.models import Device
 
 if TYPE_CHECKING:
-    from vpp.daemon.services import Services
+    from vpp.daemon.fleet_runtime import FleetRuntime
+    from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.enrolment")
 
@@ -37,8 +38,11 @@ class _Job:
 
 
 class EnrolmentJobs:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    """Background probes of enrolled gateways; a finished probe asks ``fleet`` to reload."""
+
+    def __init__(self, infra: Infra, fleet: FleetRuntime) -> None:
+        self.infra = infra
+        self.fleet = fleet
         self._jobs: dict[int, _Job] = {}
 
     def progress(self, gateway_id: int | None) -> ProbeProgress | None:
@@ -56,19 +60,19 @@ class EnrolmentJobs:
         return job.progress
 
     async def _run(self, gateway_id: int, job: _Job) -> None:
-        services = self.services
+        infra = self.infra
         p = job.progress
 
         def count(s: Session) -> int:
             return len(s.exec(select(Device.id).where(Device.gateway_id == gateway_id)).all())
 
         try:
-            p.total = await services.db.run(count)
+            p.total = await infra.db.run(count)
             p.state, p.step, p.started_at = "running", "connecting and probing devices", \
-                datetime.now(services.clock().tzinfo)
+                datetime.now(infra.clock().tzinfo)
             report = await probe_gateway(
-                services.db.engine, gateway_id, services.settings.polling,
-                hosts=HostPolicy.from_settings(services.settings.enrolment))
+                infra.db.engine, gateway_id, infra.settings.polling,
+                hosts=HostPolicy.from_settings(infra.settings.enrolment))
             p.devices = {str(d.unit_id): "active" if d.ok else f"failed: {d.reason}"
                          for d in report.devices}
             p.done = len(report.devices)
@@ -77,8 +81,7 @@ class EnrolmentJobs:
             p.message = report.error
             log.info("gateway probed", extra={"gateway_id": gateway_id, "state": report.state,
                                               "error": report.error})
-            if services.fleet is not None:
-                services.fleet.request_refresh()
+            self.fleet.request_refresh()
         except VppError as exc:
             p.state, p.step, p.message = "failed", "probe failed", exc.message
             log.error("probe failed: %s", exc.message, extra={"gateway_id": gateway_id})
@@ -86,7 +89,13 @@ class EnrolmentJobs:
             p.state, p.step, p.message = "failed", "probe failed", f"{type(exc).__name__}: {exc}"
             log.exception("probe crashed", extra={"gateway_id": gateway_id})
         finally:
-            p.finished_at = datetime.now(services.clock().tzinfo)
+            p.finished_at = datetime.now(infra.clock().tzinfo)
+
+    async def wait(self) -> None:
+        """Until every probe started so far has finished (each writes the gateway's and its
+        devices' state when it ends)."""
+        await asyncio.gather(*(j.task for j in self._jobs.values() if j.task is not None),
+                             return_exceptions=True)
 
     async def close(self) -> None:
         tasks = [j.task for j in self._jobs.values() if j.task is not None and not j.task.done()]

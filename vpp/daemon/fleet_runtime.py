@@ -27,7 +27,7 @@ from vpp.models import Device, DeviceStatus
 from vpp.poller import DeviceStats, Poller
 
 if TYPE_CHECKING:
-    from vpp.daemon.services import Services
+    from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.fleet")
 
@@ -36,17 +36,17 @@ HEARTBEAT_LOOP = "heartbeat"
 
 
 class FleetRuntime:
-    def __init__(self, services: Services, poller: Poller | None = None) -> None:
-        self.services = services
-        settings = services.settings
-        self.poller = poller or Poller(services.db.engine, settings.polling)
+    def __init__(self, infra: Infra, poller: Poller | None = None) -> None:
+        self.infra = infra
+        settings = infra.settings
+        self.poller = poller or Poller(infra.db.engine, settings.polling)
         self._keys: dict[int, DeviceKey] = {}  # device id -> what its adapter was built from
         self._revision: int | None = None  # the fleet revision last loaded
         self._refused: dict[int, str] = {}  # gateway id -> why the host policy refuses it
         # the shared heartbeat mechanism (vpp.heartbeats), as the supervised HEARTBEAT_LOOP
         self.hb = Heartbeats(self.poller, settings.polling,
-                             clock_rate=lambda: self.services.clock_rate(),
-                             on_failure=lambda: self.services.metrics.heartbeat_errors.inc(),
+                             clock_rate=lambda: self.infra.clock_rate(),
+                             on_failure=lambda: self.infra.metrics.heartbeat_errors.inc(),
                              on_period=self._set_heartbeat_period)
         self._need_refresh = True
         self.last_setpoints: dict[int, float] = {}
@@ -67,7 +67,7 @@ class FleetRuntime:
         if self._need_refresh:
             return True
         try:
-            return await self.services.db.run(read_revision) != self._revision
+            return await self.infra.db.run(read_revision) != self._revision
         except Exception as exc:  # noqa: BLE001 -- database down: poll the fleet we have
             log.warning("fleet revision not read (polling the current fleet): %s",
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -79,7 +79,7 @@ class FleetRuntime:
         they hold a setpoint). Gateways whose host the enrolment policy now refuses are not
         connected. Returns how many devices were added or rebuilt."""
         self._need_refresh = False
-        want = await self.services.db.run(load_desired)
+        want = await self.infra.db.run(load_desired)
         refused = await self._refused_gateways(want)
         keep = {i: v for i, v in want.devices.items() if v[1].gateway_id not in refused}
         gone = [i for i, k in self._keys.items() if i not in keep or keep[i][1] != k]
@@ -105,7 +105,7 @@ class FleetRuntime:
     async def _refused_gateways(self, want: DesiredFleet) -> set[int]:
         """Gateways the host policy refuses now, among those about to be connected (a new or
         changed device): checked before every connection, concurrently (host names resolve)."""
-        policy = HostPolicy.from_settings(self.services.settings.enrolment)
+        policy = HostPolicy.from_settings(self.infra.settings.enrolment)
         todo = sorted({k.gateway_id for i, (_, k) in want.devices.items()
                        if self._keys.get(i) != k})
         results = await asyncio.gather(
@@ -136,7 +136,7 @@ class FleetRuntime:
                 profile=stored.get(d.profile, d.profile), rated_power_kw=d.rated_power_kw,
                 min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw,
                 params=d.params, profiles_dir=self.poller.profiles_dir,
-                clock=self.services.clock)  # readings on the daemon's clock
+                clock=self.infra.clock)  # readings on the daemon's clock
         except (DeviceError, ConfigError) as exc:
             self.poller.load_errors[device_id] = str(exc)
             log.error("device not polled: %s", exc, extra={"device_id": d.id})
@@ -207,7 +207,7 @@ class FleetRuntime:
             return
         if await self.fleet_changed():
             await self.refresh()
-        m = self.services.metrics
+        m = self.infra.metrics
         report = await self.poller.poll_once()
         self.version += 1
         m.poll_cycle.observe(report.seconds)
@@ -255,8 +255,8 @@ class FleetRuntime:
         await self.hb.step()
 
     def _set_heartbeat_period(self, period_s: float) -> None:
-        if self.services.supervisor.has(HEARTBEAT_LOOP):
-            self.services.supervisor.set_period(HEARTBEAT_LOOP, period_s)
+        if self.infra.supervisor.has(HEARTBEAT_LOOP):
+            self.infra.supervisor.set_period(HEARTBEAT_LOOP, period_s)
 
     # -- what others read -----------------------------------------------------------------
     def latest(self, device_id: int) -> DeviceState | None:

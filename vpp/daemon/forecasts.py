@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,9 @@ from forecasting.owners import (
 )
 from vpp.models import Device
 from vpp.telemetry_store import interval_means
+
+if TYPE_CHECKING:
+    from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.forecasts")
 
@@ -163,22 +166,22 @@ class SiteLoadHistory:
 class ForecastRefresher:
     """See the module docstring."""
 
-    def __init__(self, services) -> None:  # type: ignore[no-untyped-def]
-        self.services = services
+    def __init__(self, infra: Infra) -> None:
+        self.infra = infra
         self.status = ForecastStatus()
         self.latest: LoadForecast | None = None
         self.site_owner: dict[int, int] = {}
         self._forecaster: LoadForecaster | None = None
         self._fitted_sites: tuple[int, ...] = ()
         self._last_data_end: pd.Timestamp | None = None
-        self.history = SiteLoadHistory(services.settings.forecasting.interval_minutes)
+        self.history = SiteLoadHistory(infra.settings.forecasting.interval_minutes)
 
     def set_state(self, state: str, message: str, **kw) -> None:  # type: ignore[no-untyped-def]
         self.status.state = state
         self.status.message = message
         for k, v in kw.items():
             setattr(self.status, k, v)
-        m = self.services.metrics
+        m = self.infra.metrics
         for st in ("ok", "insufficient_history", "error", "not_run"):
             m.forecast_state.labels(st).set(1.0 if st == state else 0.0)
         m.forecast_sites.labels("total").set(self.status.sites_total)
@@ -186,7 +189,7 @@ class ForecastRefresher:
 
     async def step(self) -> None:
         """Refresh the forecast if a new interval has closed (and re-fit when due)."""
-        s = self.services
+        s = self.infra
         cfg = s.settings.forecasting
         now = s.clock()
         step = timedelta(minutes=cfg.interval_minutes)

@@ -42,21 +42,19 @@ from bidding.core import bid_price as core_bid_price
 from bidding.programme import Product, Programme, load_programme
 from bidding.workflow import bid_event
 from forecasting.calendars import make_calendar
-from vpp.api.schemas import CallDecision, GridCallIn
 from vpp.bids import latest_bid
+from vpp.domain.grid_calls import CallDecision, EventStatus, GridCallIn
 from vpp.errors import ConflictError, NotFoundError, ValidationError
 from vpp.models import AuditLog, GridEvent
 
 if TYPE_CHECKING:
-    from vpp.daemon.services import Services
+    from vpp.daemon.control import ControlLoop
+    from vpp.daemon.fleet_runtime import FleetRuntime
+    from vpp.daemon.forecasts import ForecastRefresher
+    from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.intake")
 
-#: Event statuses, in the order an event moves through them.
-RECEIVED, ACCEPTED, REJECTED, ACTIVE, COMPLETED, SETTLED, CANCELLED = (
-    "received", "accepted", "rejected", "active", "completed", "settled", "cancelled",
-)
-OPEN_STATUSES = (ACCEPTED, ACTIVE)
 #: Directions the planner dispatches (valley filling is not planned yet: such calls are refused
 #: at intake, before anything is bid).
 DISPATCHED_DIRECTIONS = ("peak_shaving",)
@@ -74,19 +72,24 @@ def bid_price(product: Product, call: GridCallIn) -> Decimal:
 class Intake:
     """Receives calls; see the module docstring."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.received_at: dict[int, float] = {}  # event id -> perf_counter at receipt
+    def __init__(self, infra: Infra, fleet: FleetRuntime, forecasts: ForecastRefresher,
+                 control: ControlLoop) -> None:
+        """``fleet``: the polled states of charge the offer starts from; ``forecasts``: the
+        owners' load forecast it is made from; ``control``: told of each accepted call."""
+        self.infra = infra
+        self.fleet = fleet
+        self.forecasts = forecasts
+        self.control = control
 
     def _programme(self, name: str, on: datetime) -> Programme:
-        s = self.services.settings
+        s = self.infra.settings
         local = on.astimezone(ZoneInfo(s.service.timezone))
         return load_programme(name, s.bidding.programmes_dir, local.date())
 
     def _product(self, call: GridCallIn) -> tuple[Programme, Product]:
         """The programme version in force on the call's start and its product, after checking
         the window, duration and interval alignment (not the notice: see :meth:`_check`)."""
-        programme = self._programme(call.programme or self.services.settings.bidding.programme,
+        programme = self._programme(call.programme or self.infra.settings.bidding.programme,
                                     call.start)
         return programme, programme.check_event(call.event_type, call.direction, call.start,
                                                 call.end)
@@ -124,7 +127,7 @@ class Intake:
         existing = session.exec(
             select(GridEvent).where(GridEvent.external_id == call.external_id).with_for_update()
         ).first()
-        if existing is not None and existing.status == REJECTED:
+        if existing is not None and existing.status == EventStatus.REJECTED:
             return None, int(existing.id or 0), self._reevaluate(
                 session, existing, call, source, actor, received, origin)
         if existing is not None:
@@ -133,13 +136,14 @@ class Intake:
                     f"call {call.external_id!r} was already received with different content"
                 )
             return self._decision(session, existing, duplicate=True), int(existing.id or 0), None
-        programme_name = call.programme or self.services.settings.bidding.programme
+        programme_name = call.programme or self.infra.settings.bidding.programme
         reason = self._reason(call, received)
         ev = GridEvent(
             external_id=call.external_id, source=source, event_type=call.event_type,
             direction=call.direction, programme=programme_name, start=call.start, end=call.end,
             requested_kw=call.requested_kw, price_cap_yuan_per_kwh=call.price_cap_yuan_per_kwh,
-            status=RECEIVED if reason is None else REJECTED, received_at=received,
+            status=EventStatus.RECEIVED if reason is None else EventStatus.REJECTED,
+            received_at=received,
             detail={"call": _fingerprint(call), "actor": actor,
                     **({"origin": dict(origin)} if origin else {}),
                     **({"reason": reason} if reason else {})},
@@ -165,10 +169,11 @@ class Intake:
                                      "same_content": old.get("call") == _fingerprint(call)}))
         reason = self._reason(call, received)
         ev.source, ev.event_type, ev.direction = source, call.event_type, call.direction
-        ev.programme = call.programme or self.services.settings.bidding.programme
+        ev.programme = call.programme or self.infra.settings.bidding.programme
         ev.start, ev.end, ev.requested_kw = call.start, call.end, call.requested_kw
         ev.price_cap_yuan_per_kwh = call.price_cap_yuan_per_kwh
-        ev.status, ev.received_at = (RECEIVED if reason is None else REJECTED), received
+        ev.status = EventStatus.RECEIVED if reason is None else EventStatus.REJECTED
+        ev.received_at = received
         ev.detail = {"call": _fingerprint(call), "actor": actor, "rejections": history,
                      **({"origin": dict(origin)} if origin else {}),
                      **({"reason": reason} if reason else {})}
@@ -181,8 +186,8 @@ class Intake:
         ev = session.get(GridEvent, event_id)
         if ev is None:
             raise NotFoundError(f"no event {event_id}")
-        if ev.status == RECEIVED:
-            ev.status = ACCEPTED if reason is None else REJECTED
+        if ev.status == EventStatus.RECEIVED:
+            ev.status = EventStatus.ACCEPTED if reason is None else EventStatus.REJECTED
             if reason:
                 ev.detail = {**(ev.detail or {}), "reason": reason}
             session.add(ev)
@@ -196,18 +201,16 @@ class Intake:
         """Have bidding make and store the offer (:func:`bidding.workflow.bid_event`, the
         shared core :func:`bidding.core.make_offer` with the no-history fallback); returns the
         reason if none can be made."""
-        services = self.services
-        settings = services.settings
+        infra = self.infra
+        settings = infra.settings
         try:
             price = bid_price(self._product(call)[1], call)
-            fc = services.forecasts.owner_forecast() if services.forecasts else None
-            soc: dict[int, float] = {}
-            if services.fleet is not None:
-                for did, st in services.fleet.poller.stats.items():
-                    if st.last_state is not None and st.last_state.soc_pct is not None:
-                        soc[int(did)] = float(st.last_state.soc_pct)
-            _, offer = await services.db.call(functools.partial(
-                bid_event, services.db.engine, event_id, settings.bidding.programmes_dir,
+            fc = self.forecasts.owner_forecast()
+            soc = {int(did): float(st.last_state.soc_pct)
+                   for did, st in self.fleet.poller.stats.items()
+                   if st.last_state is not None and st.last_state.soc_pct is not None}
+            _, offer = await infra.db.call(functools.partial(
+                bid_event, infra.db.engine, event_id, settings.bidding.programmes_dir,
                 price_yuan_per_kwh=price, confidence=settings.bidding.delivery_confidence,
                 actor=actor, load_forecast=fc, scheduler_envelope=True, soc_pct=soc,
                 calendar=make_calendar(settings.forecasting.calendar),
@@ -226,7 +229,8 @@ class Intake:
         bid = latest_bid(session, int(ev.id or 0))
         return CallDecision(
             event_id=int(ev.id or 0), external_id=ev.external_id,
-            accepted=ev.status not in (REJECTED, CANCELLED), status=ev.status,
+            accepted=ev.status not in (EventStatus.REJECTED, EventStatus.CANCELLED),
+            status=EventStatus(ev.status),
             declared_kw=bid.declared_kw if bid else 0.0,
             price_yuan_per_kwh=bid.price_yuan_per_kwh if bid else None,
             reason=(ev.detail or {}).get("reason"), duplicate=duplicate,
@@ -237,30 +241,28 @@ class Intake:
         """Take one call in; the same for every source. ``origin``: what the source knows of
         the call beyond it (the OpenADR event's own window, say), kept in ``detail.origin``."""
         t0 = time.perf_counter()
-        services = self.services
-        received = services.clock()
+        infra = self.infra
+        received = infra.clock()
         try:
-            dup, event_id, reason = await services.db.run(
+            dup, event_id, reason = await infra.db.run(
                 self._store_event, call, source, actor, received, origin)
         except IntegrityError:  # the same call arrived twice at once: answer as a duplicate
-            dup, event_id, reason = await services.db.run(
+            dup, event_id, reason = await infra.db.run(
                 self._store_event, call, source, actor, received, origin)
         if dup is not None:
             decision = dup
         else:
             if reason is None:
                 reason = await self._bid(event_id, call, actor)
-            decision = await services.db.run(self._finish, event_id, source, actor, reason)
+            decision = await infra.db.run(self._finish, event_id, source, actor, reason)
         new = dup is None
-        services.metrics.grid_calls.labels(
+        infra.metrics.grid_calls.labels(
             source, "duplicate" if not new else ("accepted" if decision.accepted else "rejected")
         ).inc()
         if new and decision.accepted:
-            self.received_at[decision.event_id] = t0
-            services.metrics.requested_kw.labels(str(decision.event_id)).set(call.requested_kw)
-            services.metrics.declared_kw.labels(str(decision.event_id)).set(decision.declared_kw)
-            if services.control is not None:
-                services.control.wake()
+            infra.metrics.requested_kw.labels(str(decision.event_id)).set(call.requested_kw)
+            infra.metrics.declared_kw.labels(str(decision.event_id)).set(decision.declared_kw)
+            self.control.call_accepted(decision.event_id, t0)
         log.info("grid call %s", decision.status,
                  extra={"event_id": decision.event_id, "external_id": call.external_id,
                         "source": source, "declared_kw": decision.declared_kw,
@@ -272,14 +274,14 @@ class Intake:
             ev = s.get(GridEvent, event_id)
             if ev is None:
                 raise NotFoundError(f"no event {event_id}")
-            if ev.status in (COMPLETED, SETTLED, REJECTED, CANCELLED):
+            if ev.status in (EventStatus.COMPLETED, EventStatus.SETTLED, EventStatus.REJECTED,
+                             EventStatus.CANCELLED):
                 raise ConflictError(f"event {event_id} is {ev.status}; it cannot be cancelled")
-            ev.status = CANCELLED
+            ev.status = EventStatus.CANCELLED
             s.add(ev)
             s.add(AuditLog(actor=actor, action="event_cancelled", subject=f"event:{event_id}"))
 
-        await self.services.db.run(work)
+        await self.infra.db.run(work)
         log.info("event cancelled", extra={"event_id": event_id})
-        if self.services.control is not None:
-            self.services.control.wake()
+        self.control.wake()
 

@@ -29,7 +29,6 @@ from sqlmodel import Session, col, select
 
 from bidding.capability import device_capability_kw
 from bidding.programme import Programme, load_programme
-from vpp.api.schemas import GridCallIn
 from vpp.config import OpenAdrSettings
 from vpp.daemon.openadr_signals import (
     NotActionable,
@@ -38,6 +37,7 @@ from vpp.daemon.openadr_signals import (
     market_window,
     read_request,
 )
+from vpp.domain.grid_calls import OPEN_EVENT_STATUSES, GridCallIn
 from vpp.errors import (
     ConfigError,
     ConflictError,
@@ -48,7 +48,9 @@ from vpp.errors import (
 from vpp.models import Device, DeviceStatus, GridEvent
 
 if TYPE_CHECKING:
-    from vpp.daemon.services import Services
+    from vpp.daemon.fleet_runtime import FleetRuntime
+    from vpp.daemon.infra import Infra
+    from vpp.daemon.intake import Intake
 
 log = logging.getLogger("vpp.daemon.openadr")
 
@@ -109,8 +111,12 @@ def dependable_kw(session: Session, hours: float) -> float:
 
 
 class Ven:
-    def __init__(self, services: Services, settings: OpenAdrSettings) -> None:
-        self.services = services
+    def __init__(self, infra: Infra, settings: OpenAdrSettings, intake: Intake,
+                 fleet: FleetRuntime) -> None:
+        """``intake``: where the VTN's events go as calls; ``fleet``: the load reported."""
+        self.infra = infra
+        self.intake = intake
+        self.fleet = fleet
         self.settings = settings
         self.client: OpenADRClient | None = None
         self.registered = False
@@ -153,9 +159,7 @@ class Ven:
                                                    "ven_id": self.client.ven_id})
 
     async def fleet_power_kw(self) -> float:
-        fleet = self.services.fleet
-        value = fleet.fleet_power_kw() if fleet is not None else None
-        return float(value or 0.0)
+        return float(self.fleet.fleet_power_kw() or 0.0)
 
     async def on_event(self, event: dict[str, Any]) -> str:
         """Opt in when the intake accepts the call; out otherwise (the reason is logged and
@@ -168,7 +172,7 @@ class Ven:
         try:
             decision = await self._take(event)
         except NotActionable as exc:
-            self.services.metrics.grid_calls.labels("openadr", "rejected").inc()
+            self.infra.metrics.grid_calls.labels("openadr", "rejected").inc()
             decision = VenDecision(OPT_OUT, exc.reason)
         return self._answer(vtn_id, decision)
 
@@ -182,11 +186,9 @@ class Ven:
 
     async def _take(self, event: dict[str, Any]) -> VenDecision:
         """Read ``event``, hand the call to the intake, and say what it decided."""
-        intake = self.services.intake
-        if intake is None:
-            raise NotActionable("the daemon's intake is not running")
+        intake = self.intake
         start, end = active_window(event)
-        settings = self.services.settings
+        settings = self.infra.settings
         name = self.settings.programme or settings.bidding.programme
         try:
             programme = load_programme(name, settings.bidding.programmes_dir, start)
@@ -194,12 +196,11 @@ class Ven:
             raise NotActionable(exc.message) from None
         window = market_window(start, end, programme.interval_minutes, programme.timezone)
         hours = (window[1] - window[0]) / timedelta(hours=1)
-        fleet = self.services.fleet
         request = read_request(
-            event, fleet_load_kw=fleet.fleet_power_kw() if fleet is not None else None,
-            dependable_kw=await self.services.db.run(dependable_kw, hours),
+            event, fleet_load_kw=self.fleet.fleet_power_kw(),
+            dependable_kw=await self.infra.db.run(dependable_kw, hours),
             simple_level_kw=self.settings.simple_level_kw)
-        notice_h = (window[0] - self.services.clock()) / timedelta(hours=1)
+        notice_h = (window[0] - self.infra.clock()) / timedelta(hours=1)
         event_type = event_type_for(programme, request.direction, notice_h,
                                     self.settings.event_type)
         try:
@@ -231,12 +232,10 @@ class Ven:
                 col(GridEvent.external_id).startswith(f"openadr:{vtn_id}"))).all()
             return [int(r.id or 0) for r in rows if r.external_id != keep
                     and r.external_id.split(":")[1] == vtn_id
-                    and r.status in ("accepted", "active")]
+                    and r.status in OPEN_EVENT_STATUSES]
 
-        intake = self.services.intake
-        if intake is None:
-            return
-        for event_id in await self.services.db.run(ids):
+        intake = self.intake
+        for event_id in await self.infra.db.run(ids):
             try:
                 await intake.cancel(event_id, actor=f"openadr:{self.settings.ven_name}")
             except (ConflictError, NotFoundError, ValidationError) as exc:

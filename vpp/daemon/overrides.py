@@ -32,13 +32,14 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from device_adapters.protocol import DeviceState
-from vpp.api.schemas import ExcludedDeviceOut
 from vpp.config import ControlSettings
 from vpp.device_kinds import DeviceKind
+from vpp.domain.grid_calls import ExcludedDeviceOut
 from vpp.models import AuditLog, Device, DispatchPlan, GridEvent, Setpoint
 
 if TYPE_CHECKING:
-    from vpp.daemon.services import Services
+    from vpp.daemon.fleet_runtime import FleetRuntime
+    from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.overrides")
 
@@ -155,8 +156,9 @@ def record_exclusions(s: Session, event_id: int, found: list[Override], at: date
 class OverrideWatch:
     """Per event: the setpoints each device holds, judged against its readings every step."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, infra: Infra, fleet: FleetRuntime) -> None:
+        self.infra = infra
+        self.fleet = fleet
         self._held: dict[int, dict[int, Held]] = {}
         self._kinds: dict[int, tuple[DeviceKind, float]] = {}
 
@@ -164,7 +166,7 @@ class OverrideWatch:
         """Record verified writes (device -> kW) made at ``at`` (daemon clock)."""
         missing = [d for d in written if d not in self._kinds]
         if missing:
-            self._kinds.update(await self.services.db.run(device_kinds, missing))
+            self._kinds.update(await self.infra.db.run(device_kinds, missing))
         held = self._held.setdefault(event_id, {})
         for did, kw in written.items():
             if did not in self._kinds:
@@ -176,10 +178,8 @@ class OverrideWatch:
 
     def check(self, event_id: int, excluded: set[int]) -> list[Override]:
         """Overrides in the latest readings of the event's devices (not yet excluded)."""
-        fleet = self.services.fleet
-        if fleet is None:
-            return []
-        c = self.services.settings.daemon.control
+        fleet = self.fleet
+        c = self.infra.settings.daemon.control
         found = []
         for did, held in self._held.get(event_id, {}).items():
             if did in excluded:
@@ -191,8 +191,8 @@ class OverrideWatch:
 
     async def exclude(self, event_id: int, found: list[Override], at: datetime) -> int:
         """Take ``found`` out of the event: record, audit, release (see the module docstring)."""
-        services = self.services
-        n = await services.db.run(record_exclusions, event_id, found, at)
+        infra = self.infra
+        n = await infra.db.run(record_exclusions, event_id, found, at)
         held = self._held.get(event_id, {})
         for o in found:
             held.pop(o.device_id, None)
@@ -201,8 +201,8 @@ class OverrideWatch:
                                "setpoint_kw": round(o.limit_kw, 3),
                                "measured_kw": round(o.measured_kw, 3),
                                "tolerance_kw": round(o.tolerance_kw, 3)})
-        if services.fleet is not None and found:
-            errors = await services.fleet.release([o.device_id for o in found])
+        if found:
+            errors = await self.fleet.release([o.device_id for o in found])
             for device_id, err in errors.items():
                 log.error("excluded device not released: %s", err,
                           extra={"event_id": event_id, "device_id": device_id})

@@ -78,7 +78,8 @@ from vpp.telemetry_store import interval_means, read_device
 from vpp.timeutil import floor_to_interval
 
 if TYPE_CHECKING:
-    from vpp.daemon.services import Services
+    from vpp.daemon.fleet_runtime import FleetRuntime
+    from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.planning")
 
@@ -183,16 +184,18 @@ def _shed_so_far(s: Session, devices: list[Device], baseline_kw: dict[str, list[
 
 
 class Planner:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, infra: Infra, fleet: FleetRuntime) -> None:
+        """``fleet``: which devices are online and their latest states (charge, power)."""
+        self.infra = infra
+        self.fleet = fleet
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vpp-solver")
         self._schedulers: dict[int, Scheduler] = {}  # by horizon length
-        sch = services.settings.scheduler
+        sch = infra.settings.scheduler
         # fleets above [scheduler] partition_size: split by owner, solved on Dask (the cluster
         # at dask_scheduler_address, or an in-process one started at the first such plan)
         self._partitioned = PartitionedScheduler(
             sch.partition_size, sch.dask_scheduler_address,
-            services.settings.service.market_interval_minutes)
+            infra.settings.service.market_interval_minutes)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -202,14 +205,14 @@ class Planner:
     def _baselines(self, s: Session, ev: GridEvent, devices: list[Device],
                    intervals: list[datetime]) -> tuple[dict[str, list[float]], dict[str, int]]:
         """Per-device baselines over the event intervals (see the module docstring)."""
-        services = self.services
-        minutes = services.settings.service.market_interval_minutes
+        infra = self.infra
+        minutes = infra.settings.service.market_interval_minutes
         step = timedelta(minutes=minutes)
         start, end = intervals[0], intervals[-1] + step
         spec = None
         try:
-            programme = load_programme(ev.programme, services.settings.bidding.programmes_dir,
-                                       start.astimezone(ZoneInfo(services.settings.service.timezone)).date())
+            programme = load_programme(ev.programme, infra.settings.bidding.programmes_dir,
+                                       start.astimezone(ZoneInfo(infra.settings.service.timezone)).date())
             spec = programme.product(ev.event_type, ev.direction).baseline
         except (ValidationError, NotFoundError) as exc:
             log.warning("no programme baseline method: %s", exc, extra={"event_id": ev.id})
@@ -235,10 +238,10 @@ class Planner:
                 seen = seen if seen.tzinfo else seen.replace(tzinfo=ZoneInfo("UTC"))
                 if start - seen >= timedelta(days=MIN_HISTORY_DAYS):
                     try:
-                        hist = read_device(services.db.engine, did,
+                        hist = read_device(infra.db.engine, did,
                                            start - timedelta(days=spec.lookback_days + 1), start)
                         load = hist["power_kw"].astype(float).resample(f"{minutes}min").mean()
-                        load.index = load.index.tz_convert(services.settings.service.timezone)
+                        load.index = load.index.tz_convert(infra.settings.service.timezone)
                         res = compute_baseline(load, start, end, spec, interval_minutes=minutes)
                         values = [float(v) for v in res.baseline_kw.to_numpy()]
                         method = spec.method
@@ -248,7 +251,7 @@ class Planner:
             if values is None:
                 v = recent.get(did)
                 if v is None:
-                    st = services.fleet.latest(did) if services.fleet else None
+                    st = self.fleet.latest(did)
                     v = st.power_kw if st is not None else None
                     method = "last_reading"
                 if v is None:
@@ -268,7 +271,7 @@ class Planner:
         devices = self._devices(s, set())
         if not devices:
             raise ValidationError(f"event {event_id}: no active, polled device yet")
-        intervals = event_intervals(ev, self.services.settings.service.market_interval_minutes)
+        intervals = event_intervals(ev, self.infra.settings.service.market_interval_minutes)
         ev.detail = {**(ev.detail or {}), **self._fixed_baselines(s, ev, devices, intervals)}
         s.add(ev)
         return len(ev.detail["baseline_kw"])
@@ -277,7 +280,7 @@ class Planner:
                          intervals: list[datetime]) -> dict[str, Any]:
         """The event's baselines to store: over the call (``baseline_kw``, what settlement
         uses) and over the planning tail after it (``tail_baseline_kw``), by the same method."""
-        settings = self.services.settings
+        settings = self.infra.settings
         minutes = settings.service.market_interval_minutes
         step = timedelta(minutes=minutes)
         tail = [intervals[-1] + (k + 1) * step
@@ -291,21 +294,21 @@ class Planner:
     def _devices(self, s: Session, exclude: set[int],
                  owner_declared_kw: dict[int, float] | None = None) -> list[Device]:
         """The devices taking part (:func:`bidding.participants.participants`)."""
-        fleet = self.services.fleet
+        fleet = self.fleet
         rows = list(s.exec(select(Device).where(Device.status == DeviceStatus.ACTIVE.value)
                            .order_by(col(Device.id))))
         keep = set(participants([DeviceStanding(
             device_id=int(d.id or 0), owner_id=d.owner_id, active=True,
             opted_out=opted_out(d.preferences), excluded=int(d.id or 0) in exclude,
-            online=fleet is not None and fleet.is_online(int(d.id or 0))) for d in rows],
+            online=fleet.is_online(int(d.id or 0))) for d in rows],
             owner_declared_kw))
         return [d for d in rows if int(d.id or 0) in keep]
 
     # -- inputs ---------------------------------------------------------------------------
     def _prepare(self, s: Session, event_id: int, now: datetime,
                  exclude: set[int]) -> dict[str, Any]:
-        services = self.services
-        settings = services.settings
+        infra = self.infra
+        settings = infra.settings
         ev = s.get(GridEvent, event_id)
         if ev is None:
             raise NotFoundError(f"no event {event_id}")
@@ -340,7 +343,7 @@ class Planner:
         shed_past = _shed_so_far(s, devices, stored, intervals[:first], minutes)
         for d in devices:
             did = int(d.id or 0)
-            st = services.fleet.latest(did) if services.fleet else None
+            st = self.fleet.latest(did)
             if st is None:
                 continue
             row = stored.get(str(did))
@@ -391,7 +394,7 @@ class Planner:
         daemon-facing entry point) keeps one built QP per fleet structure; one per horizon
         length here, so a re-plan of the same event re-solves instead of rebuilding. A fleet
         above ``[scheduler] partition_size`` devices goes to the partitioned path instead."""
-        settings = self.services.settings
+        settings = self.infra.settings
         n = inp["n"]
         # an event's first plan runs to the tolerance; a re-plan, which holds up the control
         # loop, stops at [scheduler] replan_time_limit_s with OSQP's iterate as its plan
@@ -420,24 +423,24 @@ class Planner:
         """The plan and its setpoint rows over the call and the tail (:mod:`.plan_store`);
         a re-plan that changes nothing is not written."""
         return store_plan(s, inp, result, reason, wall_s,
-                          self.services.settings.daemon.control.unchanged_pct,
+                          self.infra.settings.daemon.control.unchanged_pct,
                           inp.get("trigger"))
 
     async def plan(self, event_id: int, reason: str, exclude: set[int] | None = None,
                    trigger: dict[str, float] | None = None) -> PlanOutcome:
         """Plan (or re-plan) ``event_id`` without the devices in ``exclude``. ``trigger``: what
         the control loop measured that made it re-plan (kW), kept in the plan's detail."""
-        services = self.services
+        infra = self.infra
         t0 = time.perf_counter()
-        now = services.clock()
-        inp = await services.db.run(self._prepare, event_id, now, set(exclude or ()))
+        now = infra.clock()
+        inp = await infra.db.run(self._prepare, event_id, now, set(exclude or ()))
         inp["reason"] = reason
         inp["trigger"] = trigger
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._pool, self._solve, inp)
         wall = time.perf_counter() - t0
-        stored = await services.db.run(self._store, inp, result, reason, wall)
-        services.metrics.solve_seconds.observe(float(result.solve_time_s))
+        stored = await infra.db.run(self._store, inp, result, reason, wall)
+        infra.metrics.solve_seconds.observe(float(result.solve_time_s))
         short = float(np.nan_to_num(np.asarray(result.shortfall_kw)[inp["now"]]).max())
         # the plan's own shortfall (what the devices cannot cover on paper) is not the
         # measured one that triggered a "shortfall" re-plan: both are logged, by name
@@ -445,7 +448,7 @@ class Planner:
                  "devices": len(inp["devices"]), "planned_shortfall_kw": round(short, 1),
                  "solve_s": round(float(result.solve_time_s), 3), **(trigger or {})}
         if stored.changed:
-            services.metrics.plans.labels(reason).inc()
+            infra.metrics.plans.labels(reason).inc()
             log.info("planned", extra=extra)
         else:
             log.info("re-plan changes nothing (same devices, same setpoints); not written",

@@ -46,17 +46,16 @@ from bidding.workflow import SettleOutcome, settle_from_db
 from vpp import failpoints
 from vpp.config import Settings
 from vpp.daemon.delivery import latest_bid, measure_event
-from vpp.daemon.intake import COMPLETED, SETTLED
 from vpp.db import session_scope
+from vpp.domain.grid_calls import EventStatus
 from vpp.errors import NotFoundError, ValidationError
 from vpp.models import AuditLog, GridEvent, Settlement, table_of
 
 if TYPE_CHECKING:
-    from vpp.daemon.services import Services
+    from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.settle")
 
-UNSETTLED = "unsettled"
 #: ``Settlement.detail.baseline`` of a settlement against the baselines fixed at the first plan
 FIXED_BASELINE = "fixed at the first plan"
 
@@ -98,7 +97,7 @@ def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
                                     **({"unmetered": {"rule": "no_response",
                                                       "device_event_intervals": unmetered}}
                                        if unmetered else {})})
-    ev.status = SETTLED
+    ev.status = EventStatus.SETTLED
     s.add(ev)
     return posted
 
@@ -176,13 +175,13 @@ def settle_event_db(engine: Engine, event_id: int, settings: Settings, *, actor:
 
 def _due(s: Session, before) -> list[int]:  # noqa: ANN001
     return [int(i or 0) for i in s.exec(sm_select(GridEvent.id).where(
-        GridEvent.status == COMPLETED, col(GridEvent.end) <= before)).all()]
+        GridEvent.status == EventStatus.COMPLETED, col(GridEvent.end) <= before)).all()]
 
 
 def _mark_unsettled(s: Session, event_id: int, reason: str) -> None:
     ev = s.get(GridEvent, event_id)
     if ev is not None:
-        ev.status = UNSETTLED
+        ev.status = EventStatus.UNSETTLED
         ev.detail = {**(ev.detail or {}), "settle_error": reason}
         s.add(ev)
         s.add(AuditLog(actor="daemon", action="settlement_failed", subject=f"event:{event_id}",
@@ -203,14 +202,14 @@ def _totals(s: Session) -> dict[str, int]:
 
 
 class Settler:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, infra: Infra) -> None:
+        self.infra = infra
 
     async def step(self) -> None:
-        services = self.services
-        settings = services.settings
-        before = services.clock() - timedelta(minutes=settings.daemon.settle_delay_minutes)
-        for event_id in await services.db.run(_due, before):
+        infra = self.infra
+        settings = infra.settings
+        before = infra.clock() - timedelta(minutes=settings.daemon.settle_delay_minutes)
+        for event_id in await infra.db.run(_due, before):
             await failpoints.reach_async("settle.start")
             # the ToU window after the event: the whole intervals that ended at least one
             # interval before the settle time (their readings are stored), at most 2 hours; a
@@ -218,19 +217,19 @@ class Settler:
             rebound_h = rebound_hours(settings.daemon.settle_delay_minutes,
                                       settings.service.market_interval_minutes)
             try:
-                run = await services.db.call(functools.partial(
-                    settle_event_db, services.db.engine, event_id, settings, actor="daemon",
+                run = await infra.db.call(functools.partial(
+                    settle_event_db, infra.db.engine, event_id, settings, actor="daemon",
                     rebound_h=rebound_h))
             except (ValidationError, NotFoundError) as exc:
                 log.error("event not settled: %s", exc.message, extra={"event_id": event_id})
-                await services.db.run(_mark_unsettled, event_id, exc.message)
+                await infra.db.run(_mark_unsettled, event_id, exc.message)
                 continue
             row = run.settlement
             await failpoints.reach_async("settle.committed")
-            services.metrics.settlements.inc()
+            infra.metrics.settlements.inc()
             log.info("event settled", extra={"event_id": event_id, "version": row.version,
                                              "revenue_fen": row.revenue_fen,
                                              "penalty_fen": row.penalty_fen})
-        totals = await services.db.run(_totals)
+        totals = await infra.db.run(_totals)
         for kind, fen in totals.items():
-            services.metrics.settled_yuan.labels(kind).set(fen / 100)
+            infra.metrics.settled_yuan.labels(kind).set(fen / 100)

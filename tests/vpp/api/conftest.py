@@ -1,4 +1,5 @@
-"""An API server (the real aiohttp app over a real database, no background loops) per test."""
+"""An API server per test: the real aiohttp app over the daemon's real parts
+(:func:`vpp.daemon.parts.build_parts`) and a real database, with no loops running."""
 
 from __future__ import annotations
 
@@ -15,36 +16,31 @@ from tests.conftest import free_port
 from tests.vpp.daemon.harness import Tokens, daemon_settings, seed
 from vpp.api.app import build_app
 from vpp.daemon.dbexec import Db
-from vpp.daemon.intake import Intake
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.services import Services
-from vpp.daemon.supervisor import Supervisor
+from vpp.daemon.infra import Infra
+from vpp.daemon.parts import DaemonParts, build_parts
 
 
 @dataclass
 class Api:
     url: str
     tokens: Tokens
-    services: Services
+    parts: DaemonParts
     http: aiohttp.ClientSession
     engine: Engine
 
 
 async def _serve(engine: Engine, tmp_path: Path) -> AsyncIterator[Api]:
     settings = daemon_settings(tmp_path, str(engine.url))
-    metrics = Metrics()
-    services = Services(settings=settings, db=Db(engine), metrics=metrics,
-                        supervisor=Supervisor(metrics))
-    services.intake = Intake(services)
+    parts = build_parts(Infra.create(settings, Db(engine)))
     tokens = seed(engine)
-    runner = web.AppRunner(build_app(services), access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(build_app(parts), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     async with aiohttp.ClientSession() as http:
-        yield Api(f"http://127.0.0.1:{port}", tokens, services, http, engine)
+        yield Api(f"http://127.0.0.1:{port}", tokens, parts, http, engine)
     await runner.cleanup()
-    services.db.close()
+    await parts.close()
 
 
 @pytest.fixture

@@ -76,20 +76,23 @@ async def test_roles(api: Api, role: str, method: str, path: str, status: int) -
         assert body["error"]["code"] == "forbidden"
 
 
-async def _enrol_without_probe(api: Api, owner_id: int, port: int) -> dict:
+async def _enrol_unreachable(api: Api, owner_id: int, port: int) -> dict:
+    """Enrol a gateway on a loopback port nobody listens on, through the API; its probe (the
+    app's enrolment job) fails, and has ended when this returns."""
     spec = {"owner_id": owner_id, "site": "s", "host": "127.0.0.1", "port": port, "devices": [
         {"name": "b", "kind": "battery", "unit_id": 1, "profile": "huawei-luna2000",
          "rated_power_kw": 5.0, "min_setpoint_kw": -5.0, "max_setpoint_kw": 5.0,
          "params": {"capacity_kwh": 15.0}}]}
     status, body, _ = await _req(api, "POST", "/api/v1/gateways", api.tokens.operator, json=spec)
     assert status == 202, body
+    await api.parts.enrolment.wait()
     return body
 
 
 async def test_owners_see_only_their_own(api_both: Api) -> None:
     api = api_both
-    mine = await _enrol_without_probe(api, api.tokens.owner_id, 1502)
-    theirs = await _enrol_without_probe(api, api.tokens.other_owner_id, 1503)
+    mine = await _enrol_unreachable(api, api.tokens.owner_id, 1502)
+    theirs = await _enrol_unreachable(api, api.tokens.other_owner_id, 1503)
     status, devices, _ = await _req(api, "GET", "/api/v1/devices", api.tokens.owner)
     assert status == 200 and [d["id"] for d in devices] == mine["device_ids"]
     other_dev = theirs["device_ids"][0]
@@ -113,7 +116,7 @@ async def test_owners_see_only_their_own(api_both: Api) -> None:
 
 
 async def test_preferences_are_checked_against_the_kind(api: Api) -> None:
-    gw = await _enrol_without_probe(api, api.tokens.owner_id, 1504)
+    gw = await _enrol_unreachable(api, api.tokens.owner_id, 1504)
     dev = gw["device_ids"][0]
     path = f"/api/v1/devices/{dev}/preferences"
     status, body, _ = await _req(api, "PATCH", path, api.tokens.owner,

@@ -69,7 +69,7 @@ async def test_delivery_covers_the_whole_event_and_agrees_with_the_settlement(
     assert live["delivered_kw"] == pytest.approx(6.75)
     assert live["performance_pct"] == pytest.approx(67.5)
 
-    run = settle_event_db(api.engine, event_id, api.services.settings, actor="daemon",
+    run = settle_event_db(api.engine, event_id, api.parts.settings, actor="daemon",
                           rebound_h=0.0)
     st = run.settlement
     assert run.method == "fixed" and st.response_kwh == pytest.approx(6.75)

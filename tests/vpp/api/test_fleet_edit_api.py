@@ -16,9 +16,7 @@ from tests.conftest import REPO_ROOT, free_port
 from tests.sim.helpers import BY_PROFILE, sim_device
 from tests.vpp.api.conftest import Api
 from tests.vpp.daemon.harness import auth
-from vpp.config import PollingSettings
 from vpp.db import session_scope
-from vpp.enrolment import probe_gateway
 from vpp.models import AuditLog, Device, TelemetryReading
 
 BATTERY = {"name": "b", "kind": "battery", "unit_id": 1, "profile": "huawei-luna2000",
@@ -143,11 +141,12 @@ async def test_owners_submit_profiles_usable_for_their_enrolments(api: Api) -> N
     assert status == 400 and "unknown device profile 'mall-luna'" in err["error"]["message"]
     sim = SimGateway({1: sim_device(BY_PROFILE["huawei-luna2000"], ManualClock(), 1)},
                      port=free_port())
-    status, gw = await enrol(api, t.owner, "127.0.0.1", sim.port, profile="mall-luna")
-    assert status == 202, gw
     async with sim:
-        report = await probe_gateway(api.engine, gw["id"], PollingSettings(probe_timeout_s=1.0))
-    assert report.ok, report.error
+        status, gw = await enrol(api, t.owner, "127.0.0.1", sim.port, profile="mall-luna")
+        assert status == 202, gw
+        await api.parts.enrolment.wait()  # the app's own probe
+    status, gw = await req(api, "GET", f"/api/v1/gateways/{gw['id']}", t.owner)
+    assert gw["enrolment_state"] == "active", gw
     # in use: not deleted
     status, err = await req(api, "DELETE", "/api/v1/device-profiles/mall-luna", t.owner)
     assert status == 409 and "used by 1 device" in err["error"]["message"]
@@ -160,15 +159,16 @@ async def test_a_failed_enrolment_does_not_block_the_corrected_one(api: Api) -> 
     t = api.tokens
     sim = SimGateway({1: sim_device(BY_PROFILE["huawei-luna2000"], ManualClock(), 1)},
                      port=free_port())
-    status, first = await enrol(api, t.other_owner, "127.0.0.1", sim.port, unit_id=7)
-    assert status == 202, first
-    async with sim:
-        report = await probe_gateway(api.engine, first["id"], PollingSettings(probe_timeout_s=1.0))
-        assert report.state == "failed" and "wrong unit id" in (report.error or "")
+    async with sim:  # the app's own probes
+        status, first = await enrol(api, t.other_owner, "127.0.0.1", sim.port, unit_id=7)
+        assert status == 202, first
+        await api.parts.enrolment.wait()
+        status, first = await req(api, "GET", f"/api/v1/gateways/{first['id']}", t.operator)
+        assert first["enrolment_state"] == "failed", first
+        assert "wrong unit id" in (first["last_error"] or ""), first
         status, gw = await enrol(api, t.owner, "127.0.0.1", sim.port)
         assert status == 202, gw
-        report = await probe_gateway(api.engine, gw["id"], PollingSettings(probe_timeout_s=1.0))
-    assert report.ok, report.error
+        await api.parts.enrolment.wait()
     status, gws = await req(api, "GET", "/api/v1/gateways", t.operator)
     assert [(g["owner_id"], g["enrolment_state"]) for g in gws] == [(t.owner_id, "active")]
     # an active gateway at the endpoint is a conflict that says what to do

@@ -102,7 +102,7 @@ async def test_an_offer_below_the_programme_minimum_declines_the_call(api: Api) 
     # declined with that reason, not bid from nameplate capability (which would clear the
     # minimum and over-declare: the 1,021-device full-stack run's 23 MW against 5 MW)
     _history(api, _plant(api))
-    prog_dir = Path(api.services.settings.bidding.programmes_dir)
+    prog_dir = Path(api.parts.settings.bidding.programmes_dir)
     path = prog_dir / f"{PROGRAMME}.toml"
     # above what the furnaces can shed (40 kW each), below their nameplate capability
     path.write_text(re.sub(r"min_declared_kw = [\d.]+", "min_declared_kw = 150.0",
@@ -120,7 +120,7 @@ async def test_without_history_an_offer_below_the_minimum_declines_the_call(api:
     # nameplate (2 x 40 kW, capped at the 50 kW asked) would clear a 40 kW minimum; 40% of it
     # does not: the call is declined with both reasons, nothing bid
     _plant(api)
-    path = Path(api.services.settings.bidding.programmes_dir) / f"{PROGRAMME}.toml"
+    path = Path(api.parts.settings.bidding.programmes_dir) / f"{PROGRAMME}.toml"
     path.write_text(re.sub(r"min_declared_kw = [\d.]+", "min_declared_kw = 40.0",
                            path.read_text()))
     async with api.http.post(api.url + "/api/v1/grid/calls", json=call_now("rt-tiny", 50.0),

@@ -2,7 +2,7 @@
 notice counts from when the call was received, at least the product's minimum and at most its
 maximum; a rejected call sent again is evaluated afresh; valley filling is refused before a bid.
 
-The daemon's clock is the production hook (``Services.clock``, what the simulator drives) set
+The daemon's clock is the production hook (``Infra.clock``, what the simulator drives) set
 to a Tuesday in July 2026, so that the programme's windows (10:00-23:00 local) and its notice
 rules apply as they would on that day. The fleet is large enough for the programme's 10 MW
 minimum, with three weeks of metered history so that bidding works from it.
@@ -29,10 +29,8 @@ from vpp import fleet
 from vpp.api.app import build_app
 from vpp.config import Settings
 from vpp.daemon.dbexec import Db
-from vpp.daemon.intake import Intake
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.services import Services
-from vpp.daemon.supervisor import Supervisor
+from vpp.daemon.infra import Infra
+from vpp.daemon.parts import build_parts
 from vpp.db import session_scope
 from vpp.models import AuditLog, Bid, GridEvent
 from vpp.telemetry_store import Reading, write_readings
@@ -68,12 +66,9 @@ async def shipped(engine: Engine, tmp_path: Path) -> AsyncIterator[Shipped]:
     settings = Settings(database_url=str(engine.url), service={"data_dir": str(tmp_path)})
     assert settings.bidding.programme == "hunan-2026"
     now = [MONDAY + timedelta(days=1, hours=9)]
-    metrics = Metrics()
-    services = Services(settings=settings, db=Db(engine), metrics=metrics,
-                        supervisor=Supervisor(metrics), clock=lambda: now[0])
-    services.intake = Intake(services)
+    parts = build_parts(Infra.create(settings, Db(engine), clock=lambda: now[0]))
     tokens = seed(engine)
-    runner = web.AppRunner(build_app(services), access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(build_app(parts), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -82,7 +77,7 @@ async def shipped(engine: Engine, tmp_path: Path) -> AsyncIterator[Shipped]:
             yield Shipped(f"http://127.0.0.1:{port}", tokens, engine, http, now)
     finally:
         await runner.cleanup()
-        services.db.close()
+        await parts.close()
 
 
 def _plant(sh: Shipped, n: int = 24) -> None:

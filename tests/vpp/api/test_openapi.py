@@ -29,7 +29,7 @@ async def test_document_matches_the_router(api: Api) -> None:
         doc = await r.json()
     assert doc["openapi"].startswith("3.")
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    app = build_app(api.services)
+    app = build_app(api.parts)
     served = set()
     for route in app.router.routes():
         info = route.resource.get_info() if route.resource else {}

@@ -2,7 +2,7 @@
 a migrated database with tokens, simulated Modbus gateways on 127.0.0.1, and the real daemon.
 
 Nothing is mocked: the gateways are ``sim`` pymodbus servers, the daemon is
-:class:`vpp.daemon.service.Daemon` serving HTTP on a free loopback port.
+:class:`vpp.server.Daemon` serving HTTP on a free loopback port.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from tests.conftest import REPO_ROOT, free_port
 from vpp import fleet
 from vpp.config import GatewaySpec, Settings
 from vpp.daemon.dbexec import Db
-from vpp.daemon.metrics import Metrics
+from vpp.daemon.infra import Infra
 from vpp.daemon.planning import Planner
-from vpp.daemon.services import Services
-from vpp.daemon.supervisor import Supervisor
 from vpp.db import session_scope
+from vpp.domain.grid_calls import EventStatus
 from vpp.models import Bid, GridEvent, Role
 
 PROGRAMME = "test-rt"
@@ -271,7 +270,7 @@ def accepted_call(engine: Engine, owner_id: int, host: str, start: datetime, hou
         ev = GridEvent(external_id=f"rt-{host}", source="rest", event_type="real_time",
                        direction="peak_shaving", programme=PROGRAMME, start=start,
                        end=start + timedelta(hours=hours), requested_kw=requested_kw,
-                       status="accepted", detail=detail)
+                       status=EventStatus.ACCEPTED, detail=detail)
         s.add(ev)
         s.flush()
         s.add(Bid(event_id=ev.id, declared_kw=requested_kw, price_yuan_per_kwh=Decimal("2.0"),
@@ -281,10 +280,8 @@ def accepted_call(engine: Engine, owner_id: int, host: str, start: datetime, hou
 
 def planner_at(engine: Engine, settings: Settings, now: list[datetime]) -> Planner:
     """A planner on ``engine`` whose clock reads ``now[0]``."""
-    metrics = Metrics()
-    return Planner(Services(settings=settings, db=Db(engine), metrics=metrics,
-                            supervisor=Supervisor(metrics), fleet=StaticFleet(),  # type: ignore[arg-type]
-                            clock=lambda: now[0]))
+    return Planner(Infra.create(settings, Db(engine), clock=lambda: now[0]),
+                   StaticFleet())  # type: ignore[arg-type]
 
 
 async def plan_at(planner: Planner, event_id: int, now: list[datetime], start: datetime,
@@ -297,5 +294,5 @@ async def plan_at(planner: Planner, event_id: int, now: list[datetime], start: d
             outs.append(await planner.plan(event_id, reason))
     finally:
         planner.close()
-        planner.services.db.close()
+        planner.infra.db.close()
     return outs

@@ -22,9 +22,9 @@ from tests.vpp.daemon.harness import (
     start_gateway,
     wait_for,
 )
-from vpp.daemon.service import Daemon
 from vpp.db import session_scope
 from vpp.models import AuditLog, Setpoint
+from vpp.server import Daemon
 
 
 async def test_enrol_call_dispatch_deliver(engine: Engine, tmp_path: Path) -> None:

@@ -26,11 +26,11 @@ from tests.vpp.daemon.harness import (
 )
 from vpp import fleet, fleet_edit
 from vpp.config import EnrolmentSettings, PollingSettings
-from vpp.daemon.service import Daemon
 from vpp.db import make_engine, session_scope
 from vpp.enrolment import probe_gateway
 from vpp.errors import ConflictError
 from vpp.models import AuditLog, Device
+from vpp.server import Daemon
 
 #: the poll period of daemon_settings, and what a loaded test machine may add to it
 POLL_S = 0.3
@@ -59,7 +59,7 @@ async def test_another_process_enrols_edits_retires(engine: Engine, tmp_path: Pa
     gw = await start_gateway(spec)
     daemon = Daemon(daemon_settings(tmp_path, str(engine.url)), engine, port=0)
     await daemon.start()
-    rt = daemon.services.fleet
+    rt = daemon.parts.fleet
     assert rt is not None
     other = other_process_engine(engine)
     try:
@@ -150,7 +150,7 @@ async def test_cli_enrolment_reaches_a_running_daemon(sqlite_engine: Engine,
     gw = await start_gateway(spec)
     daemon = Daemon(daemon_settings(tmp_path, str(sqlite_engine.url)), sqlite_engine, port=0)
     await daemon.start()
-    rt = daemon.services.fleet
+    rt = daemon.parts.fleet
     assert rt is not None
     try:
         proc = await _cli(
@@ -189,16 +189,15 @@ async def test_the_daemon_does_not_connect_to_a_host_the_policy_refuses(
     settings.enrolment = EnrolmentSettings()  # the shipped default: no loopback
     daemon = Daemon(settings, engine, port=0)
     await daemon.start()
-    rt = daemon.services.fleet
-    assert rt is not None and daemon.services.enrolment is not None
+    rt = daemon.parts.fleet
     try:
         await asyncio.sleep(5 * POLL_S)
         assert not any(rt.has_adapter(i) for i in ids)
         assert "loopback address" in rt.poller.load_errors[ids[0]]
         assert gw.requests == 0  # never connected to
-        daemon.services.enrolment.start(int(enrolled.gateway.id or 0))
+        daemon.parts.enrolment.start(int(enrolled.gateway.id or 0))
         await wait_for(lambda: _async(
-            (p := daemon.services.enrolment.progress(enrolled.gateway.id)) is not None  # type: ignore[union-attr]
+            (p := daemon.parts.enrolment.progress(enrolled.gateway.id)) is not None
             and p.state == "failed"), what="the re-probe refused")
         assert gw.requests == 0
     finally:
@@ -211,19 +210,15 @@ async def test_the_poll_step_goes_on_when_the_revision_cannot_be_read(tmp_path: 
     must not fail, or polling would stop with the database)."""
     from vpp.daemon.dbexec import Db
     from vpp.daemon.fleet_runtime import FleetRuntime
-    from vpp.daemon.metrics import Metrics
-    from vpp.daemon.services import Services
-    from vpp.daemon.supervisor import Supervisor
+    from vpp.daemon.infra import Infra
 
     down = make_engine("postgresql://nobody@127.0.0.1:1/none")
-    metrics = Metrics()
-    services = Services(settings=daemon_settings(tmp_path, "sqlite://"), db=Db(down),
-                        metrics=metrics, supervisor=Supervisor(metrics))
-    rt = FleetRuntime(services)
+    infra = Infra.create(daemon_settings(tmp_path, "sqlite://"), Db(down))
+    rt = FleetRuntime(infra)
     rt._need_refresh, rt._revision = False, 7  # loaded once, before the outage
     try:
         assert await rt.fleet_changed() is False
         await rt.poll_step()
     finally:
-        services.db.close()
+        infra.db.close()
         down.dispose()

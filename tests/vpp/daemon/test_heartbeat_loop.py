@@ -2,7 +2,7 @@
 silent gateway (long timeouts) must not starve the other devices' watchdogs.
 
 Real parts: ``sim`` pymodbus gateways on 127.0.0.1 (industrial PLCs with a 60 s watchdog, on an
-accelerated simulated clock), the real :class:`vpp.daemon.service.Daemon` and its loops. No
+accelerated simulated clock), the real :class:`vpp.server.Daemon` and its loops. No
 timing assertion: the test counts heartbeat writes that reached the devices per poll step.
 """
 
@@ -24,8 +24,8 @@ from tests.conftest import free_port
 from tests.vpp.daemon.harness import daemon_settings, gateway_spec, wait_for
 from vpp.config import GatewaySpec, PollingSettings
 from vpp.daemon.fleet_runtime import HEARTBEAT_LOOP
-from vpp.daemon.service import Daemon
 from vpp.poller import Poller
+from vpp.server import Daemon
 
 #: simulated seconds per real second: a poll step held up >= 3 s by the silent gateway is
 #: >= 60 simulated s, the PLCs' watchdog; heartbeats every 0.3 s are 6 simulated s apart
@@ -74,7 +74,7 @@ async def test_heartbeats_reach_devices_while_a_poll_step_is_blocked(
     poller.add_gateway(2, silent_client, await _adapters(silent_client, 201, [1], clock))
     daemon = Daemon(settings, sqlite_engine, poller=poller, host="127.0.0.1", port=0,
                     clock=lambda: clock.now().astimezone(UTC))
-    fleet = daemon.services.fleet
+    fleet = daemon.parts.fleet
     assert fleet is not None
     plcs = [ok_gw.devices[1], ok_gw.devices[2]]
     try:
@@ -95,7 +95,7 @@ async def test_heartbeats_reach_devices_while_a_poll_step_is_blocked(
 
         fleet.poll_step = counted_poll_step  # type: ignore[method-assign]
         await daemon.start()
-        sup = daemon.services.supervisor
+        sup = daemon.parts.supervisor
         assert sup.has(HEARTBEAT_LOOP)
 
         async def two_blocked_steps() -> bool:
@@ -114,7 +114,7 @@ async def test_heartbeats_reach_devices_while_a_poll_step_is_blocked(
             assert all(n >= 2 for n in step), per_step
         # the silent PLC's failed heartbeats are logged and counted
         assert fleet.heartbeat_failures >= 1
-        metric = daemon.services.metrics.heartbeat_errors._value.get()  # noqa: SLF001
+        metric = daemon.parts.metrics.heartbeat_errors._value.get()  # noqa: SLF001
         assert metric == fleet.heartbeat_failures
         # and the answering PLCs kept their cap: watchdogs never tripped
         for d in plcs:
@@ -139,7 +139,7 @@ async def test_heartbeat_skips_a_device_being_written(sqlite_engine: Engine,
     client = GatewayClient("127.0.0.1", gw.port, timeout_s=1.0, retries=1)
     poller.add_gateway(1, client, await _adapters(client, 1, [1, 2], clock))
     daemon = Daemon(settings, sqlite_engine, poller=poller)
-    fleet = daemon.services.fleet
+    fleet = daemon.parts.fleet
     assert fleet is not None
     try:
         before = [float(gw.devices[u].values["heartbeat"]) for u in (1, 2)]
@@ -172,7 +172,7 @@ async def test_watchdog_timeout_read_in_its_unit(sqlite_engine: Engine, tmp_path
         rated_power_kw=d.rated_power_kw, min_setpoint_kw=d.min_setpoint_kw,
         max_setpoint_kw=d.max_setpoint_kw, params=d.params)])
     daemon = Daemon(settings, sqlite_engine, poller=poller)
-    fleet = daemon.services.fleet
+    fleet = daemon.parts.fleet
     assert fleet is not None
     try:
         await fleet.heartbeat_step()

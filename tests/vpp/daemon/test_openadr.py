@@ -30,9 +30,9 @@ from tests.vpp.daemon.harness import (
 )
 from vpp.daemon.openadr_signals import NotActionable, Request, market_window, read_request
 from vpp.daemon.openadr_ven import event_type_for
-from vpp.daemon.service import Daemon
 from vpp.db import session_scope
 from vpp.models import GridEvent
+from vpp.server import Daemon
 
 
 def _aware(t: datetime) -> datetime:

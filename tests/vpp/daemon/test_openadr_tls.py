@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from tests.vpp.daemon.harness import daemon_settings, port, wait_for
 from vpp.config import Settings
-from vpp.daemon.service import Daemon
+from vpp.server import Daemon
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),

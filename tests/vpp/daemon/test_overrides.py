@@ -29,9 +29,9 @@ from tests.vpp.daemon.harness import (
     wait_for,
 )
 from vpp.config import GatewaySpec
-from vpp.daemon.service import Daemon
 from vpp.db import session_scope
 from vpp.models import AuditLog, DispatchPlan, Setpoint
+from vpp.server import Daemon
 
 T0 = datetime(2026, 7, 15, 6, 0, tzinfo=UTC)  # 14:00 in Zhuzhou
 

@@ -23,10 +23,8 @@ from device_adapters.protocol import DeviceState
 from tests.vpp.daemon.harness import PROGRAMME, daemon_settings, plan_at, seed
 from vpp import fleet
 from vpp.daemon.dbexec import Db
-from vpp.daemon.metrics import Metrics
+from vpp.daemon.infra import Infra
 from vpp.daemon.planning import Planner
-from vpp.daemon.services import Services
-from vpp.daemon.supervisor import Supervisor
 from vpp.db import session_scope
 from vpp.models import Bid, DispatchPlan, GridEvent, Setpoint
 
@@ -74,10 +72,8 @@ def _event(engine: Engine) -> tuple[int, list[int]]:
 
 async def _plan(engine: Engine, settings: Any, event_id: int) -> None:
     now = [START]
-    metrics = Metrics()
-    planner = Planner(Services(settings=settings, db=Db(engine), metrics=metrics,
-                               supervisor=Supervisor(metrics), fleet=BuildingsFleet(),  # type: ignore[arg-type]
-                               clock=lambda: now[0]))
+    planner = Planner(Infra.create(settings, Db(engine), clock=lambda: now[0]),
+                      BuildingsFleet())  # type: ignore[arg-type]
     await plan_at(planner, event_id, now, START, [(1, "initial")])
 
 

@@ -20,9 +20,9 @@ from tests.vpp.daemon.harness import (
     start_gateway,
     wait_for,
 )
-from vpp.daemon.service import Daemon
 from vpp.db import session_scope
 from vpp.models import DispatchPlan
+from vpp.server import Daemon
 
 
 async def test_gateway_lost_mid_event_others_make_up(engine: Engine,

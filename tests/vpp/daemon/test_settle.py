@@ -14,8 +14,7 @@ from sqlmodel import select
 from tests.vpp.daemon.harness import add_completed_event, daemon_settings, seed
 from vpp import fleet
 from vpp.daemon.dbexec import Db
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.services import Services
+from vpp.daemon.infra import Infra
 from vpp.daemon.settle import Settler
 from vpp.db import session_scope
 from vpp.models import (
@@ -51,19 +50,15 @@ async def test_settles_once_and_marks_the_unsettleable(engine: Engine,
     tokens = seed(engine)
     good = _event(engine, tokens.owner_id, True, "ev-good")
     bad = _event(engine, tokens.owner_id, False, "ev-no-meter")
-    metrics = Metrics()
-    from vpp.daemon.supervisor import Supervisor
-
-    services = Services(settings=daemon_settings(tmp_path, str(engine.url)), db=Db(engine),
-                        metrics=metrics, supervisor=Supervisor(metrics))
-    settler = Settler(services)
+    infra = Infra.create(daemon_settings(tmp_path, str(engine.url)), Db(engine))
+    settler = Settler(infra)
     try:
         await settler.step()
         await settler.step()  # again: idempotent
         # a new process (restart) settling again posts nothing new either
-        await Settler(services).step()
+        await Settler(infra).step()
     finally:
-        services.db.close()
+        infra.db.close()
     with session_scope(engine) as s:
         st = s.exec(select(Settlement)).all()
         assert [x.event_id for x in st] == [good]
@@ -79,5 +74,5 @@ async def test_settles_once_and_marks_the_unsettleable(engine: Engine,
         assert s.get(GridEvent, good).status == "settled"
         unsettled = s.get(GridEvent, bad)
         assert unsettled.status == "unsettled" and unsettled.detail["settle_error"]
-    text = metrics.render().decode()
+    text = infra.metrics.render().decode()
     assert f'vpp_settled_yuan{{kind="revenue"}} {st[0].revenue_fen / 100}' in text

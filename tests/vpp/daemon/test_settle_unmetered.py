@@ -15,10 +15,8 @@ from sqlmodel import select
 from tests.vpp.daemon.harness import daemon_settings, seed
 from tests.vpp.daemon.test_settle import _event
 from vpp.daemon.dbexec import Db
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.services import Services
+from vpp.daemon.infra import Infra
 from vpp.daemon.settle import Settler
-from vpp.daemon.supervisor import Supervisor
 from vpp.db import session_scope
 from vpp.models import GridEvent, Settlement, TelemetryReading
 
@@ -37,13 +35,11 @@ async def test_a_device_without_readings_counts_as_no_response(engine: Engine,
         conn.execute(delete(TEL).where(TEL.c.device_id == silent,
                                        TEL.c.ts >= start + timedelta(minutes=15),
                                        TEL.c.ts < start + timedelta(minutes=30)))
-    metrics = Metrics()
-    services = Services(settings=daemon_settings(tmp_path, str(engine.url)), db=Db(engine),
-                        metrics=metrics, supervisor=Supervisor(metrics))
+    infra = Infra.create(daemon_settings(tmp_path, str(engine.url)), Db(engine))
     try:
-        await Settler(services).step()
+        await Settler(infra).step()
     finally:
-        services.db.close()
+        infra.db.close()
     with session_scope(engine) as s:
         st = s.exec(select(Settlement)).one()
         # two devices, baseline 10 kW, metered 4 kW: 6 kW each for 4 intervals, less the

@@ -27,9 +27,9 @@ from tests.vpp.daemon.harness import (
     start_gateway,
     wait_for,
 )
-from vpp.daemon.service import Daemon
 from vpp.db import session_scope
 from vpp.models import DispatchPlan, GridEvent, Setpoint
+from vpp.server import Daemon
 from vpp.timeutil import floor_to_interval
 
 

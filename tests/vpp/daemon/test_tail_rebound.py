@@ -22,9 +22,9 @@ from sim.clock import SimClock
 from sim.fleet import gateway_from_spec
 from tests.vpp.daemon.harness import daemon_settings, get_json, port, seed, send_json, wait_for
 from vpp.config import GatewaySpec
-from vpp.daemon.service import Daemon
 from vpp.db import session_scope
 from vpp.models import DispatchPlan, GridEvent
+from vpp.server import Daemon
 from vpp.timeutil import floor_to_interval
 
 

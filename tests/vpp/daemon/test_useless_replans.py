@@ -31,9 +31,9 @@ from tests.vpp.daemon.harness import (
     start_gateway,
     wait_for,
 )
-from vpp.daemon.service import Daemon
 from vpp.db import session_scope
 from vpp.models import AuditLog, DispatchPlan, Setpoint
+from vpp.server import Daemon
 
 START = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)  # 18:00 in Zhuzhou
 UNCHANGED = "re-plan changes nothing (same devices, same setpoints); not written"

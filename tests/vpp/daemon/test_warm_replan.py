@@ -107,7 +107,7 @@ async def test_a_replan_stops_at_its_time_limit_and_the_first_plan_does_not(
         again = await planner.plan(event_id, "device_offline", {ids[1]})
     finally:
         planner.close()
-        planner.services.db.close()
+        planner.infra.db.close()
     assert again.changed and again.plan_id != first.plan_id
     with session_scope(engine) as s:
         p1 = s.get(DispatchPlan, first.plan_id)

@@ -22,7 +22,7 @@ from tests.vpp.daemon.harness import (
     seed,
     start_gateway,
 )
-from vpp.daemon.service import Daemon
+from vpp.server import Daemon
 
 #: Under CI (``CI=true``, as ``.ci/run`` is run) a missing chromium is a failure, not a skip:
 #: ``make test`` installs it, so its absence there means the install step broke.

@@ -1,5 +1,7 @@
-"""``vpp serve``: build the daemon's parts, run the supervised loops and the web server, and
-drain cleanly on SIGTERM/SIGINT.
+"""``vpp serve``: build the daemon's parts (:func:`vpp.daemon.parts.build_parts`), run the
+supervised loops and the web server over them (:func:`vpp.api.app.build_app`), and drain cleanly
+on SIGTERM/SIGINT. This module is the composition root: it sits above both :mod:`vpp.daemon` and
+:mod:`vpp.api`, so the daemon never imports the HTTP layer (``tests/test_layers.py``).
 
 Loops: ``poll`` (every ``polling.interval_s``: read the fleet, store telemetry), ``heartbeat``
 (feed device watchdogs and check leases, every ``polling.heartbeat_fraction`` of the shortest
@@ -23,6 +25,7 @@ import ssl
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from sqlalchemy import Engine
@@ -30,19 +33,17 @@ from sqlmodel import Session, col, select
 
 from vpp.api.app import build_app
 from vpp.config import Settings
-from vpp.daemon.control import ControlLoop
 from vpp.daemon.dbexec import Db
-from vpp.daemon.enrolment_jobs import EnrolmentJobs
-from vpp.daemon.fleet_runtime import HEARTBEAT_LOOP, FleetRuntime
-from vpp.daemon.forecasts import ForecastRefresher
-from vpp.daemon.intake import ACCEPTED, Intake
-from vpp.daemon.metrics import Metrics
-from vpp.daemon.services import Services, real_rate, utc_now
-from vpp.daemon.settle import Settler
-from vpp.daemon.supervisor import Supervisor
+from vpp.daemon.fleet_runtime import HEARTBEAT_LOOP
+from vpp.daemon.infra import Infra, real_rate, utc_now
+from vpp.daemon.parts import DaemonParts, build_parts
+from vpp.domain.grid_calls import EventStatus
 from vpp.errors import ConfigError, ValidationError
 from vpp.models import Device, GridEvent
 from vpp.poller import Poller
+
+if TYPE_CHECKING:
+    from vpp.daemon.openadr_ven import Ven
 
 log = logging.getLogger("vpp.daemon")
 
@@ -56,7 +57,7 @@ def _device_counts(s: Session) -> dict[str, int]:
 
 def _upcoming(s: Session, now: datetime) -> list[int]:
     return [int(i or 0) for i in s.exec(select(GridEvent.id).where(
-        GridEvent.status == ACCEPTED, col(GridEvent.start) <= now + timedelta(days=1),
+        GridEvent.status == EventStatus.ACCEPTED, col(GridEvent.start) <= now + timedelta(days=1),
         col(GridEvent.end) > now)).all()]
 
 
@@ -88,41 +89,31 @@ class Daemon:
         settlement delay); ``clock_rate``: its simulated seconds per real second when it is a
         simulated clock (``vpp serve --sim-clock``), which the heartbeat period follows because
         device watchdogs count on the devices' clock. Loop periods stay real seconds."""
-        metrics = Metrics()
-        d = settings.daemon
-        self.services = services = Services(
-            settings=settings, db=Db(engine), metrics=metrics,
-            supervisor=Supervisor(metrics, d.loop_backoff_base_s, d.loop_backoff_max_s),
-            clock=clock, clock_rate=clock_rate or real_rate,
-        )
-        services.fleet = FleetRuntime(services, poller)
-        services.intake = Intake(services)
-        services.control = ControlLoop(services)
-        services.enrolment = EnrolmentJobs(services)
-        self.settler = Settler(services)
-        self.forecasts = services.forecasts = ForecastRefresher(services)
+        infra = Infra.create(settings, Db(engine), clock=clock,
+                             clock_rate=clock_rate or real_rate)
+        self.parts: DaemonParts = build_parts(infra, poller)
         self.host = host or settings.api.host
         self.port = settings.api.port if port is None else port
-        self.ven = None
-        if d.openadr.vtn_url:
-            from vpp.daemon.openadr_ven import Ven
+        self.ven: Ven | None = None
+        if settings.daemon.openadr.vtn_url:
+            from vpp.daemon.openadr_ven import Ven  # openleadr only when a VTN is configured
 
-            self.ven = Ven(services, d.openadr)
+            self.ven = Ven(infra, settings.daemon.openadr, self.parts.intake, self.parts.fleet)
         self._runner: web.AppRunner | None = None
         self._stopped = asyncio.Event()
         self.url = ""
 
     async def _baselines_step(self) -> None:
-        s = self.services
+        s = self.parts
         try:
-            await self.forecasts.step()
+            await s.forecasts.step()
         except Exception as exc:  # a forecast failure must not stop baselines being fixed
             log.exception("forecast refresh failed")
-            self.forecasts.set_state("error", f"{type(exc).__name__}: {exc}")
+            s.forecasts.set_state("error", f"{type(exc).__name__}: {exc}")
             s.metrics.forecast_refreshes.labels("error").inc()
         for event_id in await s.db.run(_upcoming, s.clock()):
             try:
-                await s.db.run(s.control.planner.fix_baselines, event_id)  # type: ignore[union-attr]
+                await s.db.run(s.control.planner.fix_baselines, event_id)
             except ValidationError as exc:
                 log.warning("baselines not fixed yet: %s", exc.message, extra={"event_id": event_id})
         counts = await s.db.run(_device_counts)
@@ -131,10 +122,9 @@ class Daemon:
             s.metrics.devices.labels(status).set(n)
 
     async def start(self) -> str:
-        s = self.services
+        s = self.parts
         settings = s.settings
         sup = s.supervisor
-        assert s.fleet is not None and s.control is not None
         await s.fleet.refresh()
         sup.add("poll", s.fleet.poll_step, settings.polling.interval_s,
                 timeout_s=max(30.0, 5 * settings.polling.interval_s), fixed_rate=True)
@@ -147,7 +137,7 @@ class Daemon:
                 timeout_s=max(60.0, 10 * p.timeout_s * (p.retries + 1)), fixed_rate=True)
         sup.add("control", s.control.step, settings.daemon.control_period_s, timeout_s=300.0)
         sup.add("baselines", self._baselines_step, 60.0, timeout_s=300.0)
-        sup.add("settle", self.settler.step, settings.daemon.settle_period_s, timeout_s=300.0)
+        sup.add("settle", s.settler.step, settings.daemon.settle_period_s, timeout_s=300.0)
         if self.ven is not None:
             sup.add("openadr", self.ven.step, settings.daemon.openadr.report_interval_s,
                     timeout_s=60.0)
@@ -167,20 +157,14 @@ class Daemon:
         return self.url
 
     async def stop(self) -> None:
-        s = self.services
+        s = self.parts
         log.info("daemon draining")
         if self._runner is not None:
             await self._runner.cleanup()
         await s.supervisor.stop(s.settings.daemon.drain_timeout_s)
         if self.ven is not None:
             await self.ven.close()
-        if s.enrolment is not None:
-            await s.enrolment.close()
-        if s.fleet is not None:
-            await s.fleet.close()
-        if s.control is not None:
-            s.control.close()
-        s.db.close()
+        await s.close()
         log.info("daemon stopped")
         self._stopped.set()
 
