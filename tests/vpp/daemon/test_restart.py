@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 import aiohttp
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlmodel import select
 
 from tests.vpp.daemon.harness import (
@@ -29,6 +29,17 @@ from vpp.db import session_scope
 from vpp.models import AuditLog, DispatchPlan, Setpoint
 
 
+def process_url(engine: Engine) -> str:
+    """The URL another process (``vpp serve``) opens the same database with: on PostgreSQL the
+    test's schema goes in the URL (``options=-csearch_path=...``, passed on to libpq)."""
+    url = engine.url
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            schema = str(conn.execute(text("SELECT current_schema()")).scalar())
+        url = url.update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
 def _state(engine: Engine) -> tuple[int, int, dict[int, str]]:
     with session_scope(engine) as s:
         audits = len(s.exec(select(AuditLog).where(AuditLog.action == "setpoint_written")).all())
@@ -38,10 +49,9 @@ def _state(engine: Engine) -> tuple[int, int, dict[int, str]]:
     return audits, plans, written
 
 
-async def test_kill_9_mid_event_then_resume(sqlite_engine: Engine, tmp_path: Path) -> None:
-    engine = sqlite_engine
+async def test_kill_9_mid_event_then_resume(engine: Engine, tmp_path: Path) -> None:
     tokens = seed(engine)
-    cfg = serve_config(tmp_path, str(engine.url))
+    cfg = serve_config(tmp_path, process_url(engine))
     gspec = gateway_spec(port())
     gw = await start_gateway(gspec)
     http_port = port()
