@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from forecasting.owners import MIN_HISTORY_DAYS
+from bidding.bid_inputs import BID_HISTORY_DAYS
 from sim.grid import GridCall, GridOperator
 from sim.scenarios.city import is_working_day, season_days, simulate_weather
 from sim.scenarios.scenario import Scenario
@@ -17,18 +17,21 @@ from vpp.errors import ValidationError
 if TYPE_CHECKING:
     from sim.season import RunOptions
 
-#: Days back from a call's day that are simulated at least: the daemon's forecaster needs
-#: ``MIN_HISTORY_DAYS["lightgbm"]`` (14) whole days before the invitation, which comes up to a
-#: day ahead (the call's own day and the day before are not whole at the invitation). Until
-#: 2026-12-07: 8 (the week-ago seasonal-naive forecast the simulator bid from).
-FORECAST_DAYS = MIN_HISTORY_DAYS["lightgbm"] + 2
+#: Days back from a call's day that are simulated at least: the metered days the offer reads
+#: (:data:`bidding.bid_inputs.BID_HISTORY_DAYS` before the event). The daemon's LightGBM
+#: forecaster needs more than a season block holds (14 days, and about 28 more to calibrate
+#: its quantiles, :meth:`forecasting.models.GbmQuantileModel.fit`): like a daemon with a fleet
+#: younger than that, the season bids from metered history. Until 2026-12-07: 8 (the week-ago
+#: seasonal-naive forecast the simulator bid from).
+OFFER_HISTORY_DAYS = BID_HISTORY_DAYS + 1
 
 
 def needed_days(calls: list[GridCall], working: int = 5, nonworking: int = 3,
-                 min_days: int = FORECAST_DAYS) -> set[date]:
+                 min_days: int = OFFER_HISTORY_DAYS) -> set[date]:
     """The days the calls depend on: for each call, back from its day until ``working`` non-event
     working days and ``nonworking`` non-event non-working days (the similar-days baselines) and at
-    least ``min_days`` (the forecaster's history, :data:`FORECAST_DAYS`) are covered. Days outside feed nothing.
+    least ``min_days`` (the offer's history, :data:`OFFER_HISTORY_DAYS`) are covered. Days
+    outside feed nothing.
 
     A day counts towards the baseline days only if its call window has ended when the call is
     issued (the offer's baseline is computed at the invitation): the day before a day-ahead
@@ -42,7 +45,7 @@ def needed_days(calls: list[GridCall], working: int = 5, nonworking: int = 3,
 
 
 def call_days(c: GridCall, events: set[date], working: int = 5, nonworking: int = 3,
-               min_days: int = FORECAST_DAYS) -> list[date]:
+               min_days: int = OFFER_HISTORY_DAYS) -> list[date]:
     """The days one call depends on (see :func:`needed_days`), from its own day back."""
     out: list[date] = []
     w = nw = 0
