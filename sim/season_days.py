@@ -19,10 +19,10 @@ if TYPE_CHECKING:
 
 #: Days back from a call's day that are simulated at least: the metered days the offer reads
 #: (:data:`bidding.bid_inputs.BID_HISTORY_DAYS` before the event). The daemon's LightGBM
-#: forecaster needs more than a season block holds (14 days, and about 28 more to calibrate
-#: its quantiles, :meth:`forecasting.models.GbmQuantileModel.fit`): like a daemon with a fleet
-#: younger than that, the season bids from metered history. Until 2026-12-07: 8 (the week-ago
-#: seasonal-naive forecast the simulator bid from).
+#: forecaster needs about 42 days (14, and about 28 more to calibrate its quantiles,
+#: :meth:`forecasting.models.GbmQuantileModel.fit`): until a run of simulated days holds them,
+#: the season bids from metered history, as a daemon with a fleet that young does. Until
+#: 2026-12-07: 8 (the week-ago seasonal-naive forecast the simulator bid from).
 OFFER_HISTORY_DAYS = BID_HISTORY_DAYS + 1
 
 
