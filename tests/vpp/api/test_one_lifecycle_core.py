@@ -1,0 +1,166 @@
+"""Issue 17's "Done when": one call and one fleet state through the daemon's path and through the
+season simulator's path give the same offer and the same participants.
+
+The fleet is a sample of the Zhuzhou scenario's (the simulator's own device specs), enrolled in
+a real SQLite database through :func:`vpp.fleet.add_gateway`, with the same metered history
+written as telemetry (daemon) and recorded in a :class:`sim.metering.MeterStore` (simulator).
+The daemon's path is the real intake behind the real aiohttp server (POST /grid/calls ->
+:func:`bidding.workflow.bid_event`) and its planner's participant rule; the simulator's is
+:func:`sim.aggregator.bid_call` and :func:`sim.aggregator.participant_rows`, what
+:class:`sim.season.SeasonRun` calls. Both reach :func:`bidding.core.make_offer`,
+:func:`forecasting.owners.forecast_sites` and :func:`bidding.participants.participants`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlmodel import select
+
+from bidding.programme import load_programme
+from device_adapters.protocol import DeviceState
+from sim import aggregator
+from sim.grid import GridCall
+from sim.metering import MeterStore
+from sim.scenarios.fleet import generate_fleet
+from sim.scenarios.scenario import load_scenario
+from tests.vpp.api.conftest import Api
+from tests.vpp.daemon.harness import PROGRAMME, auth, call_now
+from vpp import fleet as vpp_fleet
+from vpp.daemon.delivery import declared_by_owner
+from vpp.db import session_scope
+from vpp.device_kinds import DeviceKind
+from vpp.models import Bid, Device
+from vpp.poller import DeviceStats
+from vpp.telemetry_store import Reading, write_readings
+
+ROOT = Path(__file__).resolve().parents[3]
+STEP = timedelta(minutes=15)
+#: a packaged register profile per kind (the scenario names vendors' profiles not packaged;
+#: the offer does not read the profile)
+PROFILE = {DeviceKind.COMMERCIAL_BUILDING: "coolmaster-vrf",
+           DeviceKind.INDUSTRIAL_LOAD: "industrial-plc", DeviceKind.EV_CHARGER: "keba-p30",
+           DeviceKind.BATTERY: "huawei-luna2000"}
+
+
+def _sample_fleet():  # type: ignore[no-untyped-def]
+    """About 40 devices of the scenario, all kinds, a dozen owners."""
+    scn = load_scenario(ROOT / "config/scenarios/zhuzhou-2025.toml")
+    return generate_fleet(scn).sample(40, seed=3)
+
+
+def _enrol(api: Api, devices) -> tuple[list[int], dict[str, int]]:  # type: ignore[no-untyped-def]
+    """Each owner of the sample enrolled with its devices (active); returns the device ids in
+    fleet order and the database id of each owner name."""
+    ids: dict[int, int] = {}
+    owner_id: dict[str, int] = {}
+    with session_scope(api.engine) as s:
+        by_owner: dict[str, list[int]] = {}
+        for i, d in enumerate(devices):
+            by_owner.setdefault(d.owner, []).append(i)
+        for k, (name, rows) in enumerate(sorted(by_owner.items())):
+            owner = vpp_fleet.add_owner(s, name)
+            owner_id[name] = int(owner.id or 0)
+            specs = [{**devices[i].spec.model_dump(mode="json"), "name": f"d{i}", "unit_id": u + 1,
+                      "profile": PROFILE[devices[i].kind]}
+                     for u, i in enumerate(rows)]
+            gw = vpp_fleet.add_gateway(s, owner, f"site-{k}", {
+                "host": f"10.9.{k // 200}.{k % 200 + 1}", "port": 502, "devices": specs})
+            for i, dev in zip(rows, gw.devices, strict=True):
+                dev.status = "active"
+                ids[i] = int(dev.id or 0)
+    return [ids[i] for i in range(len(devices))], owner_id
+
+
+def _history(devices, start: datetime, end: datetime) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """(intervals x devices) kW: a daily shape at about half rated power with day-to-day noise
+    (batteries idle), so that the quantiles have a spread."""
+    rng = np.random.default_rng(11)
+    n = int((end - start) / STEP)
+    hours = np.array([(start + k * STEP).hour for k in range(n)])
+    shape = 0.35 + 0.3 * np.sin(np.pi * np.clip(hours - 7, 0, 14) / 14)
+    rated = np.array([d.spec.rated_power_kw for d in devices])
+    kw = shape[:, None] * rated[None, :] * rng.uniform(0.8, 1.2, size=(n, len(devices)))
+    battery = np.array([d.kind is DeviceKind.BATTERY for d in devices])
+    kw[:, battery] = 0.0
+    return np.round(kw, 3)
+
+
+@pytest.mark.parametrize(("days", "rule", "quantiles"), [
+    (0, "no history: ", None),  # bidding.fallback's offer
+    (5, "band newsvendor", "empirical (fallback)"),  # too short to forecast: metered days
+    (8, "band newsvendor", "forecast"),  # the forecaster's (seasonal naive: 7 days)
+], ids=["no-history", "history", "forecast"])
+async def test_daemon_and_simulator_make_the_same_offer_and_participants(
+        api: Api, days: int, rule: str, quantiles: str | None) -> None:
+    settings = api.parts.settings
+    settings.forecasting.model = "seasonal_naive"
+    fleet = _sample_fleet()
+    devices = fleet.devices
+    db_ids, owner_db = _enrol(api, devices)
+    call = call_now(f"one-core-{days}", 50_000.0, minutes=60)
+    start = datetime.fromisoformat(call["start"])
+    end = datetime.fromisoformat(call["end"])
+    hist_start = start - timedelta(days=days)
+    kw = _history(devices, hist_start, start)
+    write_readings(api.engine, [Reading(db_ids[i], hist_start + k * STEP, float(kw[k, i]))
+                                for k in range(kw.shape[0]) for i in range(len(devices))])
+    # one fleet state: the poller's latest reading of each device (batteries half charged),
+    # the last device found offline
+    states: list[DeviceState] = []
+    online: list[bool] = []
+    for i, d in enumerate(devices):
+        soc = 50.0 if d.kind is DeviceKind.BATTERY else None
+        st = DeviceState(db_ids[i], start, 0.0, None, soc, None, True, 0.0, 0.0)
+        online.append(i != len(devices) - 1)
+        api.parts.fleet.poller.stats[db_ids[i]] = DeviceStats(db_ids[i], online=online[i],
+                                                              last_state=st)
+        states.append(st)
+
+    # the daemon: its forecast refreshed from the telemetry, then the real intake behind the API
+    await api.parts.forecasts.step()
+    assert (api.parts.forecasts.latest is not None) == (quantiles == "forecast")
+    async with api.http.post(api.url + "/api/v1/grid/calls", json=call,
+                             headers=auth(api.tokens.grid)) as r:
+        decision = await r.json()
+        assert r.status == 201, decision
+    assert decision["accepted"], decision
+    with session_scope(api.engine) as s:
+        bid = s.exec(select(Bid).where(Bid.event_id == decision["event_id"])).one()
+        daemon_owners = {int(o["owner_id"]): float(o["declared_kw"])
+                         for o in bid.detail["owners"]}
+        planned = api.parts.control.planner._devices(s, set(), declared_by_owner(bid))
+        daemon_devices = sorted(int(d.id or 0) for d in planned)
+        assert all(isinstance(d, Device) for d in planned)
+
+    # the simulator: its meters, its fleet, its call
+    owners = fleet.owners()
+    owner_of = np.array([owners.index(d.owner) for d in devices])
+    index = pd.date_range(hist_start - timedelta(days=1), end, freq=STEP, inclusive="left")
+    meter = MeterStore(index, owner_of, len(owners))
+    for k in range(kw.shape[0]):
+        meter.record(meter.position(pd.Timestamp(hist_start + k * STEP)), kw[k])
+    programme = load_programme(PROGRAMME, settings.bidding.programmes_dir, start)
+    product = programme.check_event("real_time", "peak_shaving", start, end)
+    grid_call = GridCall(call["external_id"], "real_time", "peak_shaving", PROGRAMME, start,
+                         start, end, call["requested_kw"], "test")
+    offer = aggregator.bid_call(
+        settings, grid_call, programme, product, meter,
+        aggregator.bid_devices(devices, states, owner_of), aggregator.Forecasts(
+            settings.forecasting), pd.Timestamp(start), set())
+    rows = aggregator.participant_rows(owner_of, offer.owner_declared_kw(), online)
+    sim_owners = {owner_db[owners[o]]: kw_ for o, kw_ in offer.owner_declared_kw().items()}
+
+    assert offer.declared_kw > 0 and offer.rule.startswith(rule)
+    if quantiles is not None:
+        assert {v["quantiles"] for k, v in offer.extra["sources"].items()
+                if k.isdigit() and "quantiles" in v} == {quantiles}
+    assert bid.declared_kw == pytest.approx(offer.declared_kw, abs=1e-3)
+    assert bid.detail["rule"] == offer.rule
+    assert daemon_owners == pytest.approx(sim_owners, abs=1e-3)
+    assert daemon_devices == sorted(db_ids[int(i)] for i in rows)
+    assert len(daemon_devices) < len(devices)  # the offline device, owners who declared 0
