@@ -7,10 +7,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from tests.bidding.fleet import TZ, add_event, make_fleet, simulate_event_day, simulate_history
 from tests.conftest import run_cli as run
-from vpp.db import make_engine, upgrade
+from vpp.db import make_engine, session_scope, upgrade
+from vpp.models import AuditLog, Device, DispatchPlan, Setpoint, Settlement
 
 START = datetime(2025, 7, 16, 19, 0, tzinfo=TZ)
 
@@ -71,8 +73,22 @@ def test_bid_settle_pay_report(env: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_settle_demo(env: Path, tmp_path: Path, capsys) -> None:
+    """The demo call goes through the daemon's parts: the scheduler's setpoints reach the
+    simulated devices (written and read back), the daemon settles, and the CLI shows it."""
     code, out, err = run(capsys, "settle-demo", "--out", str(tmp_path / "demo"))
     assert code == 0, err
-    assert "stand-in dispatch" in out and "settlement v1" in out and "paid owners" in out
-    assert (tmp_path / "data" / "settle-demo.sqlite3").exists()
+    assert "settlement v1" in out and "paid owners" in out
+    assert "unchanged (already settled)" in out  # settled by the daemon's settle loop
+    db = tmp_path / "data" / "settle-demo.sqlite3"
+    engine = make_engine(f"sqlite:///{db}")
+    with session_scope(engine) as s:
+        written = s.exec(select(Setpoint).where(Setpoint.status == "written")).all()
+        assert written and all(w.readback_kw is not None for w in written)
+        assert {w.device_id for w in written} <= {d.id for d in s.exec(select(Device))}
+        plans = s.exec(select(DispatchPlan)).all()
+        assert plans and {p.event_id for p in plans} == {1}
+        assert s.exec(select(AuditLog).where(AuditLog.action == "setpoint_written")).first()
+        st = s.exec(select(Settlement)).one()
+        assert st.response_kwh > 0 and st.revenue_fen > 0
+    engine.dispose()
     assert any((tmp_path / "demo").rglob("statement-*.html"))

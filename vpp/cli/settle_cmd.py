@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -311,33 +311,31 @@ def settle_demo(
     ctx: typer.Context,
     out: Path = typer.Option(Path("reports/demo"), help=OUT_HELP),
 ) -> None:
-    """Simulate an event end to end on a fresh SQLite file: bid, dispatch, settle, pay, report.
+    """Run one grid call end to end on a fresh SQLite file through the daemon's own parts
+    (intake and bid, planner, dispatch to simulated Modbus devices, delivery watch, settlement;
+    :mod:`sim.event_demo`, on a manual clock), then pay, show and report it."""
+    import asyncio
 
-    The dispatch is a stand-in response (bidding/synthetic.py) until the scheduler is wired in.
-    """
-    from bidding import synthetic as syn
+    from sim.event_demo import run_demo_event
 
     settings = app_context(ctx).settings
     db_path = settings.service.data_dir / "settle-demo.sqlite3"
+    db_path.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     engine = make_engine(f"sqlite:///{db_path.as_posix()}")
     upgrade(engine)
-    devices = syn.make_fleet(engine)
-    day = date(2025, 7, 15)
-    start = datetime(2025, 7, 15, 19, 0, tzinfo=syn.TZ)
-    syn.simulate_history(engine, devices, day, days=30)
-    ev = syn.add_event(engine, start, hours=2.0, external_id="HN-2025-07-15-A")
+    start = datetime(2025, 7, 15, 19, 0, tzinfo=ZoneInfo(settings.service.timezone))
+    with console.status("simulating the call through the daemon (about 10 s)"):
+        run = asyncio.run(run_demo_event(settings, engine, start, hours=2.0,
+                                         external_id="HN-2025-07-15-A"))
+    d = run.decision
+    if not d.accepted:
+        raise ValidationError(f"the demo call was declined: {d.reason}")
+    console.print(f"call {d.external_id}: {d.declared_kw:,.0f} kW declared at "
+                  f"{d.price_yuan_per_kwh} yuan/kWh; the daemon dispatched "
+                  f"{run.setpoints_written} setpoints to the simulated devices in "
+                  f"{run.steps} steps; event {run.status}", highlight=False)
     ctx.find_root().obj._engine = engine  # the commands below use this database
-    bid(ctx, event=ev, price=None)
-    with session_scope(engine) as s:
-        from vpp.bids import require_bid
-        b = require_bid(s, ev)
-        declared = {int(o["owner_id"]): float(o["declared_kw"]) for o in b.detail["owners"]}
-    delivery = dict(zip(sorted(declared), (1.05, 0.95, 0.4), strict=False))
-    console.print(f"stand-in dispatch: owners deliver {delivery} of their declared shares",
-                  highlight=False)
-    syn.simulate_event_day(engine, devices, start, start + timedelta(hours=2), declared,
-                           delivery)
-    settle(ctx, event=ev, out=out, pay=True, rebound_hours=2.0, resettle=False)
+    settle(ctx, event=run.event_id, out=out, pay=True, rebound_hours=2.0, resettle=False)
     report(ctx, period="2025-07", out=out)
