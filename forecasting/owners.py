@@ -68,6 +68,18 @@ class SiteForecastRun:
     data_end: pd.Timestamp | None = None
 
 
+def min_history_days(cfg: ForecastSettings) -> int:
+    """Whole days of history a site needs for ``cfg``: :data:`MIN_HISTORY_DAYS`, plus, for
+    LightGBM with residual quantiles, the ``calibration_days`` its quantiles are calibrated on
+    (:meth:`forecasting.models.GbmQuantileModel.fit` holds them out of training; with fewer,
+    every fit failed after its training rows were built, at every refresh)."""
+    need = MIN_HISTORY_DAYS.get(cfg.model, 14)
+    if cfg.model == "lightgbm" and cfg.quantile_method == "residual" \
+            and any(q != 0.5 for q in cfg.quantiles):
+        need += cfg.calibration_days
+    return need
+
+
 def interpolate_gaps(load: pd.DataFrame, interval_minutes: int,
                      max_gap_minutes: int) -> pd.DataFrame:
     """Gaps of up to ``max_gap_minutes`` inside a series filled linearly; longer ones stay NaN."""
@@ -88,7 +100,7 @@ def forecast_sites(cfg: ForecastSettings, raw: pd.DataFrame,
     previous forecast; when the data still ends there for the same sites, nothing is computed
     (state ``unchanged``). Never raises for want of data: the run says why there is none."""
     load = interpolate_gaps(raw, cfg.interval_minutes, cfg.max_gap_minutes)
-    need = MIN_HISTORY_DAYS.get(cfg.model, 14)
+    need = min_history_days(cfg)
     days = load.notna().sum(axis=0) / (1440 // cfg.interval_minutes)
     ok = tuple(c for c in load.columns if days[c] >= need)
     hist = float(days.max()) if len(days) else 0.0
