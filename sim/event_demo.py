@@ -60,15 +60,23 @@ class DemoEvent:
 
 #: the demo fleet: three owners, 22 MW rated, 12.5 MW sheddable (Hunan's minimum offer is
 #: 10 MW), each device within its profile's limits (the packaged battery profiles are 5 kW
-#: home units, so storage is not in it)
+#: home units, so storage is not in it). The malls' thermal parameters are scaled to MW-size
+#: buildings (the model's defaults, 0.05 degC/kW and 40 kWh/degC, are a small building's:
+#: a 5 MW chiller plant held 2 MW below its need would leave the comfort band in minutes and
+#: override its cap); 8,000 kWh/degC holds the declared 2 MW shed (6 MW thermal at COP 3)
+#: for about 3 h within 2.5 degC
 DEMO_FLEET: list[tuple[str, list[dict[str, Any]]]] = [
     ("Shennong City Mall", [
         {"name": "chiller-1", "kind": "commercial_building", "profile": "coolmaster-vrf",
          "rated_power_kw": 5000.0, "min_setpoint_kw": 0.0, "max_setpoint_kw": 5000.0,
-         "params": {"max_shed_kw": 2000.0, "max_shed_minutes": 180}},
+         "params": {"max_shed_kw": 2000.0, "max_shed_minutes": 180,
+                    "thermal_resistance_c_per_kw": 0.002,
+                    "thermal_capacitance_kwh_per_c": 8000.0}},
         {"name": "chiller-2", "kind": "commercial_building", "profile": "coolmaster-vrf",
          "rated_power_kw": 3000.0, "min_setpoint_kw": 0.0, "max_setpoint_kw": 3000.0,
-         "params": {"max_shed_kw": 1000.0, "max_shed_minutes": 180}},
+         "params": {"max_shed_kw": 1000.0, "max_shed_minutes": 180,
+                    "thermal_resistance_c_per_kw": 0.004,
+                    "thermal_capacitance_kwh_per_c": 4000.0}},
     ]),
     ("Zhuzhou Rail Equipment Works", [
         {"name": "furnace", "kind": "industrial_load", "profile": "industrial-plc",
