@@ -106,7 +106,7 @@ async def test_poller_quarantines_bad_devices_and_keeps_the_rest(sqlite_engine: 
     devs_b = {1: sim_device(keba, clock, 1), 2: sim_device(keba, clock, 2),
               3: sim_device(keba, clock, 3), 4: sim_device(keba, clock, 4)}
     polling = PollingSettings(interval_s=0.1, timeout_s=0.3, retries=0, backoff_base_s=0.01,
-                              offline_after_failures=2)
+                              offline_after_failures=2, offline_retry_s=0.0)  # retried each cycle
 
     def dev(c, unit: int) -> dict:  # noqa: ANN001
         return {"name": f"{c.profile}-{unit}", "kind": c.kind.value, "unit_id": unit,
