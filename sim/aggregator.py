@@ -307,18 +307,25 @@ class Dispatcher:
         self.partitioned_scheduler.close()
 
     def plan(self, devices: Sequence, owners: Sequence[str], baseline_kw: np.ndarray,
-             price_yuan_per_kwh: np.ndarray, reduction_kw: float,
-             window: tuple[int, int]) -> CallPlan:
-        """Plan ``reduction_kw`` over ``window`` (interval indices) for ``devices`` (scheduler
-        :class:`~vpp.scheduler.inputs.FleetDevice`, fleet order; ``owners`` one per device)."""
-        from vpp.scheduler.inputs import EventCall, HorizonData
+             price_yuan_per_kwh: np.ndarray, declared_kw: float, window: tuple[int, int],
+             band_upper_pct: float) -> CallPlan:
+        """Plan a bid of ``declared_kw`` over ``window`` (interval indices) for ``devices``
+        (scheduler :class:`~vpp.scheduler.inputs.FleetDevice`, fleet order; ``owners`` one per
+        device), asking what the daemon's planner asks (:func:`vpp.scheduler.call_target.
+        plan_call`: the declared kW, at most ``target_margin_pct`` more within the band's
+        ceiling ``band_upper_pct``, the tail's rebound cap)."""
+        from vpp.scheduler.call_target import plan_call
+        from vpp.scheduler.inputs import HorizonData
         from vpp.scheduler.model import SolverOptions
         from vpp.scheduler.service import Scheduler
 
         n = baseline_kw.shape[1]
+        call = plan_call(declared_kw, window[0], window[1],
+                         target_margin_pct=self.settings.target_margin_pct,
+                         band_upper_pct=band_upper_pct,
+                         rebound_max_pct=self.settings.rebound_max_pct)
         data = HorizonData(baseline_kw=baseline_kw, price_yuan_per_kwh=price_yuan_per_kwh,
-                           call=EventCall(window[0], window[1], reduction_kw), now_index=0,
-                           interval_minutes=self.interval_minutes)
+                           call=call, now_index=0, interval_minutes=self.interval_minutes)
         if self.partitioned(len(devices)):
             return self._plan_partitioned(devices, owners, data)
         sched = self._schedulers.get(n)

@@ -51,7 +51,6 @@ from vpp.errors import DeviceError, ValidationError
 
 Progress = Callable[[str, int, int], None]
 VIOLATION_TAIL = 8  # comfort / SoC checked over the event and 2 h after
-HEADROOM = 1.1  # the plan aims 10% above the award (the band pays up to 120%)
 SOC_TOLERANCE_PCT = 0.5
 WARM_UP_HOURS = 8
 # 5 working days of baseline; too few for the forecaster: the offer is made from metered days,
@@ -343,7 +342,8 @@ class SeasonRun:
         t0 = time.perf_counter()
         try:
             plan = self.dispatcher.plan(devices, [self.device_owners[i] for i in rows], base,
-                                        price, p.declared_kw * HEADROOM, (0, n_ev))
+                                        price, p.declared_kw, (0, n_ev),
+                                        float(p.programme.band.upper_pct))
         except ValidationError as exc:
             p.notes.append(f"no dispatch plan: {exc.message}")
             p.plan = None

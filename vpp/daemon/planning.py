@@ -70,6 +70,7 @@ from vpp.models import (
     TelemetryReading,
     table_of,
 )
+from vpp.scheduler.call_target import call_headroom
 from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData, Params
 from vpp.scheduler.model import SolverOptions
 from vpp.scheduler.partition import PartitionedScheduler
@@ -377,8 +378,8 @@ class Planner:
         sign = 1.0 if ev.direction == "peak_shaving" else -1.0
         # the plan delivers the declared amount and at most target_margin_pct more (where that
         # saves energy cost), never past the band's ceiling, which the programme does not pay
-        headroom = min(1.0 + settings.scheduler.target_margin_pct / 100.0,
-                       max(float(programme.band.upper_pct) / 100.0, 1.0))
+        headroom = call_headroom(settings.scheduler.target_margin_pct,
+                                 float(programme.band.upper_pct))
         return {
             "event": ev, "bid": bid, "devices": fleet_devs, "rows": devices,
             "baseline": np.vstack(baselines), "price": price, "h0": h0, "n": n,
