@@ -1,14 +1,18 @@
 """The offer of a fleet without the history an offer is normally made from: a declared share of
-what it can hold for the whole event, with the rule and the reason in the bid.
+what it can deliver on average over the event, with the rule and the reason in the bid.
 
 :func:`bidding.workflow.bid_event` needs load quantiles (the daemon's forecast or metered
 days); a fleet enrolled today has neither. Declaring its nameplate then is what cost the
 first-run owner 2,375.98 yuan: 15 MW declared for 100 buildings that could hold about a tenth
 of it, comfort protection took over within minutes, delivery fell to 34%, below the band. So:
 
-* **Dependable envelope** (:func:`held_kw`), per device, what it can hold for the event's whole
-  duration -- :func:`bidding.capability.device_capability_kw` (shed and curtail minutes,
-  battery energy at full usable charge), further limited by
+* **Dependable envelope** (:func:`held_kw`), per device, its average reduction over the event
+  (the hunan-2026 band settles on the event basis: response = energy over the window /
+  duration) -- :func:`bidding.capability.device_capability_kw` (battery energy at full usable
+  charge); a building or industrial load that can shed for ``h`` of the event's ``H`` minutes
+  (``max_shed_minutes``, ``max_curtail_minutes``) counts its shed x ``h/H``, the average a fleet
+  of them delivers when the plan staggers their sheds (the scheduler's duration limit is the
+  same energy, ``max_kw x minutes``: :mod:`vpp.scheduler.shed`); further limited by
   - buildings: the comfort band. With no indoor temperature known the building is taken at
     the middle of its band, so it may drift half the band; shedding ``P`` kW of electric HVAC
     adds ``COP x P`` kW of heat, so ``P <= C x band/2 / (COP x hours)`` (``C`` the thermal
@@ -46,6 +50,7 @@ from vpp.device_kinds import (
     CommercialBuildingParams,
     DeviceKind,
     EvChargerParams,
+    IndustrialLoadParams,
     parse_params,
 )
 
@@ -106,14 +111,26 @@ def season_of(month: int) -> str:
     return next(s for s, months in SEASON_MONTHS.items() if month in months)
 
 
+def _shed_minutes(p: object) -> float | None:
+    """How long a building or industrial load may shed (minutes); None for other kinds."""
+    if isinstance(p, CommercialBuildingParams):
+        return float(p.max_shed_minutes)
+    if isinstance(p, IndustrialLoadParams):
+        return float(p.max_curtail_minutes)
+    return None
+
+
 def held_kw(device: OwnedDevice, duration_h: float, month: int,
             soc_pct: float | None = None) -> float:
-    """Dependable kW the device holds for ``duration_h`` hours in ``month`` (module docstring)."""
+    """Dependable kW the device delivers on average over an event of ``duration_h`` hours in
+    ``month`` (module docstring: a shed shorter than the event counts pro rata)."""
     if duration_h <= 0:
         raise ValueError("duration_h must be positive")
     kind = DeviceKind(device.kind)
     p = parse_params(kind, device.params)
-    kw = device_capability_kw(device, duration_h)  # type: ignore[arg-type]  # same attributes
+    shed_minutes = _shed_minutes(p)
+    hold_h = duration_h if shed_minutes is None else min(duration_h, shed_minutes / 60)
+    kw = device_capability_kw(device, hold_h) * hold_h / duration_h  # type: ignore[arg-type]
     if isinstance(p, CommercialBuildingParams):
         half_band_c = (p.comfort_max_c - p.comfort_min_c) / 2
         kw = min(kw, p.thermal_capacitance_kwh_per_c * half_band_c / (ASSUMED_COP * duration_h))

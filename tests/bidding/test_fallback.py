@@ -68,7 +68,8 @@ def test_each_kind_counts_what_it_holds_for_the_whole_event() -> None:
     assert held_kw(building, 1.0, 4) == pytest.approx(6.0)  # spring: little cooling to shed
     plant = _of(_kind("industrial-plc"), 2)
     assert held_kw(plant, 1.0, 7) == 250.0
-    assert held_kw(plant, 1.5, 7) == 0.0  # 60 minutes of curtailment cannot hold 90
+    # 60 minutes of curtailment in a 90-minute event: two thirds of it on the event basis
+    assert held_kw(plant, 1.5, 7) == pytest.approx(250.0 * 60 / 90)
     charger = _of(_kind("alfen-ng9xx"), 3)
     assert held_kw(charger, 1.0, 7) == pytest.approx(11.0)  # half the posts in use
     battery = _of(_kind("sunspec"), 4)  # 10 kW, 20 kWh, 10-95 %
@@ -122,6 +123,28 @@ def test_the_synthetic_fleet_of_a_first_run_clears_ten_megawatts_from_490_device
     capped = offer(700, 12_000.0)
     assert capped.declared_kw == pytest.approx(12_000.0)
     assert capped.detail["capped_from_kw"] > 12_000.0
+
+
+def test_an_event_longer_than_a_shed_counts_the_shed_pro_rata() -> None:
+    """The first run's OpenADR call, 12:41:30-13:41:30, is widened to the intervals covering it
+    (12:30-13:45, 75 minutes): 100 industrial PLCs that curtail 250 kW for up to 60 minutes
+    deliver 250 x 60/75 = 200 kW each on average over the event (staggered), which the
+    event-basis band pays; before, they counted zero and the offer fell below 10 MW."""
+    programme, product = _hunan()
+    assert programme.band.basis == "event"
+    plant = _kind("industrial-plc")
+    plants = [_of(plant, i, owner=i % 4) for i in range(100)]
+    offer = no_history_offer(plants, programme, product, start=START,
+                             end=START + timedelta(minutes=75), requested_kw=12_000.0,
+                             price_yuan_per_kwh=Decimal("2.0"), fraction_pct=50.0, gap=GAP)
+    assert offer.detail["envelope_kw"] == pytest.approx(100 * 200.0)
+    assert offer.declared_kw == pytest.approx(10_000.0)
+    assert held_kw(_of(plant, 1), 1.0, 7) == 250.0  # an event it can hold whole: all of it
+    building = _kind("coolmaster-vrf")
+    short = _of(SyntheticKind(building.profile, building.kind, 600.0, 150.0, 600.0,
+                              {**building.params, "max_shed_minutes": 30,
+                               "thermal_capacitance_kwh_per_c": 10_000.0}), 2)
+    assert held_kw(short, 2.0, 7) == pytest.approx(220.0 * 30 / 120)
 
 
 def test_the_history_the_programme_needs_and_the_days_held() -> None:
