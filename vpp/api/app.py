@@ -8,7 +8,7 @@ from aiohttp import web
 
 import vpp
 from vpp.api import routes_events, routes_fleet, routes_system, routes_tokens
-from vpp.api.context import SERVICES
+from vpp.api.context import PARTS
 from vpp.api.errors import ServerLogger, error_middleware
 from vpp.api.openapi import build_openapi
 from vpp.api.routing import MAX_BODY_BYTES, Call, Route, add_routes
@@ -32,7 +32,7 @@ ROUTES: list[Route] = [
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[SERVICES].metrics.render()
+    body = request.app[PARTS].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -56,7 +56,7 @@ def build_app(parts: DaemonParts) -> web.Application:
                           client_max_size=MAX_BODY_BYTES,
                           # requests aiohttp's parser refuses: one log line, no traceback
                           handler_args={"logger": ServerLogger()})
-    app[SERVICES] = parts
+    app[PARTS] = parts
     app[OPENAPI_KEY] = build_openapi(ROUTES, "Xiang VPP API", getattr(vpp, "__version__", "0"))
     add_routes(app, ROUTES)
     app.router.add_get("/metrics", metrics, name="metrics")

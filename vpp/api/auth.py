@@ -15,7 +15,7 @@ from datetime import datetime
 from aiohttp import web
 from sqlmodel import Session, select
 
-from vpp.api.context import SERVICES
+from vpp.api.context import PARTS
 from vpp.api.errors import AuthError
 from vpp.errors import ValidationError
 from vpp.models import ApiToken, Role, utcnow
@@ -104,6 +104,6 @@ async def authenticate(request: web.Request) -> Principal:
     token = bearer_token(request)
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise AuthError("unknown token")
-    principal = await request.app[SERVICES].db.run(lookup_token, token)
+    principal = await request.app[PARTS].db.run(lookup_token, token)
     request[PRINCIPAL_KEY] = principal
     return principal

@@ -1,4 +1,4 @@
-"""Where handlers find the daemon's parts: ``request.app[SERVICES]``, a
+"""Where handlers find the daemon's parts: ``request.app[PARTS]``, a
 :class:`~vpp.daemon.parts.DaemonParts` (every part present)."""
 
 from __future__ import annotations
@@ -7,4 +7,4 @@ from aiohttp import web
 
 from vpp.daemon.parts import DaemonParts
 
-SERVICES: web.AppKey[DaemonParts] = web.AppKey("vpp.services", DaemonParts)
+PARTS: web.AppKey[DaemonParts] = web.AppKey("vpp.parts", DaemonParts)

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from vpp.api.context import SERVICES
+from vpp.api.context import PARTS
 from vpp.api.routing import Call, Route, roles
 from vpp.api.schemas import (
     BidOut,
@@ -88,7 +88,8 @@ def _event_out(s: Session, ev: GridEvent) -> EventOut:
 
 async def submit_call(call: Call) -> Any:
     body: GridCallIn = call.body
-    decision = await call.request.app[SERVICES].intake.receive(body, source="rest", actor=call.who.actor)
+    intake = call.request.app[PARTS].intake
+    decision = await intake.receive(body, source="rest", actor=call.who.actor)
     return decision
 
 
@@ -105,7 +106,7 @@ async def list_events(call: Call) -> list[EventOut]:
             stmt = stmt.where(col(GridEvent.id).in_(ids or {-1}))
         return [_event_out(s, ev) for ev in s.exec(stmt)]
 
-    return await call.request.app[SERVICES].db.run(work)
+    return await call.request.app[PARTS].db.run(work)
 
 
 def _load_event(s: Session, call: Call, event_id: int) -> GridEvent:
@@ -120,24 +121,24 @@ def _load_event(s: Session, call: Call, event_id: int) -> GridEvent:
 
 async def get_event(call: Call) -> EventOut:
     event_id = int(call.path["event_id"])
-    return await call.request.app[SERVICES].db.run(
+    return await call.request.app[PARTS].db.run(
         lambda s: _event_out(s, _load_event(s, call, event_id))
     )
 
 
 async def cancel_event(call: Call) -> EventOut:
-    services = call.request.app[SERVICES]
+    parts = call.request.app[PARTS]
     event_id = int(call.path["event_id"])
-    await services.intake.cancel(event_id, actor=call.who.actor)
-    return await services.db.run(lambda s: _event_out(s, _load_event(s, call, event_id)))
+    await parts.intake.cancel(event_id, actor=call.who.actor)
+    return await parts.db.run(lambda s: _event_out(s, _load_event(s, call, event_id)))
 
 
 async def event_delivery_route(call: Call) -> dict[str, Any]:
-    services = call.request.app[SERVICES]
+    parts = call.request.app[PARTS]
     event_id = int(call.path["event_id"])
-    now = services.clock()
-    minutes = services.settings.service.market_interval_minutes
-    return await services.db.run(
+    now = parts.clock()
+    minutes = parts.settings.service.market_interval_minutes
+    return await parts.db.run(
         lambda s: event_delivery(s, _load_event(s, call, event_id), now, minutes))
 
 
@@ -148,7 +149,7 @@ async def event_bids(call: Call) -> list[Bid]:
         _load_event(s, call, event_id)
         return list(s.exec(select(Bid).where(Bid.event_id == event_id).order_by(col(Bid.id))))
 
-    return await call.request.app[SERVICES].db.run(work)
+    return await call.request.app[PARTS].db.run(work)
 
 
 async def event_plans(call: Call) -> list[PlanOut]:
@@ -165,11 +166,11 @@ async def event_plans(call: Call) -> list[PlanOut]:
             out.append(po)
         return out
 
-    return await call.request.app[SERVICES].db.run(work)
+    return await call.request.app[PARTS].db.run(work)
 
 
 async def list_settlements(call: Call) -> list[Settlement]:
-    return await call.request.app[SERVICES].db.run(
+    return await call.request.app[PARTS].db.run(
         lambda s: list(s.exec(select(Settlement).order_by(col(Settlement.id).desc()).limit(500)))
     )
 
@@ -191,7 +192,7 @@ async def list_payouts(call: Call) -> list[PayoutOut]:
             for p, ev_id in s.exec(stmt)
         ]
 
-    return await call.request.app[SERVICES].db.run(work)
+    return await call.request.app[PARTS].db.run(work)
 
 
 ROUTES = [

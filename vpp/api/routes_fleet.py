@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from vpp import fleet
 from vpp.api import routes_fleet_edit
-from vpp.api.context import SERVICES
+from vpp.api.context import PARTS
 from vpp.api.routing import Call, Route, roles
 from vpp.api.schemas import (
     DeviceOut,
@@ -30,9 +30,11 @@ from vpp.api.schemas import (
     OwnerCreate,
     OwnerOut,
     Preferences,
+    ProbeProgress,
     TelemetryPoint,
     TelemetryQuery,
 )
+from vpp.daemon.parts import DaemonParts
 from vpp.db import row_version
 from vpp.device_kinds import BatteryParams, DeviceKind, parse_params
 from vpp.errors import NotFoundError, ValidationError
@@ -43,13 +45,13 @@ OP = roles(Role.OPERATOR)
 OP_OWNER = roles(Role.OPERATOR, Role.OWNER)
 
 
-def _services(call: Call):  # noqa: ANN202
-    return call.request.app[SERVICES]
+def _parts(call: Call) -> DaemonParts:
+    return call.request.app[PARTS]
 
 
 # ----------------------------------------------------------------------------------- owners
 async def list_owners(call: Call) -> list[Owner]:
-    return await _services(call).db.run(
+    return await _parts(call).db.run(
         lambda s: list(s.exec(select(Owner).order_by(col(Owner.id))).all())
     )
 
@@ -64,17 +66,17 @@ async def create_owner(call: Call) -> Owner:
                        detail={"name": owner.name}))
         return owner
 
-    return await _services(call).db.run(work)
+    return await _parts(call).db.run(work)
 
 
 async def get_owner(call: Call) -> Owner:
     owner_id = int(call.path["owner_id"])
     call.check_owner(owner_id, f"owner {owner_id}")
-    return await _services(call).db.run(lambda s: fleet.get_owner(s, owner_id))
+    return await _parts(call).db.run(lambda s: fleet.get_owner(s, owner_id))
 
 
 # ----------------------------------------------------------------------------------- gateways
-def _gateway_out(s: Session, gw: Gateway, progress: Any) -> GatewayOut:
+def _gateway_out(s: Session, gw: Gateway, progress: ProbeProgress | None) -> GatewayOut:
     ids = list(s.exec(select(Device.id).where(Device.gateway_id == gw.id).order_by(col(Device.id))))
     out = GatewayOut.model_validate(gw)
     out.device_ids = [int(i) for i in ids if i is not None]
@@ -84,28 +86,28 @@ def _gateway_out(s: Session, gw: Gateway, progress: Any) -> GatewayOut:
 
 async def list_gateways(call: Call) -> list[GatewayOut]:
     scope = call.owner_scope()
-    jobs = _services(call).enrolment
+    jobs = _parts(call).enrolment
 
     def work(s: Session) -> list[GatewayOut]:
         stmt = select(Gateway).order_by(col(Gateway.id))
         if scope is not None:
             stmt = stmt.where(Gateway.owner_id == scope)
-        return [_gateway_out(s, g, jobs.progress(g.id) if jobs else None) for g in s.exec(stmt)]
+        return [_gateway_out(s, g, jobs.progress(g.id)) for g in s.exec(stmt)]
 
-    return await _services(call).db.run(work)
+    return await _parts(call).db.run(work)
 
 
 async def _load_gateway(call: Call, gateway_id: int) -> GatewayOut:
-    jobs = _services(call).enrolment
+    jobs = _parts(call).enrolment
 
     def work(s: Session) -> GatewayOut:
         gw = s.get(Gateway, gateway_id)
         if gw is None:
             raise NotFoundError(f"no gateway {gateway_id}")
         call.check_owner(gw.owner_id, f"gateway {gateway_id}")
-        return _gateway_out(s, gw, jobs.progress(gateway_id) if jobs else None)
+        return _gateway_out(s, gw, jobs.progress(gateway_id))
 
-    return await _services(call).db.run(work)
+    return await _parts(call).db.run(work)
 
 
 async def get_gateway(call: Call) -> GatewayOut:
@@ -126,7 +128,7 @@ async def enrol_gateway(call: Call) -> GatewayOut:
     spec = {"host": body.host, "port": body.port,
             "devices": [d.model_dump(mode="json") for d in body.devices]}
 
-    hosts = HostPolicy.from_settings(_services(call).settings.enrolment)
+    hosts = HostPolicy.from_settings(_parts(call).settings.enrolment)
 
     def work(s: Session) -> int:
         owner = fleet.get_owner(s, int(owner_id or 0))
@@ -136,10 +138,9 @@ async def enrol_gateway(call: Call) -> GatewayOut:
                        subject=f"gateway:{enrolled.gateway.id}", detail={"via": "api"}))
         return int(enrolled.gateway.id or 0)
 
-    gateway_id = await _services(call).db.run(work)
-    jobs = _services(call).enrolment
-    if jobs is not None:
-        jobs.start(gateway_id)
+    gateway_id = await _parts(call).db.run(work)
+    jobs = _parts(call).enrolment
+    jobs.start(gateway_id)
     out = await _load_gateway(call, gateway_id)
     return out
 
@@ -147,22 +148,20 @@ async def enrol_gateway(call: Call) -> GatewayOut:
 async def reprobe_gateway(call: Call) -> GatewayOut:
     gateway_id = int(call.path["gateway_id"])
     await _load_gateway(call, gateway_id)  # existence and ownership
-    jobs = _services(call).enrolment
-    if jobs is None:
-        raise NotFoundError("enrolment is not available in this process")
+    jobs = _parts(call).enrolment
     jobs.start(gateway_id)
     return await _load_gateway(call, gateway_id)
 
 
 # ----------------------------------------------------------------------------------- devices
-def _device_out(d: Device | DeviceOut, services: Any) -> DeviceOut:
+def _device_out(d: Device | DeviceOut, parts: DaemonParts) -> DeviceOut:
+    """The row with the fleet runtime's live state (last reading, held setpoint)."""
     out = d if isinstance(d, DeviceOut) else DeviceOut.model_validate(d)
-    rt = services.fleet
-    if rt is not None:
-        st = rt.latest(int(d.id or 0))
-        if st is not None:
-            out.power_kw, out.soc_pct, out.last_seen_at = st.power_kw, st.soc_pct, st.ts
-        out.setpoint_kw = rt.last_setpoint(int(d.id or 0))
+    rt = parts.fleet
+    st = rt.latest(int(d.id or 0))
+    if st is not None:
+        out.power_kw, out.soc_pct, out.last_seen_at = st.power_kw, st.soc_pct, st.ts
+    out.setpoint_kw = rt.last_setpoint(int(d.id or 0))
     return out
 
 
@@ -185,10 +184,9 @@ _listing_caches: weakref.WeakKeyDictionary[web.Application, _ListingCache] = (
     weakref.WeakKeyDictionary())
 
 
-def _listing_version(services: Any) -> tuple[int, int] | None:
-    """``None`` without a fleet runtime (an API without polling): nothing is cached then."""
-    rt = services.fleet
-    return None if rt is None else (rt.version, row_version(table_of(Device).name))
+def _listing_version(parts: DaemonParts) -> tuple[int, int]:
+    rt = parts.fleet
+    return rt.version, row_version(table_of(Device).name)
 
 
 async def list_devices(call: Call) -> web.Response:
@@ -201,22 +199,20 @@ async def list_devices(call: Call) -> web.Response:
     process (the CLI) at most :data:`LISTING_MAX_AGE_S` later.
     """
     scope = call.owner_scope()
-    services = _services(call)
+    parts = _parts(call)
     cache = _listing_caches.setdefault(call.request.app, _ListingCache())
-    version = _listing_version(services)  # before reading: a change meanwhile moves it
+    version = _listing_version(parts)  # before reading: a change meanwhile moves it
     now = time.monotonic()
     hit = cache.entries.get(scope)
-    if (version is not None and hit is not None and hit[0] == version
-            and now - hit[1] < LISTING_MAX_AGE_S):
+    if hit is not None and hit[0] == version and now - hit[1] < LISTING_MAX_AGE_S:
         body = hit[2]
     else:
-        body = DEVICE_LIST.dump_json(await _list_devices(services, scope))
-        if version is not None:
-            cache.entries[scope] = (version, now, body)
+        body = DEVICE_LIST.dump_json(await _list_devices(parts, scope))
+        cache.entries[scope] = (version, now, body)
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
-async def _list_devices(services: Any, scope: int | None) -> list[DeviceOut]:
+async def _list_devices(parts: DaemonParts, scope: int | None) -> list[DeviceOut]:
     def work(s: Session) -> list[DeviceOut]:
         # rows, not ORM objects, validated in the worker thread: listing 1,000 devices was
         # 45% of the daemon's Python time under the load benchmark (py-spy), ORM loading and
@@ -229,7 +225,7 @@ async def _list_devices(services: Any, scope: int | None) -> list[DeviceOut]:
         keys = list(res.keys())  # once, not per row as RowMapping does
         return DEVICE_LIST.validate_python([dict(zip(keys, r, strict=True)) for r in res.all()])
 
-    return [_device_out(d, services) for d in await services.db.run(work)]
+    return [_device_out(d, parts) for d in await parts.db.run(work)]
 
 
 async def _load_device(call: Call, device_id: int) -> Device:
@@ -240,12 +236,12 @@ async def _load_device(call: Call, device_id: int) -> Device:
         call.check_owner(d.owner_id, f"device {device_id}")
         return d
 
-    return await _services(call).db.run(work)
+    return await _parts(call).db.run(work)
 
 
 async def get_device(call: Call) -> DeviceOut:
     d = await _load_device(call, int(call.path["device_id"]))
-    return _device_out(d, _services(call))
+    return _device_out(d, _parts(call))
 
 
 def check_preferences(device: Device, prefs: dict[str, Any]) -> None:
@@ -304,19 +300,18 @@ async def update_preferences(call: Call) -> DeviceOut:
                        detail={"changes": changes}))
         return d
 
-    services = _services(call)
-    d = await services.db.run(work)
-    if services.control is not None:
-        services.control.preferences_changed(device_id)
-    return _device_out(d, services)
+    parts = _parts(call)
+    d = await parts.db.run(work)
+    parts.control.preferences_changed(device_id)
+    return _device_out(d, parts)
 
 
 async def device_telemetry(call: Call) -> list[TelemetryReading]:
     device_id = int(call.path["device_id"])
     await _load_device(call, device_id)
     q: TelemetryQuery = call.query
-    services = _services(call)
-    end = q.end or services.clock()
+    parts = _parts(call)
+    end = q.end or parts.clock()
     start = q.start or end - timedelta(hours=1)
     if start >= end:
         raise ValidationError("query.start: must be before end")
@@ -329,7 +324,7 @@ async def device_telemetry(call: Call) -> list[TelemetryReading]:
         ).all()
         return list(reversed(rows))
 
-    return await services.db.run(work)
+    return await parts.db.run(work)
 
 
 ROUTES = [

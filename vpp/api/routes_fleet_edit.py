@@ -10,12 +10,10 @@ background, as at enrolment.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlmodel import Session
 
 from vpp import fleet_edit, profiles
-from vpp.api.context import SERVICES
+from vpp.api.context import PARTS
 from vpp.api.routing import Call, Route, roles
 from vpp.api.schemas import DeviceOut, GatewayOut
 from vpp.api.schemas_fleet import (
@@ -25,6 +23,7 @@ from vpp.api.schemas_fleet import (
     ProfileSubmit,
     Removed,
 )
+from vpp.daemon.parts import DaemonParts
 from vpp.errors import ConfigError, ValidationError
 from vpp.gateway_hosts import HostPolicy
 from vpp.models import DeviceProfileRow, DeviceStatus, EnrolmentState, Role
@@ -32,17 +31,16 @@ from vpp.models import DeviceProfileRow, DeviceStatus, EnrolmentState, Role
 OP_OWNER = roles(Role.OPERATOR, Role.OWNER)
 
 
-def _services(call: Call) -> Any:
-    return call.request.app[SERVICES]
+def _parts(call: Call) -> DaemonParts:
+    return call.request.app[PARTS]
 
 
 def _changed(call: Call, probe_gateway: int | None = None) -> None:
     """Tell this process's daemon parts: reload the fleet now; probe what needs it."""
-    services = _services(call)
-    if services.fleet is not None:
-        services.fleet.request_refresh()
-    if probe_gateway is not None and services.enrolment is not None:
-        services.enrolment.start(probe_gateway)
+    parts = _parts(call)
+    parts.fleet.request_refresh()
+    if probe_gateway is not None:
+        parts.enrolment.start(probe_gateway)
 
 
 async def _gateway(call: Call, gateway_id: int) -> GatewayOut:
@@ -56,7 +54,7 @@ async def patch_gateway(call: Call) -> GatewayOut:
     gateway_id = int(call.path["gateway_id"])
     body: GatewayPatch = call.body
     scope, actor = call.owner_scope(), call.who.actor
-    hosts = HostPolicy.from_settings(_services(call).settings.enrolment)
+    hosts = HostPolicy.from_settings(_parts(call).settings.enrolment)
 
     def work(s: Session) -> bool:
         gw = fleet_edit.get_gateway(s, gateway_id, scope)
@@ -64,7 +62,7 @@ async def patch_gateway(call: Call) -> GatewayOut:
                                           actor, hosts)
         return bool(changes) and gw.enrolment_state == EnrolmentState.REGISTERED.value
 
-    reprobe = await _services(call).db.run(work)
+    reprobe = await _parts(call).db.run(work)
     _changed(call, gateway_id if reprobe else None)
     return await _gateway(call, gateway_id)
 
@@ -72,7 +70,7 @@ async def patch_gateway(call: Call) -> GatewayOut:
 async def retire_gateway(call: Call) -> GatewayOut:
     gateway_id = int(call.path["gateway_id"])
     scope, actor = call.owner_scope(), call.who.actor
-    await _services(call).db.run(lambda s: fleet_edit.retire_gateway(
+    await _parts(call).db.run(lambda s: fleet_edit.retire_gateway(
         s, fleet_edit.get_gateway(s, gateway_id, scope), actor))
     _changed(call)
     return await _gateway(call, gateway_id)
@@ -81,7 +79,7 @@ async def retire_gateway(call: Call) -> GatewayOut:
 async def delete_gateway(call: Call) -> Removed:
     gateway_id = int(call.path["gateway_id"])
     scope, actor = call.owner_scope(), call.who.actor
-    await _services(call).db.run(lambda s: fleet_edit.remove_gateway(
+    await _parts(call).db.run(lambda s: fleet_edit.remove_gateway(
         s, fleet_edit.get_gateway(s, gateway_id, scope), actor))
     _changed(call)
     return Removed(removed=f"gateway {gateway_id}")
@@ -105,7 +103,7 @@ async def patch_device(call: Call) -> DeviceOut:
             **body.model_dump(exclude_unset=True)), actor)
         return d.gateway_id if changes and d.status == DeviceStatus.PENDING.value else None
 
-    reprobe = await _services(call).db.run(work)
+    reprobe = await _parts(call).db.run(work)
     _changed(call, reprobe)
     return await _device(call, device_id)
 
@@ -113,7 +111,7 @@ async def patch_device(call: Call) -> DeviceOut:
 async def retire_device(call: Call) -> DeviceOut:
     device_id = int(call.path["device_id"])
     scope, actor = call.owner_scope(), call.who.actor
-    await _services(call).db.run(lambda s: fleet_edit.retire_device(
+    await _parts(call).db.run(lambda s: fleet_edit.retire_device(
         s, fleet_edit.get_device(s, device_id, scope), actor))
     _changed(call)
     return await _device(call, device_id)
@@ -122,7 +120,7 @@ async def retire_device(call: Call) -> DeviceOut:
 async def delete_device(call: Call) -> Removed:
     device_id = int(call.path["device_id"])
     scope, actor = call.owner_scope(), call.who.actor
-    await _services(call).db.run(lambda s: fleet_edit.remove_device(
+    await _parts(call).db.run(lambda s: fleet_edit.remove_device(
         s, fleet_edit.get_device(s, device_id, scope), actor))
     _changed(call)
     return Removed(removed=f"device {device_id}")
@@ -156,24 +154,24 @@ async def submit_profile(call: Call) -> ProfileOut:
             raise ValidationError(f"body.{exc.message}") from None
         return _profile_out(row)
 
-    return await _services(call).db.run(work)
+    return await _parts(call).db.run(work)
 
 
 async def list_profiles(call: Call) -> list[ProfileOut]:
     scope = call.owner_scope()
-    return await _services(call).db.run(
+    return await _parts(call).db.run(
         lambda s: [_profile_out(r) for r in profiles.list_stored(s, scope)])
 
 
 async def get_profile(call: Call) -> ProfileOut:
     name, scope = str(call.path["name"]), call.owner_scope()
-    return await _services(call).db.run(
+    return await _parts(call).db.run(
         lambda s: _profile_out(profiles.get_stored(s, name, scope)))
 
 
 async def delete_profile(call: Call) -> Removed:
     name, scope, actor = str(call.path["name"]), call.owner_scope(), call.who.actor
-    await _services(call).db.run(lambda s: profiles.delete_profile(s, name, scope, actor))
+    await _parts(call).db.run(lambda s: profiles.delete_profile(s, name, scope, actor))
     return Removed(removed=f"profile {name}")
 
 

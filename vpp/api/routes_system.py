@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 import vpp
-from vpp.api.context import SERVICES
+from vpp.api.context import PARTS
 from vpp.api.routing import Call, Route, roles
 from vpp.api.schemas import FleetStatus, Health, LoopOut, Me, SeriesQuery
 from vpp.db import redact
@@ -20,11 +20,11 @@ ANY = roles(Role.OPERATOR, Role.OWNER, Role.GRID)
 
 
 async def health(call: Call) -> Health:
-    services = call.request.app[SERVICES]
-    loops = {st.name: st.state for st in services.supervisor.statuses()}
-    bad = any(st.consecutive_failures for st in services.supervisor.statuses())
+    parts = call.request.app[PARTS]
+    loops = {st.name: st.state for st in parts.supervisor.statuses()}
+    bad = any(st.consecutive_failures for st in parts.supervisor.statuses())
     return Health(status="degraded" if bad else "ok", version=getattr(vpp, "__version__", "0"),
-                  database=redact(str(services.db.engine.url)).split("://")[0], loops=loops)
+                  database=redact(str(parts.db.engine.url)).split("://")[0], loops=loops)
 
 
 async def me(call: Call) -> Me:
@@ -36,16 +36,16 @@ async def me(call: Call) -> Me:
         o = s.get(Owner, p.owner_id)
         return o.name if o else None
 
-    name = await call.request.app[SERVICES].db.run(work)
+    name = await call.request.app[PARTS].db.run(work)
     return Me(role=p.role.value, owner_id=p.owner_id, owner_name=name, token_id=p.token_id)
 
 
 async def loops(call: Call) -> list[Any]:
-    return call.request.app[SERVICES].supervisor.statuses()
+    return call.request.app[PARTS].supervisor.statuses()
 
 
 async def fleet_status(call: Call) -> dict[str, Any]:
-    services = call.request.app[SERVICES]
+    parts = call.request.app[PARTS]
     q: SeriesQuery = call.query
 
     def work(s: Session) -> Counter[str]:
@@ -53,16 +53,16 @@ async def fleet_status(call: Call) -> dict[str, Any]:
         return Counter({str(k): int(n) for k, n in
                         s.execute(select(t.c.status, func.count()).group_by(t.c.status))})
 
-    by_status = await services.db.run(work)
+    by_status = await parts.db.run(work)
     out: dict[str, Any] = {
-        "now": services.clock(), "devices_total": sum(by_status.values()),
+        "now": parts.clock(), "devices_total": sum(by_status.values()),
         "by_status": dict(by_status), "devices_online": 0, "fleet_power_kw": None,
         "active_event": None, "baseline_kw": None, "target_kw": None, "delivered_kw": None,
         "series": [],
     }
-    out["devices_online"] = services.fleet.online_count()
-    out["fleet_power_kw"] = services.fleet.fleet_power_kw()
-    out.update(await services.control.live_view(q.points))
+    out["devices_online"] = parts.fleet.online_count()
+    out["fleet_power_kw"] = parts.fleet.fleet_power_kw()
+    out.update(await parts.control.live_view(q.points))
     return out
 
 

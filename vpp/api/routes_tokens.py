@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session, col, select
 
 from vpp import tokens
-from vpp.api.context import SERVICES
+from vpp.api.context import PARTS
 from vpp.api.routing import Call, Route, roles
 from vpp.models import ApiToken, Role, utcnow
 
@@ -63,12 +63,12 @@ async def list_tokens(call: Call) -> list[TokenOut]:
         now = utcnow()
         return [_out(r, now) for r in s.exec(q).all()]
 
-    return await call.request.app[SERVICES].db.run(work)
+    return await call.request.app[PARTS].db.run(work)
 
 
 async def rotate_own_token(call: Call) -> TokenRotated:
     who = call.who
-    api = call.request.app[SERVICES].settings.api
+    api = call.request.app[PARTS].settings.api
 
     def work(s: Session) -> TokenRotated:
         r = tokens.rotate_token(s, who.token_id, api=api, actor=who.actor)
@@ -76,7 +76,7 @@ async def rotate_own_token(call: Call) -> TokenRotated:
                             expires_at=r.new.expires_at, replaces_token_id=int(r.old.id or 0),
                             old_token_expires_at=r.old.expires_at)
 
-    return await call.request.app[SERVICES].db.run(work)
+    return await call.request.app[PARTS].db.run(work)
 
 
 async def revoke(call: Call) -> TokenOut:
@@ -88,7 +88,7 @@ async def revoke(call: Call) -> TokenOut:
         row = tokens.revoke_token(s, token_id, actor=actor, owner_id=owner_id)
         return _out(row, utcnow())
 
-    return await call.request.app[SERVICES].db.run(work)
+    return await call.request.app[PARTS].db.run(work)
 
 
 ROUTES = [
