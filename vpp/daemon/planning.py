@@ -406,7 +406,8 @@ class Planner:
             raise ValidationError("valley filling is not planned by this scheduler yet")
         first = inp["first"]
         call = EventCall(start=first, end=first + inp["n_event"], reduction_kw=inp["declared_kw"],
-                         ceiling_kw=inp["ceiling_kw"], rebound_max_pct=inp["rebound_max_pct"])
+                         ceiling_kw=inp["ceiling_kw"], rebound_max_pct=inp["rebound_max_pct"],
+                         origin=0)  # horizon interval 0 is the event's first
         data = HorizonData(baseline_kw=inp["baseline"], price_yuan_per_kwh=inp["price"],
                            call=call, now_index=first, interval_minutes=inp["minutes"])
         if self._partitioned.applies(len(inp["devices"])):

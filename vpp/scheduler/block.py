@@ -38,6 +38,8 @@ class Context:
     #: (``EventCall.rebound_max_pct`` set): loads shed only inside it and recover only outside
     #: (else shedding and recovering in one interval would pay the rebound back for free)
     shed_window: tuple[int, int] | None = None
+    #: the call's first interval before re-plans clipped it (:attr:`EventCall.first`)
+    call_first: int | None = None
 
 
 @dataclass

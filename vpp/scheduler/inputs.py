@@ -102,6 +102,9 @@ class EventCall:
     reduction_kw: float | Sequence[float] | np.ndarray
     ceiling_kw: float | Sequence[float] | np.ndarray | None = None
     rebound_max_pct: float | None = None
+    #: the call's first interval before a re-plan clipped it (None: ``start``): loads that
+    #: cannot shed for the whole call are staggered over the whole call (vpp.scheduler.shed)
+    origin: int | None = None
 
     def _window(self, values: float | Sequence[float] | np.ndarray, n: int) -> np.ndarray:
         out = np.full(n, np.nan)
@@ -120,6 +123,11 @@ class EventCall:
             return np.full(n, np.nan)
         return self._window(self.ceiling_kw, n)
 
+    @property
+    def first(self) -> int:
+        """The call's first interval, before any re-plan clipped it."""
+        return self.start if self.origin is None else self.origin
+
     def from_interval(self, now: int) -> EventCall:
         """The call clipped to start at ``now`` (a re-plan); ceiling and rebound kept."""
         if self.start >= now:
@@ -129,7 +137,7 @@ class EventCall:
         def clip(v: float | Sequence[float] | np.ndarray) -> np.ndarray:
             return np.broadcast_to(np.asarray(v, dtype=float), (k,))[now - self.start :].copy()
 
-        return replace(self, start=now, reduction_kw=clip(self.reduction_kw),
+        return replace(self, start=now, origin=self.first, reduction_kw=clip(self.reduction_kw),
                        ceiling_kw=None if self.ceiling_kw is None else clip(self.ceiling_kw))
 
 

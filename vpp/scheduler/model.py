@@ -283,7 +283,7 @@ class DispatchModel:
                                  strict=True):
             ctx = Context(n=n, dt_h=self.dt_h, now=data.now_index, baseline_kw=base[b.members],
                           devices=[devices[i] for i in b.members], weights=self.weights,
-                          shed_window=window)
+                          shed_window=window, call_first=call.first if call else None)
             v = b.vectors(ctx)
             scale = (b.rated_kw / S * N)[:, None]
             energy = (pm @ price)[None, :]  # price of one per-unit of each local var

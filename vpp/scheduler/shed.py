@@ -132,6 +132,9 @@ def _vectors(ctx: Context, sp: ShedSpec, rec: bool, window: int, rated: np.ndarr
     if ctx.shed_window is not None:
         inside = (np.arange(n) >= ctx.shed_window[0]) & (np.arange(n) < ctx.shed_window[1])
         shed_ok, recover_ok = live & inside[None, :], live & ~inside[None, :]
+        whole = (ctx.shed_window[0] if ctx.call_first is None else ctx.call_first,
+                 ctx.shed_window[1])
+        shed_ok = shed_ok & staggered(devs, attr(devs, sp.minutes), n, dt_h, whole)
     hi[:, :n] = np.where(shed_ok, rmax * scale, 0.0)
     budget = max_kw * attr(devs, sp.minutes) / 60.0 - attr(devs, "shed_used_kwh")
     lo[:, n] = -INF
@@ -160,6 +163,26 @@ def _vectors(ctx: Context, sp: ShedSpec, rec: bool, window: int, rated: np.ndarr
             # those rows would only be tight and degenerate, and every re-plan would move them
             hi[:, o : o + n] = np.where(avail[:, None] & live, allow, INF)
     return Vectors(q=q, lo=lo, hi=hi, const_kw=np.array(base, dtype=float, copy=True))
+
+
+def staggered(devs: Sequence[FleetDevice], minutes: np.ndarray, n: int, dt_h: float,
+              window: tuple[int, int]) -> np.ndarray:
+    """(m, n) mask of the intervals each load may shed in: all, except that a load whose
+    ``minutes`` hold only ``k`` of the window's ``L`` intervals sheds in ``k`` of them, the
+    ``L - k`` it leaves out rotating with its device id, so a fleet of them covers every
+    interval alike (a device counts its time shed at any depth, e.g. sim.physics.industrial;
+    the energy budget alone let 120 PLCs of 60 minutes all shed a little for a 75-minute call,
+    and all reach their limit together). ``window`` is the whole call (:attr:`EventCall.first`), so
+    every re-plan of the event gives a load the same intervals."""
+    a, b = window
+    size = b - a
+    ok = np.ones((len(devs), n), dtype=bool)
+    j = np.arange(size)
+    for i, d in enumerate(devs):
+        k = int(minutes[i] // (dt_h * 60.0) + 1e-9)
+        if k < size:
+            ok[i, a:b] = (j + d.device_id * (size - k)) % size >= size - k
+    return ok
 
 
 def _makeup_allowance(devs: Sequence[FleetDevice], rho: np.ndarray, rated: np.ndarray,
