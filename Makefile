@@ -25,6 +25,8 @@ demo: install
 
 test: install install-browser
 	$(UV) run ruff check vpp forecasting bidding device_adapters sim tests benchmarks
+	@# mypy checks the packages listed in pyproject.toml ([tool.mypy] files).
+	$(UV) run mypy
 	@# pytest's exit 5 means it collected no tests: report it as a failure, not a pass.
 	@$(UV) run pytest -n 2 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
@@ -38,7 +40,7 @@ bench: install
 
 lint: install
 	$(UV) run ruff check .
-	$(UV) run mypy vpp
+	$(UV) run mypy
 
 clean:
 	rm -rf .venv data .pytest_cache

@@ -134,7 +134,7 @@ def scheduler_envelopes(
             fleet.append(FleetDevice(
                 device_id=did, kind=kind, rated_power_kw=d.rated_power_kw,
                 min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw,
-                params=parse_params(kind, d.params),  # type: ignore[arg-type]  # per-kind model
+                params=parse_params(kind, d.params),
                 owner=str(o), soc_pct=soc.get(did, getattr(d, "soc_pct", None)),
             ))
         bq = np.maximum(q, 0.0)[:, None, :] * share[None, :, None]

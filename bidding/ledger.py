@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bidding.settlement import EventSettlement, check_balance
 from vpp import failpoints
@@ -101,6 +101,7 @@ def post_transaction(
         session.flush()
     except IntegrityError:
         raise ConflictError(f"transaction {key} was posted concurrently; run again") from None
+    assert txn.id is not None, "transaction is flushed"
     session.add_all(
         [LedgerEntry(transaction_id=txn.id, account=e.account, owner_id=e.owner_id,
                      amount_fen=e.amount_fen) for e in legs]
@@ -116,7 +117,8 @@ def post_transaction(
 
 def entries_of(session: Session, txn_id: int) -> list[LedgerEntry]:
     return list(session.exec(
-        select(LedgerEntry).where(LedgerEntry.transaction_id == txn_id).order_by(LedgerEntry.id)
+        select(LedgerEntry).where(LedgerEntry.transaction_id == txn_id)
+        .order_by(col(LedgerEntry.id))
     ))
 
 
@@ -125,6 +127,7 @@ def reverse_transaction(
     actor: str = "settlement",
 ) -> tuple[LedgerTransaction, bool]:
     """Post the mirror image of ``txn`` (every entry negated), linked by ``reverses_id``."""
+    assert txn.id is not None, "transaction is stored"
     legs = [Posting(e.account, -e.amount_fen, e.owner_id) for e in entries_of(session, txn.id)]
     return post_transaction(
         session, key=key, kind="reversal", entries=legs, event_id=txn.event_id,
@@ -211,6 +214,7 @@ def post_settlement(
         session.flush()
     except IntegrityError:
         raise ConflictError(f"event {event_id} was settled concurrently; run again") from None
+    assert row.id is not None, "settlement is flushed"
     post_transaction(
         session, key=settlement_key(event_id, version), kind="settlement",
         entries=settlement_entries(result), event_id=event_id,
@@ -239,8 +243,8 @@ def account_balances(
     """Balance (fen) per (account, owner_id), optionally for one event's transactions."""
     stmt = (
         select(LedgerEntry.account, LedgerEntry.owner_id, func.sum(LedgerEntry.amount_fen))
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .group_by(LedgerEntry.account, LedgerEntry.owner_id)
+        .join(LedgerTransaction, col(LedgerTransaction.id) == col(LedgerEntry.transaction_id))
+        .group_by(col(LedgerEntry.account), col(LedgerEntry.owner_id))
     )
     if event_id is not None:
         stmt = stmt.where(LedgerTransaction.event_id == event_id)
@@ -264,6 +268,7 @@ def pay_owners(session: Session, event_id: int, actor: str = "settlement") -> di
         select(LedgerTransaction).where(LedgerTransaction.idempotency_key == key)
     ).first()
     if done is not None:
+        assert done.id is not None, "transaction is stored"
         return {e.owner_id: e.amount_fen for e in entries_of(session, done.id)
                 if e.owner_id is not None}
     bal = account_balances(session, event_id=event_id, account=OWNER_PAYABLE)
@@ -299,7 +304,7 @@ def check_ledger(session: Session) -> dict[str, int]:
     """Raise :class:`LedgerError` unless every transaction balances; returns account totals."""
     bad = session.exec(
         select(LedgerEntry.transaction_id, func.sum(LedgerEntry.amount_fen))
-        .group_by(LedgerEntry.transaction_id)
+        .group_by(col(LedgerEntry.transaction_id))
         .having(func.sum(LedgerEntry.amount_fen) != 0)
     ).all()
     if bad:
@@ -307,7 +312,7 @@ def check_ledger(session: Session) -> dict[str, int]:
         raise LedgerError(f"unbalanced ledger transactions: {ids}")
     empty = session.exec(
         select(func.count()).select_from(LedgerTransaction).where(
-            ~LedgerTransaction.id.in_(select(LedgerEntry.transaction_id))  # type: ignore[union-attr]
+            ~col(LedgerTransaction.id).in_(select(LedgerEntry.transaction_id))
         )
     ).one()
     if empty:

@@ -170,6 +170,7 @@ def add_event(engine: Engine, start: datetime, hours: float = 2.0, external_id: 
                        end=start + timedelta(hours=hours), requested_kw=12_000.0)
         s.add(ev)
         s.flush()
+        assert ev.id is not None, "event is flushed"
         return ev.id
 
 

@@ -173,9 +173,9 @@ class TouTariff(_Model):
             raise ValueError(f"tariff periods leave gaps at {', '.join(_runs(cover == 0))}")
         for month in range(1, 13):
             cp = np.zeros(MINUTES_PER_DAY, dtype=np.int16)
-            for w in self.critical_peak:
-                if month in w.months:
-                    cp[w.minutes()] += 1
+            for cw in self.critical_peak:
+                if month in cw.months:
+                    cp[cw.minutes()] += 1
             if (cp > 1).any():
                 raise ValueError(
                     f"critical-peak windows overlap in month {month} at {', '.join(_runs(cp > 1))}"
@@ -193,9 +193,9 @@ class TouTariff(_Model):
         for w in self.windows:
             base[w.minutes()] = _KIND_CODE[w.kind]
         crit = np.full((13, MINUTES_PER_DAY), -1, dtype=np.int16)
-        for i, w in enumerate(self.critical_peak):
-            for m in w.months:
-                crit[m, w.minutes()] = i
+        for i, cw in enumerate(self.critical_peak):
+            for m in cw.months:
+                crit[m, cw.minutes()] = i
         return base, crit
 
     def _locate(self, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:

@@ -60,7 +60,16 @@ from forecasting.owners import OwnerForecast
 from vpp.bids import require_bid
 from vpp.db import session_scope
 from vpp.errors import NotFoundError, ValidationError
-from vpp.models import AuditLog, Bid, Device, DeviceStatus, GridEvent, Owner, TelemetryReading
+from vpp.models import (
+    AuditLog,
+    Bid,
+    Device,
+    DeviceStatus,
+    GridEvent,
+    Owner,
+    TelemetryReading,
+    table_of,
+)
 from vpp.timeutil import require_aware
 
 
@@ -73,7 +82,7 @@ def read_meter_frame(
     Timestamps are fetched raw and parsed by pandas in one vectorised call (the per-row
     ``AwareDateTime`` conversion dominated the read otherwise); the stored values are UTC.
     """
-    t = TelemetryReading.__table__
+    t = table_of(TelemetryReading)
     ids = list(device_ids)
     sqlite = engine.dialect.name == "sqlite"
     ts_col = type_coerce(t.c.ts, String) if sqlite else type_coerce(t.c.ts, DateTime(timezone=True))
@@ -121,9 +130,10 @@ def owner_load(meter: pd.DataFrame, owner_devices: dict[int, list[int]]) -> pd.D
 
 
 def _owner_devices(session: Session, owner_ids: Sequence[int]) -> dict[int, list[int]]:
-    devs = session.exec(sql_select(Device).where(Device.owner_id.in_(list(owner_ids)))).all()  # type: ignore[attr-defined]
+    devs = session.exec(sql_select(Device).where(col(Device.owner_id).in_(list(owner_ids)))).all()
     out: dict[int, list[int]] = {o: [] for o in owner_ids}
     for d in devs:
+        assert d.id is not None, "device is stored"
         out[d.owner_id].append(d.id)
     empty = [o for o, v in out.items() if not v]
     if empty:
@@ -243,7 +253,7 @@ def bid_event(
             envelope_kw=envelope_kw, scheduler_envelope=scheduler_envelope, soc_pct=soc_pct,
             calendar=calendar, no_history_fraction_pct=no_history_fraction_pct)
         offer = make_offer(inp)
-        bid = Bid(event_id=ev.id, declared_kw=offer.declared_kw,
+        bid = Bid(event_id=event_id, declared_kw=offer.declared_kw,
                   price_yuan_per_kwh=offer.price_yuan_per_kwh, status="submitted",
                   detail={**offer.to_detail(), "programme": prog.name,
                           "programme_version": str(prog.effective_from)})
@@ -344,8 +354,9 @@ def settle_from_db(
             raise ValidationError(f"bid {bid.id} has no owner shares")
         owner_ids = sorted(shares)
         owner_devs = _owner_devices(s, owner_ids)
-        names = {o.id: o.name for o in s.exec(sql_select(Owner).where(Owner.id.in_(owner_ids)))}  # type: ignore[union-attr]
-        event_days = _event_days(s, ev.id, prog.timezone)
+        owners = s.exec(sql_select(Owner).where(col(Owner.id).in_(owner_ids))).all()
+        names = {o.id: o.name for o in owners if o.id is not None}  # stored rows have an id
+        event_days = _event_days(s, event_id, prog.timezone)
     step = prog.interval_minutes
     spec = product.baseline
     tz = prog.timezone

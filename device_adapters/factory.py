@@ -14,6 +14,7 @@ from device_adapters.modbus_client import GatewayClient
 from device_adapters.profile import Profile, load_profile
 from device_adapters.sunspec import build_battery_profile, scan
 from vpp.device_kinds import DeviceKind
+from vpp.timeutil import now as tz_now
 
 SUNSPEC = "sunspec"
 
@@ -56,5 +57,5 @@ async def make_adapter(
         client, prof, device_id=device_id, unit_id=unit_id, kind=DeviceKind(kind),
         rated_power_kw=rated_power_kw, min_setpoint_kw=min_setpoint_kw,
         max_setpoint_kw=max_setpoint_kw, params=params,
-        **({"clock": clock} if clock is not None else {}),
+        clock=clock if clock is not None else tz_now,
     )

@@ -258,7 +258,7 @@ def plan_blocks(profile: Profile, names: list[str]) -> list[ReadBlock]:
     """Group points into as few reads as possible: same function, gaps <= ``max_gap``, at most
     ``max_registers_per_read`` registers each."""
     blocks: list[ReadBlock] = []
-    by_fn: dict[str, list[Point]] = {}
+    by_fn: dict[Literal["holding", "input"], list[Point]] = {}
     for n in dict.fromkeys(names):
         p = profile.points[n]
         if not p.readable:
@@ -266,19 +266,16 @@ def plan_blocks(profile: Profile, names: list[str]) -> list[ReadBlock]:
         by_fn.setdefault(p.function, []).append(p)
     for fn, pts in sorted(by_fn.items()):
         pts.sort(key=lambda p: p.address)
-        start = end = None
-        for p in pts:
+        start, end = pts[0].address, pts[0].address + pts[0].count
+        for p in pts[1:]:
             p_end = p.address + p.count
-            if start is None:
-                start, end = p.address, p_end
-            elif (p.address - end <= profile.max_gap
-                  and max(end, p_end) - start <= profile.max_registers_per_read):
+            if (p.address - end <= profile.max_gap
+                    and max(end, p_end) - start <= profile.max_registers_per_read):
                 end = max(end, p_end)
             else:
                 blocks.append(ReadBlock(function=fn, address=start, count=end - start))
                 start, end = p.address, p_end
-        if start is not None and end is not None:
-            blocks.append(ReadBlock(function=fn, address=start, count=end - start))
+        blocks.append(ReadBlock(function=fn, address=start, count=end - start))
     return blocks
 
 

@@ -156,7 +156,7 @@ class GbmQuantileModel:
         steps_per_hour = 60 // panel.interval_minutes
         n_hours = -(-horizon_steps // steps_per_hour)
         x, y = self._rows(panel, early, horizon_steps, cut) if len(early) else (None, None)
-        if y is None or len(y) < 10 * self.min_data_in_leaf or len(late) == 0:
+        if x is None or y is None or len(y) < 10 * self.min_data_in_leaf or len(late) == 0:
             raise ValidationError(
                 "not enough history to calibrate the forecast quantiles (need about "
                 f"{days + 14} days before the first forecast)"

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,9 @@ from forecasting.owners import MAX_READ_DAYS, OwnerForecast, forecast_sites, own
 from sim.metering import MeterStore
 from vpp.device_kinds import DeviceKind
 from vpp.errors import ValidationError
+
+if TYPE_CHECKING:
+    from vpp.scheduler.service import Scheduler
 
 
 @dataclass
@@ -133,8 +137,8 @@ class Forecasts:
         return owner_forecast(run.forecast, {o: o for o in range(meter.n_owners)})
 
 
-def bid_devices(fleet_devices: Sequence, states: Sequence, owner_of: Sequence[int]
-                ) -> list[BidDevice]:
+def bid_devices(fleet_devices: Sequence, states: Sequence,
+                owner_of: Sequence[int] | np.ndarray) -> list[BidDevice]:
     """The fleet as the offer sees it (row ``i`` is device id ``i``), batteries at the state of
     charge the plant reports now (the daemon's latest polled one)."""
     out = []
@@ -219,7 +223,7 @@ def scheduler_devices(plant_devices: Sequence, states: Sequence, physics: Sequen
     """The scheduler's view of the fleet (:class:`vpp.scheduler.inputs.FleetDevice`) from the
     devices' specs and the telemetry just read. EV sessions are the cars the chargers report as
     connected (energy still needed, time to departure), as an OCPP/ISO 15118 charger would."""
-    from vpp.device_kinds import DeviceKind, parse_params
+    from vpp.device_kinds import BatteryParams, EvChargerParams, parse_params
     from vpp.scheduler.inputs import EvSession
     from vpp.scheduler.inputs import FleetDevice as SchedDevice
 
@@ -229,13 +233,13 @@ def scheduler_devices(plant_devices: Sequence, states: Sequence, physics: Sequen
         spec = d.spec
         params = parse_params(spec.kind, spec.params)
         kw: dict = {}
-        if spec.kind is DeviceKind.BATTERY:
-            lo, hi = params.soc_min_pct, params.soc_max_pct  # type: ignore[union-attr]
+        if isinstance(params, BatteryParams):
+            lo, hi = params.soc_min_pct, params.soc_max_pct
             kw["soc_pct"] = float(min(max(st.soc_pct if st.soc_pct is not None else lo, lo), hi))
-        elif spec.kind is DeviceKind.EV_CHARGER:
+        elif isinstance(params, EvChargerParams):
             sessions = []
             per_conn = spec.rated_power_kw / max(len(ph.sessions), 1)
-            for s in ph.sessions[: params.connectors]:  # type: ignore[union-attr]
+            for s in ph.sessions[: params.connectors]:
                 if s is None or s.need_kwh <= 1e-3:
                     continue
                 dep = max(1, int(s.departs_h / dt_h))
@@ -295,7 +299,7 @@ class Dispatcher:
 
         self.settings = settings  # vpp.config.SchedulerSettings
         self.interval_minutes = interval_minutes
-        self._schedulers: dict[int, object] = {}
+        self._schedulers: dict[int, Scheduler] = {}
         self.partitioned_scheduler = PartitionedScheduler(
             settings.partition_size, settings.dask_scheduler_address, interval_minutes,
             max_admm_iter=max_admm_iter)

@@ -66,7 +66,7 @@ def gateway_from_spec(spec: GatewaySpec, clock: Clock, seed: int = 0) -> SimGate
 
 def demo_gateways(owners: list[OwnerSpec], clock: Clock) -> list[SimGateway]:
     """Gateways of a fleet file (e.g. config/zhuzhou-demo.toml), on the declared ports."""
-    out = []
+    out: list[SimGateway] = []
     for o in owners:
         for s in o.sites:
             for g in s.gateways:

@@ -434,8 +434,8 @@ def _result(scn: Scenario, sample: Sample, decision: dict, delivery: dict,  # no
     call = sample.call
     event_id = decision["event_id"]
     tz = scn.scenario.timezone
-    st = [x for x in _items(settlements) if x["event_id"] == event_id]
-    st = st[-1] if st else None
+    rows = [x for x in _items(settlements) if x["event_id"] == event_id]
+    st = rows[-1] if rows else None
     pay = {str(p["owner_id"]): int(p["amount_fen"]) for p in _items(payouts)
            if p["event_id"] == event_id}
     # the event's intervals as the daemon's settlement measured them (every owner in the bid)

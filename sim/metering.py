@@ -17,8 +17,8 @@ import pandas as pd
 class MeterStore:
     """Meter data for ``index`` (every simulated interval) of ``n_devices`` grouped by owner."""
 
-    def __init__(self, index: pd.DatetimeIndex, owner_of_device: Sequence[int], n_owners: int,
-                 history_days: int = 14, steps_per_day: int = 96) -> None:
+    def __init__(self, index: pd.DatetimeIndex, owner_of_device: Sequence[int] | np.ndarray,
+                 n_owners: int, history_days: int = 14, steps_per_day: int = 96) -> None:
         self.index = index
         self.owner_of_device = np.asarray(owner_of_device, dtype=np.int64)
         self.n_devices = len(self.owner_of_device)

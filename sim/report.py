@@ -16,6 +16,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -51,7 +52,8 @@ def _chart_season(result: SeasonResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(11, 3.8))
     ax.plot(list(daily.index), daily.to_numpy(), color="#334155", lw=1, label="city daily peak")
     for e in result.events:
-        ax.axvline(e.call.day, color="#f59e0b" if e.call.event_type == "real_time" else "#3b82f6",
+        ax.axvline(mdates.date2num(e.call.day),
+                   color="#f59e0b" if e.call.event_type == "real_time" else "#3b82f6",
                    alpha=0.5, lw=1)
     ax.axhline(result.system_peak_mw, color="#dc2626", ls=":", lw=1,
                label=f"system peak {result.system_peak_mw:,.0f} MW")
@@ -72,7 +74,8 @@ def _chart_event_profile(result: SeasonResult, e: EventOutcome, path: Path) -> N
         ax.plot(fl.index, fl.to_numpy(), color="#334155", lw=1, label="fleet metered (day)")
     ax.step(e.index, e.baseline_kw / 1000, where="post", color="#3b82f6", label="baseline")
     ax.step(e.index, e.metered_kw / 1000, where="post", color="#10b981", label="metered")
-    ax.axvspan(e.call.start, e.call.end, color="#fde68a", alpha=0.4, label="event")
+    ax.axvspan(mdates.date2num(e.call.start), mdates.date2num(e.call.end),
+               color="#fde68a", alpha=0.4, label="event")
     ax.set_ylabel("MW")
     ax.set_title(f"{e.call.external_id}: fleet load, baseline and metered")
     ax.legend(fontsize=8)

@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bidding.programme import Programme, load_programme
+from bidding.programme import Product, Programme, load_programme
 from sim import aggregator
 from sim.grid import FaultyAdapter, GridCall, GridOperator, draw_faults
+from sim.inprocess import InProcessAdapter
 from sim.metering import MeterStore
+from sim.physics.building import BuildingModel
 from sim.plant import CityPlant
 from sim.results import EventOutcome, Headline, SeasonResult
 from sim.scenarios.city import (
@@ -79,15 +81,15 @@ class RunOptions:
 class _Pending:
     call: GridCall
     programme: Programme
-    product: object
+    product: Product | None  # None: refused at intake
     declared_kw: float = 0.0
     owner_declared: dict[int, float] = field(default_factory=dict)
     price: Decimal = Decimal("0")
     flex_kw: float = 0.0
-    plan: object | None = None
-    base_days: list = field(default_factory=list)
+    plan: aggregator.CallPlan | None = None
+    base_days: list[list[date]] = field(default_factory=list)
     plan_rows: dict[int, int] = field(default_factory=dict)
-    adapters: dict[int, object] = field(default_factory=dict)
+    adapters: dict[int, InProcessAdapter | FaultyAdapter] = field(default_factory=dict)
     faults: Counter = field(default_factory=Counter)
     written: int = 0
     failed: int = 0
@@ -97,6 +99,11 @@ class _Pending:
     soc: int = 0
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
+
+    def accepted_product(self) -> Product:
+        """The product the call was accepted under (only a refused call has none)."""
+        assert self.product is not None, f"call {self.call.external_id} was refused at intake"
+        return self.product
 
 
 class SeasonRun:
@@ -317,7 +324,7 @@ class SeasonRun:
         p.faults = Counter(f.mode for f in faults)
         states = []
         for i, a in enumerate(self.plant.adapters):
-            inner = a
+            inner: InProcessAdapter | FaultyAdapter = a
             if i in fault_of:
                 inner = FaultyAdapter(a, fault_of[i], self.plant.now)
             p.adapters[i] = inner
@@ -376,8 +383,8 @@ class SeasonRun:
             if st is None:
                 continue
             prm = d.spec.params
-            if d.kind is DeviceKind.COMMERCIAL_BUILDING and st.indoor_temp_c is not None:
-                ph = a.physics  # the band in force: cooling (enrolled) or heating (winter)
+            ph = a.physics  # a building's: the band in force, cooling (enrolled) or heating
+            if isinstance(ph, BuildingModel) and st.indoor_temp_c is not None:
                 if ph.mode == "off":
                     continue  # no electric HVAC (heated by other means): not ours to keep
                 hi = float(ph.comfort_max_c) + COMFORT_TOLERANCE_C
@@ -397,7 +404,7 @@ class SeasonRun:
         call = p.call
         start, end = pd.Timestamp(call.start), pd.Timestamp(call.end)
         past = [d for d in self.event_days if d < call.day]
-        base = aggregator.owner_baselines(self.meter, start, end, p.product.baseline, past,
+        base = aggregator.owner_baselines(self.meter, start, end, p.accepted_product().baseline, past,
                                           interval_minutes=self.step)
         metered = self.meter.window(start, end)
         idx = aggregator_index(start, end, self.step)
@@ -437,7 +444,8 @@ class SeasonRun:
             if is_working_day(d) and d not in self.event_days:
                 off = pd.Timedelta(days=(p.call.day - d).days)
                 return aggregator.fleet_baseline_error_pct(
-                    self.meter, start - off, end - off, p.product.baseline, past, self.step)
+                    self.meter, start - off, end - off, p.accepted_product().baseline, past,
+                    self.step)
             d -= timedelta(days=1)
         return None
 

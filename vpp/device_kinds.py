@@ -103,7 +103,10 @@ class BatteryParams(_Params):
         return self
 
 
-PARAMS_BY_KIND: dict[DeviceKind, type[_Params]] = {
+#: The parameters of any one kind (what :func:`parse_params` returns; narrow with isinstance).
+DeviceParams = CommercialBuildingParams | IndustrialLoadParams | EvChargerParams | BatteryParams
+
+PARAMS_BY_KIND: dict[DeviceKind, type[DeviceParams]] = {
     DeviceKind.COMMERCIAL_BUILDING: CommercialBuildingParams,
     DeviceKind.INDUSTRIAL_LOAD: IndustrialLoadParams,
     DeviceKind.EV_CHARGER: EvChargerParams,
@@ -123,7 +126,7 @@ def parse_kind(value: str) -> DeviceKind:
         raise ValueError(f"unknown device kind {value!r} (valid: {valid})") from None
 
 
-def parse_params(kind: DeviceKind, params: dict[str, Any] | None) -> _Params:
+def parse_params(kind: DeviceKind, params: dict[str, Any] | None) -> DeviceParams:
     """Validate kind-specific parameters (raises pydantic ``ValidationError``)."""
     return PARAMS_BY_KIND[kind].model_validate(params or {})
 

@@ -14,7 +14,7 @@ difference) and capacitance (tau / R).
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +75,7 @@ class Fleet:
         return iter(self.devices)
 
     def rated_kw_by_segment(self) -> dict[str, float]:
-        out: Counter[str] = Counter()
+        out: defaultdict[str, float] = defaultdict(float)
         for d in self.devices:
             out[d.segment] += d.spec.rated_power_kw
         return dict(out)
