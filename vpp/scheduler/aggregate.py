@@ -24,6 +24,7 @@ import numpy as np
 from vpp.device_kinds import DeviceKind
 from vpp.scheduler.inputs import EvSession, FleetDevice
 from vpp.scheduler.plan import DispatchPlan
+from vpp.scheduler.shed import stagger_slot
 
 _SCALED_PARAMS = {
     DeviceKind.BATTERY: ("capacity_kwh",),
@@ -50,7 +51,7 @@ def per_unit_key(d: FleetDevice, baseline_pu: bytes) -> tuple:
         d.kind, _r(d.min_setpoint_kw / R), _r(d.max_setpoint_kw / R), params, d.soc_pct,
         d.terminal_soc_pct, sessions, _r(d.shed_used_kwh / R), _r(d.debt_kwh / R),
         tuple(_r(v / R) for v in d.shed_history_kwh),
-        d.preference_weight, d.available, d.flex_scale,
+        d.preference_weight, d.available, d.flex_scale, stagger_slot(d),
         baseline_pu,
     )
 

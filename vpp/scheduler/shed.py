@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vpp.device_kinds import CommercialBuildingParams
+from vpp.device_kinds import CommercialBuildingParams, DeviceKind
 from vpp.scheduler.block import INF, Block, Context, Pattern, Vectors, attr, finish, live_mask
 from vpp.scheduler.inputs import FleetDevice, Weights
 
@@ -165,11 +165,24 @@ def _vectors(ctx: Context, sp: ShedSpec, rec: bool, window: int, rated: np.ndarr
     return Vectors(q=q, lo=lo, hi=hi, const_kw=np.array(base, dtype=float, copy=True))
 
 
+#: a load's place in the rotation is its device id modulo this (60: every call of 1-6, 10, 12,
+#: 15, 20, 30 or 60 intervals is covered evenly); per-unit-identical loads of one slot may be
+#: merged (:func:`vpp.scheduler.aggregate.per_unit_key`), of different slots not
+STAGGER_SLOTS = 60
+
+
+def stagger_slot(d: FleetDevice) -> int:
+    """The load's place in the rotation of :func:`staggered` (0 for other kinds)."""
+    if d.kind in (DeviceKind.COMMERCIAL_BUILDING, DeviceKind.INDUSTRIAL_LOAD):
+        return d.device_id % STAGGER_SLOTS
+    return 0
+
+
 def staggered(devs: Sequence[FleetDevice], minutes: np.ndarray, n: int, dt_h: float,
               window: tuple[int, int]) -> np.ndarray:
     """(m, n) mask of the intervals each load may shed in: all, except that a load whose
     ``minutes`` hold only ``k`` of the window's ``L`` intervals sheds in ``k`` of them, the
-    ``L - k`` it leaves out rotating with its device id, so a fleet of them covers every
+    ``L - k`` it leaves out rotating with its :func:`stagger_slot`, so a fleet of them covers every
     interval alike (a device counts its time shed at any depth, e.g. sim.physics.industrial;
     the energy budget alone let 120 PLCs of 60 minutes all shed a little for a 75-minute call,
     and all reach their limit together). ``window`` is the whole call (:attr:`EventCall.first`), so
@@ -181,7 +194,7 @@ def staggered(devs: Sequence[FleetDevice], minutes: np.ndarray, n: int, dt_h: fl
     for i, d in enumerate(devs):
         k = int(minutes[i] // (dt_h * 60.0) + 1e-9)
         if k < size:
-            ok[i, a:b] = (j + d.device_id * (size - k)) % size >= size - k
+            ok[i, a:b] = (j + stagger_slot(d) * (size - k)) % size >= size - k
     return ok
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from tests.vpp.scheduler.conftest import N, baseline_for, industrial, price
 from vpp.scheduler import DispatchModel, EventCall, HorizonData
 from vpp.scheduler.redispatch import replan_inputs
+from vpp.scheduler.service import Scheduler
 
 START, END = 16, 21  # five intervals of 15 minutes
 
@@ -44,3 +45,16 @@ def test_loads_of_sixty_minutes_shed_in_four_of_five_intervals_and_cover_all_fiv
     later = (base - again.setpoint_kw)[:, START + 2:END] > 1e-3 * base.max()
     assert (before.sum(axis=1) + later.sum(axis=1)).max() <= 4
     assert (again.reduction_kw[START + 2:END] >= 3_000.0 * (1 - 1e-3)).all()
+
+
+def test_the_daemons_aggregating_scheduler_staggers_identical_loads_too() -> None:
+    """The daemon merges per-unit-identical devices (aggregate=True): 40 identical PLCs were one
+    virtual device, so all left out the same interval and overrode together at minute 60."""
+    devs, base = _fleet()
+    call = EventCall(START, END, 3_000.0, ceiling_kw=3_150.0, rebound_max_pct=10.0)
+    plan = Scheduler(n_intervals=N, interval_minutes=15, aggregate=True).plan(
+        devs, HorizonData(base, price(), call))
+    shed = (base - plan.setpoint_kw)[:, START:END] > 1e-3 * base.max()
+    assert shed.sum(axis=1).max() <= 4
+    assert shed.sum(axis=0).min() >= 30  # each interval: about 4/5 of the 40 shed
+    assert (plan.reduction_kw[START:END] >= 3_000.0 * (1 - 1e-3)).all()
