@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import typer
+from sqlalchemy import Engine
 
 from vpp.cli.common import app_context, err_console
+from vpp.config import Settings
 from vpp.daemon.logs import configure_logging
 
 
@@ -25,12 +28,20 @@ def serve(
              "`clock speed` / `clock skip` changes). Default: the real clock."),
 ) -> None:
     """Run the daemon until SIGTERM or Ctrl-C; then drain and exit 0."""
-    from vpp.server import Daemon
-
     actx = app_context(ctx)
     settings = actx.settings
     engine = actx.engine()  # checks reachability and that the schema is current
-    configure_logging(settings.daemon.log_level, json_lines=log_json)
+    handler = configure_logging(settings.daemon.log_level, json_lines=log_json)
+    try:
+        _run(settings, engine, host, port, sim_clock)
+    finally:  # the handler holds this process's stderr: leave no handler on a closed stream
+        logging.getLogger().removeHandler(handler)
+
+
+def _run(settings: Settings, engine: Engine, host: str | None, port: int | None,
+         sim_clock: Path | None) -> None:
+    from vpp.server import Daemon
+
     if sim_clock is None:
         daemon = Daemon(settings, engine, host=host, port=port)
     else:
