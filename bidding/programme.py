@@ -186,10 +186,7 @@ class Programme(_Model):
             raise ValidationError(f"event {ls:%H:%M}-{le:%H:%M} is not on {step}-minute intervals")
         a = ls.hour * 60 + ls.minute
         b = a + int(round(hours * 60))
-        if not any(
-            _minute_of_day(w.split("-")[0]) <= a and b <= _minute_of_day(w.split("-")[1])
-            for w in p.windows
-        ):
+        if not _within_windows(a, b, p.windows):
             raise ValidationError(
                 f"event {ls:%H:%M}-{le:%H:%M} is outside the {p.key} windows {', '.join(p.windows)}"
             )
@@ -289,3 +286,14 @@ def configured_programme(name: str, programmes_dir: Path | str, on: date | datet
             f"intervals but service.market_interval_minutes is {market_interval_minutes}: "
             "they must be equal")
     return programme
+
+
+def _within_windows(start_min: int, end_min: int, windows: list[str]) -> bool:
+    """True when local minutes ``start_min``..``end_min`` (the end may pass midnight, 1,440) lie
+    inside the daily windows, each day's part inside one window: "00:00-24:00" takes an event
+    across midnight, "00:00-07:00" does not take one that starts at 23:00."""
+    spans = [(_minute_of_day(w.split("-")[0]), _minute_of_day(w.split("-")[1])) for w in windows]
+    parts = [(start_min, min(end_min, 1440))]
+    if end_min > 1440:
+        parts.append((0, end_min - 1440))
+    return all(any(lo <= a and b <= hi for lo, hi in spans) for a, b in parts)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -112,3 +112,21 @@ def test_notice_is_bounded_both_ways_and_never_reaches_back():
         p.check_notice(no_min, s, s + timedelta(minutes=15))
     assert all(pr.notice_max_hours for v in ("hunan-2026", "hainan-2025")
                for pr in load_programme(v, DIR, date(2025, 8, 1)).rules.products)
+
+
+def test_windows_across_midnight():
+    """A window that runs to 24:00 continues in the next day's window from 00:00 (a test bench's
+    all-day programme took no event across midnight: the daemon's OpenADR test failed after
+    23:00 local); a window that ends before midnight still refuses such an event."""
+    p = load_programme("hunan-2026", DIR, date(2026, 7, 1))
+    night = datetime(2026, 7, 15, 23, 30, tzinfo=SH)
+    # valley windows 00:00-07:00 and 11:00-15:00: 23:30-00:30 starts outside them
+    with pytest.raises(ValidationError, match="outside the day_ahead/valley_filling windows"):
+        p.check_event("day_ahead", "valley_filling", night, night + timedelta(hours=1))
+    p.rules.products[0].windows[:] = ["00:00-24:00"]
+    key = p.rules.products[0].key
+    kind, direction = key.split("/")
+    assert p.check_event(kind, direction, night, night + timedelta(hours=1)).key == key
+    p.rules.products[0].windows[:] = ["10:00-24:00"]
+    with pytest.raises(ValidationError, match="outside"):
+        p.check_event(kind, direction, night, night + timedelta(hours=1))

@@ -97,16 +97,16 @@ class Intake:
     def _check(self, call: GridCallIn, received: datetime) -> tuple[Programme, Product]:
         """:meth:`_product`, plus the notice measured from ``received`` (when the call arrived:
         :meth:`bidding.programme.Programme.check_notice`) and what the daemon can dispatch."""
-        programme, product = self._product(call)
-        programme.check_notice(product, call.start, received)
-        if call.end <= received:
-            raise ValidationError(f"the event window ended at {call.end.isoformat()}")
-        if call.direction not in DISPATCHED_DIRECTIONS:
+        if call.direction not in DISPATCHED_DIRECTIONS:  # first: no other check could help
             raise ValidationError(
                 f"{call.direction.replace('_', ' ')} is not planned by this daemon yet "
                 f"(it dispatches {', '.join(DISPATCHED_DIRECTIONS)} only): no bid is made for "
                 "a call that could not be dispatched"
             )
+        programme, product = self._product(call)
+        programme.check_notice(product, call.start, received)
+        if call.end <= received:
+            raise ValidationError(f"the event window ended at {call.end.isoformat()}")
         return programme, product
 
     def _reason(self, call: GridCallIn, received: datetime) -> str | None:
