@@ -170,6 +170,12 @@ def _vectors(ctx: Context, sp: ShedSpec, rec: bool, window: int, rated: np.ndarr
 #: merged (:func:`vpp.scheduler.aggregate.per_unit_key`), of different slots not
 STAGGER_SLOTS = 60
 
+#: a load is not planned to the last minute of its limit: a setpoint takes effect some seconds
+#: after its interval starts (the dispatch of a fleet over one connection per gateway, the
+#: read-back), and a PLC capped for 60 minutes and a few seconds overrides its cap
+#: (sim.physics.industrial); so ``k`` below counts the whole intervals in ``minutes - 1``
+SHED_MARGIN_MINUTES = 1.0
+
 
 def stagger_slot(d: FleetDevice) -> int:
     """The load's place in the rotation of :func:`staggered` (0 for other kinds)."""
@@ -181,7 +187,8 @@ def stagger_slot(d: FleetDevice) -> int:
 def staggered(devs: Sequence[FleetDevice], minutes: np.ndarray, n: int, dt_h: float,
               window: tuple[int, int]) -> np.ndarray:
     """(m, n) mask of the intervals each load may shed in: all, except that a load whose
-    ``minutes`` hold only ``k`` of the window's ``L`` intervals sheds in ``k`` of them, the
+    ``minutes`` (less :data:`SHED_MARGIN_MINUTES`) hold only ``k`` of the window's ``L``
+    intervals sheds in ``k`` of them, the
     ``L - k`` it leaves out rotating with its :func:`stagger_slot`, so a fleet of them covers every
     interval alike (a device counts its time shed at any depth, e.g. sim.physics.industrial;
     the energy budget alone let 120 PLCs of 60 minutes all shed a little for a 75-minute call,
@@ -192,7 +199,7 @@ def staggered(devs: Sequence[FleetDevice], minutes: np.ndarray, n: int, dt_h: fl
     ok = np.ones((len(devs), n), dtype=bool)
     j = np.arange(size)
     for i, d in enumerate(devs):
-        k = int(minutes[i] // (dt_h * 60.0) + 1e-9)
+        k = int(max(minutes[i] - SHED_MARGIN_MINUTES, 0.0) // (dt_h * 60.0) + 1e-9)
         if k < size:
             ok[i, a:b] = (j + stagger_slot(d) * (size - k)) % size >= size - k
     return ok

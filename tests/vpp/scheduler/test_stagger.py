@@ -28,13 +28,13 @@ def _shed_intervals(plan, base) -> np.ndarray:
     return ((base - plan.setpoint_kw)[:, START:END] > 1e-3 * base.max()).sum(axis=1)
 
 
-def test_loads_of_sixty_minutes_shed_in_four_of_five_intervals_and_cover_all_five() -> None:
+def test_loads_of_sixty_minutes_shed_in_three_of_five_intervals_and_cover_all_five() -> None:
     devs, base = _fleet()
     call = EventCall(START, END, 3_000.0, ceiling_kw=3_150.0, rebound_max_pct=10.0)
     model = DispatchModel(devs, N)
     plan = model.solve(devs, HorizonData(base, price(), call))
     assert plan.feasible
-    assert _shed_intervals(plan, base).max() <= 4  # before: 5 (every PLC, every interval)
+    assert _shed_intervals(plan, base).max() <= 3  # before: 5 (every PLC, every interval)
     assert (plan.reduction_kw[START:END] >= 3_000.0 * (1 - 1e-3)).all()
     # a re-plan two intervals in keeps each load to the intervals it was given
     devs2, data2 = replan_inputs(devs, HorizonData(base, price(), call, now_index=START + 2),
@@ -43,7 +43,7 @@ def test_loads_of_sixty_minutes_shed_in_four_of_five_intervals_and_cover_all_fiv
     again = model.solve(devs2, data2)
     before = (base - plan.setpoint_kw)[:, START:START + 2] > 1e-3 * base.max()
     later = (base - again.setpoint_kw)[:, START + 2:END] > 1e-3 * base.max()
-    assert (before.sum(axis=1) + later.sum(axis=1)).max() <= 4
+    assert (before.sum(axis=1) + later.sum(axis=1)).max() <= 3
     assert (again.reduction_kw[START + 2:END] >= 3_000.0 * (1 - 1e-3)).all()
 
 
@@ -55,6 +55,6 @@ def test_the_daemons_aggregating_scheduler_staggers_identical_loads_too() -> Non
     plan = Scheduler(n_intervals=N, interval_minutes=15, aggregate=True).plan(
         devs, HorizonData(base, price(), call))
     shed = (base - plan.setpoint_kw)[:, START:END] > 1e-3 * base.max()
-    assert shed.sum(axis=1).max() <= 4
-    assert shed.sum(axis=0).min() >= 30  # each interval: about 4/5 of the 40 shed
+    assert shed.sum(axis=1).max() <= 3
+    assert shed.sum(axis=0).min() >= 20  # each interval: 3/5 of the 40 shed (24)
     assert (plan.reduction_kw[START:END] >= 3_000.0 * (1 - 1e-3)).all()
