@@ -42,6 +42,7 @@ from bidding.ledger import check_ledger  # noqa: E402
 from bidding.programme import load_programme  # noqa: E402
 from bidding.workflow import history_spans, read_meter_frame, settle_from_db  # noqa: E402
 from forecasting.calendars import ChineseCalendar  # noqa: E402
+from vpp.bids import add_bid, kw_shares  # noqa: E402
 from vpp.db import make_engine, session_scope, upgrade  # noqa: E402
 from vpp.models import Bid, Device, GridEvent, Owner  # noqa: E402
 
@@ -121,10 +122,9 @@ def add_events(engine, devs, events: list[date]) -> list[int]:
                            end=start + timedelta(hours=2), requested_kw=sum(rated.values()) / 4)
             s.add(ev)
             s.flush()
-            s.add(Bid(event_id=ev.id, declared_kw=sum(rated.values()) * 0.25,
-                      price_yuan_per_kwh=Decimal("1.5"),
-                      detail={"owners": [{"owner_id": o, "declared_kw": round(0.25 * r, 3)}
-                                         for o, r in sorted(rated.items())]}))
+            add_bid(s, Bid(event_id=ev.id, declared_kw=sum(rated.values()) * 0.25,
+                           price_yuan_per_kwh=Decimal("1.5")),
+                    kw_shares({o: round(0.25 * r, 3) for o, r in rated.items()}))
             ids.append(ev.id)
     return ids
 

@@ -165,18 +165,10 @@ class Offer:
         return {o.owner_id: o.declared_kw for o in self.owners}
 
     def to_detail(self) -> dict[str, Any]:
-        """For ``Bid.detail`` (JSON): the rule, the owners' shares and what the rule recorded."""
-        owners = []
-        for o in self.owners:
-            row: dict[str, Any] = {"owner_id": o.owner_id, "declared_kw": o.declared_kw,
-                                   "share": o.share, "limited_by": o.limited_by}
-            if o.envelope_kw is None:
-                row |= {"expected_response_kw": o.expected_response_kw, "p_penalty": o.p_penalty}
-            else:
-                row["envelope_kw"] = o.envelope_kw
-            owners.append(row)
+        """For ``Bid.detail`` (JSON): the rule and what it recorded. The owners' shares are not
+        in it: they are stored as rows (``bid_owner_share``, :func:`bidding.workflow.share_rows`)."""
         return {"rule": self.rule, **({"reason": self.reason} if self.reason else {}),
-                "event_type": self.event_type, "direction": self.direction, "owners": owners,
+                "event_type": self.event_type, "direction": self.direction,
                 "requested_kw": self.requested_kw, "capped_from_kw": self.capped_from_kw,
                 **self.extra}
 

@@ -57,12 +57,13 @@ from bidding.settlement import (
 from forecasting.baselines import BaselineResult, BaselineSpec, compute_baseline
 from forecasting.calendars import ChineseCalendar, DayCalendar
 from forecasting.owners import OwnerForecast
-from vpp.bids import require_bid
+from vpp.bids import add_bid, owner_shares, require_bid
 from vpp.db import session_scope
 from vpp.errors import NotFoundError, ValidationError
 from vpp.models import (
     AuditLog,
     Bid,
+    BidOwnerShare,
     Device,
     DeviceStatus,
     GridEvent,
@@ -237,8 +238,8 @@ def bid_event(
 ) -> tuple[Bid, Offer]:
     """Build and store the VPP's offer for an event: :func:`load_bid_input` (the database in),
     :func:`bidding.core.make_offer` (the offer; its docstring gives the rules), then the
-    ``bid`` row (``detail``: :meth:`Offer.to_detail` plus the programme version) and an audit
-    row, in one transaction. The programme version is the one in force on the event's local
+    ``bid`` row (``detail``: :meth:`Offer.to_detail` plus the programme version), its owner
+    shares (:func:`share_rows`, ``bid_owner_share``) and an audit row, in one transaction. The programme version is the one in force on the event's local
     date in the programme's zone. ``no_history_fraction_pct``: bid the no-history offer
     (:mod:`bidding.fallback`) when no owner has a forecast or history (None: raise
     :class:`~vpp.errors.NoHistoryError`). Raises :class:`~vpp.errors.ValidationError` when
@@ -253,17 +254,28 @@ def bid_event(
             envelope_kw=envelope_kw, scheduler_envelope=scheduler_envelope, soc_pct=soc_pct,
             calendar=calendar, no_history_fraction_pct=no_history_fraction_pct)
         offer = make_offer(inp)
-        bid = Bid(event_id=event_id, declared_kw=offer.declared_kw,
-                  price_yuan_per_kwh=offer.price_yuan_per_kwh, status="submitted",
-                  detail={**offer.to_detail(), "programme": prog.name,
-                          "programme_version": str(prog.effective_from)})
-        s.add(bid)
-        s.flush()
+        bid = add_bid(s, Bid(event_id=event_id, declared_kw=offer.declared_kw,
+                             price_yuan_per_kwh=offer.price_yuan_per_kwh, status="submitted",
+                             detail={**offer.to_detail(), "programme": prog.name,
+                                     "programme_version": str(prog.effective_from)}),
+                      share_rows(offer))
         s.add(AuditLog(actor=actor, action="bid_submitted", subject=f"event:{ev.id}",
                        detail={"bid_id": bid.id, "declared_kw": bid.declared_kw,
                                "capped_from_kw": offer.capped_from_kw, "rule": offer.rule,
                                "price_yuan_per_kwh": str(bid.price_yuan_per_kwh)}))
         return bid, offer
+
+
+def share_rows(offer: Offer) -> list[BidOwnerShare]:
+    """The offer's owner shares as :class:`~vpp.models.BidOwnerShare` rows (without a bid id:
+    :func:`vpp.bids.add_bid` sets it)."""
+    quantile = [o.envelope_kw is None for o in offer.owners]
+    return [BidOwnerShare(owner_id=o.owner_id, declared_kw=o.declared_kw, share_fraction=o.share,
+                          limited_by=o.limited_by,
+                          expected_response_kw=o.expected_response_kw if q else None,
+                          penalty_probability=o.p_penalty if q else None,
+                          envelope_kw=o.envelope_kw)
+            for o, q in zip(offer.owners, quantile, strict=True)]
 
 
 # --- settlement -----------------------------------------------------------------------------
@@ -349,7 +361,7 @@ def settle_from_db(
         bid = require_bid(s, event_id)
         prog = load_programme(ev.programme, programmes_dir, ev.start)
         product = prog.product(ev.event_type, ev.direction)
-        shares = {int(o["owner_id"]): float(o["declared_kw"]) for o in bid.detail.get("owners", [])}
+        shares = {sh.owner_id: sh.declared_kw for sh in owner_shares(s, int(bid.id or 0))}
         if not shares:
             raise ValidationError(f"bid {bid.id} has no owner shares")
         owner_ids = sorted(shares)

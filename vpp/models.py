@@ -203,8 +203,9 @@ class GridEvent(SQLModel, table=True):
 
 
 class Bid(SQLModel, table=True):
-    """Our offer for an event: declared capacity and price; per-interval and per-owner shares in
-    ``detail``."""
+    """Our offer for an event: declared capacity and price; the owners' shares in
+    :class:`BidOwnerShare` (:mod:`vpp.bids` writes and reads them); how the offer was made (its
+    rule, quantile sources, programme version) in ``detail``."""
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: int = Field(foreign_key="grid_event.id", index=True)
@@ -213,6 +214,28 @@ class Bid(SQLModel, table=True):
     status: str = Field(default="submitted", max_length=20)
     created_at: datetime = Field(default_factory=utcnow, sa_type=AwareDateTime)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class BidOwnerShare(SQLModel, table=True):
+    """One owner's part of a bid: ``declared_kw`` is what settlement holds the owner to and
+    what the planner dispatches its devices for (an owner declaring 0 kW takes no part).
+    ``share_fraction``: its part of the bid's declared kW (0..1); ``limited_by``: the offer rule's
+    binding limit; ``expected_response_kw`` and ``penalty_probability`` (0..1): the quantile
+    rule's figures (None under the no-history rule); ``envelope_kw``: the no-history rule's
+    envelope (the smallest kW over the event; None under the quantile rule)."""
+
+    __tablename__ = "bid_owner_share"
+    __table_args__ = (UniqueConstraint("bid_id", "owner_id", name="uq_bid_owner_share"),)
+    id: int | None = Field(default=None, primary_key=True)
+    # None only until stored: vpp.bids.add_bid sets it (the column is NOT NULL)
+    bid_id: int | None = Field(default=None, foreign_key="bid.id", index=True, nullable=False)
+    owner_id: int = Field(foreign_key="owner.id", index=True)
+    declared_kw: float
+    share_fraction: float
+    limited_by: str = ""
+    expected_response_kw: float | None = None
+    penalty_probability: float | None = None
+    envelope_kw: float | None = None
 
 
 class DispatchPlan(SQLModel, table=True):

@@ -33,11 +33,12 @@ def test_bid_settle_pay_report(env: Path, tmp_path: Path, capsys) -> None:
     assert "at 1.5 yuan/kWh" in out
     code, _, err = run(capsys, "bid", "--event", str(ev), "--price", "9")
     assert code == 2 and "error: bid price 9 yuan/kWh is over the cap 1.5" in err
-    from vpp.bids import require_bid
+    from vpp.bids import owner_shares, require_bid
     from vpp.db import session_scope
 
     with session_scope(engine) as s:
-        declared = {int(o["owner_id"]): o["declared_kw"] for o in require_bid(s, ev).detail["owners"]}
+        declared = {sh.owner_id: sh.declared_kw
+                    for sh in owner_shares(s, int(require_bid(s, ev).id or 0))}
     simulate_event_day(engine, devices, START, START + timedelta(hours=2), declared,
                        {o: 0.9 for o in declared})
     reports = tmp_path / "reports"

@@ -17,6 +17,7 @@ from bidding.ledger import check_ledger, pay_owners
 from bidding.settlement import SettlementError
 from bidding.workflow import bid_event, settle_from_db
 from tests.bidding.fleet import TZ, add_event, make_fleet, simulate_event_day, simulate_history
+from vpp.bids import add_bid, kw_shares
 from vpp.db import session_scope
 from vpp.errors import ValidationError
 from vpp.models import Bid, LedgerTransaction, Settlement, TelemetryReading
@@ -109,9 +110,9 @@ def test_no_baseline_days_is_an_error(fleet_engine):
     late = START + timedelta(days=80)  # history ends 80 days earlier: beyond the lookback
     ev = add_event(engine, late, external_id="late")
     with session_scope(engine) as s:
-        s.add(Bid(event_id=ev, declared_kw=12_000, price_yuan_per_kwh=Decimal("1.5"),
-                  detail={"owners": [{"owner_id": d.owner_id, "declared_kw": 4000.0}
-                                     for d in devices if d.kind != "commercial_building"]}))
+        add_bid(s, Bid(event_id=ev, declared_kw=12_000, price_yuan_per_kwh=Decimal("1.5")),
+                kw_shares({d.owner_id: 4000.0 for d in devices
+                           if d.kind != "commercial_building"}))
     simulate_event_day(engine, devices, late, late + timedelta(hours=2), {}, {})
     with pytest.raises(SettlementError, match="no baseline days available"):
         settle_from_db(engine, ev, PROGRAMMES, 15)

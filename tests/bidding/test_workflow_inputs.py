@@ -17,6 +17,7 @@ from bidding.workflow import OwnerForecast, bid_event, cap_offers, scheduler_env
 from tests.bidding.fleet import TZ, add_event, make_fleet, simulate_history
 from tests.vpp.daemon.harness import PROGRAMME as TEST_PROGRAMME
 from tests.vpp.daemon.harness import write_test_programme
+from vpp.bids import owner_shares
 from vpp.db import session_scope
 from vpp.models import Device, GridEvent
 
@@ -29,6 +30,12 @@ def _forecast(owner_ids, start, hours=2, load_kw=20_000.0, spread=0.05):
     levels = [0.1, 0.5, 0.9]
     vals = np.vstack([np.full(len(index), load_kw * (1 + spread * k)) for k in (-1, 0, 1)])
     return OwnerForecast(levels=levels, index=index, values_kw={o: vals for o in owner_ids})
+
+
+def _shares(engine, bid):
+    """The stored bid's owner shares (owner id -> declared kW), from ``bid_owner_share``."""
+    with session_scope(engine) as s:
+        return {sh.owner_id: sh.declared_kw for sh in owner_shares(s, int(bid.id or 0))}
 
 
 def _set_requested(engine, ev, kw):
@@ -94,9 +101,9 @@ def test_the_daemons_fallback_bids_the_scheduler_envelope_over_empirical_quantil
     assert "envelope_error" not in src
     assert {v["quantiles"] for v in src.values()} == {"empirical (fallback)"}
     assert {v["envelope"] for v in src.values()} == {"scheduler envelope"}
-    by_rated = {int(o["owner_id"]): o["declared_kw"] for o in rated.detail["owners"]}
-    for o in bid.detail["owners"]:
-        assert 0.0 <= o["declared_kw"] <= by_rated[int(o["owner_id"])] + 1e-6
+    by_rated = _shares(fleet, rated)
+    for o, kw in _shares(fleet, bid).items():
+        assert 0.0 <= kw <= by_rated[o] + 1e-6
     assert bid.declared_kw < rated.declared_kw
 
 
@@ -113,7 +120,9 @@ def test_declared_capacity_is_capped_at_the_request(fleet):
     bid, offer = bid_event(fleet, ev, PROGRAMMES, load_forecast=fc, envelope_kw=env)
     assert bid.declared_kw <= request and bid.declared_kw == pytest.approx(request, abs=0.01)
     assert bid.detail["capped_from_kw"] == pytest.approx(uncapped.declared_kw)
-    assert sum(o["declared_kw"] for o in bid.detail["owners"]) <= request + 1e-6
+    shares = _shares(fleet, bid)
+    assert shares == offer.owner_declared_kw()  # stored as the offer made them
+    assert sum(shares.values()) <= request + 1e-6
 
 
 def test_cap_offers_pro_rata():

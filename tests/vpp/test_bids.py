@@ -56,3 +56,18 @@ def test_no_other_module_has_its_own_latest_bid() -> None:
             if py != ROOT / "vpp" / "bids.py" and own.search(py.read_text()):
                 found.append(str(py.relative_to(ROOT)))
     assert not found, found
+
+
+def test_owner_shares_are_read_and_written_only_in_vpp_bids() -> None:
+    """The owners' shares are rows of ``bid_owner_share`` (migration 0004), read and written
+    through :mod:`vpp.bids`: no module queries the table itself, and none reads the shares from
+    the bid's ``detail`` JSON, where they were before (two readers could disagree on who is
+    held to what)."""
+    own = re.compile(r"select\(\s*BidOwnerShare|bid\.detail\b[^\n]{0,20}[\"']owners[\"']")
+    allowed = {ROOT / "vpp" / "bids.py"}
+    found = []
+    for pkg in ("vpp", "bidding", "sim", "forecasting", "device_adapters"):
+        for py in (ROOT / pkg).rglob("*.py"):
+            if py not in allowed and "migrations" not in py.parts and own.search(py.read_text()):
+                found.append(str(py.relative_to(ROOT)))
+    assert not found, found

@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from tests.conftest import run_cli as run
 from vpp import fleet
+from vpp.bids import add_bid, kw_shares
 from vpp.config import load_settings
 from vpp.daemon.settle import settle_event_db
 from vpp.db import make_engine, session_scope, upgrade
@@ -47,8 +48,8 @@ def _event(engine, ids: list[int], owner_id: int, ext: str, start: datetime,  # 
                                "baseline_methods": {str(d): "recent_mean" for d in ids}})
         s.add(ev)
         s.flush()
-        s.add(Bid(event_id=ev.id, declared_kw=10.0, price_yuan_per_kwh=Decimal("2.0"),
-                  detail={"owners": [{"owner_id": owner_id, "declared_kw": 10.0}]}))
+        add_bid(s, Bid(event_id=ev.id, declared_kw=10.0, price_yuan_per_kwh=Decimal("2.0")),
+                kw_shares({owner_id: 10.0}))
         event_id = int(ev.id or 0)
     # device 2 has no readings in the last interval: no response there
     write_readings(engine, [Reading(d, start + timedelta(seconds=30 * k), load_kw)

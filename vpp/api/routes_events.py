@@ -16,6 +16,7 @@ from vpp.api.context import PARTS
 from vpp.api.routing import Call, Route, roles
 from vpp.api.schemas import (
     BidOut,
+    BidOwnerShareOut,
     CallDecision,
     DeliveryOut,
     EventOut,
@@ -25,6 +26,7 @@ from vpp.api.schemas import (
     PlanOut,
     SettlementOut,
 )
+from vpp.bids import owner_shares
 from vpp.daemon.delivery import event_delivery, latest_bid
 from vpp.daemon.overrides import excluded_out
 from vpp.errors import NotFoundError
@@ -142,12 +144,15 @@ async def event_delivery_route(call: Call) -> dict[str, Any]:
         lambda s: event_delivery(s, _load_event(s, call, event_id), now, minutes))
 
 
-async def event_bids(call: Call) -> list[Bid]:
+async def event_bids(call: Call) -> list[BidOut]:
     event_id = int(call.path["event_id"])
 
-    def work(s: Session) -> list[Bid]:
+    def work(s: Session) -> list[BidOut]:
         _load_event(s, call, event_id)
-        return list(s.exec(select(Bid).where(Bid.event_id == event_id).order_by(col(Bid.id))))
+        bids = s.exec(select(Bid).where(Bid.event_id == event_id).order_by(col(Bid.id)))
+        return [BidOut.model_validate(b).model_copy(update={"owners": [
+            BidOwnerShareOut.model_validate(sh) for sh in owner_shares(s, int(b.id or 0))]})
+            for b in bids]
 
     return await call.request.app[PARTS].db.run(work)
 

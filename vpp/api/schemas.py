@@ -18,6 +18,7 @@ from vpp.config import DeviceSpec
 from vpp.domain.base import InModel as _In
 from vpp.domain.base import OutModel as _Out
 from vpp.domain.grid_calls import BidOut as BidOut
+from vpp.domain.grid_calls import BidOwnerShareOut as BidOwnerShareOut
 from vpp.domain.grid_calls import CallDecision as CallDecision
 from vpp.domain.grid_calls import EventOut as EventOut
 from vpp.domain.grid_calls import EventStatus

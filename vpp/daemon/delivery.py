@@ -35,7 +35,10 @@ from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
 from bidding.settlement import fill_unmetered
-from vpp.bids import latest_bid  # the one query for an event's bid (importers use it from here)
+from vpp.bids import (
+    declared_by_owner,  # an event bid's owner shares (vpp.bids)
+    latest_bid,  # the one query for an event's bid (importers use it from here)
+)
 from vpp.errors import ValidationError
 from vpp.models import Bid, Device, DispatchPlan, GridEvent, Setpoint, Settlement, table_of
 from vpp.telemetry_store import interval_means
@@ -49,17 +52,6 @@ def latest_plan(session: Session, event_id: int) -> DispatchPlan | None:
         sm_select(DispatchPlan).where(DispatchPlan.event_id == event_id)
         .order_by(col(DispatchPlan.id).desc())
     ).first()
-
-
-def declared_by_owner(bid: Bid) -> dict[int, float] | None:
-    """The owners taking part in an event: those with a declared share above zero in the bid
-    (kW), or ``None`` for a bid without per-owner shares. Planning dispatches only their
-    devices and settlement settles only them, so the two count the same response."""
-    owners = (bid.detail or {}).get("owners")
-    if owners is None:
-        return None
-    return {int(o["owner_id"]): float(o["declared_kw"]) for o in owners
-            if float(o["declared_kw"]) > 0}
 
 
 def signed_response(direction: str, baseline_kw: float, metered: float) -> float:
@@ -115,7 +107,7 @@ def measure_event(s: Session, ev: GridEvent, bid: Bid, minutes: int) -> EventMea
     base_dev: dict[str, list[float]] = (ev.detail or {}).get("baseline_kw") or {}
     if not base_dev:
         raise ValidationError(f"event {ev.id} has no baselines (it was never planned)")
-    declared = declared_by_owner(bid) or {}
+    declared = declared_by_owner(s, bid) or {}
     owner_of = {int(d.id or 0): d.owner_id for d in s.exec(sm_select(Device).where(
         col(Device.id).in_([int(k) for k in base_dev])))}
     owners = sorted(o for o in declared if o in set(owner_of.values()))

@@ -53,7 +53,8 @@ from bidding.participants import DeviceStanding, opted_out, participants
 from bidding.programme import load_programme
 from device_adapters.protocol import DeviceState
 from forecasting.baselines import compute_baseline
-from vpp.daemon.delivery import declared_by_owner, latest_bid
+from vpp.bids import declared_by_owner
+from vpp.daemon.delivery import latest_bid
 from vpp.daemon.plan_store import Stored, store_plan
 from vpp.device_kinds import (
     BatteryParams,
@@ -323,7 +324,7 @@ class Planner:
         h0 = floor_to_interval(max(now, ev.start).astimezone(tz), minutes)
         # only the owners in the bid are dispatched: settlement counts only their response,
         # and an owner who declared nothing is not asked to shed without pay
-        devices = self._devices(s, exclude, declared_by_owner(bid))
+        devices = self._devices(s, exclude, declared_by_owner(s, bid))
         detail = dict(ev.detail or {})
         if "baseline_kw" not in detail:
             detail |= self._fixed_baselines(s, ev, devices, intervals)

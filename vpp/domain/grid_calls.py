@@ -118,8 +118,22 @@ class EventOut(OutModel):
     excluded_devices: list[ExcludedDeviceOut] = Field(default_factory=list)
 
 
+class BidOwnerShareOut(OutModel):
+    """One owner's part of a bid (``bid_owner_share``): the kW it is held to, its fraction of
+    the bid (0..1), the offer rule's binding limit and figures (None where the rule set none)."""
+
+    owner_id: int
+    declared_kw: float
+    share_fraction: float
+    limited_by: str
+    expected_response_kw: float | None
+    penalty_probability: float | None
+    envelope_kw: float | None
+
+
 class BidOut(OutModel):
-    """Our offer for an event (declared kW at yuan/kWh) and how it was made (``detail``)."""
+    """Our offer for an event (declared kW at yuan/kWh), its owners' shares (``owners``) and how
+    it was made (``detail``)."""
 
     id: int
     event_id: int
@@ -128,6 +142,7 @@ class BidOut(OutModel):
     status: str
     created_at: datetime
     detail: dict[str, Any]
+    owners: list[BidOwnerShareOut] = Field(default_factory=list)
 
 
 class LivePoint(OutModel):

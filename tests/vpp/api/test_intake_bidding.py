@@ -76,7 +76,17 @@ async def test_with_history_bidding_workflow_makes_the_offer(api: Api) -> None:
     assert decision["accepted"], decision
     bid = _bid(api, decision["event_id"])
     assert bid.detail["rule"] == "band newsvendor"  # bidding.offer's rule, via bid_event
-    assert bid.detail["owners"][0]["owner_id"] == api.tokens.owner_id
+    assert "owners" not in bid.detail  # the shares are rows (bid_owner_share), served by the API
+    async with api.http.get(f"{api.url}/api/v1/events/{decision['event_id']}/bids",
+                            headers=auth(api.tokens.operator)) as r:
+        assert r.status == 200
+        [served] = await r.json()
+    [share] = served["owners"]
+    assert share["owner_id"] == api.tokens.owner_id
+    assert share["declared_kw"] == pytest.approx(bid.declared_kw)
+    assert share["share_fraction"] == pytest.approx(1.0)
+    assert share["limited_by"] and share["envelope_kw"] is None  # the quantile rule's figures
+    assert share["expected_response_kw"] is not None and share["penalty_probability"] is not None
     assert 0 < bid.declared_kw <= 80.0
 
 

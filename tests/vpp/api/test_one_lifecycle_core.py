@@ -31,7 +31,7 @@ from sim.scenarios.scenario import load_scenario
 from tests.vpp.api.conftest import Api
 from tests.vpp.daemon.harness import PROGRAMME, auth, call_now
 from vpp import fleet as vpp_fleet
-from vpp.daemon.delivery import declared_by_owner
+from vpp.bids import declared_by_owner, owner_shares
 from vpp.db import session_scope
 from vpp.device_kinds import DeviceKind
 from vpp.models import Bid, Device
@@ -131,9 +131,8 @@ async def test_daemon_and_simulator_make_the_same_offer_and_participants(
     assert decision["accepted"], decision
     with session_scope(api.engine) as s:
         bid = s.exec(select(Bid).where(Bid.event_id == decision["event_id"])).one()
-        daemon_owners = {int(o["owner_id"]): float(o["declared_kw"])
-                         for o in bid.detail["owners"]}
-        planned = api.parts.control.planner._devices(s, set(), declared_by_owner(bid))
+        daemon_owners = {sh.owner_id: sh.declared_kw for sh in owner_shares(s, int(bid.id or 0))}
+        planned = api.parts.control.planner._devices(s, set(), declared_by_owner(s, bid))
         daemon_devices = sorted(int(d.id or 0) for d in planned)
         assert all(isinstance(d, Device) for d in planned)
 

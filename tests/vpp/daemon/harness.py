@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from device_adapters.protocol import DeviceState
 from tests.conftest import REPO_ROOT, free_port
 from vpp import fleet
+from vpp.bids import add_bid, kw_shares
 from vpp.config import GatewaySpec, Settings
 from vpp.daemon.dbexec import Db
 from vpp.daemon.infra import Infra
@@ -106,8 +107,8 @@ def add_completed_event(s: Any, external_id: str, start: datetime, device_ids: l
                    detail={"baseline_kw": {str(d): [baseline_kw] * 4 for d in device_ids}})
     s.add(ev)
     s.flush()
-    s.add(Bid(event_id=ev.id, declared_kw=declared_kw, price_yuan_per_kwh=Decimal("2.0"),
-              detail={"owners": [{"owner_id": owner_id, "declared_kw": declared_kw}]}))
+    add_bid(s, Bid(event_id=ev.id, declared_kw=declared_kw, price_yuan_per_kwh=Decimal("2.0")),
+            kw_shares({owner_id: declared_kw}))
     return int(ev.id or 0)
 
 
@@ -273,8 +274,8 @@ def accepted_call(engine: Engine, owner_id: int, host: str, start: datetime, hou
                        status=EventStatus.ACCEPTED, detail=detail)
         s.add(ev)
         s.flush()
-        s.add(Bid(event_id=ev.id, declared_kw=requested_kw, price_yuan_per_kwh=Decimal("2.0"),
-                  detail={"owners": [{"owner_id": owner_id, "declared_kw": requested_kw}]}))
+        add_bid(s, Bid(event_id=ev.id, declared_kw=requested_kw,
+                       price_yuan_per_kwh=Decimal("2.0")), kw_shares({owner_id: requested_kw}))
         return int(ev.id or 0), ids
 
 

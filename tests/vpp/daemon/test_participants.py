@@ -21,6 +21,7 @@ from tests.vpp.daemon.harness import (
     seed,
 )
 from vpp import fleet
+from vpp.bids import add_bid, kw_shares
 from vpp.db import session_scope
 from vpp.models import Bid, DispatchPlan, GridEvent
 
@@ -41,9 +42,8 @@ async def test_only_owners_with_a_declared_share_are_planned(engine: Engine,
                        detail={"baseline_kw": {str(d): [15.0] * 4 for d in a_ids + b_ids}})
         s.add(ev)
         s.flush()
-        s.add(Bid(event_id=ev.id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0"),
-                  detail={"owners": [{"owner_id": tokens.owner_id, "declared_kw": 8.0},
-                                     {"owner_id": int(b.id or 0), "declared_kw": 0.0}]}))
+        add_bid(s, Bid(event_id=ev.id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0")),
+                kw_shares({tokens.owner_id: 8.0, int(b.id or 0): 0.0}))
         event_id = int(ev.id or 0)
     now = [start]
     [out] = await plan_at(planner_at(engine, daemon_settings(tmp_path, str(engine.url)), now),

@@ -22,6 +22,7 @@ from sqlmodel import select
 from device_adapters.protocol import DeviceState
 from tests.vpp.daemon.harness import PROGRAMME, daemon_settings, plan_at, seed
 from vpp import fleet
+from vpp.bids import add_bid, kw_shares
 from vpp.daemon.dbexec import Db
 from vpp.daemon.infra import Infra
 from vpp.daemon.planning import Planner
@@ -65,8 +66,8 @@ def _event(engine: Engine) -> tuple[int, list[int]]:
                                "tail_baseline_kw": {str(d): [BASE_KW] * 16 for d in ids}})
         s.add(ev)
         s.flush()
-        s.add(Bid(event_id=ev.id, declared_kw=DECLARED_KW, price_yuan_per_kwh=Decimal("2.0"),
-                  detail={"owners": [{"owner_id": owner_id, "declared_kw": DECLARED_KW}]}))
+        add_bid(s, Bid(event_id=ev.id, declared_kw=DECLARED_KW, price_yuan_per_kwh=Decimal("2.0")),
+                kw_shares({owner_id: DECLARED_KW}))
         return int(ev.id or 0), ids
 
 
