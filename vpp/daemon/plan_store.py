@@ -25,7 +25,8 @@ import numpy as np
 from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
-from vpp.models import DispatchPlan, GridEvent, Setpoint
+from vpp.daemon.plan_inputs import PlanInputs
+from vpp.models import DispatchPlan, Setpoint
 
 #: Setpoints closer than this (kW) are the same whatever the device's rating (register steps).
 MIN_CHANGE_KW = 0.05
@@ -35,14 +36,6 @@ MIN_CHANGE_KW = 0.05
 class Stored:
     plan_id: int  # the new plan, or the active one when the re-plan changed nothing
     changed: bool
-
-
-def horizon_starts(inp: dict[str, Any]) -> list[datetime]:
-    """Interval starts from the current interval to the horizon's end (call, then tail)."""
-    call: list[datetime] = list(inp["intervals"])
-    step = timedelta(minutes=inp["minutes"])
-    n_tail = inp["n"] - inp["first"] - inp["n_event"]
-    return call + [call[-1] + (k + 1) * step for k in range(n_tail)]
 
 
 def _key(t: datetime) -> float:
@@ -72,13 +65,12 @@ def unchanged(s: Session, event_id: int, ids: list[int], starts: list[datetime],
     return None
 
 
-def _detail(inp: dict[str, Any], result: Any, reason: str, wall_s: float,
+def _detail(inp: PlanInputs, result: Any, reason: str, wall_s: float,
             trigger: dict[str, float] | None, starts: list[datetime]) -> dict[str, Any]:
-    n_event = inp["n_event"]
-    first = inp["first"]
-    sl, tail = inp["now"], slice(first + n_event, inp["n"])
+    n_event = inp.n_event_intervals
+    sl, tail = inp.event_slice, inp.tail_slice
     ids = [int(i) for i in result.device_ids]
-    owners = inp["owners"]
+    owners = inp.owner_of_device
     base_all = np.asarray(result.baseline_kw)
     power = np.asarray(result.power_kw)
     base = base_all[:, sl]
@@ -87,14 +79,14 @@ def _detail(inp: dict[str, Any], result: Any, reason: str, wall_s: float,
         key = str(owners[did])
         prev = owner_base.get(key, [0.0] * n_event)
         owner_base[key] = [round(a + float(b), 4) for a, b in zip(prev, base[i], strict=True)]
-    step = timedelta(minutes=inp["minutes"])
+    step = timedelta(minutes=inp.interval_minutes)
     return {
         "reason": reason,
         "trigger": trigger or {},
-        "intervals": [t.isoformat() for t in inp["intervals"]],
+        "intervals": [t.isoformat() for t in inp.intervals],
         "device_ids": ids,
         "baseline_kw": [round(float(v), 3) for v in base.sum(axis=0)],
-        "target_kw": [float(inp["declared_kw"])] * n_event,
+        "target_kw": [float(inp.declared_kw)] * n_event,
         "planned_kw": [round(float(v), 3) for v in power[:, sl].sum(axis=0)],
         "tail_intervals": [t.isoformat() for t in starts[n_event:]],
         "tail_baseline_kw": [round(float(v), 3) for v in base_all[:, tail].sum(axis=0)],
@@ -109,17 +101,17 @@ def _detail(inp: dict[str, Any], result: Any, reason: str, wall_s: float,
     }
 
 
-def store_plan(s: Session, inp: dict[str, Any], result: Any, reason: str, wall_s: float,
+def store_plan(s: Session, inp: PlanInputs, result: Any, reason: str, wall_s: float,
                unchanged_pct: float, trigger: dict[str, float] | None = None) -> Stored:
     """Store ``result`` (a scheduler plan over ``inp``'s horizon) unless it changes nothing;
     earlier active plans of the event become ``superseded`` with their pending rows."""
-    ev: GridEvent = inp["event"]
-    first = inp["first"]
-    starts = horizon_starts(inp)
+    ev = inp.event
+    first, n = inp.first_index, inp.n_intervals
+    starts = inp.horizon_starts()
     ids = [int(i) for i in result.device_ids]
-    sp = np.asarray(result.setpoint_kw)[:, first:inp["n"]]
-    pw = np.asarray(result.power_kw)[:, first:inp["n"]]
-    rated = {d.device_id: d.rated_power_kw for d in inp["devices"]}
+    sp = np.asarray(result.setpoint_kw)[:, first:n]
+    pw = np.asarray(result.power_kw)[:, first:n]
+    rated = {d.device_id: d.rated_power_kw for d in inp.devices}
     tol = np.array([max(MIN_CHANGE_KW, unchanged_pct / 100.0 * abs(rated.get(i, 0.0)))
                     for i in ids])
     if reason != "initial":
@@ -133,9 +125,9 @@ def store_plan(s: Session, inp: dict[str, Any], result: Any, reason: str, wall_s
         s.execute(update(Setpoint).where(col(Setpoint.plan_id) == old.id,
                                          col(Setpoint.status) == "pending")
                   .values(status="superseded"))
-    short = np.nan_to_num(np.asarray(result.shortfall_kw)[inp["now"]])
+    short = np.nan_to_num(np.asarray(result.shortfall_kw)[inp.event_slice])
     plan = DispatchPlan(
-        event_id=ev.id, horizon_start=inp["h0"], interval_minutes=inp["minutes"],
+        event_id=ev.id, horizon_start=inp.horizon_start, interval_minutes=inp.interval_minutes,
         status="active", objective=float(result.objective_yuan),
         shortfall_kw=float(short.max()) if short.size else 0.0,
         solve_seconds=float(result.solve_time_s),

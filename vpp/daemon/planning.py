@@ -55,6 +55,7 @@ from device_adapters.protocol import DeviceState
 from forecasting.baselines import compute_baseline
 from vpp.bids import declared_by_owner
 from vpp.daemon.delivery import latest_bid
+from vpp.daemon.plan_inputs import PlanInputs
 from vpp.daemon.plan_store import Stored, store_plan
 from vpp.device_kinds import (
     BatteryParams,
@@ -308,7 +309,7 @@ class Planner:
 
     # -- inputs ---------------------------------------------------------------------------
     def _prepare(self, s: Session, event_id: int, now: datetime,
-                 exclude: set[int]) -> dict[str, Any]:
+                 exclude: set[int]) -> PlanInputs:
         infra = self.infra
         settings = infra.settings
         ev = s.get(GridEvent, event_id)
@@ -381,53 +382,52 @@ class Planner:
         # saves energy cost), never past the band's ceiling, which the programme does not pay
         headroom = call_headroom(settings.scheduler.target_margin_pct,
                                  float(programme.band.upper_pct))
-        return {
-            "event": ev, "bid": bid, "devices": fleet_devs, "rows": devices,
-            "baseline": np.vstack(baselines), "price": price, "h0": h0, "n": n,
-            "first": first, "n_event": n_event, "now": slice(first, first + n_event),
-            "intervals": intervals[first:],
-            "declared_kw": bid.declared_kw, "ceiling_kw": bid.declared_kw * headroom,
-            "rebound_max_pct": settings.scheduler.rebound_max_pct, "sign": sign,
-            "minutes": minutes, "owners": {int(d.id or 0): d.owner_id for d in devices},
-        }
+        return PlanInputs(
+            event=ev, devices=fleet_devs, baseline_kw=np.vstack(baselines),
+            price_yuan_per_kwh=price, horizon_start=h0, n_intervals=n, first_index=first,
+            n_event_intervals=n_event, intervals=intervals[first:],
+            declared_kw=bid.declared_kw, ceiling_kw=bid.declared_kw * headroom,
+            rebound_max_pct=settings.scheduler.rebound_max_pct, direction_sign=sign,
+            interval_minutes=minutes, owner_of_device={int(d.id or 0): d.owner_id for d in devices})
 
-    def _solve(self, inp: dict[str, Any]) -> Any:
+    def _solve(self, inp: PlanInputs) -> Any:
         """In the solver thread: :class:`vpp.scheduler.service.Scheduler` (the scheduler's
         daemon-facing entry point) keeps one built QP per fleet structure; one per horizon
         length here, so a re-plan of the same event re-solves instead of rebuilding. A fleet
         above ``[scheduler] partition_size`` devices goes to the partitioned path instead."""
         settings = self.infra.settings
-        n = inp["n"]
+        n = inp.n_intervals
         # an event's first plan runs to the tolerance; a re-plan, which holds up the control
         # loop, stops at [scheduler] replan_time_limit_s with OSQP's iterate as its plan
-        limit = settings.scheduler.replan_time_limit_s if inp["reason"] != "initial" else 0.0
+        limit = settings.scheduler.replan_time_limit_s if inp.reason != "initial" else 0.0
         options = SolverOptions(eps=settings.scheduler.eps,
                                 polishing=settings.scheduler.polishing, time_limit_s=limit)
-        if inp["sign"] < 0:
+        if inp.direction_sign < 0:
             raise ValidationError("valley filling is not planned by this scheduler yet")
-        first = inp["first"]
-        call = EventCall(start=first, end=first + inp["n_event"], reduction_kw=inp["declared_kw"],
-                         ceiling_kw=inp["ceiling_kw"], rebound_max_pct=inp["rebound_max_pct"],
+        first = inp.first_index
+        call = EventCall(start=first, end=first + inp.n_event_intervals,
+                         reduction_kw=inp.declared_kw, ceiling_kw=inp.ceiling_kw,
+                         rebound_max_pct=inp.rebound_max_pct,
                          origin=0)  # horizon interval 0 is the event's first
-        data = HorizonData(baseline_kw=inp["baseline"], price_yuan_per_kwh=inp["price"],
-                           call=call, now_index=first, interval_minutes=inp["minutes"])
-        if self._partitioned.applies(len(inp["devices"])):
-            return self._partitioned.plan(inp["devices"], data, options)
+        data = HorizonData(baseline_kw=inp.baseline_kw, price_yuan_per_kwh=inp.price_yuan_per_kwh,
+                           call=call, now_index=first, interval_minutes=inp.interval_minutes)
+        if self._partitioned.applies(len(inp.devices)):
+            return self._partitioned.plan(inp.devices, data, options)
         sched = self._schedulers.get(n)
         if sched is None:
             if len(self._schedulers) >= 8:
                 self._schedulers.pop(next(iter(self._schedulers)))
-            sched = Scheduler(n_intervals=n, interval_minutes=inp["minutes"], aggregate=True)
+            sched = Scheduler(n_intervals=n, interval_minutes=inp.interval_minutes, aggregate=True)
             self._schedulers[n] = sched
-        return sched.plan(inp["devices"], data, options)
+        return sched.plan(inp.devices, data, options)
 
-    def _store(self, s: Session, inp: dict[str, Any], result: Any, reason: str,
+    def _store(self, s: Session, inp: PlanInputs, result: Any, reason: str,
                wall_s: float) -> Stored:
         """The plan and its setpoint rows over the call and the tail (:mod:`.plan_store`);
         a re-plan that changes nothing is not written."""
         return store_plan(s, inp, result, reason, wall_s,
                           self.infra.settings.daemon.control.unchanged_pct,
-                          inp.get("trigger"))
+                          inp.trigger)
 
     async def plan(self, event_id: int, reason: str, exclude: set[int] | None = None,
                    trigger: dict[str, float] | None = None) -> PlanOutcome:
@@ -436,19 +436,18 @@ class Planner:
         infra = self.infra
         t0 = time.perf_counter()
         now = infra.clock()
-        inp = await infra.db.run(self._prepare, event_id, now, set(exclude or ()))
-        inp["reason"] = reason
-        inp["trigger"] = trigger
+        inp = replace(await infra.db.run(self._prepare, event_id, now, set(exclude or ())),
+                      reason=reason, trigger=trigger)
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._pool, self._solve, inp)
         wall = time.perf_counter() - t0
         stored = await infra.db.run(self._store, inp, result, reason, wall)
         infra.metrics.solve_seconds.observe(float(result.solve_time_s))
-        short = float(np.nan_to_num(np.asarray(result.shortfall_kw)[inp["now"]]).max())
+        short = float(np.nan_to_num(np.asarray(result.shortfall_kw)[inp.event_slice]).max())
         # the plan's own shortfall (what the devices cannot cover on paper) is not the
         # measured one that triggered a "shortfall" re-plan: both are logged, by name
         extra = {"event_id": event_id, "plan_id": stored.plan_id, "reason": reason,
-                 "devices": len(inp["devices"]), "planned_shortfall_kw": round(short, 1),
+                 "devices": len(inp.devices), "planned_shortfall_kw": round(short, 1),
                  "solve_s": round(float(result.solve_time_s), 3), **(trigger or {})}
         if stored.changed:
             infra.metrics.plans.labels(reason).inc()
@@ -456,5 +455,5 @@ class Planner:
         else:
             log.info("re-plan changes nothing (same devices, same setpoints); not written",
                      extra=extra)
-        return PlanOutcome(stored.plan_id, len(inp["devices"]), short,
-                           float(result.solve_time_s), inp["intervals"][0], stored.changed)
+        return PlanOutcome(stored.plan_id, len(inp.devices), short,
+                           float(result.solve_time_s), inp.intervals[0], stored.changed)
