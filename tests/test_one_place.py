@@ -26,7 +26,7 @@ REMAINING = {
     "vpp/scheduler/inputs.py::HorizonData.interval_minutes",
     "vpp/scheduler/model.py::DispatchModel.__init__(interval_minutes)",
     "vpp/scheduler/partition.py::PartitionedScheduler.__init__(interval_minutes)",
-    "vpp/scheduler/plan.py::DispatchPlan.interval_minutes",
+    "vpp/scheduler/plan.py::SolvedPlan.interval_minutes",
     "vpp/scheduler/service.py::Scheduler.__init__(interval_minutes)",
     "vpp/scheduler/synthetic.py::tou_price(interval_minutes)",  # test and benchmark fixtures
     "vpp/scheduler/synthetic.py::mixed_fleet(interval_minutes)",

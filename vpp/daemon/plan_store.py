@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from vpp.daemon.plan_inputs import PlanInputs
 from vpp.models import DispatchPlan, Setpoint
+from vpp.scheduler.plan import SolvedPlan
 
 #: Setpoints closer than this (kW) are the same whatever the device's rating (register steps).
 MIN_CHANGE_KW = 0.05
@@ -65,7 +66,7 @@ def unchanged(s: Session, event_id: int, ids: list[int], starts: list[datetime],
     return None
 
 
-def _detail(inp: PlanInputs, result: Any, reason: str, wall_s: float,
+def _detail(inp: PlanInputs, result: SolvedPlan, reason: str, wall_s: float,
             trigger: dict[str, float] | None, starts: list[datetime]) -> dict[str, Any]:
     n_event = inp.n_event_intervals
     sl, tail = inp.event_slice, inp.tail_slice
@@ -101,7 +102,7 @@ def _detail(inp: PlanInputs, result: Any, reason: str, wall_s: float,
     }
 
 
-def store_plan(s: Session, inp: PlanInputs, result: Any, reason: str, wall_s: float,
+def store_plan(s: Session, inp: PlanInputs, result: SolvedPlan, reason: str, wall_s: float,
                unchanged_pct: float, trigger: dict[str, float] | None = None) -> Stored:
     """Store ``result`` (a scheduler plan over ``inp``'s horizon) unless it changes nothing;
     earlier active plans of the event become ``superseded`` with their pending rows."""

@@ -76,6 +76,7 @@ from vpp.scheduler.call_target import call_headroom
 from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData, Params
 from vpp.scheduler.model import SolverOptions
 from vpp.scheduler.partition import PartitionedScheduler
+from vpp.scheduler.plan import SolvedPlan
 from vpp.scheduler.service import Scheduler
 from vpp.telemetry_store import interval_means, read_device
 from vpp.timeutil import floor_to_interval
@@ -390,7 +391,7 @@ class Planner:
             rebound_max_pct=settings.scheduler.rebound_max_pct, direction_sign=sign,
             interval_minutes=minutes, owner_of_device={int(d.id or 0): d.owner_id for d in devices})
 
-    def _solve(self, inp: PlanInputs) -> Any:
+    def _solve(self, inp: PlanInputs) -> SolvedPlan:
         """In the solver thread: :class:`vpp.scheduler.service.Scheduler` (the scheduler's
         daemon-facing entry point) keeps one built QP per fleet structure; one per horizon
         length here, so a re-plan of the same event re-solves instead of rebuilding. A fleet
@@ -421,7 +422,7 @@ class Planner:
             self._schedulers[n] = sched
         return sched.plan(inp.devices, data, options)
 
-    def _store(self, s: Session, inp: PlanInputs, result: Any, reason: str,
+    def _store(self, s: Session, inp: PlanInputs, result: SolvedPlan, reason: str,
                wall_s: float) -> Stored:
         """The plan and its setpoint rows over the call and the tail (:mod:`.plan_store`);
         a re-plan that changes nothing is not written."""

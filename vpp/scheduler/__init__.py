@@ -7,12 +7,12 @@ model per fleet structure) or :class:`DispatchModel`; see ``docs/scheduler.md``.
 from vpp.scheduler.envelope import Envelope, flexibility_envelope
 from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData, Weights
 from vpp.scheduler.model import DispatchModel, SolverOptions
-from vpp.scheduler.plan import Binding, DispatchPlan
+from vpp.scheduler.plan import Binding, SolvedPlan
 from vpp.scheduler.redispatch import advance, redispatch
 from vpp.scheduler.service import Scheduler
 
 __all__ = [
-    "Binding", "DispatchModel", "DispatchPlan", "Envelope", "EvSession", "EventCall",
-    "FleetDevice", "HorizonData", "Scheduler", "SolverOptions", "Weights", "advance",
+    "Binding", "DispatchModel", "Envelope", "EvSession", "EventCall", "FleetDevice",
+    "HorizonData", "Scheduler", "SolvedPlan", "SolverOptions", "Weights", "advance",
     "flexibility_envelope", "redispatch",
 ]

@@ -23,7 +23,7 @@ import numpy as np
 
 from vpp.device_kinds import DeviceKind
 from vpp.scheduler.inputs import EvSession, FleetDevice
-from vpp.scheduler.plan import DispatchPlan
+from vpp.scheduler.plan import SolvedPlan
 from vpp.scheduler.shed import stagger_slot
 
 _SCALED_PARAMS = {
@@ -101,8 +101,8 @@ def aggregate(devices: Sequence[FleetDevice], baseline_kw: np.ndarray) -> Aggreg
     return Aggregation(virtual, np.array(vbase), groups, share, group_of)
 
 
-def disaggregate(plan: DispatchPlan, agg: Aggregation, devices: Sequence[FleetDevice],
-                 baseline_kw: np.ndarray) -> DispatchPlan:
+def disaggregate(plan: SolvedPlan, agg: Aggregation, devices: Sequence[FleetDevice],
+                 baseline_kw: np.ndarray) -> SolvedPlan:
     """The per-device plan from a plan of the virtual fleet (same order as ``devices``)."""
     g, s = agg.group_of, agg.share[:, None]
     power = plan.power_kw[g] * s

@@ -29,7 +29,7 @@ from vpp.scheduler import battery, ev, shed
 from vpp.scheduler.block import INF, Block, Context
 from vpp.scheduler.call_rows import band_warnings, call_bounds, slack_curvature
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate, validate_device
-from vpp.scheduler.plan import Binding, DispatchPlan
+from vpp.scheduler.plan import Binding, SolvedPlan
 from vpp.scheduler.reference import as_osqp_result, solve_clarabel
 
 _TINY = 1e-9
@@ -354,7 +354,7 @@ class DispatchModel:
                 self._solver.update(q=q, l=lo, u=hi)
         return self._solver.solve(raise_error=False)
 
-    def solve(self, devices: Sequence[FleetDevice], data: HorizonData) -> DispatchPlan:
+    def solve(self, devices: Sequence[FleetDevice], data: HorizonData) -> SolvedPlan:
         """Plan ``data`` for ``devices`` (same structure as built; state may differ)."""
         self.check(devices, data)
         if self.exchange:
@@ -382,8 +382,8 @@ class DispatchModel:
     sigma_cost = 1.0
 
     def plan(self, devices: Sequence[FleetDevice], data: HorizonData, res,
-             const: np.ndarray) -> DispatchPlan:
-        """Turn an OSQP result into a :class:`DispatchPlan` (setpoints clamped to limits)."""
+             const: np.ndarray) -> SolvedPlan:
+        """Turn an OSQP result into a :class:`SolvedPlan` (setpoints clamped to limits)."""
         status = str(res.info.status)
         warnings: list[str] = []
         x = res.x
@@ -427,7 +427,7 @@ class DispatchModel:
         price = np.asarray(data.price_yuan_per_kwh, dtype=float)
         energy_cost = float((setp * price[None, :]).sum() * self.dt_h)
         obj = float(res.info.obj_val) * self.norm + float((const * price).sum() * self.dt_h)
-        plan = DispatchPlan(
+        plan = SolvedPlan(
             device_ids=self.device_ids.copy(), baseline_kw=base, power_kw=power,
             setpoint_kw=setp, clamped=clamped, target_kw=tgt, reduction_kw=reduction,
             shortfall_kw=shortfall, soc_pct=soc, shed_kw=shed_arr, owed_kwh=owed, ev_delivered_kwh=ev_kwh,

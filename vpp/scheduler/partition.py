@@ -39,7 +39,7 @@ from vpp.scheduler.aggregate import aggregate as aggregate_fleet
 from vpp.scheduler.call_rows import call_bounds, prox_total, violation_kw
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate
 from vpp.scheduler.model import DispatchModel, SolverOptions, signature
-from vpp.scheduler.plan import DispatchPlan
+from vpp.scheduler.plan import SolvedPlan
 
 #: Residual balancing of the coordinator's ``rho`` (see the module docstring). Every change makes
 #: each partition refactor its KKT matrix once, so it is checked every few iterations only.
@@ -90,7 +90,7 @@ class PartitionWorker:
         self.last = (res, const)
         return z, obj, int(res.info.iter)
 
-    def plan(self) -> DispatchPlan:
+    def plan(self) -> SolvedPlan:
         """The partition's plan of the last step, per (real) device."""
         assert self.data is not None and self.last is not None and self.model is not None
         res, const = self.last
@@ -105,7 +105,7 @@ class PartitionedResult:
     """The coordinator's figures (reduction and shortfall from the exchanged ``Z``) and the
     partitions' plans merged (``plan``, per device)."""
 
-    plan: DispatchPlan
+    plan: SolvedPlan
     reduction_kw: np.ndarray
     shortfall_kw: np.ndarray
     target_kw: np.ndarray
@@ -335,8 +335,8 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
     )
 
 
-def merge_plans(plans: Sequence[DispatchPlan], target_kw: np.ndarray, *, objective_yuan: float,
-                iterations: int, wall_time_s: float, status: str) -> DispatchPlan:
+def merge_plans(plans: Sequence[SolvedPlan], target_kw: np.ndarray, *, objective_yuan: float,
+                iterations: int, wall_time_s: float, status: str) -> SolvedPlan:
     """One fleet plan from the partitions' plans: device arrays stacked in partition order; the
     fleet reduction and shortfall recomputed from the devices' planned power against
     ``target_kw`` (NaN outside the call), the objective and status the coordinator's."""
@@ -354,7 +354,7 @@ def merge_plans(plans: Sequence[DispatchPlan], target_kw: np.ndarray, *, objecti
         ev_kwh.update(p.ev_delivered_kwh)
         ev_conn.update(p.ev_connector_kwh)
         warnings += [w for w in p.warnings if w not in warnings]
-    return DispatchPlan(
+    return SolvedPlan(
         device_ids=cat["device_ids"], baseline_kw=cat["baseline_kw"], power_kw=cat["power_kw"],
         setpoint_kw=cat["setpoint_kw"], clamped=cat["clamped"], soc_pct=cat["soc_pct"],
         shed_kw=cat["shed_kw"], owed_kwh=cat["owed_kwh"],
@@ -387,7 +387,7 @@ class PartitionedScheduler:
     ``partition_size`` devices is split by owner (:func:`owner_partitions`) and solved with
     :func:`solve_partitioned` (exact aggregation inside each partition) on the Dask cluster at
     ``address``, or on an in-process :func:`local_cluster` started at the first plan. Returns a
-    :class:`DispatchPlan` like :class:`vpp.scheduler.service.Scheduler`. Call :meth:`close`
+    :class:`SolvedPlan` like :class:`vpp.scheduler.service.Scheduler`. Call :meth:`close`
     at shutdown. Blocking: run it in an executor from asyncio code."""
 
     def __init__(self, partition_size: int, address: str | None = None,
@@ -419,7 +419,7 @@ class PartitionedScheduler:
 
     def plan(self, devices: Sequence[FleetDevice], data: HorizonData,
              options: SolverOptions | None = None,
-             owners: Sequence[str] | None = None) -> DispatchPlan:
+             owners: Sequence[str] | None = None) -> SolvedPlan:
         """Plan ``data`` for ``devices``; partitions by ``owners`` (default: each device's
         ``owner``). The partitions solve at ``options.eps`` without the Clarabel fallback;
         ``options.time_limit_s`` (a re-plan's) bounds the coordinator's iterations."""

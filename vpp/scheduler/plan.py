@@ -27,8 +27,10 @@ class Binding:
 
 
 @dataclass
-class DispatchPlan:
-    """Result of one solve. Arrays are (devices, intervals) in the order of ``device_ids``."""
+class SolvedPlan:
+    """Result of one solve. Arrays are (devices, intervals) in the order of ``device_ids``.
+    (What the daemon stores from it is a :class:`vpp.models.DispatchPlan` row and its
+    setpoints: :mod:`vpp.daemon.plan_store`.)"""
 
     device_ids: np.ndarray
     baseline_kw: np.ndarray

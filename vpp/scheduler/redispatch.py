@@ -18,10 +18,10 @@ from vpp.device_kinds import DeviceKind
 from vpp.errors import ValidationError
 from vpp.scheduler.inputs import EvSession, FleetDevice, HorizonData
 from vpp.scheduler.model import DispatchModel
-from vpp.scheduler.plan import DispatchPlan
+from vpp.scheduler.plan import SolvedPlan
 
 
-def advance(devices: Sequence[FleetDevice], plan: DispatchPlan, now: int,
+def advance(devices: Sequence[FleetDevice], plan: SolvedPlan, now: int,
             soc_pct: Mapping[int, float] | None = None) -> list[FleetDevice]:
     """Device states at the start of interval ``now``, assuming ``plan`` ran until then
     (``soc_pct`` overrides batteries' SoC with measured values)."""
@@ -93,7 +93,7 @@ def replan_inputs(devices: Sequence[FleetDevice], data: HorizonData, now: int, *
 
 def redispatch(model: DispatchModel, devices: Sequence[FleetDevice], data: HorizonData,
                now: int, *, offline: Sequence[int] = (),
-               derate: Mapping[int, float] | None = None) -> DispatchPlan:
+               derate: Mapping[int, float] | None = None) -> SolvedPlan:
     """Re-plan from interval ``now`` (:func:`replan_inputs`) on the same model: a warm
     re-solve, nothing rebuilt, so that the remaining devices make up the difference."""
     return model.solve(*replan_inputs(devices, data, now, offline=offline, derate=derate))

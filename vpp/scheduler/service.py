@@ -15,7 +15,7 @@ from dataclasses import replace
 from vpp.scheduler.aggregate import aggregate, disaggregate
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights
 from vpp.scheduler.model import DispatchModel, SolverOptions, signature
-from vpp.scheduler.plan import DispatchPlan
+from vpp.scheduler.plan import SolvedPlan
 
 
 class Scheduler:
@@ -41,7 +41,7 @@ class Scheduler:
         return self._model
 
     def plan(self, devices: Sequence[FleetDevice], data: HorizonData,
-             options: SolverOptions | None = None) -> DispatchPlan:
+             options: SolverOptions | None = None) -> SolvedPlan:
         """Plan ``data``; ``options`` (e.g. a time limit for a re-plan) apply from this solve
         on, without a rebuild."""
         with self._lock:
@@ -54,7 +54,7 @@ class Scheduler:
             plan = self._solve(agg.devices, vdata)
             return disaggregate(plan, agg, devices, data.baseline_kw)
 
-    def _solve(self, devices: Sequence[FleetDevice], data: HorizonData) -> DispatchPlan:
+    def _solve(self, devices: Sequence[FleetDevice], data: HorizonData) -> SolvedPlan:
         model = self.model_for(devices)
         if model.options != self.options:
             model.set_options(self.options)
