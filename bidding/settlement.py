@@ -173,6 +173,264 @@ def _fen(wh: Fraction, price: Decimal) -> int:
     return yuan_to_fen(wh * Fraction(price) / 1000)
 
 
+@dataclass(frozen=True)
+class _Loads:
+    """Checked load inputs of :func:`settle_event`; kW arrays are (owners, intervals)."""
+    base_kw: np.ndarray
+    meter_kw: np.ndarray
+    in_event: np.ndarray  # bool per interval: the event window
+    declared_kw: np.ndarray  # per owner: their share of the offer
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """Checked money terms of :func:`settle_event`."""
+    price: Decimal  # yuan/kWh
+    fee_pct: Decimal  # 0-100
+    sign: float  # +1.0 peak shaving (response = baseline - metered), -1.0 valley filling
+
+
+@dataclass(frozen=True)
+class _EnergyWh:
+    """Integer Wh per owner and interval (exact sums from here on)."""
+    base_wh: np.ndarray  # (owners, intervals), int64
+    meter_wh: np.ndarray  # (owners, intervals), int64
+    resp_wh: np.ndarray  # (owners, intervals): the response, signed by direction
+    decl_owner_wh: np.ndarray  # per owner, declared Wh of one interval
+    decl_t_wh: int  # the VPP's declared Wh of one interval
+    ev: np.ndarray  # positions of the event intervals
+    resp_t: np.ndarray  # the VPP response per event interval, Wh
+    decl_wh: int  # the VPP's declared Wh over the event
+
+    @property
+    def n_ev(self) -> int:  # number of event intervals
+        return len(self.ev)
+
+
+@dataclass(frozen=True)
+class _Banded:
+    """The band applied to the VPP response: exact Wh (Fractions), before any rounding."""
+    paid_wh: Fraction
+    short_wh: Fraction
+    per_t: list[tuple[Fraction, Fraction]]  # (paid, shortfall) Wh per event interval
+
+
+@dataclass(frozen=True)
+class _VppMoney:
+    """The VPP's money for the event, integer fen, each amount rounded once."""
+    energy_fen: int
+    cap_fen: int
+    penalty_fen: int
+    fee_fen: int
+
+    @property
+    def revenue_fen(self) -> int:
+        return self.energy_fen + self.cap_fen
+
+    @property
+    def distributable_fen(self) -> int:
+        """Revenue less the aggregator's fee: shared among the owners."""
+        return self.revenue_fen - self.fee_fen
+
+    @property
+    def net_fen(self) -> int:
+        """Revenue less penalty: equals the sum of payouts plus the fee."""
+        return self.revenue_fen - self.penalty_fen
+
+
+@dataclass(frozen=True)
+class _OwnerSplit:
+    """Per owner (in ``owner_ids`` order): response, contribution and shortfall (Wh) and fen."""
+    resp_owner_wh: np.ndarray  # response over the event
+    contrib_wh: np.ndarray  # positive response that earns a share
+    short_wh: list[Fraction]  # below ref% of the owner's share: bears the penalty
+    revenue_fen: list[int]
+    penalty_fen: list[int]
+    payout_fen: list[int]
+
+
+def _check_loads(index: pd.DatetimeIndex, owner_ids: Sequence[int], baseline_kw: Any,
+                 metered_kw: Any, owner_declared_kw: Sequence[float], in_event: Any) -> _Loads:
+    """Shapes, completeness and signs of the load inputs; raises :class:`SettlementError`."""
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise SettlementError("index must be a timezone-aware DatetimeIndex of interval starts")
+    n, t = len(owner_ids), len(index)
+    if n == 0 or t == 0:
+        raise SettlementError("nothing to settle: no owners or no intervals")
+    if len(set(owner_ids)) != n:
+        raise SettlementError("owner ids must be unique")
+    base = _as_matrix(baseline_kw, "baseline_kw", n, t)
+    meter = _as_matrix(metered_kw, "metered_kw", n, t)
+    _missing(base, "baseline", owner_ids, index)
+    _missing(meter, "meter", owner_ids, index)
+    mask = np.ones(t, dtype=bool) if in_event is None else np.asarray(in_event, dtype=bool)
+    if mask.shape != (t,) or not mask.any():
+        raise SettlementError("in_event must mark at least one of the intervals")
+    decl_owner = np.asarray(owner_declared_kw, dtype=float)
+    if decl_owner.shape != (n,) or not np.isfinite(decl_owner).all() or (decl_owner < 0).any():
+        raise SettlementError("owner_declared_kw needs one non-negative value per owner")
+    if decl_owner.sum() <= 0:
+        raise SettlementError("declared capacity must be positive")
+    return _Loads(base, meter, mask, decl_owner)
+
+
+def _check_terms(price_yuan_per_kwh: Decimal, price_cap_yuan_per_kwh: Decimal | None,
+                 fee_pct: Decimal | float, direction: str) -> _Terms:
+    """Price (yuan/kWh, within the cap), fee (%) and direction; raises :class:`SettlementError`."""
+    price = (Decimal(str(price_yuan_per_kwh)) if isinstance(price_yuan_per_kwh, float)
+             else Decimal(price_yuan_per_kwh))
+    if price < 0:
+        raise SettlementError(f"negative price {price} yuan/kWh")
+    if price_cap_yuan_per_kwh is not None and price > price_cap_yuan_per_kwh:
+        raise SettlementError(
+            f"price {price} yuan/kWh is over the programme cap {price_cap_yuan_per_kwh}"
+        )
+    fee = Decimal(str(fee_pct)) if isinstance(fee_pct, float) else Decimal(fee_pct)
+    if not 0 <= fee <= 100:
+        raise SettlementError(f"fee_pct must be within 0-100, got {fee}")
+    sign = 1.0 if direction == Direction.PEAK_SHAVING.value else -1.0
+    if direction not in (d.value for d in Direction):
+        raise SettlementError(f"unknown direction {direction!r}")
+    return _Terms(price, fee, sign)
+
+
+def _energy_wh(loads: _Loads, sign: float, interval_minutes: int) -> _EnergyWh:
+    """kW per interval to integer Wh (one rounding per owner and interval)."""
+    dt_h = interval_minutes / 60.0
+    ev = np.flatnonzero(loads.in_event)
+    base_wh = np.rint(loads.base_kw * dt_h * 1000.0).astype(np.int64)
+    meter_wh = np.rint(loads.meter_kw * dt_h * 1000.0).astype(np.int64)
+    resp_wh = (base_wh - meter_wh) * (1 if sign > 0 else -1)  # so response = baseline - metered
+    decl_owner_wh = np.rint(loads.declared_kw * dt_h * 1000.0).astype(np.int64)  # per interval
+    decl_t_wh = int(decl_owner_wh.sum())
+    resp_t = resp_wh[:, ev].sum(axis=0)  # VPP response per event interval, Wh
+    return _EnergyWh(base_wh, meter_wh, resp_wh, decl_owner_wh, decl_t_wh, ev, resp_t,
+                     decl_t_wh * len(ev))
+
+
+def _apply_band(energy: _EnergyWh, band: Band) -> _Banded:
+    """Paid and shortfall Wh of the VPP under the band, over the event or interval by interval
+    (``band.basis``); the per-interval view is always computed, for the report."""
+    per_t = [_band(int(r), energy.decl_t_wh, band) for r in energy.resp_t]
+    if band.basis == "event":
+        paid, short = _band(int(energy.resp_t.sum()), energy.decl_wh, band)
+    else:
+        paid = sum((p for p, _ in per_t), Fraction(0))
+        short = sum((s for _, s in per_t), Fraction(0))
+    return _Banded(paid, short, per_t)
+
+
+def _vpp_money(banded: _Banded, n_ev: int, band: Band, terms: _Terms,
+               capacity_price_yuan_per_kw: Decimal | None, interval_minutes: int) -> _VppMoney:
+    """Energy and capacity revenue, penalty and fee, each rounded to fen once."""
+    energy_fen = _fen(banded.paid_wh, terms.price)
+    cap_fen = 0
+    if capacity_price_yuan_per_kw:
+        effective_kw = banded.paid_wh / Fraction(n_ev * interval_minutes, 60) / 1000
+        cap_fen = yuan_to_fen(effective_kw * Fraction(capacity_price_yuan_per_kw))
+    revenue_fen = energy_fen + cap_fen
+    penalty_fen = _fen(banded.short_wh * Fraction(band.penalty_factor), terms.price)
+    fee_fen = yuan_to_fen(Decimal(revenue_fen) * terms.fee_pct / 100 / 100)
+    return _VppMoney(energy_fen, cap_fen, penalty_fen, fee_fen)
+
+
+def _split_owners(energy: _EnergyWh, band: Band, money: _VppMoney) -> _OwnerSplit:
+    """Revenue by contribution and penalty by shortfall (largest-remainder splits, fen);
+    raises :class:`SettlementError` if payouts + fee != revenue - penalty."""
+    n = len(energy.decl_owner_wh)
+    resp_owner = energy.resp_wh[:, energy.ev].sum(axis=1)
+    if band.basis == "event":
+        contrib = np.maximum(resp_owner, 0)
+    else:  # paid interval by interval: positive response in each interval counts
+        contrib = np.maximum(energy.resp_wh[:, energy.ev], 0).sum(axis=1)
+    ref = Fraction(band.penalty_reference_pct) / 100
+    owner_short = [
+        max(Fraction(0), ref * int(energy.decl_owner_wh[i]) * energy.n_ev - max(int(resp_owner[i]), 0))
+        for i in range(n)
+    ]
+    distributable = money.distributable_fen
+    rev_share = allocate_fen(distributable, [int(c) for c in contrib]) if distributable else [0] * n
+    if money.penalty_fen:
+        weights = owner_short if any(owner_short) else [int(d) for d in energy.decl_owner_wh]
+        pen_share = allocate_fen(money.penalty_fen, weights)
+    else:
+        pen_share = [0] * n
+    payouts = [r - p for r, p in zip(rev_share, pen_share, strict=True)]
+    if sum(payouts) + money.fee_fen != money.net_fen:  # pragma: no cover - guarded by allocate_fen
+        raise SettlementError(
+            f"money does not balance: payouts {sum(payouts)} + fee {money.fee_fen} "
+            f"!= net {money.net_fen} fen"
+        )
+    return _OwnerSplit(resp_owner, contrib, owner_short, rev_share, pen_share, payouts)
+
+
+def _tou_bill_changes(tariff: TouTariff | None, index: pd.DatetimeIndex,
+                      energy: _EnergyWh) -> list[int]:
+    """Per owner, fen: ``sum((metered - baseline) Wh * tariff price)`` over every interval given
+    (not only the event), rounded once; zeros without a tariff."""
+    n, t = energy.base_wh.shape
+    tou = [0] * n
+    if tariff is not None:
+        prices = tariff.price_series_decimal(index).to_numpy()
+        delta_wh = energy.meter_wh - energy.base_wh
+        for i in range(n):
+            total = sum(
+                (Fraction(int(delta_wh[i, k])) * Fraction(prices[k]) for k in range(t)),
+                Fraction(0),
+            )
+            tou[i] = yuan_to_fen(total / 1000)
+    return tou
+
+
+def _owner_results(owner_ids: Sequence[int], loads: _Loads, energy: _EnergyWh,
+                   split: _OwnerSplit, tou: list[int]) -> list[OwnerResult]:
+    """One :class:`OwnerResult` per owner (kWh from the integer Wh)."""
+    owners = []
+    ev = energy.ev
+    for i in range(len(owner_ids)):
+        d_kwh = int(energy.decl_owner_wh[i]) * energy.n_ev / 1000
+        owners.append(OwnerResult(
+            owner_id=int(owner_ids[i]),
+            declared_kw=float(loads.declared_kw[i]),
+            baseline_kwh=int(energy.base_wh[i, ev].sum()) / 1000,
+            metered_kwh=int(energy.meter_wh[i, ev].sum()) / 1000,
+            response_kwh=int(split.resp_owner_wh[i]) / 1000,
+            contribution_kwh=int(split.contrib_wh[i]) / 1000,
+            shortfall_kwh=float(split.short_wh[i]) / 1000,
+            performance_ratio=(int(split.resp_owner_wh[i]) / 1000 / d_kwh) if d_kwh else 0.0,
+            revenue_fen=split.revenue_fen[i], penalty_fen=split.penalty_fen[i],
+            payout_fen=split.payout_fen[i], tou_bill_change_fen=tou[i],
+        ))
+    return owners
+
+
+def _interval_frame(index: pd.DatetimeIndex, loads: _Loads, sign: float, energy: _EnergyWh,
+                    banded: _Banded, tariff: TouTariff | None) -> pd.DataFrame:
+    """The VPP per interval (kW, ratio, kWh the interval basis would pay, ToU period/price)."""
+    base, meter, mask = loads.base_kw, loads.meter_kw, loads.in_event
+    frame = pd.DataFrame(
+        {
+            "in_event": mask,
+            "baseline_kw": base.sum(axis=0),
+            "metered_kw": meter.sum(axis=0),
+            "declared_kw": np.where(mask, float(loads.declared_kw.sum()), 0.0),
+            "response_kw": sign * (base.sum(axis=0) - meter.sum(axis=0)),
+        },
+        index=index.rename("interval_start"),
+    )
+    t = len(index)
+    ratio_t = np.full(t, np.nan)
+    ratio_t[energy.ev] = energy.resp_t / energy.decl_t_wh if energy.decl_t_wh else np.nan
+    frame["performance_ratio"] = ratio_t
+    paid_t = np.zeros(t)
+    paid_t[energy.ev] = [float(p) / 1000 for p, _ in banded.per_t]
+    frame["paid_kwh_if_interval_basis"] = paid_t
+    if tariff is not None:
+        frame["tou_period"] = tariff.period_series(index).to_numpy()
+        frame["tou_price_yuan_per_kwh"] = tariff.price_series(index).to_numpy()
+    return frame
+
+
 def settle_event(
     *,
     index: pd.DatetimeIndex,
@@ -196,158 +454,29 @@ def settle_event(
     count only for the ToU bill change. Raises :class:`SettlementError` for missing or
     inconsistent data, a price over the cap, or money that would not balance.
     """
-    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
-        raise SettlementError("index must be a timezone-aware DatetimeIndex of interval starts")
-    n, t = len(owner_ids), len(index)
-    if n == 0 or t == 0:
-        raise SettlementError("nothing to settle: no owners or no intervals")
-    if len(set(owner_ids)) != n:
-        raise SettlementError("owner ids must be unique")
-    base = _as_matrix(baseline_kw, "baseline_kw", n, t)
-    meter = _as_matrix(metered_kw, "metered_kw", n, t)
-    _missing(base, "baseline", owner_ids, index)
-    _missing(meter, "meter", owner_ids, index)
-    mask = np.ones(t, dtype=bool) if in_event is None else np.asarray(in_event, dtype=bool)
-    if mask.shape != (t,) or not mask.any():
-        raise SettlementError("in_event must mark at least one of the intervals")
-    decl_owner = np.asarray(owner_declared_kw, dtype=float)
-    if decl_owner.shape != (n,) or not np.isfinite(decl_owner).all() or (decl_owner < 0).any():
-        raise SettlementError("owner_declared_kw needs one non-negative value per owner")
-    if decl_owner.sum() <= 0:
-        raise SettlementError("declared capacity must be positive")
-    price = (Decimal(str(price_yuan_per_kwh)) if isinstance(price_yuan_per_kwh, float)
-             else Decimal(price_yuan_per_kwh))
-    if price < 0:
-        raise SettlementError(f"negative price {price} yuan/kWh")
-    if price_cap_yuan_per_kwh is not None and price > price_cap_yuan_per_kwh:
-        raise SettlementError(
-            f"price {price} yuan/kWh is over the programme cap {price_cap_yuan_per_kwh}"
-        )
-    fee = Decimal(str(fee_pct)) if isinstance(fee_pct, float) else Decimal(fee_pct)
-    if not 0 <= fee <= 100:
-        raise SettlementError(f"fee_pct must be within 0-100, got {fee}")
-    sign = 1.0 if direction == Direction.PEAK_SHAVING.value else -1.0
-    if direction not in (d.value for d in Direction):
-        raise SettlementError(f"unknown direction {direction!r}")
-
-    dt_h = interval_minutes / 60.0
-    ev = np.flatnonzero(mask)
-    # integer Wh per owner and interval: exact sums from here on
-    base_wh = np.rint(base * dt_h * 1000.0).astype(np.int64)
-    meter_wh = np.rint(meter * dt_h * 1000.0).astype(np.int64)
-    resp_wh = (base_wh - meter_wh) * (1 if sign > 0 else -1)  # so response = baseline - metered
-    decl_owner_wh = np.rint(decl_owner * dt_h * 1000.0).astype(np.int64)  # per interval
-    decl_t_wh = int(decl_owner_wh.sum())
-    resp_t = resp_wh[:, ev].sum(axis=0)  # VPP response per event interval, Wh
-    n_ev = len(ev)
-    decl_wh = decl_t_wh * n_ev
-
-    if band.basis == "event":
-        paid, short = _band(int(resp_t.sum()), decl_wh, band)
-        # per-interval view (what the interval basis would pay), for the report only
-        per_t = [_band(int(r), decl_t_wh, band) for r in resp_t]
-    else:
-        per_t = [_band(int(r), decl_t_wh, band) for r in resp_t]
-        paid = sum((p for p, _ in per_t), Fraction(0))
-        short = sum((s for _, s in per_t), Fraction(0))
-
-    energy_fen = _fen(paid, price)
-    duration_h = n_ev * dt_h
-    cap_fen = 0
-    if capacity_price_yuan_per_kw:
-        effective_kw = paid / Fraction(n_ev * interval_minutes, 60) / 1000
-        cap_fen = yuan_to_fen(effective_kw * Fraction(capacity_price_yuan_per_kw))
-    revenue_fen = energy_fen + cap_fen
-    penalty_fen = _fen(short * Fraction(band.penalty_factor), price)
-    fee_fen = yuan_to_fen(Decimal(revenue_fen) * fee / 100 / 100)
-    distributable = revenue_fen - fee_fen
-
-    # owners: contribution and shortfall
-    resp_owner = resp_wh[:, ev].sum(axis=1)
-    if band.basis == "event":
-        contrib = np.maximum(resp_owner, 0)
-    else:  # paid interval by interval: positive response in each interval counts
-        contrib = np.maximum(resp_wh[:, ev], 0).sum(axis=1)
-    ref = Fraction(band.penalty_reference_pct) / 100
-    owner_short = [
-        max(Fraction(0), ref * int(decl_owner_wh[i]) * n_ev - max(int(resp_owner[i]), 0))
-        for i in range(n)
-    ]
-    rev_share = allocate_fen(distributable, [int(c) for c in contrib]) if distributable else [0] * n
-    if penalty_fen:
-        weights = owner_short if any(owner_short) else [int(d) for d in decl_owner_wh]
-        pen_share = allocate_fen(penalty_fen, weights)
-    else:
-        pen_share = [0] * n
-    payouts = [r - p for r, p in zip(rev_share, pen_share, strict=True)]
-    net_fen = revenue_fen - penalty_fen
-    if sum(payouts) + fee_fen != net_fen:  # pragma: no cover - guarded by allocate_fen
-        raise SettlementError(
-            f"money does not balance: payouts {sum(payouts)} + fee {fee_fen} != net {net_fen} fen"
-        )
-
-    # ToU bill change per owner (every interval given, not only the event)
-    tou = [0] * n
-    if tariff is not None:
-        prices = tariff.price_series_decimal(index).to_numpy()
-        delta_wh = meter_wh - base_wh
-        for i in range(n):
-            total = sum(
-                (Fraction(int(delta_wh[i, k])) * Fraction(prices[k]) for k in range(t)),
-                Fraction(0),
-            )
-            tou[i] = yuan_to_fen(total / 1000)
-
-    owners = []
-    for i in range(n):
-        d_kwh = int(decl_owner_wh[i]) * n_ev / 1000
-        owners.append(OwnerResult(
-            owner_id=int(owner_ids[i]),
-            declared_kw=float(decl_owner[i]),
-            baseline_kwh=int(base_wh[i, ev].sum()) / 1000,
-            metered_kwh=int(meter_wh[i, ev].sum()) / 1000,
-            response_kwh=int(resp_owner[i]) / 1000,
-            contribution_kwh=int(contrib[i]) / 1000,
-            shortfall_kwh=float(owner_short[i]) / 1000,
-            performance_ratio=(int(resp_owner[i]) / 1000 / d_kwh) if d_kwh else 0.0,
-            revenue_fen=rev_share[i], penalty_fen=pen_share[i], payout_fen=payouts[i],
-            tou_bill_change_fen=tou[i],
-        ))
-
-    decl_kw_total = float(decl_owner.sum())
-    frame = pd.DataFrame(
-        {
-            "in_event": mask,
-            "baseline_kw": base.sum(axis=0),
-            "metered_kw": meter.sum(axis=0),
-            "declared_kw": np.where(mask, decl_kw_total, 0.0),
-            "response_kw": sign * (base.sum(axis=0) - meter.sum(axis=0)),
-        },
-        index=index.rename("interval_start"),
-    )
-    ratio_t = np.full(t, np.nan)
-    ratio_t[ev] = resp_t / decl_t_wh if decl_t_wh else np.nan
-    frame["performance_ratio"] = ratio_t
-    paid_t = np.zeros(t)
-    paid_t[ev] = [float(p) / 1000 for p, _ in per_t]
-    frame["paid_kwh_if_interval_basis"] = paid_t
-    if tariff is not None:
-        frame["tou_period"] = tariff.period_series(index).to_numpy()
-        frame["tou_price_yuan_per_kwh"] = tariff.price_series(index).to_numpy()
-
-    total_resp = int(resp_t.sum())
+    loads = _check_loads(index, owner_ids, baseline_kw, metered_kw, owner_declared_kw, in_event)
+    terms = _check_terms(price_yuan_per_kwh, price_cap_yuan_per_kwh, fee_pct, direction)
+    energy = _energy_wh(loads, terms.sign, interval_minutes)
+    banded = _apply_band(energy, band)
+    money = _vpp_money(banded, energy.n_ev, band, terms, capacity_price_yuan_per_kw,
+                       interval_minutes)
+    split = _split_owners(energy, band, money)
+    tou = _tou_bill_changes(tariff, index, energy)
+    ev, decl_wh = energy.ev, energy.decl_wh
+    total_resp = int(energy.resp_t.sum())
     return EventSettlement(
-        direction=direction, price_yuan_per_kwh=price, fee_pct=fee, band_basis=band.basis,
-        duration_h=duration_h,
-        baseline_kwh=int(base_wh[:, ev].sum()) / 1000,
-        metered_kwh=int(meter_wh[:, ev].sum()) / 1000,
+        direction=direction, price_yuan_per_kwh=terms.price, fee_pct=terms.fee_pct,
+        band_basis=band.basis, duration_h=energy.n_ev * (interval_minutes / 60.0),
+        baseline_kwh=int(energy.base_wh[:, ev].sum()) / 1000,
+        metered_kwh=int(energy.meter_wh[:, ev].sum()) / 1000,
         response_kwh=total_resp / 1000,
-        declared_kw=decl_kw_total, declared_kwh=decl_wh / 1000,
+        declared_kw=float(loads.declared_kw.sum()), declared_kwh=decl_wh / 1000,
         performance_ratio=total_resp / decl_wh if decl_wh else 0.0,
-        paid_kwh=float(paid) / 1000, shortfall_kwh=float(short) / 1000,
-        energy_revenue_fen=energy_fen, capacity_revenue_fen=cap_fen, revenue_fen=revenue_fen,
-        penalty_fen=penalty_fen, fee_fen=fee_fen, net_fen=net_fen, owners=owners,
-        intervals=frame,
+        paid_kwh=float(banded.paid_wh) / 1000, shortfall_kwh=float(banded.short_wh) / 1000,
+        energy_revenue_fen=money.energy_fen, capacity_revenue_fen=money.cap_fen,
+        revenue_fen=money.revenue_fen, penalty_fen=money.penalty_fen, fee_fen=money.fee_fen,
+        net_fen=money.net_fen, owners=_owner_results(owner_ids, loads, energy, split, tou),
+        intervals=_interval_frame(index, loads, terms.sign, energy, banded, tariff),
     )
 
 
