@@ -21,8 +21,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import csr_matrix
-from sqlalchemy import DateTime, Engine, String, func, select, type_coerce
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col
 from sqlmodel import select as sql_select
 
@@ -44,9 +43,10 @@ from bidding.core import (  # noqa: F401  # re-exported: the rule's constants li
     scheduler_envelopes,
 )
 from bidding.ledger import PostedSettlement, post_settlement
+from bidding.meter_frame import owner_load, read_meter_frame  # re-exported
 from bidding.offer import cap_owner_offers as cap_offers  # noqa: F401  # re-exported
 from bidding.participants import DeviceStanding, can_take_part, opted_out
-from bidding.programme import Programme, load_programme
+from bidding.programme import Product, Programme, load_programme
 from bidding.settlement import (
     EventSettlement,
     SettlementError,
@@ -69,65 +69,8 @@ from vpp.models import (
     GridEvent,
     Owner,
     TelemetryReading,
-    table_of,
 )
 from vpp.timeutil import require_aware
-
-
-def read_meter_frame(
-    engine: Engine, device_ids: Sequence[int], start: datetime, end: datetime,
-    interval_minutes: int = 15,
-) -> pd.DataFrame:
-    """Mean kW per (interval start, device) for ``start <= ts < end``; NaN where no reading.
-
-    Timestamps are fetched raw and parsed by pandas in one vectorised call (the per-row
-    ``AwareDateTime`` conversion dominated the read otherwise); the stored values are UTC.
-    """
-    t = table_of(TelemetryReading)
-    ids = list(device_ids)
-    sqlite = engine.dialect.name == "sqlite"
-    ts_col = type_coerce(t.c.ts, String) if sqlite else type_coerce(t.c.ts, DateTime(timezone=True))
-    dev: list = []
-    stamps: list = []
-    power: list = []
-    with engine.connect() as conn:
-        for k in range(0, len(ids), 900):  # stay under bound-parameter limits
-            stmt = select(t.c.device_id, ts_col, t.c.power_kw).where(
-                t.c.device_id.in_(ids[k:k + 900]), t.c.ts >= start, t.c.ts < end)
-            for d, ts, p in conn.execute(stmt):
-                dev.append(d)
-                stamps.append(ts)
-                power.append(p)
-    grid = pd.date_range(start, end, freq=f"{interval_minutes}min", inclusive="left")
-    if not dev:
-        return pd.DataFrame(np.nan, index=grid, columns=ids)
-    when = pd.to_datetime(pd.Series(stamps), utc=True, format="ISO8601")
-    frame = pd.DataFrame({
-        "device_id": np.asarray(dev, dtype=np.int64),
-        "ts": when.dt.floor(f"{interval_minutes}min"),
-        "power_kw": np.asarray(power, dtype=float),
-    })
-    wide = frame.groupby(["ts", "device_id"])["power_kw"].mean().unstack("device_id")
-    wide.index = wide.index.tz_convert(grid.tz)
-    return wide.reindex(index=grid, columns=ids)
-
-
-def owner_load(meter: pd.DataFrame, owner_devices: dict[int, list[int]]) -> pd.DataFrame:
-    """Sum device columns per owner; NaN where any of the owner's devices is missing."""
-    owner_of = np.array([o for o, devs in owner_devices.items() for _ in devs])
-    cols = [d for devs in owner_devices.values() for d in devs]
-    sub = meter[cols].to_numpy()
-    order = list(owner_devices)
-    pos = {o: i for i, o in enumerate(order)}
-    group = np.array([pos[o] for o in owner_of], dtype=np.int64)
-    # device -> owner indicator: sums per owner as one sparse matrix product
-    g = csr_matrix((np.ones(len(group)), (np.arange(len(group)), group)),
-                   shape=(len(group), len(order)))
-    nan = np.isnan(sub)
-    out = np.asarray(g.T.dot(np.where(nan, 0.0, sub).T).T)
-    missing = np.asarray(g.T.dot(nan.T.astype(np.float64)).T) > 0
-    out[missing] = np.nan
-    return pd.DataFrame(out, index=meter.index, columns=order)
 
 
 def _owner_devices(session: Session, owner_ids: Sequence[int]) -> dict[int, list[int]]:
@@ -340,6 +283,165 @@ class SettleOutcome:
     owner_frames: dict[int, pd.DataFrame]  # per owner: baseline/metered/declared/response kW
 
 
+@dataclass(frozen=True)
+class _SettleRows:
+    """What settling an event reads from the database before any meter data."""
+    event: GridEvent
+    bid: Bid
+    programme: Programme
+    product: Product
+    shares_kw: dict[int, float]  # owner id -> declared kW in the bid
+    owner_ids: list[int]  # sorted
+    owner_devs: dict[int, list[int]]  # owner id -> device ids
+    names: dict[int, str]
+    event_days: list[date]  # other events' local days (kept out of the baselines)
+
+
+@dataclass(frozen=True)
+class _SettleWindow:
+    """The settled intervals, programme-local: the event plus a rebound window for the ToU
+    bill (same local day); ``index`` holds the interval starts."""
+    start: pd.Timestamp
+    end: pd.Timestamp  # event end
+    win_end: pd.Timestamp  # window end, exclusive
+    index: pd.DatetimeIndex
+    in_event: np.ndarray  # bool per interval
+
+
+@dataclass(frozen=True)
+class _Baselined:
+    """The meter history read (kW per interval) and the owners' baselines over the window."""
+    meter: pd.DataFrame  # per device
+    loads: pd.DataFrame  # per owner
+    base_kw: np.ndarray  # owners x intervals
+    baselines: dict[int, BaselineResult]
+
+
+@dataclass(frozen=True)
+class _Metered:
+    """The owners' metered kW (owners x intervals) and what the "no response" rule filled."""
+    kw: np.ndarray
+    gaps: dict[str, object]
+
+
+def _read_settle_rows(engine: Engine, event_id: int, programmes_dir: Path | str) -> _SettleRows:
+    """The event, its bid and owner shares, programme, devices and other event days."""
+    with session_scope(engine) as s:
+        ev = get_event(s, event_id)
+        bid = require_bid(s, event_id)
+        prog = load_programme(ev.programme, programmes_dir, ev.start)
+        product = prog.product(ev.event_type, ev.direction)
+        shares = {sh.owner_id: sh.declared_kw for sh in owner_shares(s, int(bid.id or 0))}
+        if not shares:
+            raise ValidationError(f"bid {bid.id} has no owner shares")
+        owner_ids = sorted(shares)
+        owner_devs = _owner_devices(s, owner_ids)
+        owners = s.exec(sql_select(Owner).where(col(Owner.id).in_(owner_ids))).all()
+        names = {o.id: o.name for o in owners if o.id is not None}  # stored rows have an id
+        event_days = _event_days(s, event_id, prog.timezone)
+    return _SettleRows(ev, bid, prog, product, shares, owner_ids, owner_devs, names, event_days)
+
+
+def _settle_window(rows: _SettleRows, rebound_hours: float) -> _SettleWindow:
+    """The event's intervals plus ``rebound_hours`` (h) after it, cut at local midnight."""
+    tz = rows.programme.timezone
+    start = pd.Timestamp(rows.event.start).tz_convert(tz)
+    end = pd.Timestamp(rows.event.end).tz_convert(tz)
+    midnight = (start + pd.Timedelta(days=1)).normalize()
+    win_end = min(end + pd.Timedelta(hours=rebound_hours), midnight) if rebound_hours else end
+    index = pd.date_range(start, win_end, freq=f"{rows.programme.interval_minutes}min",
+                          inclusive="left")
+    return _SettleWindow(start, end, win_end, index, np.asarray(index < end))
+
+
+def _baselines_of(loads: pd.DataFrame, rows: _SettleRows,
+                  win: _SettleWindow) -> tuple[np.ndarray, dict[int, BaselineResult]]:
+    """Each owner's baseline kW over the window; :class:`SettlementError` names the owner
+    whose baseline cannot be computed from ``loads``."""
+    base = np.empty((len(rows.owner_ids), len(win.index)))
+    baselines: dict[int, BaselineResult] = {}
+    for i, o in enumerate(rows.owner_ids):
+        try:
+            b = compute_baseline(loads[o], win.start.to_pydatetime(), win.win_end.to_pydatetime(),
+                                 rows.product.baseline, event_days=rows.event_days,
+                                 interval_minutes=rows.programme.interval_minutes)
+        except ValidationError as exc:
+            raise SettlementError(
+                f"owner {o} ({rows.names.get(o, '?')}): {exc.message}") from None
+        baselines[o] = b
+        base[i] = b.baseline_kw.reindex(win.index).to_numpy()
+    return base, baselines
+
+
+def _owner_baselines(engine: Engine, rows: _SettleRows, win: _SettleWindow) -> _Baselined:
+    """Read the meter history and compute the baselines. Day-matching baselines use only the
+    most recent eligible days: read a short history first (whole local days, so any baseline
+    it yields is the one the full history would give) and fall back to the whole lookback only
+    if some owner lacks days. "forecast" reads it all."""
+    device_ids = [d for v in rows.owner_devs.values() for d in v]
+    spans = history_spans(rows.product.baseline)
+    for k, days in enumerate(spans):
+        hist_start = win.start.normalize() - pd.Timedelta(days=days)
+        meter = read_meter_frame(engine, device_ids, hist_start.to_pydatetime(),
+                                 win.win_end.to_pydatetime(), rows.programme.interval_minutes)
+        loads = owner_load(meter, rows.owner_devs)
+        try:
+            base, baselines = _baselines_of(loads, rows, win)
+        except SettlementError:
+            if k == len(spans) - 1:
+                raise
+            continue
+        return _Baselined(meter, loads, base, baselines)
+    raise AssertionError("history_spans() is never empty")  # pragma: no cover
+
+
+def _metered_kw(based: _Baselined, rows: _SettleRows, win: _SettleWindow,
+                unmetered: str) -> _Metered:
+    """The owners' metered kW over the window, with the "no response" rule if asked."""
+    metered = based.loads.reindex(win.index)[rows.owner_ids].to_numpy().T
+    if unmetered == "no_response" and np.isnan(metered).any():
+        metered, gaps = _no_response(
+            based.meter.reindex(win.index), rows.owner_devs, rows.owner_ids, based.base_kw,
+            rows.product.baseline, win.start, win.win_end, rows.event_days,
+            rows.programme.interval_minutes, win.in_event, history=based.meter)
+        return _Metered(metered, gaps)
+    return _Metered(metered, {})
+
+
+def _post_settled(engine: Engine, event_id: int, rows: _SettleRows, result: EventSettlement,
+                  baselines: dict[int, BaselineResult], gaps: dict[str, object],
+                  actor: str) -> PostedSettlement:
+    """Post the settlement (idempotent) and mark the event settled, in one transaction."""
+    prog = rows.programme
+    with session_scope(engine) as s:
+        posted = post_settlement(
+            s, event_id, result, actor=actor,
+            extra={"bid_id": rows.bid.id, "programme": prog.name,
+                   "programme_version": str(prog.effective_from),
+                   "baselines": {str(o): {"method": b.method, "days_used": [str(d) for d in b.days_used],
+                                          "adjustment_kw": b.adjustment_kw} for o, b in baselines.items()},
+                   **({"unmetered": gaps} if gaps else {})},
+        )
+        ev2 = s.get(GridEvent, event_id)
+        assert ev2 is not None
+        if ev2.status != "settled":
+            ev2.status = "settled"
+            s.add(ev2)
+    return posted
+
+
+def _owner_frames(rows: _SettleRows, win: _SettleWindow, base_kw: np.ndarray,
+                  metered_kw: np.ndarray) -> dict[int, pd.DataFrame]:
+    """Per owner: baseline/metered/declared/response kW over the window."""
+    sign = 1.0 if rows.event.direction == "peak_shaving" else -1.0
+    return {
+        o: pd.DataFrame({"baseline_kw": base_kw[i], "metered_kw": metered_kw[i],
+                         "declared_kw": np.where(win.in_event, rows.shares_kw[o], 0.0),
+                         "response_kw": sign * (base_kw[i] - metered_kw[i])}, index=win.index)
+        for i, o in enumerate(rows.owner_ids)
+    }
+
+
 def settle_from_db(
     engine: Engine, event_id: int, programmes_dir: Path | str, fee_pct: float | Decimal, *,
     rebound_hours: float = 2.0, actor: str = "cli", unmetered: str = "error",
@@ -356,88 +458,20 @@ def settle_from_db(
     """
     if unmetered not in ("error", "no_response"):
         raise ValidationError(f"unmetered must be 'error' or 'no_response', got {unmetered!r}")
-    with session_scope(engine) as s:
-        ev = get_event(s, event_id)
-        bid = require_bid(s, event_id)
-        prog = load_programme(ev.programme, programmes_dir, ev.start)
-        product = prog.product(ev.event_type, ev.direction)
-        shares = {sh.owner_id: sh.declared_kw for sh in owner_shares(s, int(bid.id or 0))}
-        if not shares:
-            raise ValidationError(f"bid {bid.id} has no owner shares")
-        owner_ids = sorted(shares)
-        owner_devs = _owner_devices(s, owner_ids)
-        owners = s.exec(sql_select(Owner).where(col(Owner.id).in_(owner_ids))).all()
-        names = {o.id: o.name for o in owners if o.id is not None}  # stored rows have an id
-        event_days = _event_days(s, event_id, prog.timezone)
-    step = prog.interval_minutes
-    spec = product.baseline
-    tz = prog.timezone
-    start = pd.Timestamp(ev.start).tz_convert(tz)
-    end = pd.Timestamp(ev.end).tz_convert(tz)
-    # settle window: the event plus a rebound window for the ToU bill (same local day)
-    midnight = (start + pd.Timedelta(days=1)).normalize()
-    win_end = min(end + pd.Timedelta(hours=rebound_hours), midnight) if rebound_hours else end
-    index = pd.date_range(start, win_end, freq=f"{step}min", inclusive="left")
-    device_ids = [d for v in owner_devs.values() for d in v]
-    # Day-matching baselines use only the most recent eligible days: read a short history first
-    # (whole local days, so any baseline it yields is the one the full history would give) and
-    # fall back to the whole lookback only if some owner lacks days. "forecast" reads it all.
-    spans = history_spans(spec)
-    for k, days in enumerate(spans):
-        hist_start = start.normalize() - pd.Timedelta(days=days)
-        meter = read_meter_frame(engine, device_ids, hist_start.to_pydatetime(),
-                                 win_end.to_pydatetime(), step)
-        loads = owner_load(meter, owner_devs)
-        base = np.empty((len(owner_ids), len(index)))
-        baselines: dict[int, BaselineResult] = {}
-        try:
-            for i, o in enumerate(owner_ids):
-                try:
-                    b = compute_baseline(loads[o], start.to_pydatetime(), win_end.to_pydatetime(),
-                                         spec, event_days=event_days, interval_minutes=step)
-                except ValidationError as exc:
-                    raise SettlementError(
-                        f"owner {o} ({names.get(o, '?')}): {exc.message}") from None
-                baselines[o] = b
-                base[i] = b.baseline_kw.reindex(index).to_numpy()
-            break
-        except SettlementError:
-            if k == len(spans) - 1:
-                raise
-    metered = loads.reindex(index)[owner_ids].to_numpy().T
-    in_event = np.asarray(index < end)
-    gaps: dict[str, object] = {}
-    if unmetered == "no_response" and np.isnan(metered).any():
-        metered, gaps = _no_response(meter.reindex(index), owner_devs, owner_ids, base, spec,
-                                     start, win_end, event_days, step, in_event, history=meter)
+    rows = _read_settle_rows(engine, event_id, programmes_dir)
+    prog, product = rows.programme, rows.product
+    win = _settle_window(rows, rebound_hours)
+    based = _owner_baselines(engine, rows, win)
+    metered = _metered_kw(based, rows, win, unmetered)
     result = settle_event(
-        index=index, owner_ids=owner_ids, baseline_kw=base, metered_kw=metered,
-        owner_declared_kw=[shares[o] for o in owner_ids],
-        price_yuan_per_kwh=bid.price_yuan_per_kwh, band=prog.band, fee_pct=Decimal(str(fee_pct)),
-        direction=ev.direction, in_event=in_event,
+        index=win.index, owner_ids=rows.owner_ids, baseline_kw=based.base_kw,
+        metered_kw=metered.kw, owner_declared_kw=[rows.shares_kw[o] for o in rows.owner_ids],
+        price_yuan_per_kwh=rows.bid.price_yuan_per_kwh, band=prog.band,
+        fee_pct=Decimal(str(fee_pct)), direction=rows.event.direction, in_event=win.in_event,
         capacity_price_yuan_per_kw=product.capacity_price_yuan_per_kw,
         price_cap_yuan_per_kwh=product.price_cap_yuan_per_kwh, tariff=prog.tariff,
-        interval_minutes=step,
+        interval_minutes=prog.interval_minutes,
     )
-    with session_scope(engine) as s:
-        posted = post_settlement(
-            s, event_id, result, actor=actor,
-            extra={"bid_id": bid.id, "programme": prog.name,
-                   "programme_version": str(prog.effective_from),
-                   "baselines": {str(o): {"method": b.method, "days_used": [str(d) for d in b.days_used],
-                                          "adjustment_kw": b.adjustment_kw} for o, b in baselines.items()},
-                   **({"unmetered": gaps} if gaps else {})},
-        )
-        ev2 = s.get(GridEvent, event_id)
-        assert ev2 is not None
-        if ev2.status != "settled":
-            ev2.status = "settled"
-            s.add(ev2)
-    sign = 1.0 if ev.direction == "peak_shaving" else -1.0
-    frames = {
-        o: pd.DataFrame({"baseline_kw": base[i], "metered_kw": metered[i],
-                         "declared_kw": np.where(in_event, shares[o], 0.0),
-                         "response_kw": sign * (base[i] - metered[i])}, index=index)
-        for i, o in enumerate(owner_ids)
-    }
-    return SettleOutcome(ev, bid, prog, result, posted, names, baselines, frames)
+    posted = _post_settled(engine, event_id, rows, result, based.baselines, metered.gaps, actor)
+    return SettleOutcome(rows.event, rows.bid, prog, result, posted, rows.names, based.baselines,
+                         _owner_frames(rows, win, based.base_kw, metered.kw))

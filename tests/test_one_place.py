@@ -34,7 +34,6 @@ REMAINING = {
     "bidding/core.py::scheduler_envelopes(interval_minutes)",
     "bidding/settlement.py::settle_event(interval_minutes)",
     "bidding/synthetic.py::day_index(interval_minutes)",
-    "bidding/workflow.py::read_meter_frame(interval_minutes)",
     "sim/aggregator.py::owner_baselines(interval_minutes)",
     "sim/aggregator.py::fleet_baseline_error_pct(interval_minutes)",
     "sim/aggregator.py::settle(interval_minutes)",
