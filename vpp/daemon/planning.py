@@ -187,6 +187,20 @@ def _shed_so_far(s: Session, devices: list[Device], baseline_kw: dict[str, list[
     return out
 
 
+@dataclass(frozen=True)
+class _EventBaselines:
+    """The event's fixed baselines, kW per device id (str): over the call and over the tail."""
+    call_kw: dict[str, list[float]]
+    tail_kw: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class _PlanFleet:
+    """The devices planned (with a state) and their baselines (kW per horizon interval)."""
+    devices: list[FleetDevice]
+    baseline_rows: list[np.ndarray]
+
+
 class Planner:
     def __init__(self, infra: Infra, fleet: FleetRuntime) -> None:
         """``fleet``: which devices are online and their latest states (charge, power)."""
@@ -311,8 +325,9 @@ class Planner:
     # -- inputs ---------------------------------------------------------------------------
     def _prepare(self, s: Session, event_id: int, now: datetime,
                  exclude: set[int]) -> PlanInputs:
-        infra = self.infra
-        settings = infra.settings
+        """The inputs of one plan of ``event_id`` at ``now`` (aware) without the devices in
+        ``exclude``; the event's baselines are fixed (stored) at its first plan."""
+        settings = self.infra.settings
         ev = s.get(GridEvent, event_id)
         if ev is None:
             raise NotFoundError(f"no event {event_id}")
@@ -320,56 +335,23 @@ class Planner:
         if bid is None:
             raise ValidationError(f"event {event_id} has no bid to plan for")
         minutes = settings.service.market_interval_minutes
-        tz = ZoneInfo(settings.service.timezone)
-        step = timedelta(minutes=minutes)
         intervals = event_intervals(ev, minutes)
-        h0 = floor_to_interval(max(now, ev.start).astimezone(tz), minutes)
+        h0 = floor_to_interval(max(now, ev.start).astimezone(ZoneInfo(settings.service.timezone)),
+                               minutes)
         # only the owners in the bid are dispatched: settlement counts only their response,
         # and an owner who declared nothing is not asked to shed without pay
         devices = self._devices(s, exclude, declared_by_owner(s, bid))
-        detail = dict(ev.detail or {})
-        if "baseline_kw" not in detail:
-            detail |= self._fixed_baselines(s, ev, devices, intervals)
-            ev.detail = detail
-            s.add(ev)
-        stored: dict[str, list[float]] = detail["baseline_kw"]
-        stored_tail: dict[str, list[float]] = detail.get("tail_baseline_kw") or {}
+        stored = self._event_baselines(s, ev, devices, intervals)
+        step = timedelta(minutes=minutes)
         first = next((i for i, t in enumerate(intervals) if t + step > h0), None)
         if first is None:
             raise ValidationError(f"event {event_id} has ended; nothing to plan")
         # One horizon per event (its intervals and the rebound/make-up tail), the past pinned
         # (``now_index = first``): every re-plan of the event, interval after interval, has the
         # same structure and re-solves the built QP warm instead of rebuilding it.
-        n_event = len(intervals) - first
         n = max(len(intervals) + settings.scheduler.tail_intervals(minutes), 2)
-        fleet_devs: list[FleetDevice] = []
-        baselines: list[np.ndarray] = []
-        shed_past = _shed_so_far(s, devices, stored, intervals[:first], minutes)
-        for d in devices:
-            did = int(d.id or 0)
-            st = self.fleet.latest(did)
-            if st is None:
-                continue
-            row = stored.get(str(did))
-            if row is None:  # joined after the event's baselines were fixed: hold its power
-                row = [float(st.power_kw)] * len(intervals)
-            # the tail's baseline as fixed with the event's (events fixed before the tail was
-            # stored, or a device that joined later: its last value held)
-            row = (row + list(stored_tail.get(str(did), [])))[:n]
-            vals = np.array(row + [row[-1]] * (n - len(row)), dtype=float)
-            try:
-                fd = fleet_device(d, st, h0, step, tz, offset=first)
-                if did in shed_past:
-                    # the rebound / make-up of that energy comes after the event, where the
-                    # plan writes no setpoints: not re-planned (as a debt it could make the
-                    # re-plan infeasible with less of the horizon left to recover it)
-                    fd = replace(fd, shed_used_kwh=shed_past[did])
-                fleet_devs.append(fd)
-            except ValidationError as exc:
-                log.warning("device left out of the plan: %s", exc, extra={"device_id": did})
-                continue
-            baselines.append(vals)
-        if not fleet_devs:
+        fleet = self._plan_fleet(s, devices, stored, intervals, h0, first, n)
+        if not fleet.devices:
             raise ValidationError(f"event {event_id}: no active, polled device to plan with")
         index = pd.date_range(intervals[0], periods=n, freq=f"{minutes}min")
         try:
@@ -378,18 +360,65 @@ class Planner:
             price = programme.tariff.price_series(index).to_numpy()
         except (ValidationError, NotFoundError) as exc:
             raise ValidationError(f"event {event_id}: no tariff for the horizon: {exc}") from None
-        sign = 1.0 if ev.direction == "peak_shaving" else -1.0
         # the plan delivers the declared amount and at most target_margin_pct more (where that
         # saves energy cost), never past the band's ceiling, which the programme does not pay
         headroom = call_headroom(settings.scheduler.target_margin_pct,
                                  float(programme.band.upper_pct))
         return PlanInputs(
-            event=ev, devices=fleet_devs, baseline_kw=np.vstack(baselines),
-            price_yuan_per_kwh=price, horizon_start=h0, n_intervals=n, first_index=first,
-            n_event_intervals=n_event, intervals=intervals[first:],
-            declared_kw=bid.declared_kw, ceiling_kw=bid.declared_kw * headroom,
-            rebound_max_pct=settings.scheduler.rebound_max_pct, direction_sign=sign,
+            event=ev, devices=fleet.devices, baseline_kw=np.vstack(fleet.baseline_rows),
+            price_yuan_per_kwh=price, horizon_start=h0, n_intervals=n,
+            first_index=first, n_event_intervals=len(intervals) - first,
+            intervals=intervals[first:], declared_kw=bid.declared_kw,
+            ceiling_kw=bid.declared_kw * headroom,
+            rebound_max_pct=settings.scheduler.rebound_max_pct,
+            direction_sign=1.0 if ev.direction == "peak_shaving" else -1.0,
             interval_minutes=minutes, owner_of_device={int(d.id or 0): d.owner_id for d in devices})
+
+    def _event_baselines(self, s: Session, ev: GridEvent, devices: list[Device],
+                         intervals: list[datetime]) -> _EventBaselines:
+        """The event's stored baselines (kW per device id), fixed and stored now if not yet."""
+        detail = dict(ev.detail or {})
+        if "baseline_kw" not in detail:
+            detail |= self._fixed_baselines(s, ev, devices, intervals)
+            ev.detail = detail
+            s.add(ev)
+        return _EventBaselines(detail["baseline_kw"], detail.get("tail_baseline_kw") or {})
+
+    def _plan_fleet(self, s: Session, devices: list[Device], stored: _EventBaselines,
+                    intervals: list[datetime], h0: datetime, first: int, n: int) -> _PlanFleet:
+        """The scheduler's view of each device with a state (and a valid one), its baseline
+        over the ``n`` horizon intervals, and the energy it already shed (kWh) before
+        ``first``; a device left out is logged."""
+        settings = self.infra.settings
+        minutes = settings.service.market_interval_minutes
+        tz, step = ZoneInfo(settings.service.timezone), timedelta(minutes=minutes)
+        fleet = _PlanFleet([], [])
+        shed_past = _shed_so_far(s, devices, stored.call_kw, intervals[:first], minutes)
+        for d in devices:
+            did = int(d.id or 0)
+            st = self.fleet.latest(did)
+            if st is None:
+                continue
+            row = stored.call_kw.get(str(did))
+            if row is None:  # joined after the event's baselines were fixed: hold its power
+                row = [float(st.power_kw)] * len(intervals)
+            # the tail's baseline as fixed with the event's (events fixed before the tail was
+            # stored, or a device that joined later: its last value held)
+            row = (row + list(stored.tail_kw.get(str(did), [])))[:n]
+            vals = np.array(row + [row[-1]] * (n - len(row)), dtype=float)
+            try:
+                fd = fleet_device(d, st, h0, step, tz, offset=first)
+                if did in shed_past:
+                    # the rebound / make-up of that energy comes after the event, where the
+                    # plan writes no setpoints: not re-planned (as a debt it could make the
+                    # re-plan infeasible with less of the horizon left to recover it)
+                    fd = replace(fd, shed_used_kwh=shed_past[did])
+                fleet.devices.append(fd)
+            except ValidationError as exc:
+                log.warning("device left out of the plan: %s", exc, extra={"device_id": did})
+                continue
+            fleet.baseline_rows.append(vals)
+        return fleet
 
     def _solve(self, inp: PlanInputs) -> SolvedPlan:
         """In the solver thread: :class:`vpp.scheduler.service.Scheduler` (the scheduler's
