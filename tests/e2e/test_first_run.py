@@ -166,10 +166,14 @@ async def day_ahead_call(clock: FileClock, grid_api: Api, ops: Api
 
 async def real_time_call(clock: FileClock, grid: Grid, ops: Api
                          ) -> tuple[int | None, datetime, datetime]:
-    """A real-time call from the VTN: 30 minutes' notice, a start 30 s past a minute (off the
-    15-minute grid); (event id if the VEN opted in, start, end)."""
+    """A real-time call from the VTN: 30 minutes' notice, a start 14 min 30 s into a 15-minute
+    interval (off the grid, the worst case: the VEN covers the interval from 14.5 minutes
+    before; the notice the grid gave is still 30 minutes); (event id if the VEN opted in,
+    start, end)."""
     await wait_for(lambda: asyncio.sleep(0, grid.registered), 60, "VEN registration")
-    start = (clock.now() + timedelta(minutes=30)).replace(second=30, microsecond=0)
+    while not ((t := clock.now() + timedelta(minutes=30)).minute % 15 == 14 and t.second < 30):
+        await asyncio.sleep(0.05)  # at most 15 simulated minutes: 15 s at 60x
+    start = t.replace(second=30, microsecond=0)
     end = start + timedelta(hours=1)
     grid.server.add_event(
         ven_id=VTN_VEN_ID, signal_name="LOAD_DISPATCH", signal_type="delta",

@@ -69,6 +69,18 @@ def bid_price(product: Product, call: GridCallIn) -> Decimal:
     return core_bid_price(product, call.price_cap_yuan_per_kwh)
 
 
+
+def _grid_start(origin: Mapping[str, Any] | None) -> datetime | None:
+    """The start the grid asked for when the source widened the window to whole market
+    intervals (OpenADR: ``origin.window``, :mod:`vpp.daemon.openadr_signals`): the notice the
+    grid gave is measured to it, not to the earlier interval the VEN chose to cover too (a call
+    at 11:44:30 with 29 minutes' notice was refused for "0.24 h" of notice to 11:30)."""
+    window = (origin or {}).get("window") or {}
+    try:
+        return datetime.fromisoformat(window["start"]) if "start" in window else None
+    except (TypeError, ValueError):
+        return None
+
 class Intake:
     """Receives calls; see the module docstring."""
 
@@ -94,9 +106,12 @@ class Intake:
         return programme, programme.check_event(call.event_type, call.direction, call.start,
                                                 call.end)
 
-    def _check(self, call: GridCallIn, received: datetime) -> tuple[Programme, Product]:
+    def _check(self, call: GridCallIn, received: datetime, grid_start: datetime | None = None
+               ) -> tuple[Programme, Product]:
         """:meth:`_product`, plus the notice measured from ``received`` (when the call arrived:
-        :meth:`bidding.programme.Programme.check_notice`) and what the daemon can dispatch."""
+        :meth:`bidding.programme.Programme.check_notice`) to the start the grid asked for
+        (``grid_start``, :func:`_grid_start`; else the call's) and what the daemon can
+        dispatch."""
         if call.direction not in DISPATCHED_DIRECTIONS:  # first: no other check could help
             raise ValidationError(
                 f"{call.direction.replace('_', ' ')} is not planned by this daemon yet "
@@ -104,15 +119,16 @@ class Intake:
                 "a call that could not be dispatched"
             )
         programme, product = self._product(call)
-        programme.check_notice(product, call.start, received)
+        programme.check_notice(product, grid_start or call.start, received)
         if call.end <= received:
             raise ValidationError(f"the event window ended at {call.end.isoformat()}")
         return programme, product
 
-    def _reason(self, call: GridCallIn, received: datetime) -> str | None:
+    def _reason(self, call: GridCallIn, received: datetime,
+                origin: Mapping[str, Any] | None = None) -> str | None:
         """Why the programme or the daemon refuses the call, or ``None``."""
         try:
-            self._check(call, received)
+            self._check(call, received, _grid_start(origin))
         except (ValidationError, NotFoundError) as exc:
             return exc.message
         return None
@@ -137,7 +153,7 @@ class Intake:
                 )
             return self._decision(session, existing, duplicate=True), int(existing.id or 0), None
         programme_name = call.programme or self.infra.settings.bidding.programme
-        reason = self._reason(call, received)
+        reason = self._reason(call, received, origin)
         ev = GridEvent(
             external_id=call.external_id, source=source, event_type=call.event_type,
             direction=call.direction, programme=programme_name, start=call.start, end=call.end,
@@ -167,7 +183,7 @@ class Intake:
                              detail={"source": source, "external_id": ev.external_id,
                                      "previous_reason": old.get("reason"),
                                      "same_content": old.get("call") == _fingerprint(call)}))
-        reason = self._reason(call, received)
+        reason = self._reason(call, received, origin)
         ev.source, ev.event_type, ev.direction = source, call.event_type, call.direction
         ev.programme = call.programme or self.infra.settings.bidding.programme
         ev.start, ev.end, ev.requested_kw = call.start, call.end, call.requested_kw

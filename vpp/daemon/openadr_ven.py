@@ -200,7 +200,7 @@ class Ven:
             event, fleet_load_kw=self.fleet.fleet_power_kw(),
             dependable_kw=await self.infra.db.run(dependable_kw, hours),
             simple_level_kw=self.settings.simple_level_kw)
-        notice_h = (window[0] - self.infra.clock()) / timedelta(hours=1)
+        notice_h = (start - self.infra.clock()) / timedelta(hours=1)  # to the grid's start
         event_type = event_type_for(programme, request.direction, notice_h,
                                     self.settings.event_type)
         try:
