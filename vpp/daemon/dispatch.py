@@ -22,7 +22,7 @@ from sqlalchemy import CursorResult, bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from device_adapters.protocol import SetpointResult
-from vpp.models import AuditLog, Setpoint, table_of, utcnow
+from vpp.models import AuditLog, Setpoint, table_of
 
 if TYPE_CHECKING:
     from vpp.daemon.fleet_runtime import FleetRuntime
@@ -66,8 +66,9 @@ def _pending(s: Session, plan_id: int, interval_start: datetime) -> tuple[list[S
     return rows, int(stale)
 
 
-def _record(s: Session, event_id: int, results: list[tuple[int, SetpointResult]]) -> None:
-    now = utcnow()
+def _record(s: Session, event_id: int, results: list[tuple[int, SetpointResult]],
+            now: datetime) -> None:
+    """Store the writes' outcomes at ``now`` (the daemon's clock, as every event time is)."""
     t = table_of(Setpoint)
     stmt = (update(t).where(t.c.id == bindparam("row_id"))
             .values(status=bindparam("new_status"), written_at=bindparam("at"),
@@ -120,7 +121,7 @@ async def dispatch_interval(infra: Infra, fleet: FleetRuntime, event_id: int, pl
     async with fleet.priority():
         results = await asyncio.gather(*(one(r) for r in rows))
     t_record = time.perf_counter()
-    await infra.db.run(_record, event_id, list(results))
+    await infra.db.run(_record, event_id, list(results), infra.clock())
     t_done = time.perf_counter()
     seconds = time.perf_counter() - t0
     m = infra.metrics

@@ -94,6 +94,9 @@ async def test_the_tail_is_dispatched_and_the_devices_released_at_its_end(
                 return got if len(got) == 2 else None
 
             written = await wait_for(tail_written, what="the tail's first setpoints written")
+            # written on the daemon's clock (an hour ahead of the wall clock here), like every
+            # other event time: the wall clock put these writes before the interval they hold
+            assert all(r.written_at is not None and _aware(r.written_at) >= end for r in written)
             ev, plan, rows = state()
             assert ev.status in ("completed", "settled", "unsettled")  # settlement may run
             assert plan.status == "active"
