@@ -17,9 +17,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer import _click as click  # typer vendors click: its groups and contexts are these types
+from typer.core import TyperCommand, TyperGroup
 
 from vpp.cli.common import AppContext, err_console
 from vpp.errors import ConfigError, ValidationError, VppError
@@ -96,7 +96,7 @@ class LazyGroup(TyperGroup):
         if known is not None or lazy is None:
             return known
         if self._listing:  # `vpp --help`: the name and help line only
-            return click.Command(cmd_name, help=lazy.help, short_help=lazy.help)
+            return TyperCommand(cmd_name, help=lazy.help, short_help=lazy.help)
         command = lazy.load()
         self.add_command(command, cmd_name)
         return command
