@@ -163,6 +163,16 @@ def call_now(external_id: str, requested_kw: float, minutes: int = 60,
             "requested_kw": requested_kw}
 
 
+async def room_in_interval(seconds: float) -> None:
+    """Wait, if need be, until ``seconds`` are left in the current 15-minute interval (wall
+    clock), so that a test that counts plans is not crossed by an interval boundary (a new
+    interval moves the plan's pinned past, and a re-plan there is rightly written)."""
+    now = datetime.now(UTC)
+    left = 900 - (now.minute % 15) * 60 - now.second - now.microsecond / 1e6
+    if left < seconds:
+        await asyncio.sleep(left + 0.5)
+
+
 async def get_json(session: aiohttp.ClientSession, url: str, token: str | None = None,
                    status: int = 200) -> Any:
     async with session.get(url, headers=auth(token) if token else None) as r:

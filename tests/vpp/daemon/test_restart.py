@@ -18,6 +18,7 @@ from tests.vpp.daemon.harness import (
     get_json,
     is_up,
     port,
+    room_in_interval,
     seed,
     send_json,
     serve_config,
@@ -69,6 +70,7 @@ async def test_kill_9_mid_event_then_resume(engine: Engine, tmp_path: Path) -> N
                 return bool(devs) and all(d["power_kw"] is not None for d in devs)
 
             await wait_for(polled, what="devices polled")
+            await room_in_interval(90)  # the restart below must not cross into a new interval
             decision = await send_json(c, "POST", f"{base}/api/v1/grid/calls", tokens.grid,
                                        call_now("rt-kill", 6.0), 201)
             event_id = decision["event_id"]
