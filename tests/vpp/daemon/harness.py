@@ -173,6 +173,20 @@ async def room_in_interval(seconds: float) -> None:
         await asyncio.sleep(left + 0.5)
 
 
+async def enrol_and_poll(session: aiohttp.ClientSession, base: str, tokens: Tokens,
+                         spec: dict[str, Any], devices: int, site: str = "mall") -> None:
+    """Enrol ``spec`` through the API as the owner and wait until the daemon polls all
+    ``devices`` of the fleet."""
+    await send_json(session, "POST", f"{base}/api/v1/gateways", tokens.owner,
+                    {"site": site, **spec}, 202)
+
+    async def polled() -> bool:
+        devs = await get_json(session, f"{base}/api/v1/devices", tokens.operator)
+        return len(devs) == devices and all(d["power_kw"] is not None for d in devs)
+
+    await wait_for(polled, what=f"{devices} devices polled")
+
+
 async def get_json(session: aiohttp.ClientSession, url: str, token: str | None = None,
                    status: int = 200) -> Any:
     async with session.get(url, headers=auth(token) if token else None) as r:

@@ -19,6 +19,7 @@ from sqlmodel import select
 from sim.clock import ManualClock
 from tests.vpp.daemon.harness import (
     daemon_settings,
+    enrol_and_poll,
     gateway_spec,
     get_json,
     port,
@@ -51,14 +52,7 @@ async def test_the_tail_is_dispatched_and_the_devices_released_at_its_end(
     base = await daemon.start()
     try:
         async with aiohttp.ClientSession() as c:
-            await send_json(c, "POST", f"{base}/api/v1/gateways", tokens.owner,
-                            {"site": "mall", **spec}, 202)
-
-            async def polled() -> bool:
-                devs = await get_json(c, f"{base}/api/v1/devices", tokens.operator)
-                return len(devs) == 2 and all(d["power_kw"] is not None for d in devs)
-
-            await wait_for(polled, what="two devices polled")
+            await enrol_and_poll(c, base, tokens, spec, 2)
             call = {"external_id": "rt-tail", "event_type": "real_time",
                     "direction": "peak_shaving", "start": start.isoformat(),
                     "end": (start + timedelta(hours=1)).isoformat(), "requested_kw": 6.0}

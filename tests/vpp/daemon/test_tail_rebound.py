@@ -20,7 +20,7 @@ from sqlmodel import select
 
 from sim.clock import SimClock
 from sim.fleet import gateway_from_spec
-from tests.vpp.daemon.harness import daemon_settings, get_json, port, seed, send_json, wait_for
+from tests.vpp.daemon.harness import daemon_settings, enrol_and_poll, port, seed, send_json
 from vpp.config import GatewaySpec
 from vpp.db import session_scope
 from vpp.models import DispatchPlan, GridEvent
@@ -49,14 +49,7 @@ async def test_buildings_come_back_within_the_rebound_cap(sqlite_engine: Engine,
     base = await daemon.start()
     try:
         async with aiohttp.ClientSession() as c:
-            await send_json(c, "POST", f"{base}/api/v1/gateways", tokens.owner,
-                            {"site": "mall", **spec}, 202)
-
-            async def polled() -> bool:
-                devs = await get_json(c, f"{base}/api/v1/devices", tokens.operator)
-                return len(devs) == 4 and all(d["power_kw"] is not None for d in devs)
-
-            await wait_for(polled, what="four buildings polled")
+            await enrol_and_poll(c, base, tokens, spec, 4)
             start = floor_to_interval(clock.now(), 15) + timedelta(minutes=15)
             end = start + timedelta(hours=1)
             while clock.now() < start - timedelta(minutes=2):

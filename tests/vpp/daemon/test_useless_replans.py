@@ -21,8 +21,8 @@ from tests.vpp.daemon.harness import (
     accepted_call,
     call_now,
     daemon_settings,
+    enrol_and_poll,
     gateway_spec,
-    get_json,
     plan_at,
     planner_at,
     port,
@@ -93,14 +93,7 @@ async def test_shortfall_replans_report_the_measured_shortfall_and_back_off(
     base = await daemon.start()
     try:
         async with aiohttp.ClientSession() as c:
-            await send_json(c, "POST", f"{base}/api/v1/gateways", tokens.owner,
-                            {"site": "mall", **spec}, 202)
-
-            async def polled() -> bool:
-                devs = await get_json(c, f"{base}/api/v1/devices", tokens.operator)
-                return len(devs) == 2 and all(d["power_kw"] is not None for d in devs)
-
-            await wait_for(polled, what="two devices polled")
+            await enrol_and_poll(c, base, tokens, spec, 2)
             await room_in_interval(60)  # the re-plans below must stay in one interval
             decision = await send_json(c, "POST", f"{base}/api/v1/grid/calls", tokens.grid,
                                        call_now("rt-useless", 6.0), 201)
