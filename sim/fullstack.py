@@ -51,8 +51,7 @@ from sim.fullstack_fleet import (
     first_call,
     rated_share,
 )
-from sim.fullstack_result import api_items as _items
-from sim.fullstack_result import fullstack_result, settlement_detail
+from sim.fullstack_result import api_items, fullstack_result, settlement_detail
 from sim.grid import DeviceFault, draw_faults
 from sim.plant import CityPlant
 from sim.ports import free_port_block
@@ -260,7 +259,7 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
             api = _Api(http, url, op_token)
             grid = _Api(http, url, grid_token)
             await _enrol(api, sample, report)
-            devices = _items(await api.call("GET", "/api/v1/devices"))
+            devices = api_items(await api.call("GET", "/api/v1/devices"))
             ids = {d["name"]: int(d["id"]) for d in devices}
             report("writing telemetry history", 0, 1)
             await _write_history(engine, sample, ids, start, scn)
@@ -342,7 +341,7 @@ async def _enrol(api: _Api, sample: Sample, report) -> None:  # noqa: ANN001
                 k += 1
                 report("enrolling gateways", k, sample.n_gateways)
     for _ in range(1200):
-        items = _items(await api.call("GET", "/api/v1/gateways"))
+        items = api_items(await api.call("GET", "/api/v1/gateways"))
         done = [x for x in items if x["enrolment_state"] in ("active", "failed")]
         report("probing gateways", len(done), sample.n_gateways)
         if len(done) >= sample.n_gateways:
