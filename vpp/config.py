@@ -85,9 +85,21 @@ class ApiSettings(_Section):
 
 
 class PollingSettings(_Section):
-    """Modbus polling: cycle, per-request timeout, retries with exponential backoff."""
+    """Modbus polling: the poll loop's tick, telemetry periods per device kind and in an event,
+    per-request timeout, retries with exponential backoff.
+
+    Each tick (``interval_s``, real seconds) polls the devices that are due: a device is due
+    ``period_s[kind]`` after its last poll, or ``event_period_s`` after it while it holds a
+    setpoint we wrote (in an event and its tail, until released). Periods count on the
+    devices' clock (the one readings are stamped with), so a simulated clock running faster
+    than real time polls more often in real time, never more often than every tick.
+    Heartbeats do not depend on polls (:mod:`vpp.heartbeats`)."""
 
     interval_s: float = Field(default=1.0, gt=0)
+    period_s: dict[DeviceKind, float] = Field(default_factory=lambda: {
+        DeviceKind.BATTERY: 5.0, DeviceKind.EV_CHARGER: 10.0,
+        DeviceKind.COMMERCIAL_BUILDING: 15.0, DeviceKind.INDUSTRIAL_LOAD: 15.0})
+    event_period_s: float = Field(default=2.0, gt=0)
     timeout_s: float = Field(default=1.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
     backoff_base_s: float = Field(default=0.1, ge=0)
@@ -110,6 +122,21 @@ class PollingSettings(_Section):
     #: (or re-probe), so a gateway that is slow for a moment is not refused for good
     probe_timeout_s: float = Field(default=2.0, gt=0)
     probe_retries: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _periods(self) -> PollingSettings:
+        missing = [k.value for k in DeviceKind if k not in self.period_s]
+        if missing:
+            raise ValueError(f"period_s: a period for every device kind is needed; missing: "
+                             f"{missing}")
+        if any(not v > 0 for v in self.period_s.values()):
+            raise ValueError("period_s: periods must be > 0")
+        slow = {k.value: v for k, v in self.period_s.items() if not v >= self.event_period_s}
+        if slow:
+            raise ValueError(f"period_s: {slow} shorter than event_period_s "
+                             f"({self.event_period_s:g} s); a device in an event is polled "
+                             "at least as often as in normal running")
+        return self
 
 
 class SchedulerSettings(_Section):
