@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from vpp.config_files import describe_errors, merge
 from vpp.config_files import first_error as first_error  # re-exported: readers import it here
 from vpp.config_files import read_toml as read_toml
+from vpp.config_ocpp import OcppSettings
 from vpp.device_kinds import DeviceKind
 from vpp.errors import ConfigError
 from vpp.fleet_specs import DeviceSpec as DeviceSpec  # the fleet part of the configuration
@@ -396,6 +397,7 @@ class Settings(BaseSettings):
     city: CitySettings = Field(default_factory=CitySettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     enrolment: EnrolmentSettings = Field(default_factory=EnrolmentSettings)
+    ocpp: OcppSettings = Field(default_factory=OcppSettings)
     owners: list[OwnerSpec] = Field(default_factory=list)
 
     @classmethod

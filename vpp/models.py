@@ -99,7 +99,9 @@ class Site(SQLModel, table=True):
 
 
 class Gateway(SQLModel, table=True):
-    """A Modbus TCP gateway registered by an owner; devices are unit ids behind it."""
+    """A gateway registered by an owner; devices are unit ids behind it. ``protocol``:
+    ``modbus`` (a Modbus TCP gateway at host:port) or ``ocpp`` (a charge point that connects to
+    the daemon: ``host`` is its identity, ``port`` 0, connectors are unit ids; :mod:`vpp.ocpp`)."""
 
     __table_args__ = (UniqueConstraint("host", "port", name="uq_gateway_endpoint"),)
     id: int | None = Field(default=None, primary_key=True)
@@ -107,6 +109,8 @@ class Gateway(SQLModel, table=True):
     owner_id: int = Field(foreign_key="owner.id", index=True)
     host: str = Field(max_length=255)
     port: int = 502
+    protocol: str = Field(default="modbus", max_length=20)
+    ocpp_password_hash: str | None = Field(default=None, max_length=200)
     enrolment_state: str = Field(default=EnrolmentState.REGISTERED.value, max_length=20)
     last_probe_at: datetime | None = Field(default=None, sa_type=AwareDateTime)
     last_error: str | None = Field(default=None, max_length=2000)
