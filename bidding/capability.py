@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from vpp.calendar import SEASONS, Season
 from vpp.device_kinds import (
     BatteryParams,
     CommercialBuildingParams,
@@ -27,14 +28,8 @@ from vpp.device_kinds import (
     parse_params,
 )
 
-SEASON_MONTHS: dict[str, tuple[int, ...]] = {
-    "spring": (3, 4, 5),
-    "summer": (6, 7, 8, 9),
-    "autumn": (10, 11),
-    "winter": (12, 1, 2),
-}
-
-DEFAULT_AVAILABILITY: dict[str, dict[DeviceKind, float]] = {
+#: availability per season (which months: :class:`vpp.calendar.SeasonMonths`, the one definition)
+DEFAULT_AVAILABILITY: dict[Season, dict[DeviceKind, float]] = {
     "spring": {DeviceKind.COMMERCIAL_BUILDING: 0.3, DeviceKind.INDUSTRIAL_LOAD: 1.0,
                DeviceKind.EV_CHARGER: 0.5, DeviceKind.BATTERY: 1.0},
     "summer": {DeviceKind.COMMERCIAL_BUILDING: 1.0, DeviceKind.INDUSTRIAL_LOAD: 1.0,
@@ -74,7 +69,7 @@ def device_capability_kw(device: DeviceLike, duration_h: float = 1.0) -> float:
 
 @dataclass(frozen=True)
 class SeasonCapability:
-    season: str
+    season: Season
     by_kind_kw: dict[str, float]
     capability_kw: float
     share_of_peak_pct: float
@@ -89,7 +84,7 @@ class SeasonCapability:
 def portfolio_capability(
     devices: Iterable[DeviceLike], system_peak_mw: float, goal_pct: float, *,
     duration_h: float = 1.0,
-    availability: Mapping[str, Mapping[DeviceKind, float]] = DEFAULT_AVAILABILITY,
+    availability: Mapping[Season, Mapping[DeviceKind, float]] = DEFAULT_AVAILABILITY,
 ) -> list[SeasonCapability]:
     """Capability per season (kW and % of ``system_peak_mw``) against ``goal_pct``."""
     if system_peak_mw <= 0:
@@ -99,7 +94,7 @@ def portfolio_capability(
         raw[DeviceKind(d.kind)] += device_capability_kw(d, duration_h)
     out = []
     peak_kw = system_peak_mw * 1000
-    for season in SEASON_MONTHS:
+    for season in SEASONS:
         factors = availability[season]
         by_kind = {k.value: raw[k] * factors.get(k, 1.0) for k in DeviceKind}
         total = sum(by_kind.values())

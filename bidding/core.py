@@ -49,6 +49,7 @@ from bidding.programme import Product
 from forecasting.baselines import day_type_name
 from forecasting.calendars import DayCalendar
 from forecasting.owners import OwnerForecast
+from vpp.calendar import MarketCalendar
 from vpp.errors import NoHistoryError, ValidationError
 
 
@@ -258,15 +259,16 @@ def _no_history(inp: BidInput, reason: str) -> Offer:
     """Step 4: :func:`bidding.fallback.no_history_offer` over the owners' devices."""
     policy = inp.no_history
     assert policy is not None
-    local = inp.start.astimezone(ZoneInfo(inp.programme.timezone)).date()
-    working = bool(inp.calendar.is_workday([local])[0])
+    calendar = MarketCalendar.from_programme(inp.programme, inp.calendar)
+    local = calendar.local_date(inp.start)
+    working = calendar.is_workday(local)
     devices = [d for o in inp.owners for d in o.devices if d.eligible]
     soc = {d.device_id: d.soc_pct for d in devices if d.soc_pct is not None}
     try:
         fb = no_history_offer(
             devices,  # type: ignore[arg-type]  # the protocol's fields, read-only here
             inp.programme, inp.product, start=inp.start, end=inp.end,
-            requested_kw=inp.requested_kw or 0.0, price_yuan_per_kwh=inp.price_yuan_per_kwh,
+            season=calendar.season_of(local), requested_kw=inp.requested_kw or 0.0, price_yuan_per_kwh=inp.price_yuan_per_kwh,
             fraction_pct=policy.fraction_pct, soc_pct=soc, gap=history_gap(
                 inp.product.baseline, working, inp.start, policy.first_reading, reason))
     except ValidationError as exc:

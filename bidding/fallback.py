@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
-from bidding.capability import DEFAULT_AVAILABILITY, SEASON_MONTHS, device_capability_kw
+from bidding.capability import DEFAULT_AVAILABILITY, device_capability_kw
 from bidding.offer import CapacityChoice, OwnerOffer, aggregate_offers, cap_owner_offers
 from bidding.programme import Product, Programme
 from forecasting.baselines import BaselineSpec, day_type_name
+from vpp.calendar import Season
 from vpp.device_kinds import (
     BatteryParams,
     CommercialBuildingParams,
@@ -107,10 +107,6 @@ def history_gap(spec: BaselineSpec, working_day: bool, event_start: datetime,
     return HistoryGap(needed_days(spec, working_day), held, day_type_name(working_day), reason)
 
 
-def season_of(month: int) -> str:
-    return next(s for s, months in SEASON_MONTHS.items() if month in months)
-
-
 def _shed_minutes(p: object) -> float | None:
     """How long a building or industrial load may shed (minutes); None for other kinds."""
     if isinstance(p, CommercialBuildingParams):
@@ -120,10 +116,10 @@ def _shed_minutes(p: object) -> float | None:
     return None
 
 
-def held_kw(device: OwnedDevice, duration_h: float, month: int,
+def held_kw(device: OwnedDevice, duration_h: float, season: Season,
             soc_pct: float | None = None) -> float:
     """Dependable kW the device delivers on average over an event of ``duration_h`` hours in
-    ``month`` (module docstring: a shed shorter than the event counts pro rata)."""
+    ``season`` (module docstring: a shed shorter than the event counts pro rata)."""
     if duration_h <= 0:
         raise ValueError("duration_h must be positive")
     kind = DeviceKind(device.kind)
@@ -141,7 +137,7 @@ def held_kw(device: OwnedDevice, duration_h: float, month: int,
         kw = min(kw, p.capacity_kwh * above_min * p.discharge_efficiency / duration_h)
     elif isinstance(p, EvChargerParams):
         pass  # in use for part of the time only: the availability factor below
-    return max(kw, 0.0) * DEFAULT_AVAILABILITY[season_of(month)].get(kind, 1.0)
+    return max(kw, 0.0) * DEFAULT_AVAILABILITY[season].get(kind, 1.0)
 
 
 def rule_text(gap: HistoryGap, fraction_pct: float) -> str:
@@ -151,22 +147,23 @@ def rule_text(gap: HistoryGap, fraction_pct: float) -> str:
 
 def no_history_offer(
     devices: Sequence[OwnedDevice], programme: Programme, product: Product, *,
-    start: datetime, end: datetime, requested_kw: float, price_yuan_per_kwh: Decimal,
-    fraction_pct: float, gap: HistoryGap, soc_pct: Mapping[int, float] | None = None,
+    start: datetime, end: datetime, season: Season, requested_kw: float,
+    price_yuan_per_kwh: Decimal, fraction_pct: float, gap: HistoryGap,
+    soc_pct: Mapping[int, float] | None = None,
 ) -> NoHistoryOffer:
     """The offer for ``devices`` (participating ones, the caller's filter) over ``start..end``
-    (aware; its local month picks the season). Raises :class:`vpp.errors.ValidationError`
+    (aware) in ``season`` (the market calendar's, :meth:`vpp.calendar.MarketCalendar.season_of`
+    of the event's day). Raises :class:`vpp.errors.ValidationError`
     with the reason when it is not admissible (nothing to offer, below the programme's
     minimum)."""
     if not 0 < fraction_pct <= 100:
         raise ValueError(f"fraction_pct must be in (0, 100], got {fraction_pct}")
     hours = (end - start).total_seconds() / 3600
-    month = start.astimezone(ZoneInfo(programme.timezone)).month
     soc = soc_pct or {}
     envelope: dict[int, float] = {}
     by_kind: dict[str, float] = {}
     for d in devices:
-        kw = held_kw(d, hours, month, soc.get(int(d.id or 0)))
+        kw = held_kw(d, hours, season, soc.get(int(d.id or 0)))
         envelope[d.owner_id] = envelope.get(d.owner_id, 0.0) + kw
         by_kind[d.kind] = by_kind.get(d.kind, 0.0) + kw
     f = fraction_pct / 100
@@ -189,7 +186,7 @@ def no_history_offer(
                    for o in vpp.owners],
         "envelope_kw": round(sum(envelope.values()), 3),
         "envelope_by_kind_kw": {k: round(v, 3) for k, v in sorted(by_kind.items())},
-        "season": season_of(month), "assumed_cop": ASSUMED_COP,
+        "season": season, "assumed_cop": ASSUMED_COP,
         "requested_kw": requested_kw, "capped_from_kw": capped_from,
     }
     return NoHistoryOffer(declared_kw=vpp.declared_kw, price_yuan_per_kwh=vpp.price_yuan_per_kwh,

@@ -1,85 +1,26 @@
-"""Working-day calendars and calendar features.
+"""Calendar features for forecasting, and working days given as data.
 
-A *calendar* answers one question per date: is it a working day? Chinese public holidays and the
-adjusted working days (调休, weekend days that are worked to bridge a holiday) come from the
-``chinesecalendar`` package (import name ``chinese_calendar``), which covers 2004 to its last
-published year. Outside that range :class:`ChineseCalendar` falls back to Monday-Friday (or
-raises, with ``strict=True``) and says so in :attr:`ChineseCalendar.fallback_years`.
-
-Other calendars (plain weekends, or an explicit working-day column shipped with a data set) have
-the same interface, so the baselines and models never assume China when the data is not Chinese.
+The working-day calendars themselves (:class:`~vpp.calendar.ChineseCalendar`,
+:class:`~vpp.calendar.WeekendCalendar`, the :class:`~vpp.calendar.DayCalendar` protocol and
+:func:`~vpp.calendar.make_calendar`) live in :mod:`vpp.calendar` with the market calendar and
+are re-exported here. :class:`ExplicitCalendar` takes the working days a data set ships with, so
+the baselines and models never assume China when the data is not Chinese.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
+from vpp.calendar import ChineseCalendar as ChineseCalendar  # re-exported: readers import it here
+from vpp.calendar import DayCalendar as DayCalendar
+from vpp.calendar import WeekendCalendar as WeekendCalendar
+from vpp.calendar import make_calendar as make_calendar
 from vpp.errors import ValidationError
-
-
-class DayCalendar(Protocol):
-    """Anything that says, per date, whether it is a working day."""
-
-    name: str
-
-    def is_workday(self, days: Iterable[date]) -> np.ndarray:
-        """Boolean array, one entry per day (True = working day)."""
-        ...
-
-
-def _weekday_rule(days: list[date]) -> np.ndarray:
-    return np.array([d.weekday() < 5 for d in days], dtype=bool)
-
-
-@dataclass
-class WeekendCalendar:
-    """Monday to Friday are working days; no holidays."""
-
-    name: str = "weekend"
-
-    def is_workday(self, days: Iterable[date]) -> np.ndarray:
-        return _weekday_rule(list(days))
-
-
-@dataclass
-class ChineseCalendar:
-    """Mainland China: statutory holidays and adjusted working days (``chinese_calendar``).
-
-    Years the package does not cover use the Monday-Friday rule and are recorded in
-    ``fallback_years``; with ``strict=True`` they raise :class:`ValidationError` instead.
-    """
-
-    strict: bool = False
-    name: str = "china"
-    fallback_years: set[int] = field(default_factory=set)
-    _cache: dict[date, bool] = field(default_factory=dict, repr=False)
-
-    def is_workday(self, days: Iterable[date]) -> np.ndarray:
-        import chinese_calendar
-
-        out = []
-        for d in days:
-            hit = self._cache.get(d)
-            if hit is None:
-                try:
-                    hit = bool(chinese_calendar.is_workday(d))
-                except NotImplementedError:
-                    if self.strict:
-                        raise ValidationError(
-                            f"the Chinese holiday calendar has no data for {d.year}; "
-                            "update the chinesecalendar package"
-                        ) from None
-                    self.fallback_years.add(d.year)
-                    hit = d.weekday() < 5
-                self._cache[d] = hit
-            out.append(hit)
-        return np.array(out, dtype=bool)
 
 
 @dataclass
@@ -111,15 +52,6 @@ class ExplicitCalendar:
             raise ValidationError("working-day column must hold 0/1 values")
         per_day = values.groupby(flags.index.date).mean()
         return cls({d: bool(v >= 0.5) for d, v in per_day.items()}, name=name)
-
-
-def make_calendar(name: str) -> DayCalendar:
-    """A calendar by name: ``china`` (default) or ``weekend``."""
-    if name == "china":
-        return ChineseCalendar()
-    if name == "weekend":
-        return WeekendCalendar()
-    raise ValidationError(f"unknown calendar {name!r} (valid: china, weekend)")
 
 
 def day_flags(index: pd.DatetimeIndex, calendar: DayCalendar) -> pd.DataFrame:

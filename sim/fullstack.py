@@ -272,7 +272,8 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
             event_id = int(decision["event_id"])
             if opts.faults:
                 faults = draw_faults(scn, call, len(sample.fleet),
-                                     np.random.default_rng([scn.scenario.seed, 9]))
+                                     np.random.default_rng([scn.scenario.seed, 9]),
+                                     scn.scenario.interval_minutes)
             names = [d.spec.name for d in sample.fleet.devices]
             if opts.extra_silent:
                 taken = {f.device_index for f in faults}

@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from device_adapters.protocol import DeviceState, SetpointResult
-from sim.scenarios.city import daily_peak_mw, is_summer, is_working_day, seasonal_peak_mw
+from sim.scenarios.city import daily_peak_mw, seasonal_peak_mw
 from sim.scenarios.scenario import Scenario
+from vpp.calendar import MarketCalendar
 from vpp.device_kinds import DeviceKind
 from vpp.errors import DeviceError
 
@@ -75,13 +76,14 @@ class GridOperator:
     def __init__(self, scn: Scenario, weather: pd.DataFrame) -> None:
         self.scn = scn
         self.weather = weather
-        self.tz = ZoneInfo(scn.scenario.timezone)
+        self.calendar = MarketCalendar.from_scenario(scn)
+        self.tz = self.calendar.zone
         self.forecast_peak_mw = daily_peak_mw(scn, weather, forecast=True)
         self.actual_peak_mw = daily_peak_mw(scn, weather)
 
     def _window(self, day: date) -> tuple[datetime, datetime]:
         g = self.scn.grid_operator
-        a, b = g.summer_window if is_summer(day) else g.winter_window
+        a, b = g.summer_window if self.calendar.is_summer(day) else g.winter_window
         return _at(day, a, self.tz), _at(day, b, self.tz)
 
     def calls(self, days: Sequence[date]) -> list[GridCall]:
@@ -91,12 +93,12 @@ class GridOperator:
         per_month: Counter[tuple[int, int]] = Counter()
         out: list[GridCall] = []
         for day in days:
-            if not g.weekend_calls and not is_working_day(day):
+            if not g.weekend_calls and not self.calendar.is_workday(day):
                 continue
             month = (day.year, day.month)
             if per_month[month] >= g.max_events_per_month:
                 continue
-            ref = seasonal_peak_mw(self.scn, day)
+            ref = seasonal_peak_mw(self.scn, day, self.calendar)
             fc = float(self.forecast_peak_mw[day])
             start, end = self._window(day)
             if fc >= g.day_ahead_trigger_pu * ref:
@@ -109,7 +111,7 @@ class GridOperator:
                 per_month[month] += 1
                 continue
             w = self.weather.loc[day]
-            surprise = (w.tmax_c - w.tmax_forecast_c) if is_summer(day) else (
+            surprise = (w.tmax_c - w.tmax_forecast_c) if self.calendar.is_summer(day) else (
                 w.tmin_forecast_c - w.tmin_c)
             if surprise >= g.real_time_trigger_c:
                 rt_start = start
@@ -136,9 +138,10 @@ class DeviceFault:
 
 
 def draw_faults(scn: Scenario, call: GridCall, n_devices: int,
-                rng: np.random.Generator, interval_minutes: int = 15) -> list[DeviceFault]:
+                rng: np.random.Generator, interval_minutes: int) -> list[DeviceFault]:
     """Faults for one event: each device independently fails, leaves, under-delivers or not;
-    failures and departures happen at a random interval boundary inside the event."""
+    failures and departures happen at a random boundary of the ``interval_minutes`` market
+    intervals (the scenario's) inside the event."""
     f = scn.faults
     u = rng.random(n_devices)
     modes = np.full(n_devices, "", dtype=object)

@@ -39,7 +39,6 @@ REMAINING = {
     "sim/aggregator.py::settle(interval_minutes)",
     "sim/aggregator.py::scheduler_devices(interval_minutes)",
     "sim/aggregator.py::Dispatcher.__init__(interval_minutes)",
-    "sim/grid.py::draw_faults(interval_minutes)",
     "forecasting/baselines.py::compute_baseline(interval_minutes)",
     "forecasting/data.py::LoadData.source_interval_minutes",
     "forecasting/data.py::LoadData.interval_minutes",
@@ -97,3 +96,74 @@ def test_the_zone_name_is_written_once() -> None:
     where = [f"{path}:{n.lineno}" for path, tree in _modules() for n in ast.walk(tree)
              if isinstance(n, ast.Constant) and n.value == "Asia/Shanghai"]
     assert where == ["vpp/timeutil.py:12"], where
+
+
+SEASON_NAMES = {"spring", "summer", "autumn", "winter"}
+#: the one definition of which months are which season
+SEASONS_HOME = "vpp/calendar.py"
+
+
+def _is_months(node: ast.expr | None) -> bool:
+    """A literal collection (tuple, list, set, ``frozenset({...})``/``set(...)``, ``range``)
+    of month numbers 1-12."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+        if node.func.id == "range":
+            return all(isinstance(a, ast.Constant) and isinstance(a.value, int)
+                       for a in node.args)
+        if node.func.id in ("frozenset", "set", "tuple"):
+            node = node.args[0]
+    if not isinstance(node, ast.Tuple | ast.List | ast.Set) or not node.elts:
+        return False
+    return all(isinstance(e, ast.Constant) and type(e.value) is int and 1 <= e.value <= 12
+               for e in node.elts)
+
+
+def _seasonal(name: str) -> bool:
+    low = name.lower()
+    return any(s in low for s in SEASON_NAMES | {"season"})
+
+
+def _season_months(path: str, tree: ast.AST) -> list[str]:
+    """Where ``tree`` ties a season to month numbers: a name or field mentioning a season bound
+    to months, a dict keyed by a season name with months as values, or ``.month in (...)``."""
+    out = []
+    for n in ast.walk(tree):
+        targets: list[ast.expr] = []
+        value: ast.expr | None = None
+        if isinstance(n, ast.Assign):
+            targets, value = n.targets, n.value
+        elif isinstance(n, ast.AnnAssign):
+            targets, value = [n.target], n.value
+        for t in targets:
+            name = t.id if isinstance(t, ast.Name) else t.attr if isinstance(t, ast.Attribute) \
+                else ""
+            if _seasonal(name) and _is_months(value):
+                out.append(f"{path}:{n.lineno} {name}")
+        if isinstance(n, ast.Dict):
+            out += [f"{path}:{n.lineno} {k.value!r}" for k, v in zip(n.keys, n.values, strict=True)
+                    if isinstance(k, ast.Constant) and k.value in SEASON_NAMES and _is_months(v)]
+        if (isinstance(n, ast.Compare) and isinstance(n.left, ast.Attribute)
+                and n.left.attr == "month" and any(_is_months(c) for c in n.comparators)):
+            out.append(f"{path}:{n.lineno} .month in (...)")
+    return out
+
+
+def test_the_seasons_are_defined_once() -> None:
+    """"Summer" means one thing: which months are which season is written only in
+    vpp.calendar.SeasonMonths; everything else asks a MarketCalendar (a programme or scenario
+    with other seasons passes its own SeasonMonths, as data)."""
+    where = [w for path, tree in _modules() for w in _season_months(path, tree)]
+    assert sorted(w.split(":")[0] for w in where) == [SEASONS_HOME] * 4, where
+
+
+def test_the_season_checker_finds_each_form() -> None:
+    snippets = {
+        "SUMMER_MONTHS = frozenset({5, 6, 7, 8, 9, 10})": 1,
+        "SEASON_MONTHS = {'summer': (6, 7, 8, 9), 'winter': [12, 1, 2]}": 2,
+        "def f(d):\n    return d.month in (6, 7, 8)\n": 1,
+        "class S:\n    winter: tuple[int, ...] = (12, 1, 2)\n": 1,
+        "heating_season = range(11, 13)": 1,
+        "summer_factor = 1.0\nshape = {'summer': 0.5}\nhours = (6, 7, 8)": 0,
+    }
+    for code, n in snippets.items():
+        assert len(_season_months("x.py", ast.parse(code))) == n, code

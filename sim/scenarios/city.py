@@ -4,6 +4,11 @@ Pure functions of the scenario and a seeded ``numpy.random.Generator``. Temperat
 load in MW, indexes aware (the scenario's time zone). The daily peak follows the day's
 temperature and is calibrated so that the hottest day of the simulated summer reaches the
 extrapolated system peak exactly (see ``[city]`` in the scenario file for the assumptions).
+
+Seasons and working days are the scenario's market calendar's
+(:meth:`vpp.calendar.MarketCalendar.from_scenario`): the city's load model has two regimes,
+summer (the calendar's summer months: the summer shape, peak and temperature sensitivity) and
+the rest of the year (the winter ones).
 """
 
 from __future__ import annotations
@@ -15,23 +20,16 @@ import numpy as np
 import pandas as pd
 
 from sim.scenarios.scenario import Scenario
+from vpp.calendar import ChineseCalendar, MarketCalendar
 
-SUMMER_MONTHS = frozenset({5, 6, 7, 8, 9, 10})
-
-
-def is_summer(day: date) -> bool:
-    return day.month in SUMMER_MONTHS
+_WORKDAYS = ChineseCalendar()
 
 
 def is_working_day(day: date) -> bool:
     """Chinese working day (statutory holidays and adjusted working weekends via chinesecalendar
-    when it knows the year; plain Monday-Friday otherwise)."""
-    try:
-        import chinese_calendar
-
-        return bool(chinese_calendar.is_workday(day))
-    except (ImportError, NotImplementedError):
-        return day.weekday() < 5
+    when it knows the year; plain Monday-Friday otherwise): the working days of every
+    scenario's calendar (:meth:`MarketCalendar.from_scenario`)."""
+    return bool(_WORKDAYS.is_workday([day])[0])
 
 
 def season_days(scn: Scenario) -> list[date]:
@@ -105,7 +103,8 @@ def daily_peak_mw(scn: Scenario, weather: pd.DataFrame, *, forecast: bool = Fals
     peak = c.system_peak_mw
     tmax = weather["tmax_forecast_c" if forecast else "tmax_c"]
     tmin = weather["tmin_forecast_c" if forecast else "tmin_c"]
-    summer = np.array([is_summer(d) for d in weather.index])
+    cal = MarketCalendar.from_scenario(scn)
+    summer = np.array([cal.is_summer(d) for d in weather.index])
     # calibrate on actual weather so the forecast and the actual share one reference
     ref_hot = weather["tmax_c"][summer].max() if summer.any() else 0.0
     ref_cold = weather["tmin_c"][~summer].min() if (~summer).any() else 0.0
@@ -114,15 +113,16 @@ def daily_peak_mw(scn: Scenario, weather: pd.DataFrame, *, forecast: bool = Fals
         peak * (1 - c.summer_sensitivity_pct_per_c / 100 * (ref_hot - tmax)),
         peak * c.winter_peak_ratio * (1 - c.winter_sensitivity_pct_per_c / 100 * (tmin - ref_cold)),
     )
-    work = np.array([is_working_day(d) for d in weather.index])
+    work = np.array([cal.is_workday(d) for d in weather.index])
     out = np.where(work, out, out * c.weekend_factor)
     return pd.Series(np.clip(out, 0.5 * peak, None), index=weather.index, name="peak_mw")
 
 
-def seasonal_peak_mw(scn: Scenario, day: date) -> float:
-    """The reference peak of the day's season: the system peak in summer, x winter ratio in winter."""
+def seasonal_peak_mw(scn: Scenario, day: date, calendar: MarketCalendar) -> float:
+    """The reference peak of the day's season in ``calendar`` (the scenario's): the system peak
+    in summer, x winter ratio the rest of the year."""
     c = scn.city
-    return c.system_peak_mw if is_summer(day) else c.system_peak_mw * c.winter_peak_ratio
+    return c.system_peak_mw if calendar.is_summer(day) else c.system_peak_mw * c.winter_peak_ratio
 
 
 def city_load_mw(scn: Scenario, weather: pd.DataFrame, index: pd.DatetimeIndex) -> pd.Series:
@@ -130,7 +130,8 @@ def city_load_mw(scn: Scenario, weather: pd.DataFrame, index: pd.DatetimeIndex) 
     day's peak."""
     peaks = daily_peak_mw(scn, weather).reindex(index.date).to_numpy()
     hour = index.hour.to_numpy() + index.minute.to_numpy() / 60.0
-    summer = np.array([is_summer(d) for d in index.date])
+    cal = MarketCalendar.from_scenario(scn)
+    summer = np.array([cal.is_summer(d) for d in index.date])
     grid = np.arange(25)
     s_shape = np.interp(hour, grid, scn.city.summer_shape_pu + scn.city.summer_shape_pu[:1])
     w_shape = np.interp(hour, grid, scn.city.winter_shape_pu + scn.city.winter_shape_pu[:1])

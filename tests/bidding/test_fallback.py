@@ -63,31 +63,31 @@ def test_the_shipped_default_is_forty_percent() -> None:
 def test_each_kind_counts_what_it_holds_for_the_whole_event() -> None:
     building = _of(_kind("coolmaster-vrf"), 1)
     # nameplate shed 220 kW; the comfort band holds 1.5 degC x 40 kWh/degC / 3 = 20 kWh of it
-    assert held_kw(building, 1.0, 7) == pytest.approx(20.0)
-    assert held_kw(building, 2.0, 7) == pytest.approx(10.0)
-    assert held_kw(building, 1.0, 4) == pytest.approx(6.0)  # spring: little cooling to shed
+    assert held_kw(building, 1.0, "summer") == pytest.approx(20.0)
+    assert held_kw(building, 2.0, "summer") == pytest.approx(10.0)
+    assert held_kw(building, 1.0, "spring") == pytest.approx(6.0)  # spring: little cooling to shed
     plant = _of(_kind("industrial-plc"), 2)
-    assert held_kw(plant, 1.0, 7) == 250.0
+    assert held_kw(plant, 1.0, "summer") == 250.0
     # 60 minutes of curtailment in a 90-minute event: two thirds of it on the event basis
-    assert held_kw(plant, 1.5, 7) == pytest.approx(250.0 * 60 / 90)
+    assert held_kw(plant, 1.5, "summer") == pytest.approx(250.0 * 60 / 90)
     charger = _of(_kind("alfen-ng9xx"), 3)
-    assert held_kw(charger, 1.0, 7) == pytest.approx(11.0)  # half the posts in use
+    assert held_kw(charger, 1.0, "summer") == pytest.approx(11.0)  # half the posts in use
     battery = _of(_kind("sunspec"), 4)  # 10 kW, 20 kWh, 10-95 %
-    assert held_kw(battery, 2.0, 7, soc_pct=95.0) == pytest.approx(10 * 0.85 * 0.95 * 20 / 20)
-    assert held_kw(battery, 2.0, 7, soc_pct=12.0) == pytest.approx(20 * 0.02 * 0.95 / 2)
-    assert held_kw(battery, 2.0, 7) == pytest.approx(20 * 0.85 * 0.5 * 0.95 / 2)  # unknown
+    assert held_kw(battery, 2.0, "summer", soc_pct=95.0) == pytest.approx(10 * 0.85 * 0.95 * 20 / 20)
+    assert held_kw(battery, 2.0, "summer", soc_pct=12.0) == pytest.approx(20 * 0.02 * 0.95 / 2)
+    assert held_kw(battery, 2.0, "summer") == pytest.approx(20 * 0.85 * 0.5 * 0.95 / 2)  # unknown
 
 
 def test_a_hundred_buildings_declare_a_share_of_what_they_hold() -> None:
     programme, product = _hunan()
     devices = [_of(_kind("coolmaster-vrf"), i) for i in range(100)]
     with pytest.raises(ValidationError, match="below the programme minimum of 10,000 kW"):
-        no_history_offer(devices, programme, product, start=START,
+        no_history_offer(devices, programme, product, start=START, season="summer",
                          end=START + timedelta(hours=1), requested_kw=15000.0,
                          price_yuan_per_kwh=Decimal("2.0"), fraction_pct=40.0, gap=GAP)
     small = programme.model_copy(update={"rules": programme.rules.model_copy(
         update={"min_declared_kw": 0.0})})
-    offer = no_history_offer(devices, small, product, start=START,
+    offer = no_history_offer(devices, small, product, start=START, season="summer",
                              end=START + timedelta(hours=1), requested_kw=15000.0,
                              price_yuan_per_kwh=Decimal("2.0"), fraction_pct=40.0, gap=GAP)
     assert offer.declared_kw == pytest.approx(800.0)  # not 15 MW
@@ -111,7 +111,7 @@ def test_the_synthetic_fleet_of_a_first_run_clears_ten_megawatts_from_490_device
                 for i in range(n)]
 
     def offer(n: int, owners_requested: float = 50_000.0):
-        return no_history_offer(fleet(n), programme, product, start=START,
+        return no_history_offer(fleet(n), programme, product, start=START, season="summer",
                                 end=START + timedelta(hours=1), requested_kw=owners_requested,
                                 price_yuan_per_kwh=Decimal("2.0"), fraction_pct=40.0, gap=GAP)
 
@@ -134,17 +134,17 @@ def test_an_event_longer_than_a_shed_counts_the_shed_pro_rata() -> None:
     assert programme.band.basis == "event"
     plant = _kind("industrial-plc")
     plants = [_of(plant, i, owner=i % 4) for i in range(100)]
-    offer = no_history_offer(plants, programme, product, start=START,
+    offer = no_history_offer(plants, programme, product, start=START, season="summer",
                              end=START + timedelta(minutes=75), requested_kw=12_000.0,
                              price_yuan_per_kwh=Decimal("2.0"), fraction_pct=50.0, gap=GAP)
     assert offer.detail["envelope_kw"] == pytest.approx(100 * 200.0)
     assert offer.declared_kw == pytest.approx(10_000.0)
-    assert held_kw(_of(plant, 1), 1.0, 7) == 250.0  # an event it can hold whole: all of it
+    assert held_kw(_of(plant, 1), 1.0, "summer") == 250.0  # an event it can hold whole: all of it
     building = _kind("coolmaster-vrf")
     short = _of(SyntheticKind(building.profile, building.kind, 600.0, 150.0, 600.0,
                               {**building.params, "max_shed_minutes": 30,
                                "thermal_capacitance_kwh_per_c": 10_000.0}), 2)
-    assert held_kw(short, 2.0, 7) == pytest.approx(220.0 * 30 / 120)
+    assert held_kw(short, 2.0, "summer") == pytest.approx(220.0 * 30 / 120)
 
 
 def test_the_history_the_programme_needs_and_the_days_held() -> None:

@@ -16,12 +16,11 @@ from sim.grid import DeviceFault, FaultyAdapter, GridOperator, draw_faults
 from sim.inprocess import InProcessAdapter
 from sim.scenarios.city import (
     daily_peak_mw,
-    is_summer,
-    is_working_day,
     season_days,
     simulate_weather,
 )
 from sim.scenarios.scenario import load_scenario
+from vpp.calendar import MarketCalendar
 from vpp.device_kinds import DeviceKind
 from vpp.errors import DeviceError
 
@@ -50,9 +49,10 @@ def test_calls_follow_the_rules(scn, calls) -> None:
     per_month = Counter((c.day.year, c.day.month) for c in out)
     assert max(per_month.values()) <= g.max_events_per_month
     fc = daily_peak_mw(scn, weather, forecast=True)
+    cal = MarketCalendar.from_scenario(scn)
     for c in out:
-        assert is_working_day(c.day)
-        window = g.summer_window if is_summer(c.day) else g.winter_window
+        assert cal.is_workday(c.day)
+        window = g.summer_window if cal.is_summer(c.day) else g.winter_window
         assert c.start.timetz().replace(tzinfo=None) == window[0]
         assert c.issued_at < c.start
         if c.event_type == "day_ahead":
@@ -62,7 +62,7 @@ def test_calls_follow_the_rules(scn, calls) -> None:
         else:
             assert c.start - c.issued_at == timedelta(minutes=g.real_time_notice_minutes)
             assert c.hours == g.real_time_duration_minutes / 60
-    assert any(not is_summer(c.day) for c in out), "winter peaks are called too"
+    assert any(not cal.is_summer(c.day) for c in out), "winter peaks are called too"
 
 
 def test_payload_for_the_rest_intake(calls) -> None:
@@ -74,7 +74,8 @@ def test_payload_for_the_rest_intake(calls) -> None:
 
 def test_fault_rates_match_the_scenario(scn, calls) -> None:
     call = calls[0][0]
-    faults = draw_faults(scn, call, 20000, np.random.default_rng(0))
+    faults = draw_faults(scn, call, 20000, np.random.default_rng(0),
+                         scn.scenario.interval_minutes)
     n = Counter(f.mode for f in faults)
     f = scn.faults
     for mode, prob in (("fail", f.fail_probability), ("leave", f.leave_probability),
