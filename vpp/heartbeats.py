@@ -98,7 +98,10 @@ class Heartbeats:
 
     def _watchdog_known(self, a: ProfileAdapter) -> bool:
         """True when the device has no timer watchdog or its timeout is known; takes the
-        profile's ``timeout_s`` when it declares one."""
+        profile's ``timeout_s`` when it declares one. An adapter without a register map (an
+        OCPP connector, whose charging profile ends by itself) has none to read."""
+        if not isinstance(a, ProfileAdapter):
+            return True
         wd = a.profile.watchdog
         if a.device_id in self.watchdog_s or wd.mode != "timer":
             return True

@@ -143,7 +143,8 @@ class Poller:
         assert self.engine is not None
         with session_scope(self.engine) as s:
             gws = s.exec(select(Gateway).where(Gateway.enrolment_state.in_(  # type: ignore[attr-defined]
-                [EnrolmentState.ACTIVE.value, EnrolmentState.OFFLINE.value]))
+                [EnrolmentState.ACTIVE.value, EnrolmentState.OFFLINE.value]),
+                Gateway.protocol == "modbus")  # OCPP charge points connect to the daemon
                 .order_by(col(Gateway.id))).all()
             out = []
             for g in gws:

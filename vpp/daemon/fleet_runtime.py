@@ -190,6 +190,11 @@ class FleetRuntime:
             self.last_setpoints.pop(i, None)
         self.hb.forget(list(drop))
 
+    async def detach(self, device_ids: list[int]) -> None:
+        """Stop polling devices another part attached (the OCPP central system's connectors),
+        releasing any that hold a setpoint, as :meth:`refresh` does for its own."""
+        await self._detach(device_ids)
+
     @contextlib.asynccontextmanager
     async def priority(self) -> AsyncIterator[None]:
         """Dispatch first: while setpoints are being written, poll cycles are skipped, so that

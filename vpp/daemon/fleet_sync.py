@@ -53,7 +53,8 @@ def load_desired(s: Session) -> DesiredFleet:
     """The revision first, then the rows: a change committed in between moves the revision
     again, so the next check reloads (never a stale fleet under a new revision)."""
     out = DesiredFleet(fleet_revision(s))
-    gws = s.exec(select(Gateway).where(col(Gateway.enrolment_state).in_(LIVE_GATEWAY))).all()
+    gws = s.exec(select(Gateway).where(col(Gateway.enrolment_state).in_(LIVE_GATEWAY),
+                                       Gateway.protocol == "modbus")).all()  # OCPP: vpp.ocpp
     out.gateways = {int(g.id or 0): g for g in gws}
     if not out.gateways:
         return out

@@ -1,0 +1,192 @@
+"""OCPP charge points in the fleet registry: enrolment, credentials, and what the central
+system (:mod:`vpp.ocpp`) reads and records.
+
+An OCPP charge point is a :class:`~vpp.models.Gateway` with ``protocol = "ocpp"``: its ``host``
+is the charge point's identity (the last segment of the WebSocket URL it connects to), its
+``port`` 0 (so the gateway endpoint's uniqueness makes identities unique and no identity can
+clash with a Modbus endpoint), and each connector (OCPP 1.6 connector id, OCPP 2.0.1 EVSE id)
+is an ``ev_charger`` :class:`~vpp.models.Device` of its owner with the connector as unit id.
+Enrolment is the shared one: same owners, sites, device validation (:class:`DeviceSpec`), audit
+log and retire/remove (:mod:`vpp.fleet_edit`); the difference is that a charge point enrols
+itself when it connects and its BootNotification is accepted (the OCPP counterpart of a probe:
+:func:`record_boot` marks it active).
+
+Passwords (HTTP Basic, OCPP security profiles 1 and 2): 16 to 40 characters (OCPP 2.0.1's
+``BasicAuthPassword``), generated when not given (shown once), stored as salted PBKDF2-SHA256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlmodel import Session, col, select
+
+from vpp.config import DeviceSpec, first_error
+from vpp.device_kinds import DeviceKind
+from vpp.errors import ValidationError
+from vpp.fleet import EnrolledGateway, _replace_or_refuse, get_or_create_site
+from vpp.models import AuditLog, Device, DeviceStatus, EnrolmentState, Gateway, Owner, utcnow
+
+OCPP = "ocpp"
+#: the profile name an OCPP connector device carries (no register map: the protocol is OCPP)
+OCPP_PROFILE = "ocpp"
+PBKDF2_ITERATIONS = 20_000
+#: OCPP-J identities: unreserved URL characters (RFC 3986), at most 48 (OCPP 2.0.1 part 4)
+IDENTITY_PATTERN = r"^[A-Za-z0-9._~-]{1,48}$"
+
+
+class OcppGatewaySpec(BaseModel):
+    """A charge point as its owner registers it; each device's ``unit_id`` is a connector."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    identity: str = Field(..., pattern=IDENTITY_PATTERN)
+    password: str = Field(..., min_length=16, max_length=40)
+    devices: list[DeviceSpec] = Field(..., min_length=1)
+
+    @model_validator(mode="after")
+    def _connectors(self) -> OcppGatewaySpec:
+        seen: set[int] = set()
+        for d in self.devices:
+            if d.kind is not DeviceKind.EV_CHARGER:
+                raise ValueError(f"{d.name}: an OCPP connector is an ev_charger, not a "
+                                 f"{d.kind.value}")
+            if d.profile != OCPP_PROFILE:
+                raise ValueError(f"{d.name}: an OCPP connector's profile is {OCPP_PROFILE!r}")
+            if d.unit_id < 1:
+                raise ValueError(f"{d.name}: connector ids start at 1 (0 is the whole charger)")
+            if d.unit_id in seen:
+                raise ValueError(f"connector {d.unit_id} declared twice on {self.identity}")
+            seen.add(d.unit_id)
+        return self
+
+
+def new_password() -> str:
+    """A random 32-character password (192 bits), inside OCPP's 16-40 characters."""
+    return secrets.token_urlsafe(24)
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PBKDF2_ITERATIONS)
+    return f"pbkdf2_sha256${PBKDF2_ITERATIONS}${salt.hex()}${digest.hex()}"
+
+
+def check_password(password: str, stored: str | None) -> bool:
+    """Constant-time check of ``password`` against a :func:`hash_password` string."""
+    if not stored:
+        return False
+    try:
+        scheme, iterations, salt, digest = stored.split("$")
+        got = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt),
+                                  int(iterations))
+    except ValueError:
+        return False
+    return scheme == "pbkdf2_sha256" and hmac.compare_digest(got.hex(), digest)
+
+
+def add_ocpp_gateway(session: Session, owner: Owner, site_name: str,
+                     spec: OcppGatewaySpec | dict, region: str = "", *,
+                     actor: str = "cli") -> EnrolledGateway:
+    """Register a charge point and its connectors (``registered`` / ``pending`` until its
+    first accepted BootNotification). The identity is refused if registered already, as an
+    endpoint is (:func:`vpp.fleet.add_gateway`'s rule: a never-enrolled one may be replaced)."""
+    if not isinstance(spec, OcppGatewaySpec):
+        try:
+            spec = OcppGatewaySpec.model_validate(spec)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(first_error(exc)) from None
+    assert owner.id is not None, "owner is not flushed"
+    existing = session.exec(select(Gateway).where(Gateway.host == spec.identity,
+                                                  Gateway.port == 0)).first()
+    if existing is not None:
+        _replace_or_refuse(session, existing, owner, actor)
+    site = get_or_create_site(session, owner, site_name, region)
+    assert site.id is not None, "site is flushed"
+    gw = Gateway(site_id=site.id, owner_id=owner.id, host=spec.identity, port=0,
+                 protocol=OCPP, ocpp_password_hash=hash_password(spec.password))
+    session.add(gw)
+    session.flush()
+    assert gw.id is not None
+    devices = [Device(gateway_id=gw.id, site_id=site.id, owner_id=owner.id, name=d.name,
+                      kind=d.kind.value, unit_id=d.unit_id, profile=OCPP_PROFILE,
+                      rated_power_kw=d.rated_power_kw, min_setpoint_kw=d.min_setpoint_kw,
+                      max_setpoint_kw=d.max_setpoint_kw, params=d.params)
+               for d in spec.devices]
+    session.add_all(devices)
+    session.flush()
+    session.add(AuditLog(actor=actor, action="gateway_registered", subject=f"gateway:{gw.id}",
+                         detail={"protocol": OCPP, "identity": spec.identity,
+                                 "owner_id": owner.id, "units": [d.unit_id for d in devices]}))
+    return EnrolledGateway(gw, devices)
+
+
+@dataclass(frozen=True)
+class ConnectorRecord:
+    """One connector device as the central system runs it (kW limits)."""
+
+    device_id: int
+    connector_id: int
+    name: str
+    status: str
+    rated_power_kw: float
+    min_setpoint_kw: float
+    max_setpoint_kw: float
+    params_key: str  # the kind parameters, serialised: a change means a rebuild
+
+
+@dataclass(frozen=True)
+class ChargePointRecord:
+    gateway_id: int
+    identity: str
+    owner_id: int
+    state: str
+    password_hash: str | None
+    connectors: tuple[ConnectorRecord, ...]
+
+
+def load_charge_points(session: Session) -> dict[str, ChargePointRecord]:
+    """Every OCPP charge point not retired, by identity, with its connectors not retired."""
+    gws = session.exec(select(Gateway).where(Gateway.protocol == OCPP,
+                                             Gateway.enrolment_state
+                                             != EnrolmentState.RETIRED.value)).all()
+    if not gws:
+        return {}
+    devs = session.exec(select(Device).where(col(Device.gateway_id).in_([g.id for g in gws]),
+                                             Device.status != DeviceStatus.RETIRED.value)
+                        .order_by(col(Device.unit_id))).all()
+    by_gw: dict[int, list[ConnectorRecord]] = {}
+    for d in devs:
+        by_gw.setdefault(d.gateway_id, []).append(ConnectorRecord(
+            int(d.id or 0), d.unit_id, d.name, d.status, d.rated_power_kw, d.min_setpoint_kw,
+            d.max_setpoint_kw, repr(sorted((d.params or {}).items()))))
+    return {g.host: ChargePointRecord(int(g.id or 0), g.host, g.owner_id, g.enrolment_state,
+                                      g.ocpp_password_hash, tuple(by_gw.get(int(g.id or 0), [])))
+            for g in gws}
+
+
+def record_boot(session: Session, gateway_id: int, detail: dict[str, str]) -> bool:
+    """An accepted BootNotification: the charge point is enrolled (gateway ``active``, its
+    pending or failed connectors ``active``), audited with what it reported. Returns whether
+    this changed the fleet (first boot, or a return from failure)."""
+    gw = session.get(Gateway, gateway_id)
+    if gw is None:
+        return False
+    changed = gw.enrolment_state != EnrolmentState.ACTIVE.value
+    gw.enrolment_state = EnrolmentState.ACTIVE.value
+    gw.last_probe_at = utcnow()
+    gw.last_error = None
+    session.add(gw)
+    for d in session.exec(select(Device).where(Device.gateway_id == gateway_id)).all():
+        if d.status in (DeviceStatus.PENDING.value, DeviceStatus.FAILED.value):
+            d.status, d.status_detail = DeviceStatus.ACTIVE.value, None
+            session.add(d)
+            changed = True
+    session.add(AuditLog(actor="ocpp", action="charge_point_booted",
+                         subject=f"gateway:{gateway_id}", detail=detail))
+    return changed
