@@ -3,8 +3,12 @@ timeouts and retries with backoff (in :class:`~device_adapters.modbus_client.Gat
 offline detection, batched telemetry, per-device latency and error statistics.
 
 One cycle (:meth:`Poller.poll_once`) reads all devices: gateways in parallel (at most
-``max_gateways`` at once), the devices of one gateway through its single connection. A device
-that fails ``offline_after_failures`` cycles in a row is marked ``offline`` (and ``active`` again
+``max_gateways`` at once), the devices of one gateway through its single connection. The loop
+(:meth:`Poller.run`, the daemon's ``poll`` loop) ticks every ``polling.interval_s`` and reads
+only the devices that are due (:meth:`Poller.poll_due`): each kind has its telemetry period
+(``polling.period_s``), and a device holding a setpoint we wrote (an event and its tail) is read
+every ``polling.event_period_s``; periods count on the devices' clock. A device
+that fails ``offline_after_failures`` polls in a row is marked ``offline`` (and ``active`` again
 when it answers); a failed poll is stored as an unavailable reading, so gaps are visible. An
 offline device is tried again every ``offline_retry_s`` (0: every cycle), not every cycle: a
 silent device costs ``timeout_s x (retries + 1)`` of its gateway's cycle each time it is
@@ -23,6 +27,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -64,6 +69,7 @@ class DeviceStats:
     energy_since: tuple[float, float] | None = None  # (monotonic s, counter kWh) of last change
     min_power_kw: float | None = None  # least power seen since the counter last changed
     retry_at: float = 0.0  # monotonic s: while offline, not polled before this
+    polled_at: datetime | None = None  # the device's clock at its last poll (due: period later)
     skipped: int = 0  # cycles skipped while offline (``polling.offline_retry_s``)
 
     @property
@@ -107,6 +113,8 @@ class CycleReport:
     requests: int
     errors: dict[int, str] = field(default_factory=dict)
     skipped: int = 0  # offline devices not due for a retry (not polled, not in ``ok``)
+    not_due: int = 0  # devices whose period had not run out (:meth:`Poller.poll_due`)
+    latencies_ms: list[float] = field(default_factory=list)  # of this cycle's good polls
 
 
 @dataclass
@@ -217,6 +225,7 @@ class Poller:
                            ) -> DeviceError | None:
         st = self.stats[a.device_id]
         st.polls += 1
+        st.polled_at = a._clock()  # its period runs from the start of the poll
         t0 = time.perf_counter()
         try:
             state = await a.read_state()
@@ -265,13 +274,33 @@ class Poller:
         self._pending_status[a.device_id] = (DeviceStatus.OFFLINE.value, reason)
         log.warning("device %s offline: %s", a.device_id, reason)
 
+    def period_s(self, a: ProfileAdapter) -> float:
+        """The device's telemetry period (s on its clock): ``event_period_s`` while it holds a
+        setpoint we wrote (set by dispatch, kept through the event's tail, cleared by its
+        release), else its kind's ``period_s``."""
+        p = self.settings
+        return p.event_period_s if a.active_setpoint_kw is not None else p.period_s[a.kind]
+
+    def due(self, a: ProfileAdapter) -> bool:
+        """Has the device's period run out since its last poll (on its clock)? Half a tick of
+        slack, so that loop jitter does not put a device off to the next tick."""
+        st = self.stats[a.device_id]
+        if st.polled_at is None:
+            return True
+        left = self.period_s(a) - (a._clock() - st.polled_at).total_seconds()
+        return left <= self.settings.interval_s / 2
+
     async def _poll_gateway(self, unit: _GatewayUnit, readings: list[Reading],
-                            errors: dict[int, str], skipped: list[int]) -> None:
+                            errors: dict[int, str], skipped: list[int],
+                            not_due: list[int] | None) -> None:
         # One request at a time goes through a gateway's connection anyway: poll its devices
         # in turn (no contention on the connection's semaphore), gateways in parallel.
         async with self._gw_sem:
             for k, a in enumerate(unit.adapters):
                 st = self.stats[a.device_id]
+                if not_due is not None and not self.due(a):
+                    not_due.append(a.device_id)
+                    continue
                 if not st.online and time.monotonic() < st.retry_at:
                     st.skipped += 1
                     skipped.append(a.device_id)
@@ -292,6 +321,7 @@ class Poller:
         that the re-plan that follows sees the whole gateway gone rather than half of it."""
         for a in unit.adapters[k + 1:]:
             self.stats[a.device_id].polls += 1
+            self.stats[a.device_id].polled_at = a._clock()
             self._record_failure(a, err, readings)
             errors[a.device_id] = str(err)
         down = DeviceStatus.OFFLINE.value
@@ -301,14 +331,23 @@ class Poller:
                 if self.stats[a.device_id].online:
                     self._set_offline(a, str(err))
 
+    async def poll_due(self) -> CycleReport:
+        """One tick: read the devices whose period has run out (:meth:`due`), as
+        :meth:`poll_once` does."""
+        return await self._cycle(due_only=True)
+
     async def poll_once(self) -> CycleReport:
         """Read every device once; buffer the readings; flush and record status changes."""
+        return await self._cycle(due_only=False)
+
+    async def _cycle(self, due_only: bool) -> CycleReport:
         t0 = time.perf_counter()
         req0 = sum(u.client.stats.requests for u in self.gateways)
         readings: list[Reading] = []
         errors: dict[int, str] = {}
         skipped: list[int] = []
-        await asyncio.gather(*(self._poll_gateway(u, readings, errors, skipped)
+        not_due: list[int] | None = [] if due_only else None
+        await asyncio.gather(*(self._poll_gateway(u, readings, errors, skipped, not_due)
                                for u in self.gateways))
         seconds = time.perf_counter() - t0
         if self.buffer is not None:
@@ -319,9 +358,11 @@ class Poller:
             pending, self._pending_status = self._pending_status, {}
             await asyncio.to_thread(self._write_status, pending)
         n = sum(len(u.adapters) for u in self.gateways)
-        return CycleReport(t0, seconds, n, n - len(errors) - len(skipped), len(errors),
-                           sum(u.client.stats.requests for u in self.gateways) - req0, errors,
-                           len(skipped))
+        waiting = len(not_due or ())
+        return CycleReport(t0, seconds, n, n - len(errors) - len(skipped) - waiting,
+                           len(errors), sum(u.client.stats.requests for u in self.gateways) - req0,
+                           errors, len(skipped), waiting,
+                           [r.latency_ms for r in readings if r.latency_ms is not None])
 
     async def flush(self) -> None:
         if self.buffer is None or not len(self.buffer):
@@ -359,9 +400,10 @@ class Poller:
         return errors
 
     async def run(self, stop: asyncio.Event, cycles: int | None = None) -> None:
-        """Poll every ``interval_s`` until ``stop`` (or ``cycles`` cycles); meanwhile feed the
-        watchdogs on their own loop (:class:`vpp.heartbeats.Heartbeats`, the daemon's): a
-        cycle held up by a silent device never delays the other devices' heartbeats."""
+        """Every ``interval_s`` poll the devices that are due (:meth:`poll_due`) until ``stop``
+        (or ``cycles`` ticks); meanwhile feed the watchdogs on their own loop
+        (:class:`vpp.heartbeats.Heartbeats`, the daemon's): a cycle held up by a silent device,
+        or a long poll period, never delays the devices' heartbeats."""
         heartbeats = Heartbeats(self, self.settings)
         hb_stop = asyncio.Event()
         hb_task = asyncio.create_task(heartbeats.run(hb_stop), name="vpp-poll-heartbeats")
@@ -369,7 +411,7 @@ class Poller:
         try:
             while not stop.is_set() and (cycles is None or done < cycles):
                 t0 = time.monotonic()
-                report = await self.poll_once()
+                report = await self.poll_due()
                 done += 1
                 if report.failed:
                     log.info("cycle: %d/%d devices failed", report.failed, report.devices)

@@ -21,6 +21,7 @@ from sim.clock import SimClock
 from sim.fleet import gateway_from_spec
 from tests.conftest import free_port
 from vpp.config import GatewaySpec, PollingSettings
+from vpp.device_kinds import DeviceKind
 from vpp.poller import CycleReport, Poller
 
 #: simulated s per real s: a cycle held up >= 3 s by the silent gateway is >= 90 simulated s,
@@ -51,8 +52,10 @@ async def test_poll_run_feeds_watchdogs_while_a_cycle_is_held_up() -> None:
     await ok_gw.start()
     await silent_gw.start()
     # each cycle polls the silent PLC (retried every cycle): >= 3 x 1 s (timeout x tries)
+    # every device due at every tick (periods far below one tick)
     settings = PollingSettings(interval_s=0.3, timeout_s=1.0, retries=2, backoff_base_s=0.05,
-                               watchdog_period_s=0.3, offline_retry_s=0.0)
+                               watchdog_period_s=0.3, offline_retry_s=0.0,
+                               period_s={k: 0.01 for k in DeviceKind}, event_period_s=0.01)
     poller = Poller(None, settings)
     ok_client = GatewayClient("127.0.0.1", ok_gw.port, timeout_s=1.0, retries=2,
                               backoff_base_s=0.05)
@@ -69,17 +72,17 @@ async def test_poll_run_feeds_watchdogs_while_a_cycle_is_held_up() -> None:
 
         per_cycle: list[list[float]] = []
         seconds: list[float] = []
-        poll_once = poller.poll_once
+        poll_due = poller.poll_due  # what Poller.run calls each tick
 
-        async def counted_poll_once() -> CycleReport:
+        async def counted_poll_due() -> CycleReport:
             before = [float(d.values["heartbeat"]) for d in plcs]
-            report = await poll_once()
+            report = await poll_due()
             per_cycle.append([float(d.values["heartbeat"]) - b
                               for d, b in zip(plcs, before, strict=True)])
             seconds.append(report.seconds)
             return report
 
-        poller.poll_once = counted_poll_once  # type: ignore[method-assign]
+        poller.poll_due = counted_poll_due  # type: ignore[method-assign]
         await asyncio.wait_for(poller.run(asyncio.Event(), cycles=2), timeout=60.0)
 
         assert len(per_cycle) == 2

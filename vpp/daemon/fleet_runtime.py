@@ -213,15 +213,14 @@ class FleetRuntime:
         if await self.fleet_changed():
             await self.refresh()
         m = self.infra.metrics
-        report = await self.poller.poll_once()
+        report = await self.poller.poll_due()  # the devices whose period ran out
         self.version += 1
         m.poll_cycle.observe(report.seconds)
         for dev_id in report.errors:
             m.poll_errors.inc()
             log.debug("poll failed", extra={"device_id": dev_id})
-        for st in self.poller.stats.values():
-            if st.last_latency_ms is not None and st.device_id not in report.errors:
-                m.poll_latency.observe(st.last_latency_ms / 1000.0)
+        for ms in report.latencies_ms:
+            m.poll_latency.observe(ms / 1000.0)
         m.devices_online.set(self.online_count())
         power = self.fleet_power_kw()
         if power is not None:

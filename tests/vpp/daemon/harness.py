@@ -31,6 +31,7 @@ from vpp.daemon.dbexec import Db
 from vpp.daemon.infra import Infra
 from vpp.daemon.planning import Planner
 from vpp.db import session_scope
+from vpp.device_kinds import DeviceKind
 from vpp.domain.grid_calls import EventStatus
 from vpp.models import Bid, GridEvent, Role
 
@@ -63,7 +64,9 @@ def daemon_settings(tmp: Path, db_url: str, **daemon: Any) -> Settings:
         database_url=db_url,
         service={"data_dir": str(tmp)},
         polling={"interval_s": 0.3, "timeout_s": 0.5, "retries": 1, "backoff_base_s": 0.05,
-                 "watchdog_period_s": 1.0},
+                 "watchdog_period_s": 1.0,
+                 # every device at every tick: tests watch the fleet at the loop's pace
+                 "period_s": {k.value: 0.3 for k in DeviceKind}, "event_period_s": 0.3},
         bidding={"programme": PROGRAMME, "programmes_dir": str(tmp / "programmes")},
         daemon=d,
         # the simulated gateways run on 127.0.0.1 (what the README tells a rehearsing user)

@@ -64,7 +64,9 @@ async def test_heartbeats_reach_devices_while_a_poll_step_is_blocked(
     settings = daemon_settings(tmp_path, str(sqlite_engine.url))
     # long timeouts: each poll of the silent PLC costs >= 3 x 1 s (timeout x (retries + 1))
     settings.polling = PollingSettings(interval_s=0.3, timeout_s=1.0, retries=2,
-                                       backoff_base_s=0.05, watchdog_period_s=0.3)
+                                       backoff_base_s=0.05, watchdog_period_s=0.3,
+                                       period_s=settings.polling.period_s,
+                                       event_period_s=settings.polling.event_period_s)
     poller = Poller(None, settings.polling)
     ok_client = GatewayClient("127.0.0.1", ok_gw.port, timeout_s=1.0, retries=2,
                               backoff_base_s=0.05)
