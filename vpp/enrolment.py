@@ -121,6 +121,9 @@ def _load(engine: Engine, gateway_id: int) -> tuple[Gateway, list[Device], dict[
         gw = s.get(Gateway, gateway_id)
         if gw is None:
             raise NotFoundError(f"no gateway {gateway_id}")
+        if gw.protocol != "modbus":
+            raise ValidationError(f"gateway {gateway_id} is an OCPP charge point ({gw.host}): "
+                                  "it enrols itself when it connects to the daemon and boots")
         devices = list(s.exec(select(Device).where(Device.gateway_id == gateway_id)
                               .order_by(col(Device.unit_id))).all())
         if gw.enrolment_state != EnrolmentState.RETIRED.value:

@@ -9,7 +9,8 @@ device watchdog, at most ``polling.watchdog_period_s``; independent of the poll 
 ``control`` (plan / dispatch / watch / re-plan / finish; woken at once by a call), ``baselines``
 (refresh the per-site load forecasts, :mod:`vpp.daemon.forecasts`; fix the baselines of
 accepted events due within a day, ahead of their start), ``settle``
-(finished events). The OpenADR VEN runs beside them when ``daemon.openadr.vtn_url`` is set.
+(finished events). The OpenADR VEN runs beside them when ``daemon.openadr.vtn_url`` is set,
+the OCPP central system (:mod:`vpp.ocpp.central`, loop ``ocpp``) when ``ocpp.enabled``.
 Drain order on stop: stop taking HTTP requests, let the running loop steps finish
 (``daemon.drain_timeout_s``), stop the VEN, flush telemetry, close connections, dispose the
 engine. Devices are not released on a drain: a restarted daemon resumes the event, and device
@@ -44,6 +45,7 @@ from vpp.poller import Poller
 
 if TYPE_CHECKING:
     from vpp.daemon.openadr_ven import Ven
+    from vpp.ocpp.central import OcppCentral
 
 log = logging.getLogger("vpp.daemon")
 
@@ -99,6 +101,11 @@ class Daemon:
             from vpp.daemon.openadr_ven import Ven  # openleadr only when a VTN is configured
 
             self.ven = Ven(infra, settings.daemon.openadr, self.parts.intake, self.parts.fleet)
+        self.ocpp: OcppCentral | None = None
+        if settings.ocpp.enabled:
+            from vpp.ocpp.central import OcppCentral  # the ocpp library only when enabled
+
+            self.ocpp = OcppCentral(infra, self.parts.fleet, settings.ocpp)
         self._runner: web.AppRunner | None = None
         self._stopped = asyncio.Event()
         self.url = ""
@@ -141,6 +148,9 @@ class Daemon:
         if self.ven is not None:
             sup.add("openadr", self.ven.step, settings.daemon.openadr.report_interval_s,
                     timeout_s=60.0)
+        if self.ocpp is not None:  # charge points connect; the loop follows the registry
+            await self.ocpp.start()
+            sup.add("ocpp", self.ocpp.sync, settings.polling.interval_s, timeout_s=60.0)
         app = build_app(s)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=5.0)
@@ -164,6 +174,8 @@ class Daemon:
         await s.supervisor.stop(s.settings.daemon.drain_timeout_s)
         if self.ven is not None:
             await self.ven.close()
+        if self.ocpp is not None:
+            await self.ocpp.stop()
         await s.close()
         log.info("daemon stopped")
         self._stopped.set()

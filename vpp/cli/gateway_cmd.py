@@ -209,3 +209,39 @@ def remove(ctx: typer.Context,
     with session_scope(app_context(ctx).engine()) as s:
         fleet_edit.remove_gateway(s, fleet_edit.get_gateway(s, gateway_id), "cli")
     console.print(f"gateway {gateway_id} removed", highlight=False)
+
+
+@app.command("add-ocpp")
+def add_ocpp(
+    ctx: typer.Context,
+    owner: str = typer.Option(..., help="Owner name or id."),
+    site: str = typer.Option(..., help="Site name (created if new)."),
+    identity: str = typer.Option(..., help="The charge point's OCPP identity (its URL's last segment)."),
+    connectors: str = typer.Option("1", help="Connector (1.6J) or EVSE (2.0.1) ids, e.g. 1-2."),
+    rated_kw: float = typer.Option(..., help="Rated power of each connector, kW."),
+    max_kw: float | None = typer.Option(None, help="Highest safe limit, kW (default rated)."),
+    password: str | None = typer.Option(None, help="HTTP Basic password, 16-40 characters (default: generated, shown once)."),
+    region: str = typer.Option("", help="Region or feeder of the site."),
+) -> None:
+    """Register an OCPP 1.6J / 2.0.1 charge point, one ev_charger device per connector; it
+    enrols itself when it connects to the daemon's central system ([ocpp]) and boots."""
+    from vpp.ocpp_gateways import OCPP_PROFILE, add_ocpp_gateway, new_password
+
+    ids = parse_int_list(connectors, "--connectors")
+    secret = password if password is not None else new_password()
+    spec = {"identity": identity, "password": secret, "devices": [
+        {"name": f"{site}/{identity}/c{c}", "kind": "ev_charger", "unit_id": c,
+         "profile": OCPP_PROFILE, "rated_power_kw": rated_kw, "min_setpoint_kw": 0.0,
+         "max_setpoint_kw": max_kw if max_kw is not None else rated_kw} for c in ids]}
+    actx = app_context(ctx)
+    with session_scope(actx.engine()) as s:
+        enrolled = add_ocpp_gateway(s, fleet.get_owner(s, owner), site, spec, region)
+    o = actx.settings.ocpp
+    console.print(f"charge point {identity} registered as gateway {enrolled.gateway.id} with "
+                  f"{len(enrolled.devices)} connector(s) (state: registered until it boots)",
+                  highlight=False)
+    if password is None:
+        console.print(f"password (shown once): {secret}", highlight=False)
+    console.print(f"it connects to ws://{o.host}:{o.port}{o.path_prefix}/{identity} "
+                  f"(HTTP Basic user {identity}){'' if o.enabled else ' once the daemon runs with [ocpp] enabled = true'}",
+                  highlight=False, soft_wrap=True)

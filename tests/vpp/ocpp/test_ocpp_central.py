@@ -8,87 +8,13 @@ it; a profile's validity ends by itself (the fallback). Both databases. Nothing 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine
 from sqlmodel import select
 
-from sim.clock import ManualClock
-from sim.ocpp_chargepoint import SimChargePoint
-from tests.vpp.daemon.harness import daemon_settings
-from vpp import fleet
-from vpp.daemon.dbexec import Db
-from vpp.daemon.infra import Infra
-from vpp.daemon.parts import DaemonParts, build_parts
+from tests.vpp.ocpp.conftest import RATED_KW, World, wait_until
 from vpp.db import session_scope
 from vpp.models import Device, Gateway, TelemetryReading
-from vpp.ocpp.central import OcppCentral
-from vpp.ocpp_gateways import add_ocpp_gateway
-
-PASSWORD = "correct-horse-battery-staple-1"
-RATED_KW = 7.0
-
-
-async def wait_until(check: Callable[[], Any | Awaitable[Any]], timeout_s: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while True:
-        got = check()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-@dataclass
-class World:
-    engine: Engine
-    parts: DaemonParts
-    central: OcppCentral
-    clock: ManualClock
-    owner_id: int
-
-    def register(self, identity: str, connectors: int = 2) -> list[int]:
-        with session_scope(self.engine) as s:
-            owner = fleet.get_owner(s, self.owner_id)
-            enrolled = add_ocpp_gateway(s, owner, "depot", {
-                "identity": identity, "password": PASSWORD,
-                "devices": [{"name": f"{identity}/c{c}", "kind": "ev_charger", "unit_id": c,
-                             "profile": "ocpp", "rated_power_kw": RATED_KW,
-                             "min_setpoint_kw": 0.0, "max_setpoint_kw": RATED_KW}
-                            for c in range(1, connectors + 1)]})
-            return [int(d.id or 0) for d in enrolled.devices]
-
-    def sim(self, identity: str, version: str, password: str = PASSWORD) -> SimChargePoint:
-        return SimChargePoint(identity, password, version, connectors=2, rated_kw=RATED_KW,
-                              clock=self.clock, seed=3, meter_period_s=0.2)
-
-
-@pytest.fixture
-async def world(engine: Engine, tmp_path: Path) -> AsyncIterator[World]:
-    clock = ManualClock()
-    settings = daemon_settings(tmp_path, str(engine.url)).model_copy(update={
-        "ocpp": daemon_settings(tmp_path, str(engine.url)).ocpp.model_copy(
-            update={"enabled": True, "port": 0, "call_timeout_s": 3.0,
-                    "profile_validity_s": 600, "meter_stale_s": 60.0})})
-    infra = Infra.create(settings, Db(engine), clock=clock.now)
-    parts = build_parts(infra)
-    central = OcppCentral(infra, parts.fleet, settings.ocpp)
-    with session_scope(engine) as s:
-        owner_id = int(fleet.add_owner(s, "Depot Co").id or 0)
-    await central.start()
-    try:
-        yield World(engine, parts, central, clock, owner_id)
-    finally:
-        await central.stop()
-        await parts.close()
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
