@@ -94,12 +94,12 @@ def speed(quick: bool, n_sites: int) -> dict[str, float | int]:
     horizon = 96 if quick else 192
     qs = [0.1, 0.5, 0.9]
     t0 = time.perf_counter()
-    panel = build_panel(frame, cal, horizon_steps=horizon)
+    panel = build_panel(frame, cal, horizon_steps=horizon, interval_minutes=15)
     t_panel = time.perf_counter() - t0
     origin = np.array([panel.n_data])
     # train on a sample of sites (training is periodic and separate from forecasting)
     n_train = 50 if quick else 200
-    sub = build_panel(frame.iloc[:, :n_train], cal, horizon_steps=horizon)
+    sub = build_panel(frame.iloc[:, :n_train], cal, horizon_steps=horizon, interval_minutes=15)
     t0 = time.perf_counter()
     fs = ForecastSettings(n_estimators=60) if quick else ForecastSettings()
     model = GbmQuantileModel(qs, n_estimators=fs.n_estimators, learning_rate=fs.learning_rate,

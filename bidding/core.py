@@ -103,9 +103,10 @@ def same_type_days(days: Sequence[date], event_date: date, calendar: DayCalendar
 def scheduler_envelopes(
     devices: Sequence[BidDevice], forecast: OwnerForecast, window: pd.DatetimeIndex,
     confidence: float = 0.9, *, soc_pct: Mapping[int, float] | None = None,
-    interval_minutes: int = 15,
+    interval_minutes: int,
 ) -> dict[int, np.ndarray]:
-    """Per owner, the scheduler's flexibility envelope (kW per interval of ``window``).
+    """Per owner, the scheduler's flexibility envelope (kW per ``interval_minutes`` interval of
+    ``window``).
 
     :func:`vpp.scheduler.envelope.flexibility_envelope` over each owner's devices, with the
     owner's forecast quantiles split over its devices by rated power, held for the whole event.

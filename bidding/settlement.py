@@ -446,9 +446,10 @@ def settle_event(
     capacity_price_yuan_per_kw: Decimal | None = None,
     price_cap_yuan_per_kwh: Decimal | None = None,
     tariff: TouTariff | None = None,
-    interval_minutes: int = 15,
+    interval_minutes: int,
 ) -> EventSettlement:
-    """Settle one event. Arrays are (owners, intervals); ``index`` holds the interval starts.
+    """Settle one event. Arrays are (owners, intervals); ``index`` holds the starts of the
+    programme's ``interval_minutes`` measurement intervals.
 
     ``in_event`` (bool per interval, default all) marks the event window; intervals outside it
     count only for the ToU bill change. Raises :class:`SettlementError` for missing or

@@ -24,6 +24,9 @@ from vpp.models import Device, GridEvent, TelemetryReading
 from vpp.timeutil import zone
 
 TZ = zone()  # the default market time zone (vpp.timeutil)
+#: the metering interval of these fixtures: the hunan-2026 programme's (15 min), whose events
+#: the tests and the demo settle from this data
+INTERVAL_MINUTES = 15
 
 
 def daily_shape(kind: str, hours: np.ndarray, workday: bool) -> np.ndarray:
@@ -107,7 +110,8 @@ def dispatch_response(
     return delta
 
 
-def day_index(first: date, days: int, interval_minutes: int = 15) -> pd.DatetimeIndex:
+def day_index(first: date, days: int, interval_minutes: int) -> pd.DatetimeIndex:
+    """The ``interval_minutes`` interval starts of ``days`` local days from ``first``."""
     start = pd.Timestamp(first, tz=TZ)
     return pd.date_range(start, start + pd.Timedelta(days=days), freq=f"{interval_minutes}min",
                          inclusive="left")
@@ -158,7 +162,7 @@ def make_fleet(engine: Engine, port0: int = 16000) -> list[Device]:
 def simulate_history(engine: Engine, devices: list[Device], event_day: date, days: int = 14,
                      seed: int = 1) -> None:
     """Meter data for the ``days`` before ``event_day`` (complete)."""
-    idx = day_index(event_day - timedelta(days=days), days)
+    idx = day_index(event_day - timedelta(days=days), days, INTERVAL_MINUTES)
     write_meter(engine, devices, idx, device_load_kw(devices, idx, seed=seed))
 
 
@@ -178,7 +182,7 @@ def simulate_event_day(engine: Engine, devices: list[Device], start: datetime, e
                        declared: dict[int, float], delivery: dict[int, float],
                        seed: int = 99) -> np.ndarray:
     """The event day's meter data: normal load plus the stand-in response (and rebound)."""
-    idx = day_index(start.astimezone(TZ).date(), 1)
+    idx = day_index(start.astimezone(TZ).date(), 1, INTERVAL_MINUTES)
     load = device_load_kw(devices, idx, seed=seed)
     load += dispatch_response(devices, idx, start, end, declared, delivery)
     write_meter(engine, devices, idx, load)

@@ -39,13 +39,14 @@ _OFFSET_RE = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 
 @dataclass
 class LoadData:
-    """Validated load (kW) on a regular aware grid, plus optional exogenous series."""
+    """Validated load (kW) on a regular aware grid of ``interval_minutes`` (the market's),
+    read from data at ``source_interval_minutes``, plus optional exogenous series."""
 
     load_kw: pd.DataFrame
+    source_interval_minutes: int
+    interval_minutes: int
     temperature_c: pd.Series | None = None
     workday: pd.Series | None = None
-    source_interval_minutes: int = 15
-    interval_minutes: int = 15
     filled: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -58,11 +59,12 @@ def read_load_csv(
     temperature_column: str | None = None,
     workday_column: str | None = None,
     timezone: str | None = None,
-    interval_minutes: int = 15,
+    interval_minutes: int,
     max_gap_minutes: int = 60,
     keep_long_gaps: bool = False,
 ) -> LoadData:
-    """Read ``path`` and return validated :class:`LoadData` (see the module rules)."""
+    """Read ``path`` and return validated :class:`LoadData` on the ``interval_minutes`` grid
+    (the market interval, ``service.market_interval_minutes``; see the module rules)."""
     path = Path(path)
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)

@@ -45,7 +45,7 @@ class Panel:
     workday_by_day: np.ndarray  # (days,) bool
     temp_c: np.ndarray | None  # (T,) shared or (N, T)
     n_data: int  # positions < n_data hold data; the rest is the forecast horizon
-    interval_minutes: int = 15
+    interval_minutes: int  # the grid's step (the market interval)
 
     @property
     def steps_per_day(self) -> int:
@@ -58,9 +58,10 @@ def build_panel(
     *,
     temperature_c: pd.Series | None = None,
     horizon_steps: int = 192,
-    interval_minutes: int = 15,
+    interval_minutes: int,
 ) -> Panel:
-    """Put ``load_kw`` (aware index on the interval grid, columns = sites) on a day grid."""
+    """Put ``load_kw`` (aware index on the ``interval_minutes`` grid, columns = sites) on a day
+    grid."""
     idx = load_kw.index
     if not isinstance(idx, pd.DatetimeIndex) or idx.tz is None:
         raise ValidationError("load needs a timezone-aware DatetimeIndex")

@@ -17,34 +17,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("vpp", "bidding", "sim", "forecasting", "device_adapters")
 
-#: interval defaults of 15 still in signatures or model fields. Plan: pass a market-calendar
-#: object (zone, interval, working days) built from Settings; the scheduler's (HorizonData,
-#: DispatchModel and its callers in 34 tests) and forecasting's first, then sim/ and bidding/
-#: (being rewritten for the shared lifecycle core now).
+#: interval defaults of 15 still in signatures or model fields. The interval comes from the
+#: market calendar (vpp.calendar.MarketCalendar: from Settings, a programme or a scenario) or
+#: its interval_minutes, passed in. Left: the scheduler's QP inputs and synthetic fixtures
+#: (benchmarks/bench_scheduler.py relies on their defaults), sim/aggregator.py (being rewritten
+#: for the shared lifecycle core) and compute_baseline (tests/sim/test_season.py calls it
+#: without the interval).
 REMAINING = {
     "vpp/models.py::DispatchPlan.interval_minutes",  # a stored column's server default
     "vpp/scheduler/inputs.py::HorizonData.interval_minutes",
     "vpp/scheduler/model.py::DispatchModel.__init__(interval_minutes)",
-    "vpp/scheduler/partition.py::PartitionedScheduler.__init__(interval_minutes)",
-    "vpp/scheduler/plan.py::SolvedPlan.interval_minutes",
-    "vpp/scheduler/service.py::Scheduler.__init__(interval_minutes)",
     "vpp/scheduler/synthetic.py::tou_price(interval_minutes)",  # test and benchmark fixtures
     "vpp/scheduler/synthetic.py::mixed_fleet(interval_minutes)",
     "vpp/scheduler/synthetic.py::catalog_fleet(interval_minutes)",
-    "bidding/core.py::scheduler_envelopes(interval_minutes)",
-    "bidding/settlement.py::settle_event(interval_minutes)",
-    "bidding/synthetic.py::day_index(interval_minutes)",
     "sim/aggregator.py::owner_baselines(interval_minutes)",
     "sim/aggregator.py::fleet_baseline_error_pct(interval_minutes)",
     "sim/aggregator.py::settle(interval_minutes)",
     "sim/aggregator.py::scheduler_devices(interval_minutes)",
     "sim/aggregator.py::Dispatcher.__init__(interval_minutes)",
     "forecasting/baselines.py::compute_baseline(interval_minutes)",
-    "forecasting/data.py::LoadData.source_interval_minutes",
-    "forecasting/data.py::LoadData.interval_minutes",
-    "forecasting/data.py::read_load_csv(interval_minutes)",
-    "forecasting/panel.py::Panel.interval_minutes",
-    "forecasting/panel.py::build_panel(interval_minutes)",
+}
+
+#: where the market interval's default IS the configuration (DEFAULT_INTERVAL_MINUTES, one
+#: constant): the setting itself and the data files' models that own an interval
+CONFIGURATION = {
+    "vpp/config.py::ServiceSettings.market_interval_minutes": "the setting",
+    "vpp/config.py::ForecastSettings.interval_minutes": "always the market interval (Settings)",
+    "bidding/programme.py::ProgrammeVersion.measurement_interval_minutes": "a programme file's",
+    "sim/scenarios/scenario.py::ScenarioMeta.interval_minutes": "a scenario file's",
 }
 
 
@@ -57,10 +57,13 @@ def _modules() -> list[tuple[str, ast.Module]]:
 
 
 def _default_value(node: ast.expr | None) -> object:
-    """The constant a default or a ``Field(default, ...)`` / ``Field(default=...)`` holds."""
+    """The constant a default or a ``Field(default, ...)`` / ``Field(default=...)`` holds
+    (``DEFAULT_INTERVAL_MINUTES``, the configuration's default, counts as its 15)."""
     if isinstance(node, ast.Call):
         kw = {k.arg: k.value for k in node.keywords}
         node = node.args[0] if node.args else kw.get("default")
+    if isinstance(node, ast.Name) and node.id == "DEFAULT_INTERVAL_MINUTES":
+        return 15
     return node.value if isinstance(node, ast.Constant) else None
 
 
@@ -85,6 +88,8 @@ def _interval_defaults(path: str, tree: ast.AST, qual: str = "") -> list[str]:
 
 def test_no_new_market_interval_default() -> None:
     found = {f for path, tree in _modules() for f in _interval_defaults(path, tree)}
+    assert set(CONFIGURATION) <= found, sorted(set(CONFIGURATION) - found)
+    found -= set(CONFIGURATION)
     new = sorted(found - REMAINING)
     assert not new, ("a 15-minute default: take the interval from configuration (service."
                      f"market_interval_minutes, the programme or the scenario): {new}")
@@ -95,7 +100,7 @@ def test_no_new_market_interval_default() -> None:
 def test_the_zone_name_is_written_once() -> None:
     where = [f"{path}:{n.lineno}" for path, tree in _modules() for n in ast.walk(tree)
              if isinstance(n, ast.Constant) and n.value == "Asia/Shanghai"]
-    assert where == ["vpp/timeutil.py:12"], where
+    assert [w.split(":")[0] for w in where] == ["vpp/timeutil.py"], where
 
 
 SEASON_NAMES = {"spring", "summer", "autumn", "winter"}

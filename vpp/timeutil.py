@@ -1,7 +1,8 @@
 """Time conventions: every timestamp is timezone-aware.
 
-The default zone is Asia/Shanghai (configurable); storage keeps UTC. The market interval is
-15 minutes unless configured. Helpers here are the one place these rules are implemented.
+The default zone is Asia/Shanghai and the default market interval 15 minutes: the defaults of
+``service.timezone`` and ``service.market_interval_minutes``, written here once; code takes the
+configured ones (:class:`vpp.calendar.MarketCalendar`). Storage keeps UTC.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def to_utc(ts: datetime) -> datetime:
     return require_aware(ts).astimezone(UTC)
 
 
-def floor_to_interval(ts: datetime, minutes: int = DEFAULT_INTERVAL_MINUTES) -> datetime:
-    """Floor an aware timestamp to the start of its market interval (in its own zone)."""
+def floor_to_interval(ts: datetime, minutes: int) -> datetime:
+    """Floor an aware timestamp to the start of its ``minutes`` market interval (in its own
+    zone; :meth:`vpp.calendar.MarketCalendar.floor` floors in the market's)."""
     require_aware(ts)
     discard = timedelta(
         minutes=ts.minute % minutes, seconds=ts.second, microseconds=ts.microsecond

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
-from bidding.synthetic import TZ, add_event, day_index, write_meter
+from bidding.synthetic import INTERVAL_MINUTES, TZ, add_event, day_index, write_meter
 from bidding.workflow import MIN_SAME_TYPE_DAYS, bid_event, same_type_days
 from forecasting.calendars import ChineseCalendar
 from tests.vpp.daemon.harness import PROGRAMME, write_test_programme
@@ -42,7 +42,7 @@ def _office(engine: Engine) -> Device:
 
 
 def _office_history(engine: Engine, dev: Device, event_day: date, days: int) -> None:
-    idx = day_index(event_day - timedelta(days=days), days)
+    idx = day_index(event_day - timedelta(days=days), days, INTERVAL_MINUTES)
     work = ChineseCalendar().is_workday(idx.date)
     rng = np.random.default_rng(3)
     load = np.where(work, WORK_KW, OFF_KW) * (1 + rng.normal(0, 0.01, len(idx)))

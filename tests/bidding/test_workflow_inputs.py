@@ -156,7 +156,7 @@ def test_scheduler_envelopes_per_owner(fleet):
     with session_scope(fleet) as s:
         devs = s.exec(select(Device)).all()
         s.expunge_all()
-    env = scheduler_envelopes(devs, fc, fc.index, 0.9)
+    env = scheduler_envelopes(devs, fc, fc.index, 0.9, interval_minutes=15)
     assert set(env) == set(owners)
     assert all(v.shape == (8,) and (v >= 0).all() for v in env.values())
     assert any(v.sum() > 0 for v in env.values())
@@ -171,7 +171,7 @@ def test_scheduler_envelope_counts_batteries_only_with_a_known_soc(fleet):
     batteries = [d for d in devs if d.kind == "battery"]
     assert batteries
     owner = batteries[0].owner_id
-    without = scheduler_envelopes(devs, fc, fc.index, 0.9)[owner]
+    without = scheduler_envelopes(devs, fc, fc.index, 0.9, interval_minutes=15)[owner]
     full = {int(d.id): 90.0 for d in batteries}
-    with_soc = scheduler_envelopes(devs, fc, fc.index, 0.9, soc_pct=full)[owner]
+    with_soc = scheduler_envelopes(devs, fc, fc.index, 0.9, soc_pct=full, interval_minutes=15)[owner]
     assert with_soc.sum() > without.sum()

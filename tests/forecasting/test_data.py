@@ -29,7 +29,7 @@ def csv(data: list[tuple[str, object]], header: str = "timestamp,site_a") -> str
 
 
 def test_good_file(tmp_path: Path) -> None:
-    d = read_load_csv(write(tmp_path, csv(rows(8))))
+    d = read_load_csv(write(tmp_path, csv(rows(8))), interval_minutes=15)
     assert list(d.load_kw.columns) == ["site_a"]
     assert str(d.load_kw.index.tz) == "UTC+08:00"
     assert d.load_kw["site_a"].tolist() == [10.0 + i for i in range(8)]
@@ -60,7 +60,7 @@ def test_good_file(tmp_path: Path) -> None:
 )
 def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message) as err:
-        read_load_csv(write(tmp_path, text) if text else _empty(tmp_path))
+        read_load_csv(write(tmp_path, text) if text else _empty(tmp_path), interval_minutes=15)
     assert str(err.value).startswith(str(tmp_path))
     assert "\n" not in str(err.value)
 
@@ -73,19 +73,19 @@ def _empty(tmp_path: Path) -> Path:
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="file not found"):
-        read_load_csv(tmp_path / "nope.csv")
+        read_load_csv(tmp_path / "nope.csv", interval_minutes=15)
 
 
 def test_requested_column_missing(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="missing column 'site_b'"):
-        read_load_csv(write(tmp_path, csv(rows(4))), columns=["site_b"])
+        read_load_csv(write(tmp_path, csv(rows(4))), columns=["site_b"], interval_minutes=15)
 
 
 def test_short_gaps_are_interpolated_and_counted(tmp_path: Path) -> None:
     data = rows(10)
     data = data[:3] + data[5:]  # two absent rows (30 min)
     data[5] = (data[5][0], "")  # and one empty cell
-    d = read_load_csv(write(tmp_path, csv(data)), max_gap_minutes=30)
+    d = read_load_csv(write(tmp_path, csv(data)), max_gap_minutes=30, interval_minutes=15)
     s = d.load_kw["site_a"]
     assert len(s) == 10 and s.notna().all()
     np.testing.assert_allclose(s.to_numpy(), [10.0 + i for i in range(10)])
@@ -95,13 +95,13 @@ def test_short_gaps_are_interpolated_and_counted(tmp_path: Path) -> None:
 
 def test_long_gap_kept_when_asked(tmp_path: Path) -> None:
     data = rows(12)
-    d = read_load_csv(write(tmp_path, csv(data[:2] + data[10:])), keep_long_gaps=True)
+    d = read_load_csv(write(tmp_path, csv(data[:2] + data[10:])), keep_long_gaps=True, interval_minutes=15)
     assert d.load_kw["site_a"].isna().sum() == 8
 
 
 def test_naive_timestamps_with_zone(tmp_path: Path) -> None:
     text = csv([("2024-05-01 00:00", 1), ("2024-05-01 00:15", 2)])
-    d = read_load_csv(write(tmp_path, text), timezone="Asia/Shanghai")
+    d = read_load_csv(write(tmp_path, text), timezone="Asia/Shanghai", interval_minutes=15)
     assert d.load_kw.index[0] == pd.Timestamp("2024-05-01 00:00", tz="Asia/Shanghai")
 
 
@@ -115,19 +115,19 @@ def test_naive_timestamps_with_zone(tmp_path: Path) -> None:
 def test_ambiguous_or_missing_wall_times_are_rejected(tmp_path: Path, times: list[str]) -> None:
     text = csv([(t, 1) for t in times])
     with pytest.raises(ValidationError, match="daylight-saving"):
-        read_load_csv(write(tmp_path, text), timezone="Europe/Berlin")
+        read_load_csv(write(tmp_path, text), timezone="Europe/Berlin", interval_minutes=15)
 
 
 def test_half_hourly_is_held_over_quarter_hours(tmp_path: Path) -> None:
     text = csv(rows(3, freq="30min"), header="timestamp,site_a")
-    d = read_load_csv(write(tmp_path, text))
+    d = read_load_csv(write(tmp_path, text), interval_minutes=15)
     assert d.source_interval_minutes == 30
     assert d.load_kw["site_a"].tolist() == [10.0, 10.0, 11.0, 11.0, 12.0, 12.0]
     assert d.load_kw.index.freqstr == "15min"
 
 
 def test_five_minute_data_is_averaged(tmp_path: Path) -> None:
-    d = read_load_csv(write(tmp_path, csv(rows(6, freq="5min"))))
+    d = read_load_csv(write(tmp_path, csv(rows(6, freq="5min"))), interval_minutes=15)
     assert d.load_kw["site_a"].tolist() == [11.0, 14.0]
 
 
@@ -136,14 +136,14 @@ def test_temperature_and_workday_columns(tmp_path: Path) -> None:
         f"{t},{v},{2 * v},{20 + i},{1}" for i, (t, v) in enumerate(rows(4))
     ]
     d = read_load_csv(write(tmp_path, "\n".join(lines)), temperature_column="temp",
-                      workday_column="wd")
+                      workday_column="wd", interval_minutes=15)
     assert list(d.load_kw.columns) == ["a", "b"]
     assert d.temperature_c is not None and d.temperature_c.iloc[-1] == 23
     assert d.workday is not None and (d.workday == 1).all()
 
 
 def test_real_sample_csv(vic_csv: Path) -> None:
-    d = read_load_csv(vic_csv, temperature_column="temperature_c", workday_column="workday")
+    d = read_load_csv(vic_csv, temperature_column="temperature_c", workday_column="workday", interval_minutes=15)
     assert d.source_interval_minutes == 30
     assert len(d.load_kw) == 63 * 96
     assert d.load_kw["victoria"].between(2e6, 1e7).all()

@@ -47,7 +47,7 @@ def test_chinese_calendar_falls_back_outside_its_years() -> None:
 
 def test_seasonal_naive_is_last_week(spring: pd.DataFrame) -> None:
     cal = ExplicitCalendar.from_series(spring["workday"])
-    panel = build_panel(spring[["load_kw"]], cal, horizon_steps=96)
+    panel = build_panel(spring[["load_kw"]], cal, horizon_steps=96, interval_minutes=15)
     o = 40 * 96
     fc = seasonal_naive(panel, np.array([o]), 96, [0.1, 0.5, 0.9])
     np.testing.assert_allclose(fc[1, 0, 0], spring["load_kw"].to_numpy()[o - 672: o - 672 + 96])
@@ -59,8 +59,8 @@ def test_features_use_only_the_past(spring: pd.DataFrame) -> None:
     cal = ExplicitCalendar.from_series(spring["workday"])
     load = spring[["load_kw"]]
     o = 50 * 96 + 30
-    p1 = build_panel(load, cal, temperature_c=spring["temperature_c"], horizon_steps=192)
-    p2 = build_panel(load, cal, temperature_c=spring["temperature_c"], horizon_steps=192)
+    p1 = build_panel(load, cal, temperature_c=spring["temperature_c"], horizon_steps=192, interval_minutes=15)
+    p2 = build_panel(load, cal, temperature_c=spring["temperature_c"], horizon_steps=192, interval_minutes=15)
     p2.y_kw[:, o:] *= 3.0
     x1, y1, _ = build_features(p1, np.array([o]), 192)
     x2, y2, _ = build_features(p2, np.array([o]), 192)
@@ -115,7 +115,7 @@ def test_forecaster_needs_fit_and_history(spring: pd.DataFrame) -> None:
 
 def test_training_never_sees_targets_after_the_cutoff(spring: pd.DataFrame) -> None:
     cal = ExplicitCalendar.from_series(spring["workday"])
-    panel = build_panel(spring[["load_kw"]], cal, horizon_steps=96)
+    panel = build_panel(spring[["load_kw"]], cal, horizon_steps=96, interval_minutes=15)
     cut = 60 * 96
     origins = training_origins(panel, cut, 24, 30)
     assert origins.max() < cut and origins.min() >= cut - 30 * 96

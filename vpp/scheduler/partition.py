@@ -386,12 +386,13 @@ class PartitionedScheduler:
     """The partitioned path of the daemon and the simulator: a fleet larger than
     ``partition_size`` devices is split by owner (:func:`owner_partitions`) and solved with
     :func:`solve_partitioned` (exact aggregation inside each partition) on the Dask cluster at
-    ``address``, or on an in-process :func:`local_cluster` started at the first plan. Returns a
+    ``address`` (None: an in-process :func:`local_cluster` started at the first plan), in
+    ``interval_minutes`` market intervals. Returns a
     :class:`SolvedPlan` like :class:`vpp.scheduler.service.Scheduler`. Call :meth:`close`
     at shutdown. Blocking: run it in an executor from asyncio code."""
 
-    def __init__(self, partition_size: int, address: str | None = None,
-                 interval_minutes: int = 15, weights: Weights | None = None,
+    def __init__(self, partition_size: int, address: str | None,
+                 interval_minutes: int, weights: Weights | None = None,
                  max_admm_iter: int = 300) -> None:
         self.partition_size = partition_size
         self.address = address

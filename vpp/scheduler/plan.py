@@ -50,7 +50,7 @@ class SolvedPlan:
     iterations: int
     solve_time_s: float
     setup_time_s: float
-    interval_minutes: int = 15
+    interval_minutes: int  # the market interval the plan steps by
     binding: list[Binding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     #: per EV charger: energy per connector per interval (kWh, connectors x intervals)

@@ -21,7 +21,7 @@ from vpp.scheduler.plan import SolvedPlan
 class Scheduler:
     """Plans calls for a fleet, reusing the built QP while the fleet's structure is unchanged."""
 
-    def __init__(self, n_intervals: int = 96, interval_minutes: int = 15,
+    def __init__(self, n_intervals: int, interval_minutes: int,
                  weights: Weights | None = None, options: SolverOptions | None = None,
                  aggregate: bool = False) -> None:
         self.n = n_intervals

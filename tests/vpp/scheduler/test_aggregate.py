@@ -44,7 +44,7 @@ def test_scheduler_with_aggregation_reuses_its_model():
 
     n = 32
     devs, base = catalog_fleet(40, n=n, seed=4)
-    sched = Scheduler(n_intervals=n, aggregate=True)
+    sched = Scheduler(n_intervals=n, aggregate=True, interval_minutes=15)
     call = EventCall(16, 20, 0.1 * base[:, 16:20].sum(axis=0).mean())
     p1 = sched.plan(devs, HorizonData(base, tou_price(n), call))
     p2 = sched.plan(devs, HorizonData(base, tou_price(n) * 1.1, call))

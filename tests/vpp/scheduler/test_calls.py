@@ -89,7 +89,7 @@ def test_call_in_the_past_is_rejected():
 
 def test_redispatch_after_a_device_drops_out(mixed):
     devs, base = mixed
-    sched = Scheduler(n_intervals=N)
+    sched = Scheduler(n_intervals=N, interval_minutes=15)
     # flat price: nothing is shed for its own sake, so the call binds
     d0 = HorizonData(base, np.full(N, 0.65), EventCall(16, 24, 250.0))
     plan = sched.plan(devs, d0)

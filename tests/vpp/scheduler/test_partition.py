@@ -117,7 +117,7 @@ def test_partitioned_scheduler_replans_on_the_same_actors():
     devs = [replace(d, owner=f"o{i // 10}") for i, d in enumerate(devs)]
     target = 0.1 * base.sum(axis=0)[16:24].mean()
     data = HorizonData(base, tou_price(n, start_hour=12), EventCall(16, 24, target))
-    ps = PartitionedScheduler(partition_size=10)
+    ps = PartitionedScheduler(partition_size=10, address=None, interval_minutes=15)
     try:
         first = ps.plan(devs, data)
         assert ps.pool.created == 3
