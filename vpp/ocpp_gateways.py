@@ -150,11 +150,15 @@ class ChargePointRecord:
     connectors: tuple[ConnectorRecord, ...]
 
 
-def load_charge_points(session: Session) -> dict[str, ChargePointRecord]:
-    """Every OCPP charge point not retired, by identity, with its connectors not retired."""
-    gws = session.exec(select(Gateway).where(Gateway.protocol == OCPP,
-                                             Gateway.enrolment_state
-                                             != EnrolmentState.RETIRED.value)).all()
+def load_charge_points(session: Session,
+                       identity: str | None = None) -> dict[str, ChargePointRecord]:
+    """Every OCPP charge point not retired (or only ``identity``), by identity, with its
+    connectors not retired."""
+    stmt = select(Gateway).where(Gateway.protocol == OCPP,
+                                 Gateway.enrolment_state != EnrolmentState.RETIRED.value)
+    if identity is not None:
+        stmt = stmt.where(Gateway.host == identity, Gateway.port == 0)
+    gws = session.exec(stmt).all()
     if not gws:
         return {}
     devs = session.exec(select(Device).where(col(Device.gateway_id).in_([g.id for g in gws]),

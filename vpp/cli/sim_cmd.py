@@ -161,3 +161,39 @@ def demo(
                       ", ".join(sorted({d.profile.name for d in g.devices.values()})))
     console.print(table)
     _run(gws, seconds, control)
+
+
+@app.command("ocpp")
+def ocpp_charge_points(
+    ctx: typer.Context,
+    charge_points: int = typer.Option(..., "--charge-points", min=1, max=100_000, help="Number of charge points."),
+    url: str = typer.Option("ws://127.0.0.1:9000/ocpp", help="The central system's URL (without the identity)."),
+    version: str = typer.Option("mixed", help="1.6, 2.0.1 or mixed (alternating)."),
+    connectors: int = typer.Option(2, min=1, max=16, help="Connectors per charge point."),
+    rated_kw: float = typer.Option(7.0, min=0.1, help="Rated power of each connector, kW."),
+    meter_period_s: float = typer.Option(60.0, min=1.0, help="Simulated s between meter values."),
+    accel: float = typer.Option(1.0, min=0.001, help="Time acceleration."),
+    seconds: float | None = typer.Option(None, help="Stop after this many seconds (default: Ctrl-C)."),
+    owner: str = typer.Option("Sim Owner", help="Owner name used in the printed commands."),
+    sim_clock: Path | None = typer.Option(None, "--sim-clock", metavar="FILE", help=SIM_CLOCK_HELP),
+    sim_start: str | None = typer.Option(None, "--sim-start", help=SIM_START_HELP),
+) -> None:
+    """Simulated OCPP charge points (1.6J / 2.0.1, the Modbus chargers' EV physics) that connect
+    to the daemon's central system; prints how to register them (they retry until registered)."""
+    from sim.ocpp_fleet import make_charge_points, run_all
+
+    if version not in ("1.6", "2.0.1", "mixed"):
+        raise ValidationError(f"--version must be 1.6, 2.0.1 or mixed, not {version!r}")
+    clock, _ = _clock(ctx, accel, sim_clock, sim_start)
+    rate = clock.rate if isinstance(clock, FileClock) else (lambda: accel)
+    sims = make_charge_points(charge_points, version, connectors, rated_kw, clock,
+                              meter_period_s, rate)
+    console.print("register with:", highlight=False)
+    units = f"1-{connectors}" if connectors > 1 else "1"
+    for s in sims:
+        console.print(f"  vpp gateway add-ocpp --owner '{owner}' --site sim-ocpp "
+                      f"--identity {s.identity} --connectors {units} --rated-kw {rated_kw:g} "
+                      f"--password {s.password}   # OCPP {s.version}", highlight=False,
+                      soft_wrap=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_all(sims, url.rstrip("/"), seconds))

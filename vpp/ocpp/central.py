@@ -207,7 +207,7 @@ class OcppCentral:
     # -- the registry ---------------------------------------------------------------------
     async def _reload(self, identity: str) -> ChargePointRecord | None:
         """One charge point enrolled since the last sync (read on its first connection)."""
-        records = await self.infra.db.run(load_charge_points)
+        records = await self.infra.db.run(load_charge_points, identity)
         record = records.get(identity)
         if record is not None:
             self.records[identity] = record
