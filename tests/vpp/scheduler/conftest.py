@@ -86,4 +86,4 @@ def mixed() -> tuple[list[FleetDevice], np.ndarray]:
 
 def data(base: np.ndarray, reduction_kw: float, start: int = 16, end: int = 20,
          now: int = 0) -> HorizonData:
-    return HorizonData(base, price(), EventCall(start, end, reduction_kw), now_index=now)
+    return HorizonData(base, price(), EventCall(start, end, reduction_kw), now_index=now, interval_minutes=15)

@@ -12,16 +12,16 @@ from vpp.scheduler.synthetic import catalog_fleet, tou_price
 
 def test_aggregated_plan_equals_per_device_plan():
     n = 32
-    devs, base = catalog_fleet(60, n=n, seed=3)
+    devs, base = catalog_fleet(60, n=n, seed=3, interval_minutes=15)
     agg = aggregate(devs, base)
     assert len(agg.devices) < len(devs)  # the catalogue repeats
     target = 0.1 * base[:, 16:24].sum(axis=0).mean()
     call = EventCall(16, 24, target)
-    price = tou_price(n, start_hour=12)
+    price = tou_price(n, start_hour=12, interval_minutes=15)
     opts = SolverOptions(eps=1e-6, max_iter=50000)  # tight, to compare solutions
-    full = DispatchModel(devs, n, options=opts).solve(devs, HorizonData(base, price, call))
-    vplan = DispatchModel(agg.devices, n, options=opts).solve(agg.devices,
-                                                HorizonData(agg.baseline_kw, price, call))
+    full = DispatchModel(devs, n, options=opts, interval_minutes=15).solve(devs, HorizonData(base, price, call, interval_minutes=15))
+    vplan = DispatchModel(agg.devices, n, options=opts, interval_minutes=15).solve(agg.devices,
+                                                HorizonData(agg.baseline_kw, price, call, interval_minutes=15))
     plan = disaggregate(vplan, agg, devs, base)
     assert plan.feasible and full.feasible
     assert vplan.objective_yuan == pytest.approx(full.objective_yuan, rel=1e-5)
@@ -43,10 +43,10 @@ def test_scheduler_with_aggregation_reuses_its_model():
     from vpp.scheduler import Scheduler
 
     n = 32
-    devs, base = catalog_fleet(40, n=n, seed=4)
+    devs, base = catalog_fleet(40, n=n, seed=4, interval_minutes=15)
     sched = Scheduler(n_intervals=n, aggregate=True, interval_minutes=15)
     call = EventCall(16, 20, 0.1 * base[:, 16:20].sum(axis=0).mean())
-    p1 = sched.plan(devs, HorizonData(base, tou_price(n), call))
-    p2 = sched.plan(devs, HorizonData(base, tou_price(n) * 1.1, call))
+    p1 = sched.plan(devs, HorizonData(base, tou_price(n, interval_minutes=15), call, interval_minutes=15))
+    p2 = sched.plan(devs, HorizonData(base, tou_price(n, interval_minutes=15) * 1.1, call, interval_minutes=15))
     assert sched.builds == 1
     assert p1.feasible and p2.feasible and p2.device_ids.size == len(devs)

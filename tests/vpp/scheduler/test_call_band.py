@@ -28,14 +28,14 @@ def test_without_a_ceiling_the_plan_over_sheds():
     """The problem the ceiling fixes: the peak price alone makes the QP shed far past the
     call (this is what the daemon planned before it passed a ceiling)."""
     devs, base = fleet()
-    plan = DispatchModel(devs, N).solve(devs, HorizonData(base, price(), EventCall(16, 20, 800.0)))
+    plan = DispatchModel(devs, N, interval_minutes=15).solve(devs, HorizonData(base, price(), EventCall(16, 20, 800.0), interval_minutes=15))
     assert plan.reduction_kw[16:20].min() > 1.5 * 800.0
 
 
 def test_the_plan_holds_the_band_and_the_rebound_limit():
     devs, base = fleet()
     call = EventCall(16, 20, 800.0, ceiling_kw=840.0, rebound_max_pct=5.0)
-    plan = DispatchModel(devs, N).solve(devs, HorizonData(base, price(), call))
+    plan = DispatchModel(devs, N, interval_minutes=15).solve(devs, HorizonData(base, price(), call, interval_minutes=15))
     assert plan.feasible and not plan.warnings
     red = plan.reduction_kw
     assert (red[16:20] >= 800.0 * (1 - 1e-3)).all()
@@ -53,7 +53,7 @@ def test_the_plan_holds_the_band_and_the_rebound_limit():
 def test_without_the_limit_the_fleet_jumps_above_its_baseline():
     devs, base = fleet()
     call = EventCall(16, 20, 800.0, ceiling_kw=840.0)
-    plan = DispatchModel(devs, N).solve(devs, HorizonData(base, price(), call))
+    plan = DispatchModel(devs, N, interval_minutes=15).solve(devs, HorizonData(base, price(), call, interval_minutes=15))
     power = plan.setpoint_kw.sum(axis=0)
     assert (power[20:] / base.sum(axis=0)[20:]).max() > 1.2
 
@@ -64,7 +64,7 @@ def test_an_unreachable_rebound_limit_is_soft_and_reported():
     devs = [building(i, rated=600, shed=220, minutes=120, rebound=0.5) for i in range(4)]
     base = baseline_for(devs)
     call = EventCall(16, 20, 300.0, ceiling_kw=315.0, rebound_max_pct=0.0)
-    plan = DispatchModel(devs, N).solve(devs, HorizonData(base, price(), call))
+    plan = DispatchModel(devs, N, interval_minutes=15).solve(devs, HorizonData(base, price(), call, interval_minutes=15))
     assert plan.feasible
     assert any("rebound after the call exceeds its limit" in w for w in plan.warnings)
     # the shed energy still comes back (the buildings' rebound is physics, not a choice),
@@ -79,7 +79,7 @@ def test_a_replan_keeps_the_ceiling_and_the_limit():
     devs, base = fleet()
     call = EventCall(16, 20, np.array([800.0, 800, 700, 700]), ceiling_kw=np.array(
         [840.0, 840, 735, 735]), rebound_max_pct=5.0)
-    _, data = replan_inputs(devs, HorizonData(base, price(), call), 18)
+    _, data = replan_inputs(devs, HorizonData(base, price(), call, interval_minutes=15), 18)
     assert data.call is not None and data.call.start == 18
     assert data.call.rebound_max_pct == 5.0
     assert list(data.call.ceiling_over(N)[18:20]) == [735.0, 735.0]
@@ -92,7 +92,7 @@ def test_a_replan_keeps_the_ceiling_and_the_limit():
 def test_bad_band_is_refused(bad, msg):
     devs, base = fleet()
     with pytest.raises(ValidationError, match=msg):
-        DispatchModel(devs, N).solve(devs, HorizonData(base, price(), bad))
+        DispatchModel(devs, N, interval_minutes=15).solve(devs, HorizonData(base, price(), bad, interval_minutes=15))
 
 
 def test_partitioned_solve_holds_the_band_too():
@@ -102,7 +102,7 @@ def test_partitioned_solve_holds_the_band_too():
 
     devs, base = fleet()
     call = EventCall(16, 20, 800.0, ceiling_kw=840.0, rebound_max_pct=5.0)
-    data = HorizonData(base, price(), call)
+    data = HorizonData(base, price(), call, interval_minutes=15)
     with local_cluster(workers=1) as cluster, Client(cluster) as client:
         part = solve_partitioned(client, devs, data, chunk(devs, 8), max_iter=600)
     red = part.reduction_kw

@@ -39,7 +39,7 @@ def test_impossible_call_reports_shortfall_and_binding_constraints():
     most = sum(min(d.params.max_shed_kw if hasattr(d.params, "max_shed_kw")
                    else d.params.max_curtail_kw, base[k, 18] - d.min_setpoint_kw)
                for k, d in enumerate(devs))
-    plan = DispatchModel(devs, N).solve(devs, data(base, most + 500.0, start=18, end=19))
+    plan = DispatchModel(devs, N, interval_minutes=15).solve(devs, data(base, most + 500.0, start=18, end=19))
     assert not plan.feasible
     assert plan.shortfall_kw[18] == pytest.approx(500.0, rel=1e-3)
     assert plan.reduction_kw[18] == pytest.approx(most, rel=1e-3)
@@ -51,7 +51,7 @@ def test_impossible_call_reports_shortfall_and_binding_constraints():
 def test_impossible_multi_interval_call_is_best_effort():
     devs = [battery(1, soc=50), battery(2, soc=30), building(3)]
     base = baseline_for(devs)
-    plan = DispatchModel(devs, N).solve(devs, data(base, 5000.0))
+    plan = DispatchModel(devs, N, interval_minutes=15).solve(devs, data(base, 5000.0))
     assert not plan.feasible and plan.shortfall_kwh > 0
     assert plan.status == "solved"
     # batteries discharge as hard as they may during the call, bounded by energy and limits
@@ -77,21 +77,21 @@ def test_bad_input_is_a_clear_error(mutate, message):
     base = baseline_for(devs)
     devs, base = mutate(devs, base)
     with pytest.raises(ValidationError, match=message):
-        DispatchModel(devs, N).solve(devs, data(base, 10.0))
+        DispatchModel(devs, N, interval_minutes=15).solve(devs, data(base, 10.0))
 
 
 def test_call_in_the_past_is_rejected():
     devs = [building(1)]
     base = baseline_for(devs)
     with pytest.raises(ValidationError, match="past"):
-        DispatchModel(devs, N).solve(devs, data(base, 10.0, start=2, end=6, now=4))
+        DispatchModel(devs, N, interval_minutes=15).solve(devs, data(base, 10.0, start=2, end=6, now=4))
 
 
 def test_redispatch_after_a_device_drops_out(mixed):
     devs, base = mixed
     sched = Scheduler(n_intervals=N, interval_minutes=15)
     # flat price: nothing is shed for its own sake, so the call binds
-    d0 = HorizonData(base, np.full(N, 0.65), EventCall(16, 24, 250.0))
+    d0 = HorizonData(base, np.full(N, 0.65), EventCall(16, 24, 250.0), interval_minutes=15)
     plan = sched.plan(devs, d0)
     assert plan.feasible
     model = sched.model_for(devs)
@@ -119,7 +119,7 @@ def test_advance_charges_each_session_to_its_own_connector():
     late, early = EvSession(12, 30, 20.0), EvSession(0, 10, 15.0)
     devs = [ev(1, (late, early), connectors=2), building(2)]
     base = baseline_for(devs)
-    model = DispatchModel(devs, N)
+    model = DispatchModel(devs, N, interval_minutes=15)
     plan = model.solve(devs, data(base, 20.0))
     now = 10
     assert plan.ev_connector_kwh[1][1, :now].sum() == pytest.approx(15.0, abs=1e-3)
@@ -135,7 +135,7 @@ def test_receding_horizon_replans_chain_through_the_call(mixed):
     """Every interval re-plans from the previous re-plan's state (solver noise included: shed
     of -1e-6 kW, sessions a few mWh short of done) and stays solvable."""
     devs, base = mixed
-    model = DispatchModel(devs, N)
+    model = DispatchModel(devs, N, interval_minutes=15)
     d0 = data(base, 150.0, start=16, end=22)
     plan, state = model.solve(devs, d0), devs
     assert plan.feasible
@@ -158,8 +158,8 @@ def test_replan_keeps_each_curtailments_own_makeup_deadline():
     base = baseline_for(devs)
     p = np.full(N, 0.65)
     p[24:] = 0.05  # very cheap energy later: delaying the make-up would pay
-    d0 = HorizonData(base, p, EventCall(12, 18, 250.0))
-    model = DispatchModel(devs, N)
+    d0 = HorizonData(base, p, EventCall(12, 18, 250.0), interval_minutes=15)
+    model = DispatchModel(devs, N, interval_minutes=15)
     plan = model.solve(devs, d0)
     assert plan.feasible
     now = 15
@@ -176,7 +176,7 @@ def test_replan_keeps_each_curtailments_own_makeup_deadline():
 
 def test_derated_device_gets_less(mixed):
     devs, base = mixed
-    model = DispatchModel(devs, N)
+    model = DispatchModel(devs, N, interval_minutes=15)
     d0 = data(base, 250.0)
     plan = model.solve(devs, d0)
     k = int(np.argmax(plan.shed_kw.sum(axis=1)))
@@ -200,7 +200,7 @@ def test_envelope_shrinks_with_confidence_and_is_deliverable():
     # the envelope at the low baseline is deliverable for the sustain period on that baseline
     low = q[0]
     amount = float(lo.reduction_kw[16:20].min())
-    plan = DispatchModel(devs, N).solve(devs, HorizonData(low, price(), EventCall(16, 20, amount)))
+    plan = DispatchModel(devs, N, interval_minutes=15).solve(devs, HorizonData(low, price(), EventCall(16, 20, amount), interval_minutes=15))
     assert plan.feasible
     with pytest.raises(ValidationError):
         flexibility_envelope(devs, q[:, :2], lv, interval_minutes=15)
@@ -210,7 +210,7 @@ def test_event_window_is_the_daemons_view_of_a_day_fleet():
     """The benchmark's event-horizon fleet: baselines sliced, EV sessions cut to the window
     with their energy pro rata (still deliverable), batteries ending at their SoC now; the
     call on it is met."""
-    devs, base = mixed_fleet(60, 96, seed=4)
+    devs, base = mixed_fleet(60, 96, seed=4, interval_minutes=15)
     win, wbase = event_window(devs, base, 72, 24)
     assert wbase.shape == (60, 24) and np.array_equal(wbase, base[:, 72:96])
     for d, w in zip(devs, win, strict=True):
@@ -222,6 +222,6 @@ def test_event_window_is_the_daemons_view_of_a_day_fleet():
             assert 0 < s.energy_kwh <= most
     assert sum(len(w.sessions) for w in win) < sum(len(d.sessions) for d in devs)
     call = EventCall(0, 8, round(0.1 * float(wbase[:, :8].sum(axis=0).mean()), 1))
-    plan = DispatchModel(win, 24).solve(win, HorizonData(wbase, tou_price(24, start_hour=18),
-                                                         call))
+    plan = DispatchModel(win, 24, interval_minutes=15).solve(win, HorizonData(wbase, tou_price(24, start_hour=18, interval_minutes=15),
+                                                         call, interval_minutes=15))
     assert plan.feasible and plan.shortfall_kw.max() < 0.01 * call.reduction_kw

@@ -15,7 +15,7 @@ DT = 0.25
 @pytest.fixture
 def solved(mixed):
     devs, base = mixed
-    model = DispatchModel(devs, N)
+    model = DispatchModel(devs, N, interval_minutes=15)
     plan = model.solve(devs, data(base, 400.0))
     return devs, base, model, plan
 
@@ -98,7 +98,7 @@ def test_shed_envelopes_hold(solved):
 
 def test_rebuild_free_resolve(mixed):
     devs, base = mixed
-    model = DispatchModel(devs, N)
+    model = DispatchModel(devs, N, interval_minutes=15)
     model.solve(devs, data(base, 300.0))
     solver = model._solver
     A = model.A
@@ -114,8 +114,8 @@ def test_split_fleet_rows_give_the_same_optimum(mixed):
 
     devs, base = mixed
     opts = SolverOptions(eps=1e-6, max_iter=50000)
-    whole = DispatchModel(devs, N, options=opts, group_size=0).solve(devs, data(base, 400.0))
-    model = DispatchModel(devs, N, options=opts, group_size=3)
+    whole = DispatchModel(devs, N, options=opts, group_size=0, interval_minutes=15).solve(devs, data(base, 400.0))
+    model = DispatchModel(devs, N, options=opts, group_size=3, interval_minutes=15)
     assert model.group_size == 3 and model.ps_rows.stop > model.ps_rows.start
     split = model.solve(devs, data(base, 400.0))
     assert split.objective_yuan == pytest.approx(whole.objective_yuan, rel=1e-5)
@@ -134,16 +134,16 @@ def test_split_model_at_default_tolerance_matches_and_meets_the_call():
     from vpp.scheduler.synthetic import mixed_fleet, tou_price
 
     n = 48
-    devs, base = mixed_fleet(150, n, seed=3)
+    devs, base = mixed_fleet(150, n, seed=3, interval_minutes=15)
     call = EventCall(36, 42, round(0.1 * float(base[:, 36:42].sum(axis=0).mean()), 1))
     price = tou_price(n, interval_minutes=15, start_hour=12.0)
-    d1 = HorizonData(base, price, call)
+    d1 = HorizonData(base, price, call, interval_minutes=15)
     d2 = HorizonData(base, price * (1 + 0.05 * np.random.default_rng(5).standard_normal(n)),
-                     call)
+                     call, interval_minutes=15)
     for eps in (1e-4, 1e-3):
         opts = SolverOptions(eps=eps, fallback=False)
-        whole = DispatchModel(devs, n, options=opts, group_size=0)
-        split = DispatchModel(devs, n, options=opts, group_size=15)
+        whole = DispatchModel(devs, n, options=opts, group_size=0, interval_minutes=15)
+        split = DispatchModel(devs, n, options=opts, group_size=15, interval_minutes=15)
         for d in (d1, d2):  # cold, then a warm re-plan after a price change
             pw, ps = whole.solve(devs, d), split.solve(devs, d)
             assert pw.status == ps.status == "solved"
@@ -161,8 +161,8 @@ def test_group_size_is_automatic_above_the_threshold():
     assert auto_group_size(AUTO_SPLIT_DEVICES) >= 50
     from vpp.scheduler.synthetic import mixed_fleet
 
-    devs, _ = mixed_fleet(40, 24, seed=1)
-    assert DispatchModel(devs, 24).group_size == 0  # None -> auto -> off for a small fleet
+    devs, _ = mixed_fleet(40, 24, seed=1, interval_minutes=15)
+    assert DispatchModel(devs, 24, interval_minutes=15).group_size == 0  # None -> auto -> off for a small fleet
 
 
 def test_set_options_changes_tolerance_without_rebuilding(mixed):
@@ -170,7 +170,7 @@ def test_set_options_changes_tolerance_without_rebuilding(mixed):
     from vpp.scheduler import SolverOptions
 
     devs, base = mixed
-    model = DispatchModel(devs, N)
+    model = DispatchModel(devs, N, interval_minutes=15)
     model.solve(devs, data(base, 300.0))
     solver = model._solver
     model.set_options(SolverOptions(eps=1e-3, max_iter=1234))

@@ -24,10 +24,10 @@ def client():
 
 def test_partitioned_matches_monolithic(client):
     n = 32
-    devs, base = mixed_fleet(30, n=n, seed=1)
+    devs, base = mixed_fleet(30, n=n, seed=1, interval_minutes=15)
     target = 0.2 * 0.5 * base.sum(axis=0)[16:24].mean()
-    data = HorizonData(base, tou_price(n, start_hour=12), EventCall(16, 24, target))
-    mono = DispatchModel(devs, n).solve(devs, data)
+    data = HorizonData(base, tou_price(n, start_hour=12, interval_minutes=15), EventCall(16, 24, target), interval_minutes=15)
+    mono = DispatchModel(devs, n, interval_minutes=15).solve(devs, data)
     assert mono.feasible
     part = solve_partitioned(client, devs, data, chunk(devs, 10))
     assert part.converged and part.partitions == 3
@@ -48,10 +48,10 @@ def test_partitioned_with_aggregation_matches_monolithic(client):
     from vpp.scheduler.synthetic import catalog_fleet
 
     n = 32
-    devs, base = catalog_fleet(60, n=n, seed=5)
+    devs, base = catalog_fleet(60, n=n, seed=5, interval_minutes=15)
     target = 0.1 * base.sum(axis=0)[16:24].mean()
-    data = HorizonData(base, tou_price(n, start_hour=12), EventCall(16, 24, target))
-    mono = DispatchModel(devs, n).solve(devs, data)
+    data = HorizonData(base, tou_price(n, start_hour=12, interval_minutes=15), EventCall(16, 24, target), interval_minutes=15)
+    mono = DispatchModel(devs, n, interval_minutes=15).solve(devs, data)
     part = solve_partitioned(client, devs, data, chunk(devs, 30), aggregate=True)
     assert part.converged and part.qp_devices < len(devs)
     assert part.objective_yuan == pytest.approx(mono.objective_yuan, rel=OBJ_TOL)
@@ -63,10 +63,10 @@ def test_partitioned_small_call_converges(client):
     coordinator stopped at its 300-iteration cap, 0.6 % off the monolithic objective; with
     residual balancing and the dual residual in price units it converges and agrees."""
     n = 32
-    devs, base = mixed_fleet(30, n=n, seed=1)
+    devs, base = mixed_fleet(30, n=n, seed=1, interval_minutes=15)
     target = 0.02 * base.sum(axis=0)[16:24].mean()
-    data = HorizonData(base, tou_price(n, start_hour=12), EventCall(16, 24, target))
-    mono = DispatchModel(devs, n).solve(devs, data)
+    data = HorizonData(base, tou_price(n, start_hour=12, interval_minutes=15), EventCall(16, 24, target), interval_minutes=15)
+    mono = DispatchModel(devs, n, interval_minutes=15).solve(devs, data)
     part = solve_partitioned(client, devs, data, chunk(devs, 10))
     assert part.converged and part.iterations < 300
     assert part.objective_yuan == pytest.approx(mono.objective_yuan, rel=1e-3)
@@ -90,9 +90,9 @@ def test_local_cluster_listens_on_loopback_only():
 def test_partitioned_time_limit_gives_a_best_effort_plan(client):
     """A re-plan's time limit stops the coordinator: its iterate is the plan, within limits."""
     n = 32
-    devs, base = mixed_fleet(30, n=n, seed=1)
+    devs, base = mixed_fleet(30, n=n, seed=1, interval_minutes=15)
     target = 0.1 * base.sum(axis=0)[16:24].mean()
-    data = HorizonData(base, tou_price(n, start_hour=12), EventCall(16, 24, target))
+    data = HorizonData(base, tou_price(n, start_hour=12, interval_minutes=15), EventCall(16, 24, target), interval_minutes=15)
     part = solve_partitioned(client, devs, data, chunk(devs, 10), time_limit_s=1e-6)
     assert part.iterations == 1 and not part.converged
     assert part.plan is not None and part.plan.status == "time limit reached"
@@ -113,10 +113,10 @@ def test_partitioned_scheduler_replans_on_the_same_actors():
     from vpp.scheduler.partition import PartitionedScheduler
 
     n = 32
-    devs, base = mixed_fleet(30, n=n, seed=1)
+    devs, base = mixed_fleet(30, n=n, seed=1, interval_minutes=15)
     devs = [replace(d, owner=f"o{i // 10}") for i, d in enumerate(devs)]
     target = 0.1 * base.sum(axis=0)[16:24].mean()
-    data = HorizonData(base, tou_price(n, start_hour=12), EventCall(16, 24, target))
+    data = HorizonData(base, tou_price(n, start_hour=12, interval_minutes=15), EventCall(16, 24, target), interval_minutes=15)
     ps = PartitionedScheduler(partition_size=10, address=None, interval_minutes=15)
     try:
         first = ps.plan(devs, data)
@@ -145,8 +145,8 @@ def test_partitions_solve_on_separate_workers(client):
     workers = sorted(client.scheduler_info()["workers"])
     assert len(workers) >= 2
     n = 32
-    devs, base = mixed_fleet(20, n=n, seed=2)
-    data = HorizonData(base, tou_price(n, start_hour=12), None)
+    devs, base = mixed_fleet(20, n=n, seed=2, interval_minutes=15)
+    data = HorizonData(base, tou_price(n, start_hour=12, interval_minutes=15), None, interval_minutes=15)
     pool = ActorPool()
     try:
         solve_partitioned(client, devs, data, chunk(devs, 10), pool=pool)

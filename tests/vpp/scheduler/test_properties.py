@@ -21,11 +21,11 @@ from vpp.scheduler.synthetic import mixed_fleet, tou_price
 )
 def test_setpoints_within_limits(count, seed, start, length, frac, noise):
     n = 24
-    devs, base = mixed_fleet(count, n=n, seed=seed)
+    devs, base = mixed_fleet(count, n=n, seed=seed, interval_minutes=15)
     base = base * noise  # baselines may even leave the declared limits: setpoints must not
     cap = sum(d.rated_power_kw for d in devs)
     call = EventCall(start, start + length, frac * 0.2 * cap)
-    plan = DispatchModel(devs, n).solve(devs, HorizonData(base, tou_price(n), call))
+    plan = DispatchModel(devs, n, interval_minutes=15).solve(devs, HorizonData(base, tou_price(n, interval_minutes=15), call, interval_minutes=15))
     lo = np.array([d.min_setpoint_kw for d in devs])[:, None]
     hi = np.array([d.max_setpoint_kw for d in devs])[:, None]
     assert (plan.setpoint_kw >= lo).all() and (plan.setpoint_kw <= hi).all()

@@ -31,13 +31,13 @@ def _shed_intervals(plan, base) -> np.ndarray:
 def test_loads_of_sixty_minutes_shed_in_three_of_five_intervals_and_cover_all_five() -> None:
     devs, base = _fleet()
     call = EventCall(START, END, 3_000.0, ceiling_kw=3_150.0, rebound_max_pct=10.0)
-    model = DispatchModel(devs, N)
-    plan = model.solve(devs, HorizonData(base, price(), call))
+    model = DispatchModel(devs, N, interval_minutes=15)
+    plan = model.solve(devs, HorizonData(base, price(), call, interval_minutes=15))
     assert plan.feasible
     assert _shed_intervals(plan, base).max() <= 3  # before: 5 (every PLC, every interval)
     assert (plan.reduction_kw[START:END] >= 3_000.0 * (1 - 1e-3)).all()
     # a re-plan two intervals in keeps each load to the intervals it was given
-    devs2, data2 = replan_inputs(devs, HorizonData(base, price(), call, now_index=START + 2),
+    devs2, data2 = replan_inputs(devs, HorizonData(base, price(), call, now_index=START + 2, interval_minutes=15),
                                  START + 2)
     assert data2.call is not None and data2.call.first == START
     again = model.solve(devs2, data2)
@@ -53,7 +53,7 @@ def test_the_daemons_aggregating_scheduler_staggers_identical_loads_too() -> Non
     devs, base = _fleet()
     call = EventCall(START, END, 3_000.0, ceiling_kw=3_150.0, rebound_max_pct=10.0)
     plan = Scheduler(n_intervals=N, interval_minutes=15, aggregate=True).plan(
-        devs, HorizonData(base, price(), call))
+        devs, HorizonData(base, price(), call, interval_minutes=15))
     shed = (base - plan.setpoint_kw)[:, START:END] > 1e-3 * base.max()
     assert shed.sum(axis=1).max() <= 3
     assert shed.sum(axis=0).min() >= 20  # each interval: 3/5 of the 40 shed (24)
