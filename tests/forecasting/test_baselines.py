@@ -51,7 +51,7 @@ ABNORMAL = [date(2024, 10, 9)]
 
 def test_similar_days_working_day_skips_holidays_events_and_abnormal_days() -> None:
     load = make_load({date(2024, 10, 11): 90.0})
-    r = compute_baseline(load, *window(TUE), BaselineSpec(method="similar_days"), EVENTS, ABNORMAL)
+    r = compute_baseline(load, *window(TUE), BaselineSpec(method="similar_days"), EVENTS, ABNORMAL, interval_minutes=15)
     # walking back from Mon 14 Oct: 14 ok, 13 Sun no, 12 Sat adjusted working day ok, 11 ok,
     # 10 event, 9 abnormal, 8 ok, 7..1 National Day (5 and 6 are a weekend), 30 Sep ok
     assert r.days_used == [date(2024, 9, 30), date(2024, 10, 8), date(2024, 10, 11),
@@ -71,7 +71,7 @@ def test_similar_days_working_day_skips_holidays_events_and_abnormal_days() -> N
 
 
 def test_similar_days_non_working_day_uses_three_non_working_days() -> None:
-    r = compute_baseline(make_load(), *window(SAT), BaselineSpec(method="similar_days"))
+    r = compute_baseline(make_load(), *window(SAT), BaselineSpec(method="similar_days"), interval_minutes=15)
     # Sun 13 Oct, then Sat 12 (worked: skipped), back to the holidays 7 and 6 Oct
     assert r.days_used == [date(2024, 10, 6), date(2024, 10, 7), date(2024, 10, 13)]
     assert r.excluded[date(2024, 10, 12)].startswith("adjusted working day")
@@ -82,7 +82,7 @@ def test_similar_days_non_working_day_uses_three_non_working_days() -> None:
 def test_high_4_of_5_drops_the_lowest_day() -> None:
     load = make_load({date(2024, 10, 11): 90.0})
     r = compute_baseline(load, *window(TUE), BaselineSpec(method="x_of_y", x=4, y=5),
-                         EVENTS, ABNORMAL)
+                         EVENTS, ABNORMAL, interval_minutes=15)
     assert r.days_used == [date(2024, 9, 30), date(2024, 10, 8), date(2024, 10, 12),
                            date(2024, 10, 14)]
     assert r.excluded[date(2024, 10, 11)].startswith("not among the 4 highest of 5")
@@ -91,7 +91,7 @@ def test_high_4_of_5_drops_the_lowest_day() -> None:
 
 
 def test_10_of_10_averages_ten_most_recent_working_days() -> None:
-    r = compute_baseline(make_load(), *window(TUE), BaselineSpec(method="x_of_y", x=10, y=10))
+    r = compute_baseline(make_load(), *window(TUE), BaselineSpec(method="x_of_y", x=10, y=10), interval_minutes=15)
     expected = [date(2024, 9, 23), date(2024, 9, 24), date(2024, 9, 25), date(2024, 9, 26),
                 date(2024, 9, 27), date(2024, 9, 29), date(2024, 9, 30), date(2024, 10, 8),
                 date(2024, 10, 9), date(2024, 10, 10), date(2024, 10, 11), date(2024, 10, 12),
@@ -106,7 +106,7 @@ def test_day_of_adjustment_and_its_cap(cap_pct: float, adjustment: float) -> Non
     load = make_load({date(2024, 10, 11): 90.0, TUE: 200.0})
     spec = BaselineSpec(method="x_of_y", x=4, y=5, day_of_adjustment=True, adjustment_hours=2,
                         adjustment_gap_hours=1, adjustment_cap_pct=cap_pct)
-    r = compute_baseline(load, *window(TUE), spec, EVENTS, ABNORMAL)
+    r = compute_baseline(load, *window(TUE), spec, EVENTS, ABNORMAL, interval_minutes=15)
     # window 11:00-13:00 (slots 44-51, mean 4.75 kW of slope): event day 200 + 4.75, baseline
     # days 137.5 + 4.75, raw +62.5; the 20% cap is 0.2 * 142.25 = 28.45
     assert r.adjustment_kw == pytest.approx(adjustment)
@@ -117,7 +117,7 @@ def test_day_of_adjustment_and_its_cap(cap_pct: float, adjustment: float) -> Non
 def test_downward_adjustment_is_capped_too() -> None:
     load = make_load({TUE: 50.0})
     spec = BaselineSpec(method="similar_days", day_of_adjustment=True, adjustment_cap_pct=10)
-    r = compute_baseline(load, *window(TUE), spec)
+    r = compute_baseline(load, *window(TUE), spec, interval_minutes=15)
     days = r.days_used
     mean_base = np.mean([base(d) for d in days]) + 4.75
     assert r.adjustment_kw == pytest.approx(-0.1 * mean_base)
@@ -126,7 +126,7 @@ def test_downward_adjustment_is_capped_too() -> None:
 def test_incomplete_day_is_skipped_and_next_one_taken() -> None:
     load = make_load()
     load[pd.Timestamp("2024-10-14 14:30", tz=SH)] = np.nan
-    r = compute_baseline(load, *window(TUE), BaselineSpec(method="similar_days"))
+    r = compute_baseline(load, *window(TUE), BaselineSpec(method="similar_days"), interval_minutes=15)
     assert r.excluded[date(2024, 10, 14)] == "incomplete data"
     assert date(2024, 10, 9) in r.days_used
 
@@ -136,7 +136,7 @@ def test_not_enough_days_raises() -> None:
     spec = BaselineSpec(method="similar_days", lookback_days=10)
     # 10 days before Wed 9 Oct: 8 Oct, then seven holidays, then 30 and 29 (worked) September
     with pytest.raises(ValidationError, match="no baseline days available: found 3 of 5"):
-        compute_baseline(load, *window(date(2024, 10, 9)), spec)
+        compute_baseline(load, *window(date(2024, 10, 9)), spec, interval_minutes=15)
 
 
 def test_missing_adjustment_window_raises() -> None:
@@ -144,7 +144,7 @@ def test_missing_adjustment_window_raises() -> None:
     load[pd.Timestamp("2024-10-15 11:15", tz=SH)] = np.nan
     spec = BaselineSpec(method="similar_days", day_of_adjustment=True)
     with pytest.raises(ValidationError, match="day-of adjustment window"):
-        compute_baseline(load, *window(TUE), spec)
+        compute_baseline(load, *window(TUE), spec, interval_minutes=15)
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ def test_missing_adjustment_window_raises() -> None:
 )
 def test_bad_windows(start: datetime, end: datetime, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        compute_baseline(make_load(), start, end, BaselineSpec(method="similar_days"))
+        compute_baseline(make_load(), start, end, BaselineSpec(method="similar_days"), interval_minutes=15)
 
 
 def test_spec_is_strict() -> None:
@@ -173,7 +173,7 @@ def test_window_in_another_zone_uses_the_data_zone_days() -> None:
     load = make_load({date(2024, 10, 11): 90.0})
     start = datetime(2024, 10, 15, 6, tzinfo=ZoneInfo("UTC"))  # 14:00 in Shanghai
     r = compute_baseline(load, start, start + timedelta(hours=2),
-                         BaselineSpec(method="similar_days"), EVENTS, ABNORMAL)
+                         BaselineSpec(method="similar_days"), EVENTS, ABNORMAL, interval_minutes=15)
     np.testing.assert_allclose(r.baseline_kw.iloc[0], 128.0 + 5.6)
 
 
@@ -187,7 +187,7 @@ def test_forecast_baseline_on_real_data(elec15: pd.DataFrame) -> None:
     events = [date(2014, 8, 5), date(2014, 8, 6)]
     r = compute_baseline(load, start, start + timedelta(hours=4),
                          BaselineSpec(method="forecast", lookback_days=28), events, (),
-                         calendar=cal, temperature_c=elec15["temperature_c"])
+                         calendar=cal, temperature_c=elec15["temperature_c"], interval_minutes=15)
     assert len(r.baseline_kw) == 16
     assert set(events) <= set(r.excluded) and not set(events) & set(r.days_used)
     assert max(r.days_used) < day
@@ -210,11 +210,11 @@ def test_adjustment_never_exceeds_its_cap(levels: list[float], event_level: floa
     days = pd.date_range("2024-08-20", periods=62, freq="D").date
     load = make_load(dict(zip(days, levels, strict=True)) | {TUE: event_level})
     spec = BaselineSpec(method=method, day_of_adjustment=True, adjustment_cap_pct=cap)  # type: ignore[arg-type]
-    r = compute_baseline(load, *window(TUE), spec)
+    r = compute_baseline(load, *window(TUE), spec, interval_minutes=15)
     base_adj = np.mean([dict(zip(days, levels, strict=True))[d] for d in r.days_used]) + 4.75
     assert r.adjustment_kw is not None
     assert abs(r.adjustment_kw) <= cap / 100 * base_adj + 1e-9
-    plain = compute_baseline(load, *window(TUE), spec.model_copy(update={"day_of_adjustment": False}))
+    plain = compute_baseline(load, *window(TUE), spec.model_copy(update={"day_of_adjustment": False}), interval_minutes=15)
     np.testing.assert_allclose(r.baseline_kw - plain.baseline_kw, r.adjustment_kw, atol=1e-9)
     expected = np.mean([load.reindex(plain.baseline_kw.index - pd.Timedelta(days=(TUE - d).days))
                         .to_numpy() for d in plain.days_used], axis=0)
