@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import Engine, func, select  # noqa: E402
+from sqlmodel import col  # noqa: E402
 
 from sim.fleet import SYNTHETIC_KINDS  # noqa: E402
 from sim.ports import free_port_block  # noqa: E402,F401  (bench_load imports it from here)
@@ -51,7 +52,7 @@ warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
 
 
 
-def register(engine, n: int, base_port: int, per_gateway: int = 100) -> None:  # noqa: ANN001
+def register(engine: Engine, n: int, base_port: int, per_gateway: int = 100) -> None:
     """The same fleet ``vpp sim gateways`` serves: one profile per gateway, in turn."""
     with session_scope(engine) as s:
         owner = fleet.get_owner(s, "Shennong City Mall")
@@ -71,28 +72,31 @@ def register(engine, n: int, base_port: int, per_gateway: int = 100) -> None:  #
             g += 1
 
 
-def _written(engine, event_id: int) -> tuple[int, int]:  # noqa: ANN001
+def _written(engine: Engine, event_id: int) -> tuple[int, int]:
     with session_scope(engine) as s:
         plan = s.execute(select(DispatchPlan).where(
-            DispatchPlan.event_id == event_id, DispatchPlan.status == "active")).scalars().first()
+            col(DispatchPlan.event_id) == event_id, col(DispatchPlan.status) == "active")
+        ).scalars().first()
         if plan is None:
             return 0, -1
-        first = s.execute(select(func.min(Setpoint.interval_start))
-                          .where(Setpoint.plan_id == plan.id)).scalar()
-        rows = s.execute(select(Setpoint.status, func.count()).where(
-            Setpoint.plan_id == plan.id, Setpoint.interval_start == first)
-            .group_by(Setpoint.status)).all()
-    counts = dict(rows)
+        first = s.execute(select(func.min(col(Setpoint.interval_start)))
+                          .where(col(Setpoint.plan_id) == plan.id)).scalar()
+        rows = s.execute(select(col(Setpoint.status), func.count()).where(
+            col(Setpoint.plan_id) == plan.id, col(Setpoint.interval_start) == first)
+            .group_by(col(Setpoint.status))).all()
+    counts: dict[str, int] = dict(rows)
     done = sum(v for k, v in counts.items() if k != "pending")
     return done, sum(counts.values())
 
 
-def _values(engine, event_id: int) -> dict[int, float]:  # noqa: ANN001
+def _values(engine: Engine, event_id: int) -> dict[int, float]:
     """The setpoints the daemon wrote for the call's first interval."""
     with session_scope(engine) as s:
-        plan_ids = select(DispatchPlan.id).where(DispatchPlan.event_id == event_id)
-        rows = s.execute(select(Setpoint.device_id, Setpoint.setpoint_kw, Setpoint.interval_start)
-                         .where(Setpoint.plan_id.in_(plan_ids), Setpoint.written_at.is_not(None))
+        plan_ids = select(col(DispatchPlan.id)).where(col(DispatchPlan.event_id) == event_id)
+        rows = s.execute(select(col(Setpoint.device_id), col(Setpoint.setpoint_kw),
+                                col(Setpoint.interval_start))
+                         .where(col(Setpoint.plan_id).in_(plan_ids),
+                                col(Setpoint.written_at).is_not(None))
                          ).all()
     first = min(r[2] for r in rows)
     return {int(d): float(kw) for d, kw, t in rows if t == first}

@@ -48,7 +48,7 @@ from benchmarks.bench_latency import (  # noqa: E402
 from tests.vpp.daemon.harness import daemon_settings, seed  # noqa: E402
 from vpp.daemon.logs import configure_logging  # noqa: E402
 from vpp.db import make_engine, upgrade  # noqa: E402
-from vpp.models import TelemetryReading  # noqa: E402
+from vpp.models import TelemetryReading, table_of  # noqa: E402
 from vpp.server import Daemon  # noqa: E402
 
 warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
@@ -107,7 +107,7 @@ async def run(n: int, seconds: float, rate: float, accel: float,
         assert rt is not None
         await wait_online(rt, n)
         online_start = rt.online_count()
-        t = TelemetryReading.__table__
+        t = table_of(TelemetryReading)
 
         def rows() -> int:
             with engine.connect() as conn:

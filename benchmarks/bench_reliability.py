@@ -46,6 +46,8 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 from sqlalchemy import Engine, func, select  # noqa: E402
+from sqlmodel import Session, col  # noqa: E402
+from sqlmodel import select as sm_select  # noqa: E402
 
 from tests.reliability.settlement import add_finished_events, check_settlements  # noqa: E402
 from tests.vpp.daemon.harness import (  # noqa: E402
@@ -70,6 +72,7 @@ from vpp.models import (  # noqa: E402
     LedgerTransaction,
     Setpoint,
     TelemetryReading,
+    table_of,
 )  # noqa: E402
 
 # in turn, so that even --quick kills inside the ledger transaction once
@@ -80,14 +83,21 @@ warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
 
 
 def telemetry_snapshot(engine: Engine) -> tuple[int, Any]:
-    t = TelemetryReading.__table__
+    t = table_of(TelemetryReading)
     with engine.connect() as conn:
         return conn.execute(select(func.count(), func.max(t.c.ts)).select_from(t)).one()
 
 
+def _plan(s: Session, plan_id: int) -> DispatchPlan:
+    """The plan a setpoint row belongs to (the foreign key guarantees it exists)."""
+    plan = s.get(DispatchPlan, plan_id)
+    assert plan is not None, f"setpoint of a missing plan {plan_id}"
+    return plan
+
+
 def check(engine: Engine, before: tuple[int, Any]) -> dict[str, int]:
     """The invariants after a kill; raises AssertionError with what was lost or doubled."""
-    t = TelemetryReading.__table__
+    t = table_of(TelemetryReading)
     count_before, max_ts = before
     with engine.connect() as conn:
         kept = conn.execute(select(func.count()).select_from(t).where(t.c.ts <= max_ts)
@@ -99,19 +109,20 @@ def check(engine: Engine, before: tuple[int, Any]) -> dict[str, int]:
     assert distinct == total, f"{total - distinct} telemetry readings stored twice"
     with session_scope(engine) as s:
         written = Counter((r.device_id, r.interval_start) for r in s.exec(
-            select(Setpoint).where(Setpoint.status == "written")).scalars())
+            sm_select(Setpoint).where(col(Setpoint.status) == "written")))
         twice = {k: n for k, n in written.items() if n > 1}
         if twice:
-            detail = [(r.plan_id, r.setpoint_kw, r.written_at, s.get(DispatchPlan, r.plan_id).status,
-                       (s.get(DispatchPlan, r.plan_id).detail or {}).get("reason"))
-                      for r in s.exec(select(Setpoint).where(Setpoint.status == "written"))
-                      .scalars() if (r.device_id, r.interval_start) in twice]
+            detail = [(r.plan_id, r.setpoint_kw, r.written_at, _plan(s, r.plan_id).status,
+                       (_plan(s, r.plan_id).detail or {}).get("reason"))
+                      for r in s.exec(sm_select(Setpoint).where(col(Setpoint.status) == "written"))
+                      if (r.device_id, r.interval_start) in twice]
             raise AssertionError(f"setpoints written twice for the same interval: {twice}: "
                                  f"{detail}")
-        keys = Counter(s.exec(select(LedgerTransaction.idempotency_key)).scalars())
+        keys = Counter(s.exec(sm_select(LedgerTransaction.idempotency_key)))
         assert all(n == 1 for n in keys.values()), "a ledger idempotency key used twice"
-        sums = s.exec(select(LedgerEntry.transaction_id, func.sum(LedgerEntry.amount_fen))
-                      .group_by(LedgerEntry.transaction_id)).all()
+        sums = s.exec(sm_select(col(LedgerEntry.transaction_id),
+                                func.sum(col(LedgerEntry.amount_fen)))
+                      .group_by(col(LedgerEntry.transaction_id))).all()
         assert all(v == 0 for _, v in sums), "an unbalanced ledger transaction"
         n_ledger = s.execute(select(func.count()).select_from(LedgerEntry)).scalar_one()
     return {"telemetry": int(total), "setpoints_written": sum(written.values()),
@@ -205,10 +216,9 @@ async def crash_loop(kills: int, seed_: int, tmp: Path, settle_kills: int = 0
                 assert await proc.wait() == -signal.SIGKILL
                 checked = check(engine, before)
                 with session_scope(engine) as s:  # the devices hold what the database says
-                    rows = s.exec(select(Setpoint).where(Setpoint.status == "written")
-                                  .order_by(Setpoint.interval_start)).scalars().all()
-                    unit_of = {int(d.id or 0): d.unit_id
-                               for d in s.exec(select(Device)).scalars().all()}
+                    rows = s.exec(sm_select(Setpoint).where(col(Setpoint.status) == "written")
+                                  .order_by(col(Setpoint.interval_start))).all()
+                    unit_of = {int(d.id or 0): d.unit_id for d in s.exec(sm_select(Device)).all()}
                 latest = {r.device_id: r for r in rows}
                 # every device with a written setpoint still holds one after the kill (the plan
                 # aims at the declared kW, so it need not use every device)
@@ -224,6 +234,7 @@ async def crash_loop(kills: int, seed_: int, tmp: Path, settle_kills: int = 0
                 await wait_for(all_settled, timeout_s=90, what="every event settled")
                 settle_checked = check_settlements(engine, to_settle)
                 checked = check(engine, telemetry_snapshot(engine))
+            assert proc is not None  # the loop above ran at least once
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 30) == 0, "no clean drain at the end"
     finally:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,7 +51,15 @@ PROGRAMMES = ROOT / "config" / "programmes"
 FIRST_EVENT = date(2025, 7, 2)  # a Wednesday
 
 
-def build(engine, n_devices: int, per_owner: int, n_events: int, seed: int) -> tuple[list, list]:
+def _pk(row_id: int | None) -> int:
+    """A flushed row's primary key (the database sets it on flush; None means not flushed)."""
+    if row_id is None:
+        raise RuntimeError("a row was used before it was flushed")
+    return row_id
+
+
+def build(engine: Engine, n_devices: int, per_owner: int, n_events: int, seed: int
+          ) -> tuple[list[syn.SyntheticDevice], list[tuple[list[int], list[date]]]]:
     rng = np.random.default_rng(seed)
     n_owners = (n_devices + per_owner - 1) // per_owner
     with session_scope(engine) as s:
@@ -59,10 +68,10 @@ def build(engine, n_devices: int, per_owner: int, n_events: int, seed: int) -> t
         s.flush()
         from vpp.models import Gateway, Site
 
-        sites = [Site(owner_id=o.id, name="site") for o in owners]
+        sites = [Site(owner_id=_pk(o.id), name="site") for o in owners]
         s.add_all(sites)
         s.flush()
-        gws = [Gateway(site_id=st.id, owner_id=o.id, host=f"10.0.{i // 250}.{i % 250}", port=502)
+        gws = [Gateway(site_id=_pk(st.id), owner_id=_pk(o.id), host=f"10.0.{i // 250}.{i % 250}", port=502)
                for i, (o, st) in enumerate(zip(owners, sites, strict=True))]
         s.add_all(gws)
         s.flush()
@@ -74,23 +83,24 @@ def build(engine, n_devices: int, per_owner: int, n_events: int, seed: int) -> t
             params = ({"max_shed_kw": rated * 0.3} if kind == "commercial_building"
                       else {"max_curtail_kw": rated * 0.4})
             devices.append(Device(
-                gateway_id=gws[i].id, site_id=sites[i].id, owner_id=owners[i].id,
+                gateway_id=_pk(gws[i].id), site_id=_pk(sites[i].id), owner_id=_pk(owners[i].id),
                 name=f"d{k}", kind=kind, unit_id=k % per_owner + 1, profile="generic",
                 rated_power_kw=rated, min_setpoint_kw=0.0, max_setpoint_kw=rated, params=params))
         s.add_all(devices)
         s.flush()
-        devs = [syn.SyntheticDevice(d.id, d.owner_id, d.kind, d.rated_power_kw) for d in devices]
-        owner_ids = [o.id for o in owners]
+        devs = [syn.SyntheticDevice(_pk(d.id), d.owner_id, d.kind, d.rated_power_kw) for d in devices]
+        owner_ids = [_pk(o.id) for o in owners]
     events = [FIRST_EVENT + timedelta(weeks=w) for w in range(n_events)]
     return devs, [(owner_ids, events)]
 
 
-def write_meters(engine, devs, events: list[date], seed: int) -> int:
+def write_meters(engine: Engine, devs: list[syn.SyntheticDevice], events: list[date],
+                 seed: int) -> int:
     """Event-window meter data on every working day from a week before the first event."""
     cal = ChineseCalendar()
     day = events[0] - timedelta(days=9)
     rows = 0
-    rated = {}
+    rated: dict[int, float] = {}
     for d in devs:
         rated[d.owner_id] = rated.get(d.owner_id, 0.0) + d.rated_power_kw
     rng = np.random.default_rng(seed)
@@ -109,7 +119,8 @@ def write_meters(engine, devs, events: list[date], seed: int) -> int:
     return rows
 
 
-def add_events(engine, devs, events: list[date]) -> list[int]:
+def add_events(engine: Engine, devs: list[syn.SyntheticDevice], events: list[date]
+               ) -> list[int]:
     rated: dict[int, float] = {}
     for d in devs:
         rated[d.owner_id] = rated.get(d.owner_id, 0.0) + d.rated_power_kw
@@ -122,10 +133,10 @@ def add_events(engine, devs, events: list[date]) -> list[int]:
                            end=start + timedelta(hours=2), requested_kw=sum(rated.values()) / 4)
             s.add(ev)
             s.flush()
-            add_bid(s, Bid(event_id=ev.id, declared_kw=sum(rated.values()) * 0.25,
+            add_bid(s, Bid(event_id=_pk(ev.id), declared_kw=sum(rated.values()) * 0.25,
                            price_yuan_per_kwh=Decimal("1.5")),
                     kw_shares({o: round(0.25 * r, 3) for o, r in rated.items()}))
-            ids.append(ev.id)
+            ids.append(_pk(ev.id))
     return ids
 
 
