@@ -9,7 +9,11 @@ SunSpec scale factors (``scale_sf``) are int16 powers of ten read from another p
 
 from __future__ import annotations
 
-from device_adapters.profile import CURRENT_UNITS, UNIT_FACTORS, Point, Profile
+import math
+import struct
+from dataclasses import dataclass
+
+from device_adapters.profile import CURRENT_UNITS, UNIT_FACTORS, Point, Profile, ReadBlock
 from device_adapters.registers import DataType, EncodingError, decode_raw, encode_raw
 
 Registers = dict[tuple[str, int], int]  # (function, address) -> 16-bit word
@@ -112,3 +116,73 @@ def to_canonical(profile: Profile, name: str, value: float) -> float:
 
 def from_canonical(profile: Profile, name: str, value: float) -> float:
     return value / to_canonical(profile, name, 1.0)
+
+
+_FORMATS = {DataType.INT16: "h", DataType.UINT16: "H", DataType.INT32: "i",
+            DataType.UINT32: "I", DataType.FLOAT32: "f", DataType.FLOAT64: "d"}
+
+
+@dataclass(frozen=True)
+class _Slot:
+    name: str
+    block: int  # index of the read block holding the point
+    offset: int  # byte offset in that block
+    unpack: struct.Struct  # big-endian, the point's words in order
+    words: int  # registers it spans
+    reverse: bool  # word order "little": the last register is the most significant
+    scale: float
+
+
+class BlockDecoder:
+    """The poll's point decoding compiled once per profile: each block's words are packed into
+    bytes once and every point unpacked at its offset (:func:`decode_points` gives the same
+    values through a dictionary of registers; this is the per-poll hot path). Only for points
+    without SunSpec scale factors, strings or little-endian bytes (:func:`compile_decoder`
+    returns None otherwise)."""
+
+    def __init__(self, slots: list[_Slot], block_words: list[int]) -> None:
+        self.slots = slots
+        self._packers = [struct.Struct(f">{n}H") for n in block_words]
+
+    def decode(self, blocks: list[list[int]]) -> dict[str, float | str]:
+        """Engineering values per point from the words of each block, in the plan's order.
+        Raises :class:`EncodingError` for a word that is not 16-bit or a non-finite value."""
+        try:
+            bufs = [p.pack(*w) for p, w in zip(self._packers, blocks, strict=True)]
+        except (struct.error, ValueError) as exc:
+            raise EncodingError(f"a register value is not a 16-bit word: {exc}") from None
+        values: dict[str, float | str] = {}
+        for s in self.slots:
+            buf = bufs[s.block]
+            if s.reverse:
+                o = s.offset
+                raw = s.unpack.unpack(b"".join(buf[o + 2 * k:o + 2 * k + 2]
+                                               for k in reversed(range(s.words))))[0]
+            else:
+                raw = s.unpack.unpack_from(buf, s.offset)[0]
+            value = raw * s.scale
+            if not math.isfinite(value):
+                raise EncodingError(f"{s.name}: non-finite value")
+            values[s.name] = float(value)
+        return values
+
+
+def compile_decoder(profile: Profile, names: list[str],
+                    blocks: list[ReadBlock]) -> BlockDecoder | None:
+    """A :class:`BlockDecoder` for reading ``names`` through ``blocks``, or None when a point
+    needs the general path (scale factor, string, little-endian bytes)."""
+    slots = []
+    for n in names:
+        p = profile.points[n]
+        if (p.scale_sf is not None or p.type is DataType.STRING
+                or profile.byte_order_of(p) != "big"):
+            return None
+        k = next((i for i, b in enumerate(blocks) if b.function == p.function
+                  and b.address <= p.address and p.address + p.count <= b.address + b.count),
+                 None)
+        if k is None:
+            return None
+        slots.append(_Slot(n, k, 2 * (p.address - blocks[k].address),
+                           struct.Struct(">" + _FORMATS[p.type]), p.count,
+                           p.count > 1 and profile.word_order_of(p) == "little", p.scale))
+    return BlockDecoder(slots, [b.count for b in blocks])

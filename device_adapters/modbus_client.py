@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from device_adapters.errors import (
     EXCEPTION_NAMES,
@@ -98,8 +98,9 @@ class GatewayClient:
                 return
             await self._drop()
             client = AsyncModbusTcpClient(
-                # pymodbus' own timeout is a backstop; ours (asyncio.wait_for) fires first
-                self.host, port=self.port, timeout=self.timeout_s + 1.0, retries=0,
+                # pymodbus times each request out (one timer per request, not two: the CPU
+                # per request is what bounds a poll cycle); no retries or reconnects of its own
+                self.host, port=self.port, timeout=self.timeout_s, retries=0,
                 reconnect_delay=0, reconnect_delay_max=0,
             )
             try:
@@ -153,8 +154,7 @@ class GatewayClient:
                 async with self._sem:
                     await self.connect()
                     t0 = time.perf_counter()
-                    async with asyncio.timeout(self.timeout_s):  # no extra task per request
-                        regs = await self._once(unit, op, function, address, count, values)
+                    regs = await self._once(unit, op, function, address, count, values)
                     self.stats.record(time.perf_counter() - t0)
                     return regs
             except ExceptionReply as exc:
@@ -163,8 +163,16 @@ class GatewayClient:
                 raise
             except GatewayUnreachable as exc:
                 last = exc
-            except (TimeoutError, ConnectionException, OSError) as exc:
-                timed_out = isinstance(exc, TimeoutError)  # (TimeoutError is an OSError)
+            except (TimeoutError, ConnectionException, ModbusIOException, OSError) as exc:
+                # pymodbus reports its timeout as ModbusIOException ("No response received");
+                # its other ModbusIOExceptions (a reply for another unit or transaction) are
+                # malformed replies
+                if isinstance(exc, ModbusIOException) and "No response" not in str(exc):
+                    last = MalformedReply(f"unit {unit} at {self.endpoint}: bad reply to "
+                                          f"{what}: {str(exc).splitlines()[0][:120]}")
+                    await self.close()
+                    continue
+                timed_out = isinstance(exc, TimeoutError | ModbusIOException)
                 last = RequestTimeout(
                     f"unit {unit} at {self.endpoint}: no reply to {what} within "
                     f"{self.timeout_s:g} s"
