@@ -69,11 +69,23 @@ def status_for(exc: VppError) -> int:
     return 500
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    body: dict[str, Any] = {"code": code, "message": message}
-    body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return web.json_response({"error": body}, status=status, headers=headers)
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    """The error body every failure gets (``ErrorOut`` in the OpenAPI document)."""
+    out = dict(headers or {})
+    if status == 401:
+        out["WWW-Authenticate"] = "Bearer"
+    return web.json_response({"error": {"code": code, "message": message}}, status=status,
+                             headers=out or None)
+
+
+def _method_not_allowed(request: web.Request, exc: web.HTTPMethodNotAllowed) -> web.Response:
+    """405 with ``Allow`` (RFC 9110): the methods the path declares, for any other method
+    (TRACE, OPTIONS, CONNECT, ...)."""
+    allowed = sorted(exc.allowed_methods)
+    return error_response(405, "method_not_allowed",
+                          f"{request.method} is not allowed on {request.path} "
+                          f"(allowed: {', '.join(allowed)})", headers={"Allow": ", ".join(allowed)})
 
 
 def describe_validation(exc: pydantic.ValidationError, where: str = "body") -> str:
@@ -100,6 +112,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         if status >= 500:
             log.warning("request failed: %s %s: %s", request.method, request.path, exc.message)
         return error_response(status, exc.code, exc.message)
+    except web.HTTPMethodNotAllowed as exc:
+        return _method_not_allowed(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

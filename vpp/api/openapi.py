@@ -14,10 +14,50 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from vpp.api.errors import ERROR_CODES
-from vpp.api.routing import Route, response_models
+from vpp.api.routing import MAX_ID, MAX_NAME_CHARS, MIN_ID, Route, response_models
 from vpp.api.schemas import ErrorOut
+from vpp.models import Role
 
 REF = "#/components/schemas/{model}"
+ALL_ROLES = frozenset(Role)
+
+
+def error_statuses(route: Route) -> dict[int, list[str]]:
+    """Every error status ``route`` can answer, with the error codes each carries.
+
+    From the route's shape: 400 for any input (path ids, query, body, a malformed
+    Authorization header), 401 and 503 (the token is looked up) for a protected route, 403 when
+    some role may not call it, 404 for a path id, 413 for a body, 500 always; then what the
+    handler's own work raises (``Route.raises``: 404 for an id in the body, 409 conflicts).
+    """
+    out: set[int] = {500} | set(route.raises)
+    if route.roles is not None or route.body or route.query or route.path_params:
+        out.add(400)
+    if route.roles is not None:
+        out |= {401, 503}
+        if route.roles != ALL_ROLES:
+            out.add(403)
+    if route.path_params:
+        out.add(404)
+    if route.body is not None:
+        out.add(413)
+    return {st: sorted(c for c, s in ERROR_CODES.items() if s == st) for st in sorted(out)}
+
+
+def _error_response(status: int, codes: list[str]) -> dict[str, Any]:
+    """The one error model (``ErrorOut``), its ``code`` narrowed to those of ``status``."""
+    narrowed = {"properties": {"error": {"properties": {"code": {"enum": codes}}}}}
+    return {"description": f"Error (code: {', '.join(codes)})",
+            "content": {"application/json": {"schema": {
+                "allOf": [{"$ref": REF.format(model="ErrorOut")}, narrowed]}}}}
+
+
+def _path_param(route: Route, name: str) -> dict[str, Any]:
+    if route.path_type(name) is int:
+        schema: dict[str, Any] = {"type": "integer", "minimum": MIN_ID, "maximum": MAX_ID}
+    else:
+        schema = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def _models(routes: Sequence[Route]) -> list[type[BaseModel]]:
@@ -58,11 +98,7 @@ def build_openapi(routes: Sequence[Route], title: str, version: str) -> dict[str
     for r in routes:
         op: dict[str, Any] = {
             "operationId": r.handler.__name__, "summary": r.summary, "tags": [r.tag],
-            "parameters": [
-                {"name": p, "in": "path", "required": True,
-                 "schema": {"type": "integer" if r.path_type(p) is int else "string"}}
-                for p in r.path_params
-            ],
+            "parameters": [_path_param(r, p) for p in r.path_params],
         }
         if r.query is not None:
             op["parameters"] += _query_params(r.query)
@@ -72,9 +108,8 @@ def build_openapi(routes: Sequence[Route], title: str, version: str) -> dict[str
         ok: dict[str, Any] = {"description": "OK"}
         if r.response is not None:
             ok["content"] = {"application/json": {"schema": _schema_of(r.response)}}
-        err = {"description": "Error (code: " + ", ".join(sorted(ERROR_CODES)) + ")",
-               "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorOut")}}}}
-        op["responses"] = {str(r.status): ok, "4XX": err, "5XX": err}
+        op["responses"] = {str(r.status): ok} | {
+            str(st): _error_response(st, codes) for st, codes in error_statuses(r).items()}
         if r.roles is not None:
             op["security"] = [{"bearer": []}]
             op["x-roles"] = sorted(x.value for x in r.roles)
@@ -85,7 +120,9 @@ def build_openapi(routes: Sequence[Route], title: str, version: str) -> dict[str
         "openapi": "3.1.0",
         "info": {"title": title, "version": version,
                  "description": "Xiang VPP aggregator API. Errors are "
-                                "{\"error\": {\"code\", \"message\"}} with a stable code."},
+                                "{\"error\": {\"code\", \"message\"}} with a stable code; "
+                                "each operation lists every status it can answer. A method a "
+                                "path does not list is answered 405 with an Allow header."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {

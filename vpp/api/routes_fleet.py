@@ -24,6 +24,7 @@ from vpp.api import routes_fleet_edit
 from vpp.api.context import PARTS
 from vpp.api.routing import Call, Route, roles
 from vpp.api.schemas import (
+    TELEMETRY_MAX_SPAN,
     DeviceOut,
     GatewayEnrol,
     GatewayOut,
@@ -315,6 +316,9 @@ async def device_telemetry(call: Call) -> list[TelemetryReading]:
     start = q.start or end - timedelta(hours=1)
     if start >= end:
         raise ValidationError("query.start: must be before end")
+    if end - start > TELEMETRY_MAX_SPAN:
+        raise ValidationError(f"query: the window is at most {TELEMETRY_MAX_SPAN.days} days "
+                              f"(asked {start.isoformat()} to {end.isoformat()})")
 
     def work(s: Session) -> list[TelemetryReading]:
         t = TelemetryReading
@@ -332,14 +336,14 @@ ROUTES = [
     Route("GET", "/api/v1/owners", list_owners, "List owners", "owners", OP,
           response=list[OwnerOut]),
     Route("POST", "/api/v1/owners", create_owner, "Add an owner", "owners", OP,
-          body=OwnerCreate, response=OwnerOut, status=201),
+          body=OwnerCreate, response=OwnerOut, status=201, raises=frozenset({409})),
     Route("GET", "/api/v1/owners/{owner_id}", get_owner, "One owner", "owners", OP_OWNER,
           response=OwnerOut),
     Route("GET", "/api/v1/gateways", list_gateways, "List gateways (owners: their own)",
           "gateways", OP_OWNER, response=list[GatewayOut]),
     Route("POST", "/api/v1/gateways", enrol_gateway,
           "Enrol a gateway; the probe runs in the background", "gateways", OP_OWNER,
-          body=GatewayEnrol, response=GatewayOut, status=202),
+          body=GatewayEnrol, response=GatewayOut, status=202, raises=frozenset({404, 409})),
     Route("GET", "/api/v1/gateways/{gateway_id}", get_gateway,
           "A gateway with its enrolment progress", "gateways", OP_OWNER, response=GatewayOut),
     Route("POST", "/api/v1/gateways/{gateway_id}/probe", reprobe_gateway,

@@ -96,7 +96,7 @@ ROUTES = [
           "tokens", OP_OWNER, response=list[TokenOut]),
     Route("POST", "/api/v1/tokens/rotate", rotate_own_token,
           "Exchange the calling token for a new one; the old one expires after the grace period",
-          "tokens", ANY, response=TokenRotated, status=201),
+          "tokens", ANY, response=TokenRotated, status=201, raises=frozenset({409})),
     Route("POST", "/api/v1/tokens/{token_id}/revoke", revoke,
           "Revoke a token at once (owners: their own)", "tokens", OP_OWNER, response=TokenOut),
 ]

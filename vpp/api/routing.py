@@ -24,7 +24,8 @@ from vpp.errors import NotFoundError, ValidationError
 from vpp.models import Role
 
 MAX_BODY_BYTES = 1 << 20
-MAX_ID = 2**31 - 1  # row ids are 32-bit integers in PostgreSQL; larger ones cannot exist
+MIN_ID, MAX_ID = 1, 2**31 - 1  # row ids are positive 32-bit integers in PostgreSQL
+MAX_NAME_CHARS = 100  # a string path parameter (a profile's name)
 PATH_PARAM = re.compile(r"{(\w+)}")
 
 
@@ -70,6 +71,9 @@ class Route:
     response: Any = None  # a pydantic model, list[model], or None for raw responses
     status: int = 200
     path_types: dict[str, type] = field(default_factory=dict)
+    #: error statuses the handler's own work can answer beyond those the route's shape implies
+    #: (400 for inputs, 401/403 for roles, 404 for path ids: see vpp.api.openapi.error_statuses)
+    raises: frozenset[int] = frozenset()
 
     @property
     def path_params(self) -> list[str]:
@@ -88,12 +92,17 @@ def _parse_path(route: Route, request: web.Request) -> dict[str, int | str]:
     for name in route.path_params:
         raw = request.match_info[name]
         if route.path_type(name) is int:
-            if not raw.isdigit():
+            if not (raw.isascii() and raw.isdigit()):
                 raise ValidationError(f"path.{name}: must be a whole number, got {raw!r}")
-            if int(raw) > MAX_ID:
+            value = int(raw) if len(raw) <= 12 else MAX_ID + 1  # int() of 5,000 digits raises
+            if value > MAX_ID:
                 raise ValidationError(f"path.{name}: must be at most {MAX_ID}")
-            out[name] = int(raw)
+            if value < MIN_ID:
+                raise ValidationError(f"path.{name}: must be at least {MIN_ID}")
+            out[name] = value
         else:
+            if len(raw) > MAX_NAME_CHARS:
+                raise ValidationError(f"path.{name}: at most {MAX_NAME_CHARS} characters")
             out[name] = raw
     return out
 
@@ -108,13 +117,25 @@ async def _parse_body(route: Route, request: web.Request) -> Any:
     if not raw:
         raise ValidationError("body: a JSON object is required")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(raw, parse_float=_json_number, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise ValidationError(f"body: not valid JSON ({exc.__class__.__name__})") from None
     try:
-        return route.body.model_validate(data)
+        # strict, as the document says (a timestamp is a string, never a number; a boolean is
+        # true or false), after reading 19.0 as the integer it is (JSON Schema's "integer")
+        return route.body.model_validate_json(json.dumps(data), strict=True)
     except pydantic.ValidationError as exc:
         raise ValidationError(describe_validation(exc, "body")) from None
+
+
+def _json_number(text: str) -> int | float:
+    """A JSON number with a fraction or exponent: an int when its value is whole (``19.0``)."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _parse_query(route: Route, request: web.Request) -> Any:

@@ -9,10 +9,10 @@ with an offset (naive timestamps are refused); money is integer fen plus a displ
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BeforeValidator, Field, field_validator, model_validator
 
 from vpp.config import DeviceSpec
 from vpp.domain.base import InModel as _In
@@ -152,9 +152,31 @@ class Preferences(_In):
 
 
 # ---------------------------------------------------------------------------------- telemetry
+def _iso_timestamp(v: Any) -> Any:
+    """A query timestamp is ISO 8601 (``format: date-time``); pydantic alone would also read
+    ``0.5`` as seconds since 1970."""
+    if isinstance(v, str):
+        try:
+            return datetime.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 timestamp: {v[:40]!r}") from None
+    return v
+
+
+QueryTimestamp = Annotated[AwareDatetime, BeforeValidator(_iso_timestamp)]
+
+#: the longest telemetry window one request may ask for
+TELEMETRY_MAX_SPAN = timedelta(days=31)
+
+
 class TelemetryQuery(_In):
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    """A window ``[start, end)`` of readings, newest ``limit`` of them. ``end`` defaults to now,
+    ``start`` to an hour before ``end``; ``start`` must be before ``end`` and the window at most
+    31 days (400 otherwise: JSON Schema cannot compare two parameters)."""
+
+    start: QueryTimestamp | None = Field(None, description="window start (default: end - 1 h)")
+    end: QueryTimestamp | None = Field(
+        None, description="window end, after start and at most 31 days after it (default: now)")
     limit: int = Field(2000, ge=1, le=20_000)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from device_adapters.profile import Profile
 from vpp.api.schemas import _In, _Out
@@ -15,6 +15,11 @@ from vpp.api.schemas import _In, _Out
 class GatewayPatch(_In):
     """Move a gateway: a new host and/or port (checked by the gateway host policy). The
     gateway is then probed again at its new place before its devices are polled."""
+
+    # "give host and/or port", as the document says it (the validator below is the same rule)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["host"], "properties": {"host": {"type": "string"}}},
+        {"required": ["port"], "properties": {"port": {"type": "integer"}}}]})
 
     host: str | None = Field(None, min_length=1, max_length=255)
     port: int | None = Field(None, ge=1, le=65535)
