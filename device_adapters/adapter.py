@@ -32,7 +32,7 @@ from device_adapters.codec import (
 from device_adapters.errors import ImplausibleValue, MalformedReply, UnsafeWrite
 from device_adapters.flex import flexibility
 from device_adapters.modbus_client import GatewayClient
-from device_adapters.profile import Action, Profile, plan_blocks
+from device_adapters.profile import CURRENT_UNITS, UNIT_FACTORS, Action, Profile, plan_blocks
 from device_adapters.protocol import DeviceState, SetpointResult, clamp_setpoint
 from device_adapters.registers import DataType, EncodingError, resolution
 from vpp.device_kinds import DeviceKind
@@ -77,6 +77,17 @@ class ProfileAdapter:
         self._poll_names = profile.poll_points()
         self._poll_blocks = plan_blocks(profile, self._poll_names)
         self._poll_decoder = compile_decoder(profile, self._poll_names, self._poll_blocks)
+        # field -> (point, its unit's factor to the canonical unit, or None: via the current
+        # factor, sign); None: the profile does not measure it
+        self._measures: dict[str, tuple[str, float | None, int] | None] = {}
+        for f in ("power_kw", "energy_kwh", "soc_pct", "indoor_temp_c"):
+            ref = getattr(profile.measure, f)
+            if ref is None:
+                self._measures[f] = None
+                continue
+            unit = profile.points[ref.point].unit
+            self._measures[f] = (ref.point, None if unit in CURRENT_UNITS else UNIT_FACTORS[unit],
+                                 ref.sign)
         self._context: dict[str, float | str] = {}
         self.active_setpoint_kw: float | None = None
         self._lease_started: float | None = None
@@ -144,13 +155,15 @@ class ProfileAdapter:
             )
 
     def _measure(self, values: dict[str, float | str], field: str) -> float | None:
-        ref = getattr(self.profile.measure, field)
-        if ref is None:
+        m = self._measures[field]
+        if m is None:
             return None
-        raw = values[ref.point]
+        point, factor, sign = m
+        raw = values[point]
         if isinstance(raw, str):
-            raise MalformedReply(f"device {self.device_id}: {ref.point} is not a number")
-        return to_canonical(self.profile, ref.point, raw) * ref.sign + 0.0  # no "-0.0"
+            raise MalformedReply(f"device {self.device_id}: {point} is not a number")
+        canonical = raw * factor if factor is not None else to_canonical(self.profile, point, raw)
+        return canonical * sign + 0.0  # no "-0.0"
 
     async def read_state(self) -> DeviceState:
         t0 = time.perf_counter()

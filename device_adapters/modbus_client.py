@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersResponse,
+)
 
 from device_adapters.errors import (
     EXCEPTION_NAMES,
@@ -37,6 +42,31 @@ MAX_WRITE_REGISTERS = 123
 #: capped at 100,000 (as it was) grew by ~3 MB per gateway during a long run before it stopped
 #: (the load benchmark's memory growth); 10,000 cover 100 cycles of a 100-device gateway.
 LATENCY_WINDOW = 10_000
+
+
+def _decode_words(pdu: ReadHoldingRegistersResponse, data: bytes) -> None:
+    """A register reply's words in one ``struct.unpack`` (pymodbus unpacks them one by one);
+    the same refusals: a byte count past the packet, or an odd one."""
+    n = int(data[0])
+    if n >= len(data) or n % 2:
+        raise ModbusIOException(f"byte_count {n} > length of packet {len(data)} or odd",
+                                function_code=pdu.function_code)
+    pdu.registers = list(struct.unpack(f">{n // 2}H", data[1:1 + n]))
+
+
+class _HoldingReply(ReadHoldingRegistersResponse):
+    """FC03 reply decoded by :func:`_decode_words` (registered with each client through
+    pymodbus' ``register``, its way to replace a response class)."""
+
+    def decode(self, data: bytes) -> None:
+        _decode_words(self, data)
+
+
+class _InputReply(ReadInputRegistersResponse):
+    """FC04 reply decoded by :func:`_decode_words`."""
+
+    def decode(self, data: bytes) -> None:
+        _decode_words(self, data)
 
 
 @dataclass
@@ -104,6 +134,8 @@ class GatewayClient:
                 reconnect_delay=0, reconnect_delay_max=0,
             )
             try:
+                client.register(_HoldingReply)
+                client.register(_InputReply)
                 ok = await asyncio.wait_for(client.connect(), self.connect_timeout_s)
             except (TimeoutError, OSError, ModbusException):
                 ok = False
@@ -216,8 +248,9 @@ class GatewayClient:
                 f"unit {unit} at {self.endpoint}: exception {code} ({name}) on {op} "
                 f"{function} {address}", code)
         if op == "read":
-            regs = list(getattr(rr, "registers", []) or [])
-            if len(regs) != count:
-                raise ValueError(f"{len(regs)} registers in reply, expected {count}")
+            regs = getattr(rr, "registers", None)  # a list from our reply classes
+            if not isinstance(regs, list) or len(regs) != count:
+                got = len(regs) if isinstance(regs, list | tuple) else 0
+                raise ValueError(f"{got} registers in reply, expected {count}")
             return regs
         return []
