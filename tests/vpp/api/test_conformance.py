@@ -7,7 +7,11 @@ undeclared method) and fuzzing phases, a bounded and deterministic number of cas
 every response must pass schemathesis's default checks: no 5xx, a documented status, the
 documented content type and body schema; plus the strict ones the conformance run uses:
 schema-violating input refused, an undeclared method (TRACE, OPTIONS, ...) answered 405 with
-``Allow``, ``Allow`` on OPTIONS naming the declared methods, a missing token 401.
+``Allow``, and ``Allow`` on OPTIONS naming exactly the declared methods.
+
+The cases are generated from the document the route table builds (``schema.parametrize()`` needs
+it at import time; schemathesis's fixture loader, ``from_fixture``, does not run under pytest 9),
+and :func:`test_the_document_is_the_served_one` checks that the server serves that document.
 
 ``positive_data_acceptance`` (every request the schema allows is accepted: no 400) holds for every
 operation but those in :data:`RULES_BEYOND_SCHEMA`, which refuse some schema-valid requests by a
