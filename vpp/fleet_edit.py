@@ -102,7 +102,13 @@ def get_device(session: Session, device_id: int, owner_scope: int | None = None)
 # -- gateways ---------------------------------------------------------------------------------
 def edit_gateway(session: Session, gw: Gateway, edit: GatewayEdit, actor: str,
                  hosts: HostPolicy | None) -> dict[str, Any]:
-    """Move the gateway to a new host and/or port; returns the changes (empty: nothing)."""
+    """Move the gateway to a new host and/or port; returns the changes (empty: nothing).
+    An OCPP charge point has neither (it connects to the daemon): refused."""
+    if gw.protocol == "ocpp":
+        raise ValidationError(
+            f"gateway {gw.id} is OCPP charge point {gw.host!r}: it has no host or port to "
+            "move (it connects to the daemon's central system); to change its identity, "
+            "retire or remove it and register the new one (`vpp gateway add-ocpp`)")
     host = gw.host if edit.host is None else edit.host.strip()
     port = gw.port if edit.port is None else edit.port
     if not host:

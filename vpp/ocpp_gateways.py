@@ -66,6 +66,17 @@ class OcppGatewaySpec(BaseModel):
         return self
 
 
+def connector_devices(site: str, identity: str, connector_ids: list[int], rated_kw: float,
+                      max_kw: float | None = None) -> list[dict[str, object]]:
+    """The ``ev_charger`` device of each connector, as the CLI and the REST API register them:
+    limits 0 kW to ``max_kw`` (default the rating), one connector of ``rated_kw`` each."""
+    return [{"name": f"{site}/{identity}/c{c}", "kind": DeviceKind.EV_CHARGER.value,
+             "unit_id": c, "profile": OCPP_PROFILE, "rated_power_kw": rated_kw,
+             "min_setpoint_kw": 0.0, "max_setpoint_kw": rated_kw if max_kw is None else max_kw,
+             "params": {"connectors": 1, "max_charge_kw_per_connector": rated_kw}}
+            for c in connector_ids]
+
+
 def new_password() -> str:
     """A random 32-character password (192 bits), inside OCPP's 16-40 characters."""
     return secrets.token_urlsafe(24)

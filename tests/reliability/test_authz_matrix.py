@@ -63,6 +63,7 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/owners/{owner_id}"): _e("operator owner", own=True),
     ("GET", "/api/v1/gateways"): _e("operator owner", scoped=True),
     ("POST", "/api/v1/gateways"): _e("operator owner", 202, own=True, foreign=400),
+    ("POST", "/api/v1/charge-points"): _e("operator owner", 201, own=True, foreign=400),
     ("GET", "/api/v1/gateways/{gateway_id}"): _e("operator owner", own=True),
     ("POST", "/api/v1/gateways/{gateway_id}/probe"): _e("operator owner", 202, own=True),
     ("PATCH", "/api/v1/gateways/{gateway_id}"): _e("operator owner", own=True),
@@ -176,6 +177,9 @@ async def _target_request(api: Api, w: World, method: str, path: str,
         body = {"name": f"owner via api {new_port()}"}
     elif method == "POST" and path == "/api/v1/gateways":
         body = device_spec(w.owner[target or "a"], new_port())
+    elif method == "POST" and path == "/api/v1/charge-points":
+        body = {"owner_id": w.owner[target or "a"], "site": "depot",
+                "identity": f"CP-{new_port()}", "rated_power_kw": 7.0}
     elif method == "POST" and path == "/api/v1/grid/calls":
         body = new_call()
     elif method == "POST" and path == "/api/v1/device-profiles":
@@ -190,7 +194,8 @@ async def _target_request(api: Api, w: World, method: str, path: str,
 
 
 def _targets(method: str, path: str) -> list[str | None]:
-    if "{" in path or (method == "POST" and path == "/api/v1/gateways"):
+    if "{" in path or (method == "POST" and path in ("/api/v1/gateways",
+                                                     "/api/v1/charge-points")):
         return ["a", "b"]
     return [None]
 
@@ -238,6 +243,8 @@ async def test_owner_a_never_touches_owner_b(api: Api, world: World) -> None:
         ("PATCH", f"/api/v1/devices/{w.device['b']}/preferences", {"reserve_soc_pct": 50}),
         ("POST", f"/api/v1/gateways/{w.gateway['b']}/probe", None),
         ("POST", "/api/v1/gateways", device_spec(w.owner["b"], new_port())),
+        ("POST", "/api/v1/charge-points", {"owner_id": w.owner["b"], "site": "depot",
+                                           "identity": "CP-B", "rated_power_kw": 7.0}),
         ("GET", f"/api/v1/devices/{w.device['b']}/telemetry?limit=5", None),
         ("GET", f"/api/v1/events/{w.event['b']}", None),
         ("POST", f"/api/v1/events/{w.event['b']}/cancel", None),

@@ -225,14 +225,12 @@ def add_ocpp(
 ) -> None:
     """Register an OCPP 1.6J / 2.0.1 charge point, one ev_charger device per connector; it
     enrols itself when it connects to the daemon's central system ([ocpp]) and boots."""
-    from vpp.ocpp_gateways import OCPP_PROFILE, add_ocpp_gateway, new_password
+    from vpp.ocpp_gateways import add_ocpp_gateway, connector_devices, new_password
 
     ids = parse_int_list(connectors, "--connectors")
     secret = password if password is not None else new_password()
-    spec = {"identity": identity, "password": secret, "devices": [
-        {"name": f"{site}/{identity}/c{c}", "kind": "ev_charger", "unit_id": c,
-         "profile": OCPP_PROFILE, "rated_power_kw": rated_kw, "min_setpoint_kw": 0.0,
-         "max_setpoint_kw": max_kw if max_kw is not None else rated_kw} for c in ids]}
+    spec = {"identity": identity, "password": secret,
+            "devices": connector_devices(site, identity, ids, rated_kw, max_kw)}
     actx = app_context(ctx)
     with session_scope(actx.engine()) as s:
         enrolled = add_ocpp_gateway(s, fleet.get_owner(s, owner), site, spec, region)

@@ -73,6 +73,7 @@ RULES_BEYOND_SCHEMA = {
     ("POST", "/api/v1/grid/calls"): "end after start (one field against another)",
     ("GET", "/api/v1/devices/{device_id}/telemetry"): "start before end, at most 31 days",
     ("POST", "/api/v1/gateways"): "a device's params for its kind; the gateway host policy",
+    ("POST", "/api/v1/charge-points"): "owner_id: required of an operator, an owner's own",
     ("PATCH", "/api/v1/gateways/{gateway_id}"): "the gateway host policy (configured ports)",
     ("PATCH", "/api/v1/devices/{device_id}"): "params and limits for the device's kind",
     ("PATCH", "/api/v1/devices/{device_id}/preferences"): "preferences of the device's kind",
