@@ -128,8 +128,8 @@ def compute_baseline(
     spec: BaselineSpec,
     event_days: Iterable[date] = (),
     abnormal_days: Iterable[date] = (),
-    interval_minutes: int = 15,
     *,
+    interval_minutes: int,
     calendar: DayCalendar | None = None,
     temperature_c: pd.Series | None = None,
 ) -> BaselineResult:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -37,13 +37,16 @@ from bidding.programme import Product, Programme
 from bidding.settlement import EventSettlement, check_balance, settle_event
 from forecasting.baselines import BaselineSpec, compute_baseline
 from forecasting.calendars import ChineseCalendar, make_calendar
+from forecasting.device_baselines import OwnerDays, device_plan_baselines
 from forecasting.owners import MAX_READ_DAYS, OwnerForecast, forecast_sites, owner_forecast
 from sim.metering import MeterStore
-from vpp.device_kinds import DeviceKind
+from vpp.config import SchedulerSettings
+from vpp.device_kinds import DeviceKind, EvChargerParams, parse_params
 from vpp.errors import ValidationError
-
-if TYPE_CHECKING:
-    from vpp.scheduler.service import Scheduler
+from vpp.scheduler.call_solver import CallRequest, CallSolver
+from vpp.scheduler.device_view import EV_REACH_SHARE, scheduler_device
+from vpp.scheduler.inputs import EvSession, FleetDevice, Params
+from vpp.scheduler.partition import PartitionedScheduler
 
 
 @dataclass
@@ -57,8 +60,8 @@ class OwnerBaselines:
 
 def owner_baselines(meter: MeterStore, start: pd.Timestamp, end: pd.Timestamp,
                     spec: BaselineSpec, event_days: Iterable[date],
-                    owners: Sequence[int] | None = None,
-                    interval_minutes: int = 15) -> OwnerBaselines:
+                    owners: Sequence[int] | None = None, *,
+                    interval_minutes: int) -> OwnerBaselines:
     """The programme's baseline for each owner (``forecasting.baselines.compute_baseline``) from
     the meter data recorded so far."""
     owners = range(meter.n_owners) if owners is None else owners
@@ -84,10 +87,30 @@ def owner_baselines(meter: MeterStore, start: pd.Timestamp, end: pd.Timestamp,
     return OwnerBaselines(out, days, failed)
 
 
+def plan_baselines(meter: MeterStore, rows: np.ndarray, days_used: Sequence[Sequence[date]],
+                   start: pd.Timestamp, n: int, interval_minutes: int,
+                   last_kw: np.ndarray) -> np.ndarray:
+    """Fleet ``rows``' expected load (kW, rows x ``n`` intervals from ``start``) by the daemon
+    planner's rule (:func:`forecasting.device_baselines.device_plan_baselines`): each device's
+    mean over its owner's baseline days (``days_used[owner]``), else ``last_kw`` (its last
+    reading)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    window = pd.date_range(start, periods=n, freq=f"{interval_minutes}min")
+    owner_of = meter.owner_of_device[rows]
+    days = OwnerDays({int(o): list(days_used[o]) for o in set(owner_of.tolist())
+                      if days_used[o]}, {})
+
+    def load_at(sub: np.ndarray, index: pd.DatetimeIndex) -> np.ndarray:
+        return meter.device_load_at(rows[sub], index)
+
+    return device_plan_baselines(owner_of, days, load_at, window, "programme", last_kw,
+                                 ["last_reading"] * len(rows)).kw
+
+
 def fleet_baseline_error_pct(meter: MeterStore, proxy_start: pd.Timestamp,
                              proxy_end: pd.Timestamp, spec: BaselineSpec,
                              event_days: Iterable[date],
-                             interval_minutes: int = 15) -> float | None:
+                             interval_minutes: int) -> float | None:
     """The baseline method's error on a non-event day (a proxy event): (baseline - actual) /
     actual over the window, in %, at the fleet level. None when the day cannot be baselined."""
     series = meter.fleet_series(proxy_end)
@@ -184,7 +207,7 @@ def bid_call(settings, call, programme: Programme, product: Product, meter: Mete
 
 def settle(programme: Programme, index: pd.DatetimeIndex, baseline_kw: np.ndarray,
            metered_kw: np.ndarray, owner_declared_kw: dict[int, float], price: Decimal,
-           fee_pct: float, interval_minutes: int = 15) -> tuple[EventSettlement, list[int]]:
+           fee_pct: float, interval_minutes: int) -> tuple[EventSettlement, list[int]]:
     """Settle the event (``bidding.settlement.settle_event``) over the owners taking part: those
     with a declared share above zero and a baseline (as the daemon settles,
     :func:`vpp.daemon.delivery.declared_by_owner`). An owner who declared nothing is neither
@@ -218,39 +241,41 @@ def participant_rows(owner_of_device: Sequence[int] | np.ndarray,
     return np.asarray(ids, dtype=np.int64)
 
 
-def scheduler_devices(plant_devices: Sequence, states: Sequence, physics: Sequence,
-                      horizon: int, interval_minutes: int = 15) -> list:
-    """The scheduler's view of the fleet (:class:`vpp.scheduler.inputs.FleetDevice`) from the
-    devices' specs and the telemetry just read. EV sessions are the cars the chargers report as
-    connected (energy still needed, time to departure), as an OCPP/ISO 15118 charger would."""
-    from vpp.device_kinds import BatteryParams, EvChargerParams, parse_params
-    from vpp.scheduler.inputs import EvSession
-    from vpp.scheduler.inputs import FleetDevice as SchedDevice
-
+def ev_sessions(rated_power_kw: float, connectors: int, physics, horizon: int,  # type: ignore[no-untyped-def]
+                interval_minutes: int) -> list[EvSession]:
+    """The cars a simulated charger reports as connected (energy still needed, time to
+    departure), as an OCPP/ISO 15118 charger would; each asks no more than its connector's
+    share of the charger can deliver before it leaves (the connectors share rated power)."""
     dt_h = interval_minutes / 60
+    per_conn = rated_power_kw / max(len(physics.sessions), 1)
+    out = []
+    for s in physics.sessions[:connectors]:
+        if s is None or s.need_kwh <= 1e-3:
+            continue
+        dep = max(1, int(s.departs_h / dt_h))
+        reach = per_conn * min(dep, horizon) * dt_h * EV_REACH_SHARE
+        out.append(EvSession(0, dep, float(min(s.need_kwh, reach))))
+    return out
+
+
+def scheduler_devices(plant_devices: Sequence, states: Sequence, physics: Sequence,
+                      horizon: int, interval_minutes: int) -> list[FleetDevice]:
+    """The scheduler's view of the fleet by the daemon planner's rule
+    (:func:`vpp.scheduler.device_view.scheduler_device`) from the devices' specs, the
+    telemetry just read and the cars connected (:func:`ev_sessions`). Simulated owners state
+    no preferences."""
     out = []
     for d, st, ph in zip(plant_devices, states, physics, strict=True):
         spec = d.spec
-        params = parse_params(spec.kind, spec.params)
-        kw: dict = {}
-        if isinstance(params, BatteryParams):
-            lo, hi = params.soc_min_pct, params.soc_max_pct
-            kw["soc_pct"] = float(min(max(st.soc_pct if st.soc_pct is not None else lo, lo), hi))
-        elif isinstance(params, EvChargerParams):
-            sessions = []
-            per_conn = spec.rated_power_kw / max(len(ph.sessions), 1)
-            for s in ph.sessions[: params.connectors]:
-                if s is None or s.need_kwh <= 1e-3:
-                    continue
-                dep = max(1, int(s.departs_h / dt_h))
-                reach = per_conn * min(dep, horizon) * dt_h * 0.98
-                sessions.append(EvSession(0, dep, float(min(s.need_kwh, reach))))
-            kw["sessions"] = tuple(sessions[:1])  # the scheduler takes one session per charger
-        out.append(SchedDevice(
-            device_id=st.device_id, kind=spec.kind, rated_power_kw=spec.rated_power_kw,
+        params = cast(Params, parse_params(spec.kind, spec.params))
+        sessions = (ev_sessions(spec.rated_power_kw, params.connectors, ph, horizon,
+                                interval_minutes)
+                    if isinstance(params, EvChargerParams) else [])
+        out.append(scheduler_device(
+            st.device_id, spec.kind, params, rated_power_kw=spec.rated_power_kw,
             min_setpoint_kw=spec.min_setpoint_kw, max_setpoint_kw=spec.max_setpoint_kw,
-            params=params, owner=d.owner, available=bool(st.available), **kw,
-        ))
+            owner=d.owner, state=st, preferences={}, sessions=sessions,
+            horizon_intervals=horizon, interval_minutes=interval_minutes))
     return out
 
 
@@ -283,82 +308,48 @@ class CallPlan:
 
 
 class Dispatcher:
-    """Plans calls through the production scheduling path.
+    """Plans calls through the daemon planner's path,
+    :class:`vpp.scheduler.call_solver.CallSolver` (one scheduler per horizon length with exact
+    aggregation, the configured tolerance and polishing; a fleet above ``[scheduler]
+    partition_size`` devices split by owner and solved on Dask, the cluster at ``[scheduler]
+    dask_scheduler_address`` or an in-process one started at the first partitioned plan), and
+    returns the plan in fleet order. Call :meth:`close` at the end of the run."""
 
-    As the daemon does (:meth:`vpp.daemon.planning.Planner._solve`): one
-    :class:`vpp.scheduler.service.Scheduler` per horizon length, with exact aggregation of
-    identical devices and the configured tolerance (``[scheduler] eps``); the built QP is kept
-    while the fleet's structure is unchanged. A fleet larger than ``[scheduler] partition_size``
-    devices goes through :class:`vpp.scheduler.partition.PartitionedScheduler` (shared with the
-    daemon): split by owner into partitions of at most that size and solved on Dask, the cluster
-    at ``[scheduler] dask_scheduler_address`` or an in-process one started at the first
-    partitioned plan. Call :meth:`close` at the end of the run."""
-
-    def __init__(self, settings, interval_minutes: int = 15, max_admm_iter: int = 300) -> None:
-        from vpp.scheduler.partition import PartitionedScheduler
-
-        self.settings = settings  # vpp.config.SchedulerSettings
-        self.interval_minutes = interval_minutes
-        self._schedulers: dict[int, Scheduler] = {}
-        self.partitioned_scheduler = PartitionedScheduler(
+    def __init__(self, settings: SchedulerSettings, interval_minutes: int,
+                 max_admm_iter: int = 300) -> None:
+        self.solver = CallSolver(settings, interval_minutes, PartitionedScheduler(
             settings.partition_size, settings.dask_scheduler_address, interval_minutes,
-            max_admm_iter=max_admm_iter)
+            max_admm_iter=max_admm_iter))
 
     def partitioned(self, n_devices: int) -> bool:
-        return self.partitioned_scheduler.applies(n_devices)
+        return self.solver.uses_partitions(n_devices)
 
     def close(self) -> None:
-        self.partitioned_scheduler.close()
+        self.solver.close()
 
-    def plan(self, devices: Sequence, owners: Sequence[str], baseline_kw: np.ndarray,
+    def plan(self, devices: Sequence[FleetDevice], owners: Sequence[str], baseline_kw: np.ndarray,
              price_yuan_per_kwh: np.ndarray, declared_kw: float, window: tuple[int, int],
              band_upper_pct: float) -> CallPlan:
         """Plan a bid of ``declared_kw`` over ``window`` (interval indices) for ``devices``
-        (scheduler :class:`~vpp.scheduler.inputs.FleetDevice`, fleet order; ``owners`` one per
-        device), asking what the daemon's planner asks (:func:`vpp.scheduler.call_target.
-        plan_call`: the declared kW, at most ``target_margin_pct`` more within the band's
-        ceiling ``band_upper_pct``, the tail's rebound cap)."""
-        from vpp.scheduler.call_target import plan_call
-        from vpp.scheduler.inputs import HorizonData
-        from vpp.scheduler.model import SolverOptions
-        from vpp.scheduler.service import Scheduler
-
-        n = baseline_kw.shape[1]
-        call = plan_call(declared_kw, window[0], window[1],
-                         target_margin_pct=self.settings.target_margin_pct,
-                         band_upper_pct=band_upper_pct,
-                         rebound_max_pct=self.settings.rebound_max_pct)
-        data = HorizonData(baseline_kw=baseline_kw, price_yuan_per_kwh=price_yuan_per_kwh,
-                           call=call, now_index=0, interval_minutes=self.interval_minutes)
-        if self.partitioned(len(devices)):
-            return self._plan_partitioned(devices, owners, data)
-        sched = self._schedulers.get(n)
-        if sched is None:
-            sched = Scheduler(n_intervals=n, interval_minutes=self.interval_minutes,
-                              options=SolverOptions(eps=self.settings.eps), aggregate=True)
-            self._schedulers[n] = sched
-        plan = sched.plan(devices, data)
+        (fleet order; ``owners`` one per device) from its start, as the daemon's first plan of
+        an event does (:class:`vpp.scheduler.call_solver.CallRequest`)."""
+        request = CallRequest(baseline_kw=baseline_kw, price_yuan_per_kwh=price_yuan_per_kwh,
+                              declared_kw=declared_kw, start=window[0], end=window[1],
+                              now_index=window[0], band_upper_pct=band_upper_pct)
+        plan = self.solver.solve(devices, request, self.solver.options(), owners=owners)
         order = {int(d): r for r, d in enumerate(plan.device_ids)}
         rows = [order[int(d.device_id)] for d in devices]
-        return CallPlan(setpoint_kw=np.asarray(plan.setpoint_kw)[rows],
+        setpoint = np.asarray(plan.setpoint_kw)[rows]
+        res = self.solver.partitioned.last
+        if self.partitioned(len(devices)) and res is not None:
+            return CallPlan(setpoint_kw=setpoint, shortfall_kw=np.nan_to_num(res.shortfall_kw),
+                            status=plan.status, path="partitioned", partitions=res.partitions,
+                            qp_devices=res.qp_devices, iterations=res.iterations,
+                            notes=[] if res.converged else [plan.warnings[0]])
+        return CallPlan(setpoint_kw=setpoint,
                         shortfall_kw=np.nan_to_num(np.asarray(plan.shortfall_kw)),
                         status=str(plan.status), path="scheduler",
                         qp_devices=int(np.asarray(plan.device_ids).size),
-                        iterations=int(plan.iterations), builds=sched.builds,
+                        iterations=int(plan.iterations),
+                        builds=self.solver.builds(int(baseline_kw.shape[1])),
                         notes=list(plan.warnings)[:3])
-
-    def _plan_partitioned(self, devices: Sequence, owners: Sequence[str], data) -> CallPlan:
-        from vpp.scheduler.model import SolverOptions
-
-        ps = self.partitioned_scheduler
-        plan = ps.plan(devices, data, SolverOptions(eps=self.settings.eps), owners=owners)
-        res = ps.last
-        assert res is not None
-        order = {int(d): r for r, d in enumerate(plan.device_ids)}
-        rows = [order[int(d.device_id)] for d in devices]
-        notes = [] if res.converged else [plan.warnings[0]]
-        return CallPlan(setpoint_kw=np.asarray(plan.setpoint_kw)[rows],
-                        shortfall_kw=np.nan_to_num(res.shortfall_kw),
-                        status=plan.status, path="partitioned",
-                        partitions=res.partitions, qp_devices=res.qp_devices,
-                        iterations=res.iterations, notes=notes)

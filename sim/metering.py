@@ -63,12 +63,21 @@ class MeterStore:
         """Owner loads (owners x intervals) over [start, end)."""
         return self.owner_kw[:, self._pos[start]:self._pos[end]]
 
-    def device_profile(self, days: Sequence[date], slots: np.ndarray) -> np.ndarray | None:
-        """Mean device load (devices x len(slots)) at ``slots`` over ``days`` still in the ring;
-        None when none of them is."""
-        rings = [d.toordinal() % self.history_days for d in days]
-        have = [r for r, d in zip(rings, days, strict=True) if self._dev_day[r] == d]
-        if not have:
-            return None
-        block = self._dev[have][:, :, slots].astype(np.float64)
-        return np.nanmean(block, axis=0)
+    def device_load_at(self, rows: np.ndarray, instants: pd.DatetimeIndex) -> np.ndarray:
+        """Device loads (kW, ``rows`` x ``instants``) at interval starts ``instants``, from the
+        per-device ring; NaN where that day is no longer (or not yet) held, or at NaT.
+        The :data:`forecasting.device_baselines.DeviceLoadAt` of the simulator's meters."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.full((len(rows), len(instants)), np.nan)
+        local = instants.tz_convert(self.index.tz)
+        for j, ts in enumerate(local):
+            if ts is pd.NaT:
+                continue
+            day = ts.date()
+            ring = day.toordinal() % self.history_days
+            if self._dev_day[ring] != day:
+                continue
+            slot = ts.hour * (self.steps_per_day // 24) + ts.minute * self.steps_per_day // 1440
+            out[:, j] = self._dev[ring, rows, slot]
+        return out
+

@@ -265,28 +265,6 @@ class SeasonRun:
             soc_violations=0, notes=[p.skipped or "skipped"],
         ))
 
-    def _device_baseline(self, days_used: list[list[date]], start: pd.Timestamp,
-                         n: int) -> np.ndarray:
-        """Per-device expected load over n intervals from ``start``: each device's mean at those
-        slots over its owner's baseline days (the owner's baseline disaggregated)."""
-        spd = 1440 // self.step
-        first = start.hour * (60 // self.step) + start.minute // self.step
-        slots = (first + np.arange(n)) % spd
-        out = np.zeros((len(self.fleet), n))
-        groups: dict[tuple[date, ...], list[int]] = {}
-        for i, o in enumerate(self.owner_of):
-            groups.setdefault(tuple(days_used[o]), []).append(i)
-        fallback = np.array([s.power_kw if s is not None else 0.0 for s in self.plant.states])
-        for days, members in groups.items():
-            prof = self.meter.device_profile(list(days), slots) if days else None
-            rows = np.array(members)
-            if prof is None:
-                out[rows] = fallback[rows, None]
-            else:
-                vals = prof[rows]
-                out[rows] = np.where(np.isfinite(vals), vals, fallback[rows, None])
-        return out
-
     # -- dispatch -------------------------------------------------------------------------
     async def _dispatch_step(self, p: _Pending, ts: pd.Timestamp) -> None:
         start, end = pd.Timestamp(p.call.start), pd.Timestamp(p.call.end)
@@ -330,12 +308,6 @@ class SeasonRun:
             p.adapters[i] = inner
             states.append(self.plant.states[i])
         p.flex_kw = float(sum(s.flex_down_kw for s in states if s is not None and s.available))
-        devices = aggregator.scheduler_devices(self.fleet.devices, states,
-                                               [a.physics for a in self.plant.adapters],
-                                               horizon, self.step)
-        base = self._device_baseline(p.base_days, start, horizon)
-        idx = aggregator_index(start, start + pd.Timedelta(minutes=self.step * horizon), self.step)
-        price = p.programme.tariff.price_series(idx).to_numpy(dtype=float)
         # only the owners in the offer are dispatched (as the daemon does): settlement counts
         # only their response, and an owner who declared nothing is not asked to shed
         rows = aggregator.participant_rows(self.owner_of, p.owner_declared,
@@ -344,8 +316,14 @@ class SeasonRun:
             p.notes.append("no dispatch plan: no owner declared a share")
             p.plan = None
             return
-        devices = [devices[i] for i in rows]
-        base = base[rows]
+        devices = aggregator.scheduler_devices(
+            [self.fleet.devices[i] for i in rows], [states[i] for i in rows],
+            [self.plant.adapters[i].physics for i in rows], horizon, self.step)
+        states_kw = np.array([states[i].power_kw if states[i] is not None else 0.0 for i in rows])
+        base = aggregator.plan_baselines(self.meter, rows, p.base_days, start, horizon,
+                                         self.step, states_kw)
+        idx = aggregator_index(start, start + pd.Timedelta(minutes=self.step * horizon), self.step)
+        price = p.programme.tariff.price_series(idx).to_numpy(dtype=float)
         t0 = time.perf_counter()
         try:
             plan = self.dispatcher.plan(devices, [self.device_owners[i] for i in rows], base,

@@ -30,12 +30,6 @@ REMAINING = {
     "vpp/scheduler/synthetic.py::tou_price(interval_minutes)",  # test and benchmark fixtures
     "vpp/scheduler/synthetic.py::mixed_fleet(interval_minutes)",
     "vpp/scheduler/synthetic.py::catalog_fleet(interval_minutes)",
-    "sim/aggregator.py::owner_baselines(interval_minutes)",
-    "sim/aggregator.py::fleet_baseline_error_pct(interval_minutes)",
-    "sim/aggregator.py::settle(interval_minutes)",
-    "sim/aggregator.py::scheduler_devices(interval_minutes)",
-    "sim/aggregator.py::Dispatcher.__init__(interval_minutes)",
-    "forecasting/baselines.py::compute_baseline(interval_minutes)",
 }
 
 #: where the market interval's default IS the configuration (DEFAULT_INTERVAL_MINUTES, one

@@ -44,7 +44,7 @@ def test_owner_without_a_declared_share_is_not_settled() -> None:
     base = np.array([[3000.0] * 8, [1000.0] * 8])
     metered = np.array([[2000.0] * 8, [1500.0] * 8])
     res, rows = aggregator.settle(_programme(), idx, base, metered, {0: 1000.0, 1: 0.0},
-                                  Decimal("1.5"), 15.0)
+                                  Decimal("1.5"), 15.0, 15)
     assert rows == [0]
     assert [o.owner_id for o in res.owners] == [0]
     assert float(res.response_kwh) == pytest.approx(1000.0 * 2)  # 1 MW for 2 h
@@ -55,7 +55,7 @@ def test_settle_refuses_when_no_owner_declared() -> None:
     base = np.full((2, 8), 1000.0)
     with pytest.raises(ValidationError):
         aggregator.settle(_programme(), idx, base, base - 100, {0: 0.0, 1: 0.0},
-                          Decimal("1.5"), 15.0)
+                          Decimal("1.5"), 15.0, 15)
 
 
 def test_only_devices_of_declaring_owners_are_dispatched() -> None:

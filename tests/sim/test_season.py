@@ -205,7 +205,7 @@ def test_needed_days_give_a_baseline_at_the_invitation() -> None:
         load = pd.Series(100.0, index=index)
         res = compute_baseline(load, c.start, c.end, spec,
                                event_days=[d for d in events if d < c.day],
-                               calendar=ChineseCalendar())
+                               interval_minutes=15, calendar=ChineseCalendar())
         assert len(res.days_used) == 5, c.external_id
 
 
@@ -216,6 +216,7 @@ def test_device_history_holds_every_baseline_day_after_a_run_of_calls() -> None:
     baselines of every owner were the mean of 4 of its 5 days (-3.8 MW on the city fleet)."""
     from forecasting.baselines import BaselineSpec, compute_baseline
     from forecasting.calendars import ChineseCalendar
+    from forecasting.device_baselines import OwnerDays, device_plan_baselines
     from sim.grid import DAY_AHEAD_ISSUE_TIME
     from sim.metering import MeterStore
     from sim.season_days import device_history_days, needed_days
@@ -244,9 +245,11 @@ def test_device_history_holds_every_baseline_day_after_a_run_of_calls() -> None:
     res = compute_baseline(load.reindex(pd.date_range(load.index[0], load.index[-1],
                                                       freq="15min")),
                            c.start, c.end, spec, event_days=[d for d in events if d < c.day],
-                           calendar=ChineseCalendar())
+                           interval_minutes=15, calendar=ChineseCalendar())
     assert min(res.days_used) == datetime(2025, 12, 26).date()
-    slots = np.arange(72, 80)  # 18:00-20:00
-    prof = meter.device_profile(res.days_used, slots)
-    assert prof is not None
-    np.testing.assert_allclose(prof[0], res.baseline_kw.to_numpy())
+    # the device rows of the plan (the daemon's rule) over the call, from the same days
+    plan = device_plan_baselines([0], OwnerDays({0: res.days_used}, {}), meter.device_load_at,
+                                 res.baseline_kw.index, "similar_days", np.array([np.nan]),
+                                 ["last_reading"])
+    assert plan.methods == ["similar_days"]
+    np.testing.assert_allclose(plan.kw[0], res.baseline_kw.to_numpy())

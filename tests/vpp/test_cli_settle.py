@@ -45,7 +45,7 @@ def _event(engine, ids: list[int], owner_id: int, ext: str, start: datetime,  # 
                        direction="peak_shaving", programme="hunan-2026", start=start,
                        end=start + timedelta(hours=1), requested_kw=10.0, status=status,
                        detail={"baseline_kw": {str(d): [10.0] * 4 for d in ids},
-                               "baseline_methods": {str(d): "recent_mean" for d in ids}})
+                               "baseline_methods": {"recent_mean": len(ids)}})
         s.add(ev)
         s.flush()
         add_bid(s, Bid(event_id=ev.id, declared_kw=10.0, price_yuan_per_kwh=Decimal("2.0")),

@@ -221,7 +221,7 @@ def baseline(
     result = compute_baseline(
         loaded.load_kw[site], _parse_time(start, "--start", tz), _parse_time(end, "--end", tz),
         spec, days(event_day, "--event-day"), days(abnormal_day, "--abnormal-day"),
-        fs.interval_minutes, calendar=_calendar(calendar, fs.calendar, loaded.workday),
+        interval_minutes=fs.interval_minutes, calendar=_calendar(calendar, fs.calendar, loaded.workday),
     )
     if as_json:
         typer.echo(json.dumps({

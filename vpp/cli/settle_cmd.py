@@ -77,9 +77,10 @@ def _baseline_notes(run: SettleRun) -> dict[int, str]:
     detail = run.settlement.detail
     owners = [int(o["owner_id"]) for o in detail["result"]["owners"]]
     if method_of(run.settlement) == FIXED:
-        methods = sorted(set((detail.get("baseline_methods") or {}).values()))
+        counts = detail.get("baseline_methods") or {}  # method -> devices
         note = "fixed at the event's first plan, per device" + (
-            f" ({', '.join(map(str, methods))})" if methods else "")
+            " (" + ", ".join(f"{m}: {n} devices" for m, n in sorted(counts.items())) + ")"
+            if counts else "")
         return dict.fromkeys(owners, note)
     return {o: f"{b['method']} over {', '.join(b['days_used'])}"
             for o, b in ((int(k), v) for k, v in (detail.get("baselines") or {}).items())}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from vpp.calendar import MarketCalendar
 from vpp.config import Settings
 from vpp.daemon.dbexec import Db
 from vpp.daemon.metrics import Metrics
@@ -30,7 +31,8 @@ def real_rate() -> float:
 
 @dataclass(frozen=True)
 class Infra:
-    """``clock``: the time everything is timed in (events, intervals, readings, baselines,
+    """``calendar``: the market's interval, zone, working days and seasons, built once from
+    the settings (:meth:`vpp.calendar.MarketCalendar.from_settings`); ``clock``: the time everything is timed in (events, intervals, readings, baselines,
     settlement delay), timezone-aware; ``clock_rate``: simulated seconds per real second of
     ``clock`` (``vpp serve --sim-clock``; 1 otherwise), which device watchdogs, counting on the
     devices' clock, are fed against."""
@@ -39,6 +41,7 @@ class Infra:
     db: Db
     metrics: Metrics
     supervisor: Supervisor
+    calendar: MarketCalendar
     clock: Callable[[], datetime] = utc_now
     clock_rate: Callable[[], float] = real_rate
 
@@ -50,4 +53,4 @@ class Infra:
         d = settings.daemon
         return cls(settings, db, metrics,
                    Supervisor(metrics, d.loop_backoff_base_s, d.loop_backoff_max_s),
-                   clock, clock_rate)
+                   MarketCalendar.from_settings(settings), clock, clock_rate)

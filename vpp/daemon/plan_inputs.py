@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from vpp.models import GridEvent
+from vpp.scheduler.call_solver import CallRequest
 from vpp.scheduler.inputs import FleetDevice
 
 
@@ -25,8 +26,9 @@ class PlanInputs:
     ``devices``: the scheduler's view of the devices that take part (those with a state);
     ``baseline_kw``: (devices x ``n_intervals``) each device's fixed baseline;
     ``price_yuan_per_kwh``: the programme's tariff per horizon interval; ``horizon_start``: the
-    current interval's start (local); ``declared_kw``: the bid's; ``ceiling_kw``: the most the
-    plan may deliver (declared plus the scheduler's margin, below the band's ceiling);
+    current interval's start (local); ``declared_kw``: the bid's; ``band_upper_pct``: the
+    programme band's ceiling (% of declared; what the plan may deliver above the declared kW is
+    :func:`vpp.scheduler.call_target.plan_call`'s rule);
     ``direction_sign``: +1 peak shaving, -1 valley filling; ``owner_of_device``: device id ->
     owner id; ``reason``: why it is planned (``initial``, a re-plan's reason); ``trigger``:
     what the control loop measured (kW) that made it re-plan."""
@@ -41,8 +43,7 @@ class PlanInputs:
     n_event_intervals: int
     intervals: list[datetime]  # the event's interval starts from the current one (aware UTC)
     declared_kw: float
-    ceiling_kw: float
-    rebound_max_pct: float
+    band_upper_pct: float
     direction_sign: float
     interval_minutes: int
     owner_of_device: dict[int, int]
@@ -58,6 +59,15 @@ class PlanInputs:
     def tail_slice(self) -> slice:
         """The horizon's intervals after the event (the tail)."""
         return slice(self.first_index + self.n_event_intervals, self.n_intervals)
+
+    def request(self) -> CallRequest:
+        """What the solve asks (:class:`vpp.scheduler.call_solver.CallRequest`); horizon
+        interval 0 is the event's first."""
+        return CallRequest(
+            baseline_kw=self.baseline_kw, price_yuan_per_kwh=self.price_yuan_per_kwh,
+            declared_kw=self.declared_kw, start=0,
+            end=self.first_index + self.n_event_intervals, now_index=self.first_index,
+            band_upper_pct=self.band_upper_pct, direction_sign=self.direction_sign)
 
     def horizon_starts(self) -> list[datetime]:
         """Interval starts from the current interval to the horizon's end (call, then tail)."""

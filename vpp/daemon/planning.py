@@ -10,12 +10,14 @@ state is known), not opted out (``preferences.participate = false``) and of an o
 declared share in the event's bid (settlement counts only those owners); owner preferences
 narrow their parameters (comfort band, shed minutes, reserve state of charge, EV departure).
 
-Baselines are fixed once per event, at its first plan, and stored in ``GridEvent.detail``
-(``baseline_kw`` over the call, ``tail_baseline_kw`` over the tail): re-plans, restarts and
-settlement all use the same numbers. Per device, the programme's method
-(:func:`forecasting.baselines.compute_baseline`) over its telemetry history; where the history
-is too short, the mean metered power of the ``RECENT_MINUTES`` before the call (the real-time
-rule of Jiangsu's programme) and failing that the last reading -- the method used is recorded.
+Baselines are fixed once per event, at its first plan or ahead of it, and stored in
+``GridEvent.detail`` (``baseline_kw`` over the call, ``tail_baseline_kw`` over the tail): re-plans,
+restarts and settlement all use the same numbers. They follow the simulator's rule
+(:mod:`forecasting.device_baselines`, read from the telemetry table by
+:mod:`vpp.daemon.plan_baselines`): each owner's programme baseline days, each device's mean over
+them; where there are none, the mean of the minutes before the call, else the last reading.
+The scheduler's view of each device is :func:`vpp.scheduler.device_view.scheduler_device`
+and the solve :class:`vpp.scheduler.call_solver.CallSolver`, both shared with the simulator.
 
 The call asks the QP for the bid's declared reduction in every interval and at most
 ``[scheduler] target_margin_pct`` (5%) more, never past the programme's band ceiling (over-
@@ -41,27 +43,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func
-from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from bidding.participants import DeviceStanding, opted_out, participants
 from bidding.programme import load_programme
-from device_adapters.protocol import DeviceState
-from forecasting.baselines import compute_baseline
 from vpp.bids import declared_by_owner
 from vpp.daemon.delivery import latest_bid
+from vpp.daemon.plan_baselines import fix_event_baselines
 from vpp.daemon.plan_inputs import PlanInputs
 from vpp.daemon.plan_store import Stored, store_plan
 from vpp.device_kinds import (
-    BatteryParams,
-    CommercialBuildingParams,
     DeviceKind,
-    IndustrialLoadParams,
     parse_params,
 )
 from vpp.errors import NotFoundError, ValidationError
@@ -69,17 +64,13 @@ from vpp.models import (
     Device,
     DeviceStatus,
     GridEvent,
-    TelemetryReading,
-    table_of,
 )
-from vpp.scheduler.call_target import call_headroom
-from vpp.scheduler.inputs import EventCall, EvSession, FleetDevice, HorizonData, Params
-from vpp.scheduler.model import SolverOptions
+from vpp.scheduler.call_solver import CallSolver
+from vpp.scheduler.device_view import ev_session_from_preferences, scheduler_device
+from vpp.scheduler.inputs import FleetDevice, Params
 from vpp.scheduler.partition import PartitionedScheduler
 from vpp.scheduler.plan import SolvedPlan
-from vpp.scheduler.service import Scheduler
-from vpp.telemetry_store import interval_means, read_device
-from vpp.timeutil import floor_to_interval
+from vpp.telemetry_store import interval_means
 
 if TYPE_CHECKING:
     from vpp.daemon.fleet_runtime import FleetRuntime
@@ -87,8 +78,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vpp.daemon.planning")
 
-RECENT_MINUTES = 15
-MIN_HISTORY_DAYS = 7
 
 
 @dataclass
@@ -105,55 +94,6 @@ def event_intervals(ev: GridEvent, minutes: int) -> list[datetime]:
     step = timedelta(minutes=minutes)
     n = math.ceil((ev.end - ev.start) / step)
     return [ev.start + i * step for i in range(n)]
-
-
-def fleet_device(d: Device, state: DeviceState, h0: datetime, step: timedelta,
-                 tz: ZoneInfo, offset: int = 0) -> FleetDevice:
-    """A scheduler device from the database row, its live state and the owner's preferences.
-    ``h0`` is the current interval's start, interval ``offset`` of the planning horizon."""
-    kind = DeviceKind(d.kind)
-    prefs = d.preferences or {}
-    params = cast(Params, parse_params(kind, d.params))  # PARAMS_BY_KIND: one of the four
-    soc = None
-    terminal = None
-    sessions: tuple[EvSession, ...] = ()
-    if isinstance(params, CommercialBuildingParams):
-        upd: dict[str, Any] = {k: prefs[k] for k in ("comfort_min_c", "comfort_max_c")
-                               if k in prefs}
-        if "max_shed_minutes" in prefs:
-            upd["max_shed_minutes"] = min(params.max_shed_minutes, prefs["max_shed_minutes"])
-        if upd:
-            params = CommercialBuildingParams.model_validate({**params.model_dump(), **upd})
-    elif isinstance(params, IndustrialLoadParams) and "max_shed_minutes" in prefs:
-        params = IndustrialLoadParams.model_validate(
-            {**params.model_dump(),
-             "max_curtail_minutes": min(params.max_curtail_minutes, prefs["max_shed_minutes"])})
-    elif isinstance(params, BatteryParams):
-        soc = float(state.soc_pct) if state.soc_pct is not None else None
-        if soc is None:
-            raise ValidationError(f"device {d.id}: battery without a state of charge reading")
-        reserve = prefs.get("reserve_soc_pct")
-        if reserve is not None:
-            floor = min(float(reserve), soc)  # never plan below the owner's reserve
-            if floor > params.soc_min_pct:
-                params = BatteryParams.model_validate({**params.model_dump(),
-                                                       "soc_min_pct": floor})
-        terminal = min(max(soc, params.soc_min_pct), params.soc_max_pct)
-    elif kind is DeviceKind.EV_CHARGER and prefs.get("ev_energy_needed_kwh"):
-        hh, mm = (int(x) for x in str(prefs.get("ev_departure", "23:59")).split(":"))
-        local0 = h0.astimezone(tz)
-        dep = local0.replace(hour=hh, minute=mm, second=0, microsecond=0)
-        if dep <= local0:
-            dep += timedelta(days=1)
-        departure = max(1, math.ceil((dep - local0) / step))
-        sessions = (EvSession(offset, offset + departure,
-                              float(prefs["ev_energy_needed_kwh"])),)
-    return FleetDevice(
-        device_id=int(d.id or 0), kind=kind, rated_power_kw=d.rated_power_kw,
-        min_setpoint_kw=d.min_setpoint_kw, max_setpoint_kw=d.max_setpoint_kw, params=params,
-        owner=str(d.owner_id), soc_pct=soc, terminal_soc_pct=terminal, sessions=sessions,
-        available=True,
-    )
 
 
 def _shed_so_far(s: Session, devices: list[Device], baseline_kw: dict[str, list[float]],
@@ -207,78 +147,18 @@ class Planner:
         self.infra = infra
         self.fleet = fleet
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vpp-solver")
-        self._schedulers: dict[int, Scheduler] = {}  # by horizon length
         sch = infra.settings.scheduler
+        minutes = infra.calendar.interval_minutes
         # fleets above [scheduler] partition_size: split by owner, solved on Dask (the cluster
         # at dask_scheduler_address, or an in-process one started at the first such plan)
-        self._partitioned = PartitionedScheduler(
-            sch.partition_size, sch.dask_scheduler_address,
-            infra.settings.service.market_interval_minutes)
+        self.solver = CallSolver(sch, minutes, PartitionedScheduler(
+            sch.partition_size, sch.dask_scheduler_address, minutes))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._partitioned.close()
+        self.solver.close()
 
     # -- baselines ------------------------------------------------------------------------
-    def _baselines(self, s: Session, ev: GridEvent, devices: list[Device],
-                   intervals: list[datetime]) -> tuple[dict[str, list[float]], dict[str, int]]:
-        """Per-device baselines over the event intervals (see the module docstring)."""
-        infra = self.infra
-        minutes = infra.settings.service.market_interval_minutes
-        step = timedelta(minutes=minutes)
-        start, end = intervals[0], intervals[-1] + step
-        spec = None
-        try:
-            programme = load_programme(ev.programme, infra.settings.bidding.programmes_dir,
-                                       start.astimezone(ZoneInfo(infra.settings.service.timezone)).date())
-            spec = programme.product(ev.event_type, ev.direction).baseline
-        except (ValidationError, NotFoundError) as exc:
-            log.warning("no programme baseline method: %s", exc, extra={"event_id": ev.id})
-        t = table_of(TelemetryReading)
-        ids = [int(d.id or 0) for d in devices]
-        first_seen = dict(s.execute(
-            sa_select(t.c.device_id, func.min(t.c.ts)).where(t.c.device_id.in_(ids))
-            .group_by(t.c.device_id)).all())
-        anchor = min(ev.received_at, start)
-        recent = dict(s.execute(
-            sa_select(t.c.device_id, func.avg(t.c.power_kw))
-            .where(t.c.device_id.in_(ids), t.c.ts >= anchor - timedelta(minutes=RECENT_MINUTES),
-                   t.c.ts < anchor, t.c.power_kw.is_not(None))
-            .group_by(t.c.device_id)).all())
-        out: dict[str, list[float]] = {}
-        methods: dict[str, int] = {}
-        for d in devices:
-            did = int(d.id or 0)
-            values = None
-            method = "recent_mean"
-            seen = first_seen.get(did)
-            if spec is not None and seen is not None:
-                seen = seen if seen.tzinfo else seen.replace(tzinfo=ZoneInfo("UTC"))
-                if start - seen >= timedelta(days=MIN_HISTORY_DAYS):
-                    try:
-                        hist = read_device(infra.db.engine, did,
-                                           start - timedelta(days=spec.lookback_days + 1), start)
-                        load = hist["power_kw"].astype(float).resample(f"{minutes}min").mean()
-                        load.index = load.index.tz_convert(infra.settings.service.timezone)
-                        res = compute_baseline(load, start, end, spec, interval_minutes=minutes)
-                        values = [float(v) for v in res.baseline_kw.to_numpy()]
-                        method = spec.method
-                    except ValidationError as exc:
-                        log.info("baseline falls back to recent mean: %s", exc,
-                                 extra={"event_id": ev.id, "device_id": did})
-            if values is None:
-                v = recent.get(did)
-                if v is None:
-                    st = self.fleet.latest(did)
-                    v = st.power_kw if st is not None else None
-                    method = "last_reading"
-                if v is None:
-                    continue
-                values = [float(v)] * len(intervals)
-            out[str(did)] = values
-            methods[method] = methods.get(method, 0) + 1
-        return out, methods
-
     def fix_baselines(self, s: Session, event_id: int) -> int:
         """Fix an accepted event's baselines ahead of its start; returns the devices covered."""
         ev = s.get(GridEvent, event_id)
@@ -289,25 +169,19 @@ class Planner:
         devices = self._devices(s, set())
         if not devices:
             raise ValidationError(f"event {event_id}: no active, polled device yet")
-        intervals = event_intervals(ev, self.infra.settings.service.market_interval_minutes)
+        intervals = event_intervals(ev, self.infra.calendar.interval_minutes)
         ev.detail = {**(ev.detail or {}), **self._fixed_baselines(s, ev, devices, intervals)}
         s.add(ev)
         return len(ev.detail["baseline_kw"])
 
     def _fixed_baselines(self, s: Session, ev: GridEvent, devices: list[Device],
                          intervals: list[datetime]) -> dict[str, Any]:
-        """The event's baselines to store: over the call (``baseline_kw``, what settlement
-        uses) and over the planning tail after it (``tail_baseline_kw``), by the same method."""
-        settings = self.infra.settings
-        minutes = settings.service.market_interval_minutes
-        step = timedelta(minutes=minutes)
-        tail = [intervals[-1] + (k + 1) * step
-                for k in range(settings.scheduler.tail_intervals(minutes))]
-        base, methods = self._baselines(s, ev, devices, intervals + tail)
-        n = len(intervals)
-        return {"baseline_kw": {k: v[:n] for k, v in base.items()},
-                "tail_baseline_kw": {k: v[n:] for k, v in base.items()},
-                "baseline_methods": methods}
+        """The event's baselines to store (:func:`vpp.daemon.plan_baselines.
+        fix_event_baselines`): over the call (``baseline_kw``, what settlement uses) and over
+        the planning tail after it (``tail_baseline_kw``), by the same method."""
+        return fix_event_baselines(s, self.infra.db.engine, ev, devices, intervals,
+                                   self.infra.settings, self.infra.calendar,
+                                   self.fleet.latest).detail()
 
     def _devices(self, s: Session, exclude: set[int],
                  owner_declared_kw: dict[int, float] | None = None) -> list[Device]:
@@ -334,10 +208,10 @@ class Planner:
         bid = latest_bid(s, event_id)
         if bid is None:
             raise ValidationError(f"event {event_id} has no bid to plan for")
-        minutes = settings.service.market_interval_minutes
+        cal = self.infra.calendar
+        minutes = cal.interval_minutes
         intervals = event_intervals(ev, minutes)
-        h0 = floor_to_interval(max(now, ev.start).astimezone(ZoneInfo(settings.service.timezone)),
-                               minutes)
+        h0 = cal.floor(max(now, ev.start))
         # only the owners in the bid are dispatched: settlement counts only their response,
         # and an owner who declared nothing is not asked to shed without pay
         devices = self._devices(s, exclude, declared_by_owner(s, bid))
@@ -360,17 +234,12 @@ class Planner:
             price = programme.tariff.price_series(index).to_numpy()
         except (ValidationError, NotFoundError) as exc:
             raise ValidationError(f"event {event_id}: no tariff for the horizon: {exc}") from None
-        # the plan delivers the declared amount and at most target_margin_pct more (where that
-        # saves energy cost), never past the band's ceiling, which the programme does not pay
-        headroom = call_headroom(settings.scheduler.target_margin_pct,
-                                 float(programme.band.upper_pct))
         return PlanInputs(
             event=ev, devices=fleet.devices, baseline_kw=np.vstack(fleet.baseline_rows),
             price_yuan_per_kwh=price, horizon_start=h0, n_intervals=n,
             first_index=first, n_event_intervals=len(intervals) - first,
             intervals=intervals[first:], declared_kw=bid.declared_kw,
-            ceiling_kw=bid.declared_kw * headroom,
-            rebound_max_pct=settings.scheduler.rebound_max_pct,
+            band_upper_pct=float(programme.band.upper_pct),
             direction_sign=1.0 if ev.direction == "peak_shaving" else -1.0,
             interval_minutes=minutes, owner_of_device={int(d.id or 0): d.owner_id for d in devices})
 
@@ -389,9 +258,8 @@ class Planner:
         """The scheduler's view of each device with a state (and a valid one), its baseline
         over the ``n`` horizon intervals, and the energy it already shed (kWh) before
         ``first``; a device left out is logged."""
-        settings = self.infra.settings
-        minutes = settings.service.market_interval_minutes
-        tz, step = ZoneInfo(settings.service.timezone), timedelta(minutes=minutes)
+        cal = self.infra.calendar
+        minutes, tz, step = cal.interval_minutes, cal.zone, cal.step
         fleet = _PlanFleet([], [])
         shed_past = _shed_so_far(s, devices, stored.call_kw, intervals[:first], minutes)
         for d in devices:
@@ -407,7 +275,14 @@ class Planner:
             row = (row + list(stored.tail_kw.get(str(did), [])))[:n]
             vals = np.array(row + [row[-1]] * (n - len(row)), dtype=float)
             try:
-                fd = fleet_device(d, st, h0, step, tz, offset=first)
+                fd = scheduler_device(
+                    did, DeviceKind(d.kind), cast(Params, parse_params(DeviceKind(d.kind), d.params)),
+                    rated_power_kw=d.rated_power_kw, min_setpoint_kw=d.min_setpoint_kw,
+                    max_setpoint_kw=d.max_setpoint_kw, owner=str(d.owner_id), state=st,
+                    preferences=d.preferences or {}, horizon_intervals=n,
+                    sessions=ev_session_from_preferences(d.preferences or {}, h0.astimezone(tz),
+                                                         step, first),
+                    interval_minutes=minutes)
                 if did in shed_past:
                     # the rebound / make-up of that energy comes after the event, where the
                     # plan writes no setpoints: not re-planned (as a debt it could make the
@@ -421,35 +296,15 @@ class Planner:
         return fleet
 
     def _solve(self, inp: PlanInputs) -> SolvedPlan:
-        """In the solver thread: :class:`vpp.scheduler.service.Scheduler` (the scheduler's
-        daemon-facing entry point) keeps one built QP per fleet structure; one per horizon
-        length here, so a re-plan of the same event re-solves instead of rebuilding. A fleet
-        above ``[scheduler] partition_size`` devices goes to the partitioned path instead."""
-        settings = self.infra.settings
-        n = inp.n_intervals
-        # an event's first plan runs to the tolerance; a re-plan, which holds up the control
-        # loop, stops at [scheduler] replan_time_limit_s with OSQP's iterate as its plan
-        limit = settings.scheduler.replan_time_limit_s if inp.reason != "initial" else 0.0
-        options = SolverOptions(eps=settings.scheduler.eps,
-                                polishing=settings.scheduler.polishing, time_limit_s=limit)
-        if inp.direction_sign < 0:
-            raise ValidationError("valley filling is not planned by this scheduler yet")
-        first = inp.first_index
-        call = EventCall(start=first, end=first + inp.n_event_intervals,
-                         reduction_kw=inp.declared_kw, ceiling_kw=inp.ceiling_kw,
-                         rebound_max_pct=inp.rebound_max_pct,
-                         origin=0)  # horizon interval 0 is the event's first
-        data = HorizonData(baseline_kw=inp.baseline_kw, price_yuan_per_kwh=inp.price_yuan_per_kwh,
-                           call=call, now_index=first, interval_minutes=inp.interval_minutes)
-        if self._partitioned.applies(len(inp.devices)):
-            return self._partitioned.plan(inp.devices, data, options)
-        sched = self._schedulers.get(n)
-        if sched is None:
-            if len(self._schedulers) >= 8:
-                self._schedulers.pop(next(iter(self._schedulers)))
-            sched = Scheduler(n_intervals=n, interval_minutes=inp.interval_minutes, aggregate=True)
-            self._schedulers[n] = sched
-        return sched.plan(inp.devices, data, options)
+        """In the solver thread, through :class:`vpp.scheduler.call_solver.CallSolver` (the
+        simulator's path too): one built QP per horizon length, so a re-plan of the same event
+        re-solves instead of rebuilding; a fleet above ``[scheduler] partition_size`` devices
+        goes to the partitioned path. An event's first plan runs to the tolerance; a re-plan,
+        which holds up the control loop, stops at ``[scheduler] replan_time_limit_s`` with
+        OSQP's iterate as its plan."""
+        sch = self.infra.settings.scheduler
+        limit = sch.replan_time_limit_s if inp.reason != "initial" else 0.0
+        return self.solver.solve(inp.devices, inp.request(), self.solver.options(limit))
 
     def _store(self, s: Session, inp: PlanInputs, result: SolvedPlan, reason: str,
                wall_s: float) -> Stored:

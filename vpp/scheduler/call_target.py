@@ -19,9 +19,11 @@ def call_headroom(target_margin_pct: float, band_upper_pct: float) -> float:
 
 
 def plan_call(declared_kw: float, start: int, end: int, *, target_margin_pct: float,
-              band_upper_pct: float, rebound_max_pct: float | None) -> EventCall:
+              band_upper_pct: float, rebound_max_pct: float | None,
+              origin: int | None = None) -> EventCall:
     """The :class:`EventCall` over horizon intervals ``[start, end)`` for a bid of
-    ``declared_kw`` (module docstring)."""
+    ``declared_kw`` (module docstring); ``origin``: the call's first interval when a re-plan
+    starts it later (``start``)."""
     return EventCall(start=start, end=end, reduction_kw=declared_kw,
                      ceiling_kw=declared_kw * call_headroom(target_margin_pct, band_upper_pct),
-                     rebound_max_pct=rebound_max_pct)
+                     rebound_max_pct=rebound_max_pct, origin=origin)

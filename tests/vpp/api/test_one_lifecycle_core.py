@@ -1,5 +1,5 @@
 """Issue 17's "Done when": one call and one fleet state through the daemon's path and through the
-season simulator's path give the same offer and the same participants.
+season simulator's path give the same participants, the same offer and the same plan.
 
 The fleet is a sample of the Zhuzhou scenario's (the simulator's own device specs), enrolled in
 a real SQLite database through :func:`vpp.fleet.add_gateway`, with the same metered history
@@ -9,11 +9,18 @@ The daemon's path is the real intake behind the real aiohttp server (POST /grid/
 :func:`sim.aggregator.bid_call` and :func:`sim.aggregator.participant_rows`, what
 :class:`sim.season.SeasonRun` calls. Both reach :func:`bidding.core.make_offer`,
 :func:`forecasting.owners.forecast_sites` and :func:`bidding.participants.participants`.
+The plan: the daemon planner's first plan of the event, stored as setpoint rows, against the
+season's dispatch (:func:`sim.aggregator.scheduler_devices`, :func:`sim.aggregator.
+plan_baselines`, :class:`sim.aggregator.Dispatcher`); both reach
+:func:`forecasting.device_baselines.device_plan_baselines`,
+:func:`vpp.scheduler.device_view.scheduler_device` and
+:class:`vpp.scheduler.call_solver.CallSolver`. No car is plugged in (the daemon knows of a car
+only from its owner's preferences, the simulator from the cars it models).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +33,8 @@ from device_adapters.protocol import DeviceState
 from sim import aggregator
 from sim.grid import GridCall
 from sim.metering import MeterStore
+from sim.physics.ev_charger import EvChargerModel
+from sim.physics.factory import make_physics
 from sim.scenarios.fleet import generate_fleet
 from sim.scenarios.scenario import load_scenario
 from tests.vpp.api.conftest import Api
@@ -34,7 +43,7 @@ from vpp import fleet as vpp_fleet
 from vpp.bids import declared_by_owner, owner_shares
 from vpp.db import session_scope
 from vpp.device_kinds import DeviceKind
-from vpp.models import Bid, Device
+from vpp.models import Bid, Device, Setpoint
 from vpp.poller import DeviceStats
 from vpp.telemetry_store import Reading, write_readings
 
@@ -115,7 +124,10 @@ async def test_daemon_and_simulator_make_the_same_offer_and_participants(
     online: list[bool] = []
     for i, d in enumerate(devices):
         soc = 50.0 if d.kind is DeviceKind.BATTERY else None
-        st = DeviceState(db_ids[i], start, 0.0, None, soc, None, True, 0.0, 0.0)
+        # the last metered interval (without history: about half rated, batteries idle)
+        power_kw = float(kw[-1, i]) if days else (
+            0.0 if d.kind is DeviceKind.BATTERY else 0.5 * d.spec.rated_power_kw)
+        st = DeviceState(db_ids[i], start, power_kw, None, soc, None, True, 0.0, 0.0)
         online.append(i != len(devices) - 1)
         api.parts.fleet.poller.stats[db_ids[i]] = DeviceStats(db_ids[i], online=online[i],
                                                               last_state=st)
@@ -139,7 +151,9 @@ async def test_daemon_and_simulator_make_the_same_offer_and_participants(
     # the simulator: its meters, its fleet, its call
     owners = fleet.owners()
     owner_of = np.array([owners.index(d.owner) for d in devices])
-    index = pd.date_range(hist_start - timedelta(days=1), end, freq=STEP, inclusive="left")
+    tz = settings.service.timezone
+    index = pd.date_range(hist_start - timedelta(days=1), end, freq=STEP,
+                          inclusive="left").tz_convert(tz)  # the season's meters are local
     meter = MeterStore(index, owner_of, len(owners))
     for k in range(kw.shape[0]):
         meter.record(meter.position(pd.Timestamp(hist_start + k * STEP)), kw[k])
@@ -163,3 +177,50 @@ async def test_daemon_and_simulator_make_the_same_offer_and_participants(
     assert daemon_owners == pytest.approx(sim_owners, abs=1e-3)
     assert daemon_devices == sorted(db_ids[int(i)] for i in rows)
     assert len(daemon_devices) < len(devices)  # the offline device, owners who declared 0
+
+    # the plan: the daemon's first plan of the event (setpoint rows), the season's dispatch
+    outcome = await api.parts.control.planner.plan(decision["event_id"], "initial")
+    with session_scope(api.engine) as s:
+        stored = {(sp.device_id, sp.interval_start.astimezone(UTC)): sp.setpoint_kw
+                  for sp in s.exec(select(Setpoint).where(Setpoint.plan_id == outcome.plan_id))}
+    n_ev = int((end - start) / STEP)
+    horizon = n_ev + settings.scheduler.tail_intervals(15)
+    plan, base = _simulator_plan(settings, programme, product, meter, devices, states, rows,
+                                 pd.Timestamp(start).tz_convert(tz), n_ev, horizon,
+                                 offer.declared_kw)
+    daemon = np.array([[stored[(db_ids[int(i)], start + k * STEP)] for k in range(horizon)]
+                       for i in rows])
+    np.testing.assert_allclose(daemon, plan.setpoint_kw, atol=0.5)  # to the kW
+    # a plan that delivers: against what each device draws undispatched (its baseline within
+    # its limits)
+    lo = np.array([devices[int(i)].spec.min_setpoint_kw for i in rows])[:, None]
+    hi = np.array([devices[int(i)].spec.max_setpoint_kw for i in rows])[:, None]
+    shed_kw = (np.clip(base[:, :n_ev], lo, hi) - daemon[:, :n_ev]).sum(axis=0)
+    assert shed_kw.min() > 0.5 * offer.declared_kw, shed_kw
+
+
+def _simulator_plan(settings, programme, product, meter, devices, states, rows,  # type: ignore[no-untyped-def]
+                    start: pd.Timestamp, n_ev: int, horizon: int, declared_kw: float):
+    """The season's plan (:meth:`sim.season.SeasonRun._plan`): owners' baseline days as at
+    the invitation, the devices' plan baselines, their scheduler view, the dispatcher."""
+    plan_spec = product.baseline.model_copy(update={"day_of_adjustment": False})
+    end = start + n_ev * STEP
+    days = aggregator.owner_baselines(meter, start, end, plan_spec, [], interval_minutes=15)
+    physics = []
+    for d in devices:
+        ph = make_physics(d.spec.kind, d.spec.rated_power_kw, dict(d.spec.params))
+        if isinstance(ph, EvChargerModel):
+            ph.sessions = [None] * len(ph.sessions)  # no car plugged in
+        physics.append(ph)
+    sched = aggregator.scheduler_devices([devices[i] for i in rows], [states[i] for i in rows],
+                                         [physics[i] for i in rows], horizon, 15)
+    last_kw = np.array([states[i].power_kw for i in rows])
+    base = aggregator.plan_baselines(meter, rows, days.days_used, start, horizon, 15, last_kw)
+    idx = pd.date_range(start, periods=horizon, freq=STEP)
+    price = programme.tariff.price_series(idx).to_numpy(dtype=float)
+    dispatcher = aggregator.Dispatcher(settings.scheduler, 15)
+    try:
+        return dispatcher.plan(sched, [devices[i].owner for i in rows], base, price, declared_kw,
+                               (0, n_ev), float(programme.band.upper_pct)), base
+    finally:
+        dispatcher.close()

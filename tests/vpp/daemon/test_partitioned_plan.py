@@ -52,7 +52,7 @@ async def test_a_fleet_above_partition_size_is_planned_on_dask(engine: Engine,
     planner = planner_at(engine, settings, now)
     out, again = await plan_at(planner, event_id, now, START, [(1, "initial"), (16, "periodic")])
     # the re-plan in the next interval ran on the same two partition actors (warm models)
-    assert planner._partitioned.pool.created == 2
+    assert planner.solver.partitioned.pool.created == 2
     assert again.shortfall_kw < 0.01 * 24.0
     assert out.shortfall_kw < 0.01 * 24.0
     with session_scope(engine) as s:

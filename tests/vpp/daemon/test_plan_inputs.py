@@ -24,8 +24,8 @@ def _inputs() -> PlanInputs:
     return PlanInputs(
         event=ev, devices=[], baseline_kw=np.zeros((0, 7)), price_yuan_per_kwh=np.zeros(7),
         horizon_start=START + 2 * step, n_intervals=7, first_index=2, n_event_intervals=2,
-        intervals=[START + 2 * step, START + 3 * step], declared_kw=10.0, ceiling_kw=11.0,
-        rebound_max_pct=20.0, direction_sign=1.0, interval_minutes=15, owner_of_device={})
+        intervals=[START + 2 * step, START + 3 * step], declared_kw=10.0, band_upper_pct=120.0,
+        direction_sign=1.0, interval_minutes=15, owner_of_device={})
 
 
 def test_slices_and_starts_cover_the_rest_of_the_event_then_the_tail() -> None:

@@ -41,8 +41,8 @@ async def test_replans_in_later_intervals_reuse_the_built_model(engine: Engine,
     planner = planner_at(engine, daemon_settings(tmp_path, str(engine.url)), now)
     outs = await plan_at(planner, event_id, now, START,
                         [(1, "initial"), (16, "periodic"), (31, "periodic"), (46, "periodic")])
-    [sched] = planner._schedulers.values()
-    assert sched.builds == 1  # four plans in four intervals, one QP
+    [builds] = planner.solver.build_counts().values()
+    assert builds == 1  # four plans in four intervals, one QP
     for k, out in enumerate(outs):
         assert out.current_interval == START + timedelta(minutes=15 * k)
         assert out.shortfall_kw < 0.01 * 8.0
