@@ -12,6 +12,7 @@ setpoint arrives within ``lease_s``, :meth:`heartbeat` releases the device.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -93,9 +94,10 @@ class ProfileAdapter:
         self._lease_started: float | None = None
         self._counter = 0
 
-    @property
+    @functools.cached_property
     def energy_resolution_kwh(self) -> float | None:
-        """One step of the energy counter in kWh (None: no counter, or SunSpec-scaled)."""
+        """One step of the energy counter in kWh (None: no counter, or SunSpec-scaled); the
+        profile's, computed once (read on every poll)."""
         ref = self.profile.measure.energy_kwh
         if ref is None or self.profile.points[ref.point].scale_sf is not None:
             return None
