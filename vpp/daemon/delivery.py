@@ -185,6 +185,11 @@ def _measured_by(st: Settlement) -> str:
     return f"settlement v{st.version} ({how})"
 
 
+def _empty_rows(event: GridEvent, minutes: int) -> list[dict[str, Any]]:
+    return [{"interval_start": t, "baseline_kw": None, "metered_kw": None, "delivered_kw": None}
+            for t in event_intervals(event, minutes)]
+
+
 def event_delivery(session: Session, event: GridEvent, now: datetime,
                    minutes: int) -> dict[str, Any]:
     """Everything ``GET /events/{id}/delivery`` answers (:class:`vpp.api.schemas.DeliveryOut`);
@@ -206,16 +211,21 @@ def event_delivery(session: Session, event: GridEvent, now: datetime,
         performance = 100.0 * st.performance_ratio
         measured_by = _measured_by(st)
     elif bid is not None and (event.detail or {}).get("baseline_kw"):
-        m = measure_event(session, event, bid, minutes)
-        rows = _live_rows(m, event.direction, now)
-        declared = sum(m.declared_kw.values())
-        measured = [r["delivered_kw"] for r in rows if r["delivered_kw"] is not None]
-        delivered = sum(measured) / len(measured) if measured else None
-        performance = 100.0 * delivered / declared if delivered is not None and declared else None
-        measured_by = "live, against the baselines fixed at the first plan"
+        try:
+            m = measure_event(session, event, bid, minutes)
+        except ValidationError as exc:  # the event's state, not the request: nulls, said why
+            rows = _empty_rows(event, minutes)
+            measured_by = f"not measured: {exc.message}"
+        else:
+            rows = _live_rows(m, event.direction, now)
+            declared = sum(m.declared_kw.values())
+            measured = [r["delivered_kw"] for r in rows if r["delivered_kw"] is not None]
+            delivered = sum(measured) / len(measured) if measured else None
+            performance = (100.0 * delivered / declared
+                           if delivered is not None and declared else None)
+            measured_by = "live, against the baselines fixed at the first plan"
     elif bid is not None:  # accepted, not planned yet (a bid's window passed the programme)
-        rows = [{"interval_start": t, "baseline_kw": None, "metered_kw": None,
-                 "delivered_kw": None} for t in event_intervals(event, minutes)]
+        rows = _empty_rows(event, minutes)
     for r in rows:
         r.update(requested_kw=event.requested_kw, declared_kw=declared,
                  target_kw=target.get(r["interval_start"]))

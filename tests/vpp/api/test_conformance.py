@@ -78,9 +78,6 @@ RULES_BEYOND_SCHEMA = {
     ("PATCH", "/api/v1/devices/{device_id}"): "params and limits for the device's kind",
     ("PATCH", "/api/v1/devices/{device_id}/preferences"): "preferences of the device's kind",
     ("POST", "/api/v1/device-profiles"): "a profile's points and actions refer to each other",
-    # vpp.daemon.delivery.measure_event raises ValidationError (400) for an event it cannot
-    # measure (no baselines, no declared owner left): a state, not an input (reported)
-    ("GET", "/api/v1/events/{event_id}/delivery"): "400 for an event's state (daemon)",
 }
 #: calls that can retire the calling token (revoke by id, rotate): the next call gets a new one
 RETIRING = ("/api/v1/tokens/{token_id}/revoke", "/api/v1/tokens/rotate")

@@ -83,3 +83,26 @@ async def test_delivery_covers_the_whole_event_and_agrees_with_the_settlement(
     assert settled["performance_pct"] == pytest.approx(100 * st.performance_ratio)
     # and the live measurement before the settlement said the same
     assert settled["performance_pct"] == pytest.approx(live["performance_pct"])
+
+
+async def test_an_event_it_cannot_measure_answers_nulls_and_says_why(api: Api) -> None:
+    """Baselines fixed, but no device of a declared owner among them (the bid's owner is not
+    the devices' owner): the event's state, not a bad request, so 200 with nulls and the
+    reason, not a 400."""
+    start = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    with session_scope(api.engine) as s:
+        owner = fleet.get_owner(s, api.tokens.owner_id)
+        spec = {"host": "10.1.1.8", "port": 502, "devices": [
+            {"name": "press", "kind": "industrial_load", "unit_id": 1,
+             "profile": "industrial-plc", "rated_power_kw": 20.0, "min_setpoint_kw": 0.0,
+             "max_setpoint_kw": 20.0, "params": {"max_curtail_kw": 10.0}}]}
+        ids = [int(d.id or 0) for d in fleet.add_gateway(s, owner, "plant", spec).devices]
+        event_id = add_completed_event(s, "ev-unmeasurable", start, ids,
+                                       api.tokens.other_owner_id, declared_kw=10.0,
+                                       baseline_kw=10.0)
+    body = await _delivery(api, event_id)
+    assert body["measured_by"].startswith("not measured: "), body["measured_by"]
+    assert "no owner with a declared share" in body["measured_by"]
+    assert len(body["intervals"]) == 4
+    assert all(r["delivered_kw"] is None for r in body["intervals"])
+    assert body["delivered_kw"] is None
