@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from vpp.device_kinds import DeviceKind
+from vpp.scheduler.call_rows import shortfall_kw
 from vpp.scheduler.inputs import EvSession, FleetDevice
 from vpp.scheduler.plan import SolvedPlan
 from vpp.scheduler.shed import stagger_slot
@@ -119,8 +120,7 @@ def disaggregate(plan: SolvedPlan, agg: Aggregation, devices: Sequence[FleetDevi
         if v in plan.ev_connector_kwh:
             ev_t[d.device_id] = plan.ev_connector_kwh[v] * agg.share[i]
     reduction = (base - setp).sum(axis=0)
-    tgt = plan.target_kw
-    short = np.where(np.isnan(tgt), 0.0, np.maximum(np.nan_to_num(tgt) - reduction, 0.0))
+    short = shortfall_kw(plan.target_kw, reduction, plan.direction_sign)
     return replace(
         plan, device_ids=np.array([d.device_id for d in devices]), baseline_kw=base,
         power_kw=power, setpoint_kw=setp,

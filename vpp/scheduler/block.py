@@ -40,6 +40,9 @@ class Context:
     shed_window: tuple[int, int] | None = None
     #: the call's first interval before re-plans clipped it (:attr:`EventCall.first`)
     call_first: int | None = None
+    #: the call's direction (:attr:`EventCall.direction_sign`): -1 valley filling, where the
+    #: loads do not shed (vpp.scheduler.shed)
+    direction_sign: float = 1.0
 
 
 @dataclass

@@ -60,12 +60,14 @@ class CallSolver:
 
     def horizon(self, request: CallRequest) -> HorizonData:
         """The scheduler's inputs for ``request``."""
-        if request.direction_sign < 0:
-            raise ValidationError("valley filling is not planned by this scheduler yet")
+        if request.direction_sign not in (1.0, -1.0):
+            raise ValidationError(f"direction_sign must be +1 (peak shaving) or -1 (valley "
+                                  f"filling), got {request.direction_sign}")
         call = plan_call(request.declared_kw, max(request.start, request.now_index),
                          request.end, target_margin_pct=self.settings.target_margin_pct,
                          band_upper_pct=request.band_upper_pct,
-                         rebound_max_pct=self.settings.rebound_max_pct, origin=request.start)
+                         rebound_max_pct=self.settings.rebound_max_pct, origin=request.start,
+                         direction_sign=request.direction_sign)
         return HorizonData(baseline_kw=request.baseline_kw,
                            price_yuan_per_kwh=request.price_yuan_per_kwh, call=call,
                            now_index=request.now_index, interval_minutes=self.interval_minutes)

@@ -1,4 +1,4 @@
-"""Flexibility envelope for the bidder: the largest reduction the fleet can sustain per interval.
+"""Flexibility envelope for the bidder: the largest response the fleet can sustain per interval.
 
 For each device and interval, the reduction below its baseline it could hold for
 ``sustain_intervals`` in a row, from its limits and current state; summed over the fleet.
@@ -11,6 +11,13 @@ Per kind: buildings / industrial loads: ``min(max shed, baseline - min setpoint,
 spread over the sustain period)``; batteries: baseline plus discharge, limited by the energy above
 the minimum SoC now; EV chargers: the charging that can be deferred (slack of each session spread
 over the sustain period, at most the baseline) plus V2G discharge where allowed.
+
+Valley filling (``direction_sign = -1``) takes the rise above the baseline instead, each load
+at its ``confidence`` baseline quantile (a higher baseline leaves less room): batteries charge
+up to their maximum setpoint, limited by the room below the maximum SoC now; EV chargers draw
+their sessions' energy in the window (at most each session's need spread over the sustain
+period); buildings and industrial loads rise only to make up energy they owe (``debt_kwh``:
+their kinds declare no other rise), up to their maximum setpoint.
 """
 
 from __future__ import annotations
@@ -51,10 +58,38 @@ def baseline_at(quantiles_kw: np.ndarray, levels: Sequence[float], level: float)
     return (1 - w) * quantiles_kw[k] + w * quantiles_kw[k + 1]
 
 
+def raise_kw(d: FleetDevice, base_kw: np.ndarray, hold_h: float) -> np.ndarray:
+    """How far ``d`` can hold its power above ``base_kw`` (kW per interval) for ``hold_h``
+    hours: the valley-filling side of the envelope (module docstring)."""
+    p = d.params
+    n = base_kw.shape[0]
+    if isinstance(p, BatteryParams):
+        soc = p.soc_max_pct if d.soc_pct is None else d.soc_pct  # unknown: no room
+        room_kwh = max(p.soc_max_pct - soc, 0.0) / 100 * p.capacity_kwh
+        top = min(max(d.max_setpoint_kw, 0.0), room_kwh / p.charge_efficiency / hold_h)
+        return np.maximum(top - base_kw, 0.0)
+    if isinstance(p, EvChargerParams):
+        per = min(p.max_charge_kw_per_connector, max(d.max_setpoint_kw, 0.0))
+        t = np.arange(n)
+        pull = np.zeros(n)
+        for s in d.sessions:
+            conn = (t >= s.arrival) & (t < s.departure)
+            pull += np.where(conn, min(per, s.energy_kwh / hold_h), 0.0)
+        return np.maximum(np.minimum(pull, max(d.max_setpoint_kw, 0.0)) - base_kw, 0.0)
+    fraction = p.rebound_fraction if isinstance(p, CommercialBuildingParams) else \
+        p.makeup_fraction  # type: ignore[union-attr]
+    if fraction <= 0:
+        return np.zeros(n)
+    return np.minimum(np.maximum(d.max_setpoint_kw - base_kw, 0.0), d.debt_kwh / hold_h)
+
+
 def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: np.ndarray,
                          quantile_levels: Sequence[float], confidence: float = 0.9, *,
-                         sustain_intervals: int = 4, interval_minutes: int) -> Envelope:
-    """Largest sustainable fleet reduction per interval at ``confidence`` (kW)."""
+                         sustain_intervals: int = 4, interval_minutes: int,
+                         direction_sign: float = 1.0) -> Envelope:
+    """Largest sustainable fleet response per interval at ``confidence`` (kW): the reduction
+    (``direction_sign`` +1, peak shaving), or the rise above the baseline (-1, valley
+    filling; :func:`raise_kw`)."""
     bq = np.asarray(baseline_quantiles_kw, dtype=float)
     if bq.ndim != 3 or bq.shape[1] != len(devices):
         raise ValidationError(
@@ -66,7 +101,10 @@ def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: 
         raise ValidationError(f"confidence must be in (0, 1), got {confidence}")
     if sustain_intervals < 1:
         raise ValidationError("sustain_intervals must be >= 1")
-    base = np.maximum(baseline_at(bq, quantile_levels, 1.0 - confidence), 0.0)
+    valley = direction_sign < 0
+    # a lower baseline leaves less to shed, a higher one less room to rise
+    base = np.maximum(baseline_at(bq, quantile_levels,
+                                  confidence if valley else 1.0 - confidence), 0.0)
     n = bq.shape[2]
     dt = interval_minutes / 60.0
     hold_h = sustain_intervals * dt
@@ -76,7 +114,9 @@ def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: 
         b = base[i]
         p = d.params
         scale = d.flex_scale if d.available else 0.0
-        if isinstance(p, BatteryParams):
+        if valley:
+            cap = raise_kw(d, b, hold_h)
+        elif isinstance(p, BatteryParams):
             avail_kwh = max((d.soc_pct or 0.0) - p.soc_min_pct, 0.0) / 100 * p.capacity_kwh \
                 * p.discharge_efficiency
             dis = min(max(-d.min_setpoint_kw, 0.0), avail_kwh / hold_h)

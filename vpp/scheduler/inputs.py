@@ -84,15 +84,20 @@ class FleetDevice:
 
 @dataclass(frozen=True)
 class EventCall:
-    """A peak-shaving call: deliver at least ``reduction_kw`` below the fleet baseline in every
-    interval of ``[start, end)`` (horizon indices). ``reduction_kw`` is a scalar or one value per
-    interval of the window.
+    """A grid call: deliver at least ``reduction_kw`` of response in every interval of
+    ``[start, end)`` (horizon indices). ``reduction_kw`` is a scalar or one value per interval
+    of the window. The response is ``direction_sign`` x (fleet baseline - fleet power):
+    ``+1`` peak shaving (the fleet below its baseline), ``-1`` valley filling (the fleet above
+    it); every bound below is on the response, so valley filling is peak shaving with the sign
+    reversed.
 
     ``ceiling_kw`` (same shapes, ``>= reduction_kw``; None: no ceiling): the plan's reduction
     should not exceed it in the window (a programme pays nothing past its band's ceiling, and
     every kW shed beyond the call costs comfort and rebound). ``rebound_max_pct`` (None: no
     limit): after the window, the fleet's power should stay between the fleet baseline and
-    baseline x ``(1 + rebound_max_pct / 100)`` in every interval: devices come back, ramped. Both are
+    baseline x ``(1 + rebound_max_pct / 100)`` in every interval (valley filling: between
+    baseline x ``(1 - rebound_max_pct / 100)`` and the baseline, the batteries giving back what
+    they took): devices come back, ramped. Both are
     soft (:class:`Weights` ``over_delivery_yuan_per_kwh`` / ``rebound_yuan_per_kwh``): a plan
     always exists, and the penalty is far above any energy price so they hold where they can.
     """
@@ -105,6 +110,8 @@ class EventCall:
     #: the call's first interval before a re-plan clipped it (None: ``start``): loads that
     #: cannot shed for the whole call are staggered over the whole call (vpp.scheduler.shed)
     origin: int | None = None
+    #: +1 peak shaving (response = baseline - power), -1 valley filling (power - baseline)
+    direction_sign: float = 1.0
 
     def _window(self, values: float | Sequence[float] | np.ndarray, n: int) -> np.ndarray:
         out = np.full(n, np.nan)
@@ -276,6 +283,8 @@ def validate(devices: Sequence[FleetDevice], data: HorizonData, n: int) -> None:
                 raise _bad(f"ceiling_kw must be a scalar or {c.end - c.start} values")
             if not np.isfinite(cap).all() or (cap < red).any():
                 raise _bad("ceiling_kw must be finite and >= reduction_kw")
+        if c.direction_sign not in (1.0, -1.0):
+            raise _bad(f"direction_sign must be +1 or -1, got {c.direction_sign}")
         if c.rebound_max_pct is not None and not (
                 np.isfinite(c.rebound_max_pct) and c.rebound_max_pct >= 0):
             raise _bad(f"rebound_max_pct must be finite and >= 0, got {c.rebound_max_pct}")

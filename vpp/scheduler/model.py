@@ -4,9 +4,9 @@ Variables: every block's local variables (see the device-model modules), then, p
 the slack ``sigma_t`` below the reduction's floor and ``omega_t`` above its ceiling (per unit
 ``kappa * S`` of the fleet's total rated power ``S``). Rows: every block's rows, then
 
-    band   floor_t <= reduction_t / S + kappa (sigma_t - omega_t) <= ceiling_t   (fleet row)
-    sigma_t >= 0, omega_t >= 0  (each 0 where its side is unbounded), with ``reduction_t = sum_i baseline_i,t - power_i,t`` and the floor and ceiling of
-:mod:`vpp.scheduler.call_rows` (the call's target and ceiling; after it, the rebound limit).
+    band   lo_t <= reduction_t / S + kappa (sigma_t - omega_t) <= hi_t   (fleet row)
+    sigma_t >= 0, omega_t >= 0  (each 0 where its side is unbounded), with ``reduction_t = sum_i baseline_i,t - power_i,t``; bounds and slack costs from the band of
+:mod:`vpp.scheduler.call_rows` by :mod:`vpp.scheduler.fleet_rows` (either direction).
 Objective (yuan, over ``dt * S / N``: one device's terms of order one): energy at the
 time-of-use price, every block's penalties, the slacks at their prices. Only ``q, l, u`` change
 between solves (``P``'s values too in the partitions' exchange form): nothing is rebuilt. Call
@@ -26,8 +26,9 @@ import scipy.sparse as sp
 from vpp.device_kinds import DeviceKind
 from vpp.errors import ValidationError
 from vpp.scheduler import battery, ev, shed
-from vpp.scheduler.block import INF, Block, Context
-from vpp.scheduler.call_rows import band_warnings, call_bounds, slack_curvature
+from vpp.scheduler.block import Block, Context
+from vpp.scheduler.call_rows import band_warnings, call_bounds, shortfall_kw, slack_curvature
+from vpp.scheduler.fleet_rows import fleet_row_vectors
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate, validate_device
 from vpp.scheduler.plan import Binding, SolvedPlan
 from vpp.scheduler.reference import as_osqp_result, solve_clarabel
@@ -265,9 +266,11 @@ class DispatchModel:
     def nnz(self) -> int:
         return int(self.A.nnz + self.P.nnz)
 
-    def vectors(self, devices: Sequence[FleetDevice], data: HorizonData
+    def vectors(self, devices: Sequence[FleetDevice], data: HorizonData,
+                direction_sign: float | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``q, l, u`` of the QP and the constant power (kW, devices x intervals)."""
+        """``q, l, u`` of the QP and the constant power (kW, devices x intervals);
+        ``direction_sign``: the call's (default), given where the data carry no call."""
         n, S, N = self.n, self.total_rated_kw, len(self.rated_kw)
         base = np.asarray(data.baseline_kw, dtype=float)
         price = np.asarray(data.price_yuan_per_kwh, dtype=float)
@@ -283,7 +286,9 @@ class DispatchModel:
                                  strict=True):
             ctx = Context(n=n, dt_h=self.dt_h, now=data.now_index, baseline_kw=base[b.members],
                           devices=[devices[i] for i in b.members], weights=self.weights,
-                          shed_window=window, call_first=call.first if call else None)
+                          shed_window=window, call_first=call.first if call else None,
+                          direction_sign=direction_sign or (call.direction_sign if call
+                                                            else 1.0))
             v = b.vectors(ctx)
             scale = (b.rated_kw / S * N)[:, None]
             energy = (pm @ price)[None, :]  # price of one per-unit of each local var
@@ -298,18 +303,12 @@ class DispatchModel:
             q[self.extra_slice] = 0.0
             lo[c0 : c0 + n] = hi[c0 : c0 + n] = red0
             return q, lo, hi, const
-        band = call_bounds(data.call, n, base.sum(axis=0), self.weights)
-        q[self.extra_slice] = band.floor_cost_yuan_per_kwh * N * self.kappa
-        q[self.over_slice] = band.ceiling_cost_yuan_per_kwh * N * self.kappa
-        floor0 = np.nan_to_num(band.floor_kw) / S
-        lo[c0 : c0 + n] = np.where(band.has_floor, floor0 - red0, -INF)
-        hi[c0 : c0 + n] = np.where(band.has_ceiling, np.nan_to_num(band.ceiling_kw) / S - red0,
-                                   INF)
+        fr = fleet_row_vectors(call_bounds(data.call, n, base.sum(axis=0), self.weights),
+                               red0, S, self.kappa, N)
+        q[self.extra_slice], q[self.over_slice] = fr.sigma_q, fr.omega_q
+        lo[c0 : c0 + n], hi[c0 : c0 + n] = fr.row_lo, fr.row_hi
         lo[c0 + n : c0 + 3 * n] = 0.0
-        # below the floor: in the call at most the target (no reward for negative reduction)
-        hi[c0 + n : c0 + 2 * n] = np.where(band.in_call, floor0 / self.kappa,
-                                           np.where(band.has_floor, INF, 0.0))
-        hi[c0 + 2 * n : c0 + 3 * n] = np.where(band.has_ceiling, INF, 0.0)
+        hi[c0 + n : c0 + 2 * n], hi[c0 + 2 * n : c0 + 3 * n] = fr.sigma_hi, fr.omega_hi
         return q, lo, hi, const
 
     def check(self, devices: Sequence[FleetDevice], data: HorizonData) -> None:
@@ -423,7 +422,8 @@ class DispatchModel:
         clamped = np.abs(setp - power) > 1e-6 * np.maximum(self.rated_kw[:, None], 1.0)
         reduction = (base - setp).sum(axis=0)
         tgt = data.call.target_kw(n) if data.call is not None else np.full(n, np.nan)
-        shortfall = np.where(np.isnan(tgt), 0.0, np.maximum(np.nan_to_num(tgt) - reduction, 0.0))
+        sign = data.call.direction_sign if data.call is not None else 1.0
+        shortfall = shortfall_kw(tgt, reduction, sign)
         price = np.asarray(data.price_yuan_per_kwh, dtype=float)
         energy_cost = float((setp * price[None, :]).sum() * self.dt_h)
         obj = float(res.info.obj_val) * self.norm + float((const * price).sum() * self.dt_h)
@@ -436,7 +436,7 @@ class DispatchModel:
             solve_time_s=float(res.info.solve_time) + float(getattr(res.info, "polish_time", 0.0)),
             setup_time_s=self.setup_time_s, interval_minutes=self.interval_minutes,
             warnings=warnings, ev_connector_kwh=ev_t, now_index=data.now_index,
-        )
+            direction_sign=sign)
         band = call_bounds(data.call, n, base.sum(axis=0), self.weights)
         plan.warnings += band_warnings(reduction, band, 1e-3 * max(float(base.sum(0).max()), 1.0))
         if not plan.feasible:
@@ -467,14 +467,15 @@ class DispatchModel:
 
     # -- exchange form for partitioned solving ---------------------------------------------
     def solve_exchange(self, devices: Sequence[FleetDevice], data: HorizonData,
-                       rho: float, center_kw: np.ndarray, price: np.ndarray):
+                       rho: float, center_kw: np.ndarray, price: np.ndarray,
+                       direction_sign: float = 1.0):
         """Exchange form (model built with ``exchange=True``): the call is replaced by a cost on
         this partition's reduction ``Z`` (kW): ``dt * (rho/2 |Z - center|^2 - price . Z)``
         (``rho`` in yuan/kW^2/h, ``price`` in yuan/kWh). Returns (OSQP result, constant power,
         ``Z`` in kW, the partition's own cost in yuan without the exchange terms)."""
         if not self.exchange:
             raise ValidationError("solve_exchange needs a model built with exchange=True")
-        q, lo, hi, const = self.vectors(devices, data)
+        q, lo, hi, const = self.vectors(devices, data, direction_sign)
         S = self.total_rated_kw
         p = self.P_base.copy()
         zi = np.arange(self.extra_slice.start, self.extra_slice.stop)

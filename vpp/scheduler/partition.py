@@ -36,7 +36,7 @@ import numpy as np
 from vpp.errors import ValidationError
 from vpp.scheduler.aggregate import Aggregation, disaggregate
 from vpp.scheduler.aggregate import aggregate as aggregate_fleet
-from vpp.scheduler.call_rows import call_bounds, prox_total, violation_kw
+from vpp.scheduler.call_rows import call_bounds, prox_total, shortfall_kw, violation_kw
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate
 from vpp.scheduler.model import DispatchModel, SolverOptions, signature
 from vpp.scheduler.plan import SolvedPlan
@@ -61,12 +61,15 @@ class PartitionWorker:
         self.data: HorizonData | None = None
         self.base: np.ndarray | None = None
         self.last: tuple | None = None
+        self.direction_sign = 1.0
 
     def set_data(self, devices: list[FleetDevice], baseline_kw: np.ndarray, price: np.ndarray,
-                 now_index: int) -> int:
-        """New state (``devices``, the same ids in the same order) and data; returns the number
-        of (virtual) devices in the partition's QP. The model is rebuilt only when the
-        partition's structure changed (with aggregation: when the groups did)."""
+                 now_index: int, direction_sign: float = 1.0) -> int:
+        """New state (``devices``, the same ids in the same order) and data (``direction_sign``:
+        the call's); returns the number of (virtual) devices in the partition's QP. The model
+        is rebuilt only when the partition's structure changed (with aggregation: when the
+        groups did)."""
+        self.direction_sign = direction_sign
         self.fleet = devices
         self.devices = devices
         self.base = np.asarray(baseline_kw, dtype=float)
@@ -86,7 +89,7 @@ class PartitionWorker:
              ) -> tuple[np.ndarray, float, int]:
         assert self.data is not None and self.model is not None
         res, const, z, obj = self.model.solve_exchange(self.devices, self.data, rho, center_kw,
-                                                       price)
+                                                       price, self.direction_sign)
         self.last = (res, const)
         return z, obj, int(res.info.iter)
 
@@ -245,7 +248,8 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
     own = pool is None
     pool = pool if pool is not None else ActorPool()
     actors = pool.get(client, groups, n, data.interval_minutes, w, opts, aggregate)
-    qp_devices = [a.set_data(g, base[list(p)], price, data.now_index)
+    sign = data.call.direction_sign if data.call is not None else 1.0
+    qp_devices = [a.set_data(g, base[list(p)], price, data.now_index, sign)
                   for a, g, p in zip(actors, groups, partitions, strict=True)]
     qp_devices = [f.result() for f in qp_devices]
     tgt = data.call.target_kw(n) if data.call is not None else np.full(n, np.nan)
@@ -297,7 +301,7 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
                 rho, u = rho / TAU, u * TAU
     pool.state = (rho, Z.copy(), Wbar.copy(), u.copy())
     red = Z.sum(axis=0)
-    short = np.where(win, np.maximum(D - red, 0.0), 0.0)
+    short = shortfall_kw(tgt, red, sign)
     below, above = violation_kw(red, band)
     primal = float(objs.sum() + dt * (band.floor_cost_yuan_per_kwh * below).sum()
                    + dt * band.ceiling_cost_yuan_per_kwh * above.sum())
@@ -308,19 +312,20 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
         # the fleet cost's conjugate: a price in [-ceiling cost, floor cost] where bounded
         p_hi = np.where(band.has_floor, band.floor_cost_yuan_per_kwh, 0.0)
         p_lo = np.where(band.has_ceiling, -band.ceiling_cost_yuan_per_kwh, 0.0)
-        p = np.clip(-rho * u, p_lo, p_hi)
-        bouts = [a.step(0.0, zero, p) for a in actors]
+        # (a price on the response; the partitions see it on their reduction, times sign)
+        p = np.clip(-rho * u * sign, p_lo, p_hi)
+        bouts = [a.step(0.0, zero, sign * p) for a in actors]
         bound = dt * float(np.where(p >= 0, p * np.nan_to_num(band.floor_kw),
                                     p * np.nan_to_num(band.ceiling_kw)).sum())
         for f in bouts:
             zk, ok, _ = f.result()
-            bound += ok - dt * float((p * zk).sum())
+            bound += ok - dt * float((sign * p * zk).sum())
     if own:
         pool.release()
     wall = time.perf_counter() - t0
     status = "solved" if converged else "time limit reached" if timed_out else "max_iter"
     merged = merge_plans(plans, tgt, objective_yuan=primal, iterations=it, wall_time_s=wall,
-                         status=status)
+                         status=status, direction_sign=sign)
     if timed_out:
         merged.warnings.insert(0, f"partitioned solve stopped at its time limit after {it} "
                                   f"ADMM iterations: best-effort plan ({K} partitions)")
@@ -336,17 +341,18 @@ def solve_partitioned(client, devices: Sequence[FleetDevice], data: HorizonData,
 
 
 def merge_plans(plans: Sequence[SolvedPlan], target_kw: np.ndarray, *, objective_yuan: float,
-                iterations: int, wall_time_s: float, status: str) -> SolvedPlan:
+                iterations: int, wall_time_s: float, status: str,
+                direction_sign: float = 1.0) -> SolvedPlan:
     """One fleet plan from the partitions' plans: device arrays stacked in partition order; the
-    fleet reduction and shortfall recomputed from the devices' planned power against
-    ``target_kw`` (NaN outside the call), the objective and status the coordinator's."""
+    fleet reduction and shortfall (of the response in ``direction_sign``) recomputed from the
+    devices' planned power against ``target_kw`` (NaN outside the call), the objective and
+    status the coordinator's."""
     first = plans[0]
     cat = {f: np.concatenate([getattr(p, f) for p in plans]) for f in (
         "device_ids", "baseline_kw", "power_kw", "setpoint_kw", "clamped", "soc_pct", "shed_kw",
         "owed_kwh")}
     red = cat["baseline_kw"].sum(axis=0) - cat["power_kw"].sum(axis=0)
-    win = ~np.isnan(target_kw)
-    short = np.where(win, np.maximum(np.nan_to_num(target_kw) - red, 0.0), 0.0)
+    short = shortfall_kw(target_kw, red, direction_sign)
     ev_kwh: dict[int, np.ndarray] = {}
     ev_conn: dict[int, np.ndarray] = {}
     warnings: list[str] = []
@@ -364,7 +370,7 @@ def merge_plans(plans: Sequence[SolvedPlan], target_kw: np.ndarray, *, objective
         objective_yuan=objective_yuan, status=status, iterations=iterations,
         solve_time_s=wall_time_s, setup_time_s=float(sum(p.setup_time_s for p in plans)),
         interval_minutes=first.interval_minutes, warnings=warnings, ev_connector_kwh=ev_conn,
-        now_index=first.now_index,
+        now_index=first.now_index, direction_sign=direction_sign,
     )
 
 

@@ -38,7 +38,7 @@ class SolvedPlan:
     setpoint_kw: np.ndarray
     clamped: np.ndarray
     target_kw: np.ndarray  # (intervals,), NaN outside the call window
-    reduction_kw: np.ndarray  # fleet baseline minus fleet plan, (intervals,)
+    reduction_kw: np.ndarray  # fleet baseline minus fleet plan, (intervals,) (either direction)
     shortfall_kw: np.ndarray  # (intervals,), 0 outside the window
     soc_pct: np.ndarray  # batteries' SoC at the end of each interval, NaN for other kinds
     shed_kw: np.ndarray  # loads' shed below baseline, 0 for other kinds
@@ -57,6 +57,15 @@ class SolvedPlan:
     ev_connector_kwh: dict[int, np.ndarray] = field(default_factory=dict)
     #: the first interval this plan could change (earlier ones were pinned: the past)
     now_index: int = 0
+    #: the call's direction: +1 peak shaving, -1 valley filling (``target_kw`` and
+    #: ``shortfall_kw`` are on the response, ``direction_sign`` x ``reduction_kw``)
+    direction_sign: float = 1.0
+
+    @property
+    def response_kw(self) -> np.ndarray:
+        """The fleet's response in the call's direction (kW per interval): the reduction for
+        peak shaving, the rise above the baseline for valley filling."""
+        return self.direction_sign * self.reduction_kw
 
     @property
     def shortfall_kwh(self) -> float:
@@ -83,7 +92,7 @@ class SolvedPlan:
             "iterations": self.iterations,
             "solve_time_s": round(self.solve_time_s, 4),
             "target_kw_max": float(np.nanmax(self.target_kw)) if win.any() else 0.0,
-            "reduction_kw_min_in_window": float(self.reduction_kw[win].min()) if win.any() else 0.0,
+            "reduction_kw_min_in_window": float(self.response_kw[win].min()) if win.any() else 0.0,
             "shortfall_kwh": round(self.shortfall_kwh, 3),
             "energy_cost_yuan": round(self.energy_cost_yuan, 2),
             "objective_yuan": round(self.objective_yuan, 2),

@@ -14,6 +14,9 @@ and, when some of the shed energy comes back (building rebound, industrial make-
   relaxation of "at most N minutes": a shallower shed may last longer);
 - industrial make-up window: energy owed at ``t`` is at most what was curtailed in the last
   ``makeup_hours`` (older curtailment must have been made up).
+
+In a valley-filling call (``Context.direction_sign < 0``) a load does not shed; it raises its
+power only by the recovery of energy it already owes (the one rise its kind declares).
 """
 
 from __future__ import annotations
@@ -129,7 +132,13 @@ def _vectors(ctx: Context, sp: ShedSpec, rec: bool, window: int, rated: np.ndarr
     lo = np.zeros((m, nr))
     hi = np.zeros((m, nr))
     shed_ok = recover_ok = live
-    if ctx.shed_window is not None:
+    if ctx.direction_sign < 0:
+        # valley filling: the kinds declare a shed and the recovery of what it owes, nothing
+        # else; so a load does not shed for the call (that works against it) and rises above
+        # its baseline only to make up energy it still owes (``debt_kwh``), up to its
+        # max_setpoint_kw: any time, the call's window being where that helps
+        shed_ok = np.zeros_like(live)
+    elif ctx.shed_window is not None:
         inside = (np.arange(n) >= ctx.shed_window[0]) & (np.arange(n) < ctx.shed_window[1])
         shed_ok, recover_ok = live & inside[None, :], live & ~inside[None, :]
         whole = (ctx.shed_window[0] if ctx.call_first is None else ctx.call_first,
