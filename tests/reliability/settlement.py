@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func
+from sqlalchemy import select as sa_select
+from sqlmodel import col, select
 
 from bidding.ledger import GRID_RECEIVABLE, OWNER_PAYABLE, REVENUE
 from tests.vpp.daemon.harness import add_completed_event
@@ -31,8 +33,8 @@ def add_finished_events(engine: Engine, owner_id: int, n: int, tag: int) -> list
     ids: list[int] = []
     readings: list[Reading] = []
     with session_scope(engine) as s:
-        devices = [int(d) for d in s.exec(select(Device.id).where(
-            Device.owner_id == owner_id)).scalars()]
+        devices = [d for d in s.exec(select(col(Device.id)).where(
+            Device.owner_id == owner_id)) if d is not None]
         for k in range(n):
             start = now - timedelta(hours=3 + 2 * (tag * n + k))  # each its own hours
             ids.append(add_completed_event(s, f"settle-{tag}-{k}", start, devices, owner_id,
@@ -49,12 +51,13 @@ def check_settlements(engine: Engine, event_ids: list[int]) -> dict[str, int]:
     with session_scope(engine) as s:
         for eid in event_ids:
             ev = s.get(GridEvent, eid)
-            rows = s.exec(select(Settlement).where(Settlement.event_id == eid)).scalars().all()
+            assert ev is not None, f"event {eid}: no such event"
+            rows = s.exec(select(Settlement).where(Settlement.event_id == eid)).all()
             txns = s.exec(select(LedgerTransaction).where(
-                LedgerTransaction.event_id == eid)).scalars().all()
-            audits = s.execute(select(func.count()).select_from(AuditLog).where(
-                AuditLog.action == "settlement_posted",
-                AuditLog.subject == f"event:{eid}")).scalar_one()
+                LedgerTransaction.event_id == eid)).all()
+            audits = s.execute(sa_select(func.count()).select_from(AuditLog).where(
+                col(AuditLog.action) == "settlement_posted",
+                col(AuditLog.subject) == f"event:{eid}")).scalar_one()
             if ev.status != "settled":
                 assert ev.status == "completed", f"event {eid}: status {ev.status}"
                 assert not rows and not txns and not audits, (
@@ -69,13 +72,13 @@ def check_settlements(engine: Engine, event_ids: list[int]) -> dict[str, int]:
             assert audits == 1, f"event {eid}: {audits} settlement_posted audit records"
             legs: Counter[tuple[str, int | None]] = Counter()
             for e in s.exec(select(LedgerEntry).where(
-                    LedgerEntry.transaction_id == txns[0].id)).scalars():
+                    LedgerEntry.transaction_id == txns[0].id)):
                 legs[(e.account, e.owner_id)] += e.amount_fen
             st = rows[0]
             assert legs[(GRID_RECEIVABLE, None)] == st.revenue_fen - st.penalty_fen, (eid, legs)
             assert legs[(REVENUE, None)] == -st.revenue_fen, (eid, legs)
             payouts = s.exec(select(OwnerPayout).where(
-                OwnerPayout.settlement_id == st.id)).scalars().all()
+                OwnerPayout.settlement_id == st.id)).all()
             assert payouts, f"event {eid}: no payout rows"
             for p in payouts:
                 assert legs[(OWNER_PAYABLE, p.owner_id)] == -p.amount_fen, (eid, p, legs)

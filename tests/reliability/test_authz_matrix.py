@@ -208,13 +208,13 @@ async def test_authorisation_matrix(api: Api, world: World) -> None:
             for role in ROLES:
                 concrete, body = await _target_request(api, w, method, path, target)
                 await _probes_done(api)
-                before = fingerprint(api)
+                before = fingerprint(api.engine)
                 status, data = await request(api, method, concrete, w.tokens[role], body)
                 want = expected(exp, role, target)
                 assert status == want, (role, method, concrete, status, data)
                 if status >= 400:
                     await _probes_done(api)
-                    assert fingerprint(api) == before, f"{role} {method} {concrete} refused " \
+                    assert fingerprint(api.engine) == before, f"{role} {method} {concrete} refused " \
                                                        "but changed the database"
                     assert set(data) == {"error"} and data["error"]["code"], data
                 elif exp.scoped and role.startswith("owner_"):
@@ -237,7 +237,7 @@ async def test_owner_a_never_touches_owner_b(api: Api, world: World) -> None:
     a = w.tokens["owner_a"]
     b_profiles = [_spare_profile(api, w.owner["b"]) for _ in range(2)]
     await _probes_done(api)
-    before = fingerprint(api)
+    before = fingerprint(api.engine)
     attempts = [
         ("PATCH", f"/api/v1/devices/{w.device['b']}/preferences", {"participate": False}),
         ("PATCH", f"/api/v1/devices/{w.device['b']}/preferences", {"reserve_soc_pct": 50}),
@@ -265,7 +265,7 @@ async def test_owner_a_never_touches_owner_b(api: Api, world: World) -> None:
         # a refusal never names B's things beyond the id A already sent
         assert "Rail Works" not in str(data)
     await _probes_done(api)
-    assert fingerprint(api) == before
+    assert fingerprint(api.engine) == before
     # what A can list contains nothing of B's
     for path in ("/api/v1/devices", "/api/v1/gateways", "/api/v1/events", "/api/v1/payouts"):
         status, data = await request(api, "GET", path, a)

@@ -16,7 +16,7 @@ from tests.sim.helpers import BY_PROFILE, adapter_for, client_for, serve, sim_de
 from vpp import fleet
 from vpp.config import PollingSettings
 from vpp.db import make_engine, session_scope, upgrade
-from vpp.models import Device, TelemetryReading
+from vpp.models import Device, TelemetryReading, table_of
 from vpp.poller import Poller
 
 
@@ -47,6 +47,7 @@ async def test_database_outage_loses_no_telemetry(pg_schema: tuple[str, str],
         client = client_for(gw)
         adapters = [await adapter_for(case, client, u, i) for u, i in zip(devs, ids, strict=True)]
         poller = Poller(engine, PollingSettings(telemetry_batch_size=1000))
+        assert poller.buffer is not None  # an engine, so readings are buffered
         poller.add_gateway(1, client, adapters)
         polled = 0
         for _ in range(3):
@@ -72,11 +73,11 @@ async def test_database_outage_loses_no_telemetry(pg_schema: tuple[str, str],
         assert len(poller.buffer) == 0
         await poller.close(release=True)
     with direct.connect() as conn:
-        t = TelemetryReading.__table__
+        t = table_of(TelemetryReading)
         stored = conn.execute(select(func.count()).select_from(t)).scalar_one()
         distinct = conn.execute(select(func.count()).select_from(
             select(t.c.device_id, t.c.ts).distinct().subquery())).scalar_one()
-        assert conn.execute(select(func.count()).select_from(Device.__table__)).scalar_one() == 3
+        assert conn.execute(select(func.count()).select_from(table_of(Device))).scalar_one() == 3
     assert stored == polled == distinct, (stored, polled, distinct)  # nothing lost or doubled
     assert poller.buffer.dropped == 0
     engine.dispose()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -143,8 +144,8 @@ class WriteSafety(RuleBasedStateMachine):
 
 @pytest.mark.parametrize("name", PROFILES)
 def test_no_sequence_writes_outside_the_limits(name: str) -> None:
-    machine = type(f"WriteSafety_{name.replace('-', '_')}", (WriteSafety,),
-                   {"profile_name": name})
+    machine = cast(type[WriteSafety], type(f"WriteSafety_{name.replace('-', '_')}",
+                                           (WriteSafety,), {"profile_name": name}))
     machine.TestCase.settings = settings(max_examples=60, stateful_step_count=30,
                                          deadline=None, database=None,
                                          suppress_health_check=list(HealthCheck))

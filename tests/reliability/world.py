@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlmodel import SQLModel
+from sqlalchemy import Engine, func
+from sqlalchemy import select as sa_select
+from sqlmodel import SQLModel, select
 
 from tests.vpp.api.conftest import Api
 from tests.vpp.daemon.harness import auth, call_now
@@ -74,15 +75,15 @@ async def request(api: Api, method: str, path: str, token: str | None,
         return r.status, data
 
 
-def fingerprint(api: Api) -> dict[str, Any]:
+def fingerprint(engine: Engine) -> dict[str, Any]:
     """Row counts of every table plus every row of the mutable ones that matter: any state
     change shows up as a difference."""
     out: dict[str, Any] = {}
-    with session_scope(api.engine) as s:
+    with session_scope(engine) as s:
         for name, table in SQLModel.metadata.tables.items():
-            out[name] = s.execute(select(func.count()).select_from(table)).scalar_one()
-        out["prefs"] = sorted((d.id, repr(d.preferences)) for d in s.exec(select(Device)).scalars())
-        out["events"] = sorted((e.id, e.status) for e in s.exec(select(GridEvent)).scalars())
+            out[name] = s.execute(sa_select(func.count()).select_from(table)).scalar_one()
+        out["prefs"] = sorted((d.id, repr(d.preferences)) for d in s.exec(select(Device)))
+        out["events"] = sorted((e.id, e.status) for e in s.exec(select(GridEvent)))
     return out
 
 
@@ -95,7 +96,7 @@ async def build_world(api: Api) -> World:
         from vpp.models import ApiToken
         from vpp.security import hash_token
 
-        row = s.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(revoked))).scalar_one()
+        row = s.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(revoked))).one()
         fleet.revoke_token(s, int(row.id or 0))
     tokens: dict[str, str | None] = {"operator": t.operator, "owner_a": t.owner,
                                      "owner_b": t.other_owner, "grid": t.grid,
