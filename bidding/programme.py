@@ -93,6 +93,9 @@ class ProgrammeVersion(_Model):
     min_share_of_normal_load_pct: float = Field(0.0, ge=0, le=100)
     capacity_payment_yuan_per_kw_month: Decimal = Field(Decimal("0"), ge=0)
     band: Band = Field(default_factory=Band)
+    # a metering point's export (net metered load below zero, e.g. a battery discharging past
+    # its host site's load) counts as response only when the programme says so
+    export_counts: bool = False
     products: list[Product] = Field(..., min_length=1)
     tariff: TouTariff
 
@@ -145,6 +148,11 @@ class Programme(_Model):
     @property
     def band(self) -> Band:
         return self.rules.band
+
+    @property
+    def export_counts(self) -> bool:
+        """Whether export past a metering point's own load counts as response."""
+        return self.rules.export_counts
 
     @property
     def interval_minutes(self) -> int:

@@ -6,6 +6,8 @@ programme's band, and optionally the time-of-use tariff. Outputs are exact integ
 
 * Response per interval: ``baseline - metered`` for peak shaving (``metered - baseline`` for
   valley filling), converted to integer Wh per owner and interval; the VPP response is the sum.
+  Unless the programme counts export (``export_counts``), peak shaving credits an owner's
+  metered load no lower than zero (a battery's export past its host site's load pays nothing).
 * Band (``Band.basis``, over the whole event or per interval): below ``lower_pct`` of declared
   nothing is paid and the penalty is ``(declared * ref% - max(actual, 0)) * price * factor``;
   from ``lower_pct`` to ``upper_pct`` the response is paid; above, it is paid at ``upper_pct``.
@@ -35,14 +37,14 @@ import pandas as pd
 
 from bidding.money import allocate_fen, yuan_to_fen
 from bidding.rules import Band, Direction
+from bidding.settlement_inputs import (  # re-exported: settlement's errors and meter rules
+    MIN_METERED_SHARE,
+    SettlementError,
+    credited_meter,
+    fill_unmetered,
+    require_metered_share,
+)
 from bidding.tariff import TouTariff
-from vpp.errors import ValidationError
-
-
-class SettlementError(ValidationError):
-    """Inputs that cannot be settled, or money that would not balance."""
-
-    code = "settlement_invalid"
 
 
 @dataclass(frozen=True)
@@ -121,41 +123,6 @@ def _missing(arr: np.ndarray, name: str, owner_ids: Sequence[int], index: pd.Dat
             f"missing {name} data: {int(bad.sum())} interval(s), first for owner "
             f"{owner_ids[i]} at {index[t].isoformat()}"
         )
-
-
-#: The "no response" rule applies only when at least this share of the event's device-intervals
-#: was metered; below it the meter data itself failed (an outage of the metering, not the
-#: devices' non-response) and the settlement is refused for an operator to look at.
-MIN_METERED_SHARE = 0.5
-
-
-def require_metered_share(missing: np.ndarray, what: str) -> float:
-    """Share of metered cells in ``missing`` (bool, device-intervals of the event); raises
-    :class:`SettlementError` when it is below :data:`MIN_METERED_SHARE`."""
-    share = 1.0 - float(np.mean(missing)) if missing.size else 0.0
-    if share < MIN_METERED_SHARE:
-        raise SettlementError(
-            f"missing meter data: {what}: only {share:.0%} of the event's device-intervals "
-            f"were metered (at least {MIN_METERED_SHARE:.0%} needed to settle the rest as "
-            f"no response)")
-    return share
-
-
-def fill_unmetered(metered_kw: Any, baseline_kw: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The "no response" rule for missing meter data: where a metering point (here, a device)
-    has no reading in an interval, its metered load is taken to equal its baseline, so that
-    interval counts as no response (neither paid nor credited; its share of the declaration
-    still counts against it). Returns (filled kW, mask of the filled cells); cells whose
-    baseline is missing too stay NaN (and :func:`settle_event` refuses them).
-
-    ASSUMPTION: the programme files say nothing about missing meter data; this rule settles
-    the metering points that were metered and marks the rest, instead of refusing the event.
-    """
-    meter = np.asarray(metered_kw, dtype=float).copy()
-    base = np.broadcast_to(np.asarray(baseline_kw, dtype=float), meter.shape)
-    gap = ~np.isfinite(meter)
-    meter[gap] = base[gap]
-    return meter, gap & np.isfinite(base)
 
 
 def _band(resp_wh: int, decl_wh: int, band: Band) -> tuple[Fraction, Fraction]:
@@ -294,13 +261,14 @@ def _check_terms(price_yuan_per_kwh: Decimal, price_cap_yuan_per_kwh: Decimal | 
     return _Terms(price, fee, sign)
 
 
-def _energy_wh(loads: _Loads, sign: float, interval_minutes: int) -> _EnergyWh:
+def _energy_wh(loads: _Loads, sign: float, interval_minutes: int,
+               export_counts: bool) -> _EnergyWh:
     """kW per interval to integer Wh (one rounding per owner and interval)."""
     dt_h = interval_minutes / 60.0
     ev = np.flatnonzero(loads.in_event)
     base_wh = np.rint(loads.base_kw * dt_h * 1000.0).astype(np.int64)
     meter_wh = np.rint(loads.meter_kw * dt_h * 1000.0).astype(np.int64)
-    resp_wh = (base_wh - meter_wh) * (1 if sign > 0 else -1)  # so response = baseline - metered
+    resp_wh = (base_wh - credited_meter(meter_wh, sign, export_counts)) * (1 if sign > 0 else -1)
     decl_owner_wh = np.rint(loads.declared_kw * dt_h * 1000.0).astype(np.int64)  # per interval
     decl_t_wh = int(decl_owner_wh.sum())
     resp_t = resp_wh[:, ev].sum(axis=0)  # VPP response per event interval, Wh
@@ -405,9 +373,11 @@ def _owner_results(owner_ids: Sequence[int], loads: _Loads, energy: _EnergyWh,
 
 
 def _interval_frame(index: pd.DatetimeIndex, loads: _Loads, sign: float, energy: _EnergyWh,
-                    banded: _Banded, tariff: TouTariff | None) -> pd.DataFrame:
+                    banded: _Banded, tariff: TouTariff | None,
+                    export_counts: bool) -> pd.DataFrame:
     """The VPP per interval (kW, ratio, kWh the interval basis would pay, ToU period/price)."""
-    base, meter, mask = loads.base_kw, loads.meter_kw, loads.in_event
+    base, mask = loads.base_kw, loads.in_event
+    meter = credited_meter(loads.meter_kw, sign, export_counts)
     frame = pd.DataFrame(
         {
             "in_event": mask,
@@ -447,17 +417,20 @@ def settle_event(
     price_cap_yuan_per_kwh: Decimal | None = None,
     tariff: TouTariff | None = None,
     interval_minutes: int,
+    export_counts: bool = True,
 ) -> EventSettlement:
     """Settle one event. Arrays are (owners, intervals); ``index`` holds the starts of the
     programme's ``interval_minutes`` measurement intervals.
 
     ``in_event`` (bool per interval, default all) marks the event window; intervals outside it
-    count only for the ToU bill change. Raises :class:`SettlementError` for missing or
-    inconsistent data, a price over the cap, or money that would not balance.
+    count only for the ToU bill change. ``export_counts``: pass the programme's (module
+    docstring; the default, True, is the rule before it was a programme key).
+    Raises :class:`SettlementError` for missing or inconsistent data, a price over the cap, or
+    money that would not balance.
     """
     loads = _check_loads(index, owner_ids, baseline_kw, metered_kw, owner_declared_kw, in_event)
     terms = _check_terms(price_yuan_per_kwh, price_cap_yuan_per_kwh, fee_pct, direction)
-    energy = _energy_wh(loads, terms.sign, interval_minutes)
+    energy = _energy_wh(loads, terms.sign, interval_minutes, export_counts)
     banded = _apply_band(energy, band)
     money = _vpp_money(banded, energy.n_ev, band, terms, capacity_price_yuan_per_kw,
                        interval_minutes)
@@ -477,7 +450,8 @@ def settle_event(
         energy_revenue_fen=money.energy_fen, capacity_revenue_fen=money.cap_fen,
         revenue_fen=money.revenue_fen, penalty_fen=money.penalty_fen, fee_fen=money.fee_fen,
         net_fen=money.net_fen, owners=_owner_results(owner_ids, loads, energy, split, tou),
-        intervals=_interval_frame(index, loads, terms.sign, energy, banded, tariff),
+        intervals=_interval_frame(index, loads, terms.sign, energy, banded, tariff,
+                                  export_counts),
     )
 
 
@@ -493,5 +467,5 @@ def check_balance(result: EventSettlement) -> None:
         )
 
 
-__all__ = ["EventSettlement", "OwnerResult", "SettlementError", "check_balance", "fill_unmetered",
-           "require_metered_share", "settle_event"]
+__all__ = ["MIN_METERED_SHARE", "EventSettlement", "OwnerResult", "SettlementError",
+           "check_balance", "fill_unmetered", "require_metered_share", "settle_event"]

@@ -222,7 +222,7 @@ def settle(programme: Programme, index: pd.DatetimeIndex, baseline_kw: np.ndarra
         index=index, owner_ids=rows, baseline_kw=baseline_kw[rows], metered_kw=metered_kw[rows],
         owner_declared_kw=[owner_declared_kw[o] for o in rows], price_yuan_per_kwh=price,
         band=programme.band, fee_pct=Decimal(str(fee_pct)), tariff=None,
-        interval_minutes=interval_minutes,
+        interval_minutes=interval_minutes, export_counts=programme.export_counts,
     )
     check_balance(res)
     return res, rows
