@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import TypedDict
 
-import click
 import pytest
 import typer
+from typer import _click as click  # typer vendors click: its groups and contexts are these types
+from typer.core import TyperGroup
 
 from tests.conftest import REPO_ROOT
-from vpp.cli.main import COMMANDS, app
+from vpp.cli.main import COMMANDS, LazyGroup, app
 
 HEAVY = ("cvxpy", "osqp", "scipy", "matplotlib", "lightgbm", "dask", "openleadr", "vpp.daemon",
          "vpp.scheduler", "sim")
@@ -31,7 +33,14 @@ print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
 """
 
 
-def _run(*args: str) -> tuple[str, dict[str, object]]:
+class Probe(TypedDict):
+    """What PROBE prints: ``main``'s exit code and the heavy modules it imported."""
+
+    code: int
+    heavy: list[str]
+
+
+def _run(*args: str) -> tuple[str, Probe]:
     roots = {h for h in HEAVY if "." not in h}
     proc = subprocess.run([sys.executable, "-c", PROBE.format(heavy_roots=sorted(roots)), *args],
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
@@ -52,10 +61,13 @@ def test_help_lists_every_command_with_its_own_help() -> None:
     for c in COMMANDS:
         assert f"{c.name} {c.help[:40]}" in flat, c.name
     root = typer.main.get_command(app)
+    assert isinstance(root, LazyGroup)
     ctx = click.Context(root)
     assert root.list_commands(ctx) == [c.name for c in COMMANDS]
     for c in COMMANDS:  # each loads, and the listed help line is the command's own
         command = root.get_command(ctx, c.name)
         assert command is not None and command.name == c.name
         assert command.get_short_help_str(limit=1000) == c.help, c.name
-    assert root.get_command(ctx, "config").list_commands(ctx) == ["check"]  # a group of one
+    config = root.get_command(ctx, "config")
+    assert isinstance(config, TyperGroup)
+    assert config.list_commands(ctx) == ["check"]  # a group of one

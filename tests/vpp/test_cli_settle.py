@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func
+from sqlalchemy import Engine, func
 from sqlmodel import select
 
 from tests.conftest import run_cli as run
@@ -25,7 +25,7 @@ from vpp.telemetry_store import Reading, write_readings
 START = (datetime.now(UTC) - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
 
 
-def _seed(db: Path) -> tuple[object, list[int], int]:
+def _seed(db: Path) -> tuple[Engine, list[int], int]:
     engine = make_engine(f"sqlite:///{db}")
     upgrade(engine)
     with session_scope(engine) as s:
@@ -38,7 +38,7 @@ def _seed(db: Path) -> tuple[object, list[int], int]:
         return engine, ids, int(owner.id or 0)
 
 
-def _event(engine, ids: list[int], owner_id: int, ext: str, start: datetime,  # noqa: ANN001
+def _event(engine: Engine, ids: list[int], owner_id: int, ext: str, start: datetime,
            status: str = "completed", load_kw: float = 4.0) -> int:
     with session_scope(engine) as s:
         ev = GridEvent(external_id=ext, source="rest", event_type="real_time",
@@ -48,16 +48,17 @@ def _event(engine, ids: list[int], owner_id: int, ext: str, start: datetime,  # 
                                "baseline_methods": {"recent_mean": len(ids)}})
         s.add(ev)
         s.flush()
+        assert ev.id is not None
         add_bid(s, Bid(event_id=ev.id, declared_kw=10.0, price_yuan_per_kwh=Decimal("2.0")),
                 kw_shares({owner_id: 10.0}))
-        event_id = int(ev.id or 0)
+        event_id = ev.id
     # device 2 has no readings in the last interval: no response there
     write_readings(engine, [Reading(d, start + timedelta(seconds=30 * k), load_kw)
                             for d in ids for k in range(120) if not (d == ids[1] and k >= 90)])
     return event_id
 
 
-def _counts(engine) -> tuple[int, int]:  # noqa: ANN001
+def _counts(engine: Engine) -> tuple[int, int]:
     with session_scope(engine) as s:
         return (s.exec(select(func.count()).select_from(Settlement)).one(),
                 s.exec(select(func.count()).select_from(LedgerTransaction)).one())
@@ -91,7 +92,8 @@ def test_settle_shows_the_daemons_settlement_and_settles_like_it(
         assert st.detail["baseline"] == "fixed at the first plan"
         # 2 devices x 10 kW baseline - 2 x 5 kW for 1 h, minus device 2's last interval
         assert st.response_kwh == pytest.approx(10.0 - 5.0 * 0.25)
-        assert s.get(GridEvent, other).status == "settled"
+        settled = s.get(GridEvent, other)
+        assert settled is not None and settled.status == "settled"
 
     # the missing readings arrive late: --resettle, same method, a new version
     write_readings(engine, [Reading(ids[1], START + timedelta(hours=2, seconds=30 * k), 5.0)

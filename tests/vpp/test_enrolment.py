@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from sim.clock import ManualClock
 from sim.fleet import demo_gateways
@@ -37,7 +38,7 @@ def demo_owners(repo_root: Path) -> list[OwnerSpec]:
     return owners
 
 
-def _register(engine: Engine, owner: str, port: int, devices: list[dict]) -> int:
+def _register(engine: Engine, owner: str, port: int, devices: list[dict[str, Any]]) -> int:
     with session_scope(engine) as s:
         o = fleet.add_owner(s, owner)
         gw = fleet.add_gateway(s, o, "site", {"host": "127.0.0.1", "port": port,
@@ -45,9 +46,9 @@ def _register(engine: Engine, owner: str, port: int, devices: list[dict]) -> int
         return gw.gateway.id or 0
 
 
-def _dev(case: str, unit: int = 1, **over: object) -> dict:
+def _dev(case: str, unit: int = 1, **over: Any) -> dict[str, Any]:
     c = BY_PROFILE[case]
-    d = {"name": f"{case}-{unit}", "kind": c.kind.value, "unit_id": unit, "profile": case,
+    d: dict[str, Any] = {"name": f"{case}-{unit}", "kind": c.kind.value, "unit_id": unit, "profile": case,
          "rated_power_kw": c.rated_kw, "min_setpoint_kw": c.min_kw, "max_setpoint_kw": c.max_kw,
          "params": c.params}
     d.update(over)
@@ -58,7 +59,8 @@ async def test_demo_fleet_enrols_every_kind(engine: Engine, repo_root: Path) -> 
     owners = demo_owners(repo_root)
     with session_scope(engine) as s:
         assert fleet.load_fleet(s, owners) == 9
-        gw_ids = [g.id for g in s.exec(select(Gateway).order_by(Gateway.id)).all()]
+        gw_ids = [g.id for g in s.exec(select(Gateway).order_by(col(Gateway.id))).all()
+                  if g.id is not None]
     gws = demo_gateways(owners, ManualClock())
     for g in gws:
         await g.start()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from tests.conftest import run_cli as run
 from tests.vpp.daemon.harness import gateway_spec, port, start_gateway
@@ -60,7 +60,7 @@ def rows(db: Path) -> tuple[list[Gateway], list[Device], list[str]]:
     engine = make_engine(f"sqlite:///{db}")
     with session_scope(engine) as s:
         out = (list(s.exec(select(Gateway))), list(s.exec(select(Device))),
-               [a.action for a in s.exec(select(AuditLog).order_by(AuditLog.id))])
+               [a.action for a in s.exec(select(AuditLog).order_by(col(AuditLog.id)))])
     engine.dispose()
     return out
 
@@ -126,6 +126,7 @@ def test_edit_retire_remove(env: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 0, err
     gws, devs, _ = rows(env)
     gid, d1, d2 = gws[0].id, devs[0].id, devs[1].id
+    assert d2 is not None
     # device edits are validated like enrolment
     code, out, err = run(capsys, "device", "edit", str(d1), "--max-kw", "3", "--min-kw", "-3")
     assert code == 0 and "max_setpoint_kw: 5.0 -> 3.0" in out, err

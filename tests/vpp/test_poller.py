@@ -16,7 +16,7 @@ from vpp import fleet
 from vpp.config import PollingSettings
 from vpp.db import session_scope
 from vpp.enrolment import probe_gateway
-from vpp.models import Device, TelemetryReading
+from vpp.models import Device, TelemetryReading, table_of
 from vpp.poller import Poller
 
 FAST = PollingSettings(timeout_s=0.2, retries=0, backoff_base_s=0.01, offline_after_failures=2,
@@ -81,7 +81,7 @@ async def test_poll_cycle_offline_and_recovery(engine: Engine) -> None:
         assert report.failed == 0
         assert _status(engine)["keba-p30-2"] == "active"
         with engine.connect() as conn:
-            t = TelemetryReading.__table__
+            t = table_of(TelemetryReading)
             unavailable = conn.execute(
                 select(func.count()).select_from(t).where(t.c.available.is_(False))).scalar()
             assert unavailable == 2  # the gaps are recorded, not lost

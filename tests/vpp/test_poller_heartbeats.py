@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ from vpp.poller import CycleReport, Poller
 #: simulated s per real s: a cycle held up >= 3 s by the silent gateway is >= 90 simulated s,
 #: past the PLCs' 60 s watchdog; heartbeats every 0.3 s real are 9 simulated s apart
 ACCEL = 30.0
-PLC = {"kind": "industrial_load", "profile": "industrial-plc", "rated_power_kw": 20.0,
+PLC: dict[str, Any] = {"kind": "industrial_load", "profile": "industrial-plc", "rated_power_kw": 20.0,
        "min_setpoint_kw": 0.0, "max_setpoint_kw": 20.0, "params": {"max_curtail_kw": 10.0}}
 
 

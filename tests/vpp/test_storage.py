@@ -113,6 +113,7 @@ def test_telemetry_batched_and_read_back_per_day(engine: Engine) -> None:
     with session_scope(engine) as s:
         owner = fleet.add_owner(s, "o")
         dev_a, dev_b = fleet.add_gateway(s, owner, "site", gateway()).devices
+    assert dev_a.id is not None and dev_b.id is not None
     day = datetime(2025, 7, 25, tzinfo=SH)
     buf = TelemetryBuffer(engine, batch_size=100)
     for i in range(96 * 2):
@@ -147,6 +148,7 @@ def test_per_device_day_query_uses_index(engine: Engine) -> None:
 def test_buffer_keeps_readings_when_database_fails(engine: Engine) -> None:
     with session_scope(engine) as s:
         dev = fleet.add_gateway(s, fleet.add_owner(s, "o"), "site", gateway(units=(1,))).devices[0]
+    assert dev.id is not None
     buf = TelemetryBuffer(engine, batch_size=10)
     buf.add(Reading(dev.id, datetime(2025, 1, 1, tzinfo=SH), power_kw=1.0))
     buf.add(Reading(999_999, datetime(2025, 1, 1, tzinfo=SH), power_kw=1.0))  # FK violation
@@ -179,6 +181,7 @@ def test_append_only_tables_refuse_update_and_delete(engine: Engine, table: str)
         tx = LedgerTransaction(idempotency_key="k1", kind="settlement")
         s.add(tx)
         s.flush()
+        assert tx.id is not None
         s.add(LedgerEntry(transaction_id=tx.id, account="grid_receivable", amount_fen=100))
         s.add(LedgerEntry(transaction_id=tx.id, account="revenue", amount_fen=-100))
     for stmt in (f"UPDATE {table} SET id = id", f"DELETE FROM {table}"):
@@ -186,7 +189,7 @@ def test_append_only_tables_refuse_update_and_delete(engine: Engine, table: str)
             with engine.begin() as conn:
                 conn.execute(text(stmt))
     with engine.connect() as conn:
-        assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() >= 1
+        assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() >= 1
 
 
 def test_load_fleet_is_idempotent(engine: Engine) -> None:
