@@ -129,15 +129,16 @@ def _season_months(path: str, tree: ast.AST) -> list[str]:
     for n in ast.walk(tree):
         targets: list[ast.expr] = []
         value: ast.expr | None = None
+        line = 0
         if isinstance(n, ast.Assign):
-            targets, value = n.targets, n.value
+            targets, value, line = n.targets, n.value, n.lineno
         elif isinstance(n, ast.AnnAssign):
-            targets, value = [n.target], n.value
+            targets, value, line = [n.target], n.value, n.lineno
         for t in targets:
             name = t.id if isinstance(t, ast.Name) else t.attr if isinstance(t, ast.Attribute) \
                 else ""
             if _seasonal(name) and _is_months(value):
-                out.append(f"{path}:{n.lineno} {name}")
+                out.append(f"{path}:{line} {name}")
         if isinstance(n, ast.Dict):
             out += [f"{path}:{n.lineno} {k.value!r}" for k, v in zip(n.keys, n.values, strict=True)
                     if isinstance(k, ast.Constant) and k.value in SEASON_NAMES and _is_months(v)]

@@ -17,7 +17,7 @@ from device_adapters.profile import (
     parse_profile,
     plan_blocks,
 )
-from device_adapters.registers import encode_raw
+from device_adapters.registers import DataType, encode_raw
 from device_adapters.sunspec import build_battery_profile, model_length, scan
 from vpp.config import load_settings
 from vpp.device_kinds import DeviceKind
@@ -82,11 +82,11 @@ def test_sign_conventions_and_word_order() -> None:
     """Huawei reports + charge big-endian; Sungrow + discharge, low word first. Both normalise
     to our convention (> 0 consumption)."""
     hw, sg = load_profile("huawei-luna2000"), load_profile("sungrow-sh")
-    hw_regs = {("holding", 37765 + i): w for i, w in enumerate(encode_raw(-1500, "int32"))}
+    hw_regs = {("holding", 37765 + i): w for i, w in enumerate(encode_raw(-1500, DataType.INT32))}
     v = decode_points(hw, ["battery_power"], hw_regs)["battery_power"]
     assert v * hw.measure.power_kw.sign == -1500  # discharging 1.5 kW
     sg_regs = {("input", 5213 + i): w
-               for i, w in enumerate(encode_raw(1500, "int32", word_order="little"))}
+               for i, w in enumerate(encode_raw(1500, DataType.INT32, word_order="little"))}
     v = decode_points(sg, ["battery_power"], sg_regs)["battery_power"]
     assert v * sg.measure.power_kw.sign == -1500  # + discharge on the wire = export for us
 

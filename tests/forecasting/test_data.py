@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,12 @@ def write(tmp_path: Path, text: str, name: str = "load.csv") -> Path:
 
 
 def rows(n: int, start: str = "2024-05-01T00:00:00+08:00", freq: str = "15min",
-         value: callable = lambda i: 10.0 + i) -> list[tuple[str, float]]:  # type: ignore[valid-type]
+         value: Callable[[int], float] = lambda i: 10.0 + i) -> list[tuple[str, float]]:
     idx = pd.date_range(pd.Timestamp(start), periods=n, freq=freq)
     return [(ts.isoformat(), value(i)) for i, ts in enumerate(idx)]
 
 
-def csv(data: list[tuple[str, object]], header: str = "timestamp,site_a") -> str:
+def csv(data: Sequence[tuple[str, object]], header: str = "timestamp,site_a") -> str:
     return header + "\n" + "\n".join(f"{t},{v}" for t, v in data)
 
 
@@ -82,8 +83,8 @@ def test_requested_column_missing(tmp_path: Path) -> None:
 
 
 def test_short_gaps_are_interpolated_and_counted(tmp_path: Path) -> None:
-    data = rows(10)
-    data = data[:3] + data[5:]  # two absent rows (30 min)
+    full = rows(10)
+    data: list[tuple[str, object]] = [*full[:3], *full[5:]]  # two absent rows (30 min)
     data[5] = (data[5][0], "")  # and one empty cell
     d = read_load_csv(write(tmp_path, csv(data)), max_gap_minutes=30, interval_minutes=15)
     s = d.load_kw["site_a"]
