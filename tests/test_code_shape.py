@@ -48,7 +48,7 @@ LONG_FUNCTIONS: dict[str, int] = {
 
 #: most test modules mypy may skip (the ratchet list's length when it was made; lower it as
 #: modules are fixed, never raise it)
-MYPY_IGNORED_CAP = 46
+MYPY_IGNORED_CAP = 28
 
 
 def _lines(path: Path) -> int:
