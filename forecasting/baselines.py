@@ -121,6 +121,100 @@ def day_type_name(work: bool) -> str:
     return "working day" if work else "non-working day"
 
 
+@dataclass
+class _Candidate:
+    """One eligible baseline day: ``k`` days before the event, its load over the event
+    window and over the day-of adjustment window (kW)."""
+
+    k: int
+    day: date
+    window_kw: np.ndarray
+    adjustment_kw: np.ndarray | None
+
+
+def _excluded_reason(d: date, work: bool, event_work: bool, events: set[date],
+                     abnormal: set[date]) -> str | None:
+    """Why ``d`` is not a baseline day of an event on a day of type ``event_work``."""
+    if d in events:
+        return "event day"
+    if d in abnormal:
+        return "abnormal day"
+    if work != event_work:
+        kind = day_type_name(work)
+        if not work and d.weekday() < 5:
+            kind = "public holiday (non-working day)"
+        elif work and d.weekday() >= 5:
+            kind = "adjusted working day"
+        return f"{kind}; the event is on a {day_type_name(event_work)}"
+    return None
+
+
+def _eligible_days(load: pd.Series, window: pd.DatetimeIndex, adj_index: pd.DatetimeIndex | None,
+                   need: int, lookback_days: int, event_work: bool, cal: DayCalendar,
+                   events: set[date], abnormal: set[date]
+                   ) -> tuple[list[_Candidate], dict[date, str]]:
+    """The ``need`` most recent eligible days before the event day, and the skipped ones."""
+    event_date = window[0].date()
+    candidates = [event_date - timedelta(days=k) for k in range(1, lookback_days + 1)]
+    chosen: list[_Candidate] = []
+    excluded: dict[date, str] = {}
+    for k, (d, w) in enumerate(zip(candidates, cal.is_workday(candidates), strict=True), start=1):
+        if len(chosen) == need:
+            break
+        why = _excluded_reason(d, bool(w), event_work, events, abnormal)
+        if why is not None:
+            excluded[d] = why
+            continue
+        vals = _values(load, _shift_days(window, k))
+        adj_vals = _values(load, _shift_days(adj_index, k)) if adj_index is not None else None
+        if not np.isfinite(vals).all() or (adj_vals is not None and not np.isfinite(adj_vals).all()):
+            excluded[d] = "incomplete data"
+            continue
+        chosen.append(_Candidate(k, d, vals, adj_vals))
+    return chosen, excluded
+
+
+def _highest_x(chosen: list[_Candidate], x: int, excluded: dict[date, str]) -> list[_Candidate]:
+    """"High x of y": the ``x`` days with the highest mean over the window (the rest noted)."""
+    order = sorted(range(len(chosen)), key=lambda i: -float(np.mean(chosen[i].window_kw)))
+    for i in order[x:]:
+        excluded[chosen[i].day] = (
+            f"not among the {x} highest of {len(chosen)} "
+            f"(mean {float(np.mean(chosen[i].window_kw)):.1f} kW over the event window)")
+    return [chosen[i] for i in sorted(order[:x])]
+
+
+def _adjustment(load: pd.Series, adj_index: pd.DatetimeIndex, chosen: list[_Candidate],
+                spec: BaselineSpec, interval_minutes: int) -> tuple[float, str]:
+    """The day-of adjustment (kW, capped) and its note for the explanation."""
+    actual = _values(load, adj_index)
+    end = adj_index[-1] + pd.Timedelta(minutes=interval_minutes)
+    if not np.isfinite(actual).all():
+        raise ValidationError(
+            f"day-of adjustment window {adj_index[0].isoformat()} to {end.isoformat()} "
+            "has missing data")
+    base_adj = float(np.mean([c.adjustment_kw for c in chosen]))
+    raw = float(actual.mean()) - base_adj
+    cap = spec.adjustment_cap_pct / 100.0 * abs(base_adj)
+    adjustment = float(np.clip(raw, -cap, cap))
+    capped = " (capped)" if adjustment != raw else ""
+    note = (f"; day-of adjustment {adjustment:+.1f} kW{capped} from {raw:+.1f} kW over "
+            f"{adj_index[0].strftime('%H:%M')}-{end.strftime('%H:%M')}"
+            f", cap {spec.adjustment_cap_pct:g}% of {base_adj:.1f} kW")
+    return adjustment, note
+
+
+def _adjustment_index(window: pd.DatetimeIndex, spec: BaselineSpec,
+                      interval_minutes: int) -> pd.DatetimeIndex | None:
+    """The day-of adjustment's intervals on the event day (None without one)."""
+    if not spec.day_of_adjustment:
+        return None
+    step = pd.Timedelta(minutes=interval_minutes)
+    n_adj = max(int(round(spec.adjustment_hours * 60 / interval_minutes)), 1)
+    adj_end = (window[0] - pd.Timedelta(hours=spec.adjustment_gap_hours)).floor(step)
+    return pd.date_range(end=adj_end - step, periods=n_adj, freq=step)
+
+
 def compute_baseline(
     load_kw: pd.Series,
     start: datetime,
@@ -139,91 +233,38 @@ def compute_baseline(
     ``forecast`` method. See the module docstring for the rules.
     """
     load = _check_load(load_kw, interval_minutes)
-    tz = load.index.tz
-    window = _window(_aware(start, "start"), _aware(end, "end"), tz, interval_minutes)
+    window = _window(_aware(start, "start"), _aware(end, "end"), load.index.tz, interval_minutes)
     cal = calendar or ChineseCalendar()
     events, abnormal = set(event_days), set(abnormal_days)
     event_date = window[0].date()
     if spec.method == "forecast":
         return _forecast_baseline(load, window, spec, events, abnormal, cal, temperature_c,
                                   interval_minutes)
-    adj_index = None
-    if spec.day_of_adjustment:
-        step = pd.Timedelta(minutes=interval_minutes)
-        n_adj = max(int(round(spec.adjustment_hours * 60 / interval_minutes)), 1)
-        adj_end = (window[0] - pd.Timedelta(hours=spec.adjustment_gap_hours)).floor(step)
-        adj_index = pd.date_range(end=adj_end - step, periods=n_adj, freq=step)
+    adj_index = _adjustment_index(window, spec, interval_minutes)
     event_work = bool(cal.is_workday([event_date])[0])
     if spec.method == "similar_days":
         need = spec.n_working_days if event_work else spec.n_nonworking_days
     else:
         need = spec.y
-    candidates = [event_date - timedelta(days=k) for k in range(1, spec.lookback_days + 1)]
-    work = cal.is_workday(candidates)
-    chosen: list[tuple[int, date, np.ndarray, np.ndarray | None]] = []
-    excluded: dict[date, str] = {}
-    for k, (d, w) in enumerate(zip(candidates, work, strict=True), start=1):
-        if len(chosen) == need:
-            break
-        if d in events:
-            excluded[d] = "event day"
-            continue
-        if d in abnormal:
-            excluded[d] = "abnormal day"
-            continue
-        if bool(w) != event_work:
-            kind = day_type_name(bool(w))
-            if not w and d.weekday() < 5:
-                kind = "public holiday (non-working day)"
-            elif w and d.weekday() >= 5:
-                kind = "adjusted working day"
-            excluded[d] = f"{kind}; the event is on a {day_type_name(event_work)}"
-            continue
-        vals = _values(load, _shift_days(window, k))
-        adj_vals = _values(load, _shift_days(adj_index, k)) if adj_index is not None else None
-        if not np.isfinite(vals).all() or (adj_vals is not None and not np.isfinite(adj_vals).all()):
-            excluded[d] = "incomplete data"
-            continue
-        chosen.append((k, d, vals, adj_vals))
+    chosen, excluded = _eligible_days(load, window, adj_index, need, spec.lookback_days,
+                                      event_work, cal, events, abnormal)
     if len(chosen) < need:
         raise ValidationError(
             f"no baseline days available: found {len(chosen)} of {need} eligible "
             f"{day_type_name(event_work)}s in the {spec.lookback_days} days before {event_date}"
         )
     if spec.method == "x_of_y":
-        order = sorted(range(len(chosen)), key=lambda i: -float(np.mean(chosen[i][2])))
-        keep = sorted(order[: spec.x])
-        for i in order[spec.x:]:
-            excluded[chosen[i][1]] = (
-                f"not among the {spec.x} highest of {spec.y} "
-                f"(mean {float(np.mean(chosen[i][2])):.1f} kW over the event window)"
-            )
-        chosen = [chosen[i] for i in keep]
+        chosen = _highest_x(chosen, spec.x, excluded)
         label = f"High {spec.x} of {spec.y}" if spec.x < spec.y else f"{spec.x} of {spec.y}"
     else:
         label = f"average of the {need} most recent {day_type_name(event_work)}s"
-    profile = np.mean([c[2] for c in chosen], axis=0)
+    profile = np.mean([c.window_kw for c in chosen], axis=0)
     adjustment: float | None = None
     note = ""
     if adj_index is not None:
-        actual = _values(load, adj_index)
-        if not np.isfinite(actual).all():
-            raise ValidationError(
-                f"day-of adjustment window {adj_index[0].isoformat()} to "
-                f"{(adj_index[-1] + pd.Timedelta(minutes=interval_minutes)).isoformat()} "
-                "has missing data"
-            )
-        base_adj = float(np.mean([c[3] for c in chosen]))
-        raw = float(actual.mean()) - base_adj
-        cap = spec.adjustment_cap_pct / 100.0 * abs(base_adj)
-        adjustment = float(np.clip(raw, -cap, cap))
+        adjustment, note = _adjustment(load, adj_index, chosen, spec, interval_minutes)
         profile = profile + adjustment
-        capped = " (capped)" if adjustment != raw else ""
-        note = (f"; day-of adjustment {adjustment:+.1f} kW{capped} from {raw:+.1f} kW over "
-                f"{adj_index[0].strftime('%H:%M')}-"
-                f"{(adj_index[-1] + pd.Timedelta(minutes=interval_minutes)).strftime('%H:%M')}"
-                f", cap {spec.adjustment_cap_pct:g}% of {base_adj:.1f} kW")
-    days_used = sorted(c[1] for c in chosen)
+    days_used = sorted(c.day for c in chosen)
     explanation = (
         f"{label} before {event_date} ({cal.name} calendar): "
         f"{', '.join(d.isoformat() for d in days_used)}; "
