@@ -43,9 +43,9 @@ LIFECYCLE_CORE = (
 #: empty since compute_baseline was split into its day selection, rule and adjustment
 LONG_FUNCTIONS: dict[str, int] = {}
 
-#: most test modules mypy may skip (the ratchet list's length when it was made; lower it as
-#: modules are fixed, never raise it)
-MYPY_IGNORED_CAP = 28
+#: most test modules mypy may skip (the ratchet list's length today; lower it as modules are
+#: fixed, never raise it: a new test module must be type-clean)
+MYPY_IGNORED_CAP = 27
 
 
 def _lines(path: Path) -> int:
