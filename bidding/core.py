@@ -14,6 +14,9 @@ for the daemon and the season simulator.
    scheduler's flexibility envelope over those quantiles (:func:`scheduler_envelopes`,
    batteries at their polled state of charge); else (or where the scheduler cannot compute it)
    the devices' dependable capability (:func:`bidding.capability.device_capability_kw`).
+   Valley filling: the envelope of the rise above the load (the scheduler's
+   ``direction_sign = -1``; else :func:`bidding.fallback.raise_kw`), and the deliverable
+   quantiles with the sign reversed (:func:`bidding.offer.deliverable_quantiles`).
 3. **The offer rule** (:mod:`bidding.offer`, the band newsvendor) per owner, capped at the
    grid's request (pro rata), checked against the programme's minimums.
 4. **No history** (no owner has quantiles): with a ``no_history`` policy, the fallback offer
@@ -37,7 +40,7 @@ import pandas as pd
 
 from bidding.bid_inputs import BidDevice, BidInput, Offer, OwnerInput, OwnerShare
 from bidding.capability import device_capability_kw
-from bidding.fallback import history_gap, no_history_offer
+from bidding.fallback import history_gap, no_history_offer, raise_kw
 from bidding.offer import (
     VppOffer,
     aggregate_offers,
@@ -46,6 +49,7 @@ from bidding.offer import (
     owner_offer,
 )
 from bidding.programme import Product
+from bidding.rules import Direction
 from forecasting.baselines import day_type_name
 from forecasting.calendars import DayCalendar
 from forecasting.owners import OwnerForecast
@@ -56,6 +60,14 @@ from vpp.errors import NoHistoryError, ValidationError
 class NoHistoryOfferRefused(ValidationError):
     """No history to bid from, and the no-history offer is not admissible either: the message
     gives both reasons."""
+
+
+def direction_sign(direction: str) -> float:
+    """+1 for peak shaving (response = baseline - load), -1 for valley filling (load -
+    baseline): the scheduler's ``direction_sign``."""
+    if direction not in (d.value for d in Direction):
+        raise ValidationError(f"unknown direction {direction!r}")
+    return 1.0 if direction == Direction.PEAK_SHAVING.value else -1.0
 
 
 MIN_SAME_TYPE_DAYS = 3
@@ -103,7 +115,7 @@ def same_type_days(days: Sequence[date], event_date: date, calendar: DayCalendar
 def scheduler_envelopes(
     devices: Sequence[BidDevice], forecast: OwnerForecast, window: pd.DatetimeIndex,
     confidence: float = 0.9, *, soc_pct: Mapping[int, float] | None = None,
-    interval_minutes: int,
+    interval_minutes: int, direction: str = Direction.PEAK_SHAVING.value,
 ) -> dict[int, np.ndarray]:
     """Per owner, the scheduler's flexibility envelope (kW per ``interval_minutes`` interval of
     ``window``).
@@ -113,6 +125,8 @@ def scheduler_envelopes(
     Batteries without a known state of charge (``soc_pct``, else the device's own) and EV
     chargers (no session data here) contribute nothing: conservative. Owners the forecast does
     not cover are left out (the caller falls back to device capability for them).
+    ``direction``: valley filling takes the envelope of the rise above the load (the
+    up-flexibility: batteries' room to charge, each load at its high quantile) instead.
     """
     from vpp.device_kinds import DeviceKind, parse_params
     from vpp.scheduler.envelope import flexibility_envelope
@@ -142,7 +156,8 @@ def scheduler_envelopes(
         bq = np.maximum(q, 0.0)[:, None, :] * share[None, :, None]
         env = flexibility_envelope(fleet, bq, list(forecast.levels), confidence,
                                    sustain_intervals=len(window),
-                                   interval_minutes=interval_minutes)
+                                   interval_minutes=interval_minutes,
+                                   direction_sign=direction_sign(direction))
         out[o] = env.reduction_kw
     return out
 
@@ -191,7 +206,8 @@ def _envelopes(inp: BidInput, quantiles: dict[int, Quantiles],
     devices = [d for o in inp.owners for d in o.devices]
     try:
         return scheduler_envelopes(devices, fc, inp.window, inp.confidence or 0.9,
-                                   interval_minutes=inp.interval_minutes)
+                                   interval_minutes=inp.interval_minutes,
+                                   direction=inp.direction)
     except (ValidationError, ImportError) as exc:  # the scheduler is optional here
         sources["envelope_error"] = {"message": str(exc)}
         return None
@@ -226,6 +242,11 @@ def make_offer(inp: BidInput) -> Offer:
         if env is not None and len(env) == n_t:
             flex_t = np.maximum(np.asarray(env, dtype=float), 0.0)
             esrc = "scheduler envelope"
+        elif inp.direction == Direction.VALLEY_FILLING.value:
+            cap = [raise_kw(d, inp.hours, d.soc_pct)  # type: ignore[arg-type]  # read-only
+                   for d in owner.devices]
+            flex_t = np.full(n_t, float(sum(cap)))
+            esrc = "device rise capability (fallback)"
         else:
             cap = [device_capability_kw(d, inp.hours)  # type: ignore[arg-type]  # read-only fields
                    for d in owner.devices]

@@ -23,6 +23,8 @@ of it, comfort protection took over within minutes, delivery fell to 34%, below 
   - EV chargers: a charger sheds only while a vehicle charges: its charge (and V2G) power
     times the share of posts in use (:data:`bidding.capability.DEFAULT_AVAILABILITY`, 0.5);
   and each kind times its season's availability (air conditioning sheds little in spring).
+  A valley-filling product counts each device's rise instead (:func:`raise_kw`: a battery's
+  charge into the room below its maximum state of charge; the other kinds declare none).
 * **Declared**: ``fraction_pct`` (``[bidding] no_history_fraction_pct``, default 40%) of that
   envelope per owner, capped at the grid's request, then the programme's minimum (a small
   fleet's call is declined with that reason, never padded to nameplate). With the hunan-2026
@@ -116,13 +118,34 @@ def _shed_minutes(p: object) -> float | None:
     return None
 
 
+def raise_kw(device: OwnedDevice, duration_h: float, soc_pct: float | None = None) -> float:
+    """Dependable kW the device can hold ABOVE its load for ``duration_h`` hours (valley
+    filling): a battery's charge (up to its maximum setpoint) into the room below its maximum
+    state of charge at ``soc_pct`` (unknown: the uncharged share of the window,
+    :data:`UNKNOWN_SOC_SHARE`); nothing for the other kinds, whose parameters declare no rise
+    (an EV charger's cars are not known here; a load rises only to make up a shed)."""
+    if duration_h <= 0:
+        raise ValueError("duration_h must be positive")
+    p = parse_params(DeviceKind(device.kind), device.params)
+    if not isinstance(p, BatteryParams):
+        return 0.0
+    window = (p.soc_max_pct - p.soc_min_pct) / 100
+    room = (window * (1 - UNKNOWN_SOC_SHARE) if soc_pct is None
+            else max(p.soc_max_pct - max(soc_pct, p.soc_min_pct), 0.0) / 100)
+    return min(max(device.max_setpoint_kw, 0.0),
+               p.capacity_kwh * room / p.charge_efficiency / duration_h)
+
+
 def held_kw(device: OwnedDevice, duration_h: float, season: Season,
-            soc_pct: float | None = None) -> float:
+            soc_pct: float | None = None, direction: str = "peak_shaving") -> float:
     """Dependable kW the device delivers on average over an event of ``duration_h`` hours in
-    ``season`` (module docstring: a shed shorter than the event counts pro rata)."""
+    ``season`` (module docstring: a shed shorter than the event counts pro rata; valley
+    filling: :func:`raise_kw`)."""
     if duration_h <= 0:
         raise ValueError("duration_h must be positive")
     kind = DeviceKind(device.kind)
+    if direction == "valley_filling":
+        return raise_kw(device, duration_h, soc_pct) * DEFAULT_AVAILABILITY[season].get(kind, 1.0)
     p = parse_params(kind, device.params)
     shed_minutes = _shed_minutes(p)
     hold_h = duration_h if shed_minutes is None else min(duration_h, shed_minutes / 60)
@@ -163,7 +186,7 @@ def no_history_offer(
     envelope: dict[int, float] = {}
     by_kind: dict[str, float] = {}
     for d in devices:
-        kw = held_kw(d, hours, season, soc.get(int(d.id or 0)))
+        kw = held_kw(d, hours, season, soc.get(int(d.id or 0)), product.direction.value)
         envelope[d.owner_id] = envelope.get(d.owner_id, 0.0) + kw
         by_kind[d.kind] = by_kind.get(d.kind, 0.0) + kw
     f = fraction_pct / 100

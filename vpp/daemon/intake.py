@@ -2,8 +2,8 @@
 
 ``receive`` checks the call against the programme in force (window, duration, interval
 alignment, and notice measured from when the call was received: at least the product's
-``notice_min_hours``, at most its ``notice_max_hours``) and against what the daemon dispatches
-(peak shaving only: a valley-filling call is refused before anything is bid), stores the
+``notice_min_hours``, at most its ``notice_max_hours``; a direction the programme has no
+product for is refused there, before anything is bid), stores the
 :class:`~vpp.models.GridEvent`, has :mod:`bidding` make and store the offer (:func:`bidding.workflow.bid_event`: owners' load quantiles from the daemon's load
 forecast (:mod:`vpp.daemon.forecasts`), else their metered history; the scheduler's flexibility
 envelope over those quantiles at the latest polled states of charge -- the bid's
@@ -55,9 +55,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vpp.daemon.intake")
 
-#: Directions the planner dispatches (valley filling is not planned yet: such calls are refused
-#: at intake, before anything is bid).
-DISPATCHED_DIRECTIONS = ("peak_shaving",)
+#: Directions the planner dispatches: both (valley filling is peak shaving's plan with the
+#: sign reversed, :mod:`vpp.scheduler.call_rows`); the programme's products say which it buys.
+DISPATCHED_DIRECTIONS = ("peak_shaving", "valley_filling")
 
 
 def _fingerprint(call: GridCallIn) -> dict[str, Any]:

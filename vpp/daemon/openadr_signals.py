@@ -4,8 +4,8 @@ Signals (OpenADR 2.0b signal names and types; the first that applies wins):
 
 * ``LOAD_DISPATCH`` / ``delta``: the change of load asked for, against what the fleet would
   have used without the event. Negative is a reduction (peak shaving: the largest reduction over
-  the intervals is the call's ``requested_kw``); positive an increase (valley filling, which the
-  intake refuses while it is not planned). Intervals that mix both are refused.
+  the intervals is the call's ``requested_kw``); positive an increase (valley filling, planned
+  like peak shaving with the sign reversed). Intervals that mix both are refused.
 * ``LOAD_DISPATCH`` / ``setpoint``: the level the fleet's load is to be held at. The reduction is
   the fleet's current metered load minus that level (largest over the intervals); a level at or
   above the current load asks for nothing and is refused, as is a setpoint before the fleet's

@@ -23,7 +23,10 @@ The call asks the QP for the bid's declared reduction in every interval and at m
 ``[scheduler] target_margin_pct`` (5%) more, never past the programme's band ceiling (over-
 delivery there is unpaid comfort and rebound: the peak price alone made the first 100-building
 run shed 25% over); over the tail the fleet's power stays between its baseline and baseline x
-(1 + ``[scheduler] rebound_max_pct``/100), both soft (:mod:`vpp.scheduler.call_rows`).
+(1 + ``[scheduler] rebound_max_pct``/100), both soft (:mod:`vpp.scheduler.call_rows`). A
+valley-filling call is the same plan with the sign reversed (``direction_sign`` -1): the
+declared rise above the baseline, the same ceiling, and over the tail the fleet between
+baseline x (1 - pct/100) and its baseline.
 
 The solve runs in a one-thread executor (never on the event loop) through
 :class:`vpp.scheduler.service.Scheduler`, which keeps the built QP while the fleet's structure is
@@ -48,6 +51,7 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session, col, select
 
+from bidding.core import direction_sign
 from bidding.participants import DeviceStanding, opted_out, participants
 from bidding.programme import load_programme
 from vpp.bids import declared_by_owner
@@ -240,7 +244,7 @@ class Planner:
             first_index=first, n_event_intervals=len(intervals) - first,
             intervals=intervals[first:], declared_kw=bid.declared_kw,
             band_upper_pct=float(programme.band.upper_pct),
-            direction_sign=1.0 if ev.direction == "peak_shaving" else -1.0,
+            direction_sign=direction_sign(ev.direction),
             interval_minutes=minutes, owner_of_device={int(d.id or 0): d.owner_id for d in devices})
 
     def _event_baselines(self, s: Session, ev: GridEvent, devices: list[Device],

@@ -48,7 +48,8 @@ class GridCallIn(InModel):
     event_type: Literal["day_ahead", "real_time"] = Field(
         ..., description="the programme's product (its notice, windows, prices)")
     direction: Literal["peak_shaving", "valley_filling"] = Field(
-        "peak_shaving", description="valley filling is refused until it is planned")
+        "peak_shaving", description="peak_shaving (reduce load below the baseline) or "
+        "valley_filling (raise it above the baseline), where the programme has that product")
     start: AwareDatetime = Field(..., description="on a market interval, with its UTC offset")
     end: AwareDatetime = Field(..., description="on a market interval, after start")
     requested_kw: float = Field(..., gt=0, le=10_000_000,

@@ -1,6 +1,7 @@
 """Grid calls on the SHIPPED programme (config/programmes/hunan-2026.toml, default settings):
 notice counts from when the call was received, at least the product's minimum and at most its
-maximum; a rejected call sent again is evaluated afresh; valley filling is refused before a bid.
+maximum; a rejected call sent again is evaluated afresh; a valley-filling call is bid on what the
+fleet can raise.
 
 The daemon's clock is the production hook (``Infra.clock``, what the simulator drives) set
 to a Tuesday in July 2026, so that the programme's windows (10:00-23:00 local) and its notice
@@ -180,12 +181,19 @@ async def test_a_rejected_call_sent_again_is_evaluated_afresh(shipped: Shipped) 
     assert body["error"]["code"] == "conflict"
 
 
-async def test_a_valley_filling_call_is_refused_before_anything_is_bid(shipped: Shipped) -> None:
+async def test_a_valley_filling_call_is_bid_on_what_the_fleet_can_raise(shipped: Shipped
+                                                                        ) -> None:
+    """Valley filling is planned now: the call passes intake and is bid on the fleet's rise
+    above its load. These kilns declare a curtailment and its make-up, no rise: nothing to
+    offer, so the call is declined with that reason (never bid on their shed capability)."""
     _plant(shipped)
     shipped.now[0] = MONDAY + timedelta(days=1, hours=10, minutes=30)
     d = await shipped.call(_payload("rt-valley", "real_time",
                                     MONDAY + timedelta(days=1, hours=11),
                                     direction="valley_filling"))
-    assert not d["accepted"] and d["status"] == "rejected", d
-    assert "valley filling is not planned by this daemon yet" in d["reason"]
-    assert shipped.bids(d["event_id"]) == [] and d["declared_kw"] == 0.0
+    assert not d["accepted"], d
+    assert d["reason"] == "no offer: no owner can offer any capacity for this event"
+    assert d["declared_kw"] == 0.0 and shipped.bids(d["event_id"]) == []
+    with session_scope(shipped.engine) as s:
+        ev = s.get(GridEvent, d["event_id"])
+        assert ev is not None and ev.direction == "valley_filling"
