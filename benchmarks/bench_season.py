@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sim.metrics import season_summary  # noqa: E402
 from sim.physics import make_physics  # noqa: E402
 from sim.plant import CityPlant  # noqa: E402
 from sim.report import write_report  # noqa: E402
@@ -81,7 +82,9 @@ def _run_period(args: tuple) -> SeasonResult:
             update={"eps": eps})})
     opts = RunOptions(periods=None if period is None else (period,), event_days=event_days,
                       history_days=history, max_devices=max_devices, skip_idle_days=skip_idle,
-                      blocks=None if block is None else (block,))
+                      blocks=None if block is None else (block,),
+                      # --quick (one event day, < 60 s) leaves the two capability tests out
+                      capability_test=not (event_days == 1 and max_devices is not None))
     return asyncio.run(run_season(settings, scenario, opts))
 
 
@@ -150,6 +153,11 @@ def main() -> int:
         "flex_pct_of_peak": round(h.flex_pct, 3), "events_in_band": h.events_in_band,
         "revenue_yuan": round(h.revenue_yuan, 2), "payouts_yuan": round(h.payouts_yuan, 2),
         "mean_solve_s": round(sum(solve) / len(solve), 2) if solve else None,
+        "by_season": {k: {m: v for m, v in r.items() if m != "capability_tests"}
+                      | {"tests": [{m: t.get(m) for m in ("id", "declared_mw", "credited_kw",
+                                                          "physical_kw", "rebound_flag")}
+                                   for t in r["capability_tests"]]}
+                      for k, r in season_summary(result.events, result.system_peak_mw).items()},
     }
     print(json.dumps(figures))
     return 0

@@ -47,6 +47,7 @@ class GridCall:
     end: datetime
     requested_kw: float
     reason: str
+    test: bool = False  # a capability test: reported apart from the season's calls
 
     @property
     def day(self) -> date:
@@ -125,6 +126,39 @@ class GridOperator:
                 ))
                 per_month[month] += 1
         return out
+
+
+    def capability_tests(self, days: Sequence[date]) -> list[GridCall]:
+        """One capability-test call per season among ``days``: a day-ahead call for the
+        scenario's goal (``dr_goal_pct`` of the annual system peak) over the hour in which the
+        season's load shape peaks, on the working day with the season's highest forecast
+        peak. It runs through the same lifecycle as any call; ``test`` marks it."""
+        c = self.scn.city
+        out: list[GridCall] = []
+        for summer in (True, False):
+            pool = [d for d in days if self.calendar.is_summer(d) == summer
+                    and self.calendar.is_workday(d)]
+            if not pool:
+                continue
+            day = max(pool, key=lambda d: float(self.forecast_peak_mw[d]))
+            shape = c.summer_shape_pu if summer else c.winter_shape_pu
+            hour = int(np.argmax(shape))
+            start = _at(day, time(hour), self.tz)
+            out.append(GridCall(
+                f"sim-test-{day:%Y%m%d}", "day_ahead", "peak_shaving",
+                self.scn.scenario.programme,
+                _at(day - timedelta(days=1), DAY_AHEAD_ISSUE_TIME, self.tz), start,
+                start + timedelta(hours=1), c.dr_goal_pct / 100 * c.system_peak_mw * 1000,
+                f"capability test: {c.dr_goal_pct:g}% of the {c.system_peak_mw:,.0f} MW annual "
+                f"peak in the season's peak hour ({hour:02d}:00)", test=True))
+        return out
+
+
+def with_capability_tests(calls: list[GridCall], tests: list[GridCall]) -> list[GridCall]:
+    """The season's calls with the capability tests added; a test day's own call is not issued
+    (the operator calls a day once), so the season's calls lose at most one per season."""
+    test_days = {t.day for t in tests}
+    return sorted([c for c in calls if c.day not in test_days] + tests, key=lambda c: c.start)
 
 
 @dataclass(frozen=True)

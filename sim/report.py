@@ -20,6 +20,7 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from sim.metrics import season_summary  # noqa: E402
 from sim.results import EventOutcome, SeasonResult, fault_totals  # noqa: E402
 
 
@@ -101,6 +102,99 @@ def _chart_ratio(result: SeasonResult, path: Path) -> None:
     plt.close(fig)
 
 
+def _label(e: EventOutcome) -> str:
+    return (f"{e.call.day:%m-%d}{'*' if e.call.event_type == 'real_time' else ''}"
+            f"{' TEST' if e.call.test else ''}")
+
+
+def _chart_measures(result: SeasonResult, path: Path) -> None:
+    """Per call: uncapped offer, declared, metered, credited and physical response (MW)."""
+    ev = [e for e in result.events if e.measures is not None]
+    fig, (ax, rb) = plt.subplots(2, 1, figsize=(11, 7), height_ratios=[2, 1], sharex=True)
+    x = np.arange(len(ev))
+    bars = [("uncapped offer", lambda e: e.measures.uncapped_offer_kw, "#c4b5fd"),
+            ("declared", lambda e: e.declared_kw, "#3b82f6"),
+            ("delivered (metered)", lambda e: e.delivered_kw, "#9ca3af"),
+            ("credited (band cap, export rule)", lambda e: e.measures.credited_kw, "#10b981"),
+            ("physical (vs no-dispatch twin)", lambda e: e.measures.physical_kw, "#f59e0b")]
+    w = 0.8 / len(bars)
+    for k, (name, f, c) in enumerate(bars):
+        ax.bar(x + (k - 2) * w, [f(e) / 1000 for e in ev], w, label=name, color=c)
+    goal = result.system_peak_mw * result.goal_pct / 100
+    ax.axhline(goal, color="#dc2626", ls="--", label=f"{result.goal_pct:g}% goal ({goal:.0f} MW)")
+    ax.set_ylabel("MW")
+    ax.set_title("Per call (* real-time, TEST capability test): what the plan's question needs")
+    ax.legend(fontsize=7, ncols=3)
+    ms = [e.measures for e in ev if e.measures is not None]
+    rb.bar(x, [m.rebound_kwh / 1000 for m in ms],
+           color=["#dc2626" if m.rebound_flag else "#64748b" for m in ms])
+    rb.axhline(0, color="#334155", lw=0.5)
+    rb.set_ylabel("rebound MWh")
+    rb.set_title("Rebound over 2 h after the call (metered - twin); red: post-call peak above "
+                 "the participants' load in the city's peak hour", fontsize=9)
+    rb.set_xticks(x, [_label(e) for e in ev], rotation=60, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _mw(v: float | None, pct: float | None = None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.1f}" + ("" if pct is None else f" ({pct:.2f}%)")
+
+
+def _season_lines(result: SeasonResult) -> list[str]:
+    """The plan's question per season: a table of the season's calls, then the tests."""
+    by = season_summary(result.events, result.system_peak_mw)
+    if not by:
+        return []
+    rows = [("calls (capability tests apart)", lambda r: str(r["calls"])),
+            ("requested MW, mean", lambda r: _mw(r["requested_mw_mean"])),
+            ("declared MW, median", lambda r: _mw(r["declared_mw_median"])),
+            ("uncapped offer MW, median", lambda r: _mw(r["uncapped_offer_mw_median"],
+                                                        r["uncapped_offer_pct_median"])),
+            ("uncapped offer MW, P10", lambda r: _mw(r["uncapped_offer_mw_p10"])),
+            ("delivered MW (settlement baseline - metered), mean",
+             lambda r: _mw(r["delivered_metered_mw_mean"])),
+            ("credited MW (paid: band cap, export rule), mean",
+             lambda r: _mw(r["credited_mw_mean"], r["credited_pct_mean"])),
+            ("physical MW (no-dispatch twin - metered), mean",
+             lambda r: _mw(r["physical_mw_mean"], r["physical_pct_mean"])),
+            ("baseline error on the call day MW (baseline - twin), mean",
+             lambda r: _mw(r["baseline_error_call_day_mw_mean"])),
+            ("rebound MWh over 2 h after, mean", lambda r: _mw(r["rebound_mwh_mean"])),
+            ("calls with a post-call peak above the peak hour", lambda r: str(r["rebound_flagged"])),
+            ("calls in the paid band", lambda r: str(r["in_band"]))]
+    seasons = sorted(by)
+    lines = ["## The plan's question, by season", "",
+             "Shares are of the system peak. The uncapped offer is what the offer rule declared "
+             "before the cap at the request; credited is the settlement's paid energy over the "
+             "call's duration (nothing past the band's upper limit; a metering point's export "
+             "past its own load only where the programme counts it); physical is measured "
+             "against a no-dispatch twin (the same devices, weather and behaviour without "
+             "setpoints), which only a simulator has.", "",
+             "| measure | " + " | ".join(seasons) + " |", "|---|" + "---:|" * len(seasons)]
+    lines += [f"| {name} | " + " | ".join(f(by[k]) for k in seasons) + " |" for name, f in rows]
+    tests = [(k, t) for k in seasons for t in by[k]["capability_tests"]]
+    if tests:
+        lines += ["", "**Capability tests** (the goal, 5% of the annual peak, asked in each "
+                  "season's peak hour on its highest-forecast working day; kW):", "",
+                  "| season | call | requested | declared | uncapped offer | delivered | "
+                  "credited | physical | baseline error | rebound kWh | flag | notes |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        for k, t in tests:
+            g = t.get
+            lines.append(
+                f"| {k} | {t['id']} | {1000 * t['requested_mw']:,.0f} | "
+                f"{1000 * t['declared_mw']:,.0f} | {g('uncapped_offer_kw', 'n/a')} | "
+                f"{1000 * t['delivered_metered_mw']:,.0f} | {g('credited_kw', 'n/a')} | "
+                f"{g('physical_kw', 'n/a')} | {g('baseline_error_kw', 'n/a')} | "
+                f"{g('rebound_kwh', 'n/a')} | {'REBOUND' if g('rebound_flag') else '-'} | "
+                f"{'; '.join(t['notes'])} |")
+    return lines + [""]
+
+
 def summary_dict(result: SeasonResult) -> dict[str, Any]:
     h = result.headline()
     return {
@@ -108,6 +202,7 @@ def summary_dict(result: SeasonResult) -> dict[str, Any]:
         "owners": result.n_owners, "simulated_days": result.simulated_days,
         "wall_seconds": round(result.wall_seconds, 1), "headline": h.as_dict(),
         "faults": fault_totals(result.events), "seams": result.seams,
+        "by_season": season_summary(result.events, result.system_peak_mw),
         "events": [
             {"id": e.call.external_id, "type": e.call.event_type,
              "start": e.call.start.isoformat(), "end": e.call.end.isoformat(),
@@ -119,7 +214,8 @@ def summary_dict(result: SeasonResult) -> dict[str, Any]:
              "payouts_fen": e.payouts_total_fen, "balanced": e.balanced,
              "comfort_violations": e.comfort_violations, "soc_violations": e.soc_violations,
              "faults": e.faults, "solve_seconds": round(e.solve_seconds, 2),
-             "plan_path": e.plan_path}
+             "plan_path": e.plan_path, "season": e.season, "test": e.call.test,
+             "measures": None if e.measures is None else e.measures.as_dict()}
             for e in result.events
         ],
     }
@@ -143,6 +239,10 @@ def write_report(result: SeasonResult, out_dir: Path) -> Path:
         if best is not worst:
             _chart_event_profile(result, best, out_dir / "event-best.png")
             charts.append(("event-best.png", f"The largest delivery ({best.call.external_id})"))
+    if any(e.measures is not None for e in ev):
+        _chart_measures(result, out_dir / "measures.png")
+        charts.append(("measures.png", "Uncapped offer, declared, delivered, credited and "
+                       "physical response per call; the rebound after each"))
     if len(result.city_load_mw):
         _chart_season(result, out_dir / "season.png")
         charts.append(("season.png", "City daily peak and the calls"))
@@ -181,7 +281,7 @@ def write_report(result: SeasonResult, out_dir: Path) -> Path:
     ]
     for s in result.seams:
         lines.append(f"- Not yet wired (seam): {s}")
-    lines += ["", "## Fleet", "", "| segment | devices | rated MW |", "|---|---:|---:|"]
+    lines += [""] + _season_lines(result) + ["## Fleet", "", "| segment | devices | rated MW |", "|---|---:|---:|"]
     for seg, n in result.fleet_count.items():
         lines.append(f"| {seg} | {n:,} | {result.fleet_rated_mw.get(seg, 0):,.1f} |")
     faults = fault_totals(ev)

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from sim.grid import GridCall
+
+if TYPE_CHECKING:
+    from sim.metrics import CallMeasures
 
 
 @dataclass
@@ -46,6 +49,8 @@ class EventOutcome:
     system_load_mw: float = 0.0  # the city's load at the event (mean over the window)
     notes: list[str] = field(default_factory=list)
     plan_path: str = ""  # how the dispatch plan was solved (scheduler / partitioned on Dask)
+    season: str = ""  # the market calendar's season of the call day (summer / winter)
+    measures: CallMeasures | None = None  # sim.metrics: twin, rebound, credited, uncapped
 
     @property
     def delivered_kw(self) -> float:
@@ -91,7 +96,13 @@ class SeasonResult:
     seams: list[str] = field(default_factory=list)  # capabilities not yet wired (named honestly)
 
     def headline(self) -> Headline:
-        return headline(self.events, self.system_peak_mw, self.goal_pct)
+        """Over the season's calls (capability tests are reported apart)."""
+        return headline(self.calls, self.system_peak_mw, self.goal_pct)
+
+    @property
+    def calls(self) -> list[EventOutcome]:
+        """The season's calls, without the capability tests."""
+        return [e for e in self.events if not e.call.test]
 
 
 @dataclass(frozen=True)

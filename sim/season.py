@@ -20,18 +20,23 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from bidding.programme import Product, Programme, load_programme
 from sim import aggregator
-from sim.grid import FaultyAdapter, GridCall, GridOperator, draw_faults
+from sim.grid import FaultyAdapter, GridCall, GridOperator, draw_faults, with_capability_tests
 from sim.inprocess import InProcessAdapter
 from sim.metering import MeterStore
+from sim.metrics import NoDispatchTwin, settled_measures
 from sim.physics.building import BuildingModel
 from sim.plant import CityPlant
 from sim.results import EventOutcome, Headline, SeasonResult
+
+if TYPE_CHECKING:
+    from sim.metrics import CallMeasures
 from sim.scenarios.city import (
     city_load_mw,
     hourly_temperature,
@@ -75,6 +80,7 @@ class RunOptions:
     periods: tuple[int, ...] | None = None  # only these season periods (0-based), e.g. (0,)
     skip_idle_days: bool = False  # simulate only the days some call's baseline/forecast needs
     blocks: tuple[int, ...] | None = None  # only these runs of consecutive days (0-based)
+    capability_test: bool = True  # a capability-test call per season (sim.grid)
 
 
 @dataclass
@@ -83,6 +89,8 @@ class _Pending:
     programme: Programme
     product: Product | None  # None: refused at intake
     declared_kw: float = 0.0
+    uncapped_kw: float = 0.0
+    twin: NoDispatchTwin | None = None
     owner_declared: dict[int, float] = field(default_factory=dict)
     price: Decimal = Decimal("0")
     flex_kw: float = 0.0
@@ -146,11 +154,14 @@ class SeasonRun:
         op = GridOperator(scn, weather)
         period_days = [d for d in all_days if any(a <= d <= b for a, b in scn.season.periods)]
         calls = op.calls(period_days)
+        if self.opts.capability_test:
+            calls = with_capability_tests(calls, op.capability_tests(period_days))
         days, calls = select_days(scn, calls, self.opts)
         self.event_days = {c.day for c in calls}
         index = interval_index(days, self.tz, self.step)
         temp = hourly_temperature(weather, index)
-        city = city_load_mw(scn, weather, index)
+        self.city = city = city_load_mw(scn, weather, index)
+        self.calendar = op.calendar
         self.meter = MeterStore(index, self.owner_of, len(self.owner_names),
                                 history_days=device_history_days(calls),
                                 steps_per_day=1440 // self.step)
@@ -184,6 +195,9 @@ class SeasonRun:
                     await self._dispatch_step(p, ts)
                 kw = await self.plant.advance(self.step)
                 self.meter.record(pos, kw)
+                for p in pending.values():
+                    if p.twin is not None:
+                        await p.twin.step(float(temp.iloc[pos]), self.step)
                 for p in list(pending.values()):
                     self._observe(p, ts)
                     if ts + pd.Timedelta(minutes=self.step) == pd.Timestamp(p.call.end) + pd.Timedelta(
@@ -242,6 +256,7 @@ class SeasonRun:
             self._skip(p)
             return None
         p.declared_kw = offer.declared_kw  # capped at the request by the offer rule
+        p.uncapped_kw = offer.capped_from_kw or offer.declared_kw  # before that cap
         p.owner_declared = offer.owner_declared_kw()
         p.price = offer.price_yuan_per_kwh
         if offer.reason:
@@ -316,6 +331,7 @@ class SeasonRun:
             p.notes.append("no dispatch plan: no owner declared a share")
             p.plan = None
             return
+        p.twin = NoDispatchTwin(self.plant, rows, self.owner_of, len(self.owner_names))
         devices = aggregator.scheduler_devices(
             [self.fleet.devices[i] for i in rows], [states[i] for i in rows],
             [self.plant.adapters[i].physics for i in rows], horizon, self.step)
@@ -407,7 +423,17 @@ class SeasonRun:
             faults=dict(p.faults), setpoints_written=p.written, setpoints_failed=p.failed,
             solve_seconds=p.solve_s, system_load_mw=city_mw, notes=p.notes,
             settled_response_kwh=res.response_kwh, plan_path=p.plan_path,
+            season=self.calendar.season_of(call.day), measures=self._measures(
+                p, rows, base.kw[rows].sum(axis=0), res.paid_kwh),
         ))
+
+    def _measures(self, p: _Pending, rows: list[int], baseline_kw: np.ndarray,
+                  paid_kwh: float) -> CallMeasures | None:
+        if p.twin is None:
+            return None
+        return settled_measures(p.twin, self.meter, self.city, p.call, rows, baseline_kw,
+                                uncapped_offer_kw=p.uncapped_kw, paid_kwh=paid_kwh,
+                                tail=VIOLATION_TAIL, interval_minutes=self.step)
 
     def _skip_settled(self, p: _Pending, city_mw: float) -> None:
         p.skipped = "; ".join(p.notes)
@@ -452,7 +478,8 @@ def run_demo_day(settings: Settings, out_dir: Path, scenario: str = "zhuzhou-202
 
     from sim.report import write_report
 
-    opts = RunOptions(scale="city", event_days=1, history_days=DEMO_HISTORY_DAYS)
+    opts = RunOptions(scale="city", event_days=1, history_days=DEMO_HISTORY_DAYS,
+                      capability_test=False)
     result = asyncio.run(run_season(settings, scenario, opts, progress))
     write_report(result, out_dir)
     return result.headline()

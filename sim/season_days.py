@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bidding.bid_inputs import BID_HISTORY_DAYS
-from sim.grid import GridCall, GridOperator
+from sim.grid import GridCall, GridOperator, with_capability_tests
 from sim.scenarios.city import is_working_day, season_days, simulate_weather
 from sim.scenarios.scenario import Scenario
 from vpp.errors import ValidationError
@@ -97,15 +97,14 @@ def select_days(scn: Scenario, calls: list[GridCall], opts: RunOptions,
         if opts.periods is not None:
             ranges = [scn.season.periods[k] for k in opts.periods]
             calls = [c for c in calls if any(a <= c.day <= b for a, b in ranges)]
-        chosen = calls[: opts.event_days]
+        tests = [c for c in calls if c.test]  # capability tests run whatever is chosen
+        chosen = [c for c in calls if not c.test][: opts.event_days]
         if not chosen:
             raise ValidationError("the scenario issues no calls")
         first, last = chosen[0].day, chosen[-1].day
-        d = first - timedelta(days=hist)
-        while d <= last:
-            days.append(d)
-            d += timedelta(days=1)
-        return days, [c for c in calls if first <= c.day <= last]
+        spans = [(first, last)] + [(t.day, t.day) for t in tests]
+        picked = {d for a, b in spans for d in _span(a - timedelta(days=hist), b)}
+        return sorted(picked), [c for c in calls if first <= c.day <= last or c.test]
     left = opts.days
     for k, (a, b) in enumerate(scn.season.periods):
         if opts.periods is not None and k not in opts.periods:
@@ -131,11 +130,18 @@ def select_days(scn: Scenario, calls: list[GridCall], opts: RunOptions,
     return days, calls
 
 
+def _span(a: date, b: date) -> list[date]:
+    return [a + timedelta(days=k) for k in range((b - a).days + 1)]
+
+
 def count_blocks(scn: Scenario, opts: RunOptions) -> int:
     """How many runs of consecutive days ``opts`` selects (they can run in parallel)."""
     all_days = season_days(scn)
     weather = simulate_weather(scn, all_days, np.random.default_rng([scn.scenario.seed, 1]))
     period = [d for d in all_days if any(a <= d <= b for a, b in scn.season.periods)]
-    calls = GridOperator(scn, weather).calls(period)
+    op = GridOperator(scn, weather)
+    calls = op.calls(period)
+    if opts.capability_test:
+        calls = with_capability_tests(calls, op.capability_tests(period))
     days, _ = select_days(scn, calls, opts)
     return len(blocks(days))

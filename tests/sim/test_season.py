@@ -8,6 +8,7 @@ programme's 10 MW admission minimum is lifted (a copy of the programme file with
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -40,7 +41,8 @@ def small_run(tmp_path_factory: pytest.TempPathFactory):
     import asyncio
 
     settings = Settings(bidding=BiddingSettings(programmes_dir=_programmes(tmp_path_factory)))
-    opts = RunOptions(event_days=1, history_days=8, max_devices=150)
+    # capability tests off: their days would treble the run (tests/sim/test_metrics.py)
+    opts = RunOptions(event_days=1, history_days=8, max_devices=150, capability_test=False)
     scn = ROOT / "config/scenarios/zhuzhou-2025.toml"
     result = asyncio.run(run_season(settings, scn, opts))
     return result
@@ -61,7 +63,7 @@ def test_fleet_above_partition_size_is_planned_partitioned_on_dask(
                         # a call dispatches only the owners in the offer (fewer than the
                         # 400 sampled devices): 10 keeps them above the partition size
                         scheduler=SchedulerSettings(partition_size=10))
-    opts = RunOptions(event_days=1, history_days=8, max_devices=400)
+    opts = RunOptions(event_days=1, history_days=8, max_devices=400, capability_test=False)
     scn = ROOT / "config/scenarios/zhuzhou-2025.toml"
     result = asyncio.run(run_season(settings, scn, opts))
     settled = [e for e in result.events if len(e.index)]
@@ -96,12 +98,25 @@ def test_one_event_day_is_settled(small_run) -> None:
 def test_delivered_is_baseline_minus_metered(small_run) -> None:
     e = [e for e in small_run.events if len(e.index)][0]
     integral_kwh = float(np.sum(e.baseline_kw - e.metered_kw)) * 0.25
-    # the settlement's own integer-Wh response agrees with baseline minus metered
-    assert e.settled_response_kwh == pytest.approx(integral_kwh, abs=0.001 * len(e.index) * 150)
+    # the settlement's own integer-Wh response is baseline minus metered, less the export of
+    # owners metering below zero (batteries alone behind their meter: hunan-2026 does not count
+    # export; tests/bidding/test_export_rule.py checks the rule exactly)
+    assert e.settled_response_kwh <= integral_kwh + 0.001 * len(e.index) * 150
     assert e.delivered_kw == pytest.approx(integral_kwh / e.call.hours)
     # the metered line is the fleet's revenue meters over the window
     fleet_kw = small_run.fleet_load_mw.loc[e.call.start:e.call.end - timedelta(minutes=15)] * 1000
     assert np.all(e.metered_kw <= fleet_kw.to_numpy() + 1e-6)
+
+
+def test_each_settled_call_is_measured_against_its_twin(small_run) -> None:
+    e = [e for e in small_run.events if len(e.index)][0]
+    m = e.measures
+    assert m is not None and e.season == "summer"
+    assert m.uncapped_offer_kw >= e.declared_kw
+    assert m.credited_kw <= e.band_upper_pct / 100 * e.declared_kw + 1e-6
+    # twin - metered plus baseline - twin is baseline - metered: the settled response
+    assert m.physical_kw + m.baseline_error_kw == pytest.approx(e.delivered_kw, abs=1.0)
+    assert m.tail_intervals == 8 and np.isfinite(m.rebound_peak_kw)
 
 
 def test_payouts_balance(small_run) -> None:
@@ -114,9 +129,13 @@ def test_report_is_written(small_run, tmp_path: Path) -> None:
     page = write_report(small_run, tmp_path)
     text = page.read_text()
     assert "Headline" in text and "5% goal" in text
-    for png in ("events.png", "performance.png", "season.png"):
+    for png in ("events.png", "performance.png", "season.png", "measures.png"):
         assert (tmp_path / png).stat().st_size > 1000
-    assert (tmp_path / "summary.json").exists()
+    assert "The plan's question, by season" in text and "uncapped offer MW, P10" in text
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    summer = summary["by_season"]["summer"]
+    assert summer["calls"] == 1 and summer["uncapped_offer_mw_median"] is not None
+    assert summary["events"][0]["measures"]["tail_intervals"] == 8
 
 
 def _event(delivered_kw: float, declared_kw: float, revenue: int, fee: int) -> EventOutcome:
