@@ -7,7 +7,14 @@ from typing import Any
 from aiohttp import web
 
 import vpp
-from vpp.api import routes_events, routes_fleet, routes_ocpp, routes_system, routes_tokens
+from vpp.api import (
+    routes_console,
+    routes_events,
+    routes_fleet,
+    routes_ocpp,
+    routes_system,
+    routes_tokens,
+)
 from vpp.api.context import PARTS
 from vpp.api.errors import ServerLogger, error_middleware
 from vpp.api.openapi import build_openapi
@@ -29,6 +36,7 @@ ROUTES: list[Route] = [
     *routes_ocpp.ROUTES,
     *routes_events.ROUTES,
     *routes_tokens.ROUTES,
+    *routes_console.ROUTES,
 ]
 
 

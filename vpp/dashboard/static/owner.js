@@ -22,14 +22,14 @@ async function refresh() {
       g.last_error || "",
     ]));
     Vpp.fillTable(document.getElementById("devices"), devices.map((d) => [
-      d.id, d.name, d.kind, { text: d.status, cls: "status-" + d.status }, Vpp.fmt(d.power_kw),
-      Vpp.fmt(d.setpoint_kw), Vpp.fmt(d.soc_pct, 0),
+      d.id, d.name, d.kind, { text: d.status, cls: "status-" + d.status }, Vpp.power(d.power_kw),
+      Vpp.power(d.setpoint_kw), Vpp.pct(d.soc_pct),
     ]));
     Vpp.fillTable(document.getElementById("events"), events.map((e) => [
-      e.id, Vpp.time(e.start) + "–" + Vpp.time(e.end), e.status, Vpp.fmt(e.delivered_kw),
+      e.id, Vpp.span(e.start, e.end), e.status, Vpp.power(e.delivered_kw),
     ]));
     Vpp.fillTable(document.getElementById("payouts"), payouts.map((p) => [
-      p.event_id, p.amount_yuan, Vpp.fmt(p.contribution_kwh, 2),
+      p.event_id, Vpp.yuan(p.amount_yuan), Vpp.num(p.contribution_kwh, 2),
     ]));
   } catch (e) {
     document.getElementById("error").textContent = e.message;
@@ -78,7 +78,8 @@ document.getElementById("enrol").addEventListener("submit", async (ev) => {
 
 Vpp.signInForm((me) => {
   document.getElementById("enrol-section").classList.remove("hidden");
+  document.getElementById("hint").classList.add("hidden");
   refresh();
   setInterval(refresh, 3000);
 });
-document.addEventListener("vpp-lang", refresh);
+document.addEventListener("vpp-lang", () => { if (Vpp.me) refresh(); });

@@ -1,0 +1,80 @@
+"""The console's routes over a 10,000-device fleet: the summary's groups are the database's
+sums, paging covers the filtered fleet once with no overlap, search and filters narrow it, and
+live readings are overlaid per device."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from device_adapters.protocol import DeviceState
+from tests.vpp.api.conftest import Api
+from tests.vpp.dashboard.city import STATUSES, add_city_fleet
+from vpp.poller import DeviceStats
+
+
+async def _get(api: Api, path: str, token: str | None = None) -> tuple[int, Any]:
+    async with api.http.get(api.url + path, headers={
+            "Authorization": f"Bearer {token or api.tokens.operator}"}) as r:
+        return r.status, await r.json()
+
+
+async def test_summary_and_pages_at_city_scale(api: Api) -> None:
+    city = add_city_fleet(api.engine, 10_000)
+    status, s = await _get(api, "/api/v1/console/fleet-summary?top=5")
+    assert status == 200
+    assert s["devices"] == 10_000
+    kinds = {g["key"]: g for g in s["by_kind"]}
+    for kind, kw in city.rated_kw_by_kind.items():
+        assert kinds[kind]["rated_kw"] == pytest.approx(kw)
+    assert {g["key"]: g["devices"] for g in s["by_status"]} == city.count_by_status
+    assert len(s["by_owner"]) == 6 and s["by_owner"][-1]["key"] == "other"
+    assert sum(g["devices"] for g in s["by_owner"]) == 10_000
+    assert s["by_owner"][0]["label"].startswith("City owner")
+    assert s["power_kw"] is None  # nothing polled
+
+    # paging: every battery exactly once, in id order, in pages of 500
+    status, first = await _get(api, "/api/v1/console/devices?kind=battery&limit=500")
+    assert status == 200 and first["total"] == 2_500
+    seen: list[int] = []
+    for offset in range(0, first["total"], 500):
+        _, page = await _get(api, f"/api/v1/console/devices?kind=battery&limit=500&offset={offset}")
+        assert {d["kind"] for d in page["items"]} == {"battery"}
+        seen += [d["id"] for d in page["items"]]
+    assert seen == sorted(seen) and len(set(seen)) == 2_500
+
+    # search (owner name, case-insensitive) with a filter, sorted by rated kW descending
+    _, hit = await _get(api, "/api/v1/console/devices?q=city%20OWNER%2000002&status=active"
+                             "&sort=rated&order=desc")
+    expected = sum(1 for i in range(25, 50) if STATUSES[i % len(STATUSES)] == "active")
+    assert hit["total"] == expected and {d["owner_name"] for d in hit["items"]} == {"City owner 00002"}
+    rated = [d["rated_power_kw"] for d in hit["items"]]
+    assert rated == sorted(rated, reverse=True)
+    # LIKE wildcards are literal
+    _, none = await _get(api, "/api/v1/console/devices?q=%25")
+    assert none["total"] == 0
+
+    # a live reading shows in the page and in the summary's sums
+    dev = seen[0]
+    stats = api.parts.fleet.poller.stats
+    st = stats.setdefault(dev, DeviceStats(device_id=dev))
+    st.online = True
+    st.last_state = DeviceState(device_id=dev, ts=datetime.now(UTC), power_kw=-120.5,
+                                energy_kwh=None, soc_pct=55.0, indoor_temp_c=None,
+                                available=True, flex_down_kw=0.0, flex_up_kw=0.0)
+    _, page = await _get(api, f"/api/v1/console/devices?q=battery-{dev:05d}")
+    assert [d["power_kw"] for d in page["items"] if d["id"] == dev] == [-120.5]
+    _, s2 = await _get(api, "/api/v1/console/fleet-summary")
+    assert s2["power_kw"] == pytest.approx(-120.5) and s2["online"] == 1
+    assert {g["key"]: g["power_kw"] for g in s2["by_kind"]}["battery"] == pytest.approx(-120.5)
+
+
+async def test_console_is_the_operators(api: Api) -> None:
+    status, body = await _get(api, "/api/v1/console/devices", api.tokens.owner)
+    assert status == 403 and body["error"]["code"]
+    status, body = await _get(api, "/api/v1/console/devices?limit=501")
+    assert status == 400 and "limit" in body["error"]["message"]
+    status, _ = await _get(api, "/api/v1/console/events/99")
+    assert status == 404
