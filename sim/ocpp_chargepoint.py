@@ -115,6 +115,9 @@ class SimChargePoint:
         self._cp: Cp16 | Cp201 | None = None
         self._messages: Messages | None = None
         self._metered = asyncio.Event()
+        #: set by whoever stops the charge point: the meter loop ends at its next turn (a
+        #: cancellation can be swallowed by a wait_for in the ocpp library on Python 3.11)
+        self.stopping = False
 
     # -- physics ---------------------------------------------------------------------------
     def advance(self) -> datetime:
@@ -180,14 +183,18 @@ class SimChargePoint:
     async def meter_loop(self) -> None:
         """Meter every ``meter_period_s`` simulated seconds (and after a profile change)."""
         assert self._messages is not None
-        while True:
+        while not self.stopping:
             now = self.advance()
             await self._messages.transactions(now)
             await self._messages.meter(now)
             self._metered.clear()
             wait = self.meter_period_s / max(self.rate(), 1e-9)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the event is set (a profile just accepted), and the loop would
+            # outlive its cancel (a benchmark's shutdown waited for it forever)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._metered.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._metered.wait()
 
     async def run(self, url: str) -> None:
         """Connect, boot and meter until cancelled or the connection closes."""
@@ -203,6 +210,7 @@ class SimChargePoint:
             await self._ws.close()
 
     async def close(self) -> None:
+        self.stopping = True
         if self._ws is not None:
             await self._ws.close()
         if getattr(self, "_serve", None) is not None:

@@ -12,7 +12,13 @@ itself when it connects and its BootNotification is accepted (the OCPP counterpa
 :func:`record_boot` marks it active).
 
 Passwords (HTTP Basic, OCPP security profiles 1 and 2): 16 to 40 characters (OCPP 2.0.1's
-``BasicAuthPassword``), generated when not given (shown once), stored as salted PBKDF2-SHA256.
+``BasicAuthPassword``), generated when not given (shown once). Only a salted verifier is
+stored, and its cost follows what an attacker holding the database could guess: a password
+the owner chose is kept as PBKDF2-SHA256 (a slow hash against dictionary guessing); a
+generated one (192 random bits, :func:`new_password`) cannot be guessed whatever the hash
+costs, so it is kept as a salted SHA-256, as the API's bearer tokens are (:mod:`vpp.security`),
+and checked in microseconds: a daemon restart that thousands of charge points reconnect to
+costs no PBKDF2 storm.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import pydantic
@@ -36,6 +43,7 @@ OCPP = "ocpp"
 #: the profile name an OCPP connector device carries (no register map: the protocol is OCPP)
 OCPP_PROFILE = "ocpp"
 PBKDF2_ITERATIONS = 20_000
+SLOW, FAST = "pbkdf2_sha256", "sha256"  # the verifiers' schemes (see hash_password)
 #: OCPP-J identities: unreserved URL characters (RFC 3986), at most 48 (OCPP 2.0.1 part 4)
 IDENTITY_PATTERN = r"^[A-Za-z0-9._~-]{1,48}$"
 
@@ -82,10 +90,24 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
+def hash_password(password: str, *, generated: bool, salt: bytes | None = None) -> str:
+    """The stored verifier: ``sha256$1$salt$digest`` for a :func:`new_password` password
+    (``generated``), else ``pbkdf2_sha256$iterations$salt$digest`` (see the module docstring)."""
     salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PBKDF2_ITERATIONS)
-    return f"pbkdf2_sha256${PBKDF2_ITERATIONS}${salt.hex()}${digest.hex()}"
+    iterations = 1 if generated else PBKDF2_ITERATIONS
+    return f"{FAST if generated else SLOW}${iterations}${salt.hex()}$" \
+           f"{_digest(password, salt, generated, iterations).hex()}"
+
+
+def _digest(password: str, salt: bytes, fast: bool, iterations: int) -> bytes:
+    if fast:
+        return hashlib.sha256(salt + password.encode()).digest()
+    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+
+
+def is_slow_hash(stored: str | None) -> bool:
+    """Whether checking against ``stored`` costs a PBKDF2 (worth a worker thread)."""
+    return bool(stored) and str(stored).startswith(SLOW + "$")
 
 
 def check_password(password: str, stored: str | None) -> bool:
@@ -94,19 +116,22 @@ def check_password(password: str, stored: str | None) -> bool:
         return False
     try:
         scheme, iterations, salt, digest = stored.split("$")
-        got = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt),
-                                  int(iterations))
+        if scheme not in (FAST, SLOW):
+            return False
+        got = _digest(password, bytes.fromhex(salt), scheme == FAST, int(iterations))
     except ValueError:
         return False
-    return scheme == "pbkdf2_sha256" and hmac.compare_digest(got.hex(), digest)
+    return hmac.compare_digest(got.hex(), digest)
 
 
 def add_ocpp_gateway(session: Session, owner: Owner, site_name: str,
                      spec: OcppGatewaySpec | dict, region: str = "", *,
-                     actor: str = "cli") -> EnrolledGateway:
+                     actor: str = "cli", generated: bool = False) -> EnrolledGateway:
     """Register a charge point and its connectors (``registered`` / ``pending`` until its
     first accepted BootNotification). The identity is refused if registered already, as an
-    endpoint is (:func:`vpp.fleet.add_gateway`'s rule: a never-enrolled one may be replaced)."""
+    endpoint is (:func:`vpp.fleet.add_gateway`'s rule: a never-enrolled one may be replaced).
+    ``generated``: the password came from :func:`new_password` (its verifier: see
+    :func:`hash_password`)."""
     if not isinstance(spec, OcppGatewaySpec):
         try:
             spec = OcppGatewaySpec.model_validate(spec)
@@ -120,7 +145,7 @@ def add_ocpp_gateway(session: Session, owner: Owner, site_name: str,
     site = get_or_create_site(session, owner, site_name, region)
     assert site.id is not None, "site is flushed"
     gw = Gateway(site_id=site.id, owner_id=owner.id, host=spec.identity, port=0,
-                 protocol=OCPP, ocpp_password_hash=hash_password(spec.password))
+                 protocol=OCPP, ocpp_password_hash=hash_password(spec.password, generated=generated))
     session.add(gw)
     session.flush()
     assert gw.id is not None
@@ -162,13 +187,13 @@ class ChargePointRecord:
 
 
 def load_charge_points(session: Session,
-                       identity: str | None = None) -> dict[str, ChargePointRecord]:
-    """Every OCPP charge point not retired (or only ``identity``), by identity, with its
-    connectors not retired."""
+                       identities: Collection[str] | None = None) -> dict[str, ChargePointRecord]:
+    """Every OCPP charge point not retired (or only those of ``identities``), by identity,
+    with its connectors not retired."""
     stmt = select(Gateway).where(Gateway.protocol == OCPP,
                                  Gateway.enrolment_state != EnrolmentState.RETIRED.value)
-    if identity is not None:
-        stmt = stmt.where(Gateway.host == identity, Gateway.port == 0)
+    if identities is not None:
+        stmt = stmt.where(col(Gateway.host).in_(list(identities)), Gateway.port == 0)
     gws = session.exec(stmt).all()
     if not gws:
         return {}

@@ -3,7 +3,7 @@
 
 The owner (or an operator on an owner's behalf) names the charge point's identity and its
 connectors; the daemon generates its HTTP Basic password and answers it once (only a salted hash
-is stored, :func:`vpp.ocpp_gateways.hash_password`), with the URL the charge point connects to.
+is stored: :func:`vpp.ocpp_gateways.hash_password`), with the URL the charge point connects to.
 Registration is the shared one (:func:`vpp.ocpp_gateways.add_ocpp_gateway`, the CLI's): the
 gateway is ``registered`` with its connectors ``pending`` until the charge point connects and
 its BootNotification is accepted; it is then listed, edited (refused: it has no endpoint),
@@ -93,7 +93,8 @@ async def enrol_charge_point(call: Call) -> ChargePointEnrolled:
 
     def work(s: Session) -> int:
         owner = fleet.get_owner(s, owner_id)
-        enrolled = add_ocpp_gateway(s, owner, body.site, spec, body.region, actor=actor)
+        enrolled = add_ocpp_gateway(s, owner, body.site, spec, body.region, actor=actor,
+                                    generated=True)
         s.add(AuditLog(actor=actor, action="gateway_enrol_requested",
                        subject=f"gateway:{enrolled.gateway.id}", detail={"via": "api"}))
         return int(enrolled.gateway.id or 0)

@@ -233,7 +233,8 @@ def add_ocpp(
             "devices": connector_devices(site, identity, ids, rated_kw, max_kw)}
     actx = app_context(ctx)
     with session_scope(actx.engine()) as s:
-        enrolled = add_ocpp_gateway(s, fleet.get_owner(s, owner), site, spec, region)
+        enrolled = add_ocpp_gateway(s, fleet.get_owner(s, owner), site, spec, region,
+                                    generated=password is None)
     o = actx.settings.ocpp
     console.print(f"charge point {identity} registered as gateway {enrolled.gateway.id} with "
                   f"{len(enrolled.devices)} connector(s) (state: registered until it boots)",

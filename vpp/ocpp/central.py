@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import http
 import logging
+import secrets
 import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
@@ -39,6 +41,7 @@ from device_adapters.ocpp.adapter import ChargePointLink, OcppConnectorAdapter, 
 from vpp.config_ocpp import OcppSettings
 from vpp.errors import ConfigError
 from vpp.models import DeviceStatus, fleet_revision
+from vpp.ocpp.boots import BootRecorder
 from vpp.ocpp.station import Station
 from vpp.ocpp.v16 import LIBRARY_LOG, ChargePoint16
 from vpp.ocpp.v201 import ChargePoint201
@@ -46,8 +49,8 @@ from vpp.ocpp_gateways import (
     ChargePointRecord,
     ConnectorRecord,
     check_password,
+    is_slow_hash,
     load_charge_points,
-    record_boot,
 )
 from vpp.poller import DeviceStats
 
@@ -90,7 +93,11 @@ class OcppCentral:
         self.links: dict[str, ChargePointLink] = {}
         self.connections: dict[str, ServerConnection] = {}
         self._attached: dict[int, _Attached] = {}  # device id -> what its adapter was built from
-        self._verified: dict[str, str] = {}  # identity -> sha256 of the password last accepted
+        # identity -> a keyed digest of (stored verifier, password) last accepted: a charge
+        # point reconnecting costs no PBKDF2 again (key random per process, never stored)
+        self._verified: dict[str, bytes] = {}
+        self._cache_key = secrets.token_bytes(32)
+        self.boots = BootRecorder(infra.db)
         self._revision: int | None = None
         self._server: Server | None = None
         self.url = ""
@@ -118,6 +125,7 @@ class OcppCentral:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        await self.boots.close()
 
     def _identity(self, path: str) -> str | None:
         prefix = self.settings.path_prefix + "/"
@@ -162,13 +170,17 @@ class OcppCentral:
         if user != identity:
             return self._refuse(conn, http.HTTPStatus.UNAUTHORIZED, identity,
                                 f"user {user!r} is not the charge point's identity")
-        digest = hashlib.sha256(f"{record.gateway_id}:{password}".encode()).hexdigest()
-        if self._verified.get(identity) != digest:
-            ok = await asyncio.to_thread(check_password, password, record.password_hash)
+        stored = record.password_hash
+        digest = hmac.digest(self._cache_key, f"{record.gateway_id}\0{stored}\0{password}"
+                             .encode(), hashlib.sha256)
+        seen = self._verified.get(identity)
+        if seen is None or not hmac.compare_digest(seen, digest):
+            ok = (await asyncio.to_thread(check_password, password, stored)
+                  if is_slow_hash(stored) else check_password(password, stored))
             if not ok:
                 return self._refuse(conn, http.HTTPStatus.UNAUTHORIZED, identity,
                                     "wrong password")
-            self._verified[identity] = digest  # a reconnection storm costs no PBKDF2 again
+            self._verified[identity] = digest
         return None
 
     async def _connection(self, conn: ServerConnection) -> None:
@@ -207,16 +219,18 @@ class OcppCentral:
     # -- the registry ---------------------------------------------------------------------
     async def _reload(self, identity: str) -> ChargePointRecord | None:
         """One charge point enrolled since the last sync (read on its first connection)."""
-        records = await self.infra.db.run(load_charge_points, identity)
+        records = await self.infra.db.run(load_charge_points, [identity])
         record = records.get(identity)
         if record is not None:
             self.records[identity] = record
         return record
 
     async def _booted(self, station: Station, detail: dict[str, str]) -> None:
-        await self.infra.db.run(record_boot, station.record.gateway_id, detail)
-        record = await self._reload(station.identity)
+        """Record the boot (with others arriving meanwhile: :class:`BootRecorder`), then
+        attach the charge point's connectors to the poller."""
+        record = await self.boots.record(station.record.gateway_id, station.identity, detail)
         if record is not None:
+            self.records[record.identity] = record
             station.record = record
             self._attach(record)
 

@@ -107,9 +107,25 @@ def test_the_cli_registers_a_charge_point_and_refuses_to_edit_it(
     try:
         with session_scope(engine) as s:
             gw = s.exec(select(Gateway).where(Gateway.host == "CP-CLI-1")).one()
+            # a generated password (192 random bits) is kept as a salted SHA-256; one the
+            # owner chose as PBKDF2 (slow against guessing); both check, neither accepts another
+            assert str(gw.ocpp_password_hash).startswith("sha256$")
             assert check_password(password, gw.ocpp_password_hash)
+            assert not check_password(password[:-1] + "x", gw.ocpp_password_hash)
             gateway_id = gw.id
             assert len(s.exec(select(Device).where(Device.gateway_id == gw.id)).all()) == 2
+    finally:
+        engine.dispose()
+    chosen = "owner-chosen-password-1"
+    assert run(capsys, "gateway", "add-ocpp", "--owner", "depot-co", "--site", "yard",
+               "--identity", "CP-CLI-3", "--rated-kw", "7", "--password", chosen)[0] == 0
+    engine = make_engine(f"sqlite:///{cli_env}")
+    try:
+        with session_scope(engine) as s:
+            stored = s.exec(select(Gateway).where(Gateway.host == "CP-CLI-3")).one()
+            assert str(stored.ocpp_password_hash).startswith("pbkdf2_sha256$")
+            assert check_password(chosen, stored.ocpp_password_hash)
+            assert not check_password(password, stored.ocpp_password_hash)
     finally:
         engine.dispose()
     code, _, err = run(capsys, "gateway", "edit", str(gateway_id), "--port", "9000")
