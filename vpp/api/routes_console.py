@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from vpp.api.console_forecast import console_forecast
 from vpp.api.context import PARTS
 from vpp.api.routes_events import _fmt_yuan
 from vpp.api.routing import Call, Route, roles
@@ -26,6 +27,8 @@ from vpp.api.schemas_console import (
     EventExtrasOut,
     FleetFilter,
     FleetSummaryOut,
+    ForecastOut,
+    ForecastQuery,
     LedgerEntryOut,
     LedgerTransactionOut,
     SummaryGroup,
@@ -221,6 +224,9 @@ ROUTES = [
     Route("GET", "/api/v1/console/devices", device_page,
           "One page of the fleet, filtered, searched and sorted, with live state", "console",
           OP, query=DevicePageQuery, response=DevicePageOut),
+    Route("GET", "/api/v1/console/forecast", console_forecast,
+          "The latest load forecast (quantile band, median) against metered load", "console",
+          OP, query=ForecastQuery, response=ForecastOut),
     Route("GET", "/api/v1/console/events/{event_id}", event_extras,
           "An event's paid band and ledger transactions", "console", OP,
           response=EventExtrasOut),

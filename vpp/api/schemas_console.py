@@ -129,3 +129,31 @@ class EventExtrasOut(_Out):
     band: BandOut | None
     band_error: str | None
     ledger: list[LedgerTransactionOut]
+
+
+class ForecastQuery(_In):
+    hours_back: int = Field(24, ge=1, le=168, description="hours of actuals before now")
+
+
+class ForecastPoint(_Out):
+    """kW of the forecast sites summed: the lowest, middle and highest quantile forecast
+    (None outside the forecast) and the metered load (None where not yet known)."""
+
+    ts: datetime
+    low_kw: float | None
+    mid_kw: float | None
+    high_kw: float | None
+    actual_kw: float | None
+
+
+class ForecastOut(_Out):
+    """The daemon's latest load forecast over its sites against their metered load.
+    ``state`` is the forecaster's (``ok``, ``insufficient_history`` with the reason in
+    ``message``, ``error``, ``not_run``); ``levels``: the quantiles shown as low, mid, high."""
+
+    state: str
+    message: str
+    origin: datetime | None
+    sites_forecast: int
+    levels: list[float]
+    points: list[ForecastPoint]

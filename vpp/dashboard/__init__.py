@@ -40,6 +40,9 @@ async def _index(_: web.Request) -> web.StreamResponse:
 
 
 def add_dashboard(app: web.Application) -> None:
+    from vpp.api.console_alerts import add_alert_socket
+
+    add_alert_socket(app)  # before the static files, whose prefix it shares
     app.router.add_get("/", _root, name="root")
     app.router.add_get("/dashboard", _root, name="dashboard_noslash")
     app.router.add_get("/dashboard/", _index, name="dashboard")

@@ -80,24 +80,25 @@ async def sign_in(page: Any, base: str, path: str, token: str, lang: str) -> Non
     await page.wait_for_selector("#signed-in:not(.hidden)")
 
 
-async def chart_points(page: Any, above: int = 0, timeout_s: float = 30.0) -> int:
+async def chart_points(page: Any, above: int = 0, timeout_s: float = 30.0,
+                       selector: str = "#chart") -> int:
     """Wait until the chart holds more than ``above`` points (it redraws without a reload).
     Polled from Python: the page's CSP (rightly) forbids the eval behind wait_for_function."""
     for _ in range(int(timeout_s / 0.2)):
-        got = int(await page.locator("#chart").get_attribute("data-points") or 0)
+        got = int(await page.locator(selector).get_attribute("data-points") or 0)
         if got > above:
             return got
         await asyncio.sleep(0.2)
     raise AssertionError(f"chart stuck at {above} points")
 
 
-async def painted(page: Any) -> int:
+async def painted(page: Any, selector: str = "#chart") -> int:
     """Pixels the ECharts canvas has drawn (not a blank chart)."""
-    n: int = await page.evaluate("""() => {
-        const c = document.querySelector('#chart canvas');
+    n: int = await page.evaluate("""(sel) => {
+        const c = document.querySelector(sel + ' canvas');
         if (!c) return 0;
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }""")
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }""", selector)
     return n
 
 

@@ -5,12 +5,14 @@ statuses in a fixed rotation. Rows only: nothing polls these gateways (their hos
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, func, insert, select
 from sqlmodel import SQLModel
 
+from vpp.daemon.parts import DaemonParts
 from vpp.models import Device, Gateway, Owner, Site, table_of
 
 #: (kind, profile, rated kW, min kW, max kW): a mix a city aggregator might hold
@@ -74,3 +76,29 @@ def add_city_fleet(engine: Engine, n: int, per_owner: int = 25, per_gateway: int
 def _next_id(c: Connection, model: type[SQLModel]) -> int:
     t = table_of(model)
     return int(c.execute(select(func.coalesce(func.max(t.c.id), 0))).scalar_one()) + 1
+
+
+def given_forecast(parts: DaemonParts, hours_back: int = 30) -> None:
+    """A forecast and metered history in the daemon's forecast refresher, as its ``baselines``
+    loop leaves them (the forecaster itself is tested in tests/forecasting; here the page is
+    under test): sites 1 and 2, P10/P50/P90 over the next 48 h, actuals over ``hours_back``
+    hours."""
+    import pandas as pd
+
+    from forecasting.forecast import LoadForecast
+
+    now = pd.Timestamp(datetime.now(UTC)).floor("15min")
+    future = pd.date_range(now, periods=192, freq="15min")
+    past = pd.date_range(now - pd.Timedelta(hours=hours_back), now, freq="15min",
+                         inclusive="left")
+    daily = [1.0 + 0.4 * math.sin(2 * math.pi * (t.hour + t.minute / 60) / 24) for t in future]
+    ref = parts.forecasts
+    ref.latest = LoadForecast(origin=now, model="given", quantiles=[0.1, 0.5, 0.9], values_kw={
+        q: pd.DataFrame({"1": [900.0 * w * (0.8 + 0.4 * q) for w in daily],
+                         "2": [600.0 * w * (0.8 + 0.4 * q) for w in daily]}, index=future)
+        for q in (0.1, 0.5, 0.9)})
+    ref.history.frame = pd.DataFrame(
+        {1: [900.0 * (1.0 + 0.4 * math.sin(2 * math.pi * t.hour / 24)) for t in past],
+         2: [600.0 * (1.0 + 0.4 * math.sin(2 * math.pi * t.hour / 24)) for t in past]},
+        index=past)
+    ref.status.state = "ok"

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from tests.vpp.api.conftest import Api
-from tests.vpp.dashboard.browser import chromium, shot, sign_in
-from tests.vpp.dashboard.city import KINDS, add_city_fleet
+from tests.vpp.dashboard.browser import chart_points, chromium, painted, shot, sign_in
+from tests.vpp.dashboard.city import KINDS, add_city_fleet, given_forecast
+from vpp.models import Device, table_of
 
 pytestmark = [pytest.mark.browser]
 
@@ -26,7 +28,9 @@ async def _json(api: Api, path: str) -> Any:
 
 async def test_console_at_city_scale(api: Api, tmp_path: Path) -> None:
     add_city_fleet(api.engine, 10_000)
+    given_forecast(api.parts)
     summary = await _json(api, "/api/v1/console/fleet-summary")
+    forecast = await _json(api, "/api/v1/console/forecast?hours_back=24")
     async with chromium() as (ctx, watch):
         page = await ctx.new_page()
         await page.goto(f"{api.url}/dashboard/")
@@ -50,6 +54,19 @@ async def test_console_at_city_scale(api: Api, tmp_path: Path) -> None:
         ev_row = next(r for r in rows if r.startswith("EV charger"))
         assert "150.00 MW" in ev_row  # 2,500 x 60 kW
 
+        # the forecast: P10-P90 band, median and actuals, as many points as the API answers
+        assert await chart_points(page, selector="#forecast-chart") == len(forecast["points"])
+        assert await painted(page, "#forecast-chart") > 500
+        assert "P10 / P50 / P90" in await page.locator("#forecast-state").inner_text()
+        # alerts pushed while the page is open: a gateway's devices all go offline
+        await page.wait_for_selector("#alerts-state:has-text('live')")
+        assert await page.locator("#alerts li").count() == 0
+        d = table_of(Device)
+        with api.engine.begin() as c:
+            c.execute(update(d).where(d.c.gateway_id == 7).values(status="offline"))
+        await page.wait_for_selector("#alerts li[data-subject='gateway:7']")
+        assert "Gateway offline · gateway 7: all 5 devices offline" in await page.locator(
+            "#alerts").inner_text()
         await shot(page, "console-city-en.png")
         # one page of 50 from the server, then the next
         await page.wait_for_selector("#page-info:has-text('1–50 of 10,000')")
@@ -72,6 +89,7 @@ async def test_console_at_city_scale(api: Api, tmp_path: Path) -> None:
 
         await page.click("#lang")  # to Chinese, in place
         await page.wait_for_selector("#by-kind tr:has-text('工业负荷')")
+        assert "网关离线" in await page.locator("#alerts").inner_text()
         assert await page.locator("h1").inner_text() == "湘能虚拟电厂 · 运营"
         assert re.search(r"当前用户: 运营", await page.locator("#who").inner_text())
     assert watch.foreign == []

@@ -124,5 +124,7 @@ Vpp.signInForm(() => {
   if (timer) clearInterval(timer);
   refresh();
   timer = setInterval(refresh, 2000);
+  Forecast.start();
+  AlertFeed.connect();
 });
 document.addEventListener("vpp-lang", () => { labelKinds(); if (Vpp.me) refresh(); });
