@@ -117,13 +117,16 @@ def progress(what: str, t0: float) -> None:
     print(f"  {what} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
 
 
-async def ours(cps: list[tuple[str, str, str]], tmp: Path) -> tuple[float, float, int]:
+async def ours(cps: list[tuple[str, str, str]], tmp: Path,
+               concurrency: int | None) -> tuple[float, float, int]:
     n = len(cps)
     engine = make_engine(f"sqlite:///{tmp / 'bench.sqlite3'}")
     upgrade(engine)
     register(engine, cps)
     settings = Settings(database_url=str(engine.url), service={"data_dir": str(tmp)},
-                        ocpp={"enabled": True, "port": 0, "call_timeout_s": 60.0})
+                        ocpp={"enabled": True, "port": 0, "call_timeout_s": 60.0},
+                        daemon={} if concurrency is None else
+                        {"dispatch_concurrency": concurrency})
     infra = Infra.create(settings, Db(engine))
     parts = build_parts(infra)
     central = OcppCentral(infra, parts.fleet, settings.ocpp)
@@ -231,10 +234,10 @@ async def bare(points: list[tuple[str, str, str]]) -> tuple[float, float]:
     return connect_s, call_s
 
 
-async def main(n: int) -> dict[str, object]:
+async def main(n: int, concurrency: int | None) -> dict[str, object]:
     cps = identities(n)
     with tempfile.TemporaryDirectory() as tmp:
-        ours_connect, ours_call, batches = await ours(cps, Path(tmp))
+        ours_connect, ours_call, batches = await ours(cps, Path(tmp), concurrency)
     bare_connect, bare_call = await bare(cps)
     return {"bench": "ocpp", "charge_points": n, "boot_transactions": batches,
             "ours_call_s": round(ours_call, 3),
@@ -247,9 +250,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="200 charge points (< 60 s)")
     ap.add_argument("--charge-points", type=int, default=None)
+    ap.add_argument("--dispatch-concurrency", type=int, default=None,
+                    help="the daemon's dispatch fan-out (default: daemon.dispatch_concurrency)")
     args = ap.parse_args()
     n = args.charge_points or (200 if args.quick else 2000)
-    result = asyncio.run(main(n))
+    result = asyncio.run(main(n, args.dispatch_concurrency))
     print(f"{n} charge points: call to all profiles accepted {result['ours_call_s']} s (ours) "
           f"vs {result['bare_call_s']} s (bare ocpp loop), ratio {result['ratio_call']}; "
           f"connect+boot {result['ours_connect_s']} s vs {result['bare_connect_s']} s, ratio "
