@@ -273,8 +273,11 @@ class OcppCentral:
         # the poller's annotations name the Modbus types; it reads only what the adapter
         # protocol and ChargePointLink provide (device_id, kind, read_state, heartbeat,
         # active_setpoint_kw, _clock, energy_resolution_kwh; stats.requests, close)
+        # the charge point has a poller unit only while one of its connectors is attached
+        # here: a first boot adds one without scanning every unit (quadratic in a boot storm)
+        polled = any(c.device_id in self._attached for c in record.connectors)
         unit = next((u for u in self.fleet.poller.gateways
-                     if u.gateway_id == record.gateway_id), None)
+                     if u.gateway_id == record.gateway_id), None) if polled else None
         if unit is not None:
             unit.adapters.extend(cast("list[ProfileAdapter]", adapters))
             for a in adapters:
