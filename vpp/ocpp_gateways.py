@@ -35,7 +35,7 @@ from sqlmodel import Session, col, select
 
 from vpp.config import DeviceSpec, first_error
 from vpp.device_kinds import DeviceKind
-from vpp.errors import ValidationError
+from vpp.errors import ConflictError, ValidationError
 from vpp.fleet import EnrolledGateway, _replace_or_refuse, get_or_create_site
 from vpp.models import AuditLog, Device, DeviceStatus, EnrolmentState, Gateway, Owner, utcnow
 
@@ -141,7 +141,13 @@ def add_ocpp_gateway(session: Session, owner: Owner, site_name: str,
     existing = session.exec(select(Gateway).where(Gateway.host == spec.identity,
                                                   Gateway.port == 0)).first()
     if existing is not None:
-        _replace_or_refuse(session, existing, owner, actor)
+        try:
+            _replace_or_refuse(session, existing, owner, actor)
+        except ConflictError:  # its advice (edit, probe) is for a Modbus endpoint
+            raise ConflictError(
+                f"charge point {spec.identity} is already registered (gateway {existing.id}, "
+                f"{existing.enrolment_state}): remove it first (`vpp gateway remove "
+                f"{existing.id}`), or register the charge point under another identity") from None
     site = get_or_create_site(session, owner, site_name, region)
     assert site.id is not None, "site is flushed"
     gw = Gateway(site_id=site.id, owner_id=owner.id, host=spec.identity, port=0,

@@ -67,7 +67,8 @@ async def test_an_owner_registers_a_charge_point_and_gets_its_password_once(api:
     status, err = await post(api, api.tokens.operator,
                              {**body, "owner_id": api.tokens.other_owner_id})
     assert status == 409 and err["error"]["code"] == "conflict", err
-    assert "CP-REST-1" in err["error"]["message"]
+    assert "charge point CP-REST-1 is already registered" in err["error"]["message"]
+    assert "vpp gateway remove" in err["error"]["message"]
     status, err = await post(api, api.tokens.operator, {**body, "identity": "CP-REST-2"})
     assert status == 400 and "owner_id" in err["error"]["message"]
     status, err = await post(api, api.tokens.owner, {**body, "identity": "CP-REST-3",
