@@ -1,5 +1,6 @@
 """``GET /api/v1/console/forecast``: the daemon's latest load forecast (P10-P90 band and median
-over the next ``forecasting.horizon_hours``) against the metered load of the same sites.
+over the next ``forecasting.horizon_hours``) against the metered load of the same sites over the
+last :data:`HOURS_BACK` hours.
 
 Both are in the forecast refresher's memory (:class:`vpp.daemon.forecasts.ForecastRefresher`:
 ``latest`` and the per-site interval means it trains on), so nothing is read from the database.
@@ -15,7 +16,10 @@ import pandas as pd
 
 from vpp.api.context import PARTS
 from vpp.api.routing import Call
-from vpp.api.schemas_console import ForecastOut, ForecastPoint, ForecastQuery
+from vpp.api.schemas_console import ForecastOut, ForecastPoint
+
+#: hours of metered load shown before now, beside the forecast's horizon after it
+HOURS_BACK = 24
 
 
 def _sum_sites(frame: pd.DataFrame, sites: list[str]) -> pd.Series:
@@ -35,7 +39,6 @@ def _value(series: pd.Series | None, ts: pd.Timestamp) -> float | None:
 
 
 async def console_forecast(call: Call) -> ForecastOut:
-    q: ForecastQuery = call.query
     parts = call.request.app[PARTS]
     ref = parts.forecasts
     st = ref.status
@@ -48,7 +51,7 @@ async def console_forecast(call: Call) -> ForecastOut:
     sites = [str(c) for c in fc.values_kw[levels[0]].columns]
     low, mid, high = (fc.values_kw[x].sum(axis=1, min_count=1) for x in shown)
     actual = _sum_sites(ref.history.frame, sites) if ref.history.frame is not None else None
-    since = pd.Timestamp(parts.clock() - timedelta(hours=q.hours_back))
+    since = pd.Timestamp(parts.clock() - timedelta(hours=HOURS_BACK))
     stamps = set(low.index)
     if actual is not None:
         stamps |= {t for t in actual.index if t >= since}

@@ -131,10 +131,6 @@ class EventExtrasOut(_Out):
     ledger: list[LedgerTransactionOut]
 
 
-class ForecastQuery(_In):
-    hours_back: int = Field(24, ge=1, le=168, description="hours of actuals before now")
-
-
 class ForecastPoint(_Out):
     """kW of the forecast sites summed: the lowest, middle and highest quantile forecast
     (None outside the forecast) and the metered load (None where not yet known)."""

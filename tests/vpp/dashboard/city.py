@@ -78,11 +78,11 @@ def _next_id(c: Connection, model: type[SQLModel]) -> int:
     return int(c.execute(select(func.coalesce(func.max(t.c.id), 0))).scalar_one()) + 1
 
 
-def given_forecast(parts: DaemonParts, hours_back: int = 30) -> None:
+def given_forecast(parts: DaemonParts, hours_back: int = 20) -> None:
     """A forecast and metered history in the daemon's forecast refresher, as its ``baselines``
     loop leaves them (the forecaster itself is tested in tests/forecasting; here the page is
     under test): sites 1 and 2, P10/P50/P90 over the next 48 h, actuals over ``hours_back``
-    hours."""
+    hours (less than the page's 24, so that the points it shows do not move with the clock)."""
     import pandas as pd
 
     from forecasting.forecast import LoadForecast

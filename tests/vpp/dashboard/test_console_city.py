@@ -30,7 +30,7 @@ async def test_console_at_city_scale(api: Api, tmp_path: Path) -> None:
     add_city_fleet(api.engine, 10_000)
     given_forecast(api.parts)
     summary = await _json(api, "/api/v1/console/fleet-summary")
-    forecast = await _json(api, "/api/v1/console/forecast?hours_back=24")
+    forecast = await _json(api, "/api/v1/console/forecast")
     async with chromium() as (ctx, watch):
         page = await ctx.new_page()
         await page.goto(f"{api.url}/dashboard/")

@@ -6,7 +6,7 @@ const Forecast = {
   last: null,
   timer: null,
   async refresh() {
-    try { Forecast.last = await Vpp.api("/console/forecast?hours_back=24"); Forecast.draw(); }
+    try { Forecast.last = await Vpp.api("/console/forecast"); Forecast.draw(); }
     catch (e) { document.getElementById("forecast-state").textContent = e.message; }
   },
   draw() {
