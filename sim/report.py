@@ -179,18 +179,19 @@ def _season_lines(result: SeasonResult) -> list[str]:
     tests = [(k, t) for k in seasons for t in by[k]["capability_tests"]]
     if tests:
         lines += ["", "**Capability tests** (the goal, 5% of the annual peak, asked in each "
-                  "season's peak hour on its highest-forecast working day; kW):", "",
-                  "| season | call | requested | declared | uncapped offer | delivered | "
-                  "credited | physical | baseline error | rebound kWh | flag | notes |",
+                  "season's peak hour on its highest-forecast working day; MW, rebound MWh):",
+                  "", "| season | call | requested | declared | uncapped offer | delivered | "
+                  "credited | physical | baseline error | rebound | flag | notes |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
         for k, t in tests:
-            g = t.get
+            def mw(key: str, t: dict[str, Any] = t) -> str:
+                v = t.get(key)
+                return "n/a" if v is None else f"{v / 1000:.1f}"
             lines.append(
-                f"| {k} | {t['id']} | {1000 * t['requested_mw']:,.0f} | "
-                f"{1000 * t['declared_mw']:,.0f} | {g('uncapped_offer_kw', 'n/a')} | "
-                f"{1000 * t['delivered_metered_mw']:,.0f} | {g('credited_kw', 'n/a')} | "
-                f"{g('physical_kw', 'n/a')} | {g('baseline_error_kw', 'n/a')} | "
-                f"{g('rebound_kwh', 'n/a')} | {'REBOUND' if g('rebound_flag') else '-'} | "
+                f"| {k} | {t['id']} | {t['requested_mw']:.1f} | {t['declared_mw']:.1f} | "
+                f"{mw('uncapped_offer_kw')} | {t['delivered_metered_mw']:.1f} | "
+                f"{mw('credited_kw')} | {mw('physical_kw')} | {mw('baseline_error_kw')} | "
+                f"{mw('rebound_kwh')} | {'REBOUND' if t.get('rebound_flag') else '-'} | "
                 f"{'; '.join(t['notes'])} |")
     return lines + [""]
 
