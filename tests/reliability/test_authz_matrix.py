@@ -93,6 +93,11 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/tokens"): _e("operator owner", scoped=True),
     ("POST", "/api/v1/tokens/rotate"): _e("operator owner grid", 201),
     ("POST", "/api/v1/tokens/{token_id}/revoke"): _e("operator owner", own=True),
+    ("GET", "/api/v1/console/fleet-summary"): _e("operator"),
+    ("GET", "/api/v1/console/devices"): _e("operator"),
+    ("GET", "/api/v1/console/forecast"): _e("operator"),
+    ("GET", "/api/v1/console/events/{event_id}"): _e("operator"),
+    ("GET", "/api/v1/statement"): _e("owner"),
 }
 
 #: which owner a list item belongs to, for the scoped lists

@@ -12,6 +12,7 @@ from vpp.api import (
     routes_events,
     routes_fleet,
     routes_ocpp,
+    routes_owner_portal,
     routes_system,
     routes_tokens,
 )
@@ -37,6 +38,7 @@ ROUTES: list[Route] = [
     *routes_events.ROUTES,
     *routes_tokens.ROUTES,
     *routes_console.ROUTES,
+    *routes_owner_portal.ROUTES,
 ]
 
 

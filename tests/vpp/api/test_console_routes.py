@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -108,3 +109,18 @@ async def test_forecast_band_against_actuals(api: Api) -> None:
     first = pts[n]
     assert (first["low_kw"], first["mid_kw"], first["high_kw"]) == pytest.approx((110, 550, 990))
     assert first["actual_kw"] is None
+
+
+async def test_statement_is_the_owners(api: Api) -> None:
+    status, st = await _get(api, "/api/v1/statement?period=2026-11", api.tokens.owner)
+    assert status == 200 and st["events"] == 0
+    assert st["filename"] == f"statement-2026-11-owner-{api.tokens.owner_id}.html"
+    assert "Demand-response statement, 2026-11" in st["html"]
+    assert "Shennong City Mall" in st["html"]
+    status, st = await _get(api, "/api/v1/statement", api.tokens.owner)  # this month
+    assert status == 200 and st["period"] == datetime.now(UTC).astimezone(
+        ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    status, body = await _get(api, "/api/v1/statement?period=2026-12")  # an operator
+    assert status == 403
+    status, body = await _get(api, "/api/v1/statement?period=2026-13", api.tokens.owner)
+    assert status == 400 and "period" in body["error"]["message"]

@@ -78,6 +78,7 @@ async def test_console_through_an_event(sqlite_engine: Engine, tmp_path: Path) -
             live = await _operator_watches_a_call(ctx, http, base, tokens)
             await _event_page_live(ctx, http, base, tokens.operator, live)
             await _event_page_settled(ctx, http, base, tokens.operator, settled)
+            await _owner_earnings(ctx, http, base, tokens.owner, settled, tmp_path)
     finally:
         await daemon.stop()
         await gw.stop()
@@ -194,4 +195,33 @@ async def _event_page_settled(ctx: Any, http: aiohttp.ClientSession, base: str, 
     assert await page.locator("#ev-window").inner_text() == window(ev["start"], ev["end"],
                                                                     "北京时间")
     await shot(page, "event-zh.png")
+    await page.close()
+
+
+async def _owner_earnings(ctx: Any, http: aiohttp.ClientSession, base: str, token: str,
+                          event_id: int, tmp: Path) -> None:
+    """The owner sees the settled event's payout by event and by month, and downloads the
+    month's statement (the HTML `vpp report` writes)."""
+    ev = await get_json(http, f"{base}/api/v1/events/{event_id}", token)
+    payout = next(p for p in await get_json(http, f"{base}/api/v1/payouts", token)
+                  if p["event_id"] == event_id)
+    month = f"{datetime.fromisoformat(ev['start']).astimezone(ZONE):%Y-%m}"
+    page = await ctx.new_page()
+    await sign_in(page, base, "/dashboard/owner.html", token, "en")
+    row = page.locator(f"#payouts tr:has-text('#{event_id} da-settled')")
+    await row.wait_for()
+    text = await row.inner_text()
+    assert window(ev["start"], ev["end"], "CST") in text
+    assert f"¥{float(payout['amount_yuan']):,.2f}" in text
+    assert f"{payout['contribution_kwh']:,.2f}" in text
+    mrow = page.locator(f"#months tr:has-text('{month}')")
+    assert f"¥{float(payout['amount_yuan']):,.2f}" in await mrow.inner_text()
+    await shot(page, "owner-en.png")
+    async with page.expect_download() as dl:
+        await mrow.locator("button").click()
+    saved = tmp / "statement.html"
+    await (await dl.value).save_as(saved)
+    html = saved.read_text()
+    assert f"Demand-response statement, {month}" in html and "Shennong City Mall" in html
+    assert "da-settled" in html
     await page.close()

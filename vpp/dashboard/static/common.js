@@ -33,6 +33,8 @@ const I18N = {
     measuredBy: "Measured by", direction: "Direction", programme: "Programme", noBand: "no band",
     forecast: "Load forecast, next 48 h, against metered load", forecastBand: "P10–P90",
     forecastMid: "Forecast P50", actual: "Metered", forecastOrigin: "forecast made",
+    earningsMonth: "Earnings by month", earningsEvent: "Earnings by event", month: "Month",
+    statement: "Statement", download: "Download",
     alerts: "Alerts", noAlerts: "No alerts.", live: "live", reconnecting: "reconnecting…",
     kindNames: { commercial_building: "Commercial building", industrial_load: "Industrial load",
                  ev_charger: "EV charger", battery: "Battery" },
@@ -65,6 +67,8 @@ const I18N = {
     performancePct: "完成率", measuredBy: "计量依据", direction: "方向", programme: "交易规则",
     noBand: "无区间", forecast: "未来 48 小时负荷预测与实测", forecastBand: "P10–P90",
     forecastMid: "预测 P50", actual: "实测", forecastOrigin: "预测时间",
+    earningsMonth: "按月收益", earningsEvent: "按事件收益", month: "月份", statement: "结算单",
+    download: "下载",
     alerts: "告警", noAlerts: "暂无告警。", live: "实时", reconnecting: "重新连接中…",
     kindNames: { commercial_building: "商业楼宇", industrial_load: "工业负荷",
                  ev_charger: "充电桩", battery: "储能" },
@@ -153,6 +157,7 @@ const Vpp = {
     const end = day(p) === day(q) ? `${q.hour}:${q.minute}` : `${day(q)} ${q.hour}:${q.minute}`;
     return `${day(p)} ${p.hour}:${p.minute}–${end} ${Vpp.t("tz")}`;
   },
+  month(iso) { const p = Vpp.parts(iso); return `${p.year}-${p.month}`; },
   clock(ms) { const p = Vpp.parts(ms); return `${p.hour}:${p.minute}`; },
 
   // -- tables -----------------------------------------------------------------------------

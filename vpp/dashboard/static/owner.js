@@ -28,12 +28,46 @@ async function refresh() {
     Vpp.fillTable(document.getElementById("events"), events.map((e) => [
       e.id, Vpp.span(e.start, e.end), e.status, Vpp.power(e.delivered_kw),
     ]));
-    Vpp.fillTable(document.getElementById("payouts"), payouts.map((p) => [
-      p.event_id, Vpp.yuan(p.amount_yuan), Vpp.num(p.contribution_kwh, 2),
-    ]));
+    showEarnings(events, payouts);
   } catch (e) {
     document.getElementById("error").textContent = e.message;
   }
+}
+
+// Earnings: each payout under its event (window in local time) and summed per local month of
+// the event's start, with the month's statement (the HTML `vpp report` writes) to download.
+function showEarnings(events, payouts) {
+  const byId = Object.fromEntries(events.map((e) => [e.id, e]));
+  Vpp.fillTable(document.getElementById("payouts"), payouts.map((p) => [
+    "#" + p.event_id + (byId[p.event_id] ? " " + byId[p.event_id].external_id : ""),
+    byId[p.event_id] ? Vpp.span(byId[p.event_id].start, byId[p.event_id].end) : "–",
+    Vpp.num(p.contribution_kwh, 2), Vpp.yuan(p.amount_yuan),
+  ]));
+  const months = {};
+  for (const p of payouts) {
+    const ev = byId[p.event_id];
+    const m = Vpp.month(ev ? ev.start : p.created_at);
+    const t = months[m] || (months[m] = { events: 0, kwh: 0, fen: 0 });
+    t.events += 1; t.kwh += p.contribution_kwh; t.fen += p.amount_fen;
+  }
+  Vpp.fillTable(document.getElementById("months"), Object.keys(months).sort().reverse().map((m) => {
+    const b = document.createElement("button");
+    b.className = "secondary"; b.textContent = Vpp.t("download"); b.dataset.period = m;
+    b.addEventListener("click", () => downloadStatement(m));
+    return [m, Vpp.num(months[m].events, 0), Vpp.num(months[m].kwh, 2), Vpp.yuan(months[m].fen / 100), b];
+  }));
+}
+
+async function downloadStatement(period) {
+  const err = document.getElementById("error");
+  try {
+    const st = await Vpp.api("/statement?period=" + period);
+    const url = URL.createObjectURL(new Blob([st.html], { type: "text/html" }));
+    const a = Vpp.link(url, period);
+    a.download = st.filename;
+    document.body.appendChild(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (e) { err.textContent = e.message; }
 }
 
 async function followProbe(gatewayId) {

@@ -1,0 +1,100 @@
+"""The owner portal's statement: ``GET /api/v1/statement?period=2026-12`` answers the monthly
+HTML statement ``vpp report --period`` writes for each owner (the same function,
+:func:`bidding.report.owner_period_statement`), for the calling owner, in JSON with the file name
+(the page saves it; JSON keeps the route in the typed, documented table).
+
+A month is the service's local calendar month (``service.timezone``); every event that started
+in it and has a settlement counts, at its current settlement version, as in the CLI report.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import Field
+from sqlmodel import Session, col, select
+
+from bidding import report as rpt
+from bidding.ledger import current_settlement
+from vpp.api.context import PARTS
+from vpp.api.routing import Call, Route, roles
+from vpp.domain.base import InModel, OutModel
+from vpp.errors import NotFoundError, ValidationError
+from vpp.models import GridEvent, Owner, Role
+
+PERIOD_PATTERN = r"^(20\d\d)-(0[1-9]|1[0-2])$"
+PERIOD = re.compile(PERIOD_PATTERN)
+
+
+class StatementQuery(InModel):
+    period: str | None = Field(None, pattern=PERIOD_PATTERN,
+                               description="a local calendar month, 2000-01 to 2099-12 "
+                                           "(default: the current one)")
+
+
+class StatementOut(OutModel):
+    """The statement page (``html``, self-contained) and the file name to save it as."""
+
+    period: str
+    owner_id: int
+    events: int  # settled events of the month the owner took part in
+    filename: str
+    html: str
+
+
+def _month(period: str, tz: str) -> tuple[datetime, datetime]:
+    m = PERIOD.match(period)
+    if m is None:
+        raise ValidationError(f"query.period: a month like 2026-12 (2000-2099), got {period[:20]!r}")
+    first = datetime(int(m.group(1)), int(m.group(2)), 1, tzinfo=ZoneInfo(tz))
+    return first, (first + timedelta(days=32)).replace(day=1)
+
+
+def _views(s: Session, first: datetime, nxt: datetime, tz: str) -> list[rpt.EventView]:
+    """The month's settled events, as the CLI's ``vpp report`` reads them."""
+    names = {int(o.id or 0): o.name for o in s.exec(select(Owner))}
+    views = []
+    for ev in s.exec(select(GridEvent).where(col(GridEvent.start) >= first,
+                                             col(GridEvent.start) < nxt)
+                     .order_by(col(GridEvent.start))):
+        st = current_settlement(s, int(ev.id or 0))
+        if st is None or "result" not in (st.detail or {}):
+            continue
+        views.append(rpt.view_from_detail(
+            int(ev.id or 0), ev.external_id, ev.programme, st.version,
+            ev.start.astimezone(ZoneInfo(tz)).isoformat(),
+            ev.end.astimezone(ZoneInfo(tz)).isoformat(), st.detail["result"], names))
+    return views
+
+
+async def owner_statement(call: Call) -> StatementOut:
+    q: StatementQuery = call.query
+    parts = call.request.app[PARTS]
+    tz = parts.settings.service.timezone
+    period = q.period or f"{parts.clock().astimezone(ZoneInfo(tz)):%Y-%m}"
+    first, nxt = _month(period, tz)
+    owner_id = int(call.who.owner_id or 0)
+
+    def work(s: Session) -> StatementOut:
+        owner = s.get(Owner, owner_id)
+        if owner is None:
+            raise NotFoundError(f"no owner {owner_id}")
+        views = _views(s, first, nxt, tz)
+        mine = [v for v in views if any(int(o["owner_id"]) == owner_id for o in v.owners)]
+        with tempfile.TemporaryDirectory(prefix="vpp-statement-") as tmp:
+            path = rpt.owner_period_statement(period, owner_id, owner.name, views, Path(tmp))
+            return StatementOut(period=period, owner_id=owner_id, events=len(mine),
+                                filename=path.name, html=path.read_text())
+
+    return await parts.db.run(work)
+
+
+ROUTES = [
+    Route("GET", "/api/v1/statement", owner_statement,
+          "The calling owner's monthly statement (HTML, as `vpp report` writes it)", "owners",
+          roles(Role.OWNER), query=StatementQuery, response=StatementOut),
+]
