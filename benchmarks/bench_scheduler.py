@@ -52,7 +52,7 @@ from vpp.scheduler.synthetic import catalog_fleet, event_window, mixed_fleet, to
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.cvxpy_baseline import against_ours, naive_cvxpy  # noqa: E402
+from benchmarks.cvxpy_baseline import MINUTES, against_ours, naive_cvxpy  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -72,8 +72,8 @@ def _naive_child(conn, devs, data: HorizonData, n: int, eps: float) -> None:
 def naive_with_timeout(n_dev: int, n: int, seed: int, price2, eps: float,
                        timeout_s: float) -> tuple[float, float | None]:
     """:func:`naive_on` for the benchmark's fleet and call at prices ``price2``."""
-    devs, base = mixed_fleet(n_dev, n, seed=seed)
-    return naive_on(devs, HorizonData(base, price2, call_for(base, n)), n, eps, timeout_s)
+    devs, base = mixed_fleet(n_dev, n, seed=seed, interval_minutes=MINUTES)
+    return naive_on(devs, HorizonData(base, price2, call_for(base, n), interval_minutes=MINUTES), n, eps, timeout_s)
 
 
 def naive_on(devs, data: HorizonData, n: int, eps: float,
@@ -100,12 +100,12 @@ def bench_size(n_dev: int, n: int, eps: float, naive: bool, clarabel: bool, poli
                group_size: int | None = None, seed: int = 0,
                naive_timeout_s: float = 1800.0, replan_eps: float = 0.0,
                clarabel_replan: bool = False, cvx: bool = True) -> dict[str, Any]:
-    devs, base = mixed_fleet(n_dev, n, seed=seed)
-    price = tou_price(n)
-    data = HorizonData(base, price, call_for(base, n))
+    devs, base = mixed_fleet(n_dev, n, seed=seed, interval_minutes=MINUTES)
+    price = tou_price(n, interval_minutes=MINUTES)
+    data = HorizonData(base, price, call_for(base, n), interval_minutes=MINUTES)
     t0 = time.perf_counter()
     model = DispatchModel(devs, n, options=SolverOptions(eps=eps, polishing=polish),
-                          group_size=group_size)
+                          group_size=group_size, interval_minutes=MINUTES)
     first = model.solve(devs, data)
     first_s = time.perf_counter() - t0
     out: dict[str, Any] = {
@@ -119,7 +119,7 @@ def bench_size(n_dev: int, n: int, eps: float, naive: bool, clarabel: bool, poli
         f"build {model.build_time_s:.2f} s, OSQP setup {model.setup_time_s:.2f} s, "
         f"first plan {first_s:.2f} s ({first.iterations} it, {first.status})")
     rng = np.random.default_rng(seed + 1)
-    data2 = HorizonData(base, price * (1 + 0.05 * rng.standard_normal(n)), data.call)
+    data2 = HorizonData(base, price * (1 + 0.05 * rng.standard_normal(n)), data.call, interval_minutes=MINUTES)
     t0 = time.perf_counter()
     plan = model.solve(devs, data2)
     warm_s = time.perf_counter() - t0
@@ -165,7 +165,7 @@ def bench_size(n_dev: int, n: int, eps: float, naive: bool, clarabel: bool, poli
         # A further re-plan (another new price forecast) at a coarser tolerance, warm from the
         # plan above: what a receding-horizon re-plan every few minutes would run.
         model.set_options(SolverOptions(eps=replan_eps, polishing=polish))
-        data3 = HorizonData(base, price * (1 + 0.05 * rng.standard_normal(n)), data.call)
+        data3 = HorizonData(base, price * (1 + 0.05 * rng.standard_normal(n)), data.call, interval_minutes=MINUTES)
         t0 = time.perf_counter()
         plan3 = model.solve(devs, data3)
         re_s = time.perf_counter() - t0
@@ -212,16 +212,16 @@ def bench_receding(n_dev: int, n: int, eps: float, naive: bool, naive_timeout_s:
     event_tail_minutes``), batteries ending at their state of charge now; the first plan at the
     call's start, then a re-plan every interval of the call (the first of them reported as the
     catch-up), the dropout one interval later."""
-    devs, base = mixed_fleet(n_dev, n, seed=seed)
+    devs, base = mixed_fleet(n_dev, n, seed=seed, interval_minutes=MINUTES)
     call = call_for(base, n)
-    price = tou_price(n)
+    price = tou_price(n, interval_minutes=MINUTES)
     if window:
         devs, base = event_window(devs, base, call.start, window)
-        price = tou_price(window, start_hour=call.start * 24 / n)
+        price = tou_price(window, start_hour=call.start * 24 / n, interval_minutes=MINUTES)
         call = EventCall(0, call.end - call.start, call.reduction_kw)
         n = window
-    data = HorizonData(base, price, call)
-    model = DispatchModel(devs, n, options=SolverOptions(eps=eps))
+    data = HorizonData(base, price, call, interval_minutes=MINUTES)
+    model = DispatchModel(devs, n, options=SolverOptions(eps=eps), interval_minutes=MINUTES)
     plan = model.solve(devs, data)
     first_it = plan.iterations
     if time_limit_s > 0:  # re-plans only, as the daemon does ([scheduler] replan_time_limit_s)
@@ -304,14 +304,14 @@ def _finish_check(model: DispatchModel, devs, data: HorizonData, cut, eps: float
 
 def bench_aggregated(n_dev: int, n: int, eps: float, seed: int = 0) -> dict:
     """Catalogue fleet (devices repeat per unit): exact aggregation, solve, disaggregation."""
-    devs, base = catalog_fleet(n_dev, n, seed=seed)
-    price = tou_price(n)
+    devs, base = catalog_fleet(n_dev, n, seed=seed, interval_minutes=MINUTES)
+    price = tou_price(n, interval_minutes=MINUTES)
     call = call_for(base, n)
     t0 = time.perf_counter()
     agg = aggregate(devs, base)
     agg_s = time.perf_counter() - t0
-    model = DispatchModel(agg.devices, n, options=SolverOptions(eps=eps))
-    vplan = model.solve(agg.devices, HorizonData(agg.baseline_kw, price, call))
+    model = DispatchModel(agg.devices, n, options=SolverOptions(eps=eps), interval_minutes=MINUTES)
+    vplan = model.solve(agg.devices, HorizonData(agg.baseline_kw, price, call, interval_minutes=MINUTES))
     plan = disaggregate(vplan, agg, devs, base)
     first_s = time.perf_counter() - t0
     log(f"  catalogue N={n_dev}: {len(agg.devices)} virtual devices (aggregation {agg_s:.2f} s); "
@@ -319,7 +319,7 @@ def bench_aggregated(n_dev: int, n: int, eps: float, seed: int = 0) -> dict:
     price2 = price * (1 + 0.05 * np.random.default_rng(seed + 1).standard_normal(n))
     t0 = time.perf_counter()
     agg = aggregate(devs, base)  # re-aggregated on every re-plan: state may have changed
-    data2 = HorizonData(agg.baseline_kw, price2, call)
+    data2 = HorizonData(agg.baseline_kw, price2, call, interval_minutes=MINUTES)
     vplan = model.solve(agg.devices, data2)
     plan = disaggregate(vplan, agg, devs, base)
     warm_s = time.perf_counter() - t0
@@ -346,11 +346,11 @@ def bench_partitioned(n_dev: int, n: int, size: int, eps: float, max_iter: int,
 
     from vpp.scheduler.partition import ActorPool, chunk, local_cluster, solve_partitioned
 
-    devs, base = (catalog_fleet if catalogue else mixed_fleet)(n_dev, n, seed=7)
-    price = tou_price(n)
-    data = HorizonData(base, price, call_for(base, n))
+    devs, base = (catalog_fleet if catalogue else mixed_fleet)(n_dev, n, MINUTES, seed=7)
+    price = tou_price(n, interval_minutes=MINUTES)
+    data = HorizonData(base, price, call_for(base, n), interval_minutes=MINUTES)
     rng = np.random.default_rng(8)
-    data2 = HorizonData(base, price * (1 + 0.05 * rng.standard_normal(n)), data.call)
+    data2 = HorizonData(base, price * (1 + 0.05 * rng.standard_normal(n)), data.call, interval_minutes=MINUTES)
     out: dict = {"devices": n_dev, "fleet": "catalogue, aggregated" if catalogue else "mixed"}
     pool = ActorPool()
 

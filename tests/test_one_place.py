@@ -19,17 +19,10 @@ SHIPPED = ("vpp", "bidding", "sim", "forecasting", "device_adapters")
 
 #: interval defaults of 15 still in signatures or model fields. The interval comes from the
 #: market calendar (vpp.calendar.MarketCalendar: from Settings, a programme or a scenario) or
-#: its interval_minutes, passed in. Left: the scheduler's QP inputs and synthetic fixtures
-#: (benchmarks/bench_scheduler.py relies on their defaults), sim/aggregator.py (being rewritten
-#: for the shared lifecycle core) and compute_baseline (tests/sim/test_season.py calls it
-#: without the interval).
+#: its interval_minutes, passed in. Left: a stored column's server default (rows written
+#: before the column existed were 15-minute plans).
 REMAINING = {
     "vpp/models.py::DispatchPlan.interval_minutes",  # a stored column's server default
-    "vpp/scheduler/inputs.py::HorizonData.interval_minutes",
-    "vpp/scheduler/model.py::DispatchModel.__init__(interval_minutes)",
-    "vpp/scheduler/synthetic.py::tou_price(interval_minutes)",  # test and benchmark fixtures
-    "vpp/scheduler/synthetic.py::mixed_fleet(interval_minutes)",
-    "vpp/scheduler/synthetic.py::catalog_fleet(interval_minutes)",
 }
 
 #: where the market interval's default IS the configuration (DEFAULT_INTERVAL_MINUTES, one

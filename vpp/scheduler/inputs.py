@@ -12,7 +12,7 @@ kWh, prices in yuan/kWh, time as interval indices into a horizon of ``n`` interv
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -183,7 +183,7 @@ class HorizonData:
     price_yuan_per_kwh: np.ndarray
     call: EventCall | None = None
     now_index: int = 0
-    interval_minutes: int = 15
+    interval_minutes: int = field(kw_only=True)
 
 
 def _bad(msg: str) -> ValidationError:

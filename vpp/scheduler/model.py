@@ -95,7 +95,7 @@ class DispatchModel:
     k > 0 sums the fleet rows through partial sums of k devices (same optimum)."""
 
     def __init__(self, devices: Sequence[FleetDevice], n_intervals: int, *,
-                 interval_minutes: int = 15, weights: Weights | None = None,
+                 interval_minutes: int, weights: Weights | None = None,
                  options: SolverOptions | None = None, exchange: bool = False,
                  group_size: int | None = None) -> None:
         t0 = time.perf_counter()

@@ -26,7 +26,7 @@ from vpp.scheduler.inputs import EvSession, FleetDevice, Params
 MIX = {"battery": 0.4, "ev": 0.3, "building": 0.15, "industrial": 0.15}
 
 
-def tou_price(n: int = 96, interval_minutes: int = 15, flat_yuan_per_kwh: float = 0.65,
+def tou_price(n: int, *, interval_minutes: int, flat_yuan_per_kwh: float = 0.65,
               start_hour: float = 0.0) -> np.ndarray:
     """Illustrative time-of-use price per interval (yuan/kWh), horizon starting at ``start_hour``."""
     hours = (start_hour + np.arange(n) * interval_minutes / 60.0) % 24
@@ -46,7 +46,7 @@ def _day_shape(n: int, interval_minutes: int, kind: str, rng: np.random.Generato
     return np.where(shift, rng.uniform(0.7, 0.9), rng.uniform(0.45, 0.6)) + rng.normal(0, 0.02, n)
 
 
-def mixed_fleet(count: int, n: int = 96, interval_minutes: int = 15, seed: int = 0,
+def mixed_fleet(count: int, n: int, interval_minutes: int, seed: int = 0,
                 owners: int | None = None) -> tuple[list[FleetDevice], np.ndarray]:
     """``count`` mixed devices and their baselines (kW, count x n)."""
     rng = np.random.default_rng(seed)
@@ -177,7 +177,7 @@ def demo_state(specs: list, n: int, interval_minutes: int, seed: int = 0,
     return devices, base
 
 
-def catalog_fleet(count: int, n: int = 96, interval_minutes: int = 15, seed: int = 0
+def catalog_fleet(count: int, n: int, interval_minutes: int, seed: int = 0
                   ) -> tuple[list[FleetDevice], np.ndarray]:
     """A fleet built from a small catalogue of products and states (same mix as
     :func:`mixed_fleet`): batteries of 6 models reporting SoC in 5 % steps, chargers of 4 models
