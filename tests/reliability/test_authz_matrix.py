@@ -98,6 +98,7 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/console/forecast"): _e("operator"),
     ("GET", "/api/v1/console/events/{event_id}"): _e("operator"),
     ("GET", "/api/v1/statement"): _e("owner"),
+    ("GET", "/api/v1/profile-catalogue"): _e("operator owner"),
 }
 
 #: which owner a list item belongs to, for the scoped lists

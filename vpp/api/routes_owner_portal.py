@@ -20,6 +20,8 @@ from sqlmodel import Session, col, select
 
 from bidding import report as rpt
 from bidding.ledger import current_settlement
+from device_adapters.profile import list_profiles, load_profile
+from vpp import profiles
 from vpp.api.context import PARTS
 from vpp.api.routing import Call, Route, roles
 from vpp.domain.base import InModel, OutModel
@@ -93,7 +95,41 @@ async def owner_statement(call: Call) -> StatementOut:
     return await parts.db.run(work)
 
 
+class CatalogueEntry(OutModel):
+    """A device profile an owner can enrol with: packaged (``owner_id`` None, ``packaged``) or
+    stored through the API."""
+
+    name: str
+    kind: str
+    vendor: str
+    description: str
+    packaged: bool
+
+
+def _catalogue(s: Session, scope: int | None) -> list[CatalogueEntry]:
+    out = []
+    for name in list_profiles():
+        p = load_profile(name)
+        out.append(CatalogueEntry(name=name, kind=p.kind.value, vendor=p.vendor,
+                                  description=p.description, packaged=True))
+    for row in profiles.list_stored(s, scope):
+        body = row.body or {}
+        out.append(CatalogueEntry(name=row.name, kind=row.kind, vendor=str(body.get("vendor", "")),
+                                  description=str(body.get("description", "")), packaged=False))
+    return out
+
+
+async def profile_catalogue(call: Call) -> list[CatalogueEntry]:
+    """Every profile the caller may enrol a device with: the packaged ones, then the stored
+    ones it can see (the enrolment form's picker)."""
+    scope = call.owner_scope()
+    return await call.request.app[PARTS].db.run(lambda s: _catalogue(s, scope))
+
+
 ROUTES = [
+    Route("GET", "/api/v1/profile-catalogue", profile_catalogue,
+          "Packaged and stored device profiles, for enrolment", "devices",
+          roles(Role.OPERATOR, Role.OWNER), response=list[CatalogueEntry]),
     Route("GET", "/api/v1/statement", owner_statement,
           "The calling owner's monthly statement (HTML, as `vpp report` writes it)", "owners",
           roles(Role.OWNER), query=StatementQuery, response=StatementOut),

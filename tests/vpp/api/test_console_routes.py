@@ -124,3 +124,11 @@ async def test_statement_is_the_owners(api: Api) -> None:
     assert status == 403
     status, body = await _get(api, "/api/v1/statement?period=2026-13", api.tokens.owner)
     assert status == 400 and "period" in body["error"]["message"]
+
+
+async def test_profile_catalogue(api: Api) -> None:
+    status, cat = await _get(api, "/api/v1/profile-catalogue", api.tokens.owner)
+    assert status == 200
+    byname = {c["name"]: c for c in cat}
+    assert byname["huawei-luna2000"]["kind"] == "battery" and byname["keba-p30"]["packaged"]
+    assert byname["keba-p30"]["kind"] == "ev_charger"

@@ -72,7 +72,8 @@ async def test_console_through_an_event(sqlite_engine: Engine, tmp_path: Path) -
     base = await daemon.start()
     try:
         async with chromium() as (ctx, watch), aiohttp.ClientSession() as http:
-            await _owner_enrols(ctx, base, tokens.owner, gspec["port"])
+            catalogue = await get_json(http, f"{base}/api/v1/profile-catalogue", tokens.owner)
+            await _owner_enrols(ctx, base, tokens.owner, gspec["port"], catalogue)
             devices = await get_json(http, f"{base}/api/v1/devices", tokens.operator)
             settled = settled_event(engine, tokens.owner_id, [d["id"] for d in devices])
             live = await _operator_watches_a_call(ctx, http, base, tokens)
@@ -86,7 +87,8 @@ async def test_console_through_an_event(sqlite_engine: Engine, tmp_path: Path) -
     assert watch.errors == [], "\n".join(watch.errors)
 
 
-async def _owner_enrols(ctx: Any, base: str, token: str, gw_port: int) -> None:
+async def _owner_enrols(ctx: Any, base: str, token: str, gw_port: int,
+                        catalogue: list[dict[str, Any]]) -> None:
     page = await ctx.new_page()
     await page.goto(f"{base}/dashboard/owner.html")
     assert await page.locator("h1").inner_text() == "湘能虚拟电厂 · 业主"
@@ -95,9 +97,19 @@ async def _owner_enrols(ctx: Any, base: str, token: str, gw_port: int) -> None:
     await page.fill("form#enrol input[name=site]", "mall")
     await page.fill("form#enrol input[name=port]", str(gw_port))
     await page.fill("form#enrol input[name=units]", "1-2")
+    # the picker offers the profiles of the chosen kind (batteries), packaged ones included
+    await page.wait_for_selector("#profile-pick option[value='huawei-luna2000']", state="attached")
+    kinds = {c["name"]: c["kind"] for c in catalogue}
+    offered = await page.locator("#profile-pick option").evaluate_all(
+        "(os) => os.map((o) => o.value)")
+    assert offered and {kinds[n] for n in offered} == {"battery"}
+    await page.select_option("#profile-pick", "huawei-luna2000")
     await page.click("form#enrol button[type=submit]")
     await page.wait_for_selector("#probe-state.state-done")
-    assert "unit 1" in await page.locator("#probe-units").inner_text()
+    # the probe's answer in plain words (the page is in Chinese)
+    assert await page.locator("#probe-words").inner_text() == \
+        "网关已应答：2 台设备中 2 台就绪，将参与响应。"
+    assert "从站 1：已连接，读数正常，就绪。" in await page.locator("#probe-units").inner_text()
     await page.wait_for_selector("#devices tr:nth-child(2)")
     await page.wait_for_selector("#gateways td.status-active")
     await page.close()

@@ -33,6 +33,10 @@ const I18N = {
     measuredBy: "Measured by", direction: "Direction", programme: "Programme", noBand: "no band",
     forecast: "Load forecast, next 48 h, against metered load", forecastBand: "P10–P90",
     forecastMid: "Forecast P50", actual: "Metered", forecastOrigin: "forecast made",
+    probeQueued: "Waiting to contact the gateway…", probeRunning: "Connecting to the gateway and reading each device…",
+    probeDone: "The gateway answered: {ok} of {n} devices are ready and will take part in events.",
+    probeFailed: "The gateway could not be enrolled: {msg}", unitOk: "Unit {u}: found and answering; ready.",
+    unitBad: "Unit {u}: not usable ({why}).",
     earningsMonth: "Earnings by month", earningsEvent: "Earnings by event", month: "Month",
     statement: "Statement", download: "Download",
     alerts: "Alerts", noAlerts: "No alerts.", live: "live", reconnecting: "reconnecting…",
@@ -67,6 +71,9 @@ const I18N = {
     performancePct: "完成率", measuredBy: "计量依据", direction: "方向", programme: "交易规则",
     noBand: "无区间", forecast: "未来 48 小时负荷预测与实测", forecastBand: "P10–P90",
     forecastMid: "预测 P50", actual: "实测", forecastOrigin: "预测时间",
+    probeQueued: "等待连接网关……", probeRunning: "正在连接网关并读取每台设备……",
+    probeDone: "网关已应答：{n} 台设备中 {ok} 台就绪，将参与响应。", probeFailed: "网关接入失败：{msg}",
+    unitOk: "从站 {u}：已连接，读数正常，就绪。", unitBad: "从站 {u}：无法使用（{why}）。",
     earningsMonth: "按月收益", earningsEvent: "按事件收益", month: "月份", statement: "结算单",
     download: "下载",
     alerts: "告警", noAlerts: "暂无告警。", live: "实时", reconnecting: "重新连接中…",
@@ -80,7 +87,10 @@ const ZONE = "Asia/Shanghai";
 const Vpp = {
   lang: localStorage.getItem("vpp.lang") || "zh",
   me: null,
-  t(key) { return (I18N[Vpp.lang] || I18N.en)[key] || key; },
+  t(key, args) {
+    const text = (I18N[Vpp.lang] || I18N.en)[key] || key;
+    return args ? text.replace(/\{(\w+)\}/g, (_, k) => String(args[k] ?? "")) : text;
+  },
   locale() { return Vpp.lang === "zh" ? "zh-CN" : "en-GB"; },
   kindName(k) { return (Vpp.t("kindNames") || {})[k] || k; },
   applyLang() {

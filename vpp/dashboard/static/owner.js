@@ -70,6 +70,37 @@ async function downloadStatement(period) {
   } catch (e) { err.textContent = e.message; }
 }
 
+// The probe's answer in plain words: the gateway's outcome, then one sentence per unit.
+function probeInWords(p) {
+  const units = Object.entries(p.devices);
+  const ok = units.filter(([, r]) => r === "active").length;
+  const words = { queued: Vpp.t("probeQueued"), running: Vpp.t("probeRunning"),
+    done: Vpp.t("probeDone", { ok, n: units.length }),
+    failed: Vpp.t("probeFailed", { msg: p.message || p.step }) };
+  document.getElementById("probe-words").textContent = words[p.state] || p.state;
+  Vpp.fillTable(document.getElementById("probe-units"), units.map(([u, r]) => [
+    r === "active" ? { text: Vpp.t("unitOk", { u }), cls: "status-active" }
+      : { text: Vpp.t("unitBad", { u, why: r.replace(/^failed: /, "") }), cls: "status-failed" }]));
+}
+
+// The profile picker: packaged and stored profiles of the chosen kind, with what each is.
+let catalogue = [];
+function fillProfiles() {
+  const kind = document.querySelector("form#enrol select[name=kind]").value;
+  const pick = document.getElementById("profile-pick");
+  const keep = pick.value;
+  pick.replaceChildren(...catalogue.filter((c) => c.kind === kind).map((c) => {
+    const o = document.createElement("option");
+    o.value = c.name; o.textContent = c.name + (c.vendor ? " · " + c.vendor : "");
+    return o;
+  }));
+  if ([...pick.options].some((o) => o.value === keep)) pick.value = keep;
+  const c = catalogue.find((x) => x.name === pick.value);
+  document.getElementById("profile-about").textContent = c ? c.description : "";
+}
+document.querySelector("form#enrol select[name=kind]").addEventListener("change", fillProfiles);
+document.getElementById("profile-pick").addEventListener("change", fillProfiles);
+
 async function followProbe(gatewayId) {
   document.getElementById("probe").classList.remove("hidden");
   if (probeTimer) clearInterval(probeTimer);
@@ -82,8 +113,7 @@ async function followProbe(gatewayId) {
     document.getElementById("probe-step").textContent = p.step + (p.message ? " — " + p.message : "");
     const bar = document.getElementById("probe-bar");
     bar.max = Math.max(p.total, 1); bar.value = p.done;
-    Vpp.fillTable(document.getElementById("probe-units"),
-      Object.entries(p.devices).map(([u, r]) => ["unit " + u, r]));
+    probeInWords(p);
     if (p.state === "done" || p.state === "failed") { clearInterval(probeTimer); refresh(); }
   };
   await tick();
@@ -112,6 +142,8 @@ document.getElementById("enrol").addEventListener("submit", async (ev) => {
 
 Vpp.signInForm((me) => {
   document.getElementById("enrol-section").classList.remove("hidden");
+  Vpp.api("/profile-catalogue").then((c) => { catalogue = c; fillProfiles(); })
+    .catch((e) => { document.getElementById("error").textContent = e.message; });
   document.getElementById("hint").classList.add("hidden");
   refresh();
   setInterval(refresh, 3000);
