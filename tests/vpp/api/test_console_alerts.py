@@ -40,7 +40,8 @@ async def test_only_operators(api: Api) -> None:
     assert code == 4403 and "operator" in why
 
 
-async def test_alerts_are_pushed_when_they_change(api: Api) -> None:
+async def test_alerts_are_pushed_when_they_change(api_both: Api) -> None:
+    api = api_both  # SQLite and PostgreSQL
     add_city_fleet(api.engine, 50)  # 10 gateways of 5, none wholly offline
     d = table_of(Device)
     async with api.http.ws_connect(api.url + "/dashboard/alerts") as ws:

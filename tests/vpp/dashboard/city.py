@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select, text
 from sqlmodel import SQLModel
 
 from vpp.daemon.parts import DaemonParts
@@ -63,6 +63,11 @@ def add_city_fleet(engine: Engine, n: int, per_owner: int = 25, per_gateway: int
                          "max_setpoint_kw": hi, "params": {}, "preferences": {},
                          "status": STATUSES[i % len(STATUSES)], "created_at": now})
         c.execute(insert(table_of(Device)), rows)
+        if c.dialect.name == "postgresql":  # ids were given: move the sequences past them
+            for model in (Owner, Site, Gateway, Device):
+                name = table_of(model).name
+                c.execute(text(f"SELECT setval(pg_get_serial_sequence('\"{name}\"', 'id'), "
+                               f"(SELECT max(id) FROM \"{name}\"))"))
     rated: dict[str, float] = {}
     statuses: dict[str, int] = {}
     for i in range(n):
