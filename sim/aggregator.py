@@ -31,7 +31,7 @@ from bidding.bid_inputs import (
     owners_of,
     whole_days,
 )
-from bidding.core import bid_price, make_offer
+from bidding.core import bid_price, direction_sign, make_offer
 from bidding.participants import DeviceStanding, participants
 from bidding.programme import Product, Programme
 from bidding.settlement import EventSettlement, check_balance, settle_event
@@ -329,13 +329,15 @@ class Dispatcher:
 
     def plan(self, devices: Sequence[FleetDevice], owners: Sequence[str], baseline_kw: np.ndarray,
              price_yuan_per_kwh: np.ndarray, declared_kw: float, window: tuple[int, int],
-             band_upper_pct: float) -> CallPlan:
+             band_upper_pct: float, direction: str) -> CallPlan:
         """Plan a bid of ``declared_kw`` over ``window`` (interval indices) for ``devices``
         (fleet order; ``owners`` one per device) from its start, as the daemon's first plan of
-        an event does (:class:`vpp.scheduler.call_solver.CallRequest`)."""
+        an event does (:class:`vpp.scheduler.call_solver.CallRequest`); ``direction``:
+        ``peak_shaving`` or ``valley_filling``."""
         request = CallRequest(baseline_kw=baseline_kw, price_yuan_per_kwh=price_yuan_per_kwh,
                               declared_kw=declared_kw, start=window[0], end=window[1],
-                              now_index=window[0], band_upper_pct=band_upper_pct)
+                              now_index=window[0], band_upper_pct=band_upper_pct,
+                              direction_sign=direction_sign(direction))
         plan = self.solver.solve(devices, request, self.solver.options(), owners=owners)
         order = {int(d): r for r, d in enumerate(plan.device_ids)}
         rows = [order[int(d.device_id)] for d in devices]

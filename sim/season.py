@@ -344,7 +344,7 @@ class SeasonRun:
         try:
             plan = self.dispatcher.plan(devices, [self.device_owners[i] for i in rows], base,
                                         price, p.declared_kw, (0, n_ev),
-                                        float(p.programme.band.upper_pct))
+                                        float(p.programme.band.upper_pct), call.direction)
         except ValidationError as exc:
             p.notes.append(f"no dispatch plan: {exc.message}")
             p.plan = None

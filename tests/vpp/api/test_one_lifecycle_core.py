@@ -221,6 +221,7 @@ def _simulator_plan(settings, programme, product, meter, devices, states, rows, 
     dispatcher = aggregator.Dispatcher(settings.scheduler, 15)
     try:
         return dispatcher.plan(sched, [devices[i].owner for i in rows], base, price, declared_kw,
-                               (0, n_ev), float(programme.band.upper_pct)), base
+                               (0, n_ev), float(programme.band.upper_pct),
+                               "peak_shaving"), base
     finally:
         dispatcher.close()
