@@ -176,6 +176,20 @@ async def _event_page_live(ctx: Any, http: aiohttp.ClientSession, base: str, tok
     delivery = await get_json(http, f"{base}/api/v1/events/{event_id}/delivery", token)
     assert await chart_points(page) == len(delivery["intervals"])
     assert await painted(page) > 500
+    # what the chart holds, read back from ECharts: the plan as a load (baseline - target, the
+    # API's target being the reduction) and the paid band from baseline - 120 % to - 50 % of
+    # the declared kW, per interval (the last point repeats the last interval to the end)
+    series = await page.evaluate("""() => echarts.getInstanceByDom(
+        document.getElementById('chart')).getOption().series.map((s) => s.data.map((p) => p[1]))""")
+    low, width, _baseline, plan, _metered = series
+    with_baseline = [k for k, iv in enumerate(delivery["intervals"]) if iv["baseline_kw"] is not None]
+    assert with_baseline  # the baselines are fixed at the first plan
+    for k in with_baseline:
+        iv = delivery["intervals"][k]
+        assert plan[k] == pytest.approx(iv["baseline_kw"] - iv["target_kw"])
+        assert low[k] == pytest.approx(iv["baseline_kw"] - 1.2 * iv["declared_kw"])
+        assert low[k] + width[k] == pytest.approx(iv["baseline_kw"] - 0.5 * iv["declared_kw"])
+    await shot(page, "event-live-en.png")
     await page.close()
 
 

@@ -29,6 +29,10 @@ function detailValue(v) {
     const shown = v.slice(0, 8).map((x) => Vpp.num(x, 1)).join(" / ");
     return v.length > 8 ? shown + " …" : shown;
   }
+  if (v && typeof v === "object" && !Array.isArray(v)) {  // e.g. per-owner sources: one line each
+    return Object.entries(v).map(([k, x]) => `${k}: ${x && typeof x === "object"
+      ? Object.entries(x).map(([a, b]) => `${a} ${b}`).join(", ") : x}`).join("; ").slice(0, 400);
+  }
   return typeof v === "string" ? v : JSON.stringify(v).slice(0, 200);
 }
 
@@ -97,10 +101,17 @@ function bandBounds(d, iv) {
   return [Math.min(a, b), Math.max(a, b)];
 }
 
+// The plan as a load: the API's target is the reduction (peak shaving) or increase (valley
+// filling) asked of the fleet, so the planned load is the baseline minus (plus) it.
+function planLoad(d, iv) {
+  if (iv.baseline_kw === null || iv.target_kw === null) return null;
+  return iv.baseline_kw + (d.ev.direction === "valley_filling" ? 1 : -1) * iv.target_kw;
+}
+
 function draw(d) {
   const ivs = d.delivery.intervals;
   const el = document.getElementById("chart");
-  const values = ivs.flatMap((i) => [i.baseline_kw, i.target_kw, i.metered_kw]);
+  const values = ivs.flatMap((i) => [i.baseline_kw, planLoad(d, i), i.metered_kw]);
   const u = Vpp.powerUnit(values);
   const end = Date.parse(d.ev.end);
   const pts = (f) => {
@@ -117,13 +128,13 @@ function draw(d) {
     legend: { top: 0 }, grid: { left: 60, right: 20, top: 40, bottom: 30 },
     xAxis: Vpp.timeAxis(), yAxis: Vpp.powerAxis(u.unit),
     series: [
-      { name: bandName, type: "line", step: "start", stack: "band", showSymbol: false, animation: false,
+      { name: bandName, type: "line", step: "start", stack: "band", stackStrategy: "all", showSymbol: false, animation: false,
         lineStyle: { opacity: 0 }, tooltip: { show: false }, data: pts((i) => bandBounds(d, i)[0]) },
-      { name: bandName, type: "line", step: "start", stack: "band", showSymbol: false, animation: false,
+      { name: bandName, type: "line", step: "start", stack: "band", stackStrategy: "all", showSymbol: false, animation: false,
         lineStyle: { opacity: 0 }, itemStyle: { color: "#8fd19e" }, areaStyle: { color: "rgba(26,127,55,.18)" },
         data: pts((i) => { const [a, b] = bandBounds(d, i); return a === null ? null : b - a; }) },
       line(Vpp.t("baseline"), (i) => i.baseline_kw, "#888", "dashed", 1.5),
-      line(Vpp.t("plan"), (i) => i.target_kw, "#c62828", "dotted", 2),
+      line(Vpp.t("plan"), (i) => planLoad(d, i), "#c62828", "dotted", 2),
       line(Vpp.t("metered"), (i) => i.metered_kw, "#0b6bcb", "solid", 2.5),
     ],
   }, { notMerge: true });

@@ -31,9 +31,9 @@ const Forecast = {
         hideOverlap: true } },
       yAxis: Vpp.powerAxis(u.unit),
       series: [
-        { name: band, type: "line", stack: "fc", showSymbol: false, animation: false, lineStyle: { opacity: 0 },
+        { name: band, type: "line", stack: "fc", stackStrategy: "all", showSymbol: false, animation: false, lineStyle: { opacity: 0 },
           tooltip: { show: false }, data: f.points.map((p) => at(p, p.low_kw)) },
-        { name: band, type: "line", stack: "fc", showSymbol: false, animation: false, lineStyle: { opacity: 0 },
+        { name: band, type: "line", stack: "fc", stackStrategy: "all", showSymbol: false, animation: false, lineStyle: { opacity: 0 },
           itemStyle: { color: "#9ec5f0" }, areaStyle: { color: "rgba(11,107,203,.18)" },
           data: f.points.map((p) => at(p, p.low_kw === null ? null : p.high_kw - p.low_kw)) },
         { name: Vpp.t("forecastMid"), type: "line", showSymbol: false, animation: false,
