@@ -6,8 +6,9 @@ response (mean MW of the season's calls).
 Moving a segment's enrolled share moves its enrolled count (population x share), so one factor
 per segment covers both the population and the rate. The low / high values are the share
 x (1 -/+ ``relative``) (capped at 1): a stated range, not a sourced one (none of the shares has
-a published range). Runs use a stratified sample of ``fraction`` of each moved fleet
-(:meth:`sim.scenarios.fleet.Fleet.sample`) bidding as that share of the aggregator (the
+a published range). Runs use a sample of each moved fleet (:func:`sample`: a device is in it
+when the hash of its name falls below ``fraction``, so a run that moves one segment keeps every
+other segment's sampled devices exactly) bidding as that share of the aggregator (the
 programme's size minimum scaled, :func:`sim.fullstack.sample_programme`), and the MW are
 scaled back by 1 / ``fraction``; small segments (a handful of smelting lines or data centres)
 are coarse in a sample.
@@ -23,6 +24,7 @@ import asyncio
 import json
 import sys
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +33,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sim.scenarios.fleet import generate_fleet  # noqa: E402
+from sim.scenarios.fleet import Fleet, generate_fleet  # noqa: E402
 from sim.scenarios.scenario import Scenario, load_scenario  # noqa: E402
 from vpp.config import Settings, load_settings  # noqa: E402
 
@@ -79,13 +81,23 @@ class Outcome:
 async def run_one(settings: Settings, scn: Scenario, label: str, fraction: float,
                   event_days: int, history_days: int) -> Outcome:
     """The season's first ``event_days`` calls on a ``fraction`` sample of ``scn``'s fleet."""
-    from sim.season import RunOptions, run_season
+    from sim.season import RunOptions, SeasonRun
 
-    n = max(10, round(fraction * len(generate_fleet(scn).devices)))
-    opts = RunOptions(event_days=event_days, history_days=history_days, max_devices=n,
-                      capability_test=False)
-    h = (await run_season(settings, scn, opts)).headline()
+    fleet = sample(generate_fleet(scn), fraction)
+    opts = RunOptions(event_days=event_days, history_days=history_days, capability_test=False)
+    run = SeasonRun(settings, scn, fleet, opts)
+    h = (await run.run()).headline()
+    n = len(fleet.devices)
     return Outcome(label, n, h.delivered_mw / fraction, h.capability_mw / fraction, h.events)
+
+
+def sample(fleet: Fleet, fraction: float) -> Fleet:
+    """The devices whose name hashes (CRC-32) below ``fraction`` of the range: the same device
+    is in or out whatever else the fleet holds, so moving one segment leaves the others'
+    samples as they were (a stratified draw would re-draw every segment after it)."""
+    cut = fraction * 2**32
+    return Fleet([d for d in fleet.devices if zlib.crc32(d.spec.name.encode()) < cut],
+                 fleet.seed)
 
 
 def tornado(base: Outcome, rows: list[tuple[Factor, Outcome, Outcome]], path: Path,

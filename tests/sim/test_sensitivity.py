@@ -52,3 +52,18 @@ def test_tornado_is_drawn(tmp_path):
 def test_bad_input_is_refused_without_a_traceback(argv, tmp_path, capsys):
     assert main(["--out", str(tmp_path), *argv]) == 2
     assert capsys.readouterr().err.strip()
+
+
+def test_the_sample_keeps_the_other_segments_devices_when_one_moves(scn):
+    from sim.sensitivity import sample
+
+    base = sample(generate_fleet(scn), 0.1)
+    moved = sample(generate_fleet(with_share(scn, "rail-transit-equipment", 0.75)), 0.1)
+
+    def names(f, seg_in):
+        return sorted(d.spec.name for d in f.devices if (d.segment == "rail-transit-equipment")
+                      == seg_in)
+
+    assert names(base, False) == names(moved, False)
+    assert set(names(base, True)) <= set(names(moved, True))
+    assert 0.07 < len(base.devices) / len(generate_fleet(scn).devices) < 0.13
