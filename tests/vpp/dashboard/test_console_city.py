@@ -90,6 +90,7 @@ async def test_console_at_city_scale(api: Api, tmp_path: Path) -> None:
         await page.click("#lang")  # to Chinese, in place
         await page.wait_for_selector("#by-kind tr:has-text('工业负荷')")
         assert "网关离线" in await page.locator("#alerts").inner_text()
+        assert "离线" in await page.locator("#by-status").inner_text()  # statuses in Chinese
         assert await page.locator("h1").inner_text() == "湘能虚拟电厂 · 运营"
         assert re.search(r"当前用户: 运营", await page.locator("#who").inner_text())
     assert watch.foreign == []

@@ -40,6 +40,11 @@ const I18N = {
     earningsMonth: "Earnings by month", earningsEvent: "Earnings by event", month: "Month",
     statement: "Statement", download: "Download",
     alerts: "Alerts", noAlerts: "No alerts.", live: "live", reconnecting: "reconnecting…",
+    statusNames: { pending: "pending", active: "active", offline: "offline", quarantined: "quarantined",
+                   failed: "failed", retired: "retired", received: "received", accepted: "accepted",
+                   rejected: "rejected", completed: "completed", settled: "settled",
+                   unsettled: "unsettled", cancelled: "cancelled", registered: "registered",
+                   probing: "probing" },
     kindNames: { commercial_building: "Commercial building", industrial_load: "Industrial load",
                  ev_charger: "EV charger", battery: "Battery" },
   },
@@ -77,6 +82,10 @@ const I18N = {
     earningsMonth: "按月收益", earningsEvent: "按事件收益", month: "月份", statement: "结算单",
     download: "下载",
     alerts: "告警", noAlerts: "暂无告警。", live: "实时", reconnecting: "重新连接中…",
+    statusNames: { pending: "待接入", active: "运行", offline: "离线", quarantined: "隔离",
+                   failed: "失败", retired: "退役", received: "已接收", accepted: "已接受",
+                   rejected: "已拒绝", completed: "已完成", settled: "已结算",
+                   unsettled: "未能结算", cancelled: "已取消", registered: "已登记", probing: "检测中" },
     kindNames: { commercial_building: "商业楼宇", industrial_load: "工业负荷",
                  ev_charger: "充电桩", battery: "储能" },
   },
@@ -93,6 +102,8 @@ const Vpp = {
   },
   locale() { return Vpp.lang === "zh" ? "zh-CN" : "en-GB"; },
   kindName(k) { return (Vpp.t("kindNames") || {})[k] || k; },
+  // a status cell: the word in the page's language, the class from the API's value
+  status(v) { return { text: (Vpp.t("statusNames") || {})[v] || v, cls: "status-" + v }; },
   applyLang() {
     document.documentElement.lang = Vpp.lang === "zh" ? "zh-CN" : "en";
     document.querySelectorAll("[data-i18n]").forEach((el) => {

@@ -46,7 +46,8 @@ function showHead(d) {
   setText("ev-programme", ev.programme);
   setText("ev-requested", Vpp.power(ev.requested_kw));
   const st = document.getElementById("ev-status");
-  st.textContent = ev.status; st.className = "status-" + ev.status;
+  const word = Vpp.status(ev.status);
+  st.textContent = word.text; st.className = word.cls;
   setText("ev-declared", Vpp.power(d.bid ? d.bid.declared_kw : ev.declared_kw));
   setText("ev-price", d.bid ? Vpp.num(d.bid.price_yuan_per_kwh, 2) + " ¥/kWh" : "–");
   setText("ev-delivered", Vpp.power(dl.delivered_kw));

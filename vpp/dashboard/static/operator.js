@@ -26,7 +26,7 @@ function showSummary(s) {
   document.getElementById("rated").textContent = Vpp.power(s.rated_kw);
   Vpp.fillTable(document.getElementById("by-kind"), summaryRows(s.by_kind, (g) => Vpp.kindName(g.key)));
   Vpp.fillTable(document.getElementById("by-status"), summaryRows(s.by_status,
-    (g) => ({ text: g.key, cls: "status-" + g.key })));
+    (g) => Vpp.status(g.key)));
   Vpp.fillTable(document.getElementById("by-owner"), summaryRows(s.by_owner, (g) => g.label));
 }
 
@@ -34,14 +34,14 @@ function showEvents(events) {
   Vpp.fillTable(document.getElementById("events"), events.map((e) => [
     Vpp.link("/dashboard/event.html?id=" + e.id, "#" + e.id), e.external_id, e.event_type,
     Vpp.span(e.start, e.end), Vpp.power(e.requested_kw), Vpp.power(e.declared_kw),
-    Vpp.power(e.delivered_kw), Vpp.yuan(e.revenue_yuan), { text: e.status, cls: "status-" + e.status },
+    Vpp.power(e.delivered_kw), Vpp.yuan(e.revenue_yuan), Vpp.status(e.status),
   ]));
 }
 
 function showDevices(page) {
   total = page.total;
   Vpp.fillTable(document.getElementById("devices"), page.items.map((d) => [
-    d.id, d.name, Vpp.kindName(d.kind), d.owner_name, { text: d.status, cls: "status-" + d.status },
+    d.id, d.name, Vpp.kindName(d.kind), d.owner_name, Vpp.status(d.status),
     Vpp.power(d.rated_power_kw), Vpp.power(d.power_kw), Vpp.power(d.setpoint_kw), Vpp.pct(d.soc_pct),
   ]));
   const first = page.total ? page.offset + 1 : 0;
@@ -104,6 +104,9 @@ function draw() {
 function labelKinds() {
   document.querySelectorAll("#filters select[name=kind] option[value]").forEach((o) => {
     if (o.value) o.textContent = Vpp.kindName(o.value);
+  });
+  document.querySelectorAll("#filters select[name=status] option[value]").forEach((o) => {
+    if (o.value) o.textContent = Vpp.status(o.value).text;
   });
 }
 

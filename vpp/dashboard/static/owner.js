@@ -18,15 +18,15 @@ async function refresh() {
       Vpp.api("/gateways"), Vpp.api("/devices"), Vpp.api("/events"), Vpp.api("/payouts"),
     ]);
     Vpp.fillTable(document.getElementById("gateways"), gws.map((g) => [
-      g.id, g.host + ":" + g.port, { text: g.enrolment_state, cls: "status-" + g.enrolment_state },
+      g.id, g.host + ":" + g.port, Vpp.status(g.enrolment_state),
       g.last_error || "",
     ]));
     Vpp.fillTable(document.getElementById("devices"), devices.map((d) => [
-      d.id, d.name, d.kind, { text: d.status, cls: "status-" + d.status }, Vpp.power(d.power_kw),
+      d.id, d.name, Vpp.kindName(d.kind), Vpp.status(d.status), Vpp.power(d.power_kw),
       Vpp.power(d.setpoint_kw), Vpp.pct(d.soc_pct),
     ]));
     Vpp.fillTable(document.getElementById("events"), events.map((e) => [
-      e.id, Vpp.span(e.start, e.end), e.status, Vpp.power(e.delivered_kw),
+      e.id, Vpp.span(e.start, e.end), Vpp.status(e.status), Vpp.power(e.delivered_kw),
     ]));
     showEarnings(events, payouts);
   } catch (e) {
