@@ -45,6 +45,11 @@ const I18N = {
                    rejected: "rejected", completed: "completed", settled: "settled",
                    unsettled: "unsettled", cancelled: "cancelled", registered: "registered",
                    probing: "probing" },
+    eventStatusNames: { active: "in progress" },
+    typeNames: { real_time: "real-time", day_ahead: "day-ahead", peak_shaving: "peak shaving",
+                 valley_filling: "valley filling" },
+    forecastStates: { ok: "ok", insufficient_history: "not enough history yet", error: "error",
+                      not_run: "not run yet" },
     kindNames: { commercial_building: "Commercial building", industrial_load: "Industrial load",
                  ev_charger: "EV charger", battery: "Battery" },
   },
@@ -86,6 +91,9 @@ const I18N = {
                    failed: "失败", retired: "退役", received: "已接收", accepted: "已接受",
                    rejected: "已拒绝", completed: "已完成", settled: "已结算",
                    unsettled: "未能结算", cancelled: "已取消", registered: "已登记", probing: "检测中" },
+    eventStatusNames: { active: "进行中" },
+    typeNames: { real_time: "实时", day_ahead: "日前", peak_shaving: "削峰", valley_filling: "填谷" },
+    forecastStates: { ok: "正常", insufficient_history: "历史数据不足", error: "出错", not_run: "尚未运行" },
     kindNames: { commercial_building: "商业楼宇", industrial_load: "工业负荷",
                  ev_charger: "充电桩", battery: "储能" },
   },
@@ -104,6 +112,10 @@ const Vpp = {
   kindName(k) { return (Vpp.t("kindNames") || {})[k] || k; },
   // a status cell: the word in the page's language, the class from the API's value
   status(v) { return { text: (Vpp.t("statusNames") || {})[v] || v, cls: "status-" + v }; },
+  eventStatus(v) {
+    return { text: (Vpp.t("eventStatusNames") || {})[v] || Vpp.status(v).text, cls: "status-" + v };
+  },
+  typeName(v) { return (Vpp.t("typeNames") || {})[v] || v; },
   applyLang() {
     document.documentElement.lang = Vpp.lang === "zh" ? "zh-CN" : "en";
     document.querySelectorAll("[data-i18n]").forEach((el) => {
@@ -234,8 +246,12 @@ const Vpp = {
     }
     return c;
   },
-  timeAxis() {
-    return { type: "time", axisLabel: { formatter: (v) => Vpp.clock(v), hideOverlap: true } };
+  // HH:MM, or HH:MM:SS when the chart spans under ten minutes
+  timeAxis(spanMs = Infinity) {
+    const fmt = spanMs < 600000
+      ? (v) => { const d = new Date(v); return Vpp.clock(v) + ":" + String(d.getUTCSeconds()).padStart(2, "0"); }
+      : (v) => Vpp.clock(v);
+    return { type: "time", axisLabel: { formatter: fmt, hideOverlap: true } };
   },
   powerAxis(unit) {
     return { type: "value", name: unit, scale: true,

@@ -41,12 +41,12 @@ function showHead(d) {
   setText("ev-title", "#" + ev.id);
   setText("ev-external", ev.external_id);
   setText("ev-window", Vpp.span(ev.start, ev.end));
-  setText("ev-type", ev.event_type);
-  setText("ev-direction", ev.direction);
+  setText("ev-type", Vpp.typeName(ev.event_type));
+  setText("ev-direction", Vpp.typeName(ev.direction));
   setText("ev-programme", ev.programme);
   setText("ev-requested", Vpp.power(ev.requested_kw));
   const st = document.getElementById("ev-status");
-  const word = Vpp.status(ev.status);
+  const word = Vpp.eventStatus(ev.status);
   st.textContent = word.text; st.className = word.cls;
   setText("ev-declared", Vpp.power(d.bid ? d.bid.declared_kw : ev.declared_kw));
   setText("ev-price", d.bid ? Vpp.num(d.bid.price_yuan_per_kwh, 2) + " ¥/kWh" : "–");

@@ -16,7 +16,7 @@ const Forecast = {
     const state = document.getElementById("forecast-state");
     state.textContent = f.state === "ok"
       ? `${Vpp.t("forecastOrigin")} ${Vpp.time(f.origin)} · ${f.levels.map((q) => "P" + Math.round(q * 100)).join(" / ")}`
-      : `${f.state}: ${f.message}`;
+      : `${(Vpp.t("forecastStates") || {})[f.state] || f.state}: ${f.message}`;
     el.classList.toggle("hidden", !f.points.length);
     if (!f.points.length) { el.dataset.points = "0"; return; }
     const u = Vpp.powerUnit(f.points.flatMap((p) => [p.high_kw, p.actual_kw]));

@@ -32,9 +32,9 @@ function showSummary(s) {
 
 function showEvents(events) {
   Vpp.fillTable(document.getElementById("events"), events.map((e) => [
-    Vpp.link("/dashboard/event.html?id=" + e.id, "#" + e.id), e.external_id, e.event_type,
+    Vpp.link("/dashboard/event.html?id=" + e.id, "#" + e.id), e.external_id, Vpp.typeName(e.event_type),
     Vpp.span(e.start, e.end), Vpp.power(e.requested_kw), Vpp.power(e.declared_kw),
-    Vpp.power(e.delivered_kw), Vpp.yuan(e.revenue_yuan), Vpp.status(e.status),
+    Vpp.power(e.delivered_kw), Vpp.yuan(e.revenue_yuan), Vpp.eventStatus(e.status),
   ]));
 }
 
@@ -92,7 +92,8 @@ function draw() {
     tooltip: { trigger: "axis", renderMode: "richText",
       valueFormatter: (v) => (v === null ? "–" : Vpp.num(v, 2) + " " + u.unit) },
     legend: { top: 0 }, grid: { left: 60, right: 20, top: 36, bottom: 30 },
-    xAxis: Vpp.timeAxis(), yAxis: Vpp.powerAxis(u.unit),
+    xAxis: Vpp.timeAxis(s.length ? Date.parse(s[s.length - 1].ts) - Date.parse(s[0].ts) : 0),
+    yAxis: Vpp.powerAxis(u.unit),
     series: [line(Vpp.t("power"), "fleet_kw", "#0b6bcb", "solid"),
       line(Vpp.t("baseline"), "baseline_kw", "#888", "dashed"),
       line(Vpp.t("target"), "target_kw", "#c62828", "dotted")],

@@ -26,7 +26,7 @@ async function refresh() {
       Vpp.power(d.setpoint_kw), Vpp.pct(d.soc_pct),
     ]));
     Vpp.fillTable(document.getElementById("events"), events.map((e) => [
-      e.id, Vpp.span(e.start, e.end), Vpp.status(e.status), Vpp.power(e.delivered_kw),
+      e.id, Vpp.span(e.start, e.end), Vpp.eventStatus(e.status), Vpp.power(e.delivered_kw),
     ]));
     showEarnings(events, payouts);
   } catch (e) {
