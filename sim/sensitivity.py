@@ -76,6 +76,7 @@ class Outcome:
     delivered_mw: float
     declared_mw: float
     events: int
+    credited_mw: float = 0.0  # the settlement's paid MW (band cap, export rule)
 
 
 async def run_one(settings: Settings, scn: Scenario, label: str, fraction: float,
@@ -86,9 +87,12 @@ async def run_one(settings: Settings, scn: Scenario, label: str, fraction: float
     fleet = sample(generate_fleet(scn), fraction)
     opts = RunOptions(event_days=event_days, history_days=history_days, capability_test=False)
     run = SeasonRun(settings, scn, fleet, opts)
-    h = (await run.run()).headline()
-    n = len(fleet.devices)
-    return Outcome(label, n, h.delivered_mw / fraction, h.capability_mw / fraction, h.events)
+    result = await run.run()
+    h = result.headline()
+    credited = [e.measures.credited_kw for e in result.calls if e.measures is not None]
+    return Outcome(label, len(fleet.devices), h.delivered_mw / fraction,
+                   h.capability_mw / fraction, h.events,
+                   sum(credited) / len(credited) / 1000 / fraction if credited else 0.0)
 
 
 def sample(fleet: Fleet, fraction: float) -> Fleet:
@@ -108,9 +112,9 @@ def tornado(base: Outcome, rows: list[tuple[Factor, Outcome, Outcome]], path: Pa
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.8))
     b = base.delivered_mw
     for k, (_, lo, hi) in enumerate(rows):
-        ax.barh(k, lo.delivered_mw - b, left=b, color="#f59e0b",
+        ax.barh(k + 0.2, lo.delivered_mw - b, 0.4, left=b, color="#f59e0b",
                 label="share x 0.5" if k == 0 else None)
-        ax.barh(k, hi.delivered_mw - b, left=b, color="#3b82f6",
+        ax.barh(k - 0.2, hi.delivered_mw - b, 0.4, left=b, color="#3b82f6",
                 label="share x 1.5 (at most 1)" if k == 0 else None)
     ax.axvline(b, color="#334155", lw=1)
     ax.axvline(goal_mw, color="#dc2626", ls="--", label=f"goal {goal_mw:.0f} MW")
@@ -143,7 +147,9 @@ async def sensitivity(settings: Settings, scn: Scenario, out: Path, fraction: fl
                            *args)
         rows.append((f, lo, hi))
         print(json.dumps({"factor": f.segment, "low_mw": round(lo.delivered_mw, 1),
-                          "high_mw": round(hi.delivered_mw, 1)}), flush=True)
+                          "high_mw": round(hi.delivered_mw, 1),
+                          "credited_low_mw": round(lo.credited_mw, 1),
+                          "credited_high_mw": round(hi.credited_mw, 1)}), flush=True)
     tornado(base, rows, out / "tornado.png", scn.city.goal_mw)
     doc = {"fraction": fraction, "event_days": event_days, "programme": note,
            "base": asdict(base),
