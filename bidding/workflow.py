@@ -73,7 +73,8 @@ from vpp.models import (
 from vpp.timeutil import require_aware
 
 
-def _owner_devices(session: Session, owner_ids: Sequence[int]) -> dict[int, list[int]]:
+def owner_devices(session: Session, owner_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Every device of each owner (settlement meters the owner's whole site)."""
     devs = session.exec(sql_select(Device).where(col(Device.owner_id).in_(list(owner_ids)))).all()
     out: dict[int, list[int]] = {o: [] for o in owner_ids}
     for d in devs:
@@ -85,7 +86,7 @@ def _owner_devices(session: Session, owner_ids: Sequence[int]) -> dict[int, list
     return out
 
 
-def _event_days(session: Session, exclude_id: int, tz: str) -> list[date]:
+def other_event_days(session: Session, exclude_id: int, tz: str) -> list[date]:
     """Local dates of every other event (any programme, any status): not baseline days."""
     rows = session.exec(sql_select(GridEvent.id, GridEvent.start)).all()
     return sorted({start.astimezone(ZoneInfo(tz)).date() for i, start in rows if i != exclude_id})
@@ -148,7 +149,7 @@ def load_bid_input(
         for d in rows]
     by_owner = owners_of(devices)
     step = prog.interval_minutes
-    skip = set(_event_days(session, int(ev.id or 0), prog.timezone))
+    skip = set(other_event_days(session, int(ev.id or 0), prog.timezone))
     owners = []
     if devices:
         meter = read_meter_frame(engine, [d.device_id for d in devices],
@@ -335,10 +336,10 @@ def _read_settle_rows(engine: Engine, event_id: int, programmes_dir: Path | str)
         if not shares:
             raise ValidationError(f"bid {bid.id} has no owner shares")
         owner_ids = sorted(shares)
-        owner_devs = _owner_devices(s, owner_ids)
+        owner_devs = owner_devices(s, owner_ids)
         owners = s.exec(sql_select(Owner).where(col(Owner.id).in_(owner_ids))).all()
         names = {o.id: o.name for o in owners if o.id is not None}  # stored rows have an id
-        event_days = _event_days(s, event_id, prog.timezone)
+        event_days = other_event_days(s, event_id, prog.timezone)
     return _SettleRows(ev, bid, prog, product, shares, owner_ids, owner_devs, names, event_days)
 
 

@@ -13,20 +13,19 @@ Jiangsu's programme), else the last reading polled. Powers in kW.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from bidding.meter_frame import owner_load, read_meter_frame
 from bidding.programme import load_programme
-from bidding.workflow import history_spans
+from bidding.workflow import history_spans, other_event_days, owner_devices
 from device_adapters.protocol import DeviceState
 from forecasting.baselines import BaselineSpec
 from forecasting.device_baselines import (
@@ -69,21 +68,6 @@ def _spec(ev: GridEvent, settings: Settings, day: date) -> BaselineSpec | None:
         return None
 
 
-def _owner_devices(s: Session, owner_ids: Sequence[int]) -> dict[int, list[int]]:
-    """Every device of each owner (settlement meters the owner's whole site)."""
-    out: dict[int, list[int]] = {o: [] for o in owner_ids}
-    for did, oid in s.exec(select(Device.id, Device.owner_id)
-                           .where(col(Device.owner_id).in_(list(owner_ids)))):
-        out[int(oid)].append(int(did or 0))
-    return out
-
-
-def _other_event_days(s: Session, ev: GridEvent, tz: ZoneInfo) -> list[date]:
-    """Local dates of every other event: not baseline days (as settlement excludes them)."""
-    return sorted({st.astimezone(tz).date()
-                   for i, st in s.exec(select(GridEvent.id, GridEvent.start)) if i != ev.id})
-
-
 def _fallback(s: Session, ids: list[int], anchor: datetime,
               latest: Callable[[int], DeviceState | None]) -> tuple[np.ndarray, list[str]]:
     """Per device: its recent mean (kW) before ``anchor``, else its last reading, else NaN."""
@@ -108,10 +92,10 @@ def _owner_days(s: Session, engine: Engine, ev: GridEvent, owners: list[int],
                 spec: BaselineSpec, start: pd.Timestamp, end: pd.Timestamp,
                 calendar: MarketCalendar) -> tuple[OwnerDays, pd.DataFrame | None]:
     """The owners' baseline days and the device meter frame they were read from."""
-    owner_devs = _owner_devices(s, owners)
+    owner_devs = owner_devices(s, owners)
     ids = [d for v in owner_devs.values() for d in v]
     days, meter = OwnerDays({}, {o: "no history read" for o in owners}), None
-    events = _other_event_days(s, ev, calendar.zone)
+    events = other_event_days(s, int(ev.id or 0), calendar.zone.key)
     minutes = calendar.interval_minutes
     for span in history_spans(spec):
         meter = read_meter_frame(engine, ids, (start.normalize() - pd.Timedelta(days=span))

@@ -24,6 +24,17 @@ LIBRARY_LOG = logging.getLogger("vpp.ocpp.wire")
 _ACCEPTED = datatypes.IdTagInfo(status=AuthorizationStatus.accepted)
 
 
+async def answered_status(cp: Any, payload: Any, action: str) -> str:
+    """Send ``payload`` to charge point ``cp`` (either protocol version) and return the status
+    it answered; a CALLERROR becomes a :class:`DeviceError` naming ``action``."""
+    try:
+        result = await cp.call(payload, suppress=False)
+    except OCPPError as exc:
+        raise DeviceError(f"charge point {cp.id} answered {action} with "
+                          f"{type(exc).__name__}: {exc.description}") from None
+    return str(result.status)
+
+
 class ChargePoint16(ChargePoint16Base):  # type: ignore[misc]
     """One connected OCPP 1.6J charge point."""
 
@@ -36,20 +47,11 @@ class ChargePoint16(ChargePoint16Base):  # type: ignore[misc]
 
     # -- calls to the charge point (the adapters' ChargePointSession) ----------------------
     async def set_limit(self, request: LimitRequest) -> str:
-        try:
-            result = await self.call(set_profile_16(request), suppress=False)
-        except OCPPError as exc:
-            raise DeviceError(f"charge point {self.id} answered SetChargingProfile with "
-                              f"{type(exc).__name__}: {exc.description}") from None
-        return str(result.status)
+        return await answered_status(self, set_profile_16(request), "SetChargingProfile")
 
     async def clear_limit(self, connector_id: int) -> str:
-        try:
-            result = await self.call(clear_profile_16(connector_id), suppress=False)
-        except OCPPError as exc:
-            raise DeviceError(f"charge point {self.id} answered ClearChargingProfile with "
-                              f"{type(exc).__name__}: {exc.description}") from None
-        return str(result.status)
+        return await answered_status(self, clear_profile_16(connector_id),
+                                     "ClearChargingProfile")
 
     # -- messages from the charge point ---------------------------------------------------
     @on(Action.boot_notification)

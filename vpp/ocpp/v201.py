@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ocpp.exceptions import OccurrenceConstraintViolationError, OCPPError
+from ocpp.exceptions import OccurrenceConstraintViolationError
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint as ChargePoint201Base
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action, AuthorizationStatusEnumType, RegistrationStatusEnumType
 
 from device_adapters.ocpp.profiles import LimitRequest, clear_profile_201, set_profile_201
-from vpp.errors import DeviceError
 from vpp.ocpp.station import Station, check_timestamp, log
-from vpp.ocpp.v16 import LIBRARY_LOG
+from vpp.ocpp.v16 import LIBRARY_LOG, answered_status
 
 _ACCEPTED = {"status": AuthorizationStatusEnumType.accepted}
 
@@ -35,20 +34,11 @@ class ChargePoint201(ChargePoint201Base):  # type: ignore[misc]
 
     # -- calls to the charging station (the adapters' ChargePointSession) ------------------
     async def set_limit(self, request: LimitRequest) -> str:
-        try:
-            result = await self.call(set_profile_201(request), suppress=False)
-        except OCPPError as exc:
-            raise DeviceError(f"charge point {self.id} answered SetChargingProfile with "
-                              f"{type(exc).__name__}: {exc.description}") from None
-        return str(result.status)
+        return await answered_status(self, set_profile_201(request), "SetChargingProfile")
 
     async def clear_limit(self, connector_id: int) -> str:
-        try:
-            result = await self.call(clear_profile_201(connector_id), suppress=False)
-        except OCPPError as exc:
-            raise DeviceError(f"charge point {self.id} answered ClearChargingProfile with "
-                              f"{type(exc).__name__}: {exc.description}") from None
-        return str(result.status)
+        return await answered_status(self, clear_profile_201(connector_id),
+                                     "ClearChargingProfile")
 
     # -- messages from the charging station -----------------------------------------------
     @on(Action.boot_notification)
