@@ -15,9 +15,9 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from device_adapters.codec import (
     BlockDecoder,
@@ -32,7 +32,7 @@ from device_adapters.codec import (
 )
 from device_adapters.errors import ImplausibleValue, MalformedReply, UnsafeWrite
 from device_adapters.flex import flexibility
-from device_adapters.modbus_client import GatewayClient
+from device_adapters.modbus_client import GatewayClient, control_requests
 from device_adapters.profile import CURRENT_UNITS, UNIT_FACTORS, Action, Profile, plan_blocks
 from device_adapters.protocol import DeviceState, SetpointResult, clamp_setpoint
 from device_adapters.registers import DataType, EncodingError, resolution
@@ -44,6 +44,20 @@ log = logging.getLogger(__name__)
 
 #: |power| may exceed the rating by this factor before a reading is called implausible.
 PLAUSIBLE_OVER_RATING = 1.5
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _control(fn: Callable[_P, Awaitable[_T]]) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """The method's requests go before waiting telemetry reads on the gateway's connection
+    (:func:`device_adapters.modbus_client.control_requests`)."""
+    @functools.wraps(fn)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with control_requests():
+            return await fn(*args, **kwargs)
+    return run
 
 
 class ProfileAdapter:
@@ -243,15 +257,15 @@ class ProfileAdapter:
         tol = 1e-9 * max(1.0, abs(kw))
         return bounds_kw[0] - tol <= kw <= bounds_kw[1] + tol
 
-    async def _write_actions(
+    async def _plan_actions(
         self, actions: list[Action], magnitude_kw: float,
         bounds_kw: tuple[float, float] | None = None,
-    ) -> tuple[list[tuple[str, float]], bool]:
-        """Write the actions; returns ([(point, written value)], clamped_by_point_limits)."""
+    ) -> tuple[list[tuple[str, float, int, list[int]]], bool]:
+        """The value each action writes, checked and encoded: ([(point, value, address,
+        registers)], clamped_by_point_limits). Nothing is written."""
         missing = self._context_points(actions)
         if missing:
             await self.read_points(missing)
-        # Work out and check every value before writing any, so a refusal writes nothing.
         planned: list[tuple[str, float, int, list[int]]] = []
         clamped = False
         for a in actions:
@@ -271,6 +285,16 @@ class ProfileAdapter:
                 value = self._inside(a.point, value, bounds_kw, lo, hi)
             planned.append((a.point, value, p.address,
                             encode_point(self.profile, a.point, value, self._context)))
+        return planned, clamped
+
+    async def _write_actions(
+        self, actions: list[Action], magnitude_kw: float,
+        bounds_kw: tuple[float, float] | None = None,
+    ) -> tuple[list[tuple[str, float]], bool]:
+        """Write the actions; returns ([(point, written value)], clamped_by_point_limits).
+        Every value is worked out and checked before any is written, so a refusal writes
+        nothing."""
+        planned, clamped = await self._plan_actions(actions, magnitude_kw, bounds_kw)
         written: list[tuple[str, float]] = []
         for name, value, address, regs in planned:
             await self.client.write(self.unit_id, address, regs)
@@ -289,13 +313,44 @@ class ProfileAdapter:
                 continue
             back[name] = got
             p = self.profile.points[targets[name]]
-            tol = max(resolution(p.type, p.scale) * 1.01, 1e-5 * max(abs(value), 1.0))
+            # the value written was quantised to the register's step: it reads back exactly,
+            # but for the scale's float rounding (within half a step; one whole step would
+            # let an enable flag written 1 read back 0)
+            tol = max(resolution(p.type, p.scale) * 0.5, 1e-5 * max(abs(value), 1.0))
             if p.type in (DataType.FLOAT32, DataType.FLOAT64):
                 tol = max(tol, 1e-6 * abs(value) + 1e-6)
             if abs(got - value) > tol:
                 mismatches.append(f"{name} wrote {value:g}, read back {got:g}")
         return back, mismatches
 
+    def _bounds_kw(self, value: float) -> tuple[float, float]:
+        """The magnitude limits (kW) of a setpoint of ``value``'s sign."""
+        if value >= 0:
+            return max(self.min_setpoint_kw, 0.0), self.max_setpoint_kw
+        return max(-self.max_setpoint_kw, 0.0), -self.min_setpoint_kw
+
+    @_control
+    async def holds_setpoint(self) -> bool | None:
+        """Whether the device's control registers still express the setpoint this adapter
+        holds, read back as a write is (None: it holds none, or its profile cannot express
+        it). False when the device left it by itself -- its watchdog fell back, or it
+        restarted -- which is not the owner overriding it: the registers say so, where an
+        owner's override (a plant's own limit, a building's comfort protection) leaves them
+        as written and shows only in the power. Raises DeviceError when unreadable."""
+        value = self.active_setpoint_kw
+        if value is None:
+            return None
+        actions = self.profile.control.branch(value)
+        if not actions:
+            return None
+        try:
+            planned, _ = await self._plan_actions(actions, abs(value), self._bounds_kw(value))
+        except (EncodingError, UnsafeWrite):
+            return None
+        _, mismatches = await self._verify([(name, v) for name, v, _, _ in planned])
+        return not mismatches
+
+    @_control
     async def apply_setpoint(self, setpoint_kw: float) -> SetpointResult:
         """Clamp to the declared limits, write the profile's control writes, read back."""
         try:
@@ -313,10 +368,8 @@ class ProfileAdapter:
                                   f"profile {self.profile.name} cannot apply {value:g} kW")
         sign = 1.0 if value >= 0 else -1.0
         try:
-            lo_kw, hi_kw = ((max(self.min_setpoint_kw, 0.0), self.max_setpoint_kw) if value >= 0
-                            else (max(-self.max_setpoint_kw, 0.0), -self.min_setpoint_kw))
             written, point_clamped = await self._write_actions(actions, abs(value),
-                                                               (lo_kw, hi_kw))
+                                                               self._bounds_kw(value))
             written_kw = value
             mag = [(n, v) for (n, v), a in zip(written, actions, strict=True)
                    if a.value in ("magnitude", "-magnitude")]
@@ -346,6 +399,7 @@ class ProfileAdapter:
             verified=not mismatches, error=error,
         )
 
+    @_control
     async def release(self) -> None:
         """Write the profile's release writes (device back to its own default behaviour)."""
         if self.profile.control.release:
@@ -358,6 +412,7 @@ class ProfileAdapter:
         return (self._lease_started is not None
                 and self._monotonic() - self._lease_started > self.profile.heartbeat.lease_s)
 
+    @_control
     async def heartbeat(self) -> None:
         """Feed the device's watchdog; release the device when our own lease has expired."""
         if self.active_setpoint_kw is not None and self._lease_started is None:

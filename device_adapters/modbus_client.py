@@ -1,9 +1,12 @@
 """The only module that imports pymodbus's client (pinned 3.16.1: ``device_id=`` keyword).
 
 :class:`GatewayClient` is one TCP connection to one gateway, shared by all unit ids behind it.
-Modbus TCP gateways answer one request at a time, so requests are serialised by a semaphore of
+Modbus TCP gateways answer one request at a time, so requests are serialised by a gate of
 ``max_in_flight`` (default 1); throughput comes from many gateways in parallel and from reading
-contiguous registers in one request. Every request has a timeout; transport failures are retried
+contiguous registers in one request. Control goes first: a request made inside
+:func:`control_requests` (watchdog feeds, setpoint writes and their read-back, releases) is
+served before any waiting telemetry read, so a busy poll cycle on a gateway with many devices
+delays readings, never a device's watchdog. Every request has a timeout; transport failures are retried
 ``retries`` times with exponential backoff (``backoff_base_s * 2**attempt``) and a reconnect;
 exception replies are not retried (the device refused). Errors are
 :mod:`device_adapters.errors` classes with one-line messages.
@@ -12,10 +15,13 @@ exception replies are not retried (the device refused). Errors are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -69,6 +75,51 @@ class _InputReply(ReadInputRegistersResponse):
         _decode_words(self, data)
 
 
+_CONTROL: ContextVar[bool] = ContextVar("vpp_control_request", default=False)
+
+
+@contextlib.contextmanager
+def control_requests() -> Iterator[None]:
+    """Requests made inside (in this task) go before waiting telemetry reads."""
+    token = _CONTROL.set(True)
+    try:
+        yield
+    finally:
+        _CONTROL.reset(token)
+
+
+class _Gate:
+    """At most ``limit`` requests in flight; of those waiting, control requests first, then
+    reads, each in arrival order. A freed slot is handed to the next waiter directly."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(), deque())
+
+    async def acquire(self, control: bool) -> None:
+        if self._free > 0 and not (self._waiting[0] or self._waiting[1]):
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[0 if control else 1].append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed a slot just as it was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                fut = queue.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+                    return
+        self._free += 1
+
+
 @dataclass
 class GatewayStats:
     requests: int = 0
@@ -106,7 +157,7 @@ class GatewayClient:
         self.retries = retries
         self.backoff_base_s = backoff_base_s
         self.connect_timeout_s = connect_timeout_s or timeout_s
-        self._sem = asyncio.Semaphore(max_in_flight)
+        self._gate = _Gate(max_in_flight)
         self._connect_lock = asyncio.Lock()
         self._client: AsyncModbusTcpClient | None = None
         self.stats = GatewayStats()
@@ -184,7 +235,8 @@ class GatewayClient:
                 self.stats.retries += 1
                 await asyncio.sleep(self.backoff_base_s * 2 ** (attempt - 1))
             try:
-                async with self._sem:
+                await self._gate.acquire(_CONTROL.get())
+                try:
                     if not self.connected:
                         await self.connect()
                     t0 = time.perf_counter()
@@ -192,6 +244,8 @@ class GatewayClient:
                         regs = await self._once(unit, op, function, address, count, values)
                     self.stats.record(time.perf_counter() - t0)
                     return regs
+                finally:
+                    self._gate.release()
             except ExceptionReply as exc:
                 self.stats.errors += 1
                 self.stats.last_error = str(exc)

@@ -146,6 +146,14 @@ class SimulatedDevice:
             return v * (60.0 if unit == "min" else 1.0)
         return wd.timeout_s
 
+    def fall_back(self) -> None:
+        """Do what the watchdog does when it expires: write the profile's fall-back (or its
+        release) into the control registers; the device then follows them."""
+        self._fallback()
+        self.setpoint_kw = self.decode_setpoint()
+        self.physics.step(0.0, self.setpoint_kw)
+        self._publish()
+
     def _fallback(self) -> None:
         wd = self.profile.watchdog
         actions = self.profile.control.release if wd.fallback == "release" else wd.fallback
@@ -154,7 +162,7 @@ class SimulatedDevice:
             self._mirror(a.point)
         self.watchdog_tripped = True
         self._fed_at = None
-        log.info("unit %s: watchdog expired, fell back", self.unit_id)
+        log.warning("unit %s: watchdog expired, fell back", self.unit_id)
 
     def _constant(self, a: Action) -> float:
         if isinstance(a.value, str):

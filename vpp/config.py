@@ -291,7 +291,10 @@ class ControlSettings(_Section):
     shows it consuming more than that setpoint plus its kind's tolerance
     (``tolerance_pct`` of its rated power, at least ``min_tolerance_kw``); for its kind's
     ``response_s`` after a write the previous setpoint, if higher, still counts (the device is
-    ramping). Such a device leaves the event's plan for the rest of the event."""
+    ramping). Such a device leaves the event's plan for the rest of the event -- unless its
+    registers show that it dropped the setpoint by itself (its watchdog fell back, or it
+    restarted): the setpoint is then written again, at most ``reassert_max`` times a device
+    and event, and only after that is the device taken out."""
 
     tolerance_pct: dict[DeviceKind, float] = Field(default_factory=lambda: {
         DeviceKind.BATTERY: 10.0, DeviceKind.EV_CHARGER: 15.0,
@@ -302,6 +305,7 @@ class ControlSettings(_Section):
         DeviceKind.COMMERCIAL_BUILDING: 120.0, DeviceKind.INDUSTRIAL_LOAD: 60.0})
     override_replan_after_s: float = Field(default=10.0, ge=0)  # batch overrides found in a row
     unchanged_pct: float = Field(default=1.0, ge=0, le=100)  # re-plan "unchanged" within this
+    reassert_max: int = Field(default=3, ge=0)  # setpoints re-written after a fall-back
 
     @field_validator("tolerance_pct", "response_s")
     @classmethod

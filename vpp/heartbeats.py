@@ -37,6 +37,10 @@ log = logging.getLogger("vpp.heartbeats")
 SECONDS_PER = {"s": 1.0, "min": 60.0, "h": 3600.0}
 
 
+#: at most one "heartbeats late" warning this often (real s)
+LATE_LOG_S = 60.0
+
+
 def _real_rate() -> float:
     return 1.0
 
@@ -64,6 +68,10 @@ class Heartbeats:
         self._locks: dict[int, asyncio.Lock] = {}
         self._period_s: float | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}  # device id -> its heartbeat
+        self._fed_at: dict[int, float] = {}  # device id -> last feed (loop time, real s)
+        self.late = 0  # feeds that came after the device's watchdog had expired
+        self._late_step = 0  # ... since the last warning (at most one a LATE_LOG_S)
+        self._late_logged_at: float | None = None
 
     def device_lock(self, device_id: int) -> asyncio.Lock:
         """Held while a setpoint is written to / released from the device, and while it is
@@ -87,6 +95,7 @@ class Heartbeats:
         """These devices are no longer polled: cancel their heartbeat, drop their timeout."""
         for i in device_ids:
             self.watchdog_s.pop(i, None)
+            self._fed_at.pop(i, None)
             task = self._tasks.pop(i, None)
             if task is not None:
                 task.cancel()
@@ -122,6 +131,7 @@ class Heartbeats:
                 self.on_failure()
             log.warning("heartbeat failed: %s", exc, extra={"device_id": a.device_id})
             return
+        self._note_feed(a.device_id)
         if self._watchdog_known(a):
             return
         point = a.profile.watchdog.timeout_point
@@ -139,6 +149,17 @@ class Heartbeats:
                         extra={"device_id": a.device_id})
         elif isinstance(value, float | int) and value > 0:
             self.watchdog_s[a.device_id] = float(value) * per
+
+    def _note_feed(self, device_id: int) -> None:
+        """Count a feed that came after the device's watchdog (on its clock) had expired:
+        the device fell back meanwhile (the daemon re-asserts a setpoint it dropped)."""
+        now = asyncio.get_running_loop().time()
+        last = self._fed_at.get(device_id)
+        self._fed_at[device_id] = now
+        timeout = self.watchdog_s.get(device_id)
+        if last is not None and timeout and (now - last) * self.clock_rate() > timeout:
+            self.late += 1
+            self._late_step += 1
 
     async def step(self) -> None:
         """Feed every watchdog / check leases (:meth:`ProfileAdapter.heartbeat`), then update
@@ -166,6 +187,14 @@ class Heartbeats:
             await asyncio.wait(running, timeout=period)
         for a in self._adapters():
             self._watchdog_known(a)
+        now = asyncio.get_running_loop().time()
+        if self._late_step and (self._late_logged_at is None
+                                or now - self._late_logged_at >= LATE_LOG_S):
+            log.warning("%d feed(s) came after the device's watchdog expired (heartbeats late: "
+                        "the gateways' connections cannot keep up; %d so far)",
+                        self._late_step, self.late)
+            self._late_step = 0
+            self._late_logged_at = now
         period = self.period_s()
         if period != self._period_s:
             self._period_s = period

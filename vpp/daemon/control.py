@@ -258,6 +258,8 @@ class ControlLoop:
         """Take the devices that override their setpoints out of the event."""
         event_id = int(ev.id or 0)
         found = self.overrides.check(event_id, excluded_ids(ev))
+        if found:
+            found = await self.overrides.reassert(event_id, found, now)
         if not found:
             return
         await self.overrides.exclude(event_id, found, now)

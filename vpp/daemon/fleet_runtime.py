@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from device_adapters.adapter import ProfileAdapter
 from device_adapters.factory import make_adapter
 from device_adapters.profile import Profile
 from device_adapters.protocol import DeviceState, SetpointResult
@@ -327,6 +328,24 @@ class FleetRuntime:
             self.last_setpoints[device_id] = result.written_kw
             self.version += 1
         return result
+
+    async def holds_setpoint(self, device_id: int) -> bool | None:
+        """Whether the device's registers still express the setpoint it was given
+        (:meth:`ProfileAdapter.holds_setpoint`); None when that cannot be told: no setpoint,
+        an unreadable device, or an adapter without registers (an OCPP connector, whose
+        profile the charge point confirms when it is sent)."""
+        try:
+            a = self.poller.adapter(device_id)
+        except KeyError:
+            return None
+        if not isinstance(a, ProfileAdapter):
+            return None
+        try:
+            async with self.device_lock(device_id):
+                return await a.holds_setpoint()
+        except DeviceError as exc:
+            log.debug("control state not read: %s", exc, extra={"device_id": device_id})
+            return None
 
     async def release(self, device_ids: list[int]) -> dict[int, str]:
         errors: dict[int, str] = {}

@@ -28,6 +28,8 @@ class Metrics:
         self.poll_errors = Counter("vpp_poll_errors", "Failed device polls", registry=r)
         self.heartbeat_errors = Counter("vpp_heartbeat_errors", "Failed device heartbeats",
                                         registry=r)
+        self.setpoints_reasserted = Counter("vpp_setpoints_reasserted", "Setpoints written "
+                                            "again: the device dropped them (watchdog)", registry=r)
         self.solve_seconds = Histogram(
             "vpp_solve_seconds", "Scheduler solve time", registry=r,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),

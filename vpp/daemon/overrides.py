@@ -12,7 +12,15 @@ has passed. One reading decides (a device that flaps between its cap and its own
 caught at the first reading above), so an override is found within one poll period.
 
 Power is in kW, > 0 consumption. Only consumption *above* the setpoint counts: a load drawing
-less than its cap is not overriding it, and every event this daemon plans is peak shaving.
+less than its cap is not overriding it. (A valley-filling call's charge that falls short shows
+as the event's shortfall, not here.)
+
+A device above its setpoint whose control registers no longer hold it did not override: it
+dropped the setpoint by itself -- its watchdog fell back when heartbeats came late, or it
+restarted -- and the owner's own protection (a plant's limit, a building's comfort band) leaves
+the registers as written. Such a setpoint is written again (:meth:`OverrideWatch.reassert`), at
+most ``[daemon.control] reassert_max`` times a device and event; after that, or when its
+registers cannot be read, the device is treated as overriding.
 
 An overriding device leaves the event for good: it is recorded in ``GridEvent.detail
 ["excluded_devices"]`` (reason, setpoint, reading, tolerance, when), audit logged, its pending
@@ -160,6 +168,7 @@ class OverrideWatch:
         self.infra = infra
         self.fleet = fleet
         self._held: dict[int, dict[int, Held]] = {}
+        self._reasserted: dict[int, dict[int, int]] = {}  # event -> device -> re-writes
         self._kinds: dict[int, tuple[DeviceKind, float]] = {}
 
     async def wrote(self, event_id: int, written: dict[int, float], at: datetime) -> None:
@@ -189,6 +198,37 @@ class OverrideWatch:
                 found.append(o)
         return found
 
+    async def reassert(self, event_id: int, found: list[Override], at: datetime
+                       ) -> list[Override]:
+        """Write the setpoint again to those of ``found`` whose registers no longer hold it
+        (see the module docstring); returns the others: the overrides."""
+        budget = self.infra.settings.daemon.control.reassert_max
+        counts = self._reasserted.setdefault(event_id, {})
+        held = self._held.get(event_id, {})
+        overrides = []
+        for o in found:
+            h = held.get(o.device_id)
+            n = counts.get(o.device_id, 0)
+            if (h is None or n >= budget
+                    or await self.fleet.holds_setpoint(o.device_id) is not False):
+                overrides.append(o)
+                continue
+            counts[o.device_id] = n + 1
+            result = await self.fleet.apply(o.device_id, h.setpoint_kw)
+            if not result.verified:
+                overrides.append(o)
+                continue
+            self.infra.metrics.setpoints_reasserted.inc()
+            # ramping down from what it read: that reading is the limit for its response time
+            held[o.device_id] = Held(h.device_id, h.kind, h.rated_power_kw, h.setpoint_kw,
+                                     o.measured_kw, at)
+            log.warning("device dropped its setpoint by itself (watchdog fell back or "
+                        "restart); written again",
+                        extra={"event_id": event_id, "device_id": o.device_id,
+                               "setpoint_kw": round(h.setpoint_kw, 3),
+                               "measured_kw": round(o.measured_kw, 3), "times": n + 1})
+        return overrides
+
     async def exclude(self, event_id: int, found: list[Override], at: datetime) -> int:
         """Take ``found`` out of the event: record, audit, release (see the module docstring)."""
         infra = self.infra
@@ -210,3 +250,5 @@ class OverrideWatch:
 
     def forget(self, event_id: int) -> None:
         self._held.pop(event_id, None)
+        self._reasserted.pop(event_id, None)
+
