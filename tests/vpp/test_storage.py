@@ -203,3 +203,13 @@ def test_load_fleet_is_idempotent(engine: Engine) -> None:
     with session_scope(engine) as s:
         assert fleet.load_fleet(s, owners) == 0
         assert len(s.exec(select(Device)).all()) == 2
+
+
+def test_the_schema_head_constant_is_alembics_head() -> None:
+    """`vpp.db.SCHEMA_HEAD` (read by every CLI command without importing Alembic) is the newest
+    migration: a new migration fails here until the constant names it."""
+    from alembic.script import ScriptDirectory
+
+    from vpp.db import MIGRATIONS_DIR, SCHEMA_HEAD
+
+    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == SCHEMA_HEAD
