@@ -105,6 +105,8 @@ class ProfileAdapter:
                                  ref.sign)
         self._context: dict[str, float | str] = {}
         self.active_setpoint_kw: float | None = None
+        self.setpoint_written_at: datetime | None = None  # the last control write (clock)
+        self._control_writes = 0
         self._lease_started: float | None = None
         self._counter = 0
 
@@ -183,6 +185,7 @@ class ProfileAdapter:
 
     async def read_state(self) -> DeviceState:
         t0 = time.perf_counter()
+        writes = self._control_writes
         values = await self.read_points(self._poll_names)
         power = self._measure(values, "power_kw")
         assert power is not None
@@ -203,7 +206,10 @@ class ProfileAdapter:
             energy_kwh=self._measure(values, "energy_kwh"), soc_pct=soc, indoor_temp_c=temp,
             available=True, flex_down_kw=down, flex_up_kw=up,
             detail={"latency_ms": (time.perf_counter() - t0) * 1000.0,
-                    "active_setpoint_kw": self.active_setpoint_kw},
+                    "active_setpoint_kw": self.active_setpoint_kw,
+                    # a control write landed while these registers were read: the reading may
+                    # show the device before it (not judged against the new setpoint)
+                    "written_during_read": self._control_writes != writes},
         )
 
     # -- writing --------------------------------------------------------------------------
@@ -381,6 +387,7 @@ class ProfileAdapter:
             self.active_setpoint_kw = min(max(written_kw, self.min_setpoint_kw),
                                           self.max_setpoint_kw)
             self._lease_started = self._monotonic()
+            self._note_write()
             back, mismatches = await self._verify(written)
         except (DeviceError, EncodingError) as exc:
             return SetpointResult(self.device_id, setpoint_kw, value, clamped, None, False,
@@ -404,8 +411,25 @@ class ProfileAdapter:
         """Write the profile's release writes (device back to its own default behaviour)."""
         if self.profile.control.release:
             await self._write_actions(self.profile.control.release, 0.0)
+            self._note_write()
         self.active_setpoint_kw = None
         self._lease_started = None
+
+    def _note_write(self) -> None:
+        self.setpoint_written_at = self._clock()
+        self._control_writes += 1
+
+    @_control
+    async def reassert(self) -> SetpointResult | None:
+        """Write the held setpoint again (the device's watchdog expired before a feed: it fell
+        back meanwhile), without renewing the aggregator's lease on it; None when none is
+        held."""
+        if self.active_setpoint_kw is None:
+            return None
+        lease = self._lease_started
+        result = await self.apply_setpoint(self.active_setpoint_kw)
+        self._lease_started = lease
+        return result
 
     @property
     def lease_expired(self) -> bool:

@@ -70,6 +70,7 @@ class Heartbeats:
         self._tasks: dict[int, asyncio.Task[None]] = {}  # device id -> its heartbeat
         self._fed_at: dict[int, float] = {}  # device id -> last feed (loop time, real s)
         self.late = 0  # feeds that came after the device's watchdog had expired
+        self.reasserted = 0  # held setpoints written again after such a feed
         self._late_step = 0  # ... since the last warning (at most one a LATE_LOG_S)
         self._late_logged_at: float | None = None
 
@@ -131,7 +132,8 @@ class Heartbeats:
                 self.on_failure()
             log.warning("heartbeat failed: %s", exc, extra={"device_id": a.device_id})
             return
-        self._note_feed(a.device_id)
+        if self._note_feed(a.device_id) and a.active_setpoint_kw is not None:
+            await self._reassert(a)
         if self._watchdog_known(a):
             return
         point = a.profile.watchdog.timeout_point
@@ -150,9 +152,9 @@ class Heartbeats:
         elif isinstance(value, float | int) and value > 0:
             self.watchdog_s[a.device_id] = float(value) * per
 
-    def _note_feed(self, device_id: int) -> None:
+    def _note_feed(self, device_id: int) -> bool:
         """Count a feed that came after the device's watchdog (on its clock) had expired:
-        the device fell back meanwhile (the daemon re-asserts a setpoint it dropped)."""
+        the device fell back meanwhile. True when it did."""
         now = asyncio.get_running_loop().time()
         last = self._fed_at.get(device_id)
         self._fed_at[device_id] = now
@@ -160,6 +162,21 @@ class Heartbeats:
         if last is not None and timeout and (now - last) * self.clock_rate() > timeout:
             self.late += 1
             self._late_step += 1
+            return True
+        return False
+
+    async def _reassert(self, a: ProfileAdapter) -> None:
+        """A late feed: the device fell back to its own control meanwhile; write the setpoint
+        it held again at once, rather than wait for its power to show it."""
+        try:
+            async with self.device_lock(a.device_id):
+                result = await a.reassert()
+        except DeviceError as exc:
+            log.warning("setpoint not written again after a late feed: %s", exc,
+                        extra={"device_id": a.device_id})
+            return
+        if result is not None and result.verified:
+            self.reasserted += 1
 
     async def step(self) -> None:
         """Feed every watchdog / check leases (:meth:`ProfileAdapter.heartbeat`), then update

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from device_adapters.adapter import ProfileAdapter
@@ -328,6 +329,14 @@ class FleetRuntime:
             self.last_setpoints[device_id] = result.written_kw
             self.version += 1
         return result
+
+    def setpoint_written_at(self, device_id: int) -> datetime | None:
+        """When the device's adapter last wrote its control registers (daemon clock; a
+        setpoint, a release, or a setpoint written again after a late heartbeat)."""
+        try:
+            return self.poller.adapter(device_id).setpoint_written_at
+        except (KeyError, AttributeError):
+            return None
 
     async def holds_setpoint(self, device_id: int) -> bool | None:
         """Whether the device's registers still express the setpoint it was given

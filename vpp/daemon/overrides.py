@@ -89,10 +89,19 @@ def tolerance_kw(c: ControlSettings, kind: DeviceKind, rated_power_kw: float) ->
     return max(c.min_tolerance_kw, c.tolerance_pct[kind] / 100.0 * abs(rated_power_kw))
 
 
-def judge(held: Held, state: DeviceState | None, c: ControlSettings) -> Override | None:
-    """The override ``state`` shows against ``held``, if any (see the module docstring)."""
+def judge(held: Held, state: DeviceState | None, c: ControlSettings,
+          rewritten_at: datetime | None = None) -> Override | None:
+    """The override ``state`` shows against ``held``, if any (see the module docstring).
+    ``rewritten_at``: the device's last control write; when later than ``held`` (a setpoint
+    written again after a late heartbeat) a reading within the kind's response time of it, or
+    taken while a write landed, is not judged."""
     if state is None or not state.available or state.ts <= held.written_at:
         return None
+    if state.detail.get("written_during_read"):
+        return None
+    if rewritten_at is not None and rewritten_at > held.written_at and (
+            (state.ts - rewritten_at).total_seconds() < c.response_s[held.kind]):
+        return None  # still within its response time of the setpoint written again
     active = state.detail.get("active_setpoint_kw", held.setpoint_kw)
     if active is None or abs(float(active) - held.setpoint_kw) > 1e-3:
         return None  # read while the adapter held something else (released, or not yet)
@@ -193,7 +202,7 @@ class OverrideWatch:
         for did, held in self._held.get(event_id, {}).items():
             if did in excluded:
                 continue
-            o = judge(held, fleet.latest(did), c)
+            o = judge(held, fleet.latest(did), c, fleet.setpoint_written_at(did))
             if o is not None:
                 found.append(o)
         return found

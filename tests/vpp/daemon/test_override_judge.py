@@ -64,3 +64,17 @@ def test_every_kind_needs_a_tolerance_and_a_response_time() -> None:
         ControlSettings(response_s={**{k.value: 10.0 for k in DeviceKind}, "battery": -1.0})
     with pytest.raises(pydantic.ValidationError, match="heat_pump"):
         ControlSettings(tolerance_pct={**{k.value: 10.0 for k in DeviceKind}, "heat_pump": 5.0})
+
+
+def test_a_setpoint_written_again_gets_its_response_time() -> None:
+    """After a late heartbeat the setpoint is written again (vpp.heartbeats): the device ramps
+    down from where its fall-back left it, so for its kind's response time after that write a
+    reading above the cap is not an override; after it, it is. A reading taken while a write
+    landed is never judged."""
+    held = _held()
+    rewritten = held.written_at + timedelta(seconds=300)
+    assert judge(held, _reading(330, 387.0), C, rewritten) is None  # 30 s after: ramping
+    assert judge(held, _reading(500, 387.0), C, rewritten) is not None  # 200 s after
+    during = _reading(500, 387.0)
+    during.detail["written_during_read"] = True
+    assert judge(held, during, C) is None
