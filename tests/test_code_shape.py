@@ -45,7 +45,7 @@ LONG_FUNCTIONS: dict[str, int] = {}
 
 #: most test modules mypy may skip (the ratchet list's length today; lower it as modules are
 #: fixed, never raise it: a new test module must be type-clean)
-MYPY_IGNORED_CAP = 27
+MYPY_IGNORED_CAP = 0
 
 
 def _lines(path: Path) -> int:

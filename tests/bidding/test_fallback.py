@@ -15,15 +15,17 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
 from bidding.fallback import (
     HistoryGap,
+    NoHistoryOffer,
     held_kw,
     history_gap,
     needed_days,
     no_history_offer,
 )
-from bidding.programme import load_programme
+from bidding.programme import Product, Programme, load_programme
 from sim.fleet import SYNTHETIC_KINDS, SyntheticKind
 from tests.conftest import REPO_ROOT
 from vpp.config import Settings
@@ -35,7 +37,7 @@ GAP = HistoryGap(5, 0, "working day", "event 1: no owner has a whole day of mete
 
 @dataclass
 class Dev:
-    id: int
+    id: int | None  # as a stored Device row's (bidding.fallback.OwnedDevice)
     owner_id: int
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -51,7 +53,7 @@ def _kind(profile: str) -> SyntheticKind:
     return next(k for k in SYNTHETIC_KINDS if k.profile == profile)
 
 
-def _hunan():
+def _hunan() -> tuple[Programme, Product]:
     programme = load_programme("hunan-2026", REPO_ROOT / "config/programmes", START)
     return programme, programme.product("real_time", "peak_shaving")
 
@@ -110,7 +112,7 @@ def test_the_synthetic_fleet_of_a_first_run_clears_ten_megawatts_from_490_device
         return [_of(SYNTHETIC_KINDS[(i // 100) % len(SYNTHETIC_KINDS)], i + 1, owner=i // 100)
                 for i in range(n)]
 
-    def offer(n: int, owners_requested: float = 50_000.0):
+    def offer(n: int, owners_requested: float = 50_000.0) -> NoHistoryOffer:
         return no_history_offer(fleet(n), programme, product, start=START, season="summer",
                                 end=START + timedelta(hours=1), requested_kw=owners_requested,
                                 price_yuan_per_kwh=Decimal("2.0"), fraction_pct=40.0, gap=GAP)
@@ -156,7 +158,7 @@ def test_the_history_the_programme_needs_and_the_days_held() -> None:
     assert history_gap(spec, True, START, None, "why").held_days == 0
 
 
-def test_one_or_two_days_of_history_are_not_enough_to_bid_from(sqlite_engine) -> None:
+def test_one_or_two_days_of_history_are_not_enough_to_bid_from(sqlite_engine: Engine) -> None:
     """The second day of a new fleet: quantiles over one day have no spread, so the whole
     scheduler envelope would be declared as certain. Fewer than 3 whole days: no bid from
     history (NoHistoryError: the daemon bids the fallback above); 3 days: bid from them."""
@@ -172,7 +174,7 @@ def test_one_or_two_days_of_history_are_not_enough_to_bid_from(sqlite_engine) ->
 
     make_fleet(sqlite_engine)
     with session_scope(sqlite_engine) as s:
-        devs = s.exec(select(Device)).all()
+        devs = list(s.exec(select(Device)).all())
         s.expunge_all()
     simulate_history(sqlite_engine, devs, EVENT_START.date(), days=2)
     ev = add_event(sqlite_engine, EVENT_START)

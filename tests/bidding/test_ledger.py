@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, text
+from sqlalchemy import Engine, func, text
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import select
+from sqlmodel import SQLModel, select
 
 from bidding.ledger import (
     CASH,
@@ -29,7 +29,7 @@ from bidding.ledger import (
     settlement_entries,
 )
 from bidding.rules import Band
-from bidding.settlement import settle_event
+from bidding.settlement import EventSettlement, settle_event
 from vpp import fleet
 from vpp.db import session_scope
 from vpp.models import AuditLog, GridEvent, LedgerEntry, LedgerTransaction, OwnerPayout, Settlement
@@ -38,19 +38,25 @@ IDX = pd.date_range("2025-07-15 19:00", periods=4, freq="15min", tz="Asia/Shangh
 _ids = itertools.count(1)
 
 
-def _setup(engine) -> tuple[int, list[int]]:
+def _setup(engine: Engine) -> tuple[int, list[int]]:
     n = next(_ids)
     with session_scope(engine) as s:
-        owners = [fleet.add_owner(s, f"owner-{n}-{i}").id for i in range(2)]
+        owners: list[int] = []
+        for i in range(2):
+            owner = fleet.add_owner(s, f"owner-{n}-{i}")
+            assert owner.id is not None, "owner is flushed"
+            owners.append(owner.id)
         ev = GridEvent(external_id=f"ev-{n}", source="sim", event_type="day_ahead",
                        programme="hunan-2026", start=IDX[0].to_pydatetime(),
                        end=(IDX[-1] + pd.Timedelta("15min")).to_pydatetime(), requested_kw=1000)
         s.add(ev)
         s.flush()
+        assert ev.id is not None, "event is flushed"
         return ev.id, owners
 
 
-def _result(owners, delivered=(700.0, 100.0)):
+def _result(owners: list[int],
+            delivered: tuple[float, float] = (700.0, 100.0)) -> EventSettlement:
     base = np.array([[2000.0] * 4, [1000.0] * 4])
     meter = base - np.array([[delivered[0]], [delivered[1]]])
     return settle_event(index=IDX, owner_ids=owners, baseline_kw=base, metered_kw=meter,
@@ -58,12 +64,12 @@ def _result(owners, delivered=(700.0, 100.0)):
                         band=Band(), fee_pct=Decimal(15), interval_minutes=15)
 
 
-def _count(engine, model) -> int:
+def _count(engine: Engine, model: type[SQLModel]) -> int:
     with session_scope(engine) as s:
         return s.exec(select(func.count()).select_from(model)).one()
 
 
-def test_settle_post_pay_and_idempotency(engine):
+def test_settle_post_pay_and_idempotency(engine: Engine) -> None:
     event_id, owners = _setup(engine)
     r = _result(owners)
     with session_scope(engine) as s:
@@ -91,7 +97,7 @@ def test_settle_post_pay_and_idempotency(engine):
         assert actions.count("ledger_posted") == 3 and "settlement_posted" in actions
 
 
-def test_corrected_meter_resettles_by_reversal(engine):
+def test_corrected_meter_resettles_by_reversal(engine: Engine) -> None:
     event_id, owners = _setup(engine)
     with session_scope(engine) as s:
         post_settlement(s, event_id, _result(owners))
@@ -105,7 +111,7 @@ def test_corrected_meter_resettles_by_reversal(engine):
         assert rev.reverses_id is not None
         # event's net ledger = the v2 legs only
         r2 = _result(owners, (700.0, 300.0))
-        expected: dict = {}
+        expected: dict[tuple[str, int | None], int] = {}
         for p in settlement_entries(r2):
             expected[(p.account, p.owner_id)] = expected.get((p.account, p.owner_id), 0) + \
                 p.amount_fen
@@ -128,7 +134,7 @@ def test_corrected_meter_resettles_by_reversal(engine):
         assert v1.revenue_fen == 120_000
 
 
-def test_history_is_append_only(engine):
+def test_history_is_append_only(engine: Engine) -> None:
     event_id, owners = _setup(engine)
     with session_scope(engine) as s:
         post_settlement(s, event_id, _result(owners))
@@ -140,7 +146,7 @@ def test_history_is_append_only(engine):
         check_ledger(s)
 
 
-def test_unbalanced_or_float_money_is_refused_and_nothing_written(engine):
+def test_unbalanced_or_float_money_is_refused_and_nothing_written(engine: Engine) -> None:
     event_id, owners = _setup(engine)
     with pytest.raises(LedgerError, match="does not balance: entries sum to 1 fen"):
         with session_scope(engine) as s:
@@ -164,7 +170,8 @@ def test_unbalanced_or_float_money_is_refused_and_nothing_written(engine):
 @given(deliveries=st.lists(st.tuples(st.floats(-200, 1500), st.floats(-200, 1500)),
                            min_size=1, max_size=4),
        pay=st.booleans())
-def test_property_ledger_balances_and_resettling_is_idempotent(engine, deliveries, pay):
+def test_property_ledger_balances_and_resettling_is_idempotent(
+        engine: Engine, deliveries: list[tuple[float, float]], pay: bool) -> None:
     event_id, owners = _setup(engine)
     for d in deliveries:
         for _ in range(2):  # settling the same data twice changes nothing the second time

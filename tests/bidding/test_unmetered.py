@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import Engine, delete
 
 from bidding.settlement import (
     MIN_METERED_SHARE,
@@ -19,13 +19,24 @@ from bidding.settlement import (
     fill_unmetered,
     require_metered_share,
 )
-from bidding.workflow import bid_event, read_meter_frame, settle_from_db
+from bidding.workflow import SettleOutcome, bid_event, read_meter_frame, settle_from_db
 from forecasting.baselines import compute_baseline
 from tests.bidding.fleet import add_event, make_fleet, simulate_event_day, simulate_history
 from tests.bidding.test_workflow import DAY, END, PROGRAMMES, START
-from vpp.models import TelemetryReading
+from vpp.models import Device, TelemetryReading, table_of
 
-TEL = TelemetryReading.__table__
+TEL = table_of(TelemetryReading)
+#: the fixture ``settled``: engine, the fleet, the event id and its first (fully metered) settlement
+Settled = tuple[Engine, list[Device], int, SettleOutcome]
+
+
+def _ids(devices: list[Device]) -> list[int]:
+    """The devices' ids (make_fleet stores every one)."""
+    out: list[int] = []
+    for d in devices:
+        assert d.id is not None, "device is stored"
+        out.append(d.id)
+    return out
 
 
 def test_fill_unmetered_takes_the_baseline_where_the_meter_is_missing() -> None:
@@ -43,7 +54,7 @@ def test_fill_unmetered_takes_the_baseline_where_the_meter_is_missing() -> None:
 
 
 @pytest.fixture
-def settled(engine):
+def settled(engine: Engine) -> Settled:
     devices = make_fleet(engine)
     simulate_history(engine, devices, DAY, days=12)
     ev = add_event(engine, START)
@@ -55,7 +66,7 @@ def settled(engine):
     return engine, devices, ev, full
 
 
-def test_a_silent_device_counts_as_no_response_and_the_others_settle(settled) -> None:
+def test_a_silent_device_counts_as_no_response_and_the_others_settle(settled: Settled) -> None:
     engine, devices, ev, full = settled
     mall = [d for d in devices if d.name.startswith("chiller")]
     silent = mall[0]
@@ -73,14 +84,14 @@ def test_a_silent_device_counts_as_no_response_and_the_others_settle(settled) ->
     assert st.detail["unmetered"]["owner_event_intervals"] == {}
     before = {o.owner_id: o for o in full.result.owners}
     after = {o.owner_id: o for o in out.result.owners}
-    for o, r in after.items():  # the other owners are settled exactly as before
+    for o, owner in after.items():  # the other owners are settled exactly as before
         if o != silent.owner_id:
-            assert (r.baseline_kwh, r.metered_kwh, r.response_kwh) == (
+            assert (owner.baseline_kwh, owner.metered_kwh, owner.response_kwh) == (
                 before[o].baseline_kwh, before[o].metered_kwh, before[o].response_kwh)
     # the mall's metered load in the gap = its other chiller's meter + the silent chiller's
     # own baseline (same programme method over its own history): no response from it there
     frame = out.owner_frames[silent.owner_id]
-    hist = read_meter_frame(engine, [d.id for d in mall],
+    hist = read_meter_frame(engine, _ids(mall),
                             (pd.Timestamp(START).normalize() - pd.Timedelta(days=60)).to_pydatetime(),
                             END, 15)
     spec = out.programme.product(out.event.event_type, out.event.direction).baseline
@@ -92,16 +103,16 @@ def test_a_silent_device_counts_as_no_response_and_the_others_settle(settled) ->
     assert sum(o.payout_fen for o in r.owners) + r.fee_fen == r.revenue_fen - r.penalty_fen
 
 
-def test_most_of_the_event_unmetered_is_refused(settled) -> None:
+def test_most_of_the_event_unmetered_is_refused(settled: Settled) -> None:
     engine, devices, ev, _ = settled
     with engine.begin() as conn:
-        conn.execute(delete(TEL).where(TEL.c.device_id.in_([d.id for d in devices[:3]]),
+        conn.execute(delete(TEL).where(TEL.c.device_id.in_(_ids(devices[:3])),
                                        TEL.c.ts >= START, TEL.c.ts < END))
     with pytest.raises(SettlementError, match="were metered"):
         settle_from_db(engine, ev, PROGRAMMES, 15, unmetered="no_response")
 
 
-def test_unknown_rule_is_refused(settled, tmp_path: Path) -> None:
+def test_unknown_rule_is_refused(settled: Settled, tmp_path: Path) -> None:
     engine, _, ev, _ = settled
     with pytest.raises(Exception, match="unmetered must be"):
         settle_from_db(engine, ev, PROGRAMMES, 15, unmetered="zero")

@@ -20,9 +20,9 @@ from tests.bidding.fleet import TZ, add_event, make_fleet, simulate_event_day, s
 from vpp.bids import add_bid, kw_shares
 from vpp.db import session_scope
 from vpp.errors import ValidationError
-from vpp.models import Bid, LedgerTransaction, Settlement, TelemetryReading
+from vpp.models import Bid, LedgerTransaction, Settlement, TelemetryReading, table_of
 
-TEL = TelemetryReading.__table__
+TEL = table_of(TelemetryReading)
 
 PROGRAMMES = Path(__file__).resolve().parents[2] / "config" / "programmes"
 DAY = date(2026, 7, 15)  # a Wednesday

@@ -13,16 +13,17 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlmodel import col, select
 
-from sim.fullstack import FullStackOptions, run_full_stack
-from sim.scenarios import load_scenario
+from sim.fullstack import FullStackOptions, FullStackRun, run_full_stack
+from sim.scenarios import Scenario, load_scenario
 from tests.vpp.daemon.harness import PROGRAMME, daemon_settings
 from vpp.db import make_engine, session_scope
-from vpp.models import Device, OwnerPayout, Setpoint, Settlement, TelemetryReading
+from vpp.models import Device, OwnerPayout, Setpoint, Settlement, TelemetryReading, table_of
 
 
-def _scenario():
+def _scenario() -> Scenario:
     """zhuzhou-2025 on the permissive test programme (no 10 MW minimum: a small fleet bids)."""
     scn = load_scenario("zhuzhou-2025")
     return scn.model_copy(update={
@@ -33,7 +34,7 @@ def _scenario():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def run(tmp_path_factory: pytest.TempPathFactory) -> FullStackRun:
     import asyncio
 
     tmp = tmp_path_factory.mktemp("fullstack")
@@ -48,7 +49,7 @@ def run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     return asyncio.run(run_full_stack(settings, _scenario(), tmp / "work", opts))
 
 
-def test_the_event_settles_from_the_daemons_own_settlement(run) -> None:  # noqa: ANN001
+def test_the_event_settles_from_the_daemons_own_settlement(run: FullStackRun) -> None:
     res = run.result
     assert run.daemon["status"] == "settled", res.events[0].notes
     ev = res.events[0]
@@ -61,12 +62,13 @@ def test_the_event_settles_from_the_daemons_own_settlement(run) -> None:  # noqa
     assert any("counted as no response" in n for n in ev.notes), ev.notes
 
 
-def test_accounting_against_the_rows(run) -> None:  # noqa: ANN001
+def test_accounting_against_the_rows(run: FullStackRun) -> None:
     engine = make_engine(f"sqlite:///{run.db_path.as_posix()}")
     try:
         with session_scope(engine) as s:
             st = s.exec(select(Settlement).where(Settlement.event_id == run.event_id)
-                        .order_by(Settlement.version.desc())).first()[0]
+                        .order_by(col(Settlement.version).desc())).first()
+            assert st is not None, "the event is settled"
             result = st.detail["result"]
             owners = result["owners"]
             devices = {int(d.id): d for (d,) in s.execute(select(Device)).all()}
@@ -74,7 +76,7 @@ def test_accounting_against_the_rows(run) -> None:  # noqa: ANN001
                 select(OwnerPayout).where(OwnerPayout.settlement_id == st.id)).all()}
             ivs = pd.DataFrame(result["intervals"])
             ev_ivs = ivs[ivs["in_event"]]
-            t = TelemetryReading.__table__
+            t = table_of(TelemetryReading)
             step = pd.Timedelta(minutes=15)
             # each device's mean polled power per event interval, straight from the rows
             meter: dict[int, dict[str, float]] = defaultdict(dict)
@@ -86,7 +88,7 @@ def test_accounting_against_the_rows(run) -> None:  # noqa: ANN001
                                t.c.power_kw.is_not(None))
                         .group_by(t.c.device_id)).all():
                     meter[int(dev)][t0] = float(kw)
-            setpoints = s.execute(select(Setpoint).where(Setpoint.written_at.is_not(None))).all()
+            setpoints = s.execute(select(Setpoint).where(col(Setpoint.written_at).is_not(None))).all()
     finally:
         engine.dispose()
 

@@ -12,7 +12,7 @@ import pytest
 
 from device_adapters.protocol import DeviceAdapter
 from sim.clock import ManualClock
-from sim.grid import DeviceFault, FaultyAdapter, GridOperator, draw_faults
+from sim.grid import DeviceFault, FaultMode, FaultyAdapter, GridOperator, draw_faults
 from sim.inprocess import InProcessAdapter
 from sim.scenarios.city import (
     daily_peak_mw,
@@ -78,8 +78,10 @@ def test_fault_rates_match_the_scenario(scn, calls) -> None:
                          scn.scenario.interval_minutes)
     n = Counter(f.mode for f in faults)
     f = scn.faults
-    for mode, prob in (("fail", f.fail_probability), ("leave", f.leave_probability),
-                       ("under_deliver", f.under_deliver_probability)):
+    rates: tuple[tuple[FaultMode, float], ...] = (
+        ("fail", f.fail_probability), ("leave", f.leave_probability),
+        ("under_deliver", f.under_deliver_probability))
+    for mode, prob in rates:
         assert n[mode] == pytest.approx(20000 * prob, rel=0.25), mode
     for x in faults:
         assert call.start <= x.at < call.end

@@ -10,20 +10,30 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from sim.physics.building import BuildingModel
 from sim.plant import CityPlant
 from sim.scenarios import load_scenario
 from sim.scenarios.behaviour import set_hvac_mode
-from sim.scenarios.fleet import generate_fleet
+from sim.scenarios.fleet import ScenarioDevice, generate_fleet
 from vpp.device_kinds import DeviceKind
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = ZoneInfo("Asia/Shanghai")
 
 
-def _buildings(n: int = 60):
+def _buildings(n: int = 60) -> list[ScenarioDevice]:
     scn = load_scenario(ROOT / "config/scenarios/zhuzhou-2025.toml")
     devs = [d for d in generate_fleet(scn).devices if d.kind is DeviceKind.COMMERCIAL_BUILDING]
     return devs[:: max(1, len(devs) // n)][:n]
+
+
+def _indoor_temps_c(plant: CityPlant) -> list[float]:
+    """Each building's indoor temperature now (degC): every one has reported after a step."""
+    out: list[float] = []
+    for s in plant.states:
+        assert s is not None and s.indoor_temp_c is not None, "a building reports its temperature"
+        out.append(s.indoor_temp_c)
+    return out
 
 
 def test_mode_and_band_follow_outdoor_temperature() -> None:
@@ -35,6 +45,7 @@ def test_mode_and_band_follow_outdoor_temperature() -> None:
     assert heats and gas  # the scenario draws both
     for d in heats[:3] + gas[:3]:
         m = make_physics(d.kind, d.spec.rated_power_kw, d.spec.params)
+        assert isinstance(m, BuildingModel)
         set_hvac_mode(m, d, 5.0)
         if d.behaviour.get("heating"):
             assert m.mode == "heat" and (m.comfort_min_c, m.comfort_max_c) == (18.0, 22.0)
@@ -57,7 +68,7 @@ def test_uncontrolled_winter_day_heats_and_keeps_comfort() -> None:
         for _ in range(96):
             plant.shape(5.0)
             kw.append(await plant.advance(15))
-            temps.append([s.indoor_temp_c for s in plant.states])
+            temps.append(_indoor_temps_c(plant))
         return np.array(kw), temps
 
     kw, temps = asyncio.run(day())

@@ -251,7 +251,7 @@ def test_device_history_holds_every_baseline_day_after_a_run_of_calls() -> None:
     index = pd.date_range(pd.Timestamp(days[0], tz=TZ),
                           pd.Timestamp(days[-1] + timedelta(days=1), tz=TZ), freq="15min",
                           inclusive="left")
-    index = index[np.isin(index.date, days)]
+    index = index[np.isin(index.date, np.asarray(days))]
     meter = MeterStore(index, [0], 1, history_days=device_history_days(calls))
     spec = BaselineSpec(method="similar_days", n_working_days=5, n_nonworking_days=3)
     events = {c.day for c in calls}

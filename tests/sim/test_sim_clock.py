@@ -27,6 +27,8 @@ from sim.clock import (
 from sim.control import CommandError, apply_command
 from sim.device import MAX_CATCHUP_S
 from sim.fleet import make_device
+from sim.physics.battery import BatteryModel
+from sim.physics.building import BuildingModel
 from tests.conftest import run_cli
 from vpp.config import load_settings
 from vpp.errors import ValidationError
@@ -163,6 +165,7 @@ def test_devices_integrate_a_jump_sanely(tmp_path: Path) -> None:
     building.refresh()
     battery.refresh()
     b = building.physics
+    assert isinstance(b, BuildingModel) and isinstance(battery.physics, BatteryModel)
     assert 24.0 - 1.0 <= b.indoor_temp_c <= 27.0 + 1.0  # its own controller kept it near set
     assert 0.0 <= b.power_kw <= 600.0
     assert 0 < b.energy_kwh - e0 <= 600.0 * 23.01  # 23 h integrated, never above rating

@@ -21,21 +21,29 @@ from typing import Any
 
 import aiohttp
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from device_adapters.protocol import DeviceState
+from sim.server import SimGateway
 from tests.conftest import REPO_ROOT, free_port
 from vpp import fleet
 from vpp.bids import add_bid, kw_shares
 from vpp.config import GatewaySpec, Settings
 from vpp.daemon.dbexec import Db
 from vpp.daemon.infra import Infra
-from vpp.daemon.planning import Planner
+from vpp.daemon.planning import Planner, PlanOutcome
 from vpp.db import session_scope
 from vpp.device_kinds import DeviceKind
 from vpp.domain.grid_calls import EventStatus
-from vpp.models import Bid, GridEvent, Role
+from vpp.models import Bid, GridEvent, Owner, Role
 
 PROGRAMME = "test-rt"
+
+
+def stored_id(row_id: int | None) -> int:
+    """A stored row's id (``row.id`` after a flush or commit, so never ``None``)."""
+    assert row_id is not None, "the row is stored"
+    return row_id
 
 
 def write_test_programme(directory: Path) -> Path:
@@ -92,10 +100,10 @@ def seed(engine: Engine) -> Tokens:
         _, grid = fleet.issue_token(s, Role.GRID, None, "grid")
         _, own = fleet.issue_token(s, Role.OWNER, o1, "mall")
         _, other = fleet.issue_token(s, Role.OWNER, o2, "rail")
-        return Tokens(op, grid, own, other, int(o1.id or 0), int(o2.id or 0))
+        return Tokens(op, grid, own, other, stored_id(o1.id), stored_id(o2.id))
 
 
-def add_completed_event(s: Any, external_id: str, start: datetime, device_ids: list[int],
+def add_completed_event(s: Session, external_id: str, start: datetime, device_ids: list[int],
                         owner_id: int, declared_kw: float, baseline_kw: float) -> int:
     """A completed one-hour real-time event on the test programme, with the baselines fixed at
     its first plan (``baseline_kw`` for every device and interval) and the owner's bid: what
@@ -110,9 +118,10 @@ def add_completed_event(s: Any, external_id: str, start: datetime, device_ids: l
                    detail={"baseline_kw": {str(d): [baseline_kw] * 4 for d in device_ids}})
     s.add(ev)
     s.flush()
-    add_bid(s, Bid(event_id=ev.id, declared_kw=declared_kw, price_yuan_per_kwh=Decimal("2.0")),
-            kw_shares({owner_id: declared_kw}))
-    return int(ev.id or 0)
+    event_id = stored_id(ev.id)
+    add_bid(s, Bid(event_id=event_id, declared_kw=declared_kw,
+                   price_yuan_per_kwh=Decimal("2.0")), kw_shares({owner_id: declared_kw}))
+    return event_id
 
 
 def gateway_spec(port: int, kinds: str = "mixed") -> dict[str, Any]:
@@ -128,7 +137,7 @@ def gateway_spec(port: int, kinds: str = "mixed") -> dict[str, Any]:
     return {"host": "127.0.0.1", "port": port, "devices": devices}
 
 
-async def start_gateway(spec: dict[str, Any]) -> Any:
+async def start_gateway(spec: dict[str, Any]) -> SimGateway:
     from sim.clock import SimClock
     from sim.fleet import gateway_from_spec
 
@@ -269,7 +278,7 @@ class StaticFleet:
         return DeviceState(device_id, datetime.now(UTC), 15.0, None, None, None, True, 5.0, 0.0)
 
 
-def add_plant(s: Any, owner: Any, host: str, **params: Any) -> list[int]:
+def add_plant(s: Session, owner: Owner, host: str, **params: Any) -> list[int]:
     """Two 20 kW industrial loads of ``owner`` on one gateway, active (curtailable by 10 kW;
     ``params`` override their other parameters)."""
     spec = {"host": host, "port": 502, "devices": [
@@ -282,7 +291,7 @@ def add_plant(s: Any, owner: Any, host: str, **params: Any) -> list[int]:
         d.status = "active"
         s.add(d)
     s.flush()
-    return [int(d.id or 0) for d in devs]
+    return [stored_id(d.id) for d in devs]
 
 
 def accepted_call(engine: Engine, owner_id: int, host: str, start: datetime, hours: int,
@@ -301,21 +310,23 @@ def accepted_call(engine: Engine, owner_id: int, host: str, start: datetime, hou
                        status=EventStatus.ACCEPTED, detail=detail)
         s.add(ev)
         s.flush()
-        add_bid(s, Bid(event_id=ev.id, declared_kw=requested_kw,
+        event_id = stored_id(ev.id)
+        add_bid(s, Bid(event_id=event_id, declared_kw=requested_kw,
                        price_yuan_per_kwh=Decimal("2.0")), kw_shares({owner_id: requested_kw}))
-        return int(ev.id or 0), ids
+        return event_id, ids
 
 
 def planner_at(engine: Engine, settings: Settings, now: list[datetime]) -> Planner:
     """A planner on ``engine`` whose clock reads ``now[0]``."""
     return Planner(Infra.create(settings, Db(engine), clock=lambda: now[0]),
+                   # a stand-in answering the two questions Planner asks of its FleetRuntime
                    StaticFleet())  # type: ignore[arg-type]
 
 
 async def plan_at(planner: Planner, event_id: int, now: list[datetime], start: datetime,
-                  steps: list[tuple[int, str]]) -> list[Any]:
+                  steps: list[tuple[int, str]]) -> list[PlanOutcome]:
     """Plan ``event_id`` at ``start`` + each (minutes, reason); closes the planner."""
-    outs = []
+    outs: list[PlanOutcome] = []
     try:
         for minutes, reason in steps:
             now[0] = start + timedelta(minutes=minutes)

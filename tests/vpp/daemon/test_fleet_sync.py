@@ -132,11 +132,11 @@ async def _async(value: object) -> object:
     return value
 
 
-def _cli(db_url: str, *args: str) -> asyncio.subprocess.Process:
+async def _cli(db_url: str, *args: str) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VPP_")}
     env.update(PYTHONPATH=str(REPO_ROOT), VPP_DATABASE_URL=db_url,
                VPP_ENROLMENT__ALLOW_LOOPBACK="true")
-    return asyncio.create_subprocess_exec(  # type: ignore[return-value]
+    return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "vpp.cli.main", *args, cwd=str(REPO_ROOT), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 

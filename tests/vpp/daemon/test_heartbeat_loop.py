@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -30,7 +31,7 @@ from vpp.server import Daemon
 #: simulated seconds per real second: a poll step held up >= 3 s by the silent gateway is
 #: >= 60 simulated s, the PLCs' watchdog; heartbeats every 0.3 s are 6 simulated s apart
 ACCEL = 20.0
-PLC = {"kind": "industrial_load", "profile": "industrial-plc", "rated_power_kw": 20.0,
+PLC: dict[str, Any] = {"kind": "industrial_load", "profile": "industrial-plc", "rated_power_kw": 20.0,
        "min_setpoint_kw": 0.0, "max_setpoint_kw": 20.0, "params": {"max_curtail_kw": 10.0}}
 
 

@@ -165,8 +165,9 @@ async def test_vtn_event_is_dispatched_and_reported(engine: Engine, tmp_path: Pa
                 return bool(devs) and all(d["power_kw"] is not None for d in devs)
 
             await wait_for(polled, what="devices polled")
-            assert daemon.ven is not None
-            await wait_for(lambda: asyncio.sleep(0, daemon.ven.registered), what="registration")
+            ven = daemon.ven
+            assert ven is not None
+            await wait_for(lambda: asyncio.sleep(0, ven.registered), what="registration")
 
             now = datetime.now(UTC)
             boundary = now - timedelta(minutes=now.minute % 15, seconds=now.second,
@@ -179,7 +180,7 @@ async def test_vtn_event_is_dispatched_and_reported(engine: Engine, tmp_path: Pa
 
             await wait_for(lambda: asyncio.sleep(0, "vtn-evt-1" in opts), timeout_s=30,
                            what="the VEN's answer")
-            assert opts["vtn-evt-1"] == "optIn", daemon.ven.decisions
+            assert opts["vtn-evt-1"] == "optIn", ven.decisions
 
             def stored(ext: str) -> GridEvent | None:
                 with session_scope(engine) as s:
@@ -229,16 +230,16 @@ async def test_vtn_event_is_dispatched_and_reported(engine: Engine, tmp_path: Pa
             await wait_for(lambda: asyncio.sleep(
                 0, {"vtn-simple", "vtn-setpoint", "vtn-increase"} <= set(opts)), timeout_s=30,
                 what="the VEN's answers to the SIMPLE, setpoint and increase events")
-            assert opts["vtn-simple"] == "optIn", daemon.ven.decisions
+            assert opts["vtn-simple"] == "optIn", ven.decisions
             simple = stored("openadr:vtn-simple")
             assert simple is not None and simple.requested_kw == pytest.approx(10.0)  # 2 x 5 kW
             assert "SIMPLE level 2: what the fleet can dependably offer" in \
                 simple.detail["origin"]["reading"]
             assert opts["vtn-setpoint"] == "optOut"
-            reason = daemon.ven.decisions["vtn-setpoint"].reason
+            reason = ven.decisions["vtn-setpoint"].reason
             assert reason is not None and "setpoint 1000 kW is at or above the fleet's load" in reason
             assert stored("openadr:vtn-setpoint") is None  # nothing asked: no call, no bid
-            assert opts["vtn-increase"] == "optIn", daemon.ven.decisions["vtn-increase"]
+            assert opts["vtn-increase"] == "optIn", ven.decisions["vtn-increase"]
             increase = stored("openadr:vtn-increase")
             assert increase is not None and increase.direction == "valley_filling"
             assert increase.requested_kw == pytest.approx(4.0)

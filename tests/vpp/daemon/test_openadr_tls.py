@@ -114,8 +114,9 @@ async def test_tls_with_client_certificates_and_signed_messages(
     caplog.set_level(logging.INFO, logger="vpp.daemon.openadr")
     await daemon.start()
     try:
-        assert daemon.ven is not None
-        await wait_for(lambda: asyncio.sleep(0, daemon.ven.registered), timeout_s=30,
+        ven = daemon.ven
+        assert ven is not None
+        await wait_for(lambda: asyncio.sleep(0, ven.registered), timeout_s=30,
                        what="registration over TLS")
         assert registered and registered[-1]["ven_name"] == "xiang-vpp"
         logged = [r.getMessage() for r in caplog.records]
@@ -130,7 +131,7 @@ async def test_tls_with_client_certificates_and_signed_messages(
                           {event_id: opt_type}))
         await wait_for(lambda: asyncio.sleep(0, opts), timeout_s=30, what="the signed answer")
         assert opts == {"tls-evt": "optOut"}
-        reason = daemon.ven.decisions["tls-evt"].reason
+        reason = ven.decisions["tls-evt"].reason
         assert reason is not None and "no dependable capacity" in reason  # no devices enrolled
     finally:
         await daemon.stop()

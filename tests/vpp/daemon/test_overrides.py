@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from sim.clock import SimClock
 from sim.fleet import gateway_from_spec
@@ -91,13 +91,13 @@ async def test_an_overriding_building_leaves_the_event_and_the_others_take_its_s
             def rows(plan_id: int) -> dict[int, float]:
                 with session_scope(engine) as s:
                     sp = s.exec(select(Setpoint).where(Setpoint.plan_id == plan_id)
-                                .order_by(Setpoint.interval_start)).all()
+                                .order_by(col(Setpoint.interval_start))).all()
                     first = sp[0].interval_start
                     return {r.device_id: r.setpoint_kw for r in sp if r.interval_start == first}
 
             def plans() -> list[DispatchPlan]:
                 with session_scope(engine) as s:
-                    return list(s.exec(select(DispatchPlan).order_by(DispatchPlan.id)))
+                    return list(s.exec(select(DispatchPlan).order_by(col(DispatchPlan.id))))
 
             async def capped() -> bool:
                 b1 = gw.devices[1]

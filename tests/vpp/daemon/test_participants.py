@@ -19,6 +19,7 @@ from tests.vpp.daemon.harness import (
     plan_at,
     planner_at,
     seed,
+    stored_id,
 )
 from vpp import fleet
 from vpp.bids import add_bid, kw_shares
@@ -42,12 +43,12 @@ async def test_only_owners_with_a_declared_share_are_planned(engine: Engine,
                        detail={"baseline_kw": {str(d): [15.0] * 4 for d in a_ids + b_ids}})
         s.add(ev)
         s.flush()
-        add_bid(s, Bid(event_id=ev.id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0")),
-                kw_shares({tokens.owner_id: 8.0, int(b.id or 0): 0.0}))
-        event_id = int(ev.id or 0)
-    now = [start]
-    [out] = await plan_at(planner_at(engine, daemon_settings(tmp_path, str(engine.url)), now),
-                          event_id, now, start, [(0, "initial")])
+        event_id = stored_id(ev.id)
+        add_bid(s, Bid(event_id=event_id, declared_kw=8.0, price_yuan_per_kwh=Decimal("2.0")),
+                kw_shares({tokens.owner_id: 8.0, stored_id(b.id): 0.0}))
+    at = [start]  # the planner's clock
+    [out] = await plan_at(planner_at(engine, daemon_settings(tmp_path, str(engine.url)), at),
+                          event_id, at, start, [(0, "initial")])
     assert out.devices == 2
     with session_scope(engine) as s:
         plan = s.exec(select(DispatchPlan).where(DispatchPlan.id == out.plan_id)).one()

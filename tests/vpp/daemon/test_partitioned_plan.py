@@ -18,6 +18,7 @@ from tests.vpp.daemon.harness import (
     plan_at,
     planner_at,
     seed,
+    stored_id,
 )
 from vpp import fleet
 from vpp.bids import add_bid, kw_shares
@@ -42,9 +43,9 @@ async def test_a_fleet_above_partition_size_is_planned_on_dask(engine: Engine,
                        detail={"baseline_kw": {str(d): [15.0] * 4 for d in ids}})
         s.add(ev)
         s.flush()
-        add_bid(s, Bid(event_id=ev.id, declared_kw=24.0, price_yuan_per_kwh=Decimal("2.0")),
+        event_id = stored_id(ev.id)
+        add_bid(s, Bid(event_id=event_id, declared_kw=24.0, price_yuan_per_kwh=Decimal("2.0")),
                 kw_shares({tokens.owner_id: 12.0, tokens.other_owner_id: 12.0}))
-        event_id = int(ev.id or 0)
     settings = daemon_settings(tmp_path, str(engine.url))
     settings = settings.model_copy(update={"scheduler": settings.scheduler.model_copy(
         update={"partition_size": 10})})

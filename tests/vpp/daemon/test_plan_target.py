@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from device_adapters.protocol import DeviceState
-from tests.vpp.daemon.harness import PROGRAMME, daemon_settings, plan_at, seed
+from tests.vpp.daemon.harness import PROGRAMME, daemon_settings, plan_at, seed, stored_id
 from vpp import fleet
 from vpp.bids import add_bid, kw_shares
 from vpp.daemon.dbexec import Db
@@ -66,9 +66,10 @@ def _event(engine: Engine) -> tuple[int, list[int]]:
                                "tail_baseline_kw": {str(d): [BASE_KW] * 16 for d in ids}})
         s.add(ev)
         s.flush()
-        add_bid(s, Bid(event_id=ev.id, declared_kw=DECLARED_KW, price_yuan_per_kwh=Decimal("2.0")),
-                kw_shares({owner_id: DECLARED_KW}))
-        return int(ev.id or 0), ids
+        event_id = stored_id(ev.id)
+        add_bid(s, Bid(event_id=event_id, declared_kw=DECLARED_KW,
+                       price_yuan_per_kwh=Decimal("2.0")), kw_shares({owner_id: DECLARED_KW}))
+        return event_id, ids
 
 
 async def _plan(engine: Engine, settings: Any, event_id: int) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from tests.vpp.daemon.harness import (
     call_now,
@@ -53,13 +53,16 @@ async def test_gateway_lost_mid_event_others_make_up(engine: Engine,
                            for g in gws for d in g.devices.values())
 
             await wait_for(shared, what="all four batteries discharging")
-            before = {u: d.setpoint_kw for u, d in gws[0].devices.items()}
+            before: dict[int, float] = {}
+            for u, d in gws[0].devices.items():
+                assert d.setpoint_kw is not None, "shared() saw every battery discharging"
+                before[u] = d.setpoint_kw
 
             await gws[1].stop()  # the second gateway is gone
 
             def plans() -> list[DispatchPlan]:
                 with session_scope(engine) as s:
-                    return list(s.exec(select(DispatchPlan).order_by(DispatchPlan.id)))
+                    return list(s.exec(select(DispatchPlan).order_by(col(DispatchPlan.id))))
 
             async def replanned() -> list[DispatchPlan] | None:
                 ps = plans()

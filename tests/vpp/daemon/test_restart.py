@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +25,7 @@ from tests.vpp.daemon.harness import (
     serve_config,
     spawn_serve,
     start_gateway,
+    stored_id,
     wait_for,
 )
 from vpp.db import session_scope
@@ -41,11 +43,17 @@ def process_url(engine: Engine) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _iso(written_at: datetime | None) -> str:
+    """A written setpoint's ``written_at`` (set whenever its status is "written")."""
+    assert written_at is not None, "a written setpoint has its time"
+    return written_at.isoformat()
+
+
 def _state(engine: Engine) -> tuple[int, int, dict[int, str]]:
     with session_scope(engine) as s:
         audits = len(s.exec(select(AuditLog).where(AuditLog.action == "setpoint_written")).all())
         plans = len(s.exec(select(DispatchPlan)).all())
-        written = {int(r.id or 0): r.written_at.isoformat() for r in s.exec(
+        written = {stored_id(r.id): _iso(r.written_at) for r in s.exec(
             select(Setpoint).where(Setpoint.status == "written"))}
     return audits, plans, written
 

@@ -71,8 +71,9 @@ async def test_settles_once_and_marks_the_unsettleable(engine: Engine,
         payouts = s.exec(select(OwnerPayout)).all()
         assert [p.owner_id for p in payouts] == [tokens.owner_id]
         assert s.exec(select(func.count()).select_from(LedgerTransaction)).one() == 1
-        assert s.get(GridEvent, good).status == "settled"
+        settled = s.get(GridEvent, good)
+        assert settled is not None and settled.status == "settled"
         unsettled = s.get(GridEvent, bad)
-        assert unsettled.status == "unsettled" and unsettled.detail["settle_error"]
+        assert unsettled is not None and unsettled.status == "unsettled" and unsettled.detail["settle_error"]
     text = infra.metrics.render().decode()
     assert f'vpp_settled_yuan{{kind="revenue"}} {st[0].revenue_fen / 100}' in text

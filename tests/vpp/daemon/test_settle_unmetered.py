@@ -18,9 +18,9 @@ from vpp.daemon.dbexec import Db
 from vpp.daemon.infra import Infra
 from vpp.daemon.settle import Settler
 from vpp.db import session_scope
-from vpp.models import GridEvent, Settlement, TelemetryReading
+from vpp.models import GridEvent, Settlement, TelemetryReading, table_of
 
-TEL = TelemetryReading.__table__
+TEL = table_of(TelemetryReading)
 
 
 async def test_a_device_without_readings_counts_as_no_response(engine: Engine,
@@ -29,6 +29,7 @@ async def test_a_device_without_readings_counts_as_no_response(engine: Engine,
     event_id = _event(engine, tokens.owner_id, True, "ev-gap")
     with session_scope(engine) as s:
         ev = s.get(GridEvent, event_id)
+        assert ev is not None
         start = ev.start
         silent = min(int(k) for k in ev.detail["baseline_kw"])
     with engine.begin() as conn:  # the device went silent for the second interval
@@ -48,4 +49,5 @@ async def test_a_device_without_readings_counts_as_no_response(engine: Engine,
         assert st.baseline_kwh == 20.0 and st.metered_kwh == 9.5
         assert st.detail["unmetered"] == {"rule": "no_response",
                                           "device_event_intervals": {str(silent): 1}}
-        assert s.get(GridEvent, event_id).status == "settled"
+        done = s.get(GridEvent, event_id)
+        assert done is not None and done.status == "settled"

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from sim.clock import ManualClock
 from tests.vpp.daemon.harness import (
@@ -71,7 +71,7 @@ async def test_the_tail_is_dispatched_and_the_devices_released_at_its_end(
                 with session_scope(engine) as s:
                     ev = s.get(GridEvent, event_id)
                     [plan] = s.exec(select(DispatchPlan)).all()
-                    rows = list(s.exec(select(Setpoint).order_by(Setpoint.interval_start)))
+                    rows = list(s.exec(select(Setpoint).order_by(col(Setpoint.interval_start))))
                     assert ev is not None
                     return ev, plan, rows
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from tests.vpp.daemon.harness import (
     accepted_call,
@@ -66,7 +66,7 @@ async def test_a_failed_write_is_retried_by_the_replan(engine: Engine,
     with session_scope(engine) as s:
         row = s.exec(select(Setpoint).where(Setpoint.plan_id == first.plan_id,
                                             Setpoint.device_id == ids[0])
-                     .order_by(Setpoint.interval_start)).first()
+                     .order_by(col(Setpoint.interval_start))).first()
         assert row is not None
         row.status = "failed"
         s.add(row)

@@ -10,11 +10,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from tests.vpp.ocpp.conftest import RATED_KW, World, wait_until
 from vpp.db import session_scope
 from vpp.models import Device, Gateway, TelemetryReading
+
+
+def _device(s: Session, device_id: int) -> Device:
+    """The stored device ``device_id`` (registered, so present)."""
+    dev = s.get(Device, device_id)
+    assert dev is not None, f"device {device_id} is stored"
+    return dev
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
@@ -25,8 +32,9 @@ async def test_enrol_meter_curtail_release_fallback(world: World, version: str) 
     try:
         await asyncio.wait_for(cp.booted.wait(), 10)
         with session_scope(world.engine) as s:  # enrolled by its accepted boot
-            assert s.get(Gateway, s.get(Device, ids[0]).gateway_id).enrolment_state == "active"
-            assert {s.get(Device, i).status for i in ids} == {"active"}
+            gw = s.get(Gateway, _device(s, ids[0]).gateway_id)
+            assert gw is not None and gw.enrolment_state == "active"
+            assert {_device(s, i).status for i in ids} == {"active"}
         fleet_rt = world.parts.fleet
         await wait_until(lambda: all(fleet_rt.has_adapter(i) for i in ids))
 

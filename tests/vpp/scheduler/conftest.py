@@ -62,6 +62,7 @@ def baseline_for(devices: list[FleetDevice]) -> np.ndarray:
         if d.kind in (DeviceKind.COMMERCIAL_BUILDING, DeviceKind.INDUSTRIAL_LOAD):
             base[k] = 0.7 * d.rated_power_kw
         elif d.kind is DeviceKind.EV_CHARGER:
+            assert isinstance(d.params, EvChargerParams)
             for s in d.sessions:
                 left = s.energy_kwh
                 for t in range(s.arrival, s.departure):
