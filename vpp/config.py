@@ -21,6 +21,7 @@ from vpp.config_files import first_error as first_error  # re-exported: readers 
 from vpp.config_files import read_toml as read_toml
 from vpp.config_ocpp import OcppSettings
 from vpp.device_kinds import DeviceKind
+from vpp.domain.admission import VppType
 from vpp.errors import ConfigError
 from vpp.fleet_specs import DeviceSpec as DeviceSpec  # the fleet part of the configuration
 from vpp.fleet_specs import GatewaySpec as GatewaySpec
@@ -241,6 +242,9 @@ class BiddingSettings(_Section):
     #: can hold for the whole event (bidding.fallback): 40% is penalised only if the fleet
     #: delivers under 20% of that estimate (band floor 50%), paid in full up to 48% (ceiling 120%)
     no_history_fraction_pct: float = Field(default=40.0, gt=0, le=100)
+    #: the VPP's type under the programme (load, generation or mixed): which admission rules
+    #: apply and which devices count (bidding.admission)
+    vpp_type: VppType = VppType.LOAD
 
 
 class OpenAdrSettings(_Section):

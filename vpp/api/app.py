@@ -8,6 +8,7 @@ from aiohttp import web
 
 import vpp
 from vpp.api import (
+    routes_admission,
     routes_console,
     routes_events,
     routes_fleet,
@@ -39,6 +40,7 @@ ROUTES: list[Route] = [
     *routes_tokens.ROUTES,
     *routes_console.ROUTES,
     *routes_owner_portal.ROUTES,
+    *routes_admission.ROUTES,
 ]
 
 

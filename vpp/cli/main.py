@@ -60,6 +60,8 @@ COMMANDS: tuple[LazyCommand, ...] = (
                 "Poll the enrolled, active devices and store telemetry."),
     LazyCommand("bid", "vpp.cli.settle_cmd", "bid", "Build and store the VPP's offer for an "
                 "event (programme rules, caps and minimums)."),
+    LazyCommand("admission", "vpp.cli.admission_cmd", "admission", "Check the VPP against its "
+                "programme's admission rules (capacity, duration, share)."),
     LazyCommand("settle", "vpp.cli.settle_cmd", "settle", "Settle a finished event the way the "
                 "daemon does, or show its stored settlement."),
     LazyCommand("report", "vpp.cli.settle_cmd", "report", "Monthly report: every settled event "

@@ -78,6 +78,8 @@ RULES_BEYOND_SCHEMA = {
     ("PATCH", "/api/v1/devices/{device_id}"): "params and limits for the device's kind",
     ("PATCH", "/api/v1/devices/{device_id}/preferences"): "preferences of the device's kind",
     ("POST", "/api/v1/device-profiles"): "a profile's points and actions refer to each other",
+    ("GET", "/api/v1/admission"): "a window on the programme's grid, end after start; a "
+                                  "programme version in force on the day",
 }
 #: calls that can retire the calling token (revoke by id, rotate): the next call gets a new one
 RETIRING = ("/api/v1/tokens/{token_id}/revoke", "/api/v1/tokens/rotate")
