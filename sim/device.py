@@ -134,6 +134,21 @@ class SimulatedDevice:
         if set_time is not None:
             set_time(self._last)
 
+    def set_watchdog_timeout(self, seconds: float) -> bool:
+        """Configure the watchdog's timeout register (as an integrator sets a PLC's), where the
+        profile has one, converted to its unit (s or min) and kept within its limits. False
+        when the device has no such register."""
+        wd = self.profile.watchdog
+        if wd.mode != "timer" or wd.timeout_point is None:
+            return False
+        p = self.profile.points[wd.timeout_point]
+        value = seconds / (60.0 if p.unit == "min" else 1.0)
+        lo = p.min if p.min is not None else value
+        hi = p.max if p.max is not None else value
+        self._store(wd.timeout_point, min(max(value, lo), hi))
+        self._mirror(wd.timeout_point)
+        return True
+
     def _watchdog_timeout_s(self) -> float | None:
         wd = self.profile.watchdog
         if wd.mode != "timer":

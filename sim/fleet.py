@@ -111,9 +111,12 @@ class SyntheticGateway:
 def synthetic_fleet(
     n_devices: int, *, base_port: int = 15100, per_gateway: int = 100,
     clock: Clock | None = None, host: str = "127.0.0.1", kinds: list[SyntheticKind] | None = None,
+    watchdog_s: float | None = None,
 ) -> list[SyntheticGateway]:
     """``n_devices`` simulated devices, ``per_gateway`` (<= 247) unit ids per gateway, one
-    profile per gateway cycling through ``kinds``; ports ``base_port``, ``base_port + 1``, ..."""
+    profile per gateway cycling through ``kinds``; ports ``base_port``, ``base_port + 1``, ...
+    ``watchdog_s``: set each device's watchdog timeout register, where its profile has one
+    (:meth:`SimulatedDevice.set_watchdog_timeout`; default: the profile's)."""
     if n_devices < 1:
         raise ValueError("need at least one device")
     if not 1 <= per_gateway <= 247:
@@ -129,6 +132,9 @@ def synthetic_fleet(
         units = list(range(1, n + 1))
         devices = {u: make_device(k.profile, k.kind, u, k.rated_power_kw, k.params, clock,
                                   seed=g * 1000 + u) for u in units}
+        if watchdog_s is not None:
+            for d in devices.values():
+                d.set_watchdog_timeout(watchdog_s)
         out.append(SyntheticGateway(SimGateway(devices, host=host, port=base_port + g), k, units))
         remaining -= n
         g += 1

@@ -106,10 +106,16 @@ def gateways(
     owner: str = typer.Option("Sim Owner", help="Owner name used in the printed enrol commands."),
     sim_clock: Path | None = typer.Option(None, "--sim-clock", metavar="FILE", help=SIM_CLOCK_HELP),
     sim_start: str | None = typer.Option(None, "--sim-start", help=SIM_START_HELP),
+    watchdog_s: float | None = typer.Option(
+        None, "--watchdog-s", min=5.0, max=3600.0,
+        help="Set each device's watchdog timeout register (s) where its profile has one. An "
+             "accelerated clock compresses it: at --accel 60 a PLC's 60 s is 1 s of real time, "
+             "less than the heartbeats of hundreds of devices reliably need."),
 ) -> None:
     """Serve N simulated devices (one profile per gateway) and print how to enrol them."""
     clock, control = _clock(ctx, accel, sim_clock, sim_start)
-    fleet = synthetic_fleet(devices, base_port=base_port, per_gateway=per_gateway, clock=clock)
+    fleet = synthetic_fleet(devices, base_port=base_port, per_gateway=per_gateway, clock=clock,
+                            watchdog_s=watchdog_s)
     if base_port + len(fleet) - 1 > 65535:
         raise ValidationError("port range exceeds 65535: lower --base-port")
     table = Table("endpoint", "profile", "kind", "unit ids", title="Simulated gateways")
