@@ -89,6 +89,7 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/events/{event_id}/bids"): _e("operator"),
     ("GET", "/api/v1/events/{event_id}/plans"): _e("operator"),
     ("GET", "/api/v1/settlements"): _e("operator"),
+    ("GET", "/api/v1/admission"): _e("operator"),
     ("GET", "/api/v1/payouts"): _e("operator owner", scoped=True),
     ("GET", "/api/v1/tokens"): _e("operator owner", scoped=True),
     ("POST", "/api/v1/tokens/rotate"): _e("operator owner grid", 201),

@@ -8,9 +8,7 @@ connected and receives exactly the energy it asked for:
     sum_t (c_j,t - d_j,t) * R * dt = energy_kwh            (connected intervals only)
 
 A charger with several connectors also keeps the sum of its connectors within its setpoint
-limits. A charger that draws power (its baseline) with no session known (no declared need)
-charges an unknown car: it gets its baseline's energy over the live intervals, at any time
-(:func:`_unknown_car`), and its past is its baseline. Power ``R * sum_j (c_j - d_j)``. Costs: a small quadratic, a slight preference for
+limits. Power ``R * sum_j (c_j - d_j)``. Costs: a small quadratic, a slight preference for
 charging early (the owners' "as soon as possible"), wear on V2G discharge.
 """
 
@@ -22,7 +20,7 @@ import numpy as np
 
 from vpp.errors import ValidationError
 from vpp.scheduler.block import INF, Block, Context, Pattern, Vectors, attr, finish, live_mask
-from vpp.scheduler.inputs import EvSession, FleetDevice, Weights
+from vpp.scheduler.inputs import FleetDevice, Weights
 
 
 def variant(d: FleetDevice) -> tuple[int, bool]:
@@ -97,8 +95,7 @@ def _vectors(ctx: Context, k: int, v2g: bool, rated: np.ndarray, dt_h: float) ->
             lo[i, k * n + nd * n : k * n + nd * n + k] = -INF
             hi[i, k * n + nd * n : k * n + nd * n + k] = INF
             continue
-        sessions = d.sessions or _unknown_car(ctx.baseline_kw[i], rated[i], cmax[i], live, dt_h)
-        for j, s in enumerate(sessions):
+        for j, s in enumerate(d.sessions):
             window = live & (t >= s.arrival) & (t < s.departure)
             hi[i, j * n : (j + 1) * n] = np.where(window, cmax[i], 0.0)
             if v2g:
@@ -117,26 +114,7 @@ def _vectors(ctx: Context, k: int, v2g: bool, rated: np.ndarray, dt_h: float) ->
         lo[:, r0:] = np.where(lo_sp < 0, lo_sp / rated, -INF)[:, None]
         hi[:, r0:] = (np.maximum(hi_sp, 0.0) / rated)[:, None]
     const = np.where(avail[:, None], 0.0, ctx.baseline_kw)
-    # a charger drawing power for a car the planner does not know: its past as metered
-    unknown = np.array([not d.sessions for d in devs])[:, None] & ~live[None, :]
-    const = np.where(unknown, ctx.baseline_kw, const)
     return Vectors(q=q, lo=lo, hi=hi, const_kw=const)
-
-
-def _unknown_car(baseline_kw: np.ndarray, rated_kw: float, cmax_pu: float, live: np.ndarray,
-                 dt_h: float) -> tuple[EvSession, ...]:
-    """The car on a charger that draws power (its baseline, kW per interval) without a session
-    the planner knows (no declared need): it gets the energy its baseline would have given it
-    in the live intervals (kWh, capped at the charger's rating), shifted in time as the plan
-    needs. Planned at 0 instead (no session), its whole baseline counted as a reduction over
-    the tail too, against the rebound band: the first run's re-plans then ran OSQP to max_iter
-    on that soft bound's slack (seconds for 600 devices). No draw, no session."""
-    kw = np.minimum(np.maximum(baseline_kw, 0.0), cmax_pu * rated_kw)
-    energy_kwh = float((kw * live).sum() * dt_h)
-    if energy_kwh <= 1e-6 * max(rated_kw, 1.0):
-        return ()
-    first = int(np.argmax(live))
-    return (EvSession(first, len(live), energy_kwh),)
 
 
 def connector_kwh(blk: Block, x: np.ndarray, dt_h: float) -> np.ndarray:
