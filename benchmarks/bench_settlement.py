@@ -180,7 +180,8 @@ def main() -> None:
         revenue = 0
         for ev in event_ids:
             t = time.perf_counter()
-            out = settle_from_db(engine, ev, PROGRAMMES, 15, rebound_hours=0, actor="bench")
+            out = settle_from_db(engine, ev, PROGRAMMES, 15, calendar=ChineseCalendar(),
+                                 rebound_hours=0, actor="bench")
             settle_s += time.perf_counter() - t
             assert out.posted.created
             revenue += out.result.revenue_fen - out.result.penalty_fen
@@ -188,7 +189,8 @@ def main() -> None:
         resettle_s = 0.0
         for ev in event_ids:
             t = time.perf_counter()
-            out = settle_from_db(engine, ev, PROGRAMMES, 15, rebound_hours=0, actor="bench")
+            out = settle_from_db(engine, ev, PROGRAMMES, 15, calendar=ChineseCalendar(),
+                                 rebound_hours=0, actor="bench")
             resettle_s += time.perf_counter() - t
             assert not out.posted.created
         with session_scope(engine) as s:

@@ -55,7 +55,7 @@ from bidding.settlement import (
     settle_event,
 )
 from forecasting.baselines import BaselineResult, BaselineSpec, compute_baseline
-from forecasting.calendars import ChineseCalendar, DayCalendar
+from forecasting.calendars import DayCalendar
 from forecasting.owners import OwnerForecast
 from vpp.bids import add_bid, owner_shares, require_bid
 from vpp.db import session_scope
@@ -119,7 +119,7 @@ def load_bid_input(
     levels: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 0.9), history_days: int = BID_HISTORY_DAYS,
     load_forecast: OwnerForecast | None = None,
     envelope_kw: Mapping[int, np.ndarray] | None = None, scheduler_envelope: bool = False,
-    soc_pct: Mapping[int, float] | None = None, calendar: DayCalendar | None = None,
+    soc_pct: Mapping[int, float] | None = None, calendar: DayCalendar,
     no_history_fraction_pct: float | None = None,
 ) -> BidInput:
     """The database edge of :func:`bidding.core.make_offer`: the event's :class:`BidInput`.
@@ -128,7 +128,8 @@ def load_bid_input(
     marked ``eligible`` by :func:`bidding.participants.can_take_part` (active, not opted out);
     history: the last ``history_days`` days of ``telemetry`` (:func:`read_meter_frame`, per
     owner :func:`owner_load`, then :func:`bidding.bid_inputs.whole_days`), other events' days
-    skipped; ``soc_pct``: the latest polled state of charge per device id."""
+    skipped; ``soc_pct``: the latest polled state of charge per device id; ``calendar``: the
+    configured working days (``forecasting.calendar``) the history's day types follow."""
     require_aware(ev.start, "event start")
     product = prog.check_event(ev.event_type, ev.direction, ev.start, ev.end)
     price = price_yuan_per_kwh
@@ -166,7 +167,7 @@ def load_bid_input(
         event_id=int(ev.id or 0), start=ev.start, end=ev.end, direction=ev.direction,
         requested_kw=ev.requested_kw, programme=prog, product=product,
         price_yuan_per_kwh=Decimal(price), owners=tuple(owners),
-        calendar=calendar or ChineseCalendar(), confidence=confidence, levels=tuple(levels),
+        calendar=calendar, confidence=confidence, levels=tuple(levels),
         history_days=history_days, forecast=load_forecast, envelope_kw=envelope_kw,
         scheduler_envelope=scheduler_envelope, no_history=policy)
 
@@ -177,15 +178,16 @@ def bid_event(
     levels: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 0.9), history_days: int = BID_HISTORY_DAYS,
     actor: str = "cli", load_forecast: OwnerForecast | None = None,
     envelope_kw: Mapping[int, np.ndarray] | None = None, scheduler_envelope: bool = False,
-    soc_pct: Mapping[int, float] | None = None, calendar: DayCalendar | None = None,
+    soc_pct: Mapping[int, float] | None = None, calendar: DayCalendar,
     no_history_fraction_pct: float | None = None,
 ) -> tuple[Bid, Offer]:
     """Build and store the VPP's offer for an event: :func:`load_bid_input` (the database in),
     :func:`bidding.core.make_offer` (the offer; its docstring gives the rules), then the
     ``bid`` row (``detail``: :meth:`Offer.to_detail` plus the programme version), its owner
     shares (:func:`share_rows`, ``bid_owner_share``) and an audit row, in one transaction. The programme version is the one in force on the event's local
-    date in the programme's zone. ``no_history_fraction_pct``: bid the no-history offer
-    (:mod:`bidding.fallback`) when no owner has a forecast or history (None: raise
+    date in the programme's zone. ``calendar``: the configured working days (required: bids
+    and settlements follow the same calendar). ``no_history_fraction_pct``: bid the
+    no-history offer (:mod:`bidding.fallback`) when no owner has a forecast or history (None: raise
     :class:`~vpp.errors.NoHistoryError`). Raises :class:`~vpp.errors.ValidationError` when
     the offer is not admissible (e.g. below the programme's minimum)."""
     with session_scope(engine) as s:
@@ -238,7 +240,7 @@ def history_spans(spec: BaselineSpec) -> list[int]:
 def _no_response(dev_meter: pd.DataFrame, owner_devs: dict[int, list[int]],
                  owner_ids: list[int], owner_base: np.ndarray, spec: BaselineSpec,
                  start: pd.Timestamp, win_end: pd.Timestamp, event_days: list[date],
-                 step: int, in_event: np.ndarray,
+                 step: int, in_event: np.ndarray, calendar: DayCalendar,
                  history: pd.DataFrame | None = None) -> tuple[np.ndarray, dict[str, object]]:
     """Owners' metered kW (owners x intervals) with the "no response" rule for device-intervals
     without data (see :func:`settle_from_db`), and the record of what was filled."""
@@ -251,7 +253,7 @@ def _no_response(dev_meter: pd.DataFrame, owner_devs: dict[int, list[int]],
     for d in [c for c in dev_meter.columns if dev_meter[c].isna().any()]:
         try:
             b = compute_baseline(src[d], start.to_pydatetime(), win_end.to_pydatetime(), spec,
-                                 event_days=event_days, interval_minutes=step)
+                                 event_days=event_days, interval_minutes=step, calendar=calendar)
             own = b.baseline_kw.reindex(dev_meter.index).to_numpy()
         except ValidationError:
             own = np.full(len(dev_meter.index), np.nan)
@@ -355,8 +357,8 @@ def _settle_window(rows: _SettleRows, rebound_hours: float) -> _SettleWindow:
     return _SettleWindow(start, end, win_end, index, np.asarray(index < end))
 
 
-def _baselines_of(loads: pd.DataFrame, rows: _SettleRows,
-                  win: _SettleWindow) -> tuple[np.ndarray, dict[int, BaselineResult]]:
+def _baselines_of(loads: pd.DataFrame, rows: _SettleRows, win: _SettleWindow,
+                  calendar: DayCalendar) -> tuple[np.ndarray, dict[int, BaselineResult]]:
     """Each owner's baseline kW over the window; :class:`SettlementError` names the owner
     whose baseline cannot be computed from ``loads``."""
     base = np.empty((len(rows.owner_ids), len(win.index)))
@@ -365,7 +367,8 @@ def _baselines_of(loads: pd.DataFrame, rows: _SettleRows,
         try:
             b = compute_baseline(loads[o], win.start.to_pydatetime(), win.win_end.to_pydatetime(),
                                  rows.product.baseline, event_days=rows.event_days,
-                                 interval_minutes=rows.programme.interval_minutes)
+                                 interval_minutes=rows.programme.interval_minutes,
+                                 calendar=calendar)
         except ValidationError as exc:
             raise SettlementError(
                 f"owner {o} ({rows.names.get(o, '?')}): {exc.message}") from None
@@ -374,7 +377,8 @@ def _baselines_of(loads: pd.DataFrame, rows: _SettleRows,
     return base, baselines
 
 
-def _owner_baselines(engine: Engine, rows: _SettleRows, win: _SettleWindow) -> _Baselined:
+def _owner_baselines(engine: Engine, rows: _SettleRows, win: _SettleWindow,
+                     calendar: DayCalendar) -> _Baselined:
     """Read the meter history and compute the baselines. Day-matching baselines use only the
     most recent eligible days: read a short history first (whole local days, so any baseline
     it yields is the one the full history would give) and fall back to the whole lookback only
@@ -387,7 +391,7 @@ def _owner_baselines(engine: Engine, rows: _SettleRows, win: _SettleWindow) -> _
                                  win.win_end.to_pydatetime(), rows.programme.interval_minutes)
         loads = owner_load(meter, rows.owner_devs)
         try:
-            base, baselines = _baselines_of(loads, rows, win)
+            base, baselines = _baselines_of(loads, rows, win, calendar)
         except SettlementError:
             if k == len(spans) - 1:
                 raise
@@ -397,14 +401,14 @@ def _owner_baselines(engine: Engine, rows: _SettleRows, win: _SettleWindow) -> _
 
 
 def _metered_kw(based: _Baselined, rows: _SettleRows, win: _SettleWindow,
-                unmetered: str) -> _Metered:
+                unmetered: str, calendar: DayCalendar) -> _Metered:
     """The owners' metered kW over the window, with the "no response" rule if asked."""
     metered = based.loads.reindex(win.index)[rows.owner_ids].to_numpy().T
     if unmetered == "no_response" and np.isnan(metered).any():
         metered, gaps = _no_response(
             based.meter.reindex(win.index), rows.owner_devs, rows.owner_ids, based.base_kw,
             rows.product.baseline, win.start, win.win_end, rows.event_days,
-            rows.programme.interval_minutes, win.in_event, history=based.meter)
+            rows.programme.interval_minutes, win.in_event, calendar, history=based.meter)
         return _Metered(metered, gaps)
     return _Metered(metered, {})
 
@@ -445,9 +449,13 @@ def _owner_frames(rows: _SettleRows, win: _SettleWindow, base_kw: np.ndarray,
 
 def settle_from_db(
     engine: Engine, event_id: int, programmes_dir: Path | str, fee_pct: float | Decimal, *,
-    rebound_hours: float = 2.0, actor: str = "cli", unmetered: str = "error",
+    calendar: DayCalendar, rebound_hours: float = 2.0, actor: str = "cli",
+    unmetered: str = "error",
 ) -> SettleOutcome:
     """Settle an event from its bid and the meter data, and post it (idempotent).
+
+    ``calendar``: the configured working days (``forecasting.calendar``, the one the bid used):
+    which history days are working days for every baseline the settlement computes.
 
     ``unmetered``: what a device without meter data in an interval of the settled window
     means. ``"error"`` (the default, for an operator settling by hand): the settlement is
@@ -462,8 +470,8 @@ def settle_from_db(
     rows = _read_settle_rows(engine, event_id, programmes_dir)
     prog, product = rows.programme, rows.product
     win = _settle_window(rows, rebound_hours)
-    based = _owner_baselines(engine, rows, win)
-    metered = _metered_kw(based, rows, win, unmetered)
+    based = _owner_baselines(engine, rows, win, calendar)
+    metered = _metered_kw(based, rows, win, unmetered, calendar)
     result = settle_event(
         index=win.index, owner_ids=rows.owner_ids, baseline_kw=based.base_kw,
         metered_kw=metered.kw, owner_declared_kw=[rows.shares_kw[o] for o in rows.owner_ids],

@@ -28,10 +28,12 @@ from bidding.fallback import (
 from bidding.programme import Product, Programme, load_programme
 from sim.fleet import SYNTHETIC_KINDS, SyntheticKind
 from tests.conftest import REPO_ROOT
+from vpp.calendar import make_calendar
 from vpp.config import Settings
 from vpp.errors import ValidationError
 
 START = datetime(2026, 7, 15, 11, 0, tzinfo=UTC)  # 19:00 in Zhuzhou, summer
+CHINA = make_calendar("china")  # the configured working days, passed explicitly (issue 17)
 GAP = HistoryGap(5, 0, "working day", "event 1: no owner has a whole day of metered history")
 
 
@@ -180,7 +182,7 @@ def test_one_or_two_days_of_history_are_not_enough_to_bid_from(sqlite_engine: En
     ev = add_event(sqlite_engine, EVENT_START)
     _set_requested(sqlite_engine, ev, 1e9)
     with pytest.raises(NoHistoryError, match="3 whole days of metered history"):
-        bid_event(sqlite_engine, ev, PROGRAMMES, history_days=3)
+        bid_event(sqlite_engine, ev, PROGRAMMES, calendar=CHINA, history_days=3)
     simulate_history(sqlite_engine, devs, EVENT_START.date() - timedelta(days=2), days=1)
-    bid, _ = bid_event(sqlite_engine, ev, PROGRAMMES, history_days=3)
+    bid, _ = bid_event(sqlite_engine, ev, PROGRAMMES, calendar=CHINA, history_days=3)
     assert {v["quantiles"] for v in bid.detail["sources"].values()} == {"empirical (fallback)"}

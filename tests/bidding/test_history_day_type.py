@@ -69,7 +69,8 @@ def test_office_monday_offer_uses_working_days_only(sqlite_engine, tmp_path: Pat
     ev = add_event(sqlite_engine, start, external_id="now", programme=PROGRAMME)
     assert past != ev
     env = {dev.owner_id: np.full(8, FLEX_KW)}  # 2 h of 15-min intervals
-    bid, offer = bid_event(sqlite_engine, ev, progs, envelope_kw=env, history_days=10)
+    bid, offer = bid_event(sqlite_engine, ev, progs, calendar=ChineseCalendar(), envelope_kw=env,
+                           history_days=10)
     declared = offer.owner_declared_kw()[dev.owner_id]
     assert declared > 0
     assert declared == pytest.approx(FLEX_KW, rel=0.05)

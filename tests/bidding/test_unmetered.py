@@ -22,7 +22,7 @@ from bidding.settlement import (
 from bidding.workflow import SettleOutcome, bid_event, read_meter_frame, settle_from_db
 from forecasting.baselines import compute_baseline
 from tests.bidding.fleet import add_event, make_fleet, simulate_event_day, simulate_history
-from tests.bidding.test_workflow import DAY, END, PROGRAMMES, START
+from tests.bidding.test_workflow import CHINA, DAY, END, PROGRAMMES, START
 from vpp.models import Device, TelemetryReading, table_of
 
 TEL = table_of(TelemetryReading)
@@ -58,10 +58,10 @@ def settled(engine: Engine) -> Settled:
     devices = make_fleet(engine)
     simulate_history(engine, devices, DAY, days=12)
     ev = add_event(engine, START)
-    _, offer = bid_event(engine, ev, PROGRAMMES)
+    _, offer = bid_event(engine, ev, PROGRAMMES, calendar=CHINA)
     declared = offer.owner_declared_kw()
     simulate_event_day(engine, devices, START, END, declared, {o: 0.9 for o in declared})
-    full = settle_from_db(engine, ev, PROGRAMMES, 15, unmetered="no_response")
+    full = settle_from_db(engine, ev, PROGRAMMES, 15, calendar=CHINA, unmetered="no_response")
     assert "unmetered" not in full.posted.settlement.detail  # nothing missing, nothing noted
     return engine, devices, ev, full
 
@@ -75,8 +75,9 @@ def test_a_silent_device_counts_as_no_response_and_the_others_settle(settled: Se
         conn.execute(delete(TEL).where(TEL.c.device_id == silent.id, TEL.c.ts >= gap[0],
                                        TEL.c.ts < gap[1]))
     with pytest.raises(SettlementError, match="missing meter data: 2 interval"):
-        settle_from_db(engine, ev, PROGRAMMES, 15)  # the default (an operator) refuses
-    out = settle_from_db(engine, ev, PROGRAMMES, 15, unmetered="no_response")
+        # the default (an operator) refuses
+        settle_from_db(engine, ev, PROGRAMMES, 15, calendar=CHINA)
+    out = settle_from_db(engine, ev, PROGRAMMES, 15, calendar=CHINA, unmetered="no_response")
     st = out.posted.settlement
     assert st.version == 2  # a corrected settlement of the same event
     assert st.detail["unmetered"]["rule"] == "no_response"
@@ -95,7 +96,8 @@ def test_a_silent_device_counts_as_no_response_and_the_others_settle(settled: Se
                             (pd.Timestamp(START).normalize() - pd.Timedelta(days=60)).to_pydatetime(),
                             END, 15)
     spec = out.programme.product(out.event.event_type, out.event.direction).baseline
-    own = compute_baseline(hist[silent.id], START, END, spec, interval_minutes=15).baseline_kw
+    own = compute_baseline(hist[silent.id], START, END, spec, interval_minutes=15,
+                           calendar=CHINA).baseline_kw
     for t in pd.date_range(gap[0], gap[1], freq="15min", inclusive="left"):
         assert frame.loc[t, "metered_kw"] == pytest.approx(
             hist.loc[t, mall[1].id] + own.loc[t], rel=1e-9)
@@ -109,10 +111,10 @@ def test_most_of_the_event_unmetered_is_refused(settled: Settled) -> None:
         conn.execute(delete(TEL).where(TEL.c.device_id.in_(_ids(devices[:3])),
                                        TEL.c.ts >= START, TEL.c.ts < END))
     with pytest.raises(SettlementError, match="were metered"):
-        settle_from_db(engine, ev, PROGRAMMES, 15, unmetered="no_response")
+        settle_from_db(engine, ev, PROGRAMMES, 15, calendar=CHINA, unmetered="no_response")
 
 
 def test_unknown_rule_is_refused(settled: Settled, tmp_path: Path) -> None:
     engine, _, ev, _ = settled
     with pytest.raises(Exception, match="unmetered must be"):
-        settle_from_db(engine, ev, PROGRAMMES, 15, unmetered="zero")
+        settle_from_db(engine, ev, PROGRAMMES, 15, calendar=CHINA, unmetered="zero")

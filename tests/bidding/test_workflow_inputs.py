@@ -18,11 +18,13 @@ from tests.bidding.fleet import TZ, add_event, make_fleet, simulate_history
 from tests.vpp.daemon.harness import PROGRAMME as TEST_PROGRAMME
 from tests.vpp.daemon.harness import write_test_programme
 from vpp.bids import owner_shares
+from vpp.calendar import make_calendar
 from vpp.db import session_scope
 from vpp.models import Device, GridEvent
 
 PROGRAMMES = Path(__file__).resolve().parents[2] / "config" / "programmes"
 START = datetime(2026, 7, 15, 19, 0, tzinfo=TZ)
+CHINA = make_calendar("china")  # the configured working days, passed explicitly (issue 17)
 
 
 def _forecast(owner_ids, start, hours=2, load_kw=20_000.0, spread=0.05):
@@ -60,7 +62,7 @@ def test_forecast_and_envelope_are_used_and_labelled(fleet):
     _set_requested(fleet, ev, 1e9)
     fc = _forecast(owners[:-1], START)  # the last owner is not forecast: no history either
     env = {o: np.full(8, 6_000.0) for o in owners[:-1]}
-    bid, offer = bid_event(fleet, ev, PROGRAMMES, load_forecast=fc, envelope_kw=env)
+    bid, offer = bid_event(fleet, ev, PROGRAMMES, calendar=CHINA, load_forecast=fc, envelope_kw=env)
     src = bid.detail["sources"]
     assert set(src) == {str(o) for o in owners[:-1]}  # no data at all for the last: left out
     assert all(v == {"quantiles": "forecast", "envelope": "scheduler envelope"}
@@ -77,7 +79,7 @@ def test_fallbacks_are_labelled(fleet):
     simulate_history(fleet, devs, START.date(), days=3)
     ev = add_event(fleet, START)
     _set_requested(fleet, ev, 1e9)
-    bid, _ = bid_event(fleet, ev, PROGRAMMES, history_days=3)
+    bid, _ = bid_event(fleet, ev, PROGRAMMES, calendar=CHINA, history_days=3)
     assert {v["quantiles"] for v in bid.detail["sources"].values()} == {"empirical (fallback)"}
     assert {v["envelope"] for v in bid.detail["sources"].values()} == {
         "device capability (fallback)"}
@@ -95,8 +97,8 @@ def test_the_daemons_fallback_bids_the_scheduler_envelope_over_empirical_quantil
     progs = write_test_programme(tmp_path).parent
     ev = add_event(fleet, START, programme=TEST_PROGRAMME)
     _set_requested(fleet, ev, 1e9)
-    rated, _ = bid_event(fleet, ev, progs, history_days=3)
-    bid, _ = bid_event(fleet, ev, progs, history_days=3, scheduler_envelope=True)
+    rated, _ = bid_event(fleet, ev, progs, calendar=CHINA, history_days=3)
+    bid, _ = bid_event(fleet, ev, progs, calendar=CHINA, history_days=3, scheduler_envelope=True)
     src = bid.detail["sources"]
     assert "envelope_error" not in src
     assert {v["quantiles"] for v in src.values()} == {"empirical (fallback)"}
@@ -113,11 +115,12 @@ def test_declared_capacity_is_capped_at_the_request(fleet):
     fc = _forecast(owners, START)
     env = {o: np.full(8, 8_000.0) for o in owners}
     _set_requested(fleet, ev, 1e9)
-    uncapped, _ = bid_event(fleet, ev, PROGRAMMES, load_forecast=fc, envelope_kw=env)
+    uncapped, _ = bid_event(fleet, ev, PROGRAMMES, calendar=CHINA, load_forecast=fc,
+                            envelope_kw=env)
     request = 10_500.0
     assert uncapped.declared_kw > request
     _set_requested(fleet, ev, request)
-    bid, offer = bid_event(fleet, ev, PROGRAMMES, load_forecast=fc, envelope_kw=env)
+    bid, offer = bid_event(fleet, ev, PROGRAMMES, calendar=CHINA, load_forecast=fc, envelope_kw=env)
     assert bid.declared_kw <= request and bid.declared_kw == pytest.approx(request, abs=0.01)
     assert bid.detail["capped_from_kw"] == pytest.approx(uncapped.declared_kw)
     shares = _shares(fleet, bid)
@@ -146,7 +149,7 @@ def test_programme_version_by_local_date(fleet):
     _set_requested(fleet, ev, 1e9)
     fc = _forecast(owners, start, load_kw=5_000.0)
     env = {o: np.full(8, 8_000.0) for o in owners}
-    bid, _ = bid_event(fleet, ev, PROGRAMMES, load_forecast=fc, envelope_kw=env)
+    bid, _ = bid_event(fleet, ev, PROGRAMMES, calendar=CHINA, load_forecast=fc, envelope_kw=env)
     assert bid.detail["programme_version"] == "2026-01-22"
 
 

@@ -41,7 +41,6 @@ from bidding.core import NoHistoryOfferRefused
 from bidding.core import bid_price as core_bid_price
 from bidding.programme import Product, Programme, load_programme
 from bidding.workflow import bid_event
-from forecasting.calendars import make_calendar
 from vpp.bids import latest_bid
 from vpp.domain.grid_calls import CallDecision, EventStatus, GridCallIn
 from vpp.errors import ConflictError, NotFoundError, ValidationError
@@ -229,7 +228,7 @@ class Intake:
                 bid_event, infra.db.engine, event_id, settings.bidding.programmes_dir,
                 price_yuan_per_kwh=price, confidence=settings.bidding.delivery_confidence,
                 actor=actor, load_forecast=fc, scheduler_envelope=True, soc_pct=soc,
-                calendar=make_calendar(settings.forecasting.calendar),
+                calendar=infra.calendar.workdays,
                 no_history_fraction_pct=settings.bidding.no_history_fraction_pct))
         except NoHistoryOfferRefused as exc:
             return exc.message

@@ -44,6 +44,7 @@ from bidding.programme import load_programme
 from bidding.settlement import fill_unmetered, require_metered_share, settle_event
 from bidding.workflow import SettleOutcome, settle_from_db
 from vpp import failpoints
+from vpp.calendar import make_calendar
 from vpp.config import Settings
 from vpp.daemon.delivery import latest_bid, measure_event
 from vpp.db import session_scope
@@ -138,9 +139,10 @@ def settle_event_db(engine: Engine, event_id: int, settings: Settings, *, actor:
     An event already settled is left as it is (its stored settlement returned) unless
     ``resettle``, which settles it again by the method its settlement used (a corrected
     reading gives a new version; identical data, nothing new). Otherwise: the programme's
-    baseline from each owner's metered history (:func:`bidding.workflow.settle_from_db`,
-    device-intervals without data counted as no response), and where that history is too
-    short, the baselines fixed at the event's first plan (:func:`settle_one`).
+    baseline from each owner's metered history (:func:`bidding.workflow.settle_from_db`, on
+    the configured working days ``forecasting.calendar``, the bid's; device-intervals without
+    data counted as no response), and where that history is too short, the baselines fixed
+    at the event's first plan (:func:`settle_one`).
     ValidationError / NotFoundError when neither can settle it.
     """
     with session_scope(engine) as s:
@@ -152,6 +154,7 @@ def settle_event_db(engine: Engine, event_id: int, settings: Settings, *, actor:
     if stored is None or method_of(stored) == HISTORY:
         try:
             out = settle_from_db(engine, event_id, settings.bidding.programmes_dir, fee,
+                                 calendar=make_calendar(settings.forecasting.calendar),
                                  actor=actor, unmetered="no_response", rebound_hours=rebound_h)
             p = out.posted
             return SettleRun(p.settlement, p.created, HISTORY, p.reversed_version, out)

@@ -89,7 +89,8 @@ async def test_bid_uses_the_daemon_forecast_and_the_scheduler_envelope(
         ev = add_event(engine, datetime(2026, 7, 15, 19, 0, tzinfo=TZ),
                        programme=PROGRAMME)
         bid, offer = bid_event(engine, ev, d.parts.settings.bidding.programmes_dir,
-                               load_forecast=of, scheduler_envelope=True, history_days=3)
+                               calendar=d.parts.infra.calendar.workdays, load_forecast=of,
+                               scheduler_envelope=True, history_days=3)
         src = bid.detail["sources"]
         assert src and all(v == {"quantiles": "forecast", "envelope": "scheduler envelope"}
                            for v in src.values())
