@@ -12,7 +12,7 @@ are skipped by the baseline; gaps inside the settled window are an error).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -113,6 +113,21 @@ def _first_reading(session: Session, device_ids: Sequence[int]) -> datetime | No
     return first
 
 
+def bid_devices(rows: Iterable[Device], soc_pct: Mapping[int, float]) -> list[BidDevice]:
+    """The fleet's devices as the offer and the admission check see them: each marked
+    ``eligible`` by :func:`bidding.participants.can_take_part` (active, not opted out), with its
+    latest state of charge (%) where ``soc_pct`` has one."""
+    return [BidDevice(
+        device_id=int(d.id or 0), owner_id=d.owner_id, kind=d.kind,
+        rated_power_kw=d.rated_power_kw, min_setpoint_kw=d.min_setpoint_kw,
+        max_setpoint_kw=d.max_setpoint_kw, params=dict(d.params or {}),
+        soc_pct=soc_pct.get(int(d.id or 0)),
+        eligible=can_take_part(DeviceStanding(
+            int(d.id or 0), d.owner_id, active=d.status == DeviceStatus.ACTIVE.value,
+            opted_out=opted_out(d.preferences))))
+        for d in rows]
+
+
 def load_bid_input(
     engine: Engine, session: Session, ev: GridEvent, prog: Programme, *,
     price_yuan_per_kwh: Decimal | None = None, confidence: float | None = 0.9,
@@ -137,17 +152,7 @@ def load_bid_input(
         price = product.energy_price_yuan_per_kwh or product.price_cap_yuan_per_kwh
     if price is None:
         raise ValidationError(f"{product.key} has no energy price or cap: pass a bid price")
-    rows = list(session.exec(sql_select(Device)))
-    soc = soc_pct or {}
-    devices = [BidDevice(
-        device_id=int(d.id or 0), owner_id=d.owner_id, kind=d.kind,
-        rated_power_kw=d.rated_power_kw, min_setpoint_kw=d.min_setpoint_kw,
-        max_setpoint_kw=d.max_setpoint_kw, params=dict(d.params or {}),
-        soc_pct=soc.get(int(d.id or 0)),
-        eligible=can_take_part(DeviceStanding(
-            int(d.id or 0), d.owner_id, active=d.status == DeviceStatus.ACTIVE.value,
-            opted_out=opted_out(d.preferences))))
-        for d in rows]
+    devices = bid_devices(session.exec(sql_select(Device)), soc_pct or {})
     by_owner = owners_of(devices)
     step = prog.interval_minutes
     skip = set(other_event_days(session, int(ev.id or 0), prog.timezone))

@@ -22,11 +22,10 @@ from sqlmodel import Session, col, select
 from bidding.admission import AdmissionInput, assess_admission
 from bidding.bid_inputs import BID_HISTORY_DAYS, BidDevice, OwnerInput, owners_of, whole_days
 from bidding.meter_frame import owner_load, read_meter_frame
-from bidding.participants import DeviceStanding, can_take_part, opted_out
 from bidding.programme import Programme, load_programme, read_programme_file
 from bidding.rules import Direction
 from bidding.tariff import _minute_of_day
-from bidding.workflow import other_event_days
+from bidding.workflow import bid_devices, other_event_days
 from forecasting.calendars import make_calendar
 from vpp.config import Settings
 from vpp.db import session_scope
@@ -37,7 +36,7 @@ from vpp.domain.admission import (
     AdmissionResult,
 )
 from vpp.errors import ConfigError, NotFoundError, ValidationError
-from vpp.models import Device, DeviceStatus, TelemetryReading
+from vpp.models import Device, TelemetryReading
 
 #: A battery's state of charge older than this is taken as unknown.
 SOC_MAX_AGE = timedelta(hours=24)
@@ -105,15 +104,7 @@ def latest_soc(session: Session, device_ids: list[int], until: datetime) -> dict
 
 
 def _devices(session: Session, soc: Mapping[int, float]) -> list[BidDevice]:
-    return [BidDevice(
-        device_id=int(d.id or 0), owner_id=d.owner_id, kind=d.kind,
-        rated_power_kw=d.rated_power_kw, min_setpoint_kw=d.min_setpoint_kw,
-        max_setpoint_kw=d.max_setpoint_kw, params=dict(d.params or {}),
-        soc_pct=soc.get(int(d.id or 0)),
-        eligible=can_take_part(DeviceStanding(
-            int(d.id or 0), d.owner_id, active=d.status == DeviceStatus.ACTIVE.value,
-            opted_out=opted_out(d.preferences))))
-        for d in session.exec(select(Device).order_by(col(Device.id)))]
+    return bid_devices(session.exec(select(Device).order_by(col(Device.id))), soc)
 
 
 def load_admission_input(engine: Engine, settings: Settings, *, day: date | None = None,

@@ -69,9 +69,15 @@ async def test_a_valley_filling_call_is_planned_dispatched_and_settled(
                            for d in gw.devices.values())
 
             await wait_for(charging, what="the batteries charging for the valley")
-            with session_scope(engine) as s:
-                written = [r for r in s.exec(select(Setpoint)) if r.status == "written"]
-            assert written and sum(r.setpoint_kw for r in written[:2]) >= declared * 0.99
+
+            # the rows are marked after the writes were read back (a moment later under load)
+            async def recorded() -> list[Setpoint]:
+                with session_scope(engine) as s:
+                    rows = [r for r in s.exec(select(Setpoint)) if r.status == "written"]
+                return rows if len(rows) >= len(gw.devices) else []
+
+            written = await wait_for(recorded, what="the written setpoints recorded")
+            assert sum(r.setpoint_kw for r in written[:2]) >= declared * 0.99
 
             # the live view measures the rise (metered - baseline), not a reduction (the
             # poller runs on the daemon's clock: step it for a fresh reading)
