@@ -51,17 +51,20 @@ class Heartbeats:
 
     ``clock_rate``: the devices' clock's seconds per real second; ``on_failure``: called once
     per failed device heartbeat (the daemon's metric); ``on_period``: called with the new
-    period (real s) when it changes (the daemon's supervisor)."""
+    period (real s) when it changes (the daemon's supervisor); ``on_reassert``: called per
+    setpoint written again after a late feed (the daemon's metric)."""
 
     def __init__(self, poller: Poller, settings: PollingSettings, *,
                  clock_rate: Callable[[], float] = _real_rate,
                  on_failure: Callable[[], None] | None = None,
-                 on_period: Callable[[float], None] | None = None) -> None:
+                 on_period: Callable[[float], None] | None = None,
+                 on_reassert: Callable[[], None] | None = None) -> None:
         self.poller = poller
         self.settings = settings
         self.clock_rate = clock_rate
         self.on_failure = on_failure
         self.on_period = on_period
+        self.on_reassert = on_reassert
         self.watchdog_s: dict[int, float] = {}  # device id -> its watchdog timeout (s)
         self.rounds = 0  # heartbeat steps done
         self.failures = 0  # failed device heartbeats
@@ -177,6 +180,8 @@ class Heartbeats:
             return
         if result is not None and result.verified:
             self.reasserted += 1
+            if self.on_reassert is not None:
+                self.on_reassert()
 
     async def step(self) -> None:
         """Feed every watchdog / check leases (:meth:`ProfileAdapter.heartbeat`), then update

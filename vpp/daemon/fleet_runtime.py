@@ -49,7 +49,8 @@ class FleetRuntime:
         self.hb = Heartbeats(self.poller, settings.polling,
                              clock_rate=lambda: self.infra.clock_rate(),
                              on_failure=lambda: self.infra.metrics.heartbeat_errors.inc(),
-                             on_period=self._set_heartbeat_period)
+                             on_period=self._set_heartbeat_period,
+                             on_reassert=lambda: self.infra.metrics.setpoints_reasserted.inc())
         self._need_refresh = True
         self.last_setpoints: dict[int, float] = {}
         self._priority = 0

@@ -186,17 +186,20 @@ async def room_in_interval(seconds: float) -> None:
 
 
 async def enrol_and_poll(session: aiohttp.ClientSession, base: str, tokens: Tokens,
-                         spec: dict[str, Any], devices: int, site: str = "mall") -> None:
-    """Enrol ``spec`` through the API as the owner and wait until the daemon polls all
-    ``devices`` of the fleet."""
+                         spec: dict[str, Any], devices: int, site: str = "mall"
+                         ) -> list[dict[str, Any]]:
+    """Enrol ``spec`` through the API as the owner, wait until the daemon polls all
+    ``devices`` of the fleet, and return the API's device listing."""
     await send_json(session, "POST", f"{base}/api/v1/gateways", tokens.owner,
                     {"site": site, **spec}, 202)
 
-    async def polled() -> bool:
+    async def polled() -> list[dict[str, Any]] | None:
         devs = await get_json(session, f"{base}/api/v1/devices", tokens.operator)
-        return len(devs) == devices and all(d["power_kw"] is not None for d in devs)
+        ok = len(devs) == devices and all(d["power_kw"] is not None for d in devs)
+        return devs if ok else None
 
-    await wait_for(polled, what=f"{devices} devices polled")
+    devs: list[dict[str, Any]] = await wait_for(polled, what=f"{devices} devices polled")
+    return devs
 
 
 async def get_json(session: aiohttp.ClientSession, url: str, token: str | None = None,

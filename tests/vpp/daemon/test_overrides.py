@@ -22,6 +22,7 @@ from sim.clock import SimClock
 from sim.fleet import gateway_from_spec
 from tests.vpp.daemon.harness import (
     daemon_settings,
+    enrol_and_poll,
     get_json,
     port,
     seed,
@@ -73,15 +74,7 @@ async def test_an_overriding_building_leaves_the_event_and_the_others_take_its_s
     base = await daemon.start()
     try:
         async with aiohttp.ClientSession() as c:
-            await send_json(c, "POST", f"{base}/api/v1/gateways", tokens.owner,
-                            {"site": "mall", **spec}, 202)
-
-            async def polled() -> list | None:
-                devs = await get_json(c, f"{base}/api/v1/devices", tokens.operator)
-                ok = len(devs) == 3 and all(d["power_kw"] is not None for d in devs)
-                return devs if ok else None
-
-            devs = await wait_for(polled, what="three devices polled")
+            devs = await enrol_and_poll(c, base, tokens, spec, 3, site="mall")
             by_unit = {d["unit_id"]: d["id"] for d in devs}
             decision = await send_json(c, "POST", f"{base}/api/v1/grid/calls", tokens.grid,
                                        _call(clock.now(), 40.0), 201)

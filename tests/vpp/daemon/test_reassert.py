@@ -21,7 +21,15 @@ from sqlalchemy import Engine
 from sim.clock import SimClock
 from sim.fleet import gateway_from_spec
 from sim.physics.industrial import IndustrialModel
-from tests.vpp.daemon.harness import daemon_settings, get_json, port, seed, send_json, wait_for
+from tests.vpp.daemon.harness import (
+    daemon_settings,
+    enrol_and_poll,
+    get_json,
+    port,
+    seed,
+    send_json,
+    wait_for,
+)
 from vpp.config import GatewaySpec
 from vpp.server import Daemon
 
@@ -62,15 +70,7 @@ async def test_a_device_that_fell_back_gets_its_setpoint_again(
     base = await daemon.start()
     try:
         async with aiohttp.ClientSession() as c:
-            await send_json(c, "POST", f"{base}/api/v1/gateways", tokens.owner,
-                            {"site": "plant", **spec}, 202)
-
-            async def polled() -> list | None:
-                devs = await get_json(c, f"{base}/api/v1/devices", tokens.operator)
-                ok = len(devs) == 3 and all(d["power_kw"] is not None for d in devs)
-                return devs if ok else None
-
-            devs = await wait_for(polled, what="three PLCs polled")
+            devs = await enrol_and_poll(c, base, tokens, spec, 3, site="plant")
             by_unit = {d["unit_id"]: d["id"] for d in devs}
             decision = await send_json(c, "POST", f"{base}/api/v1/grid/calls", tokens.grid,
                                        _call(clock.now()), 201)
