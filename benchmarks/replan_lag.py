@@ -2,7 +2,8 @@
 first_run_fleet.py``): the first plan, then re-plans in later intervals of the call, each
 through :class:`vpp.scheduler.call_solver.CallSolver` in a one-thread executor as the daemon
 runs them, while a 10 ms ticker measures how late the event loop wakes. Run from the repo root:
-``.venv/bin/python benchmarks/bench_replan_lag.py``."""
+``.venv/bin/python benchmarks/replan_lag.py`` (a measurement script: no baseline to compare
+with, so not a ``bench_*`` benchmark of ``make bench``)."""
 
 from __future__ import annotations
 
