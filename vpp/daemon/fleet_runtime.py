@@ -357,6 +357,18 @@ class FleetRuntime:
             log.debug("control state not read: %s", exc, extra={"device_id": device_id})
             return None
 
+    async def reassert(self, device_id: int) -> SetpointResult | None:
+        """Write the setpoint the device holds again (:meth:`ProfileAdapter.reassert`: the
+        aggregator's lease is not renewed); None when it holds none or has no registers."""
+        try:
+            a = self.poller.adapter(device_id)
+        except KeyError:
+            return None
+        if not isinstance(a, ProfileAdapter):
+            return None
+        async with self.device_lock(device_id):
+            return await a.reassert()
+
     async def release(self, device_ids: list[int]) -> dict[int, str]:
         errors: dict[int, str] = {}
 

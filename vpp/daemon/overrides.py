@@ -43,6 +43,7 @@ from device_adapters.protocol import DeviceState
 from vpp.config import ControlSettings
 from vpp.device_kinds import DeviceKind
 from vpp.domain.grid_calls import ExcludedDeviceOut
+from vpp.errors import DeviceError
 from vpp.models import AuditLog, Device, DispatchPlan, GridEvent, Setpoint
 
 if TYPE_CHECKING:
@@ -223,8 +224,11 @@ class OverrideWatch:
                 overrides.append(o)
                 continue
             counts[o.device_id] = n + 1
-            result = await self.fleet.apply(o.device_id, h.setpoint_kw)
-            if not result.verified:
+            try:
+                result = await self.fleet.reassert(o.device_id)
+            except DeviceError:
+                result = None
+            if result is None or not result.verified:
                 overrides.append(o)
                 continue
             self.infra.metrics.setpoints_reasserted.inc()
@@ -260,4 +264,3 @@ class OverrideWatch:
     def forget(self, event_id: int) -> None:
         self._held.pop(event_id, None)
         self._reasserted.pop(event_id, None)
-
