@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import vpp.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import vpp.performance_models  # noqa: F401  (the performance_remedy table)
 
 config = context.config
 target_metadata = SQLModel.metadata
