@@ -82,6 +82,36 @@ class Product(_Model):
         return f"{self.event_type.value}/{self.direction.value}"
 
 
+class PerformanceRules(_Model):
+    """The VPP's performance record (docs/bidding.md, "Performance record"): which failed
+    responses warn and suspend it, and when a suspension ends in exit.
+
+    A failed response is a settled event whose performance ratio is below the band's
+    ``lower_pct`` (nothing paid). Failures count within the ``failure_window_months`` before
+    each one, from the last reinstatement on; ``warn_after_failures`` of them warn,
+    ``suspend_after_failures`` suspend. A suspension not remedied within
+    ``remedy_deadline_months``, a failed first response after a remedy (when
+    ``expel_on_failed_first_response_after_remedy``), or ``expel_after_suspensions``
+    suspensions within ``suspension_window_months`` mean exit. Durations in calendar months.
+    """
+
+    source: str = ""
+    warn_after_failures: int = Field(..., ge=1, le=100)
+    suspend_after_failures: int = Field(..., ge=1, le=100)
+    failure_window_months: int = Field(..., ge=1, le=120)
+    remedy_deadline_months: int = Field(..., ge=1, le=120)
+    expel_on_failed_first_response_after_remedy: bool = True
+    expel_after_suspensions: int = Field(..., ge=1, le=100)
+    suspension_window_months: int = Field(..., ge=1, le=120)
+
+    @model_validator(mode="after")
+    def _order(self) -> PerformanceRules:
+        if self.warn_after_failures > self.suspend_after_failures:
+            raise ValueError(f"warn_after_failures ({self.warn_after_failures}) exceeds "
+                             f"suspend_after_failures ({self.suspend_after_failures})")
+        return self
+
+
 class ProgrammeVersion(_Model):
     """The rules of one programme from ``effective_from`` on."""
 
@@ -98,6 +128,8 @@ class ProgrammeVersion(_Model):
     export_counts: bool = False
     products: list[Product] = Field(..., min_length=1)
     tariff: TouTariff
+    # the performance record's rules; None: the programme keeps no record (nothing refused)
+    performance: PerformanceRules | None = None
 
     @field_validator("measurement_interval_minutes")
     @classmethod
@@ -157,6 +189,11 @@ class Programme(_Model):
     @property
     def interval_minutes(self) -> int:
         return self.rules.measurement_interval_minutes
+
+    @property
+    def performance(self) -> PerformanceRules | None:
+        """The performance record's rules (None: the programme keeps no record)."""
+        return self.rules.performance
 
     def product(self, event_type: str, direction: str) -> Product:
         for p in self.rules.products:
