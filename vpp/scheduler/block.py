@@ -43,6 +43,8 @@ class Context:
     #: the call's direction (:attr:`EventCall.direction_sign`): -1 valley filling, where the
     #: loads do not shed (vpp.scheduler.shed)
     direction_sign: float = 1.0
+    #: the call's window ``[start, end)`` as this solve sees it (None: no call)
+    call_window: tuple[int, int] | None = None
 
 
 @dataclass

@@ -10,7 +10,9 @@ conservative for a portfolio.
 Per kind: buildings / industrial loads: ``min(max shed, baseline - min setpoint, duration budget
 spread over the sustain period)``; batteries: baseline plus discharge, limited by the energy above
 the minimum SoC now; EV chargers: the charging that can be deferred (slack of each session spread
-over the sustain period, at most the baseline) plus V2G discharge where allowed.
+over the sustain period, at most the baseline) plus V2G discharge where allowed; a charger
+drawing power for a car nobody declared (no session) can hold back its baseline, as the
+planner plans it (:func:`vpp.scheduler.ev._unknown_car`).
 
 Valley filling (``direction_sign = -1``) takes the rise above the baseline instead, each load
 at its ``confidence`` baseline quantile (a higher baseline leaves less room): batteries charge
@@ -131,6 +133,8 @@ def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: 
                 if p.v2g:
                     defer += np.where(conn, min(p.max_discharge_kw_per_connector,
                                                 -d.min_setpoint_kw), 0.0)
+            if not d.sessions:  # a car nobody declared: what it draws can be held back
+                defer = b.copy()
             cap = np.minimum(defer, b + (np.inf if p.v2g else 0.0))
         else:
             if isinstance(p, CommercialBuildingParams):

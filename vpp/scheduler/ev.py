@@ -95,6 +95,9 @@ def _vectors(ctx: Context, k: int, v2g: bool, rated: np.ndarray, dt_h: float) ->
             lo[i, k * n + nd * n : k * n + nd * n + k] = -INF
             hi[i, k * n + nd * n : k * n + nd * n + k] = INF
             continue
+        if not d.sessions and ctx.baseline_kw[i].max(initial=0.0) > 0.0:
+            _unknown_car(lo[i], hi[i], ctx.baseline_kw[i], ctx, cmax[i], rated[i], k, nd)
+            continue
         for j, s in enumerate(d.sessions):
             window = live & (t >= s.arrival) & (t < s.departure)
             hi[i, j * n : (j + 1) * n] = np.where(window, cmax[i], 0.0)
@@ -115,6 +118,30 @@ def _vectors(ctx: Context, k: int, v2g: bool, rated: np.ndarray, dt_h: float) ->
         hi[:, r0:] = (np.maximum(hi_sp, 0.0) / rated)[:, None]
     const = np.where(avail[:, None], 0.0, ctx.baseline_kw)
     return Vectors(q=q, lo=lo, hi=hi, const_kw=const)
+
+
+def _unknown_car(lo: np.ndarray, hi: np.ndarray, baseline_kw: np.ndarray, ctx: Context,
+                 cmax: float, rated: float, k: int, nd: int) -> None:
+    """Bounds (in place, one device's rows) of a charger drawing power for a car nobody
+    declared: its need and departure are unknown, so the plan neither starves nor fills it.
+    Its connectors share the baseline (per unit of the rating, each at most ``cmax``) and
+    follow it everywhere but in the call's window, where they may be held anywhere from 0 up
+    to it; no energy is owed for the car. (Planned at 0 outside the call, such a car was capped
+    for the whole tail and its baseline counted as a reduction against the rebound band, a
+    slack OSQP could not settle in late re-plans.) What the car makes up after the call is
+    not modelled: nobody told the daemon what it needs."""
+    n = ctx.n
+    follow = np.clip(np.asarray(baseline_kw, dtype=float) / (rated * k), 0.0, cmax)
+    t = np.arange(n)
+    window = ctx.call_window
+    inside = (t >= window[0]) & (t < window[1]) if window else np.zeros(n, dtype=bool)
+    inside &= live_mask(n, ctx.now)
+    for j in range(k):
+        lo[j * n : (j + 1) * n] = np.where(inside, 0.0, follow)
+        hi[j * n : (j + 1) * n] = follow
+    energy = k * n + nd * n
+    lo[energy : energy + k] = -INF
+    hi[energy : energy + k] = INF
 
 
 def connector_kwh(blk: Block, x: np.ndarray, dt_h: float) -> np.ndarray:

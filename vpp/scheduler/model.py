@@ -287,6 +287,7 @@ class DispatchModel:
             ctx = Context(n=n, dt_h=self.dt_h, now=data.now_index, baseline_kw=base[b.members],
                           devices=[devices[i] for i in b.members], weights=self.weights,
                           shed_window=window, call_first=call.first if call else None,
+                          call_window=(call.start, call.end) if call else None,
                           direction_sign=direction_sign or (call.direction_sign if call
                                                             else 1.0))
             v = b.vectors(ctx)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.vpp.scheduler.conftest import N, data
+from tests.vpp.scheduler.conftest import N, building, data, ev
 from vpp.device_kinds import DeviceKind
 from vpp.scheduler import DispatchModel
+from vpp.scheduler.envelope import flexibility_envelope
+from vpp.scheduler.inputs import EventCall, HorizonData
 
 DT = 0.25
 
@@ -179,3 +181,27 @@ def test_set_options_changes_tolerance_without_rebuilding(mixed):
     assert solver.settings.eps_abs == solver.settings.eps_rel == 1e-3
     assert solver.settings.max_iter == 1234
     assert plan.feasible
+
+
+def test_a_car_nobody_declared_follows_its_baseline_outside_the_call():
+    """A charger drawing power with no declared session: held back in the call as far as the
+    call needs, its baseline kept before and after (not capped for the tail), offered in the
+    envelope as the planner plans it."""
+    devs = [ev(1, ()), ev(2, (), connectors=2), building(3)]
+    base = np.zeros((3, N))
+    base[0] = 7.0  # one car at 7 kW of 11
+    base[1] = 22.0  # two cars at full power
+    base[2] = 280.0
+    call = EventCall(16, 20, 25.0, rebound_max_pct=20.0)
+    model = DispatchModel(devs, N, interval_minutes=15)
+    plan = model.solve(devs, HorizonData(base, np.full(N, 0.65), call, now_index=0,
+                                         interval_minutes=15))
+    assert plan.status == "solved"
+    outside = np.r_[0:16, 20:N]
+    assert np.abs(plan.setpoint_kw[:2, outside] - base[:2, outside]).max() < 0.05
+    assert (plan.setpoint_kw[:2] >= -1e-6).all()
+    assert (plan.setpoint_kw[:2] <= base[:2] + 1e-3).all()
+    assert plan.reduction_kw[16:20].min() >= 25.0 * (1 - 1e-3)
+    q = np.stack([base, base, base])
+    env = flexibility_envelope(devs[:2], q[:, :2], [0.1, 0.5, 0.9], interval_minutes=15)
+    assert env.by_kind_kw["ev_charger"] == pytest.approx(np.full(N, 29.0))
