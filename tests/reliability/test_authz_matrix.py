@@ -90,6 +90,9 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/events/{event_id}/plans"): _e("operator"),
     ("GET", "/api/v1/settlements"): _e("operator"),
     ("GET", "/api/v1/admission"): _e("operator"),
+    ("GET", "/api/v1/performance"): _e("operator"),
+    # the world's VPP is not suspended: a remedy would change nothing (409)
+    ("POST", "/api/v1/performance/remedies"): _e("operator", 409),
     ("GET", "/api/v1/payouts"): _e("operator owner", scoped=True),
     ("GET", "/api/v1/tokens"): _e("operator owner", scoped=True),
     ("POST", "/api/v1/tokens/rotate"): _e("operator owner grid", 201),
@@ -189,6 +192,8 @@ async def _target_request(api: Api, w: World, method: str, path: str,
                 "identity": f"CP-{new_port()}", "rated_power_kw": 7.0}
     elif method == "POST" and path == "/api/v1/grid/calls":
         body = new_call()
+    elif method == "POST" and path == "/api/v1/performance/remedies":
+        body = {"remedied_on": api.parts.clock().date().isoformat(), "note": "matrix"}
     elif method == "POST" and path == "/api/v1/device-profiles":
         body = {"profile": _profile_body(f"via-api-{new_port()}")}
     elif method == "PATCH" and path.startswith("/api/v1/gateways/"):

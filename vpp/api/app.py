@@ -14,6 +14,7 @@ from vpp.api import (
     routes_fleet,
     routes_ocpp,
     routes_owner_portal,
+    routes_performance,
     routes_system,
     routes_tokens,
 )
@@ -41,6 +42,7 @@ ROUTES: list[Route] = [
     *routes_console.ROUTES,
     *routes_owner_portal.ROUTES,
     *routes_admission.ROUTES,
+    *routes_performance.ROUTES,
 ]
 
 

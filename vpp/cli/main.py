@@ -62,6 +62,8 @@ COMMANDS: tuple[LazyCommand, ...] = (
                 "event (programme rules, caps and minimums)."),
     LazyCommand("admission", "vpp.cli.admission_cmd", "admission", "Check the VPP against its "
                 "programme's admission rules (capacity, duration, share)."),
+    LazyCommand("performance", "vpp.cli.performance_cmd", "app", "The VPP's performance "
+                "record (warnings, suspension, deadline); record a remedy."),
     LazyCommand("settle", "vpp.cli.settle_cmd", "settle", "Settle a finished event the way the "
                 "daemon does, or show its stored settlement."),
     LazyCommand("report", "vpp.cli.settle_cmd", "report", "Monthly report: every settled event "

@@ -20,7 +20,11 @@ stored decision (idempotent: a VTN or grid platform may resend); the same id wit
 content is a conflict. Calls the programme does not allow are stored as ``rejected`` with the
 reason (the grid is told why, nothing is bid or dispatched); since a rejection commits nothing,
 the same ``external_id`` sent again is evaluated afresh, in the same row, with its earlier
-rejections kept in the event's detail and the resend audit-logged.
+rejections kept in the event's detail and the resend audit-logged. While the VPP is suspended
+or expelled under its programme's performance record (:mod:`vpp.performance`,
+:mod:`bidding.performance_record`) every call is refused the same way, with the record's
+reason ("no bid: the VPP is suspended since ...; remedy by ..."), and logged as a warning;
+once the operator records the remedy, a resent call is bid.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from vpp.bids import latest_bid
 from vpp.domain.grid_calls import CallDecision, EventStatus, GridCallIn
 from vpp.errors import ConflictError, NotFoundError, ValidationError
 from vpp.models import AuditLog, GridEvent
+from vpp.performance import bid_refusal
 
 if TYPE_CHECKING:
     from vpp.daemon.control import ControlLoop
@@ -123,13 +128,22 @@ class Intake:
             raise ValidationError(f"the event window ended at {call.end.isoformat()}")
         return programme, product
 
-    def _reason(self, call: GridCallIn, received: datetime,
+    def _reason(self, session: Session, call: GridCallIn, received: datetime,
                 origin: Mapping[str, Any] | None = None) -> str | None:
-        """Why the programme or the daemon refuses the call, or ``None``."""
+        """Why the programme or the daemon refuses the call, or ``None``: the programme's
+        rules (:meth:`_check`), then the VPP's performance record (suspended or expelled:
+        :func:`vpp.performance.bid_refusal`)."""
         try:
             self._check(call, received, _grid_start(origin))
         except (ValidationError, NotFoundError) as exc:
             return exc.message
+        name = call.programme or self.infra.settings.bidding.programme
+        refusal = bid_refusal(session, name, self.infra.settings.bidding.programmes_dir,
+                              received)
+        if refusal is not None:
+            log.warning("grid call refused by the performance record: %s", refusal,
+                        extra={"external_id": call.external_id, "programme": name})
+            return f"no bid: {refusal}"
         return None
 
     def _store_event(self, session: Session, call: GridCallIn, source: str, actor: str,
@@ -152,7 +166,7 @@ class Intake:
                 )
             return self._decision(session, existing, duplicate=True), int(existing.id or 0), None
         programme_name = call.programme or self.infra.settings.bidding.programme
-        reason = self._reason(call, received, origin)
+        reason = self._reason(session, call, received, origin)
         ev = GridEvent(
             external_id=call.external_id, source=source, event_type=call.event_type,
             direction=call.direction, programme=programme_name, start=call.start, end=call.end,
@@ -182,7 +196,7 @@ class Intake:
                              detail={"source": source, "external_id": ev.external_id,
                                      "previous_reason": old.get("reason"),
                                      "same_content": old.get("call") == _fingerprint(call)}))
-        reason = self._reason(call, received, origin)
+        reason = self._reason(session, call, received, origin)
         ev.source, ev.event_type, ev.direction = source, call.event_type, call.direction
         ev.programme = call.programme or self.infra.settings.bidding.programme
         ev.start, ev.end, ev.requested_kw = call.start, call.end, call.requested_kw

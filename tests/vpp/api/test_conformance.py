@@ -80,6 +80,8 @@ RULES_BEYOND_SCHEMA = {
     ("POST", "/api/v1/device-profiles"): "a profile's points and actions refer to each other",
     ("GET", "/api/v1/admission"): "a window on the programme's grid, end after start; a "
                                   "programme version in force on the day",
+    ("POST", "/api/v1/performance/remedies"): "remedied_on not after today in the programme's "
+                                              "zone",
 }
 #: calls that can retire the calling token (revoke by id, rotate): the next call gets a new one
 RETIRING = ("/api/v1/tokens/{token_id}/revoke", "/api/v1/tokens/rotate")
