@@ -76,8 +76,7 @@ def record_for(session: Session, name: str, programmes_dir: Path, at: datetime,
                extra: RemedyEntry | None = None) -> tuple[Programme, PerformanceRecord]:
     """The programme version in force on ``at`` (aware) and the VPP's record as of then
     (``extra``: a remedy not yet stored, to see what it would change)."""
-    tz_name = _programme(name, programmes_dir, at).timezone
-    programme = _programme(name, programmes_dir, at.astimezone(ZoneInfo(tz_name)).date())
+    programme = _programme(name, programmes_dir, at)  # the local day in the programme's zone
     remedies = [RemedyEntry(r.remedied_on, r.note) for r in remedies_of(session, name)]
     if extra is not None:
         remedies.append(extra)
@@ -89,9 +88,6 @@ def record_for(session: Session, name: str, programmes_dir: Path, at: datetime,
 def bid_refusal(session: Session, name: str, programmes_dir: Path, at: datetime) -> str | None:
     """Why the VPP may not bid in programme ``name`` at ``at`` (suspended or expelled), or
     None (also when the programme keeps no record)."""
-    programme = _programme(name, programmes_dir, at)
-    if programme.performance is None:
-        return None
     _, record = record_for(session, name, programmes_dir, at)
     return record.reason if record.refuses_bids else None
 

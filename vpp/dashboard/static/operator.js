@@ -129,6 +129,7 @@ Vpp.signInForm(() => {
   refresh();
   timer = setInterval(refresh, 2000);
   Forecast.start();
+  Performance.start();
   AlertFeed.connect();
 });
 document.addEventListener("vpp-lang", () => { labelKinds(); if (Vpp.me) refresh(); });
