@@ -16,7 +16,9 @@ clock window; its history is the same clock window on earlier days):
   :data:`bidding.core.MIN_HISTORY_DAYS` days) count the scheduler's flexibility envelope
   (:func:`vpp.scheduler.envelope.flexibility_envelope`, ``confidence`` as for the offer,
   batteries at their state of charge, unknown: nothing) over their quantiles split over their
-  devices by rated power, the fleet as :func:`bidding.core.scheduler_envelopes` builds it for
+  devices by rated power (an owner's reduction capped by the export rule as the offer caps
+  it, :func:`bidding.export_rule.deliverable_cap_kw`), the fleet as
+  :func:`bidding.core.scheduler_envelopes` builds it for
   an offer, except that the hold is ``H`` intervals instead of the whole window (that function
   holds for its window: called per ``H``-long stretch it gives the same, at a call per stretch,
   40 s for 1,000 devices over 13 h where this takes one call per ``H``); devices of owners
@@ -63,7 +65,8 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from bidding.bid_inputs import BidDevice, OwnerInput
-from bidding.core import MIN_HISTORY_DAYS, direction_sign, same_type_days
+from bidding.core import MIN_HISTORY_DAYS, direction_sign, same_type_days, site_baseline_kw
+from bidding.export_rule import deliverable_cap_kw
 from bidding.fallback import held_kw
 from bidding.programme import Programme
 from bidding.rules import Direction
@@ -134,6 +137,7 @@ class _LoadView:
     quantiles_kw: np.ndarray
     mean_kw: float
     basis: str
+    expected_kw: np.ndarray  # per interval: the history days' mean, or the forecast's median
 
 
 def owner_load_view(inp: AdmissionInput, owner: OwnerInput) -> _LoadView | None:
@@ -142,8 +146,9 @@ def owner_load_view(inp: AdmissionInput, owner: OwnerInput) -> _LoadView | None:
     :data:`bidding.core.MIN_HISTORY_DAYS` days."""
     fc = inp.forecast.window(owner.owner_id, inp.window) if inp.forecast is not None else None
     if fc is not None and inp.forecast is not None:
+        median = inp.forecast.median(fc)
         return _LoadView(_at_levels(fc, list(inp.forecast.levels), inp.levels),
-                         float(inp.forecast.median(fc).mean()), "the forecast's median")
+                         float(median.mean()), "the forecast's median", np.asarray(median))
     if len(owner.history) < MIN_HISTORY_DAYS:
         return None
     dates = [h.day for h in owner.history]
@@ -152,7 +157,7 @@ def owner_load_view(inp: AdmissionInput, owner: OwnerInput) -> _LoadView | None:
     used = ", ".join(d.isoformat() for d in sorted(dates[i] for i in use))
     rule = rule.replace("the event day's type", "the reference day's type")
     return _LoadView(np.quantile(hist, inp.levels, axis=0), float(hist.mean()),
-                     f"mean over {rule}: {used}")
+                     f"mean over {rule}: {used}", hist.mean(axis=0))
 
 
 def _at_levels(q: np.ndarray, have: list[float], want: Sequence[float]) -> np.ndarray:
@@ -174,6 +179,7 @@ class _Fleet:
     held: tuple[BidDevice, ...]
     season: Season
     excluded: dict[str, int]
+    down_caps: dict[str, np.ndarray]  # owner -> the export rule's cap, where it can bind
 
 
 def _excluded(inp: AdmissionInput, d: BidDevice) -> str | None:
@@ -212,7 +218,50 @@ def _count(inp: AdmissionInput, views: dict[int, _LoadView | None]) -> _Fleet:
     bq = np.stack(rows, axis=1) if rows else np.zeros((len(inp.levels), 0, len(inp.window)))
     season = MarketCalendar.from_programme(inp.programme, inp.calendar).season_of(inp.day)
     return _Fleet(tuple(fleet), bq, sum(d.available for d in fleet), tuple(held), season,
-                  excluded)
+                  excluded, _down_caps(inp, views, fleet, bq))
+
+
+def _down_caps(inp: AdmissionInput, views: dict[int, _LoadView | None], fleet: list[Any],
+               bq: np.ndarray) -> dict[str, np.ndarray]:
+    """The export rule as the offer applies it (:func:`bidding.export_rule.deliverable_cap_kw`:
+    the site's import at baseline, else the owner's expected load, kW per interval), for the
+    owners in the envelope whose cap can bind: below the most its devices could shed (each
+    device's highest baseline quantile less its lowest setpoint). Keyed by the fleet's owner."""
+    caps: dict[str, np.ndarray] = {}
+    for o in inp.owners:
+        view = views.get(o.owner_id)
+        rows = [i for i, d in enumerate(fleet) if d.owner == str(o.owner_id)]
+        if view is None or not rows:
+            continue
+        cap = deliverable_cap_kw(inp.programme.export_counts, DOWN, view.expected_kw,
+                                 site_baseline_kw(o, inp.day, inp.calendar))
+        most = sum(float(bq[:, i, :].max()) - min(fleet[i].min_setpoint_kw, 0.0) for i in rows)
+        if float(cap.min()) < most:
+            caps[str(o.owner_id)] = cap
+    return caps
+
+
+def _down_envelope(inp: AdmissionInput, fleet: _Fleet, hold: int) -> np.ndarray:
+    """The fleet's reduction per interval held for ``hold`` intervals (kW): the scheduler's
+    envelope of the owners the export rule does not bind, plus, per owner it may bind, the
+    smaller of its own envelope and its cap."""
+    from vpp.scheduler.envelope import flexibility_envelope
+
+    def env(rows: list[int]) -> np.ndarray:
+        if not rows:
+            return np.zeros(len(inp.window))
+        return np.asarray(flexibility_envelope(
+            [fleet.devices[i] for i in rows], fleet.baseline_q_kw[:, rows, :], inp.levels,
+            inp.confidence, sustain_intervals=hold,
+            interval_minutes=inp.programme.interval_minutes,
+            direction_sign=direction_sign(DOWN)).reduction_kw, dtype=float)
+
+    free = [i for i, d in enumerate(fleet.devices) if d.owner not in fleet.down_caps]
+    out = env(free)
+    for owner, cap in fleet.down_caps.items():
+        out = out + np.minimum(env([i for i, d in enumerate(fleet.devices)
+                                    if d.owner == owner]), cap)
+    return out
 
 
 def capacity_kw(inp: AdmissionInput, fleet: _Fleet, direction: str, hold: int) -> float:
@@ -226,11 +275,14 @@ def capacity_kw(inp: AdmissionInput, fleet: _Fleet, direction: str, hold: int) -
         return base
     from vpp.scheduler.envelope import flexibility_envelope
 
-    env = flexibility_envelope(fleet.devices, fleet.baseline_q_kw, inp.levels, inp.confidence,
-                               sustain_intervals=hold,
-                               interval_minutes=inp.programme.interval_minutes,
-                               direction_sign=direction_sign(direction))
-    held_through = sliding_window_view(np.asarray(env.reduction_kw, dtype=float), hold)
+    if direction == DOWN and fleet.down_caps:  # the export rule can bind some owners
+        reduction = _down_envelope(inp, fleet, hold)
+    else:
+        reduction = np.asarray(flexibility_envelope(
+            fleet.devices, fleet.baseline_q_kw, inp.levels, inp.confidence,
+            sustain_intervals=hold, interval_minutes=inp.programme.interval_minutes,
+            direction_sign=direction_sign(direction)).reduction_kw, dtype=float)
+    held_through = sliding_window_view(reduction, hold)
     return float(base + held_through.min(axis=1).max())
 
 

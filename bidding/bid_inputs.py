@@ -64,11 +64,18 @@ class HistoryDay:
 
 @dataclass(frozen=True)
 class OwnerInput:
-    """One owner: its devices and its whole history days (:func:`whole_days`), newest first."""
+    """One owner: its devices and its whole history days (:func:`whole_days`), newest first;
+    ``site_history``: the same of its site meter's import (kW, + import; empty where no device
+    of the owner reads a site meter), what :mod:`bidding.export_rule` caps the offer by;
+    ``latest_kw`` / ``latest_site_kw``: the last metered interval of each before the event
+    (None: none), the export rule's cap of an offer made without history."""
 
     owner_id: int
     devices: tuple[BidDevice, ...]
     history: tuple[HistoryDay, ...] = ()
+    site_history: tuple[HistoryDay, ...] = ()
+    latest_kw: float | None = None
+    latest_site_kw: float | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +199,26 @@ def whole_days(load_kw: pd.Series, start: datetime, end: datetime, history_days:
         if len(w) == n_t and bool(w.notna().all()):
             out.append(HistoryDay(day, w.to_numpy(dtype=float)))
     return tuple(out)
+
+
+def last_metered(load_kw: pd.Series) -> float | None:
+    """The last finite value of a kW series (None: none): an owner's latest metered interval."""
+    finite = load_kw[np.isfinite(load_kw.to_numpy(dtype=float))]
+    return None if finite.empty else float(finite.iloc[-1])
+
+
+def owner_input(owner_id: int, devices: Sequence[BidDevice], load_kw: pd.Series,
+                site_kw: pd.Series, start: datetime, end: datetime, history_days: int,
+                skip_days: set[date] | frozenset[date], tz: str,
+                interval_minutes: int) -> OwnerInput:
+    """One owner as an offer sees it, from its metered load and its site meter's import (kW
+    per interval up to the event, NaN = missing): :func:`whole_days` of each and the last
+    metered interval of each (:func:`last_metered`). The daemon's and the season's edges both
+    build owners here."""
+    days = [whole_days(s, start, end, history_days, skip_days, tz, interval_minutes)
+            for s in (load_kw, site_kw)]
+    return OwnerInput(owner_id, tuple(devices), days[0], days[1], last_metered(load_kw),
+                      last_metered(site_kw))
 
 
 def owners_of(devices: Sequence[BidDevice]) -> dict[int, list[BidDevice]]:

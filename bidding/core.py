@@ -17,11 +17,16 @@ for the daemon and the season simulator.
    Valley filling: the envelope of the rise above the load (the scheduler's
    ``direction_sign = -1``; else :func:`bidding.fallback.raise_kw`), and the deliverable
    quantiles with the sign reversed (:func:`bidding.offer.deliverable_quantiles`).
-3. **The offer rule** (:mod:`bidding.offer`, the band newsvendor) per owner, capped at the
+3. **The export rule** (:func:`bidding.export_rule.deliverable_cap_kw`, the settlement's rule
+   seen ahead): unless the programme counts export, a peak-shaving owner's envelope is capped
+   per interval by its site's import at baseline (the mean of its site meter's history days,
+   :func:`site_baseline_kw`), or without a site meter by its own expected load.
+4. **The offer rule** (:mod:`bidding.offer`, the band newsvendor) per owner, capped at the
    grid's request (pro rata), checked against the programme's minimums.
-4. **No history** (no owner has quantiles): with a ``no_history`` policy, the fallback offer
+5. **No history** (no owner has quantiles): with a ``no_history`` policy, the fallback offer
    (:func:`bidding.fallback.no_history_offer`, a declared share of what the eligible devices
-   hold for the whole event, with the rule and the reason; :class:`NoHistoryOfferRefused`
+   hold for the whole event, at most the export rule's cap on their last metered interval,
+   with the rule and the reason; :class:`NoHistoryOfferRefused`
    when it is not admissible); without one, :class:`~vpp.errors.NoHistoryError`.
 
 Raises :class:`~vpp.errors.ValidationError` when an estimate exists but yields no admissible
@@ -40,6 +45,7 @@ import pandas as pd
 
 from bidding.bid_inputs import BidDevice, BidInput, Offer, OwnerInput, OwnerShare
 from bidding.capability import device_capability_kw
+from bidding.export_rule import deliverable_cap_kw
 from bidding.fallback import history_gap, no_history_offer, raise_kw
 from bidding.offer import (
     VppOffer,
@@ -192,6 +198,18 @@ def owner_quantiles(inp: BidInput, owner: OwnerInput,
     return levels, hist.mean(axis=0), np.quantile(hist, levels, axis=0), "empirical (fallback)"
 
 
+def site_baseline_kw(owner: OwnerInput, event_date: date,
+                     calendar: DayCalendar) -> np.ndarray | None:
+    """The owner's site import at baseline over the window (kW per interval, + import): the
+    mean of its site meter's history days of the event day's type (:func:`same_type_days`;
+    all days with fewer), None without any (no site meter, or no whole day of readings)."""
+    days = owner.site_history
+    if not days:
+        return None
+    use, _ = same_type_days([h.day for h in days], event_date, calendar)
+    return np.vstack([days[i].load_kw for i in use]).mean(axis=0)
+
+
 def _envelopes(inp: BidInput, quantiles: dict[int, Quantiles],
                sources: dict[str, dict[str, str]]) -> Mapping[int, np.ndarray] | None:
     """Step 2: the envelopes given, or the scheduler's over the quantiles (None: capability)."""
@@ -253,6 +271,7 @@ def make_offer(inp: BidInput) -> Offer:
             flex_t = np.full(n_t, float(sum(cap)))
             esrc = "device capability (fallback)"
         key = str(owner.owner_id)
+        flex_t, esrc = _export_capped(inp, owner, base, flex_t, esrc)
         sources[key] = {"quantiles": qsrc, "envelope": esrc, **sources.get(key, {})}
         rq = deliverable_quantiles(flex_t, base, lq, inp.direction)
         offers.append(owner_offer(owner.owner_id, lv, rq, flex_t, inp.programme.band, price,
@@ -264,6 +283,21 @@ def make_offer(inp: BidInput) -> Offer:
         min_share_of_normal_load_pct=inp.programme.rules.min_share_of_normal_load_pct,
     )
     return _from_vpp(vpp, inp, capped_from, {"sources": sources})
+
+
+def _export_capped(inp: BidInput, owner: OwnerInput, base_kw: np.ndarray, flex_kw: np.ndarray,
+                   source: str) -> tuple[np.ndarray, str]:
+    """Step 3 for one owner: its envelope (kW per interval) under the export rule
+    (:func:`bidding.export_rule.deliverable_cap_kw`: the site's import at baseline, else the
+    owner's expected load ``base_kw``), and the envelope's source label, noting a cap."""
+    site = site_baseline_kw(
+        owner, inp.start.astimezone(ZoneInfo(inp.programme.timezone)).date(), inp.calendar)
+    cap = deliverable_cap_kw(inp.programme.export_counts, inp.direction, base_kw, site)
+    if not np.any(flex_kw > cap):
+        return flex_kw, source
+    why = ("the site's import at baseline" if site is not None
+           else "the owner's expected load (no site meter)")
+    return np.minimum(flex_kw, cap), f"{source} capped at {why}: export does not count"
 
 
 def _from_vpp(vpp: VppOffer, inp: BidInput, capped_from: float | None,
@@ -286,12 +320,17 @@ def _no_history(inp: BidInput, reason: str) -> Offer:
     working = calendar.is_workday(local)
     devices = [d for o in inp.owners for d in o.devices if d.eligible]
     soc = {d.device_id: d.soc_pct for d in devices if d.soc_pct is not None}
+    # the export rule on the owners' last metered interval (never metered: not capped)
+    caps = {o.owner_id: float(deliverable_cap_kw(
+        inp.programme.export_counts, inp.direction, np.array([o.latest_kw]),
+        None if o.latest_site_kw is None else np.array([o.latest_site_kw]))[0])
+        for o in inp.owners if o.latest_kw is not None}
     try:
         fb = no_history_offer(
             devices,  # type: ignore[arg-type]  # the protocol's fields, read-only here
             inp.programme, inp.product, start=inp.start, end=inp.end,
             season=calendar.season_of(local), requested_kw=inp.requested_kw or 0.0, price_yuan_per_kwh=inp.price_yuan_per_kwh,
-            fraction_pct=policy.fraction_pct, soc_pct=soc, gap=history_gap(
+            fraction_pct=policy.fraction_pct, soc_pct=soc, owner_cap_kw=caps, gap=history_gap(
                 inp.product.baseline, working, inp.start, policy.first_reading, reason))
     except ValidationError as exc:
         raise NoHistoryOfferRefused(f"{exc.message} (bidding from history: {reason})") from None

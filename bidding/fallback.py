@@ -22,7 +22,9 @@ of it, comfort protection took over within minutes, delivery fell to 34%, below 
     (``soc_pct``), or, unknown, half the usable window;
   - EV chargers: a charger sheds only while a vehicle charges: its charge (and V2G) power
     times the share of posts in use (:data:`bidding.capability.DEFAULT_AVAILABILITY`, 0.5);
-  and each kind times its season's availability (air conditioning sheds little in spring).
+  and each kind times its season's availability (air conditioning sheds little in spring);
+  per owner, at most ``owner_cap_kw`` (the export rule, :mod:`bidding.export_rule`, from the
+  owner's last metered interval: what its site imports, else its own load).
   A valley-filling product counts each device's rise instead (:func:`raise_kw`: a battery's
   charge into the room below its maximum state of charge; the other kinds declare none).
 * **Declared**: ``fraction_pct`` (``[bidding] no_history_fraction_pct``, default 40%) of that
@@ -173,6 +175,7 @@ def no_history_offer(
     start: datetime, end: datetime, season: Season, requested_kw: float,
     price_yuan_per_kwh: Decimal, fraction_pct: float, gap: HistoryGap,
     soc_pct: Mapping[int, float] | None = None,
+    owner_cap_kw: Mapping[int, float] | None = None,
 ) -> NoHistoryOffer:
     """The offer for ``devices`` (participating ones, the caller's filter) over ``start..end``
     (aware) in ``season`` (the market calendar's, :meth:`vpp.calendar.MarketCalendar.season_of`
@@ -189,6 +192,9 @@ def no_history_offer(
         kw = held_kw(d, hours, season, soc.get(int(d.id or 0)), product.direction.value)
         envelope[d.owner_id] = envelope.get(d.owner_id, 0.0) + kw
         by_kind[d.kind] = by_kind.get(d.kind, 0.0) + kw
+    for o, cap in (owner_cap_kw or {}).items():
+        if o in envelope:
+            envelope[o] = min(envelope[o], max(cap, 0.0))
     f = fraction_pct / 100
     rule = rule_text(gap, fraction_pct)
     offers = [OwnerOffer(o, round(env * f, 3), CapacityChoice(

@@ -2,32 +2,42 @@
 
 Meter data is the ``telemetry`` table (:class:`vpp.models.TelemetryReading`, UTC timestamps):
 readings are averaged per interval; an interval with no reading from a device is NaN, and an
-owner's interval is NaN when any of their devices is missing. Re-exported by
-:mod:`bidding.workflow`, which reads it to bid and settle.
+owner's interval is NaN when any of their devices is missing. A device behind a site meter
+also reports the site's import (``site_import_kw``, + import, - export): an owner's site
+import is :func:`owner_site_import`. Re-exported by :mod:`bidding.workflow`, which reads it to
+bid and settle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
 from sqlalchemy import DateTime, Engine, String, select, type_coerce
 
+from bidding.bid_inputs import BidDevice, OwnerInput, owner_input, owners_of
 from vpp.models import TelemetryReading, table_of
+
+#: The telemetry columns a meter frame can be read from.
+METER_COLUMNS = ("power_kw", "site_import_kw")
 
 
 def read_meter_frame(
     engine: Engine, device_ids: Sequence[int], start: datetime, end: datetime,
-    interval_minutes: int,
+    interval_minutes: int, column: str = "power_kw",
 ) -> pd.DataFrame:
     """Mean kW per (interval start, device) for ``start <= ts < end``; NaN where no reading.
+    ``column``: the device's own power (``power_kw``) or its site meter's import
+    (``site_import_kw``; NaN for devices without a site meter).
 
     Timestamps are fetched raw and parsed by pandas in one vectorised call (the per-row
     ``AwareDateTime`` conversion dominated the read otherwise); the stored values are UTC.
     """
+    if column not in METER_COLUMNS:
+        raise ValueError(f"column must be one of {METER_COLUMNS}, got {column!r}")
     t = table_of(TelemetryReading)
     ids = list(device_ids)
     sqlite = engine.dialect.name == "sqlite"
@@ -37,8 +47,10 @@ def read_meter_frame(
     power: list = []
     with engine.connect() as conn:
         for k in range(0, len(ids), 900):  # stay under bound-parameter limits
-            stmt = select(t.c.device_id, ts_col, t.c.power_kw).where(
-                t.c.device_id.in_(ids[k:k + 900]), t.c.ts >= start, t.c.ts < end)
+            value = t.c[column]
+            stmt = select(t.c.device_id, ts_col, value).where(
+                t.c.device_id.in_(ids[k:k + 900]), t.c.ts >= start, t.c.ts < end,
+                value.is_not(None))
             for d, ts, p in conn.execute(stmt):
                 dev.append(d)
                 stamps.append(ts)
@@ -73,3 +85,67 @@ def owner_load(meter: pd.DataFrame, owner_devices: dict[int, list[int]]) -> pd.D
     missing = np.asarray(g.T.dot(nan.T.astype(np.float64)).T) > 0
     out[missing] = np.nan
     return pd.DataFrame(out, index=meter.index, columns=order)
+
+
+def site_import_by_owner(site_kw: np.ndarray, owner_of: np.ndarray, n_owners: int) -> np.ndarray:
+    """Owners' site import (owners x intervals, kW) from their devices' (devices x intervals,
+    NaN where a device has no site reading); ``owner_of``: each device's owner position.
+
+    A device that reads a site meter (any finite value in ``site_kw``) reads the meter of its
+    own grid connection (one hybrid inverter or storage EMS per site, the usual installation;
+    where several inverters share one meter, map it on one of them only), so an owner's site
+    import is the sum over its devices that read one. An interval where one of them has no
+    reading is NaN for the owner (the settlement's floor applies there), as is every interval
+    of an owner none of whose devices reads a site meter."""
+    site = np.asarray(site_kw, dtype=float)
+    n_t = site.shape[1]
+    seen = np.isfinite(site)
+    reads = seen.any(axis=1)
+    cell = (np.asarray(owner_of, dtype=np.int64)[:, None] * n_t + np.arange(n_t)).ravel()
+    total = np.bincount(cell, weights=np.where(seen, site, 0.0).ravel(), minlength=n_owners * n_t)
+    gaps = np.bincount(cell, weights=(reads[:, None] & ~seen).ravel().astype(float),
+                       minlength=n_owners * n_t)
+    readers = np.bincount(np.asarray(owner_of, dtype=np.int64), weights=reads.astype(float),
+                          minlength=n_owners)
+    ok = (gaps.reshape(n_owners, n_t) == 0) & (readers[:, None] > 0)
+    return np.where(ok, total.reshape(n_owners, n_t), np.nan)
+
+
+def owner_site_import(site: pd.DataFrame, owner_devices: dict[int, list[int]]) -> pd.DataFrame:
+    """:func:`site_import_by_owner` over a frame from :func:`read_meter_frame` (``column=
+    "site_import_kw"``); columns are the owners of ``owner_devices``."""
+    order = list(owner_devices)
+    cols = [d for devs in owner_devices.values() for d in devs]
+    owner_of = np.array([i for i, o in enumerate(order) for _ in owner_devices[o]],
+                        dtype=np.int64)
+    sub = site.reindex(columns=cols).to_numpy(dtype=float).T
+    out = site_import_by_owner(sub, owner_of, len(order))
+    return pd.DataFrame(out.T, index=site.index, columns=order)
+
+
+def read_owner_site(engine: Engine, owner_devices: dict[int, list[int]], start: datetime,
+                    end: datetime, interval_minutes: int) -> pd.DataFrame:
+    """Owners' site import (kW per interval, + import; NaN: not metered) for ``start <= ts <
+    end``: :func:`read_meter_frame` of ``site_import_kw``, then :func:`owner_site_import`."""
+    ids = [d for devs in owner_devices.values() for d in devs]
+    return owner_site_import(read_meter_frame(engine, ids, start, end, interval_minutes,
+                                              column="site_import_kw"), owner_devices)
+
+
+def read_owner_inputs(engine: Engine, devices: Sequence[BidDevice], start: datetime,
+                      end: datetime, history_days: int, skip_days: set[date], tz: str,
+                      interval_minutes: int) -> list[OwnerInput]:
+    """Each owner of ``devices`` as an offer or the admission check sees it: its devices, its
+    metered load and its site meter's import over ``[start, end)``'s clock window on each of
+    the ``history_days`` days before, ``skip_days`` left out, and their last metered intervals
+    (:func:`bidding.bid_inputs.owner_input`). The one reader of owners' history for the daemon's offer and admission."""
+    if not devices:
+        return []
+    by_owner = owners_of(devices)
+    since = start - timedelta(days=history_days)
+    groups = {o: [d.device_id for d in ds] for o, ds in by_owner.items()}
+    loads = owner_load(read_meter_frame(engine, [d.device_id for d in devices], since, start,
+                                        interval_minutes), groups)
+    sites = read_owner_site(engine, groups, since, start, interval_minutes)
+    return [owner_input(o, ds, loads[o], sites[o], start, end, history_days, skip_days, tz,
+                        interval_minutes) for o, ds in by_owner.items()]

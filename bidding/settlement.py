@@ -7,7 +7,9 @@ programme's band, and optionally the time-of-use tariff. Outputs are exact integ
 * Response per interval: ``baseline - metered`` for peak shaving (``metered - baseline`` for
   valley filling), converted to integer Wh per owner and interval; the VPP response is the sum.
   Unless the programme counts export (``export_counts``), peak shaving credits an owner's
-  metered load no lower than zero (a battery's export past its host site's load pays nothing).
+  metered load as :func:`bidding.export_rule.credited_meter` does: export at the owner's site
+  meter (``site_import_kw`` below zero) is added back, and an owner whose site is not metered
+  is credited no lower than zero (a battery's export past its host site's load pays nothing).
 * Band (``Band.basis``, over the whole event or per interval): below ``lower_pct`` of declared
   nothing is paid and the penalty is ``(declared * ref% - max(actual, 0)) * price * factor``;
   from ``lower_pct`` to ``upper_pct`` the response is paid; above, it is paid at ``upper_pct``.
@@ -147,6 +149,7 @@ class _Loads:
     meter_kw: np.ndarray
     in_event: np.ndarray  # bool per interval: the event window
     declared_kw: np.ndarray  # per owner: their share of the offer
+    site_kw: np.ndarray | None  # (owners, intervals) site import, NaN: not metered; None: none
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,8 @@ class _OwnerSplit:
 
 
 def _check_loads(index: pd.DatetimeIndex, owner_ids: Sequence[int], baseline_kw: Any,
-                 metered_kw: Any, owner_declared_kw: Sequence[float], in_event: Any) -> _Loads:
+                 metered_kw: Any, owner_declared_kw: Sequence[float], in_event: Any,
+                 site_import_kw: Any = None) -> _Loads:
     """Shapes, completeness and signs of the load inputs; raises :class:`SettlementError`."""
     if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
         raise SettlementError("index must be a timezone-aware DatetimeIndex of interval starts")
@@ -238,7 +242,8 @@ def _check_loads(index: pd.DatetimeIndex, owner_ids: Sequence[int], baseline_kw:
         raise SettlementError("owner_declared_kw needs one non-negative value per owner")
     if decl_owner.sum() <= 0:
         raise SettlementError("declared capacity must be positive")
-    return _Loads(base, meter, mask, decl_owner)
+    site = None if site_import_kw is None else _as_matrix(site_import_kw, "site_import_kw", n, t)
+    return _Loads(base, meter, mask, decl_owner, site)
 
 
 def _check_terms(price_yuan_per_kwh: Decimal, price_cap_yuan_per_kwh: Decimal | None,
@@ -268,7 +273,9 @@ def _energy_wh(loads: _Loads, sign: float, interval_minutes: int,
     ev = np.flatnonzero(loads.in_event)
     base_wh = np.rint(loads.base_kw * dt_h * 1000.0).astype(np.int64)
     meter_wh = np.rint(loads.meter_kw * dt_h * 1000.0).astype(np.int64)
-    resp_wh = (base_wh - credited_meter(meter_wh, sign, export_counts)) * (1 if sign > 0 else -1)
+    site_wh = None if loads.site_kw is None else np.rint(loads.site_kw * dt_h * 1000.0)
+    credited = credited_meter(meter_wh, sign, export_counts, site_wh)
+    resp_wh = (base_wh - credited) * (1 if sign > 0 else -1)
     decl_owner_wh = np.rint(loads.declared_kw * dt_h * 1000.0).astype(np.int64)  # per interval
     decl_t_wh = int(decl_owner_wh.sum())
     resp_t = resp_wh[:, ev].sum(axis=0)  # VPP response per event interval, Wh
@@ -377,7 +384,7 @@ def _interval_frame(index: pd.DatetimeIndex, loads: _Loads, sign: float, energy:
                     export_counts: bool) -> pd.DataFrame:
     """The VPP per interval (kW, ratio, kWh the interval basis would pay, ToU period/price)."""
     base, mask = loads.base_kw, loads.in_event
-    meter = credited_meter(loads.meter_kw, sign, export_counts)
+    meter = credited_meter(loads.meter_kw, sign, export_counts, loads.site_kw)
     frame = pd.DataFrame(
         {
             "in_event": mask,
@@ -417,18 +424,21 @@ def settle_event(
     price_cap_yuan_per_kwh: Decimal | None = None,
     tariff: TouTariff | None = None,
     interval_minutes: int,
-    export_counts: bool = True,
+    export_counts: bool,
+    site_import_kw: Any = None,
 ) -> EventSettlement:
     """Settle one event. Arrays are (owners, intervals); ``index`` holds the starts of the
     programme's ``interval_minutes`` measurement intervals.
 
     ``in_event`` (bool per interval, default all) marks the event window; intervals outside it
-    count only for the ToU bill change. ``export_counts``: pass the programme's (module
-    docstring; the default, True, is the rule before it was a programme key).
+    count only for the ToU bill change. ``export_counts``: the programme's (required: the
+    daemon and the season settle by the same rule); ``site_import_kw``: (owners, intervals)
+    kW at each owner's site meter, + import, NaN where not metered (None: no site meters).
     Raises :class:`SettlementError` for missing or inconsistent data, a price over the cap, or
     money that would not balance.
     """
-    loads = _check_loads(index, owner_ids, baseline_kw, metered_kw, owner_declared_kw, in_event)
+    loads = _check_loads(index, owner_ids, baseline_kw, metered_kw, owner_declared_kw, in_event,
+                         site_import_kw)
     terms = _check_terms(price_yuan_per_kwh, price_cap_yuan_per_kwh, fee_pct, direction)
     energy = _energy_wh(loads, terms.sign, interval_minutes, export_counts)
     banded = _apply_band(energy, band)

@@ -1,6 +1,6 @@
-"""What meter data a settlement accepts and credits: its error, missing readings (the "no
-response" rule) and export past a metering point's own load (the programme's
-``export_counts``). Pure numpy; re-exported by :mod:`bidding.settlement`.
+"""What meter data a settlement accepts and credits: its error and missing readings (the "no
+response" rule); export past a site's own load (the programme's ``export_counts``) is
+:mod:`bidding.export_rule`. Pure numpy; re-exported by :mod:`bidding.settlement`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from bidding.export_rule import credited_meter  # noqa: F401  # re-exported
 from vpp.errors import ValidationError
 
 
@@ -51,11 +52,3 @@ def fill_unmetered(metered_kw: Any, baseline_kw: Any) -> tuple[np.ndarray, np.nd
     gap = ~np.isfinite(meter)
     meter[gap] = base[gap]
     return meter, gap & np.isfinite(base)
-
-
-def credited_meter(meter: np.ndarray, sign: float, export_counts: bool) -> np.ndarray:
-    """The metered load a response is measured against: for peak shaving (``sign`` > 0) no
-    lower than zero unless the programme counts export, so a battery discharging past its host
-    site's load (the owner's metering point going negative) earns nothing for the export; as
-    metered otherwise (valley filling, or export counts)."""
-    return meter if export_counts or sign < 0 else np.maximum(meter, 0)

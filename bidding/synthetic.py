@@ -28,6 +28,13 @@ TZ = zone()  # the default market time zone (vpp.timeutil)
 #: the tests and the demo settle from this data
 INTERVAL_MINUTES = 15
 
+#: A battery's host site (the rest of the load behind its grid connection), as a multiple of
+#: its rating at full load, shaped as an industrial park's day (the demo's battery is a park's
+#: storage): its site meter reads host load + battery power (``telemetry.site_import_kw``, the
+#: export rule's site meter). Stand-in figure, as the scenario's C&I batteries: storage sized
+#: at about half its site's load (``config/scenarios/zhuzhou-2025.toml``, ASSUMPTION there).
+HOST_SHARE_OF_BATTERY = 2.0
+
 
 def daily_shape(kind: str, hours: np.ndarray, workday: bool) -> np.ndarray:
     """Load as a fraction of rated power at local ``hours`` (float hours of day)."""
@@ -69,12 +76,32 @@ def device_load_kw(
     return out
 
 
+def site_import_kw(devices: Sequence[SyntheticDevice | Device], index: pd.DatetimeIndex,
+                   load_kw: np.ndarray) -> np.ndarray:
+    """(devices, intervals) kW at each battery's site meter: its host site's load
+    (:data:`HOST_SHARE_OF_BATTERY` of its rating, an industrial load's day) plus the
+    battery's own power; NaN for the other kinds (no site meter)."""
+    local = index.tz_convert(TZ)
+    hours = np.asarray(local.hour + local.minute / 60.0)
+    workday = np.asarray(local.day_of_week < 5)
+    host = np.where(workday, daily_shape("industrial_load", hours, True),
+                    daily_shape("industrial_load", hours, False))
+    out = np.full((len(devices), len(index)), np.nan)
+    for i, d in enumerate(devices):
+        if d.kind == "battery":
+            out[i] = d.rated_power_kw * HOST_SHARE_OF_BATTERY * host + load_kw[i]
+    return out
+
+
 def write_meter(engine: Engine, devices: Sequence[SyntheticDevice | Device],
                 index: pd.DatetimeIndex, load_kw: np.ndarray, batch: int = 50_000) -> int:
-    """Write interval meter readings (one row per device and interval) to ``telemetry``."""
+    """Write interval meter readings (one row per device and interval) to ``telemetry``, with
+    the batteries' site meters (:func:`site_import_kw`)."""
     ts = [t.to_pydatetime() for t in index]
+    site = site_import_kw(devices, index, load_kw)
     rows = [
-        {"device_id": d.id, "ts": t, "power_kw": float(load_kw[i, k]), "available": True}
+        {"device_id": d.id, "ts": t, "power_kw": float(load_kw[i, k]), "available": True,
+         "site_import_kw": None if np.isnan(site[i, k]) else float(site[i, k])}
         for i, d in enumerate(devices) for k, t in enumerate(ts)
     ]
     with engine.begin() as conn:

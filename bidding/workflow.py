@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,9 +31,6 @@ from bidding.bid_inputs import (
     BidInput,
     NoHistoryPolicy,
     Offer,
-    OwnerInput,
-    owners_of,
-    whole_days,
 )
 from bidding.core import (  # noqa: F401  # re-exported: the rule's constants live in core
     MIN_HISTORY_DAYS,
@@ -43,7 +40,12 @@ from bidding.core import (  # noqa: F401  # re-exported: the rule's constants li
     scheduler_envelopes,
 )
 from bidding.ledger import PostedSettlement, post_settlement
-from bidding.meter_frame import owner_load, read_meter_frame  # re-exported
+from bidding.meter_frame import (  # re-exported
+    owner_load,
+    read_meter_frame,
+    read_owner_inputs,
+    read_owner_site,
+)
 from bidding.offer import cap_owner_offers as cap_offers  # noqa: F401  # re-exported
 from bidding.participants import DeviceStanding, can_take_part, opted_out
 from bidding.programme import Product, Programme, load_programme
@@ -141,9 +143,8 @@ def load_bid_input(
 
     Devices: every device of the fleet (an owner's history is the sum of all its meters), each
     marked ``eligible`` by :func:`bidding.participants.can_take_part` (active, not opted out);
-    history: the last ``history_days`` days of ``telemetry`` (:func:`read_meter_frame`, per
-    owner :func:`owner_load`, then :func:`bidding.bid_inputs.whole_days`), other events' days
-    skipped; ``soc_pct``: the latest polled state of charge per device id; ``calendar``: the
+    history: the last ``history_days`` days of ``telemetry`` per owner, load and site meter
+    (:func:`read_owner_inputs`), other events' days skipped; ``soc_pct``: the latest polled state of charge per device id; ``calendar``: the
     configured working days (``forecasting.calendar``) the history's day types follow."""
     require_aware(ev.start, "event start")
     product = prog.check_event(ev.event_type, ev.direction, ev.start, ev.end)
@@ -153,17 +154,10 @@ def load_bid_input(
     if price is None:
         raise ValidationError(f"{product.key} has no energy price or cap: pass a bid price")
     devices = bid_devices(session.exec(sql_select(Device)), soc_pct or {})
-    by_owner = owners_of(devices)
     step = prog.interval_minutes
     skip = set(other_event_days(session, int(ev.id or 0), prog.timezone))
-    owners = []
-    if devices:
-        meter = read_meter_frame(engine, [d.device_id for d in devices],
-                                 ev.start - timedelta(days=history_days), ev.start, step)
-        loads = owner_load(meter, {o: [d.device_id for d in ds] for o, ds in by_owner.items()})
-        owners = [OwnerInput(o, tuple(ds), whole_days(
-            loads[o], ev.start, ev.end, history_days, skip, prog.timezone, step))
-            for o, ds in by_owner.items()]
+    owners = read_owner_inputs(engine, devices, ev.start, ev.end, history_days, skip,
+                               prog.timezone, step)
     policy = None
     if no_history_fraction_pct is not None:
         policy = NoHistoryPolicy(no_history_fraction_pct, _first_reading(
@@ -459,8 +453,8 @@ def settle_from_db(
 ) -> SettleOutcome:
     """Settle an event from its bid and the meter data, and post it (idempotent).
 
-    ``calendar``: the configured working days (``forecasting.calendar``, the one the bid used):
-    which history days are working days for every baseline the settlement computes.
+    ``calendar``: the configured working days (``forecasting.calendar``, the bid's): which
+    history days are working days for every baseline the settlement computes.
 
     ``unmetered``: what a device without meter data in an interval of the settled window
     means. ``"error"`` (the default, for an operator settling by hand): the settlement is
@@ -469,6 +463,9 @@ def settle_from_db(
     :func:`bidding.settlement.fill_unmetered`), or, when the device has no baseline of its
     own, the owner's whole interval counts as no response; the others are settled, and the
     settlement's detail lists what was not metered (``unmetered``).
+
+    Export: the programme's ``export_counts`` (read here, not passed in: no caller settles by
+    another rule than the bid's) and the owners' site meters (:mod:`bidding.export_rule`).
     """
     if unmetered not in ("error", "no_response"):
         raise ValidationError(f"unmetered must be 'error' or 'no_response', got {unmetered!r}")
@@ -477,6 +474,8 @@ def settle_from_db(
     win = _settle_window(rows, rebound_hours)
     based = _owner_baselines(engine, rows, win, calendar)
     metered = _metered_kw(based, rows, win, unmetered, calendar)
+    site = read_owner_site(engine, rows.owner_devs, win.start.to_pydatetime(),
+                           win.win_end.to_pydatetime(), prog.interval_minutes)
     result = settle_event(
         index=win.index, owner_ids=rows.owner_ids, baseline_kw=based.base_kw,
         metered_kw=metered.kw, owner_declared_kw=[rows.shares_kw[o] for o in rows.owner_ids],
@@ -484,7 +483,8 @@ def settle_from_db(
         fee_pct=Decimal(str(fee_pct)), direction=rows.event.direction, in_event=win.in_event,
         capacity_price_yuan_per_kw=product.capacity_price_yuan_per_kw,
         price_cap_yuan_per_kwh=product.price_cap_yuan_per_kwh, tariff=prog.tariff,
-        interval_minutes=prog.interval_minutes,
+        interval_minutes=prog.interval_minutes, export_counts=prog.export_counts,
+        site_import_kw=site.reindex(win.index)[rows.owner_ids].to_numpy().T,
     )
     posted = _post_settled(engine, event_id, rows, result, based.baselines, metered.gaps, actor)
     return SettleOutcome(rows.event, rows.bid, prog, result, posted, rows.names, based.baselines,

@@ -33,7 +33,14 @@ from device_adapters.codec import (
 from device_adapters.errors import ImplausibleValue, MalformedReply, UnsafeWrite
 from device_adapters.flex import flexibility
 from device_adapters.modbus_client import GatewayClient, control_requests
-from device_adapters.profile import CURRENT_UNITS, UNIT_FACTORS, Action, Profile, plan_blocks
+from device_adapters.profile import (
+    CURRENT_UNITS,
+    MEASURE_FIELDS,
+    UNIT_FACTORS,
+    Action,
+    Profile,
+    plan_blocks,
+)
 from device_adapters.protocol import DeviceState, SetpointResult, clamp_setpoint
 from device_adapters.registers import DataType, EncodingError, resolution
 from vpp.device_kinds import DeviceKind
@@ -95,7 +102,7 @@ class ProfileAdapter:
         # field -> (point, its unit's factor to the canonical unit, or None: via the current
         # factor, sign); None: the profile does not measure it
         self._measures: dict[str, tuple[str, float | None, int] | None] = {}
-        for f in ("power_kw", "energy_kwh", "soc_pct", "indoor_temp_c"):
+        for f in MEASURE_FIELDS:
             ref = getattr(profile.measure, f)
             if ref is None:
                 self._measures[f] = None
@@ -205,6 +212,7 @@ class ProfileAdapter:
             device_id=self.device_id, ts=self._clock(), power_kw=power,
             energy_kwh=self._measure(values, "energy_kwh"), soc_pct=soc, indoor_temp_c=temp,
             available=True, flex_down_kw=down, flex_up_kw=up,
+            site_import_kw=self._measure(values, "site_import_kw"),
             detail={"latency_ms": (time.perf_counter() - t0) * 1000.0,
                     "active_setpoint_kw": self.active_setpoint_kw,
                     # a control write landed while these registers were read: the reading may

@@ -101,10 +101,20 @@ class MeasureRef(_Model):
 
 
 class Measure(_Model):
+    """What a poll reads: the device's power (+ consumption), and where the device has them its
+    energy counter, state of charge, indoor temperature and the site meter it reads
+    (``site_import_kw``: kW at the site's grid connection, + import; map a vendor's
+    "+ export" register with ``sign = -1``)."""
+
     power_kw: MeasureRef
     energy_kwh: MeasureRef | None = None
     soc_pct: MeasureRef | None = None
     indoor_temp_c: MeasureRef | None = None
+    site_import_kw: MeasureRef | None = None
+
+
+#: The fields of :class:`Measure`, in poll order.
+MEASURE_FIELDS = ("power_kw", "energy_kwh", "soc_pct", "indoor_temp_c", "site_import_kw")
 
 
 class Action(_Model):
@@ -191,7 +201,7 @@ class Profile(_Model):
             if name is not None and name not in names:
                 raise ValueError(f"{where} names unknown point {name!r}")
 
-        for field_name in ("power_kw", "energy_kwh", "soc_pct", "indoor_temp_c"):
+        for field_name in MEASURE_FIELDS:
             ref = getattr(self.measure, field_name)
             if ref is not None:
                 need(ref.point, f"measure.{field_name}")
@@ -234,7 +244,7 @@ class Profile(_Model):
     def poll_points(self) -> list[str]:
         """Points read on every poll: measurements, their scale factors and percent bases."""
         out: list[str] = []
-        for field_name in ("power_kw", "energy_kwh", "soc_pct", "indoor_temp_c"):
+        for field_name in MEASURE_FIELDS:
             ref = getattr(self.measure, field_name)
             if ref is not None:
                 out.append(ref.point)

@@ -17,7 +17,9 @@ from vpp.device_kinds import DeviceKind
 @dataclass
 class DeviceState:
     """What a device reports now. ``flex_down_kw``: how much it can reduce consumption now;
-    ``flex_up_kw``: how much it can increase it (both >= 0)."""
+    ``flex_up_kw``: how much it can increase it (both >= 0). ``site_import_kw``: the site
+    meter the device reads (a hybrid inverter's grid meter), kW at the site's grid connection,
+    + import, - export; None when the device has no site meter."""
 
     device_id: int
     ts: datetime
@@ -29,6 +31,7 @@ class DeviceState:
     flex_down_kw: float
     flex_up_kw: float
     detail: dict[str, Any] = field(default_factory=dict)
+    site_import_kw: float | None = None
 
 
 @dataclass

@@ -27,9 +27,8 @@ from bidding.bid_inputs import (
     BidInput,
     NoHistoryPolicy,
     Offer,
-    OwnerInput,
+    owner_input,
     owners_of,
-    whole_days,
 )
 from bidding.core import bid_price, direction_sign, make_offer
 from bidding.participants import DeviceStanding, participants
@@ -182,16 +181,18 @@ def bid_call(settings, call, programme: Programme, product: Product, meter: Mete
     """The offer for ``call`` (:class:`sim.grid.GridCall`) by the production core,
     :func:`bidding.core.make_offer`, with the inputs the daemon's intake gives it: the
     forecaster's owner quantiles (:class:`Forecasts`), else the owners' last 10 days of meter
-    data (:func:`bidding.bid_inputs.whole_days`, other events' days skipped), the scheduler's
+    data (:func:`bidding.bid_inputs.whole_days`, other events' days skipped; their site meters'
+    the same, for the export rule), the scheduler's
     envelope, the programme's price lowered to the call's cap (:func:`bidding.core.bid_price`)
     and the no-history fallback (``[bidding] no_history_fraction_pct``)."""
     step = programme.interval_minutes
     skip = set(other_event_days)
     history_days = BID_HISTORY_DAYS  # as the daemon bids
     by_owner = owners_of(devices)
-    owners = tuple(OwnerInput(o, tuple(ds), whole_days(
-        meter.owner_series(o, issue), call.start, call.end, history_days, skip,
-        programme.timezone, step)) for o, ds in by_owner.items())
+    owners = tuple(owner_input(o, ds, meter.owner_series(o, issue),
+                               meter.owner_site_series(o, issue), call.start, call.end,
+                               history_days, skip, programme.timezone, step)
+                   for o, ds in by_owner.items())
     metered = np.flatnonzero(np.isfinite(meter.owner_kw[:, :meter.position(issue)]).any(axis=0))
     first = meter.index[metered[0]].to_pydatetime() if metered.size else None
     inp = BidInput(
@@ -207,13 +208,16 @@ def bid_call(settings, call, programme: Programme, product: Product, meter: Mete
 
 def settle(programme: Programme, index: pd.DatetimeIndex, baseline_kw: np.ndarray,
            metered_kw: np.ndarray, owner_declared_kw: dict[int, float], price: Decimal,
-           fee_pct: float, interval_minutes: int) -> tuple[EventSettlement, list[int]]:
+           fee_pct: float, interval_minutes: int,
+           site_import_kw: np.ndarray | None = None) -> tuple[EventSettlement, list[int]]:
     """Settle the event (``bidding.settlement.settle_event``) over the owners taking part: those
     with a declared share above zero and a baseline (as the daemon settles,
     :func:`vpp.daemon.delivery.declared_by_owner`). An owner who declared nothing is neither
     dispatched (:func:`participant_rows`) nor settled: counting its metering point would add its
     baseline error (e.g. heating load on a cold day against warmer baseline days) to a response
-    it was never asked for. Returns the settlement and the owner rows it covers."""
+    it was never asked for. Export: the programme's ``export_counts`` with the owners' site
+    meters (``site_import_kw``, owners x intervals, NaN: none), as the daemon settles.
+    Returns the settlement and the owner rows it covers."""
     rows = [o for o in sorted(owner_declared_kw)
             if owner_declared_kw[o] > 0 and np.isfinite(baseline_kw[o]).all()]
     if not rows:
@@ -223,6 +227,7 @@ def settle(programme: Programme, index: pd.DatetimeIndex, baseline_kw: np.ndarra
         owner_declared_kw=[owner_declared_kw[o] for o in rows], price_yuan_per_kwh=price,
         band=programme.band, fee_pct=Decimal(str(fee_pct)), tariff=None,
         interval_minutes=interval_minutes, export_counts=programme.export_counts,
+        site_import_kw=None if site_import_kw is None else site_import_kw[rows],
     )
     check_balance(res)
     return res, rows

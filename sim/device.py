@@ -28,7 +28,7 @@ from device_adapters.codec import (
     point_to_kw,
     quantise,
 )
-from device_adapters.profile import Action, Profile
+from device_adapters.profile import MEASURE_FIELDS, Action, Profile
 from device_adapters.registers import DataType, EncodingError
 from sim.physics.factory import Physics
 
@@ -214,10 +214,9 @@ class SimulatedDevice:
         if self.faults.stuck:
             return
         m = self.profile.measure
-        for field_name, attr in (("power_kw", "power_kw"), ("energy_kwh", "energy_kwh"),
-                                 ("soc_pct", "soc_pct"), ("indoor_temp_c", "indoor_temp_c")):
+        for field_name in MEASURE_FIELDS:  # the physics' attributes have the same names
             ref = getattr(m, field_name)
-            value = getattr(self.physics, attr, None)
+            value = getattr(self.physics, field_name, None)
             if ref is None or value is None:
                 continue
             try:

@@ -67,6 +67,7 @@ class InProcessAdapter:
             device_id=self.device_id, ts=self._last, power_kw=p.power_kw,
             energy_kwh=p.energy_kwh, soc_pct=p.soc_pct, indoor_temp_c=p.indoor_temp_c,
             available=True, flex_down_kw=down, flex_up_kw=up,
+            site_import_kw=getattr(p, "site_import_kw", None),
             detail={"active_setpoint_kw": self.setpoint_kw,
                     "override": bool(getattr(p, "override", False))},
         )

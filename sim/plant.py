@@ -4,7 +4,9 @@
 :meth:`CityPlant.advance` moves the clock one market interval: it applies the scenario behaviour
 for the interval (:mod:`sim.scenarios.behaviour`), lets every device integrate its physics
 through the adapter protocol (``read_state``, the telemetry the aggregator sees) and returns the
-revenue-meter reading of every device (average kW over the interval, from its energy counter).
+revenue-meter reading of every device (average kW over the interval, from its energy counter);
+:attr:`CityPlant.site_kw` is what the site meters read over it (a battery's host load plus its
+average power; NaN for devices without a site meter).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class CityPlant:
         self._shaped = [i for i, k in enumerate(self._kinds) if k in BEHAVIOUR_KINDS]
         self._energy = self._counters()
         self.states: list[DeviceState | None] = [None] * len(self.devices)
+        host = [getattr(a.physics, "host_load_kw", None) for a in self.adapters]
+        self._host_kw = np.array([np.nan if h is None else float(h) for h in host])
+        self.site_kw = np.full(len(self.devices), np.nan)
 
     def _counters(self) -> np.ndarray:
         return np.array([behaviour.meter_energy_kwh(a.physics, k)
@@ -72,6 +77,7 @@ class CityPlant:
         energy = self._counters()
         kw = (energy - self._energy) / (minutes / 60)
         self._energy = energy
+        self.site_kw = self._host_kw + kw  # the host load is constant over the step
         return kw
 
     def end_time(self, minutes: int) -> datetime:

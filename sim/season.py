@@ -194,7 +194,7 @@ class SeasonRun:
                 for p in list(pending.values()):
                     await self._dispatch_step(p, ts)
                 kw = await self.plant.advance(self.step)
-                self.meter.record(pos, kw)
+                self.meter.record(pos, kw, self.plant.site_kw)
                 for p in pending.values():
                     if p.twin is not None:
                         await p.twin.step(float(temp.iloc[pos]), self.step)
@@ -406,7 +406,7 @@ class SeasonRun:
             # settle() keeps the owners with a declared share and a baseline
             res, rows = aggregator.settle(p.programme, idx, base.kw, metered, p.owner_declared,
                                           p.price, self.settings.bidding.aggregator_fee_pct,
-                                          self.step)
+                                          self.step, self.meter.site_window(start, end))
         except ValidationError as exc:
             p.notes.append(f"not settled: {exc.message}")
             self._skip_settled(p, city_mw)

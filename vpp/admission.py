@@ -20,8 +20,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bidding.admission import AdmissionInput, assess_admission
-from bidding.bid_inputs import BID_HISTORY_DAYS, BidDevice, OwnerInput, owners_of, whole_days
-from bidding.meter_frame import owner_load, read_meter_frame
+from bidding.bid_inputs import BID_HISTORY_DAYS, BidDevice
+from bidding.meter_frame import read_owner_inputs
 from bidding.programme import Programme, load_programme, read_programme_file
 from bidding.rules import Direction
 from bidding.tariff import _minute_of_day
@@ -129,15 +129,8 @@ def load_admission_input(engine: Engine, settings: Settings, *, day: date | None
         devices = _devices(s, soc)
         skip = set(other_event_days(s, -1, prog.timezone))
     step = prog.interval_minutes
-    by_owner = owners_of(devices)
-    owners: list[OwnerInput] = []
-    if devices:
-        meter = read_meter_frame(engine, [d.device_id for d in devices],
-                                 start - timedelta(days=history_days), start, step)
-        loads = owner_load(meter, {o: [d.device_id for d in ds] for o, ds in by_owner.items()})
-        owners = [OwnerInput(o, tuple(ds), whole_days(loads[o], start, end, history_days, skip,
-                                                      prog.timezone, step))
-                  for o, ds in by_owner.items()]
+    owners = read_owner_inputs(engine, devices, start, end, history_days, skip, prog.timezone,
+                               step)
     return AdmissionInput(programme=prog, vpp_type=settings.bidding.vpp_type, window=idx,
                           owners=tuple(owners),
                           calendar=make_calendar(settings.forecasting.calendar),

@@ -185,6 +185,9 @@ class TelemetryReading(SQLModel, table=True):
     available: bool = True
     flexibility_kw: float | None = None
     latency_ms: float | None = None
+    # kW at the site's grid connection behind which the device sits (+ import, - export), from
+    # the device's site meter (a hybrid inverter's grid meter); None: no site meter
+    site_import_kw: float | None = None
 
 
 class GridEvent(SQLModel, table=True):

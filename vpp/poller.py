@@ -250,7 +250,8 @@ class Poller:
             st.online = True
             self._pending_status[a.device_id] = (DeviceStatus.ACTIVE.value, None)
         readings.append(Reading(a.device_id, state.ts, state.power_kw, state.energy_kwh,
-                                state.soc_pct, True, state.flex_down_kw, latency_ms))
+                                state.soc_pct, True, state.flex_down_kw, latency_ms,
+                                state.site_import_kw))
         return None
 
     def _record_failure(self, a: ProfileAdapter, exc: DeviceError,

@@ -21,7 +21,7 @@ from vpp.timeutil import require_aware
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One poll of one device (kW, kWh, %)."""
+    """One poll of one device (kW, kWh, %; ``site_import_kw``: :class:`vpp.models.TelemetryReading`)."""
 
     device_id: int
     ts: datetime
@@ -31,6 +31,7 @@ class Reading:
     available: bool = True
     flexibility_kw: float | None = None
     latency_ms: float | None = None
+    site_import_kw: float | None = None  # the site meter's kW, + import; None: none
 
 
 _FIELDS = tuple(f.name for f in fields(Reading))
@@ -96,13 +97,15 @@ def read_device(engine: Engine, device_id: int, start: datetime, end: datetime) 
     require_aware(end, "end")
     t = table_of(TelemetryReading)
     stmt = (
-        select(t.c.ts, t.c.power_kw, t.c.energy_kwh, t.c.soc_pct, t.c.available)
+        select(t.c.ts, t.c.power_kw, t.c.energy_kwh, t.c.soc_pct, t.c.available,
+               t.c.site_import_kw)
         .where(t.c.device_id == device_id, t.c.ts >= start, t.c.ts < end)
         .order_by(t.c.ts)
     )
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    frame = pd.DataFrame(rows, columns=["ts", "power_kw", "energy_kwh", "soc_pct", "available"])
+    frame = pd.DataFrame(rows, columns=["ts", "power_kw", "energy_kwh", "soc_pct", "available",
+                                       "site_import_kw"])
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return frame.set_index("ts")
 

@@ -1,13 +1,26 @@
-"""User-side battery: state of charge, charge/discharge efficiency, power and SoC limits."""
+"""User-side battery: state of charge, charge/discharge efficiency, power and SoC limits, and
+the site it sits behind: its host load and the site meter a hybrid inverter reads."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The host site's load behind a simulated battery, as a share of the battery's rated power,
+#: when nothing sets it (:func:`sim.physics.factory.make_physics`). ASSUMPTION (no source
+#: found): a home battery of 5 kW sits behind an evening household load of about 2.5 kW (air
+#: conditioning, cooking, lighting in the peak hours), half its rating; user-side storage is
+#: not sized to export, so its site draws a comparable load. The season's C&I batteries set
+#: their own share (the scenario's ``host_load_share``).
+HOST_LOAD_SHARE = 0.5
+
 
 @dataclass
 class BatteryModel:
     """``power_kw`` > 0 charges (consumption), < 0 discharges. SoC in % of ``capacity_kwh``.
+
+    ``host_load_kw``: the rest of the site's load behind the same grid connection (kW, held
+    constant; None: the battery is modelled without a site, no site meter). The site meter
+    reads ``site_import_kw`` = host load + battery power (+ import, - export).
 
     The setpoint is a signed power target; the battery clamps it to its power limits and stops
     at ``soc_min_pct``/``soc_max_pct``. Default behaviour (no setpoint): ``default_kw``.
@@ -26,6 +39,12 @@ class BatteryModel:
     charged_kwh: float = 0.0
     discharged_kwh: float = 0.0
     indoor_temp_c: float | None = None
+    host_load_kw: float | None = None
+
+    @property
+    def site_import_kw(self) -> float | None:
+        """kW at the site's grid connection (+ import, - export); None without a site."""
+        return None if self.host_load_kw is None else self.host_load_kw + self.power_kw
 
     @property
     def energy_kwh(self) -> float:

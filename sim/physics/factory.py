@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.physics.battery import BatteryModel
+from sim.physics.battery import HOST_LOAD_SHARE, BatteryModel
 from sim.physics.building import BuildingModel
 from sim.physics.ev_charger import EvChargerModel
 from sim.physics.industrial import IndustrialModel
@@ -23,7 +23,9 @@ Physics = BatteryModel | BuildingModel | EvChargerModel | IndustrialModel
 def make_physics(
     kind: DeviceKind, rated_power_kw: float, params: dict[str, Any] | None = None, seed: int = 0
 ) -> Physics:
-    """A physics model for ``kind`` (parameters validated by :mod:`vpp.device_kinds`)."""
+    """A physics model for ``kind`` (parameters validated by :mod:`vpp.device_kinds`); a
+    battery behind a host site of :data:`~sim.physics.battery.HOST_LOAD_SHARE` of its rating
+    (the scenario behaviour may change it)."""
     p = parse_params(kind, params)
     if kind is DeviceKind.BATTERY:
         assert isinstance(p, BatteryParams)
@@ -32,6 +34,7 @@ def make_physics(
             max_discharge_kw=rated_power_kw, soc_pct=(p.soc_min_pct + p.soc_max_pct) / 2,
             soc_min_pct=p.soc_min_pct, soc_max_pct=p.soc_max_pct,
             charge_efficiency=p.charge_efficiency, discharge_efficiency=p.discharge_efficiency,
+            host_load_kw=HOST_LOAD_SHARE * rated_power_kw,
         )
     if kind is DeviceKind.EV_CHARGER:
         assert isinstance(p, EvChargerParams)

@@ -45,6 +45,8 @@ def configure(physics: Any, dev: ScenarioDevice) -> None:
     elif kind is DeviceKind.BATTERY:
         if "start_soc_pct" in b:
             physics.soc_pct = float(b["start_soc_pct"])
+        if "host_load_share" in b:  # the host site's load, a share of the battery's rating
+            physics.host_load_kw = float(b["host_load_share"]) * dev.spec.rated_power_kw
     elif kind is DeviceKind.COMMERCIAL_BUILDING:
         physics.outdoor_amp_c = 0.0
         if "heating_cop" in b:

@@ -89,11 +89,28 @@ def rule(res: AdmissionResult, name: str) -> RuleCheck:
 
 def plant(**kw: Any) -> AdmissionResult:
     """A works at 8,000 kW on working days (4,000 kW at weekends) with a 6 MW / 2 h
-    furnace, and a storage owner (no load) with a 4 MW / 8 MWh battery at 50%."""
+    furnace, and a storage owner (no enrolled load) with a 4 MW / 8 MWh battery at 50%, behind
+    a site meter that reads 6,000 kW of host load (the export rule does not bind)."""
     return check([
         OwnerInput(1, (furnace(1, 1),), days(8000.0, WORKDAYS) + days(4000.0, WEEKEND)),
-        OwnerInput(2, (battery(2, 2),), days(0.0, WORKDAYS)),
+        OwnerInput(2, (battery(2, 2),), days(0.0, WORKDAYS), days(6000.0, WORKDAYS)),
     ], **kw)
+
+
+def test_a_battery_counts_down_only_to_its_site_load_unless_export_counts() -> None:
+    """The export rule as the offer applies it (bidding.export_rule): without a site meter the
+    storage owner's reduction is capped at its own load (0 kW: nothing down); behind a site
+    drawing 1,500 kW, at that; when the programme counts export, all 4,000 kW."""
+    works = OwnerInput(1, (furnace(1, 1),), days(8000.0, WORKDAYS))
+    bare = OwnerInput(2, (battery(2, 2),), days(0.0, WORKDAYS))
+    sited = OwnerInput(2, (battery(2, 2),), days(0.0, WORKDAYS), days(1500.0, WORKDAYS))
+    assert check([works, bare]).down_kw == 6000.0
+    assert check([works, sited]).down_kw == 7500.0
+    prog = hunan()
+    counts = prog.model_copy(update={"rules": prog.rules.model_copy(
+        update={"export_counts": True})})
+    assert check([works, bare], programme=counts).down_kw == 10000.0
+    assert check([works, bare]).up_kw == 4000.0  # valley filling: no cap
 
 
 def test_measures_of_a_plant_by_hand() -> None:
@@ -159,7 +176,7 @@ def test_battery_fleet_as_a_generation_vpp() -> None:
 
 def test_a_mixed_vpp_counts_the_building_and_ineligible_devices_are_not_counted() -> None:
     owners = [OwnerInput(1, (battery(1, 1), battery(2, 1, eligible=False), building(3, 1)),
-                         days(3000.0, WORKDAYS))]
+                         days(3000.0, WORKDAYS), days(9000.0, WORKDAYS))]  # site: 9,000 kW
     res = check(owners, vpp_type=VppType.MIXED)
     assert res.devices_counted == 2
     assert res.devices_excluded == {"cannot take part (inactive or opted out)": 1}
@@ -179,7 +196,9 @@ def test_the_envelope_is_the_bidders_over_the_whole_window() -> None:
     owners = [OwnerInput(1, (furnace(1, 1), building(3, 1)),
                          tuple(HistoryDay(d, np.linspace(7000.0, 9000.0, len(WINDOW)) + 100 * k)
                                for k, d in enumerate(WORKDAYS))),
-              OwnerInput(2, (battery(2, 2, soc_pct=70.0),), days(500.0, WORKDAYS))]
+              # behind a site drawing 9,000 kW: the export rule does not bind
+              OwnerInput(2, (battery(2, 2, soc_pct=70.0),), days(500.0, WORKDAYS),
+                         days(9000.0, WORKDAYS))]
     inp = AdmissionInput(programme=hunan(), vpp_type=VppType.LOAD, window=WINDOW,
                          owners=tuple(owners), calendar=ChineseCalendar())
     views = {o.owner_id: owner_load_view(inp, o) for o in owners}

@@ -61,7 +61,7 @@ def _result(owners: list[int],
     meter = base - np.array([[delivered[0]], [delivered[1]]])
     return settle_event(index=IDX, owner_ids=owners, baseline_kw=base, metered_kw=meter,
                         owner_declared_kw=[600, 400], price_yuan_per_kwh=Decimal("1.5"),
-                        band=Band(), fee_pct=Decimal(15), interval_minutes=15)
+                        band=Band(), fee_pct=Decimal(15), interval_minutes=15, export_counts=True)
 
 
 def _count(engine: Engine, model: type[SQLModel]) -> int:

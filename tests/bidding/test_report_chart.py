@@ -24,7 +24,7 @@ def _view(n: int) -> rpt.EventView:
     band = load_programme("hunan-2026", PROGRAMMES, date(2026, 7, 15)).band
     result = settle_event(index=index, owner_ids=[1], baseline_kw=base, metered_kw=metered,
                           owner_declared_kw=[50.0], price_yuan_per_kwh=Decimal("2"), band=band,
-                          fee_pct=Decimal("15"), interval_minutes=15)
+                          fee_pct=Decimal("15"), interval_minutes=15, export_counts=True)
     return rpt.view_from_detail(9, "E9", "hunan-2026", 1, index[0].isoformat(),
                                 (index[-1] + pd.Timedelta(minutes=15)).isoformat(),
                                 result.to_dict(), {1: "Mall"})

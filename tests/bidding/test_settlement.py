@@ -37,7 +37,7 @@ def _one_owner(ratio: float, band: Band, **kw):
     return settle_event(
         index=IDX, owner_ids=[7], baseline_kw=baseline, metered_kw=metered,
         owner_declared_kw=[1000.0], price_yuan_per_kwh=PRICE, band=band, fee_pct=Decimal(15),
-        interval_minutes=15, **kw,
+        interval_minutes=15, export_counts=True, **kw,
     )
 
 
@@ -67,7 +67,7 @@ def test_two_owners_split_by_verified_contribution(band):
     meter = base - np.array([[700.0], [100.0]])
     r = settle_event(index=IDX, owner_ids=[1, 2], baseline_kw=base, metered_kw=meter,
                      owner_declared_kw=[600, 400], price_yuan_per_kwh=PRICE, band=band,
-                     fee_pct=15, interval_minutes=15)
+                     fee_pct=15, interval_minutes=15, export_counts=True)
     # 800 kWh x 1.5 = 1,200.00 yuan; fee 180.00; 1,020.00 split 7:1 = 892.50 / 127.50
     assert (r.revenue_fen, r.fee_fen, r.penalty_fen) == (120_000, 18_000, 0)
     assert [o.payout_fen for o in r.owners] == [89_250, 12_750]
@@ -81,7 +81,7 @@ def test_under_delivering_owner_bears_the_penalty(band):
     meter = base - np.array([[300.0], [100.0]])
     r = settle_event(index=IDX, owner_ids=[1, 2], baseline_kw=base, metered_kw=meter,
                      owner_declared_kw=[600, 400], price_yuan_per_kwh=PRICE, band=band,
-                     fee_pct=15, interval_minutes=15)
+                     fee_pct=15, interval_minutes=15, export_counts=True)
     assert (r.revenue_fen, r.penalty_fen, r.fee_fen) == (0, 7_500, 0)
     assert [o.payout_fen for o in r.owners] == [0, -7_500]
     assert [o.shortfall_kwh for o in r.owners] == [0.0, 100.0]
@@ -105,7 +105,7 @@ def test_valley_filling_counts_consumption_increase(band):
     base = np.full((1, 4), 1000.0)
     r = settle_event(index=IDX, owner_ids=[1], baseline_kw=base, metered_kw=base + 800,
                      owner_declared_kw=[1000], price_yuan_per_kwh=Decimal("0.3"), band=band,
-                     fee_pct=0, direction="valley_filling", interval_minutes=15)
+                     fee_pct=0, direction="valley_filling", interval_minutes=15, export_counts=True)
     assert r.response_kwh == pytest.approx(800)
     assert r.revenue_fen == 24_000  # 800 kWh x 0.30
 
@@ -117,7 +117,7 @@ def test_interval_basis_applies_the_band_per_interval():
     delivered = np.array([[1000.0, 500.0, 2000.0, 1500.0]])  # 100%, 50%, 200%, 150% of 1 MW
     r = settle_event(index=IDX, owner_ids=[1], baseline_kw=base, metered_kw=base - delivered,
                      owner_declared_kw=[1000], price_yuan_per_kwh=Decimal(1), band=band,
-                     fee_pct=0, interval_minutes=15)
+                     fee_pct=0, interval_minutes=15, export_counts=True)
     # per 15 min: paid 250, 0, 375 (capped at 150%), 375 kWh = 1,000 kWh; shortfall in the 2nd
     # interval: 60% x 250 - 125 = 25 kWh x 1 yuan x 1 = 25.00 yuan
     assert r.paid_kwh == pytest.approx(1000)
@@ -134,7 +134,7 @@ def test_tou_bill_change_includes_rebound_in_other_periods(band):
     in_event = np.array([True] * 4 + [False] * 8)
     r = settle_event(index=idx, owner_ids=[1], baseline_kw=base, metered_kw=base + delta,
                      owner_declared_kw=[1000], price_yuan_per_kwh=PRICE, band=band, fee_pct=15,
-                     in_event=in_event, tariff=tariff, interval_minutes=15)
+                     in_event=in_event, tariff=tariff, interval_minutes=15, export_counts=True)
     assert r.owners[0].tou_bill_change_fen == -69_440
     assert r.response_kwh == pytest.approx(1000)  # the rebound is outside the event
     assert list(r.intervals["tou_period"][:4]) == ["critical_peak"] * 4
@@ -147,13 +147,13 @@ def test_missing_meter_interval_is_a_clear_error(band):
                                                "2025-07-15T19:30"):
         settle_event(index=IDX, owner_ids=[7], baseline_kw=np.full((1, 4), 3000.0),
                      metered_kw=meter, owner_declared_kw=[1000], price_yuan_per_kwh=PRICE,
-                     band=band, fee_pct=15, interval_minutes=15)
+                     band=band, fee_pct=15, interval_minutes=15, export_counts=True)
 
 
 def test_bad_inputs(band):
     kw = dict(index=IDX, owner_ids=[7], baseline_kw=np.full((1, 4), 3000.0),
               metered_kw=np.full((1, 4), 2000.0), owner_declared_kw=[1000],
-              price_yuan_per_kwh=PRICE, band=band, fee_pct=15, interval_minutes=15)
+              price_yuan_per_kwh=PRICE, band=band, fee_pct=15, interval_minutes=15, export_counts=True)
     with pytest.raises(SettlementError, match="over the programme cap 1.2"):
         settle_event(**{**kw, "price_cap_yuan_per_kwh": Decimal("1.2")})
     with pytest.raises(SettlementError, match="shape"):
@@ -189,7 +189,7 @@ def test_payouts_plus_fee_equal_revenue_minus_penalty(n, t, seed, fee, price, ba
     b = Band(basis=basis)
     r = settle_event(index=idx, owner_ids=list(range(1, n + 1)), baseline_kw=base,
                      metered_kw=meter, owner_declared_kw=declared, price_yuan_per_kwh=price,
-                     band=b, fee_pct=fee, interval_minutes=15)
+                     band=b, fee_pct=fee, interval_minutes=15, export_counts=True)
     assert sum(o.payout_fen for o in r.owners) + r.fee_fen == r.revenue_fen - r.penalty_fen
     assert r.revenue_fen >= 0 and r.penalty_fen >= 0 and r.fee_fen <= r.revenue_fen
     assert all(o.penalty_fen == 0 for o in r.owners if o.shortfall_kwh == 0) or not any(
@@ -204,7 +204,7 @@ def test_interval_basis_pays_owners_whose_event_total_is_negative():
     base = np.full((1, 2), 3000.0)
     meter = base - np.array([[1000.0, -2000.0]])
     r = settle_event(index=idx, owner_ids=[1], baseline_kw=base, metered_kw=meter,
-                     owner_declared_kw=[1000], price_yuan_per_kwh=PRICE, band=band, fee_pct=10, interval_minutes=15)
+                     owner_declared_kw=[1000], price_yuan_per_kwh=PRICE, band=band, fee_pct=10, interval_minutes=15, export_counts=True)
     assert r.revenue_fen == 37_500  # 250 kWh x 1.5
     # second interval: (50% x 250 - max(-500, 0)) = 125 kWh x 1.5 x 0.5 = 93.75 yuan
     assert r.penalty_fen == 9_375

@@ -15,7 +15,9 @@ settlement's detail records which baseline was used. Posting is idempotent (the
 ledger's fingerprint and idempotency keys), so a restart, or settling twice, never counts money
 twice. A device without meter data in an interval counts as no response there (its load taken
 to be its baseline; :func:`bidding.settlement.fill_unmetered`), so that the devices that were
-metered are settled; the settlement's detail lists what was not (``unmetered``). The ToU window
+metered are settled; the settlement's detail lists what was not (``unmetered``). Both paths
+settle by the programme's ``export_counts`` with the owners' site meters
+(:mod:`bidding.export_rule`), as the season simulator does. The ToU window
 after the event covers the whole intervals that ended at least one interval before the settle
 time (``settle_delay_minutes``; at most the 2 hours bidding uses).
 An event that cannot be settled (no baseline, or less than half of its device-intervals
@@ -40,6 +42,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
 from bidding.ledger import PostedSettlement, current_settlement, post_settlement
+from bidding.meter_frame import read_owner_site
 from bidding.programme import load_programme
 from bidding.settlement import fill_unmetered, require_metered_share, settle_event
 from bidding.workflow import SettleOutcome, settle_from_db
@@ -81,6 +84,12 @@ def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
                                ev.start.astimezone(ZoneInfo(tz)).date())
     product = programme.product(ev.event_type, ev.direction)
     index = pd.DatetimeIndex(m.intervals).tz_convert(tz).rename("interval_start")
+    owner_devs = {o: [d for d, r in zip(m.device_ids, m.owner_row, strict=True) if r == i]
+                  for i, o in enumerate(m.owners)}
+    bind = s.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    site = read_owner_site(engine, owner_devs, m.intervals[0],
+                           m.intervals[-1] + timedelta(minutes=minutes), minutes)
     result = settle_event(
         index=index, owner_ids=m.owners, baseline_kw=m.by_owner(m.baseline_kw),
         metered_kw=m.by_owner(dev_meter),
@@ -90,6 +99,8 @@ def settle_one(s: Session, event_id: int, fee_pct: float, programmes_dir: str,
         capacity_price_yuan_per_kw=product.capacity_price_yuan_per_kw,
         price_cap_yuan_per_kwh=product.price_cap_yuan_per_kwh,
         tariff=programme.tariff, interval_minutes=minutes,
+        export_counts=programme.export_counts,
+        site_import_kw=site.reindex(pd.DatetimeIndex(m.intervals))[m.owners].to_numpy().T,
     )
     posted = post_settlement(s, event_id, result, actor=actor,
                              extra={"baseline": FIXED_BASELINE,

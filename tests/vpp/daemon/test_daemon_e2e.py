@@ -1,6 +1,7 @@
 """The real daemon on a free port, simulated Modbus gateways on 127.0.0.1, SQLite and
-PostgreSQL: an owner enrols a gateway through the API, the grid calls by REST, and the setpoints
-reach the simulated devices; delivery shows in the API and in the metrics."""
+PostgreSQL: an owner enrols a gateway through the API (home batteries behind site meters, read
+into telemetry), the grid calls by REST, and the setpoints reach the simulated devices; delivery
+shows in the API and in the metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from tests.vpp.daemon.harness import (
     call_now,
@@ -23,7 +24,7 @@ from tests.vpp.daemon.harness import (
     wait_for,
 )
 from vpp.db import session_scope
-from vpp.models import AuditLog, Setpoint
+from vpp.models import AuditLog, Setpoint, TelemetryReading
 from vpp.server import Daemon
 
 
@@ -55,6 +56,14 @@ async def test_enrol_call_dispatch_deliver(engine: Engine, tmp_path: Path) -> No
 
             devices = await wait_for(polled, what="the first poll")
             assert {d["status"] for d in devices} == {"active"}
+            # each home battery reads its site meter (Huawei 37113, + export, mapped to + import):
+            # its home's 2.5 kW (sim.physics.battery.HOST_LOAD_SHARE of 5 kW) plus its own power
+            with session_scope(engine) as s:
+                sited = s.exec(select(TelemetryReading).where(
+                    col(TelemetryReading.site_import_kw).is_not(None))).all()
+            assert {r.device_id for r in sited} == {d["id"] for d in devices}
+            assert all(r.site_import_kw == pytest.approx(2.5 + (r.power_kw or 0.0), abs=0.01)
+                       for r in sited)
 
             # 2. the grid calls by REST and gets the declared capacity back
             decision = await send_json(c, "POST", f"{base}/api/v1/grid/calls", tokens.grid,

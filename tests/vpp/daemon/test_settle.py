@@ -77,3 +77,36 @@ async def test_settles_once_and_marks_the_unsettleable(engine: Engine,
         assert unsettled is not None and unsettled.status == "unsettled" and unsettled.detail["settle_error"]
     text = infra.metrics.render().decode()
     assert f'vpp_settled_yuan{{kind="revenue"}} {st[0].revenue_fen / 100}' in text
+
+
+async def test_a_home_batterys_export_past_its_site_meter_is_not_paid(engine: Engine,
+                                                                       tmp_path: Path) -> None:
+    """The settle loop on a battery owner's event (the fixed-baseline path): the batteries
+    discharged 5 kW each (10 kW) behind site meters that read -2 kW each (a 3 kW home on each):
+    the programme (hunan-2026's rules, ``export_counts = false``) credits 6 kW, the homes'
+    load, not the 4 kW exported past them (bidding.export_rule), as the season would."""
+    tokens = seed(engine)
+    now = datetime.now(UTC)
+    start = (now - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    with session_scope(engine) as s:
+        owner = fleet.get_owner(s, tokens.owner_id)
+        spec = {"host": "10.1.1.3", "port": 502, "devices": [
+            {"name": f"home-battery-{u}", "kind": "battery", "unit_id": u,
+             "profile": "huawei-luna2000", "rated_power_kw": 5.0, "min_setpoint_kw": -5.0,
+             "max_setpoint_kw": 5.0, "params": {"capacity_kwh": 15.0}} for u in (1, 2)]}
+        ids = [int(d.id or 0) for d in fleet.add_gateway(s, owner, "homes", spec).devices]
+        event_id = add_completed_event(s, "ev-battery", start, ids, tokens.owner_id,
+                                       declared_kw=6.0, baseline_kw=0.0)
+    write_readings(engine, [
+        Reading(i, start + timedelta(seconds=30 * k), -5.0, site_import_kw=-2.0)
+        for i in ids for k in range(120)])
+    infra = Infra.create(daemon_settings(tmp_path, str(engine.url)), Db(engine))
+    try:
+        await Settler(infra).step()
+    finally:
+        infra.db.close()
+    with session_scope(engine) as s:
+        st = s.exec(select(Settlement).where(Settlement.event_id == event_id)).one()
+    assert st.metered_kwh == -10.0  # the batteries' meters, as read
+    assert st.response_kwh == 6.0 and st.performance_ratio == 1.0
+    assert st.detail["baseline"] == "fixed at the first plan"

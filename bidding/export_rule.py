@@ -1,0 +1,60 @@
+"""The programme's export rule (``export_counts``), for settlement and for the offer alike.
+
+Peak shaving measures an owner's response at its metering point. When the programme does not
+count export (``export_counts = false``, both shipped programmes, an ASSUMPTION there), energy
+a battery pushes past its host site's own load into the grid earns nothing. Where the owner's
+site meter is read (``site_import_kw``: kW at the site's grid connection, + import, - export;
+a hybrid inverter's or C&I storage EMS's grid meter), export is what that meter shows below
+zero; where it is not, the conservative floor applies: the owner's metered load (the sum of
+its devices) is credited no lower than zero.
+
+* **Settlement** (:func:`credited_meter`): the credited metered load per owner and interval is
+  ``meter - min(site_import, 0)`` where the site was metered, else ``max(meter, 0)``; as metered
+  when export counts or for valley filling.
+* **Offer** (:func:`deliverable_cap_kw`): the same rule seen ahead: an owner's reduction in an
+  interval is credited at most up to its site's import at baseline (what the site draws without
+  dispatch), where site readings exist; else at most its own (device) baseline. No cap when
+  export counts or for valley filling.
+
+Units: kW (or Wh, any consistent unit) per owner and interval; NaN site import = not metered.
+Pure numpy, no I/O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bidding.rules import Direction
+
+
+def credited_meter(meter: np.ndarray, sign: float, export_counts: bool,
+                   site_import: np.ndarray | None = None) -> np.ndarray:
+    """The metered load a response is measured against (module docstring). ``meter`` and
+    ``site_import`` are (owners, intervals) in the same unit; ``sign`` > 0 is peak shaving.
+    ``site_import`` None or NaN: the owner's site is not metered there (the floor at zero)."""
+    meter = np.asarray(meter)
+    if export_counts or sign < 0:
+        return meter
+    floor = np.maximum(meter, 0)
+    if site_import is None:
+        return floor
+    site = np.broadcast_to(np.asarray(site_import, dtype=float), meter.shape)
+    metered = np.isfinite(site)
+    export = np.minimum(np.where(metered, site, 0.0), 0.0)
+    out = np.where(metered, meter - export, floor)
+    return out.astype(meter.dtype) if np.issubdtype(meter.dtype, np.integer) else out
+
+
+def deliverable_cap_kw(export_counts: bool, direction: str, device_baseline_kw: np.ndarray,
+                       site_baseline_kw: np.ndarray | None = None) -> np.ndarray:
+    """Per interval, the most reduction an owner can be credited for (kW; module docstring):
+    its site's import at baseline where ``site_baseline_kw`` is finite, else its device
+    baseline (never below 0); +inf where nothing caps it (export counts, valley filling)."""
+    base = np.asarray(device_baseline_kw, dtype=float)
+    if export_counts or direction != Direction.PEAK_SHAVING.value:
+        return np.full(base.shape, np.inf)
+    cap = base
+    if site_baseline_kw is not None:
+        site = np.broadcast_to(np.asarray(site_baseline_kw, dtype=float), base.shape)
+        cap = np.where(np.isfinite(site), site, base)
+    return np.maximum(cap, 0.0)

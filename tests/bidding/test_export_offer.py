@@ -1,0 +1,78 @@
+"""The offer under the export rule (bidding.export_rule, bidding.core.make_offer): unless the
+programme counts export, a peak-shaving owner's envelope is capped per interval by its site's
+import at baseline (its site meter's history), or without a site meter by its own expected
+load; the no-history offer by the same rule on the owner's last metered interval.
+
+A storage owner: one 400 kW / 1,600 kWh battery at 90%, nothing else enrolled (its metered
+load is 0 kW on every history day), behind a site that draws 300 kW in the event's hours.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from bidding.bid_inputs import BidDevice, BidInput, HistoryDay, NoHistoryPolicy, OwnerInput
+from bidding.core import make_offer
+from bidding.programme import Programme, load_programme
+from forecasting.calendars import ChineseCalendar
+from tests.conftest import REPO_ROOT
+from vpp.errors import ValidationError
+
+START = datetime(2026, 7, 15, 12, 0, tzinfo=UTC)  # 20:00 in Zhuzhou, a Wednesday
+BATTERY = BidDevice(1, 1, "battery", 400.0, -400.0, 400.0,
+                    {"capacity_kwh": 1600.0, "soc_min_pct": 10.0, "soc_max_pct": 95.0},
+                    soc_pct=90.0)
+
+
+def _programme(export_counts: bool = False) -> Programme:
+    shipped = load_programme("hunan-2026", REPO_ROOT / "config/programmes", START)
+    return shipped.model_copy(update={"rules": shipped.rules.model_copy(update={
+        "min_declared_kw": 0.0, "min_share_of_normal_load_pct": 0.0,
+        "export_counts": export_counts})})
+
+
+def _days(kw: float, n: int = 10) -> tuple[HistoryDay, ...]:
+    return tuple(HistoryDay(date(2026, 7, 14) - timedelta(days=k), np.full(4, kw))
+                 for k in range(n))
+
+
+def _input(owner: OwnerInput, export_counts: bool = False) -> BidInput:
+    prog = _programme(export_counts)
+    product = prog.product("real_time", "peak_shaving")
+    return BidInput(event_id=1, start=START, end=START + timedelta(hours=1),
+                    direction="peak_shaving", requested_kw=1e6, programme=prog, product=product,
+                    price_yuan_per_kwh=Decimal(product.price_cap_yuan_per_kwh or 0),
+                    owners=(owner,), calendar=ChineseCalendar(), confidence=None,
+                    envelope_kw={1: np.full(4, 400.0)},
+                    no_history=NoHistoryPolicy(40.0, START - timedelta(hours=5)))
+
+
+def test_the_offer_is_capped_at_the_sites_import():
+    offer = make_offer(_input(OwnerInput(1, (BATTERY,), _days(0.0), _days(300.0))))
+    assert 0 < offer.declared_kw <= 300.0 + 1e-6
+    assert "capped at the site's import" in offer.extra["sources"]["1"]["envelope"]
+    uncapped = make_offer(_input(OwnerInput(1, (BATTERY,), _days(0.0), _days(300.0)),
+                                 export_counts=True))
+    assert uncapped.declared_kw > 300.0  # export counts: the whole 400 kW envelope
+
+
+def test_without_a_site_meter_a_battery_alone_offers_nothing():
+    with pytest.raises(ValidationError, match="no owner can offer"):
+        make_offer(_input(OwnerInput(1, (BATTERY,), _days(0.0))))
+
+
+def test_without_history_the_last_site_reading_caps_the_offer():
+    # no history days; the last metered interval: battery idle (0 kW), site importing 120 kW
+    sited = make_offer(_input(OwnerInput(1, (BATTERY,), latest_kw=0.0, latest_site_kw=120.0)))
+    assert sited.rule.startswith("no history")
+    assert sited.owners[0].envelope_kw == pytest.approx(120.0)
+    assert sited.declared_kw == pytest.approx(0.4 * 120.0)
+    counted = make_offer(_input(OwnerInput(1, (BATTERY,), latest_kw=0.0, latest_site_kw=120.0),
+                                export_counts=True))
+    assert counted.owners[0].envelope_kw > 120.0
+    with pytest.raises(ValidationError, match="no owner can offer"):
+        make_offer(_input(OwnerInput(1, (BATTERY,), latest_kw=0.0)))  # no site meter
