@@ -66,7 +66,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from bidding.bid_inputs import BidDevice, OwnerInput
 from bidding.core import MIN_HISTORY_DAYS, direction_sign, same_type_days, site_baseline_kw
-from bidding.export_rule import deliverable_cap_kw
+from bidding.export_rule import can_export, deliverable_cap_kw
 from bidding.fallback import held_kw
 from bidding.programme import Programme
 from bidding.rules import Direction
@@ -225,13 +225,18 @@ def _down_caps(inp: AdmissionInput, views: dict[int, _LoadView | None], fleet: l
                bq: np.ndarray) -> dict[str, np.ndarray]:
     """The export rule as the offer applies it (:func:`bidding.export_rule.deliverable_cap_kw`:
     the site's import at baseline, else the owner's expected load, kW per interval), for the
-    owners in the envelope whose cap can bind: below the most its devices could shed (each
-    device's highest baseline quantile less its lowest setpoint). Keyed by the fleet's owner."""
+    owners in the envelope whose cap can bind: owners that can export
+    (:func:`bidding.export_rule.can_export`) whose cap is below the most their devices could
+    shed (each device's highest baseline quantile less its lowest setpoint). Keyed by the
+    fleet's owner."""
     caps: dict[str, np.ndarray] = {}
+    rows_of: dict[str, list[int]] = {}
+    for i, d in enumerate(fleet):
+        rows_of.setdefault(d.owner, []).append(i)
     for o in inp.owners:
         view = views.get(o.owner_id)
-        rows = [i for i, d in enumerate(fleet) if d.owner == str(o.owner_id)]
-        if view is None or not rows:
+        rows = rows_of.get(str(o.owner_id), [])
+        if view is None or not can_export(fleet[i].min_setpoint_kw for i in rows):
             continue
         cap = deliverable_cap_kw(inp.programme.export_counts, DOWN, view.expected_kw,
                                  site_baseline_kw(o, inp.day, inp.calendar))
@@ -256,11 +261,12 @@ def _down_envelope(inp: AdmissionInput, fleet: _Fleet, hold: int) -> np.ndarray:
             interval_minutes=inp.programme.interval_minutes,
             direction_sign=direction_sign(DOWN)).reduction_kw, dtype=float)
 
-    free = [i for i, d in enumerate(fleet.devices) if d.owner not in fleet.down_caps]
-    out = env(free)
+    rows_of: dict[str, list[int]] = {}
+    for i, d in enumerate(fleet.devices):
+        rows_of.setdefault(d.owner if d.owner in fleet.down_caps else "", []).append(i)
+    out = env(rows_of.get("", []))
     for owner, cap in fleet.down_caps.items():
-        out = out + np.minimum(env([i for i, d in enumerate(fleet.devices)
-                                    if d.owner == owner]), cap)
+        out = out + np.minimum(env(rows_of.get(owner, [])), cap)
     return out
 
 

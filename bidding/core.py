@@ -45,7 +45,7 @@ import pandas as pd
 
 from bidding.bid_inputs import BidDevice, BidInput, Offer, OwnerInput, OwnerShare
 from bidding.capability import device_capability_kw
-from bidding.export_rule import deliverable_cap_kw
+from bidding.export_rule import can_export, deliverable_cap_kw
 from bidding.fallback import history_gap, no_history_offer, raise_kw
 from bidding.offer import (
     VppOffer,
@@ -289,7 +289,10 @@ def _export_capped(inp: BidInput, owner: OwnerInput, base_kw: np.ndarray, flex_k
                    source: str) -> tuple[np.ndarray, str]:
     """Step 3 for one owner: its envelope (kW per interval) under the export rule
     (:func:`bidding.export_rule.deliverable_cap_kw`: the site's import at baseline, else the
-    owner's expected load ``base_kw``), and the envelope's source label, noting a cap."""
+    owner's expected load ``base_kw``; only for an owner that can export,
+    :func:`bidding.export_rule.can_export`), and the envelope's source label, noting a cap."""
+    if not can_export(d.min_setpoint_kw for d in owner.devices):
+        return flex_kw, source
     site = site_baseline_kw(
         owner, inp.start.astimezone(ZoneInfo(inp.programme.timezone)).date(), inp.calendar)
     cap = deliverable_cap_kw(inp.programme.export_counts, inp.direction, base_kw, site)
@@ -324,7 +327,8 @@ def _no_history(inp: BidInput, reason: str) -> Offer:
     caps = {o.owner_id: float(deliverable_cap_kw(
         inp.programme.export_counts, inp.direction, np.array([o.latest_kw]),
         None if o.latest_site_kw is None else np.array([o.latest_site_kw]))[0])
-        for o in inp.owners if o.latest_kw is not None}
+        for o in inp.owners
+        if o.latest_kw is not None and can_export(d.min_setpoint_kw for d in o.devices)}
     try:
         fb = no_history_offer(
             devices,  # type: ignore[arg-type]  # the protocol's fields, read-only here

@@ -14,7 +14,8 @@ its devices) is credited no lower than zero.
 * **Offer** (:func:`deliverable_cap_kw`): the same rule seen ahead: an owner's reduction in an
   interval is credited at most up to its site's import at baseline (what the site draws without
   dispatch), where site readings exist; else at most its own (device) baseline. No cap when
-  export counts or for valley filling.
+  export counts or for valley filling, nor for an owner none of whose devices can go below
+  zero (:func:`can_export`: its meter never does, so the rule never bites).
 
 Units: kW (or Wh, any consistent unit) per owner and interval; NaN site import = not metered.
 Pure numpy, no I/O.
@@ -22,9 +23,17 @@ Pure numpy, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from bidding.rules import Direction
+
+
+def can_export(min_setpoints_kw: Iterable[float]) -> bool:
+    """Whether an owner whose devices have these lowest setpoints (kW) can push power into
+    the grid (a battery's or V2G charger's discharge): only then can the export rule cap it."""
+    return any(kw < 0 for kw in min_setpoints_kw)
 
 
 def credited_meter(meter: np.ndarray, sign: float, export_counts: bool,

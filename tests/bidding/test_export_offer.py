@@ -76,3 +76,12 @@ def test_without_history_the_last_site_reading_caps_the_offer():
     assert counted.owners[0].envelope_kw > 120.0
     with pytest.raises(ValidationError, match="no owner can offer"):
         make_offer(_input(OwnerInput(1, (BATTERY,), latest_kw=0.0)))  # no site meter
+
+
+def test_an_owner_that_cannot_export_is_not_capped():
+    """A plant whose lowest setpoint is 0 kW never meters below zero: the rule cannot bite it,
+    so its envelope is the scheduler's (here given: 400 kW) even above its 300 kW load."""
+    plant = BidDevice(2, 1, "industrial_load", 500.0, 0.0, 500.0,
+                      {"max_curtail_kw": 400.0, "max_curtail_minutes": 120})
+    offer = make_offer(_input(OwnerInput(1, (plant,), _days(300.0))))
+    assert "capped" not in offer.extra["sources"]["1"]["envelope"]
