@@ -431,7 +431,7 @@ def sample_programme(settings: Settings, programme: str, share: float,
             f"({max(mins, default=0.0) / 1000:g} MW -> {max(mins, default=0.0) * share / 1000:.2f} MW"
             f"); every other rule as published")
     return (settings.model_copy(update={"bidding": settings.bidding.model_copy(
-        update={"programmes_dir": str(out)})}), name, note)
+        update={"programmes_dir": out})}), name, note)
 
 
 def _free_port_base(n: int) -> int:
