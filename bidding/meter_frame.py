@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
-from sqlalchemy import DateTime, Engine, String, select, type_coerce
+from sqlalchemy import DateTime, Engine, String, or_, select, type_coerce
 
 from bidding.bid_inputs import BidDevice, OwnerInput, owner_input, owners_of
 from vpp.models import TelemetryReading, table_of
@@ -31,42 +31,60 @@ def read_meter_frame(
 ) -> pd.DataFrame:
     """Mean kW per (interval start, device) for ``start <= ts < end``; NaN where no reading.
     ``column``: the device's own power (``power_kw``) or its site meter's import
-    (``site_import_kw``; NaN for devices without a site meter).
+    (``site_import_kw``; NaN for devices without a site meter). :func:`read_meter_frames`
+    reads several columns in one pass."""
+    return read_meter_frames(engine, device_ids, start, end, interval_minutes, (column,))[column]
+
+
+def read_meter_frames(
+    engine: Engine, device_ids: Sequence[int], start: datetime, end: datetime,
+    interval_minutes: int, columns: Sequence[str] = METER_COLUMNS,
+) -> dict[str, pd.DataFrame]:
+    """:func:`read_meter_frame` of each of ``columns`` (of :data:`METER_COLUMNS`), from one
+    query. Null values are not readings (a missing site meter, an unavailable poll).
 
     Timestamps are fetched raw and parsed by pandas in one vectorised call (the per-row
     ``AwareDateTime`` conversion dominated the read otherwise); the stored values are UTC.
     """
-    if column not in METER_COLUMNS:
-        raise ValueError(f"column must be one of {METER_COLUMNS}, got {column!r}")
+    bad = [c for c in columns if c not in METER_COLUMNS]
+    if bad or not columns:
+        raise ValueError(f"columns must be some of {METER_COLUMNS}, got {list(columns)!r}")
     t = table_of(TelemetryReading)
     ids = list(device_ids)
     sqlite = engine.dialect.name == "sqlite"
     ts_col = type_coerce(t.c.ts, String) if sqlite else type_coerce(t.c.ts, DateTime(timezone=True))
-    dev: list = []
-    stamps: list = []
-    power: list = []
+    values = [t.c[c] for c in columns]
+    cols: list[list] = [[] for _ in range(2 + len(columns))]  # device, ts, then each column
+    add = [c.append for c in cols]
     with engine.connect() as conn:
         for k in range(0, len(ids), 900):  # stay under bound-parameter limits
-            value = t.c[column]
-            stmt = select(t.c.device_id, ts_col, value).where(
+            stmt = select(t.c.device_id, ts_col, *values).where(
                 t.c.device_id.in_(ids[k:k + 900]), t.c.ts >= start, t.c.ts < end,
-                value.is_not(None))
-            for d, ts, p in conn.execute(stmt):
-                dev.append(d)
-                stamps.append(ts)
-                power.append(p)
+                or_(*(v.is_not(None) for v in values)))
+            if len(columns) == 1:  # the common read: unpacked without an inner loop
+                for d, ts, v in conn.execute(stmt):
+                    add[0](d)
+                    add[1](ts)
+                    add[2](v)
+            else:
+                for row in conn.execute(stmt):
+                    for f, v in zip(add, row, strict=True):
+                        f(v)
     grid = pd.date_range(start, end, freq=f"{interval_minutes}min", inclusive="left")
-    if not dev:
-        return pd.DataFrame(np.nan, index=grid, columns=ids)
-    when = pd.to_datetime(pd.Series(stamps), utc=True, format="ISO8601")
+    if not cols[0]:
+        return {c: pd.DataFrame(np.nan, index=grid, columns=ids) for c in columns}
+    when = pd.to_datetime(pd.Series(cols[1]), utc=True, format="ISO8601")
     frame = pd.DataFrame({
-        "device_id": np.asarray(dev, dtype=np.int64),
+        "device_id": np.asarray(cols[0], dtype=np.int64),
         "ts": when.dt.floor(f"{interval_minutes}min"),
-        "power_kw": np.asarray(power, dtype=float),
+        **{c: np.asarray(v, dtype=float) for c, v in zip(columns, cols[2:], strict=True)},
     })
-    wide = frame.groupby(["ts", "device_id"])["power_kw"].mean().unstack("device_id")
-    wide.index = wide.index.tz_convert(grid.tz)
-    return wide.reindex(index=grid, columns=ids)
+    out = {}
+    for c in columns:  # mean of the non-null readings per interval and device
+        wide = frame.groupby(["ts", "device_id"])[c].mean().unstack("device_id")
+        wide.index = wide.index.tz_convert(grid.tz)
+        out[c] = wide.reindex(index=grid, columns=ids)
+    return out
 
 
 def owner_load(meter: pd.DataFrame, owner_devices: dict[int, list[int]]) -> pd.DataFrame:
@@ -144,8 +162,9 @@ def read_owner_inputs(engine: Engine, devices: Sequence[BidDevice], start: datet
     by_owner = owners_of(devices)
     since = start - timedelta(days=history_days)
     groups = {o: [d.device_id for d in ds] for o, ds in by_owner.items()}
-    loads = owner_load(read_meter_frame(engine, [d.device_id for d in devices], since, start,
-                                        interval_minutes), groups)
-    sites = read_owner_site(engine, groups, since, start, interval_minutes)
+    frames = read_meter_frames(engine, [d.device_id for d in devices], since, start,
+                               interval_minutes)
+    loads = owner_load(frames["power_kw"], groups)
+    sites = owner_site_import(frames["site_import_kw"], groups)
     return [owner_input(o, ds, loads[o], sites[o], start, end, history_days, skip_days, tz,
                         interval_minutes) for o, ds in by_owner.items()]
