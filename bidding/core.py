@@ -19,8 +19,9 @@ for the daemon and the season simulator.
    quantiles with the sign reversed (:func:`bidding.offer.deliverable_quantiles`).
 3. **The export rule** (:func:`bidding.export_rule.deliverable_cap_kw`, the settlement's rule
    seen ahead): unless the programme counts export, a peak-shaving owner's envelope is capped
-   per interval by its site's import at baseline (the mean of its site meter's history days,
-   :func:`site_baseline_kw`), or without a site meter by its own expected load.
+   per interval by its metering point's import at baseline (site meters standing in for the
+   devices that read one: :func:`bidding.meter_frame.site_import_by_owner`; the mean of its
+   history days, :func:`site_baseline_kw`), or without that history by its expected load.
 4. **The offer rule** (:mod:`bidding.offer`, the band newsvendor) per owner, capped at the
    grid's request (pro rata), checked against the programme's minimums.
 5. **No history** (no owner has quantiles): with a ``no_history`` policy, the fallback offer

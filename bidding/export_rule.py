@@ -2,11 +2,13 @@
 
 Peak shaving measures an owner's response at its metering point. When the programme does not
 count export (``export_counts = false``, both shipped programmes, an ASSUMPTION there), energy
-a battery pushes past its host site's own load into the grid earns nothing. Where the owner's
-site meter is read (``site_import_kw``: kW at the site's grid connection, + import, - export;
-a hybrid inverter's or C&I storage EMS's grid meter), export is what that meter shows below
-zero; where it is not, the conservative floor applies: the owner's metered load (the sum of
-its devices) is credited no lower than zero.
+a battery pushes past its host site's own load into the grid earns nothing. The owner is
+metered as one connection (``site_import``: its metering point's import, kW, + import, -
+export, :func:`bidding.meter_frame.site_import_by_owner`: a site meter's reading for each
+device that reads one, a hybrid inverter's or C&I storage EMS's grid meter with the host
+site's load, each other device's own power); export is what it shows below zero. Where it is
+not known, the conservative floor applies: the owner's metered load (the sum of its devices)
+is credited no lower than zero.
 
 * **Settlement** (:func:`credited_meter`): the credited metered load per owner and interval is
   ``meter - min(site_import, 0)`` where the site was metered, else ``max(meter, 0)``; as metered

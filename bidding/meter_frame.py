@@ -105,49 +105,58 @@ def owner_load(meter: pd.DataFrame, owner_devices: dict[int, list[int]]) -> pd.D
     return pd.DataFrame(out, index=meter.index, columns=order)
 
 
-def site_import_by_owner(site_kw: np.ndarray, owner_of: np.ndarray, n_owners: int) -> np.ndarray:
-    """Owners' site import (owners x intervals, kW) from their devices' (devices x intervals,
-    NaN where a device has no site reading); ``owner_of``: each device's owner position.
+def site_import_by_owner(site_kw: np.ndarray, device_kw: np.ndarray, owner_of: np.ndarray,
+                         n_owners: int) -> np.ndarray:
+    """Owners' import at their metering points (owners x intervals, kW, + import) from their
+    devices' site readings and own power (devices x intervals each; NaN: no reading);
+    ``owner_of``: each device's owner position.
 
-    A device that reads a site meter (any finite value in ``site_kw``) reads the meter of its
-    own grid connection (one hybrid inverter or storage EMS per site, the usual installation;
-    where several inverters share one meter, map it on one of them only), so an owner's site
-    import is the sum over its devices that read one. An interval where one of them has no
-    reading is NaN for the owner (the settlement's floor applies there), as is every interval
-    of an owner none of whose devices reads a site meter."""
+    An owner is metered as one connection, as its load is (the owner's load floored at zero
+    was the rule before site meters): each device counts what is metered at its own grid
+    connection. A device that reads a site meter (any finite value in its ``site_kw`` row: a
+    hybrid inverter's or storage EMS's grid meter, one per site; where several share one
+    meter, map it on one of them only) counts that meter, its host site's load included;
+    any other device counts its own power. So an owner without site meters has its load here,
+    and the export rule floors it at zero as before; a battery behind a metered site can
+    discharge down to its site's zero import. NaN where a device has no value in an interval
+    (the settlement's floor applies there)."""
     site = np.asarray(site_kw, dtype=float)
+    own = np.asarray(device_kw, dtype=float)
     n_t = site.shape[1]
-    seen = np.isfinite(site)
-    reads = seen.any(axis=1)
+    reads = np.isfinite(site).any(axis=1)
+    eff = np.where(reads[:, None], site, own)
+    seen = np.isfinite(eff)
     cell = (np.asarray(owner_of, dtype=np.int64)[:, None] * n_t + np.arange(n_t)).ravel()
-    total = np.bincount(cell, weights=np.where(seen, site, 0.0).ravel(), minlength=n_owners * n_t)
-    gaps = np.bincount(cell, weights=(reads[:, None] & ~seen).ravel().astype(float),
-                       minlength=n_owners * n_t)
-    readers = np.bincount(np.asarray(owner_of, dtype=np.int64), weights=reads.astype(float),
-                          minlength=n_owners)
-    ok = (gaps.reshape(n_owners, n_t) == 0) & (readers[:, None] > 0)
+    total = np.bincount(cell, weights=np.where(seen, eff, 0.0).ravel(), minlength=n_owners * n_t)
+    gaps = np.bincount(cell, weights=(~seen).ravel().astype(float), minlength=n_owners * n_t)
+    has = np.bincount(np.asarray(owner_of, dtype=np.int64), minlength=n_owners) > 0
+    ok = (gaps.reshape(n_owners, n_t) == 0) & has[:, None]
     return np.where(ok, total.reshape(n_owners, n_t), np.nan)
 
 
-def owner_site_import(site: pd.DataFrame, owner_devices: dict[int, list[int]]) -> pd.DataFrame:
-    """:func:`site_import_by_owner` over a frame from :func:`read_meter_frame` (``column=
-    "site_import_kw"``); columns are the owners of ``owner_devices``."""
+def owner_site_import(site: pd.DataFrame, power: pd.DataFrame,
+                      owner_devices: dict[int, list[int]]) -> pd.DataFrame:
+    """:func:`site_import_by_owner` over frames from :func:`read_meter_frames` (its
+    ``site_import_kw`` and ``power_kw``, on one index); columns are the owners of
+    ``owner_devices``."""
     order = list(owner_devices)
     cols = [d for devs in owner_devices.values() for d in devs]
     owner_of = np.array([i for i, o in enumerate(order) for _ in owner_devices[o]],
                         dtype=np.int64)
     sub = site.reindex(columns=cols).to_numpy(dtype=float).T
-    out = site_import_by_owner(sub, owner_of, len(order))
+    own = power.reindex(index=site.index, columns=cols).to_numpy(dtype=float).T
+    out = site_import_by_owner(sub, own, owner_of, len(order))
     return pd.DataFrame(out.T, index=site.index, columns=order)
 
 
 def read_owner_site(engine: Engine, owner_devices: dict[int, list[int]], start: datetime,
                     end: datetime, interval_minutes: int) -> pd.DataFrame:
-    """Owners' site import (kW per interval, + import; NaN: not metered) for ``start <= ts <
-    end``: :func:`read_meter_frame` of ``site_import_kw``, then :func:`owner_site_import`."""
+    """Owners' import at their metering points (kW per interval, + import; NaN: a device
+    without a value) for ``start <= ts < end``: :func:`read_meter_frames`, then
+    :func:`owner_site_import`."""
     ids = [d for devs in owner_devices.values() for d in devs]
-    return owner_site_import(read_meter_frame(engine, ids, start, end, interval_minutes,
-                                              column="site_import_kw"), owner_devices)
+    frames = read_meter_frames(engine, ids, start, end, interval_minutes)
+    return owner_site_import(frames["site_import_kw"], frames["power_kw"], owner_devices)
 
 
 def read_owner_inputs(engine: Engine, devices: Sequence[BidDevice], start: datetime,
@@ -165,6 +174,6 @@ def read_owner_inputs(engine: Engine, devices: Sequence[BidDevice], start: datet
     frames = read_meter_frames(engine, [d.device_id for d in devices], since, start,
                                interval_minutes)
     loads = owner_load(frames["power_kw"], groups)
-    sites = owner_site_import(frames["site_import_kw"], groups)
+    sites = owner_site_import(frames["site_import_kw"], frames["power_kw"], groups)
     return [owner_input(o, ds, loads[o], sites[o], start, end, history_days, skip_days, tz,
                         interval_minutes) for o, ds in by_owner.items()]

@@ -43,15 +43,16 @@ class MeterStore:
 
     def record(self, pos: int, device_kw: np.ndarray, site_kw: np.ndarray | None = None) -> None:
         """Store one interval's device powers (kW, fleet order) at index position ``pos``, and
-        the site meters the devices read (``site_kw``, fleet order, NaN: none; an owner's is
-        :func:`bidding.meter_frame.site_import_by_owner`, as the daemon's)."""
+        the site meters the devices read (``site_kw``, fleet order, NaN or None: none; an
+        owner's metering point is :func:`bidding.meter_frame.site_import_by_owner`, as the
+        daemon's)."""
         kw = np.asarray(device_kw, dtype=np.float64)
         self.owner_kw[:, pos] = np.bincount(self.owner_of_device, weights=kw,
                                             minlength=self.n_owners)
-        if site_kw is not None:
-            self.owner_site_kw[:, pos] = site_import_by_owner(
-                np.asarray(site_kw, dtype=np.float64)[:, None], self.owner_of_device,
-                self.n_owners)[:, 0]
+        site = np.full(kw.shape, np.nan) if site_kw is None else np.asarray(site_kw,
+                                                                            dtype=np.float64)
+        self.owner_site_kw[:, pos] = site_import_by_owner(
+            site[:, None], kw[:, None], self.owner_of_device, self.n_owners)[:, 0]
         ts = self.index[pos]
         day = ts.date()
         slot = ts.hour * (self.steps_per_day // 24) + ts.minute * self.steps_per_day // 1440

@@ -9,6 +9,7 @@ load is 0 kW on every history day), behind a site that draws 300 kW in the event
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ import pytest
 
 from bidding.bid_inputs import BidDevice, BidInput, HistoryDay, NoHistoryPolicy, OwnerInput
 from bidding.core import make_offer
+from bidding.meter_frame import site_import_by_owner
 from bidding.programme import Programme, load_programme
 from forecasting.calendars import ChineseCalendar
 from tests.conftest import REPO_ROOT
@@ -85,3 +87,23 @@ def test_an_owner_that_cannot_export_is_not_capped():
                       {"max_curtail_kw": 400.0, "max_curtail_minutes": 120})
     offer = make_offer(_input(OwnerInput(1, (plant,), _days(300.0))))
     assert "capped" not in offer.extra["sources"]["1"]["envelope"]
+
+
+def test_an_owners_metering_point_counts_its_other_devices_at_their_own_load():
+    """One owner: a battery behind a metered site (host 2.5 kW, battery idle) and a 250 kW
+    plant that reads no site meter; a second owner with only the plant. The owner is metered
+    as one connection: the site meter stands in for the battery, the plant counts its own
+    load (capping the offer at the battery's site alone cut the first run's 12 MW owner to
+    240 kW); a device missing an interval leaves the owner unmetered there (NaN)."""
+    site = np.array([[2.5, 2.5, np.nan], [np.nan, np.nan, np.nan], [np.nan, np.nan, np.nan]])
+    own = np.array([[0.0, -5.0, 0.0], [250.0, 250.0, 250.0], [240.0, np.nan, 240.0]])
+    got = site_import_by_owner(site, own, np.array([0, 0, 1]), 2)
+    assert got[0, :2] == pytest.approx([252.5, 252.5])
+    assert np.isnan(got[0, 2])  # the battery read its site meter but missed this interval
+    assert got[1, 0] == pytest.approx(240.0) and np.isnan(got[1, 1])
+    plant = BidDevice(2, 1, "industrial_load", 300.0, 50.0, 300.0, {
+        "max_curtail_kw": 200.0, "max_curtail_minutes": 120, "makeup_fraction": 0.0})
+    owner = OwnerInput(1, (BATTERY, plant), _days(250.0), _days(252.5))
+    inp = _input(owner)
+    offer = make_offer(replace(inp, envelope_kw={1: np.full(4, 600.0)}))
+    assert 252.5 * 0.5 < offer.declared_kw <= 252.5 + 1e-6  # the site and the plant, not 2.5
