@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from forecasting.calendars import ChineseCalendar, DayCalendar
+from forecasting.calendars import DayCalendar
 from vpp.errors import ValidationError
 
 
@@ -224,17 +224,18 @@ def compute_baseline(
     abnormal_days: Iterable[date] = (),
     *,
     interval_minutes: int,
-    calendar: DayCalendar | None = None,
+    calendar: DayCalendar,
     temperature_c: pd.Series | None = None,
 ) -> BaselineResult:
     """Baseline of ``load_kw`` (kW, aware index on the interval grid) for [start, end).
 
-    ``calendar`` defaults to the Chinese calendar; ``temperature_c`` is used only by the
+    ``calendar``: the working days (the caller's configured calendar: no default, so the
+    daemon, the CLI and the season judge a day alike); ``temperature_c`` is used only by the
     ``forecast`` method. See the module docstring for the rules.
     """
     load = _check_load(load_kw, interval_minutes)
     window = _window(_aware(start, "start"), _aware(end, "end"), load.index.tz, interval_minutes)
-    cal = calendar or ChineseCalendar()
+    cal = calendar
     events, abnormal = set(event_days), set(abnormal_days)
     event_date = window[0].date()
     if spec.method == "forecast":

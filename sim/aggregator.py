@@ -35,7 +35,7 @@ from bidding.participants import DeviceStanding, participants
 from bidding.programme import Product, Programme
 from bidding.settlement import EventSettlement, check_balance, settle_event
 from forecasting.baselines import BaselineSpec, compute_baseline
-from forecasting.calendars import ChineseCalendar, make_calendar
+from forecasting.calendars import DayCalendar, make_calendar
 from forecasting.device_baselines import OwnerDays, device_plan_baselines
 from forecasting.owners import MAX_READ_DAYS, OwnerForecast, forecast_sites, owner_forecast
 from sim.metering import MeterStore
@@ -60,16 +60,15 @@ class OwnerBaselines:
 def owner_baselines(meter: MeterStore, start: pd.Timestamp, end: pd.Timestamp,
                     spec: BaselineSpec, event_days: Iterable[date],
                     owners: Sequence[int] | None = None, *,
-                    interval_minutes: int) -> OwnerBaselines:
+                    interval_minutes: int, calendar: DayCalendar) -> OwnerBaselines:
     """The programme's baseline for each owner (``forecasting.baselines.compute_baseline``) from
-    the meter data recorded so far."""
+    the meter data recorded so far; ``calendar``: the working days (the season's calendar)."""
     owners = range(meter.n_owners) if owners is None else owners
     n_t = int((end - start) / pd.Timedelta(minutes=interval_minutes))
     out = np.full((meter.n_owners, n_t), np.nan)
     days: list[list[date]] = [[] for _ in range(meter.n_owners)]
     failed: dict[int, str] = {}
     ev = list(event_days)
-    cal = ChineseCalendar()
     full = meter.fleet_series()  # only for its index length
     stop = len(full)
     for o in owners:
@@ -77,7 +76,7 @@ def owner_baselines(meter: MeterStore, start: pd.Timestamp, end: pd.Timestamp,
         try:
             res = compute_baseline(series, start.to_pydatetime(), end.to_pydatetime(), spec,
                                    event_days=ev, interval_minutes=interval_minutes,
-                                   calendar=cal)
+                                   calendar=calendar)
         except ValidationError as exc:
             failed[o] = exc.message
             continue
@@ -109,14 +108,14 @@ def plan_baselines(meter: MeterStore, rows: np.ndarray, days_used: Sequence[Sequ
 def fleet_baseline_error_pct(meter: MeterStore, proxy_start: pd.Timestamp,
                              proxy_end: pd.Timestamp, spec: BaselineSpec,
                              event_days: Iterable[date],
-                             interval_minutes: int) -> float | None:
+                             interval_minutes: int, calendar: DayCalendar) -> float | None:
     """The baseline method's error on a non-event day (a proxy event): (baseline - actual) /
     actual over the window, in %, at the fleet level. None when the day cannot be baselined."""
     series = meter.fleet_series(proxy_end)
     try:
         res = compute_baseline(series, proxy_start.to_pydatetime(), proxy_end.to_pydatetime(),
                                spec, event_days=list(event_days),
-                               interval_minutes=interval_minutes, calendar=ChineseCalendar())
+                               interval_minutes=interval_minutes, calendar=calendar)
     except ValidationError:
         return None
     actual = series.loc[proxy_start:proxy_end - pd.Timedelta(minutes=interval_minutes)]

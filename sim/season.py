@@ -240,7 +240,8 @@ class SeasonRun:
         plan_spec = product.baseline.model_copy(update={"day_of_adjustment": False})
         past_events = [d for d in self.event_days if d < call.day]
         base = aggregator.owner_baselines(self.meter, start, end, plan_spec, past_events,
-                                          interval_minutes=self.step)
+                                          interval_minutes=self.step,
+                                          calendar=self.calendar.workdays)
         if base.failed and len(base.failed) == self.meter.n_owners:  # "no owner can offer" hides why
             p.skipped = f"no baseline: {next(iter(base.failed.values()))}"
             self._skip(p)
@@ -399,7 +400,8 @@ class SeasonRun:
         start, end = pd.Timestamp(call.start), pd.Timestamp(call.end)
         past = [d for d in self.event_days if d < call.day]
         base = aggregator.owner_baselines(self.meter, start, end, p.accepted_product().baseline, past,
-                                          interval_minutes=self.step)
+                                          interval_minutes=self.step,
+                                          calendar=self.calendar.workdays)
         metered = self.meter.window(start, end)
         idx = aggregator_index(start, end, self.step)
         try:
@@ -441,15 +443,13 @@ class SeasonRun:
 
     def _proxy_error(self, p: _Pending, start: pd.Timestamp, end: pd.Timestamp,
                      past: list[date]) -> float | None:
-        from sim.scenarios.city import is_working_day
-
         d = p.call.day - timedelta(days=1)
         for _ in range(10):
-            if is_working_day(d) and d not in self.event_days:
+            if self.calendar.is_workday(d) and d not in self.event_days:
                 off = pd.Timedelta(days=(p.call.day - d).days)
                 return aggregator.fleet_baseline_error_pct(
                     self.meter, start - off, end - off, p.accepted_product().baseline, past,
-                    self.step)
+                    self.step, self.calendar.workdays)
             d -= timedelta(days=1)
         return None
 

@@ -18,8 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forecasting.baselines import BaselineSpec, compute_baseline
-from forecasting.calendars import ExplicitCalendar
+from forecasting.calendars import ChineseCalendar, ExplicitCalendar
 from vpp.errors import ValidationError
+
+CHINA = ChineseCalendar()  # the calendar facts above
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -51,7 +53,7 @@ ABNORMAL = [date(2024, 10, 9)]
 
 def test_similar_days_working_day_skips_holidays_events_and_abnormal_days() -> None:
     load = make_load({date(2024, 10, 11): 90.0})
-    r = compute_baseline(load, *window(TUE), BaselineSpec(method="similar_days"), EVENTS, ABNORMAL, interval_minutes=15)
+    r = compute_baseline(load, *window(TUE), BaselineSpec(method="similar_days"), EVENTS, ABNORMAL, interval_minutes=15, calendar=CHINA)
     # walking back from Mon 14 Oct: 14 ok, 13 Sun no, 12 Sat adjusted working day ok, 11 ok,
     # 10 event, 9 abnormal, 8 ok, 7..1 National Day (5 and 6 are a weekend), 30 Sep ok
     assert r.days_used == [date(2024, 9, 30), date(2024, 10, 8), date(2024, 10, 11),
@@ -71,7 +73,7 @@ def test_similar_days_working_day_skips_holidays_events_and_abnormal_days() -> N
 
 
 def test_similar_days_non_working_day_uses_three_non_working_days() -> None:
-    r = compute_baseline(make_load(), *window(SAT), BaselineSpec(method="similar_days"), interval_minutes=15)
+    r = compute_baseline(make_load(), *window(SAT), BaselineSpec(method="similar_days"), interval_minutes=15, calendar=CHINA)
     # Sun 13 Oct, then Sat 12 (worked: skipped), back to the holidays 7 and 6 Oct
     assert r.days_used == [date(2024, 10, 6), date(2024, 10, 7), date(2024, 10, 13)]
     assert r.excluded[date(2024, 10, 12)].startswith("adjusted working day")
@@ -82,7 +84,7 @@ def test_similar_days_non_working_day_uses_three_non_working_days() -> None:
 def test_high_4_of_5_drops_the_lowest_day() -> None:
     load = make_load({date(2024, 10, 11): 90.0})
     r = compute_baseline(load, *window(TUE), BaselineSpec(method="x_of_y", x=4, y=5),
-                         EVENTS, ABNORMAL, interval_minutes=15)
+                         EVENTS, ABNORMAL, interval_minutes=15, calendar=CHINA)
     assert r.days_used == [date(2024, 9, 30), date(2024, 10, 8), date(2024, 10, 12),
                            date(2024, 10, 14)]
     assert r.excluded[date(2024, 10, 11)].startswith("not among the 4 highest of 5")
@@ -91,7 +93,7 @@ def test_high_4_of_5_drops_the_lowest_day() -> None:
 
 
 def test_10_of_10_averages_ten_most_recent_working_days() -> None:
-    r = compute_baseline(make_load(), *window(TUE), BaselineSpec(method="x_of_y", x=10, y=10), interval_minutes=15)
+    r = compute_baseline(make_load(), *window(TUE), BaselineSpec(method="x_of_y", x=10, y=10), interval_minutes=15, calendar=CHINA)
     expected = [date(2024, 9, 23), date(2024, 9, 24), date(2024, 9, 25), date(2024, 9, 26),
                 date(2024, 9, 27), date(2024, 9, 29), date(2024, 9, 30), date(2024, 10, 8),
                 date(2024, 10, 9), date(2024, 10, 10), date(2024, 10, 11), date(2024, 10, 12),
@@ -106,7 +108,7 @@ def test_day_of_adjustment_and_its_cap(cap_pct: float, adjustment: float) -> Non
     load = make_load({date(2024, 10, 11): 90.0, TUE: 200.0})
     spec = BaselineSpec(method="x_of_y", x=4, y=5, day_of_adjustment=True, adjustment_hours=2,
                         adjustment_gap_hours=1, adjustment_cap_pct=cap_pct)
-    r = compute_baseline(load, *window(TUE), spec, EVENTS, ABNORMAL, interval_minutes=15)
+    r = compute_baseline(load, *window(TUE), spec, EVENTS, ABNORMAL, interval_minutes=15, calendar=CHINA)
     # window 11:00-13:00 (slots 44-51, mean 4.75 kW of slope): event day 200 + 4.75, baseline
     # days 137.5 + 4.75, raw +62.5; the 20% cap is 0.2 * 142.25 = 28.45
     assert r.adjustment_kw == pytest.approx(adjustment)
@@ -117,7 +119,7 @@ def test_day_of_adjustment_and_its_cap(cap_pct: float, adjustment: float) -> Non
 def test_downward_adjustment_is_capped_too() -> None:
     load = make_load({TUE: 50.0})
     spec = BaselineSpec(method="similar_days", day_of_adjustment=True, adjustment_cap_pct=10)
-    r = compute_baseline(load, *window(TUE), spec, interval_minutes=15)
+    r = compute_baseline(load, *window(TUE), spec, interval_minutes=15, calendar=CHINA)
     days = r.days_used
     mean_base = np.mean([base(d) for d in days]) + 4.75
     assert r.adjustment_kw == pytest.approx(-0.1 * mean_base)
@@ -126,7 +128,7 @@ def test_downward_adjustment_is_capped_too() -> None:
 def test_incomplete_day_is_skipped_and_next_one_taken() -> None:
     load = make_load()
     load[pd.Timestamp("2024-10-14 14:30", tz=SH)] = np.nan
-    r = compute_baseline(load, *window(TUE), BaselineSpec(method="similar_days"), interval_minutes=15)
+    r = compute_baseline(load, *window(TUE), BaselineSpec(method="similar_days"), interval_minutes=15, calendar=CHINA)
     assert r.excluded[date(2024, 10, 14)] == "incomplete data"
     assert date(2024, 10, 9) in r.days_used
 
@@ -136,7 +138,7 @@ def test_not_enough_days_raises() -> None:
     spec = BaselineSpec(method="similar_days", lookback_days=10)
     # 10 days before Wed 9 Oct: 8 Oct, then seven holidays, then 30 and 29 (worked) September
     with pytest.raises(ValidationError, match="no baseline days available: found 3 of 5"):
-        compute_baseline(load, *window(date(2024, 10, 9)), spec, interval_minutes=15)
+        compute_baseline(load, *window(date(2024, 10, 9)), spec, interval_minutes=15, calendar=CHINA)
 
 
 def test_missing_adjustment_window_raises() -> None:
@@ -144,7 +146,7 @@ def test_missing_adjustment_window_raises() -> None:
     load[pd.Timestamp("2024-10-15 11:15", tz=SH)] = np.nan
     spec = BaselineSpec(method="similar_days", day_of_adjustment=True)
     with pytest.raises(ValidationError, match="day-of adjustment window"):
-        compute_baseline(load, *window(TUE), spec, interval_minutes=15)
+        compute_baseline(load, *window(TUE), spec, interval_minutes=15, calendar=CHINA)
 
 
 @pytest.mark.parametrize(
@@ -158,7 +160,7 @@ def test_missing_adjustment_window_raises() -> None:
 )
 def test_bad_windows(start: datetime, end: datetime, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        compute_baseline(make_load(), start, end, BaselineSpec(method="similar_days"), interval_minutes=15)
+        compute_baseline(make_load(), start, end, BaselineSpec(method="similar_days"), interval_minutes=15, calendar=CHINA)
 
 
 def test_spec_is_strict() -> None:
@@ -173,7 +175,7 @@ def test_window_in_another_zone_uses_the_data_zone_days() -> None:
     load = make_load({date(2024, 10, 11): 90.0})
     start = datetime(2024, 10, 15, 6, tzinfo=ZoneInfo("UTC"))  # 14:00 in Shanghai
     r = compute_baseline(load, start, start + timedelta(hours=2),
-                         BaselineSpec(method="similar_days"), EVENTS, ABNORMAL, interval_minutes=15)
+                         BaselineSpec(method="similar_days"), EVENTS, ABNORMAL, interval_minutes=15, calendar=CHINA)
     np.testing.assert_allclose(r.baseline_kw.iloc[0], 128.0 + 5.6)
 
 
@@ -210,11 +212,11 @@ def test_adjustment_never_exceeds_its_cap(levels: list[float], event_level: floa
     days = pd.date_range("2024-08-20", periods=62, freq="D").date
     load = make_load(dict(zip(days, levels, strict=True)) | {TUE: event_level})
     spec = BaselineSpec(method=method, day_of_adjustment=True, adjustment_cap_pct=cap)  # type: ignore[arg-type]
-    r = compute_baseline(load, *window(TUE), spec, interval_minutes=15)
+    r = compute_baseline(load, *window(TUE), spec, interval_minutes=15, calendar=CHINA)
     base_adj = np.mean([dict(zip(days, levels, strict=True))[d] for d in r.days_used]) + 4.75
     assert r.adjustment_kw is not None
     assert abs(r.adjustment_kw) <= cap / 100 * base_adj + 1e-9
-    plain = compute_baseline(load, *window(TUE), spec.model_copy(update={"day_of_adjustment": False}), interval_minutes=15)
+    plain = compute_baseline(load, *window(TUE), spec.model_copy(update={"day_of_adjustment": False}), interval_minutes=15, calendar=CHINA)
     np.testing.assert_allclose(r.baseline_kw - plain.baseline_kw, r.adjustment_kw, atol=1e-9)
     expected = np.mean([load.reindex(plain.baseline_kw.index - pd.Timedelta(days=(TUE - d).days))
                         .to_numpy() for d in plain.days_used], axis=0)

@@ -30,6 +30,7 @@ from sqlmodel import select
 
 from bidding.programme import load_programme
 from device_adapters.protocol import DeviceState
+from forecasting.calendars import make_calendar
 from sim import aggregator
 from sim.grid import GridCall
 from sim.metering import MeterStore
@@ -205,7 +206,8 @@ def _simulator_plan(settings, programme, product, meter, devices, states, rows, 
     the invitation, the devices' plan baselines, their scheduler view, the dispatcher."""
     plan_spec = product.baseline.model_copy(update={"day_of_adjustment": False})
     end = start + n_ev * STEP
-    days = aggregator.owner_baselines(meter, start, end, plan_spec, [], interval_minutes=15)
+    days = aggregator.owner_baselines(meter, start, end, plan_spec, [], interval_minutes=15,
+                                      calendar=make_calendar(settings.forecasting.calendar))
     physics = []
     for d in devices:
         ph = make_physics(d.spec.kind, d.spec.rated_power_kw, dict(d.spec.params))
