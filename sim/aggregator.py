@@ -35,7 +35,7 @@ from bidding.participants import DeviceStanding, participants
 from bidding.programme import Product, Programme
 from bidding.settlement import EventSettlement, check_balance, settle_event
 from forecasting.baselines import BaselineSpec, compute_baseline
-from forecasting.calendars import DayCalendar, make_calendar
+from forecasting.calendars import DayCalendar
 from forecasting.device_baselines import OwnerDays, device_plan_baselines
 from forecasting.owners import MAX_READ_DAYS, OwnerForecast, forecast_sites, owner_forecast
 from sim.metering import MeterStore
@@ -176,14 +176,16 @@ def bid_devices(fleet_devices: Sequence, states: Sequence,
 
 def bid_call(settings, call, programme: Programme, product: Product, meter: MeterStore,  # type: ignore[no-untyped-def]
              devices: Sequence[BidDevice], forecasts: Forecasts, issue: pd.Timestamp,
-             other_event_days: Iterable[date], event_id: int = 0) -> Offer:
+             other_event_days: Iterable[date], calendar: DayCalendar,
+             event_id: int = 0) -> Offer:
     """The offer for ``call`` (:class:`sim.grid.GridCall`) by the production core,
     :func:`bidding.core.make_offer`, with the inputs the daemon's intake gives it: the
     forecaster's owner quantiles (:class:`Forecasts`), else the owners' last 10 days of meter
     data (:func:`bidding.bid_inputs.whole_days`, other events' days skipped; their site meters'
     the same, for the export rule), the scheduler's
     envelope, the programme's price lowered to the call's cap (:func:`bidding.core.bid_price`)
-    and the no-history fallback (``[bidding] no_history_fraction_pct``)."""
+    and the no-history fallback (``[bidding] no_history_fraction_pct``); ``calendar``: the
+    working days, the season's as its baselines and settlement use."""
     step = programme.interval_minutes
     skip = set(other_event_days)
     history_days = BID_HISTORY_DAYS  # as the daemon bids
@@ -198,7 +200,7 @@ def bid_call(settings, call, programme: Programme, product: Product, meter: Mete
         event_id=event_id, start=call.start, end=call.end, direction=call.direction,
         requested_kw=call.requested_kw, programme=programme, product=product,
         price_yuan_per_kwh=bid_price(product, getattr(call, "price_cap_yuan_per_kwh", None)),
-        owners=owners, calendar=make_calendar(settings.forecasting.calendar),
+        owners=owners, calendar=calendar,
         confidence=settings.bidding.delivery_confidence, history_days=history_days,
         forecast=forecasts.owner_forecast(meter, issue), scheduler_envelope=True,
         no_history=NoHistoryPolicy(settings.bidding.no_history_fraction_pct, first))

@@ -251,7 +251,7 @@ class SeasonRun:
         devices = aggregator.bid_devices(self.fleet.devices, self.plant.states, self.owner_of)
         try:
             offer = aggregator.bid_call(s, call, programme, product, self.meter, devices,
-                                        self.forecasts, issue, past)
+                                        self.forecasts, issue, past, self.calendar.workdays)
         except ValidationError as exc:
             p.skipped = f"no offer: {exc.message}"
             self._skip(p)

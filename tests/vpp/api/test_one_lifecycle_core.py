@@ -165,7 +165,8 @@ async def test_daemon_and_simulator_make_the_same_offer_and_participants(
     offer = aggregator.bid_call(
         settings, grid_call, programme, product, meter,
         aggregator.bid_devices(devices, states, owner_of), aggregator.Forecasts(
-            settings.forecasting), pd.Timestamp(start), set())
+            settings.forecasting), pd.Timestamp(start), set(),
+        make_calendar(settings.forecasting.calendar))
     rows = aggregator.participant_rows(owner_of, offer.owner_declared_kw(), online)
     sim_owners = {owner_db[owners[o]]: kw_ for o, kw_ in offer.owner_declared_kw().items()}
 
