@@ -21,10 +21,12 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
+from bidding.performance_record import SettledResult, compute_record
 from bidding.programme import Product, Programme, load_programme
 from sim import aggregator
 from sim.grid import FaultyAdapter, GridCall, GridOperator, draw_faults, with_capability_tests
@@ -132,6 +134,8 @@ class SeasonRun:
         idx = {o: i for i, o in enumerate(owners)}
         self.owner_of = np.array([idx[d.owner] for d in fleet.devices])
         self.events: list[EventOutcome] = []
+        #: the settled calls as the performance record reads them (the daemon's intake)
+        self.record_results: list[SettledResult] = []
         self.event_days: set[date] = set()
         self.seams: list[str] = []
         self.dispatcher = aggregator.Dispatcher(settings.scheduler, self.step)
@@ -235,6 +239,12 @@ class SeasonRun:
             self._skip(p)
             return None
         p.product = product
+        record = compute_record(self.record_results, [], programme.performance,
+                                ZoneInfo(self.tz), call.issued_at)
+        if record.refuses_bids:  # as the daemon's intake refuses (vpp.performance.bid_refusal)
+            p.skipped = f"no bid: {record.reason}"
+            self._skip(p)
+            return None
         start, end = pd.Timestamp(call.start), pd.Timestamp(call.end)
         issue = pd.Timestamp(call.issued_at).floor(f"{self.step}min")
         plan_spec = product.baseline.model_copy(update={"day_of_adjustment": False})
@@ -414,6 +424,9 @@ class SeasonRun:
             self._skip_settled(p, city_mw)
             return
         proxy = self._proxy_error(p, start, end, past)
+        self.record_results.append(SettledResult(
+            len(self.record_results) + 1, call.start, res.performance_ratio,
+            p.programme.band.lower_pct / 100))
         payouts = {self.owner_names[o.owner_id]: o.payout_fen for o in res.owners}
         self.events.append(EventOutcome(
             call=call, declared_kw=p.declared_kw, price_yuan_per_kwh=str(p.price),

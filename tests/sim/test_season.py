@@ -29,10 +29,18 @@ TZ = ZoneInfo("Asia/Shanghai")
 
 
 def _programmes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pdir = tmp_path_factory.mktemp("programmes")
+    return _programmes_at(tmp_path_factory.mktemp("programmes"))
+
+
+def _programmes_at(pdir: Path, edits: dict[str, str] | None = None) -> Path:
+    """The shipped Hunan programme without its 10 MW minimum (a sample fleet), ``edits``
+    applied to its text, in ``pdir``."""
     src = (ROOT / "config/programmes/hunan-2026.toml").read_text()
-    (pdir / "hunan-2026.toml").write_text(src.replace("min_declared_kw = 10000.0",
-                                                      "min_declared_kw = 0.0"))
+    for old, new in {"min_declared_kw = 10000.0": "min_declared_kw = 0.0",
+                     **(edits or {})}.items():
+        assert old in src, old
+        src = src.replace(old, new)
+    (pdir / "hunan-2026.toml").write_text(src)
     return pdir
 
 
@@ -272,3 +280,20 @@ def test_device_history_holds_every_baseline_day_after_a_run_of_calls() -> None:
                                  ["last_reading"])
     assert plan.methods == ["similar_days"]
     np.testing.assert_allclose(plan.kw[0], res.baseline_kw.to_numpy())
+
+
+def test_a_suspended_vpp_bids_no_more_in_the_season(tmp_path: Path) -> None:
+    """The season reads the performance record as the daemon's intake does: with the paid
+    band's floor at 100% (the first call falls short of it) and a suspension at the first
+    failure, the second call is not bid, and says why."""
+    import asyncio
+
+    pdir = _programmes_at(tmp_path, {"lower_pct = 50": "lower_pct = 100",
+                                     "suspend_after_failures = 3": "suspend_after_failures = 1"})
+    settings = Settings(bidding=BiddingSettings(programmes_dir=pdir))
+    opts = RunOptions(event_days=2, history_days=8, max_devices=150, capability_test=False)
+    result = asyncio.run(run_season(settings, ROOT / "config/scenarios/zhuzhou-2025.toml", opts))
+    first, second = result.events[:2]
+    assert first.delivered_kw < first.declared_kw  # failed: below the 100% floor
+    assert second.notes and second.notes[0].startswith("no bid: the VPP is suspended"), \
+        second.notes
