@@ -174,9 +174,12 @@ async def test_daemon_and_simulator_make_the_same_offer_and_participants(
     if quantiles is not None:
         assert {v["quantiles"] for k, v in offer.extra["sources"].items()
                 if k.isdigit() and "quantiles" in v} == {quantiles}
-    assert bid.declared_kw == pytest.approx(offer.declared_kw, abs=1e-3)
+    # to 0.01 kW ("to the kW" in the issue): the two paths fit the forecaster each, and
+    # LightGBM's threaded fit may differ in the last bits, which the offer's rounding to
+    # 0.001 kW then shows (seen once: 454.116 against 454.117)
+    assert bid.declared_kw == pytest.approx(offer.declared_kw, abs=0.01)
     assert bid.detail["rule"] == offer.rule
-    assert daemon_owners == pytest.approx(sim_owners, abs=1e-3)
+    assert daemon_owners == pytest.approx(sim_owners, abs=0.01)
     assert daemon_devices == sorted(db_ids[int(i)] for i in rows)
     assert len(daemon_devices) < len(devices)  # the offline device, owners who declared 0
 
