@@ -103,6 +103,11 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/console/events/{event_id}"): _e("operator"),
     ("GET", "/api/v1/statement"): _e("owner"),
     ("GET", "/api/v1/profile-catalogue"): _e("operator owner"),
+    # the world's events are not settled and its devices have no reading: whoever may ask gets
+    # 404 / 400 (the answers themselves: tests/vpp/api/test_owner_devices.py)
+    ("GET", "/api/v1/owner/events/{event_id}/devices"): _e("operator owner", 404, own=True),
+    ("POST", "/api/v1/owner/devices/{device_id}/preferences/preview"):
+        _e("operator owner", 400, own=True),
 }
 
 #: which owner a list item belongs to, for the scoped lists
@@ -183,6 +188,8 @@ async def _target_request(api: Api, w: World, method: str, path: str,
             path = path.replace("{name}", _spare_profile(api, w.owner[target]))
     if path.endswith("/cancel"):  # a fresh event each time, so every allowed cancel can succeed
         path = path.replace(f"/events/{w.event[target or 'a']}/", f"/events/{accepted_event(api)}/")
+    if path.startswith("/api/v1/owner/events/") and target is not None:  # whose share
+        path += f"?owner_id={w.owner[target]}"
     if method == "POST" and path == "/api/v1/owners":
         body = {"name": f"owner via api {new_port()}"}
     elif method == "POST" and path == "/api/v1/gateways":
@@ -198,6 +205,8 @@ async def _target_request(api: Api, w: World, method: str, path: str,
         body = {"profile": _profile_body(f"via-api-{new_port()}")}
     elif method == "PATCH" and path.startswith("/api/v1/gateways/"):
         body = {"port": new_port()}
+    elif path.endswith("/preferences/preview"):
+        body = {"participate": False}
     elif method == "PATCH" and path.endswith("/preferences"):
         body = {"participate": True}
     elif method == "PATCH":

@@ -13,6 +13,7 @@ from vpp.api import (
     routes_events,
     routes_fleet,
     routes_ocpp,
+    routes_owner_devices,
     routes_owner_portal,
     routes_performance,
     routes_system,
@@ -41,6 +42,7 @@ ROUTES: list[Route] = [
     *routes_tokens.ROUTES,
     *routes_console.ROUTES,
     *routes_owner_portal.ROUTES,
+    *routes_owner_devices.ROUTES,
     *routes_admission.ROUTES,
     *routes_performance.ROUTES,
 ]

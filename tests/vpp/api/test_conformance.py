@@ -82,6 +82,9 @@ RULES_BEYOND_SCHEMA = {
                                   "programme version in force on the day",
     ("POST", "/api/v1/performance/remedies"): "remedied_on not after today in the programme's "
                                               "zone",
+    ("GET", "/api/v1/owner/events/{event_id}/devices"): "owner_id: required of an operator",
+    ("POST", "/api/v1/owner/devices/{device_id}/preferences/preview"):
+        "preferences of the device's kind; a device with a reading",
 }
 #: calls that can retire the calling token (revoke by id, rotate): the next call gets a new one
 RETIRING = ("/api/v1/tokens/{token_id}/revoke", "/api/v1/tokens/rotate")

@@ -159,6 +159,12 @@ const Vpp = {
     const v = Number(kw);
     return Math.abs(v) >= 1000 ? Vpp.num(v / 1000, 2) + " MW" : Vpp.num(v, 1) + " kW";
   },
+  // kWh below 1 MWh (2 decimals), MWh from 1 MWh (3 decimals): 12.50 kWh, 1.250 MWh
+  energy(kwh) {
+    if (kwh === null || kwh === undefined) return "–";
+    const v = Number(kwh);
+    return Math.abs(v) >= 1000 ? Vpp.num(v / 1000, 3) + " MWh" : Vpp.num(v, 2) + " kWh";
+  },
   // one unit for an axis or a table column: the largest magnitude decides
   powerUnit(values) {
     const big = values.some((v) => v !== null && v !== undefined && Math.abs(v) >= 1000);

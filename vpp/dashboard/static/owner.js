@@ -23,11 +23,13 @@ async function refresh() {
     ]));
     Vpp.fillTable(document.getElementById("devices"), devices.map((d) => [
       d.id, d.name, Vpp.kindName(d.kind), Vpp.status(d.status), Vpp.power(d.power_kw),
-      Vpp.power(d.setpoint_kw), Vpp.pct(d.soc_pct),
+      Vpp.power(d.setpoint_kw), Vpp.pct(d.soc_pct), OwnerDevices.prefsButton(d),
     ]));
     Vpp.fillTable(document.getElementById("events"), events.map((e) => [
       e.id, Vpp.span(e.start, e.end), Vpp.eventStatus(e.status), Vpp.power(e.delivered_kw),
+      OwnerDevices.expandButton(e),
     ]));
+    OwnerDevices.showExpanded();
     showEarnings(events, payouts);
   } catch (e) {
     document.getElementById("error").textContent = e.message;
