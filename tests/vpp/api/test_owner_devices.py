@@ -129,3 +129,38 @@ async def test_a_preview_shows_the_effect_and_saves_nothing(api_both: Api) -> No
     await _preview(api, ids[0], {"max_shed_minutes": 60}, api.tokens.other_owner, 404)
     with session_scope(api.engine) as s:
         assert (s.get(Device, ids[0]).preferences or {}) == stored  # type: ignore[union-attr]
+
+
+async def test_history_baselines_add_up_too(api_both: Api) -> None:
+    """An event settled by the programme's baseline over the owners' metered history (similar
+    days with the day-of adjustment): each device's mean over the owner's days, the
+    adjustment split between them, adds up to the settled response."""
+    api = api_both
+    start = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    ids = _plant(api, api.tokens.owner_id, "plant")
+    with session_scope(api.engine) as s:
+        event_id = add_completed_event(s, "ev-history", start, ids, api.tokens.owner_id,
+                                       declared_kw=10.0, baseline_kw=10.0)
+
+    def kw(i: int, t: datetime) -> float:
+        if start <= t < start + timedelta(hours=1):
+            return (5.0, 12.0)[i]
+        k = (start - t).days
+        return (10.0 + k % 3, 20.0 + 2 * (k % 2))[i]
+
+    steps = [start - timedelta(days=14) + timedelta(minutes=15 * n)
+             for n in range(14 * 96 + 4)]
+    write_readings(api.engine, [Reading(d, t + timedelta(minutes=1), kw(i, t))
+                                for t in steps for i, d in enumerate(ids)])
+    run = settle_event_db(api.engine, event_id, api.parts.settings, actor="daemon",
+                          rebound_h=0.0)
+    assert run.method == "history"
+    # the day of the event ran below its baseline days before the call: a day-of adjustment
+    assert run.settlement.detail["baselines"][str(api.tokens.owner_id)]["adjustment_kw"] < 0
+    out = await _get(api, f"/owner/events/{event_id}/devices", api.tokens.owner)
+    assert out["baseline"] == "similar_days"
+    assert out["settled_response_kwh"] == pytest.approx(run.settlement.response_kwh)
+    assert out["devices_response_kwh"] == pytest.approx(out["settled_response_kwh"],
+                                                        abs=out["tolerance_kwh"])
+    assert out["not_attributed_kwh"] == 0.0
+    assert all(d["response_kwh"] > 0 and d["unmetered_intervals"] == 0 for d in out["devices"])
