@@ -46,7 +46,8 @@ def test_site_import_round_trips_and_downgrade_drops_it(empty_engine: Engine) ->
                             T0 + timedelta(minutes=15), 15, column="site_import_kw")
     assert site.iloc[0, 0] == -1.5 and math.isnan(site.iloc[0, 1])
     by_owner = read_owner_site(empty_engine, ids, T0, T0 + timedelta(minutes=15), 15)
-    assert by_owner.iloc[0].tolist() == [-1.5]  # the owner's site: its one reading device
+    # the owner's metering point: a's site meter (-1.5) and b at its own power (1.0)
+    assert by_owner.iloc[0].tolist() == [-0.5]
     command.downgrade(_alembic_config(empty_engine), "0006")
     assert "site_import_kw" not in _columns(empty_engine)
     assert current_revision(empty_engine) == "0006"
