@@ -344,11 +344,8 @@ class FleetRuntime:
         (:meth:`ProfileAdapter.holds_setpoint`); None when that cannot be told: no setpoint,
         an unreadable device, or an adapter without registers (an OCPP connector, whose
         profile the charge point confirms when it is sent)."""
-        try:
-            a = self.poller.adapter(device_id)
-        except KeyError:
-            return None
-        if not isinstance(a, ProfileAdapter):
+        a = self._registers(device_id)
+        if a is None:
             return None
         try:
             async with self.device_lock(device_id):
@@ -360,14 +357,19 @@ class FleetRuntime:
     async def reassert(self, device_id: int) -> SetpointResult | None:
         """Write the setpoint the device holds again (:meth:`ProfileAdapter.reassert`: the
         aggregator's lease is not renewed); None when it holds none or has no registers."""
+        a = self._registers(device_id)
+        if a is None:
+            return None
+        async with self.device_lock(device_id):
+            return await a.reassert()
+
+    def _registers(self, device_id: int) -> ProfileAdapter | None:
+        """The device's register adapter; None when it is not polled or has no registers."""
         try:
             a = self.poller.adapter(device_id)
         except KeyError:
             return None
-        if not isinstance(a, ProfileAdapter):
-            return None
-        async with self.device_lock(device_id):
-            return await a.reassert()
+        return a if isinstance(a, ProfileAdapter) else None
 
     async def release(self, device_ids: list[int]) -> dict[int, str]:
         errors: dict[int, str] = {}
