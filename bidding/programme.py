@@ -122,6 +122,9 @@ class ProgrammeVersion(_Model):
     min_declared_kw: float = Field(0.0, ge=0)
     min_share_of_normal_load_pct: float = Field(0.0, ge=0, le=100)
     capacity_payment_yuan_per_kw_month: Decimal = Field(Decimal("0"), ge=0)
+    # the events whose verified capacity earns the monthly payment (bidding.capacity)
+    capacity_payment_directions: list[Direction] = Field(
+        default_factory=lambda: [Direction.PEAK_SHAVING])
     band: Band = Field(default_factory=Band)
     # a metering point's export (net metered load below zero, e.g. a battery discharging past
     # its host site's load) counts as response only when the programme says so

@@ -30,6 +30,7 @@ DB = ("sqlmodel", "sqlalchemy", "alembic", "psycopg", "vpp.db", "vpp.models")
 #: replaces ``bidding.workflow`` here and the core must pass the check.
 BIDDING_DB_EDGES: dict[str, str] = {
     "bidding.ledger": "posts bids, settlements and payouts to the ledger tables",
+    "bidding.capacity_ledger": "reads a month's settlements and posts its capacity payment",
     "bidding.meter_frame": "reads the telemetry table into interval x device meter frames",
     "bidding.workflow": "loads an event's fleet, history and forecasts and stores the bid",
     "bidding.synthetic": "writes synthetic metered history into the telemetry table",

@@ -1,0 +1,191 @@
+"""Monthly capacity payments in the ledger: read a month's settled events, compute the payment
+(:func:`bidding.capacity.capacity_payment`), post it once, and read an owner's part.
+
+One transaction per programme and month, key ``capacity:<programme>:<YYYY-MM>:v<n>``, kind
+``capacity_payment``: Dr ``asset:grid_receivable`` (the total), Cr ``revenue:capacity_payment``,
+Dr ``expense:owner_share`` (total - fee), Cr each owner's ``liability:owner_payable``. Posting a
+month again with the same result writes nothing; when the month's settlements changed since (a
+re-settled event), the current version is reversed and a new version posted, as settlements
+are (:mod:`bidding.ledger`). A month is posted only once it has ended (local time of the
+programme), and the programme version is the one in force on the month's first day.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from bidding.capacity import CapacityPayment, EventCapacity, capacity_payment
+from bidding.ledger import (
+    GRID_RECEIVABLE,
+    OWNER_PAYABLE,
+    OWNER_SHARE,
+    Posting,
+    current_settlement,
+    entries_of,
+    post_transaction,
+    reverse_transaction,
+)
+from bidding.programme import load_programme, read_programme_file
+from vpp.errors import ValidationError
+from vpp.models import AuditLog, GridEvent, LedgerEntry, LedgerTransaction
+from vpp.timeutil import require_aware
+
+CAPACITY_REVENUE = "revenue:capacity_payment"
+KIND = "capacity_payment"
+MONTH = re.compile(r"^(20\d\d)-(0[1-9]|1[0-2])$")
+
+
+def month_bounds(month: str, tz: str) -> tuple[datetime, datetime]:
+    """The local calendar month ``YYYY-MM`` as [first, next first) aware datetimes."""
+    m = MONTH.match(month)
+    if m is None:
+        raise ValidationError(f"month must look like 2026-07 (2000-2099), got {month[:20]!r}")
+    first = datetime(int(m.group(1)), int(m.group(2)), 1, tzinfo=ZoneInfo(tz))
+    return first, (first + timedelta(days=32)).replace(day=1)
+
+
+def _event_capacity(event_id: int, direction: str, result: dict) -> EventCapacity:
+    """The capacity inputs of one stored settlement result (``Settlement.detail["result"]``)."""
+    return EventCapacity(
+        event_id=event_id, direction=direction,
+        paid_wh=Fraction(Decimal(str(result["paid_kwh"]))) * 1000,
+        duration_minutes=int(round(float(result["duration_h"]) * 60)),
+        contribution_wh={int(o["owner_id"]): int(round(float(o["contribution_kwh"]) * 1000))
+                         for o in result["owners"]},
+    )
+
+
+def month_events(session: Session, programme: str, first: datetime, nxt: datetime
+                 ) -> list[EventCapacity]:
+    """The programme's events that started in [first, nxt) and are settled (current version)."""
+    out = []
+    for ev in session.exec(select(GridEvent).where(
+            GridEvent.programme == programme, col(GridEvent.start) >= first,
+            col(GridEvent.start) < nxt).order_by(col(GridEvent.start))):
+        st = current_settlement(session, int(ev.id or 0))
+        if st is not None and "result" in (st.detail or {}):
+            out.append(_event_capacity(int(ev.id or 0), ev.direction, st.detail["result"]))
+    return out
+
+
+def compute_month(session: Session, programme: str, programmes_dir: Path | str, month: str,
+                  fee_pct: Decimal | float) -> CapacityPayment:
+    """The month's capacity payment under the programme version in force on its first day."""
+    tz = programme_timezone(programme, programmes_dir)
+    first, nxt = month_bounds(month, tz)
+    prog = load_programme(programme, programmes_dir, first.date())
+    return capacity_payment(
+        month_events(session, programme, first, nxt), programme=programme, month=month,
+        price_yuan_per_kw_month=prog.rules.capacity_payment_yuan_per_kw_month,
+        fee_pct=Decimal(str(fee_pct)), directions=[d.value for d in
+                                                   prog.rules.capacity_payment_directions])
+
+
+def programme_timezone(programme: str, programmes_dir: Path | str) -> str:
+    """The zone the programme's months and days are counted in."""
+    return read_programme_file(Path(programmes_dir) / f"{programme}.toml").timezone
+
+
+def capacity_entries(payment: CapacityPayment) -> list[Posting]:
+    """The ledger legs of a capacity payment (balanced: total = owners' parts + fee)."""
+    legs = [Posting(GRID_RECEIVABLE, payment.total_fen),
+            Posting(CAPACITY_REVENUE, -payment.total_fen),
+            Posting(OWNER_SHARE, payment.owners_fen)]
+    legs += [Posting(OWNER_PAYABLE, -fen, owner) for owner, fen in payment.owners.items()]
+    return legs
+
+
+def capacity_key(programme: str, month: str, version: int) -> str:
+    return f"capacity:{programme}:{month}:v{version}"
+
+
+@dataclass(frozen=True)
+class PostedCapacity:
+    payment: CapacityPayment
+    version: int  # the version in force after posting (0: nothing to post, no event verified)
+    created: bool  # False: the same payment is already posted (or there was nothing)
+    reversed_version: int | None
+
+
+def _current(session: Session, programme: str, month: str) -> tuple[LedgerTransaction, int] | None:
+    """The month's current capacity transaction and its version (None: never posted)."""
+    prefix = f"capacity:{programme}:{month}:v"
+    rows = session.exec(select(LedgerTransaction).where(
+        LedgerTransaction.kind == KIND,
+        col(LedgerTransaction.idempotency_key).startswith(prefix))).all()
+    if not rows:
+        return None
+    latest = max(rows, key=lambda t: int(t.idempotency_key[len(prefix):]))
+    return latest, int(latest.idempotency_key[len(prefix):])
+
+
+def _same_legs(session: Session, txn: LedgerTransaction, legs: list[Posting]) -> bool:
+    old = sorted((e.account, e.owner_id or 0, e.amount_fen)
+                 for e in entries_of(session, int(txn.id or 0)))
+    new = [(p.account, p.owner_id or 0, p.amount_fen) for p in legs if p.amount_fen != 0]
+    return old == sorted(new)
+
+
+def post_capacity_payment(session: Session, payment: CapacityPayment, *, now: datetime,
+                          tz: str, actor: str = "settlement") -> PostedCapacity:
+    """Post the month's capacity payment once (see the module docstring); ``now`` must be past
+    the month's end in ``tz``. A payment of zero (no event verified) posts nothing."""
+    require_aware(now, "now")
+    _, nxt = month_bounds(payment.month, tz)
+    if now < nxt:
+        raise ValidationError(f"month {payment.month} has not ended (it ends {nxt.isoformat()}): "
+                              "its capacity payment is posted after the month")
+    legs = capacity_entries(payment)
+    current = _current(session, payment.programme, payment.month)
+    if current is not None and _same_legs(session, current[0], legs):
+        return PostedCapacity(payment, current[1], False, None)
+    if current is None and payment.total_fen == 0:
+        return PostedCapacity(payment, 0, False, None)
+    reversed_version = None
+    version = 1
+    if current is not None:
+        txn, reversed_version = current
+        reverse_transaction(session, txn, key=txn.idempotency_key + ":reversal", actor=actor,
+                            description=f"capacity {payment.programme} {payment.month} "
+                                        f"v{reversed_version} superseded")
+        version = reversed_version + 1
+    post_transaction(
+        session, key=capacity_key(payment.programme, payment.month, version), kind=KIND,
+        entries=legs, description=(
+            f"capacity payment {payment.programme} {payment.month} v{version}: "
+            f"{float(payment.credit_kw):,.1f} kW x {payment.price_yuan_per_kw_month} yuan/kW-month"
+            f", events {', '.join(map(str, payment.event_ids))}"), actor=actor)
+    session.add(AuditLog(
+        actor=actor, action="capacity_payment_posted",
+        subject=f"capacity:{payment.programme}:{payment.month}",
+        detail={"version": version, "credit_kw": str(float(payment.credit_kw)),
+                "price_yuan_per_kw_month": str(payment.price_yuan_per_kw_month),
+                "total_fen": payment.total_fen, "fee_fen": payment.fee_fen,
+                "event_ids": list(payment.event_ids),
+                "owners": {str(o): f for o, f in payment.owners.items()},
+                "supersedes_version": reversed_version}))
+    session.flush()
+    return PostedCapacity(payment, version, True, reversed_version)
+
+
+def owner_capacity_fen(session: Session, month: str, owner_id: int | None = None
+                       ) -> dict[int, int]:
+    """What each owner (or one) is owed for the month's capacity payments, all programmes, at
+    their current versions (reversals net out): owner id -> fen."""
+    stmt = (select(LedgerEntry.owner_id, func.sum(LedgerEntry.amount_fen))
+            .join(LedgerTransaction, col(LedgerTransaction.id) == col(LedgerEntry.transaction_id))
+            .where(col(LedgerTransaction.idempotency_key).like(f"capacity:%:{month}:v%"),
+                   LedgerEntry.account == OWNER_PAYABLE)
+            .group_by(col(LedgerEntry.owner_id)))
+    if owner_id is not None:
+        stmt = stmt.where(LedgerEntry.owner_id == owner_id)
+    return {int(o): -int(s) for o, s in session.exec(stmt) if o is not None}
