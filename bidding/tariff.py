@@ -12,6 +12,7 @@ start (market intervals align with the whole-hour boundaries of published tariff
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import time
 from decimal import Decimal
 from enum import StrEnum
@@ -23,6 +24,7 @@ import pandas as pd
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bidding.money import to_wh, yuan_to_fen
 from vpp.config import first_error
 from vpp.errors import ConfigError, ValidationError
 from vpp.timeutil import DEFAULT_TIMEZONE
@@ -234,6 +236,44 @@ class TouTariff(_Model):
             name="price_yuan_per_kwh",
         )
 
+
+def energy_cost_fen(power_kw: np.ndarray, index: pd.DatetimeIndex, tariff: TouTariff,
+                    interval_minutes: int) -> int:
+    """The energy bill of ``power_kw`` (kW, one row per device or one series; intervals along
+    the last axis, starting at ``index``) at the tariff's exact prices, in fen: each interval's
+    summed energy to integer Wh (:func:`bidding.money.to_wh`), times its price, rounded to fen
+    once. Negative energy (export) is priced as a credit at the same price."""
+    kw = np.atleast_2d(np.asarray(power_kw, dtype=float)).sum(axis=0)
+    if kw.shape != (len(index),):
+        raise ValidationError(f"power_kw has {kw.shape[0]} intervals but the index {len(index)}")
+    if not np.isfinite(kw).all():
+        raise ValidationError("power_kw has NaN/inf")
+    prices = tariff.price_series_decimal(index).to_numpy()
+    dt_h = interval_minutes / 60.0
+    total = sum((Decimal(to_wh(float(k) * dt_h)) * p for k, p in zip(kw, prices, strict=True)),
+                Decimal(0))
+    return yuan_to_fen(total / 1000)
+
+
+@dataclass(frozen=True)
+class TouSaving:
+    """A schedule's energy bill against running without it, over the same intervals (fen)."""
+
+    without_fen: int
+    with_fen: int
+
+    @property
+    def saving_fen(self) -> int:
+        return self.without_fen - self.with_fen
+
+
+def tou_saving(with_kw: np.ndarray, without_kw: np.ndarray, index: pd.DatetimeIndex,
+               tariff: TouTariff, interval_minutes: int) -> TouSaving:
+    """The bill of ``with_kw`` (the schedule) and of ``without_kw`` (the same devices without
+    it), both by :func:`energy_cost_fen`: exact, so a flat tariff saves exactly what the
+    energies differ by (nothing, where they are the same)."""
+    return TouSaving(energy_cost_fen(without_kw, index, tariff, interval_minutes),
+                     energy_cost_fen(with_kw, index, tariff, interval_minutes))
 
 
 def parse_tariff(data: dict[str, Any], source: str = "tariff") -> TouTariff:

@@ -53,7 +53,7 @@ def per_unit_key(d: FleetDevice, baseline_pu: bytes) -> tuple:
         d.terminal_soc_pct, sessions, _r(d.shed_used_kwh / R), _r(d.debt_kwh / R),
         tuple(_r(v / R) for v in d.shed_history_kwh),
         d.preference_weight, d.available, d.flex_scale, stagger_slot(d),
-        baseline_pu,
+        tuple(_r(v / R) for v in d.discharge_cap_kw), baseline_pu,
     )
 
 
@@ -93,6 +93,7 @@ def aggregate(devices: Sequence[FleetDevice], baseline_kw: np.ndarray) -> Aggreg
             sessions=tuple(EvSession(s.arrival, s.departure, s.energy_kwh * k)
                            for s in first.sessions),
             shed_used_kwh=first.shed_used_kwh * k, debt_kwh=first.debt_kwh * k,
+            discharge_cap_kw=tuple(v * k for v in first.discharge_cap_kw),
         ))
         vbase.append(base[idx].sum(axis=0))
         groups.append(members)

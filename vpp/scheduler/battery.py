@@ -7,7 +7,9 @@ of the rated power, and state of charge ``e_t`` as a fraction of capacity at the
     e_t = e_{t-1} + (eta_c * c_t - d_t / eta_d) * dt * R / capacity,   e_{-1} = SoC now
 
 with ``soc_min <= e_t <= soc_max`` (relaxed to the current SoC if it already lies outside),
-``e_{end} >= terminal SoC`` (default: the SoC now), and the setpoint limits as bounds on c and d.
+``e_{end} >= terminal SoC`` (default: the SoC now), and the setpoint limits as bounds on c and d;
+``d_t`` also at most the device's ``discharge_cap_kw`` per interval where it has one (the
+export rule, :mod:`vpp.scheduler.tou`).
 Power ``R (c - d)``. Costs: throughput wear (linear) plus a small quadratic per unit.
 """
 
@@ -97,7 +99,7 @@ def _vectors(ctx: Context, st: dict) -> Vectors:
     lo[:, n : 2 * n] = np.where(lm, cmin[:, None], 0.0)
     hi[:, n : 2 * n] = np.where(lm, cmax[:, None], 0.0)
     lo[:, 2 * n : 3 * n] = np.where(lm, dmin[:, None], 0.0)
-    hi[:, 2 * n : 3 * n] = np.where(lm, dmax[:, None], 0.0)
+    hi[:, 2 * n : 3 * n] = np.where(lm, _discharge_hi(devs, dmax, dmin, rated, n), 0.0)
     lo[:, 3 * n : 4 * n - 1] = np.minimum(smin, soc0)[:, None]
     hi[:, 3 * n : 4 * n - 1] = np.maximum(smax, soc0)[:, None]
     lo[:, 4 * n - 1] = np.where(avail, term, np.minimum(smin, soc0))
@@ -107,6 +109,18 @@ def _vectors(ctx: Context, st: dict) -> Vectors:
     q[:, : 2 * n] = wear[:, None]
     const = np.where(avail[:, None], 0.0, ctx.baseline_kw)
     return Vectors(q=q, lo=lo, hi=hi, const_kw=const)
+
+
+def _discharge_hi(devs: Sequence[FleetDevice], dmax: np.ndarray, dmin: np.ndarray,
+                  rated: np.ndarray, n: int) -> np.ndarray:
+    """Per unit, the most each battery may discharge per interval, (m, n): its limit, and its
+    ``discharge_cap_kw`` where it has one (never below a discharge its limits force)."""
+    hi = np.repeat(dmax[:, None], n, axis=1)
+    for i, d in enumerate(devs):
+        if d.discharge_cap_kw:
+            cap = np.asarray(d.discharge_cap_kw, dtype=float) / rated[i]
+            hi[i] = np.maximum(np.minimum(hi[i], cap), dmin[i])
+    return hi
 
 
 def soc_pct(blk: Block, x: np.ndarray) -> np.ndarray:

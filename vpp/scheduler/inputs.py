@@ -62,6 +62,9 @@ class FleetDevice:
     ``preference_weight`` scales the owner's discomfort/curtailment penalty (> 1: protect me more).
     ``available=False`` (offline) pins the device at its baseline; ``flex_scale`` in [0, 1]
     derates its flexibility after under-delivery.
+    ``discharge_cap_kw``: batteries, the most each interval may discharge (kW >= 0, one per
+    horizon interval; empty: the setpoint limits only), e.g. the host site's load where the
+    programme does not count export (:mod:`vpp.scheduler.tou`).
     """
 
     device_id: int
@@ -80,6 +83,7 @@ class FleetDevice:
     preference_weight: float = 1.0
     available: bool = True
     flex_scale: float = 1.0
+    discharge_cap_kw: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -237,6 +241,9 @@ def validate_device(d: FleetDevice, n: int) -> None:
                            f"{s.arrival}..{s.departure}")
     if d.kind is not DeviceKind.BATTERY and d.soc_pct is not None:
         raise _bad(f"{tag}: soc_pct is only for batteries")
+    if d.discharge_cap_kw and (d.kind is not DeviceKind.BATTERY or len(d.discharge_cap_kw) != n
+                               or not all(np.isfinite(v) and v >= 0 for v in d.discharge_cap_kw)):
+        raise _bad(f"{tag}: discharge_cap_kw must be a battery's {n} finite values >= 0")
 
 
 def validate(devices: Sequence[FleetDevice], data: HorizonData, n: int) -> None:
