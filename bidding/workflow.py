@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -89,9 +89,17 @@ def owner_devices(session: Session, owner_ids: Sequence[int]) -> dict[int, list[
 
 
 def other_event_days(session: Session, exclude_id: int, tz: str) -> list[date]:
-    """Local dates of every other event (any programme, any status): not baseline days."""
-    rows = session.exec(sql_select(GridEvent.id, GridEvent.start)).all()
-    return sorted({start.astimezone(ZoneInfo(tz)).date() for i, start in rows if i != exclude_id})
+    """Local dates of every other event (any programme, any status): not baseline days. An
+    event across midnight takes both days out (its second day's load is not normal either)."""
+    zone = ZoneInfo(tz)
+    days: set[date] = set()
+    for i, start, end in session.exec(sql_select(GridEvent.id, GridEvent.start, GridEvent.end)):
+        if i == exclude_id:
+            continue
+        first = start.astimezone(zone).date()
+        last = max((end - timedelta(microseconds=1)).astimezone(zone).date(), first)
+        days.update(first + timedelta(days=k) for k in range((last - first).days + 1))
+    return sorted(days)
 
 
 def get_event(session: Session, event_id: int) -> GridEvent:
@@ -302,7 +310,7 @@ class _SettleRows:
 @dataclass(frozen=True)
 class _SettleWindow:
     """The settled intervals, programme-local: the event plus a rebound window for the ToU
-    bill (same local day); ``index`` holds the interval starts."""
+    bill (within 24 h of the start); ``index`` holds the interval starts."""
     start: pd.Timestamp
     end: pd.Timestamp  # event end
     win_end: pd.Timestamp  # window end, exclusive
@@ -345,12 +353,15 @@ def _read_settle_rows(engine: Engine, event_id: int, programmes_dir: Path | str)
 
 
 def _settle_window(rows: _SettleRows, rebound_hours: float) -> _SettleWindow:
-    """The event's intervals plus ``rebound_hours`` (h) after it, cut at local midnight."""
+    """The event's intervals plus ``rebound_hours`` (h) after it, within 24 h of the start
+    (a baseline's window, :func:`forecasting.baselines.compute_baseline`). An event across
+    midnight is settled whole: the window was cut at the start day's midnight, which dropped
+    the event's intervals after it."""
     tz = rows.programme.timezone
     start = pd.Timestamp(rows.event.start).tz_convert(tz)
     end = pd.Timestamp(rows.event.end).tz_convert(tz)
-    midnight = (start + pd.Timedelta(days=1)).normalize()
-    win_end = min(end + pd.Timedelta(hours=rebound_hours), midnight) if rebound_hours else end
+    win_end = min(end + pd.Timedelta(hours=rebound_hours), start + pd.Timedelta(days=1))
+    win_end = max(win_end, end)
     index = pd.date_range(start, win_end, freq=f"{rows.programme.interval_minutes}min",
                           inclusive="left")
     return _SettleWindow(start, end, win_end, index, np.asarray(index < end))
