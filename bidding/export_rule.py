@@ -69,3 +69,14 @@ def deliverable_cap_kw(export_counts: bool, direction: str, device_baseline_kw: 
         site = np.broadcast_to(np.asarray(site_baseline_kw, dtype=float), base.shape)
         cap = np.where(np.isfinite(site), site, base)
     return np.maximum(cap, 0.0)
+
+
+def battery_discharge_cap_kw(export_counts: bool, battery_baseline_kw: np.ndarray,
+                             site_baseline_kw: np.ndarray | None = None) -> np.ndarray:
+    """Per battery and interval, the most it may discharge outside calls without exporting past
+    its site meter (kW; :mod:`vpp.scheduler.tou`): the same rule as :func:`deliverable_cap_kw`,
+    its power kept at or above its baseline minus the credited cap, i.e. the host site's load
+    where the site is metered, else nothing below zero; +inf when export counts."""
+    base = np.asarray(battery_baseline_kw, dtype=float)
+    cap = deliverable_cap_kw(export_counts, Direction.PEAK_SHAVING.value, base, site_baseline_kw)
+    return np.maximum(cap - base, 0.0)

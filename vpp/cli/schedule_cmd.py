@@ -5,6 +5,8 @@ or is generated (``--generate N`` mixed devices). States and baselines are illus
 (:mod:`vpp.scheduler.synthetic`): this command demonstrates and checks the scheduler; the daemon
 feeds it real telemetry and forecasts. Energy is priced as the daemon prices it: the time-of-use
 tariff of the configured programme (``bidding.programme``) in force on the day of the call.
+``--tou`` also plans the batteries from midnight to the call against that tariff, holding the
+reserve the call's plan draws (:mod:`vpp.scheduler.tou`), and prints the saving.
 """
 
 from __future__ import annotations
@@ -22,14 +24,23 @@ import pydantic
 import typer
 from rich.table import Table
 
+from bidding.export_rule import battery_discharge_cap_kw
+from bidding.money import fmt_yuan
 from bidding.programme import load_programme
+from bidding.tariff import tou_saving
 from vpp.cli.common import app_context, console
 from vpp.config import OwnerSpec
+from vpp.device_kinds import DeviceKind
 from vpp.errors import ConfigError, ValidationError
 from vpp.scheduler import DispatchModel, EventCall, HorizonData, SolverOptions, Weights
 from vpp.scheduler.synthetic import demo_state, mixed_fleet
+from vpp.scheduler.tou import call_reserves, tou_schedule
 from vpp.timeutil import now as now_in
 
+#: ASSUMPTION (illustrative, as the demo states): a battery's host site draws half the
+#: battery's rating, as the simulator's home batteries (docs/simulation.md); the export rule
+#: caps its discharge there where the programme does not count export
+DEMO_HOST_LOAD_SHARE = 0.5
 _EVENT = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 
 
@@ -78,6 +89,9 @@ def schedule(
     seed: int = typer.Option(0, help="Seed for generated fleets and states."),
     plot: Path | None = typer.Option(None, "--plot", help="Write baseline, plan and target (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    tou: bool = typer.Option(
+        False, "--tou", help="Also plan the batteries against the tariff from midnight to the "
+        "call, holding the reserve the call's plan needs, and show the saving."),
 ) -> None:
     """Plan one peak-shaving call: per-device setpoints, fleet response, shortfall."""
     settings = app_context(ctx).settings
@@ -120,13 +134,62 @@ def schedule(
                                 "price_yuan_per_kwh": [float(p) for p in price],
                                 "build_s": round(model.build_time_s, 3),
                                 "wall_s": round(wall, 3)}
+    if tou:
+        summary["tou"] = between_calls(devices, plan, base, programme, index, start, end,
+                                       minutes)
     if as_json:
         console.print_json(json.dumps(summary))
     else:
         _print(devices, plan, start, end, summary)
+        if tou:
+            _print_tou(summary["tou"])
     if plot is not None:
         _plot(plan, start, end, minutes, plot)
         console.print(f"plot written to {plot}")
+
+
+def between_calls(devices, plan, base: np.ndarray, programme, index: pd.DatetimeIndex,
+                  start: int, end: int, minutes: int) -> dict:
+    """The batteries' schedule from midnight to the call (:mod:`vpp.scheduler.tou`): the
+    reserve the call's ``plan`` draws from each, held at the call's start and bought at the
+    tariff's cheapest intervals before it, no export past the site meter unless the programme
+    counts it (the host site's load: :data:`DEMO_HOST_LOAD_SHARE`), and the bill with and
+    without it (:func:`bidding.tariff.tou_saving`)."""
+    rows = [i for i, d in enumerate(devices) if d.kind is DeviceKind.BATTERY]
+    if not rows:
+        raise ValidationError("--tou: the fleet has no battery")
+    if start == 0:
+        raise ValidationError("--tou: the call starts at midnight; nothing to plan before it")
+    bats = [devices[i] for i in rows]
+    bbase = base[rows, :start]
+    host = np.array([DEMO_HOST_LOAD_SHARE * d.rated_power_kw for d in bats])[:, None]
+    cap = battery_discharge_cap_kw(programme.export_counts, bbase, bbase + host)
+    reserves = call_reserves(plan, bats, start, end)
+    tp = tou_schedule(bats, bbase, programme.tariff.price_series(index[:start]).to_numpy(),
+                      interval_minutes=minutes, reserves=reserves, discharge_cap_kw=cap)
+    money = tou_saving(tp.plan.setpoint_kw, tp.reference.setpoint_kw, index[:start],
+                       programme.tariff, minutes)
+    return tp.summary() | {
+        "until": index[start].strftime("%H:%M"), "export_counts": programme.export_counts,
+        "host_load_share": DEMO_HOST_LOAD_SHARE, "without_fen": money.without_fen,
+        "with_fen": money.with_fen, "saving_fen": money.saving_fen}
+
+
+def _print_tou(t: dict) -> None:
+    table = Table("device", "reserve kWh", "target SoC %", "planned SoC %",
+                  title=f"Batteries until the call ({t['until']}): the reserve it needs")
+    for r in t["reserves"]:
+        table.add_row(str(r["device_id"]), f"{r['reserve_kwh']:,.1f}",
+                      f"{r['target_soc_pct']:.1f}", f"{r['planned_soc_pct']:.1f}")
+    console.print(table)
+    console.print(
+        f"{t['batteries']} batteries hold {t['reserve_kwh']:,.1f} kWh for the call; energy "
+        f"bill until {t['until']}: {fmt_yuan(t['with_fen'])} yuan against "
+        f"{fmt_yuan(t['without_fen'])} without the tariff schedule (saving "
+        f"{fmt_yuan(t['saving_fen'])} yuan; export past the site meter "
+        f"{'counts' if t['export_counts'] else 'not used'})", highlight=False)
+    for w in t["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
 
 
 def _print(devices, plan, start: int, end: int, summary: dict) -> None:

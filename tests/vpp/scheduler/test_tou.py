@@ -217,3 +217,13 @@ def test_discharge_cap_is_checked_and_kept_apart_by_aggregation() -> None:
     c = replace(_battery(3, rated=200.0, hours=2.0), discharge_cap_kw=(10.0,) * 8)
     agg = aggregate([a, c], np.zeros((2, 8)))  # the same per unit: one virtual battery
     assert len(agg.devices) == 1 and agg.devices[0].discharge_cap_kw == (15.0,) * 8
+
+
+def test_battery_discharge_cap_follows_the_export_rule() -> None:
+    from bidding.export_rule import battery_discharge_cap_kw
+
+    base = np.array([[0.0, 0.0, -1.0]])
+    site = np.array([[3.0, np.nan, np.nan]])  # metered host load 3 kW, then no site meter
+    assert battery_discharge_cap_kw(True, base, site).tolist() == [[np.inf] * 3]
+    assert battery_discharge_cap_kw(False, base, site).tolist() == [[3.0, 0.0, 1.0]]
+    assert battery_discharge_cap_kw(False, base).tolist() == [[0.0, 0.0, 1.0]]
