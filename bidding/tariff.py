@@ -8,6 +8,10 @@ that apply in some months and replace the base period with ``peak * (1 + uplift_
 Times are local wall-clock times of ``timezone`` (Asia/Shanghai). A window ``23:00``-``07:00``
 wraps midnight; ``24:00`` is accepted as an end. The price of an interval is the price at its
 start (market intervals align with the whole-hour boundaries of published tariffs).
+
+:func:`energy_cost_fen` prices a power series at the tariff (exact, integer fen) and
+:func:`tou_saving` compares a schedule's bill with the bill without it (the batteries between
+calls, :mod:`vpp.scheduler.tou`).
 """
 
 from __future__ import annotations
