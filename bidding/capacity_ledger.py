@@ -189,3 +189,39 @@ def owner_capacity_fen(session: Session, month: str, owner_id: int | None = None
     if owner_id is not None:
         stmt = stmt.where(LedgerEntry.owner_id == owner_id)
     return {int(o): -int(s) for o, s in session.exec(stmt) if o is not None}
+
+
+def month_capacity(session: Session, month: str) -> dict[int, int] | None:
+    """Each owner's capacity payment for the month (owner id -> fen, all programmes), or None
+    when no capacity payment of the month was posted (what a statement says)."""
+    posted = session.exec(select(LedgerTransaction.id).where(
+        LedgerTransaction.kind == KIND,
+        col(LedgerTransaction.idempotency_key).like(f"capacity:%:{month}:v%"))).first()
+    return None if posted is None else owner_capacity_fen(session, month)
+
+
+#: event statuses that may still settle: a month with such an event is not posted yet
+_UNSETTLED_YET = ("received", "accepted", "active", "completed")
+
+
+def previous_month(now: datetime, tz: str) -> str:
+    """The local calendar month before the one ``now`` falls in, ``YYYY-MM``."""
+    first = require_aware(now, "now").astimezone(ZoneInfo(tz)).replace(day=1)
+    return f"{first - timedelta(days=1):%Y-%m}"
+
+
+def post_month_when_settled(session: Session, programme: str, programmes_dir: Path | str,
+                            month: str, fee_pct: Decimal | float, *, now: datetime,
+                            actor: str = "daemon") -> PostedCapacity | None:
+    """The daemon's step: post the month's capacity payment once every event of the month
+    that can still settle has settled (None while one is open, running or awaiting
+    settlement; refused events and ``unsettled`` ones do not hold the month back)."""
+    tz = programme_timezone(programme, programmes_dir)
+    first, nxt = month_bounds(month, tz)
+    waiting = session.exec(select(func.count()).select_from(GridEvent).where(
+        GridEvent.programme == programme, col(GridEvent.start) >= first,
+        col(GridEvent.start) < nxt, col(GridEvent.status).in_(_UNSETTLED_YET))).one()
+    if waiting:
+        return None
+    payment = compute_month(session, programme, programmes_dir, month, fee_pct)
+    return post_capacity_payment(session, payment, now=now, tz=tz, actor=actor)

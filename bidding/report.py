@@ -227,8 +227,11 @@ def period_chart(events: Sequence[EventView], path: Path) -> Path:
 
 
 def owner_period_statement(period: str, owner_id: int, owner_name: str,
-                           events: Sequence[EventView], out_dir: Path) -> Path:
-    """A monthly HTML statement for one owner: every settled event and the totals."""
+                           events: Sequence[EventView], out_dir: Path,
+                           capacity_fen: int | None = None) -> Path:
+    """A monthly HTML statement for one owner: every settled event and the totals, and the
+    month's capacity payment to the owner (``capacity_fen``; None: not posted) with the month's
+    total earnings (event payouts + capacity)."""
     rows = []
     response_kwh = 0.0
     tot = {"revenue_fen": 0, "penalty_fen": 0, "payout_fen": 0, "tou_bill_change_fen": 0}
@@ -258,7 +261,17 @@ a penalty you owe; the ToU bill change is on your own electricity bill (negative
 <tr><th colspan="4">total</th><th>{response_kwh:,.1f}</th><th></th>
 <th>{fmt_yuan(tot['revenue_fen'])}</th><th>{fmt_yuan(tot['penalty_fen'])}</th>
 <th>{fmt_yuan(tot['payout_fen'])}</th><th>{fmt_yuan(tot['tou_bill_change_fen'])}</th></tr>
-</table></body></html>"""
+</table>{_capacity_lines(capacity_fen, tot['payout_fen'])}</body></html>"""
     path = out_dir / f"statement-{period}-owner-{owner_id}.html"
     path.write_text(page)
     return path
+
+
+def _capacity_lines(capacity_fen: int | None, payouts_fen: int) -> str:
+    """The statement's capacity payment and the month's total (HTML; empty when not posted)."""
+    if capacity_fen is None:
+        return ("<p>Monthly capacity payment: not posted yet (it is posted after the month "
+                "ends).</p>")
+    return (f"<p>Monthly capacity payment (your part of the capacity the month's events "
+            f"verified): <b>{fmt_yuan(capacity_fen)}</b></p><p>Total for the month (event "
+            f"payouts + capacity payment): <b>{fmt_yuan(payouts_fen + capacity_fen)}</b></p>")

@@ -89,16 +89,13 @@ def owner_devices(session: Session, owner_ids: Sequence[int]) -> dict[int, list[
 
 
 def other_event_days(session: Session, exclude_id: int, tz: str) -> list[date]:
-    """Local dates of every other event (any programme, any status): not baseline days. An
-    event across midnight takes both days out (its second day's load is not normal either)."""
-    zone = ZoneInfo(tz)
-    days: set[date] = set()
+    """Local dates of every other event (any programme, any status; both days of one across
+    midnight): not baseline days."""
+    zone, days = ZoneInfo(tz), set[date]()
     for i, start, end in session.exec(sql_select(GridEvent.id, GridEvent.start, GridEvent.end)):
-        if i == exclude_id:
-            continue
-        first = start.astimezone(zone).date()
-        last = max((end - timedelta(microseconds=1)).astimezone(zone).date(), first)
-        days.update(first + timedelta(days=k) for k in range((last - first).days + 1))
+        first, last = (t.astimezone(zone).date() for t in (start, end - timedelta(microseconds=1)))
+        if i != exclude_id:
+            days.update(first + timedelta(days=k) for k in range(max((last - first).days, 0) + 1))
     return sorted(days)
 
 
@@ -353,10 +350,8 @@ def _read_settle_rows(engine: Engine, event_id: int, programmes_dir: Path | str)
 
 
 def _settle_window(rows: _SettleRows, rebound_hours: float) -> _SettleWindow:
-    """The event's intervals plus ``rebound_hours`` (h) after it, within 24 h of the start
-    (a baseline's window, :func:`forecasting.baselines.compute_baseline`). An event across
-    midnight is settled whole: the window was cut at the start day's midnight, which dropped
-    the event's intervals after it."""
+    """The event's intervals plus ``rebound_hours`` (h) after it, within 24 h of its start (a
+    baseline's limit): an event across midnight is settled whole."""
     tz = rows.programme.timezone
     start = pd.Timestamp(rows.event.start).tz_convert(tz)
     end = pd.Timestamp(rows.event.end).tz_convert(tz)

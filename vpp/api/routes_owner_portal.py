@@ -1,7 +1,8 @@
 """The owner portal's statement: ``GET /api/v1/statement?period=2026-12`` answers the monthly
 HTML statement ``vpp report --period`` writes for each owner (the same function,
 :func:`bidding.report.owner_period_statement`), for the calling owner, in JSON with the file name
-(the page saves it; JSON keeps the route in the typed, documented table).
+(the page saves it; JSON keeps the route in the typed, documented table), and the owner's part of
+the month's capacity payment once posted (:mod:`bidding.capacity_ledger`).
 
 A month is the service's local calendar month (``service.timezone``); every event that started
 in it and has a settlement counts, at its current settlement version, as in the CLI report.
@@ -19,6 +20,7 @@ from pydantic import Field
 from sqlmodel import Session, col, select
 
 from bidding import report as rpt
+from bidding.capacity_ledger import month_capacity
 from bidding.ledger import current_settlement
 from device_adapters.profile import list_profiles, load_profile
 from vpp import profiles
@@ -44,6 +46,7 @@ class StatementOut(OutModel):
     period: str
     owner_id: int
     events: int  # settled events of the month the owner took part in
+    capacity_fen: int | None = None  # the month's capacity payment to the owner (None: not posted)
     filename: str
     html: str
 
@@ -88,8 +91,12 @@ async def owner_statement(call: Call) -> StatementOut:
         views = _views(s, first, nxt, tz)
         mine = [v for v in views if any(int(o["owner_id"]) == owner_id for o in v.owners)]
         with tempfile.TemporaryDirectory(prefix="vpp-statement-") as tmp:
-            path = rpt.owner_period_statement(period, owner_id, owner.name, views, Path(tmp))
+            capacity = month_capacity(s, period)
+            path = rpt.owner_period_statement(
+                period, owner_id, owner.name, views, Path(tmp),
+                None if capacity is None else capacity.get(owner_id, 0))
             return StatementOut(period=period, owner_id=owner_id, events=len(mine),
+                                capacity_fen=None if capacity is None else capacity.get(owner_id, 0),
                                 filename=path.name, html=path.read_text())
 
     return await parts.db.run(work)

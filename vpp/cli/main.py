@@ -68,6 +68,8 @@ COMMANDS: tuple[LazyCommand, ...] = (
                 "daemon does, or show its stored settlement."),
     LazyCommand("report", "vpp.cli.settle_cmd", "report", "Monthly report: every settled event "
                 "(current version), owners' totals, capability."),
+    LazyCommand("ledger", "vpp.cli.ledger_cmd", "app",
+                "The ledger: post a month's capacity payment."),
     LazyCommand("settle-demo", "vpp.cli.settle_cmd", "settle_demo", "Run one grid call end to "
                 "end on a fresh SQLite file through the daemon's own parts (intake and bid, planner, "
                 "dispatch to simulated Modbus devices, delivery watch, settlement; "

@@ -26,6 +26,7 @@ from sqlmodel import select
 
 from bidding import report as rpt
 from bidding.capability import portfolio_capability
+from bidding.capacity_ledger import month_capacity
 from bidding.ledger import check_ledger, current_settlement, pay_owners, record_grid_receipt
 from bidding.money import fmt_yuan
 from bidding.programme import Programme, load_programme
@@ -233,6 +234,7 @@ def report(
                 ev.start.astimezone(ZoneInfo(tz)).isoformat(),
                 ev.end.astimezone(ZoneInfo(tz)).isoformat(), st.detail["result"], names))
         devices = s.exec(select(Device)).all()
+        capacity = month_capacity(s, period)
     out_dir = out / f"period-{period}"
     out_dir.mkdir(parents=True, exist_ok=True)
     ev_table = Table("event", "start", "version", "declared kW", "response kWh", "ratio",
@@ -270,7 +272,8 @@ def report(
     console.print(ct)
     _write_period(out_dir, period, views, list(totals.values()), cap)
     for oid, t in totals.items():
-        rpt.owner_period_statement(period, oid, t["owner"], views, out_dir)
+        rpt.owner_period_statement(period, oid, t["owner"], views, out_dir,
+                                   None if capacity is None else capacity.get(oid, 0))
     console.print(f"wrote the report to {out_dir}", highlight=False)
 
 

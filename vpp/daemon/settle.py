@@ -22,7 +22,11 @@ after the event covers the whole intervals that ended at least one interval befo
 time (``settle_delay_minutes``; at most the 2 hours bidding uses).
 An event that cannot be settled (no baseline, or less than half of its device-intervals
 metered: the metering failed, not the devices) is marked ``unsettled`` with the reason for an
-operator to look at, instead of being retried forever.
+operator to look at, instead of being retried forever. From the second day of a month, once
+every event of the previous month that can still settle has settled, the settler posts that
+month's capacity payment
+(:func:`bidding.capacity_ledger.post_month_when_settled`, the function ``vpp ledger capacity``
+posts with), once per month and process (idempotent in the ledger).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -41,6 +45,12 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
+from bidding.capacity_ledger import (
+    PostedCapacity,
+    post_month_when_settled,
+    previous_month,
+    programme_timezone,
+)
 from bidding.ledger import PostedSettlement, current_settlement, post_settlement
 from bidding.meter_frame import read_owner_site
 from bidding.programme import load_programme
@@ -215,9 +225,41 @@ def _totals(s: Session) -> dict[str, int]:
     return {"revenue": int(row[0]), "penalty": int(row[1]), "fee": int(row[2])}
 
 
+def _post_capacity(s: Session, settings: Settings, now: datetime) -> PostedCapacity | None:
+    b = settings.bidding
+    month = previous_month(now, programme_timezone(b.programme, b.programmes_dir))
+    return post_month_when_settled(s, b.programme, b.programmes_dir, month,
+                                   b.aggregator_fee_pct, now=now)
+
+
 class Settler:
     def __init__(self, infra: Infra) -> None:
         self.infra = infra
+        self._capacity_posted: str | None = None  # the last month whose capacity was posted
+
+    async def _capacity(self) -> None:
+        """Post the previous month's capacity payment once its events have all settled
+        (:func:`bidding.capacity_ledger.post_month_when_settled`; idempotent, so a restart
+        checks it once more and writes nothing)."""
+        now = self.infra.clock()
+        b = self.infra.settings.bidding
+        month = ""
+        try:
+            tz = programme_timezone(b.programme, b.programmes_dir)
+            month = previous_month(now, tz)
+            if month == self._capacity_posted or now.astimezone(ZoneInfo(tz)).day < 2:
+                return  # posted, or the first day of the month: late readings may still settle
+            posted = await self.infra.db.run(_post_capacity, self.infra.settings, now)
+        except (ValidationError, NotFoundError) as exc:  # e.g. no programme version then
+            log.error("capacity payment of %s not posted: %s", month, exc.message)
+            self._capacity_posted = month  # said once; `vpp ledger capacity` posts it by hand
+            return
+        if posted is not None:
+            self._capacity_posted = posted.payment.month
+            if posted.created:
+                log.info("capacity payment posted", extra={
+                    "month": posted.payment.month, "version": posted.version,
+                    "total_fen": posted.payment.total_fen})
 
     async def step(self) -> None:
         infra = self.infra
@@ -244,6 +286,7 @@ class Settler:
             log.info("event settled", extra={"event_id": event_id, "version": row.version,
                                              "revenue_fen": row.revenue_fen,
                                              "penalty_fen": row.penalty_fen})
+        await self._capacity()
         totals = await infra.db.run(_totals)
         for kind, fen in totals.items():
             infra.metrics.settled_yuan.labels(kind).set(fen / 100)
