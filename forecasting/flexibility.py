@@ -13,9 +13,18 @@ confidence is the ``_p10`` column.
   square root of time (measurement error plus drift), and the extra discharge/charge power that
   the band allows for ``sustain_hours``.
 - Commercial buildings: how far the HVAC load can be shed for ``shed_hours`` before the indoor
-  temperature leaves the comfort band (first-order RC model: shedding ``s`` kW for ``d`` h warms
-  the building by about ``s * d / C`` deg C), limited by ``max_shed_kw`` and by the HVAC load
-  forecast itself.
+  temperature leaves the comfort band, and how long a given shed keeps it inside
+  (:func:`comfort_shed_kw`, :func:`comfort_shed_minutes`: the first-order RC model below),
+  limited by ``max_shed_kw`` and by the HVAC load forecast itself. The scheduler's view of a
+  building (:mod:`vpp.scheduler.device_view`) limits its shed time by the same estimate.
+
+Building thermal model (first order, as :mod:`sim.physics.building`):
+``C dT/dt = (T_out - T) / R + Q_internal - COP * P`` (``C`` kWh/degC, ``R`` degC/kW thermal,
+``P`` kW electric, from :class:`~vpp.device_kinds.CommercialBuildingParams`). Before the shed
+the HVAC draws ``P0``, holding ``T0``; shedding ``s`` kW leaves ``C d(dT)/dt = COP s - dT / R``,
+so ``dT(t) = COP s R (1 - exp(-t / RC))``. The outdoor temperature drops out of the rise: it
+sets ``P0`` (the baseline the shed is taken from, which caps the shed), not how fast a given
+shed warms (or, heating, cools) the building.
 - Industrial loads: curtailable power = min(``max_curtail_kw``, forecast running power).
 """
 
@@ -38,6 +47,45 @@ from vpp.errors import ValidationError
 
 QUANTILES = (0.1, 0.5, 0.9)
 Z90 = 1.2815515655446004  # standard normal quantile at 0.9
+
+#: ASSUMPTION: the electric HVAC's coefficient of performance (kW of heat moved per kW drawn), a
+#: typical VRF / chiller figure; :class:`~vpp.device_kinds.CommercialBuildingParams` declares
+#: none. The simulated building's default (:mod:`sim.physics.building`) and
+#: ``bidding.fallback.ASSUMED_COP`` take the same 3. A heat pump heating at a lower COP drifts
+#: slower than this estimate (conservative).
+ASSUMED_HVAC_COP = 3.0
+
+
+def comfort_headroom_c(params: CommercialBuildingParams) -> float:
+    """Degrees C the indoor temperature may drift in a shed before it leaves the comfort band:
+    half the band. ASSUMPTION: the building's controller holds the middle of its band (as the
+    simulated building is set, and as :mod:`bidding.fallback` takes a building with no
+    indoor reading); the same either way, cooling (a shed warms) or heating (a shed cools)."""
+    return (params.comfort_max_c - params.comfort_min_c) / 2
+
+
+def comfort_shed_minutes(params: CommercialBuildingParams, shed_kw: float, headroom_c: float,
+                         cop: float = ASSUMED_HVAC_COP) -> float:
+    """Minutes a shed of ``shed_kw`` (electric, held) keeps the indoor temperature within
+    ``headroom_c`` of where it started (module docstring: ``dT(t) = COP s R (1 - e^(-t/RC))``);
+    ``inf`` when the steady rise ``COP s R`` stays within it, 0 without headroom."""
+    if headroom_c <= 0:
+        return 0.0
+    r, c = params.thermal_resistance_c_per_kw, params.thermal_capacitance_kwh_per_c
+    steady_c = cop * max(shed_kw, 0.0) * r
+    if steady_c <= headroom_c:
+        return float("inf")
+    return float(-r * c * np.log1p(-headroom_c / steady_c) * 60.0)
+
+
+def comfort_shed_kw(params: CommercialBuildingParams, hours: float, headroom_c: float,
+                    cop: float = ASSUMED_HVAC_COP) -> float:
+    """The largest shed (kW electric) held for ``hours`` that keeps the indoor temperature
+    within ``headroom_c``: ``headroom / (COP R (1 - e^(-hours/RC)))`` (module docstring)."""
+    if hours <= 0:
+        raise ValidationError("hours must be > 0")
+    r, c = params.thermal_resistance_c_per_kw, params.thermal_capacitance_kwh_per_c
+    return max(headroom_c, 0.0) / (cop * r * -np.expm1(-hours / (r * c)))
 
 
 def _qname(q: float) -> str:
@@ -168,7 +216,8 @@ def building_flexibility(
     mode: Literal["cooling", "heating"] = "cooling",
     quantiles: Sequence[float] = QUANTILES,
 ) -> pd.DataFrame:
-    """Comfort headroom (deg C) and sheddable HVAC power for ``shed_hours`` (kW).
+    """Comfort headroom (deg C) and sheddable HVAC power for ``shed_hours`` (kW,
+    :func:`comfort_shed_kw` of the headroom).
 
     ``hvac_load_kw`` holds the HVAC load forecast as ``load_kw_p10``/``_p50``/``_p90``. In
     ``cooling`` mode the headroom is ``comfort_max_c - indoor``; in ``heating`` mode
@@ -185,11 +234,10 @@ def building_flexibility(
     headroom = (params.comfort_max_c - indoor_temp_c if mode == "cooling"
                 else indoor_temp_c - params.comfort_min_c)
     out = pd.DataFrame(index=hvac_load_kw.index)
-    c = params.thermal_capacitance_kwh_per_c
     for q, load in zip(quantiles, loads, strict=True):
         z = float(np.sqrt(2) * _erfinv(2 * q - 1))
         room = max(headroom + z * indoor_temp_sd_c, 0.0)
-        thermal_kw = room * c / shed_hours
+        thermal_kw = comfort_shed_kw(params, shed_hours, room)
         shed = np.clip(np.minimum(np.minimum(params.max_shed_kw, thermal_kw), load), 0, None)
         n = _qname(q)
         out[f"headroom_c_{n}"] = room

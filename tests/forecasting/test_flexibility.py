@@ -10,6 +10,9 @@ from forecasting.calendars import WeekendCalendar
 from forecasting.flexibility import (
     battery_flexibility,
     building_flexibility,
+    comfort_headroom_c,
+    comfort_shed_kw,
+    comfort_shed_minutes,
     ev_flexibility,
     industrial_flexibility,
 )
@@ -79,16 +82,34 @@ def test_building_headroom() -> None:
     load = pd.DataFrame({"load_kw_p10": [50.0, 150, 150], "load_kw_p50": [60.0, 200, 200],
                          "load_kw_p90": [70.0, 250, 250]}, index=idx)
     out = building_flexibility(p, 26.0, load, indoor_temp_sd_c=0.0, shed_hours=1.0)
-    # 1 deg C of headroom x 40 kWh/deg C over 1 h = 40 kW; load and max_shed are larger
-    assert out["flex_down_kw_p50"].tolist() == [40.0, 40.0, 40.0]
-    assert out["rebound_kwh_p50"].iloc[0] == pytest.approx(20.0)
+    # R = 0.05 degC/kW, C = 40 kWh/degC (RC = 2 h), COP 3: 1 degC of headroom held 1 h allows
+    # 1 / (3 x 0.05 x (1 - e^-0.5)) = 16.94 kW; load and max_shed are larger
+    assert out["flex_down_kw_p50"].to_numpy() == pytest.approx([16.943] * 3, abs=1e-3)
+    assert out["rebound_kwh_p50"].iloc[0] == pytest.approx(16.943 * 0.5, abs=1e-3)
     out2 = building_flexibility(p, 24.0, load, indoor_temp_sd_c=0.0)
-    # 3 deg C -> 120 kW thermally, capped by max_shed 100 and by the P10 load of 50
-    assert out2["flex_down_kw_p10"].tolist() == [50.0, 100.0, 100.0]
+    # 3 degC -> 50.83 kW, capped by the P10 load of 50 in the first interval
+    assert out2["flex_down_kw_p10"].to_numpy() == pytest.approx([50.0, 50.83, 50.83], abs=0.01)
     sd = building_flexibility(p, 26.0, load, indoor_temp_sd_c=0.5)
     assert sd["headroom_c_p10"].iloc[0] < 1.0 < sd["headroom_c_p90"].iloc[0]
     with pytest.raises(ValidationError, match="max_shed_minutes"):
         building_flexibility(p, 26.0, load, shed_hours=3.0)
+
+
+def test_comfort_shed_time_and_power_agree() -> None:
+    """The RC estimate both ways: the kW held for ``h`` hours lasts ``h`` hours; a shed whose
+    steady rise stays in the band lasts for ever; a narrower band holds a shed for less."""
+    p = CommercialBuildingParams(comfort_min_c=22, comfort_max_c=27, max_shed_kw=100)
+    assert comfort_headroom_c(p) == 2.5
+    kw = comfort_shed_kw(p, 1.5, 1.0)
+    assert comfort_shed_minutes(p, kw, 1.0) == pytest.approx(90.0)
+    # 8 kW x COP 3 x 0.05 degC/kW = 1.2 degC steady: inside 2.5 degC, not inside 0.5
+    assert comfort_shed_minutes(p, 8.0, 2.5) == float("inf")
+    # -RC ln(1 - 0.5 / 1.2) h = 1.078 h
+    assert comfort_shed_minutes(p, 8.0, 0.5) == pytest.approx(64.68, abs=0.01)
+    assert comfort_shed_minutes(p, 8.0, 0.0) == 0.0
+    assert comfort_shed_minutes(p, 16.0, 0.5) < comfort_shed_minutes(p, 8.0, 0.5)
+    with pytest.raises(ValidationError, match="hours"):
+        comfort_shed_kw(p, 0.0, 1.0)
 
 
 def test_industrial_curtailable() -> None:

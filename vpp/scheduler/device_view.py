@@ -4,7 +4,12 @@ and the season simulator.
 From what is enrolled (kind, parameters, limits, owner), the device's live state and its
 owner's preferences:
 
-- buildings: the owner's comfort band and a shorter shed time narrow the parameters;
+- buildings: the owner's comfort band and a shorter shed time narrow the parameters, and a
+  full-depth shed (``max_shed_kw``) lasts no longer than the comfort band allows
+  (:func:`comfort_limited`: the first-order RC estimate of
+  :func:`forecasting.flexibility.comfort_shed_minutes` over half the band, whole minutes), so
+  the duration budget ``max_shed_kw x minutes`` of :mod:`vpp.scheduler.shed` and the
+  envelope, and the rotation of sheds, shrink with a narrower band;
   industrial loads: a shorter curtailment time;
 - batteries: the state of charge read now (clamped into the planning range; a battery without
   a reading cannot be planned), the owner's reserve raising the floor (never above the charge
@@ -25,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from device_adapters.protocol import DeviceState
+from forecasting.flexibility import comfort_headroom_c, comfort_shed_minutes
 from vpp.device_kinds import (
     BatteryParams,
     CommercialBuildingParams,
@@ -52,6 +58,18 @@ def _narrowed(params: Params, prefs: Mapping[str, Any]) -> Params:
             {**params.model_dump(),
              "max_curtail_minutes": min(params.max_curtail_minutes, prefs["max_shed_minutes"])})
     return params
+
+
+def comfort_limited(params: CommercialBuildingParams) -> CommercialBuildingParams:
+    """The building's parameters with ``max_shed_minutes`` cut to the whole minutes a shed of
+    ``max_shed_kw`` keeps the indoor temperature inside the comfort band (module docstring); a
+    building whose band holds no full minute of it sheds nothing (``max_shed_kw`` 0)."""
+    minutes = comfort_shed_minutes(params, params.max_shed_kw, comfort_headroom_c(params))
+    if minutes >= params.max_shed_minutes:
+        return params
+    upd: dict[str, Any] = ({"max_shed_minutes": int(minutes)} if minutes >= 1
+                           else {"max_shed_kw": 0.0})
+    return CommercialBuildingParams.model_validate({**params.model_dump(), **upd})
 
 
 def _battery(device_id: int, params: BatteryParams, state: DeviceState,
@@ -88,6 +106,8 @@ def scheduler_device(device_id: int, kind: DeviceKind, params: Params, *,
     """The scheduler's view of one device (module docstring). Raises
     :class:`~vpp.errors.ValidationError` when the device cannot be planned."""
     params = _narrowed(params, preferences)
+    if isinstance(params, CommercialBuildingParams):
+        params = comfort_limited(params)
     soc = None
     if isinstance(params, BatteryParams):
         params, soc = _battery(device_id, params, state, preferences)

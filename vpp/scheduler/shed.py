@@ -11,7 +11,10 @@ and, when some of the shed energy comes back (building rebound, industrial make-
   ``max_setpoint_kw``;
 - duration: the energy shed in the horizon is at most ``max_kw * minutes / 60`` (minus what was
   already shed in this event), so a full-depth shed lasts at most the declared duration (convex
-  relaxation of "at most N minutes": a shallower shed may last longer);
+  relaxation of "at most N minutes": a shallower shed may last longer); a building's
+  ``minutes`` come from its device view, already cut to what its comfort band holds
+  (:func:`vpp.scheduler.device_view.comfort_limited`: a shallower shed warms it slower, so
+  the budget holds for it too);
 - industrial make-up window: energy owed at ``t`` is at most what was curtailed in the last
   ``makeup_hours`` (older curtailment must have been made up).
 

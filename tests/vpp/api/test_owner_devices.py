@@ -112,12 +112,19 @@ async def test_a_preview_shows_the_effect_and_saves_nothing(api_both: Api) -> No
     assert out["before_max_kw"] == pytest.approx(8.0)
     assert out["after_max_kw"] == pytest.approx(4.0)
     assert out["lines"][0] == "mall-1 would shed at most 4.0 kW instead of 8.0 kW"
-    # a narrower comfort band: shown, and said plainly that the offer does not move with it
-    band = await _preview(api, ids[0], {"comfort_min_c": 23, "comfort_max_c": 25},
+    # a narrower comfort band that still holds the shed (default R 0.05 degC/kW, C 40 kWh/degC,
+    # COP 3: 8 kW shed rises at most 1.2 degC, inside half of 23-26): unchanged, said plainly
+    band = await _preview(api, ids[0], {"comfort_min_c": 23, "comfort_max_c": 26},
                           api.tokens.owner)
-    assert band["proposed"]["comfort_min_c"] == 23 and band["proposed"]["comfort_max_c"] == 25
-    assert band["after_max_kw"] == band["before_max_kw"]
+    assert band["proposed"]["comfort_min_c"] == 23 and band["proposed"]["comfort_max_c"] == 26
+    assert band["after_max_kw"] == band["before_max_kw"] == pytest.approx(8.0)
     assert "comfort band" in band["lines"][1]
+    # 24-25 allows 0.5 degC: the 8 kW shed leaves it after -RC ln(1 - 0.5/1.2) = 64.7 min, so
+    # 64 of the 120 minutes: 8 x 64 / 120 = 4.27 kW sustained over the window
+    band = await _preview(api, ids[0], {"comfort_min_c": 24, "comfort_max_c": 25},
+                          api.tokens.owner)
+    assert band["after_max_kw"] == pytest.approx(8.0 * 64 / 120, abs=1e-3)
+    assert band["lines"] == ["mall-1 would shed at most 4.3 kW instead of 8.0 kW"]
     out = await _preview(api, ids[0], {"participate": False}, api.tokens.owner)
     assert out["after_max_kw"] == 0.0
     # bad input: a clear 400; another owner's device: 404
