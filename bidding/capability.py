@@ -5,7 +5,10 @@ Dependable peak-shaving capability of one device for an event of ``duration_h`` 
 * industrial load: ``max_curtail_kw`` if ``max_curtail_minutes`` covers the event, else 0;
 * EV charger: stopping charging (``connectors x max_charge_kw_per_connector``) plus V2G discharge;
 * battery: discharge ``-min_setpoint_kw``, limited to what the usable energy sustains for the
-  event (``capacity_kwh x (soc_max - soc_min) x discharge_efficiency / duration_h``).
+  event (``capacity_kwh x (soc_max - soc_min) x discharge_efficiency / duration_h``);
+* V2G charger: stopping charging plus discharge, limited to the car's energy above its
+  driver's default ask (``car_battery_kwh x (soc_max - departure_soc) x discharge_efficiency /
+  duration_h``), a car arriving full; available like an EV charger (half the time, ASSUMPTION).
 Each kind is then multiplied by a seasonal availability factor. The defaults in
 :data:`DEFAULT_AVAILABILITY` are OUR ASSUMPTIONS (air conditioning sheds most in summer and
 less in winter, little in spring/autumn; about half the charging posts are in use at the evening
@@ -25,19 +28,20 @@ from vpp.device_kinds import (
     DeviceKind,
     EvChargerParams,
     IndustrialLoadParams,
+    V2gChargerParams,
     parse_params,
 )
 
 #: availability per season (which months: :class:`vpp.calendar.SeasonMonths`, the one definition)
 DEFAULT_AVAILABILITY: dict[Season, dict[DeviceKind, float]] = {
     "spring": {DeviceKind.COMMERCIAL_BUILDING: 0.3, DeviceKind.INDUSTRIAL_LOAD: 1.0,
-               DeviceKind.EV_CHARGER: 0.5, DeviceKind.BATTERY: 1.0},
+               DeviceKind.EV_CHARGER: 0.5, DeviceKind.BATTERY: 1.0, DeviceKind.V2G_CHARGER: 0.5},
     "summer": {DeviceKind.COMMERCIAL_BUILDING: 1.0, DeviceKind.INDUSTRIAL_LOAD: 1.0,
-               DeviceKind.EV_CHARGER: 0.5, DeviceKind.BATTERY: 1.0},
+               DeviceKind.EV_CHARGER: 0.5, DeviceKind.BATTERY: 1.0, DeviceKind.V2G_CHARGER: 0.5},
     "autumn": {DeviceKind.COMMERCIAL_BUILDING: 0.3, DeviceKind.INDUSTRIAL_LOAD: 1.0,
-               DeviceKind.EV_CHARGER: 0.5, DeviceKind.BATTERY: 1.0},
+               DeviceKind.EV_CHARGER: 0.5, DeviceKind.BATTERY: 1.0, DeviceKind.V2G_CHARGER: 0.5},
     "winter": {DeviceKind.COMMERCIAL_BUILDING: 0.6, DeviceKind.INDUSTRIAL_LOAD: 1.0,
-               DeviceKind.EV_CHARGER: 0.5, DeviceKind.BATTERY: 1.0},
+               DeviceKind.EV_CHARGER: 0.5, DeviceKind.BATTERY: 1.0, DeviceKind.V2G_CHARGER: 0.5},
 }
 
 
@@ -61,6 +65,12 @@ def device_capability_kw(device: DeviceLike, duration_h: float = 1.0) -> float:
         stop = min(p.connectors * p.max_charge_kw_per_connector, max(device.max_setpoint_kw, 0.0))
         v2g = p.connectors * p.max_discharge_kw_per_connector if p.v2g else 0.0
         return stop + min(v2g, max(-device.min_setpoint_kw, 0.0))
+    if isinstance(p, V2gChargerParams):  # a car above its driver's default ask, charging
+        stop = min(p.max_charge_kw, max(device.max_setpoint_kw, 0.0))
+        spare_kwh = p.car_battery_kwh * (p.soc_max_pct - p.departure_soc_pct) / 100 \
+            * p.discharge_efficiency
+        return stop + min(p.max_discharge_kw, max(-device.min_setpoint_kw, 0.0),
+                          spare_kwh / duration_h)
     if isinstance(p, BatteryParams):
         usable_kwh = p.capacity_kwh * (p.soc_max_pct - p.soc_min_pct) / 100 * p.discharge_efficiency
         return min(max(-device.min_setpoint_kw, 0.0), usable_kwh / duration_h)

@@ -1,4 +1,4 @@
-"""The four kinds of flexible device, declared once.
+"""The five kinds of flexible device, declared once.
 
 Sign convention for every power in the project: ``power_kw > 0`` is consumption from the grid,
 ``power_kw < 0`` is export to the grid (battery discharge, V2G). A *setpoint* uses the same
@@ -24,6 +24,7 @@ class DeviceKind(StrEnum):
     INDUSTRIAL_LOAD = "industrial_load"
     EV_CHARGER = "ev_charger"
     BATTERY = "battery"
+    V2G_CHARGER = "v2g_charger"
 
 
 class _Params(BaseModel):
@@ -103,18 +104,62 @@ class BatteryParams(_Params):
         return self
 
 
+class V2gChargerParams(_Params):
+    """Bidirectional (vehicle-to-grid) DC charger with one connector: it charges the car and may
+    discharge it into the site, but the car leaves with the energy its driver asked for.
+
+    Powers at the charger's grid side (kW); the car's battery ``car_battery_kwh`` with its state
+    of charge kept within ``soc_min_pct``..``soc_max_pct`` (the floor V2G never drains below).
+    ``departure_soc_pct``: the state of charge the driver asks for at departure when a session
+    names none (the driver's app or the owner's preference sets it per session).
+    ``wear_yuan_per_kwh``: the cost of the car battery's wear per kWh discharged through the
+    charger (a cost in the plan, never traded against the departure energy).
+
+    Defaults: 7.4 kW each way is the Wallbox Quasar 1's rating (``wallbox-quasar``
+    profile); ASSUMPTION (no source found) a 40 kWh car (a Nissan Leaf, the common CHAdeMO
+    V2G car) and 0.2 yuan/kWh wear (a pack of about 700 yuan/kWh over some 3,500 full
+    cycles); ASSUMPTION the 20% floor and 80% departure default.
+    """
+
+    max_charge_kw: float = Field(default=7.4, gt=0.0)
+    max_discharge_kw: float = Field(default=7.4, gt=0.0)
+    car_battery_kwh: float = Field(default=40.0, gt=0.0)
+    departure_soc_pct: float = Field(default=80.0, ge=0.0, le=100.0)
+    soc_min_pct: float = Field(default=20.0, ge=0.0, le=100.0)
+    soc_max_pct: float = Field(default=100.0, ge=0.0, le=100.0)
+    charge_efficiency: float = Field(default=0.95, gt=0.0, le=1.0)
+    discharge_efficiency: float = Field(default=0.95, gt=0.0, le=1.0)
+    wear_yuan_per_kwh: float = Field(default=0.2, ge=0.0)
+
+    @model_validator(mode="after")
+    def _soc(self) -> V2gChargerParams:
+        if self.soc_min_pct >= self.soc_max_pct:
+            raise ValueError(
+                f"state-of-charge limits inverted: soc_min_pct={self.soc_min_pct} "
+                f">= soc_max_pct={self.soc_max_pct}"
+            )
+        if not self.soc_min_pct <= self.departure_soc_pct <= self.soc_max_pct:
+            raise ValueError(
+                f"departure_soc_pct={self.departure_soc_pct} outside the car's range "
+                f"[{self.soc_min_pct}, {self.soc_max_pct}]"
+            )
+        return self
+
+
 #: The parameters of any one kind (what :func:`parse_params` returns; narrow with isinstance).
-DeviceParams = CommercialBuildingParams | IndustrialLoadParams | EvChargerParams | BatteryParams
+DeviceParams = (CommercialBuildingParams | IndustrialLoadParams | EvChargerParams | BatteryParams
+                | V2gChargerParams)
 
 PARAMS_BY_KIND: dict[DeviceKind, type[DeviceParams]] = {
     DeviceKind.COMMERCIAL_BUILDING: CommercialBuildingParams,
     DeviceKind.INDUSTRIAL_LOAD: IndustrialLoadParams,
     DeviceKind.EV_CHARGER: EvChargerParams,
     DeviceKind.BATTERY: BatteryParams,
+    DeviceKind.V2G_CHARGER: V2gChargerParams,
 }
 
 #: Kinds that may export power (negative setpoints). Others are loads: setpoints >= 0.
-MAY_EXPORT: frozenset[DeviceKind] = frozenset({DeviceKind.BATTERY})
+MAY_EXPORT: frozenset[DeviceKind] = frozenset({DeviceKind.BATTERY, DeviceKind.V2G_CHARGER})
 
 
 def parse_kind(value: str) -> DeviceKind:

@@ -8,16 +8,18 @@ from sim.physics.battery import HOST_LOAD_SHARE, BatteryModel
 from sim.physics.building import BuildingModel
 from sim.physics.ev_charger import EvChargerModel
 from sim.physics.industrial import IndustrialModel
+from sim.physics.v2g import V2gChargerModel
 from vpp.device_kinds import (
     BatteryParams,
     CommercialBuildingParams,
     DeviceKind,
     EvChargerParams,
     IndustrialLoadParams,
+    V2gChargerParams,
     parse_params,
 )
 
-Physics = BatteryModel | BuildingModel | EvChargerModel | IndustrialModel
+Physics = BatteryModel | BuildingModel | EvChargerModel | IndustrialModel | V2gChargerModel
 
 
 def make_physics(
@@ -44,6 +46,17 @@ def make_physics(
                                             rated_power_kw / p.connectors),
             seed=seed,
         )
+    if kind is DeviceKind.V2G_CHARGER:
+        assert isinstance(p, V2gChargerParams)
+        car = BatteryModel(
+            capacity_kwh=p.car_battery_kwh, max_charge_kw=p.max_charge_kw,
+            max_discharge_kw=p.max_discharge_kw, soc_min_pct=p.soc_min_pct,
+            soc_max_pct=p.soc_max_pct, charge_efficiency=p.charge_efficiency,
+            discharge_efficiency=p.discharge_efficiency)
+        return V2gChargerModel(
+            max_charge_kw=min(p.max_charge_kw, rated_power_kw),
+            max_discharge_kw=min(p.max_discharge_kw, rated_power_kw), car=car,
+            departure_soc_pct=p.departure_soc_pct)
     if kind is DeviceKind.COMMERCIAL_BUILDING:
         assert isinstance(p, CommercialBuildingParams)
         mid = (p.comfort_min_c + p.comfort_max_c) / 2

@@ -20,7 +20,8 @@ from vpp.domain.base import OutModel as _Out
 from vpp.models import DeviceStatus
 
 #: as literals, inline in the document (the enums' $refs would be to schemas it does not hold)
-KindName = Literal["commercial_building", "industrial_load", "ev_charger", "battery"]
+KindName = Literal["commercial_building", "industrial_load", "ev_charger", "battery",
+                   "v2g_charger"]
 StatusName = Literal["pending", "active", "offline", "quarantined", "failed", "retired"]
 assert set(get_args(KindName)) == {k.value for k in DeviceKind}
 assert set(get_args(StatusName)) == {s.value for s in DeviceStatus}

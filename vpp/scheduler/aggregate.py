@@ -32,6 +32,7 @@ _SCALED_PARAMS = {
     DeviceKind.EV_CHARGER: ("max_charge_kw_per_connector", "max_discharge_kw_per_connector"),
     DeviceKind.COMMERCIAL_BUILDING: ("max_shed_kw",),
     DeviceKind.INDUSTRIAL_LOAD: ("max_curtail_kw",),
+    DeviceKind.V2G_CHARGER: ("max_charge_kw", "max_discharge_kw", "car_battery_kwh"),
 }
 
 

@@ -10,7 +10,9 @@ conservative for a portfolio.
 Per kind: buildings / industrial loads: ``min(max shed, baseline - min setpoint, duration budget
 spread over the sustain period)``; batteries: baseline plus discharge, limited by the energy above
 the minimum SoC now; EV chargers: the charging that can be deferred (slack of each session spread
-over the sustain period, at most the baseline) plus V2G discharge where allowed; a charger
+over the sustain period, at most the baseline) plus V2G discharge where allowed; V2G chargers
+(:func:`vpp.scheduler.v2g.reduction_kw`) charging held back and discharge, only as far as the car
+still leaves with its driver's ask; a charger
 drawing power for a car nobody declared (no session) can hold back its baseline, as the
 planner plans it (:func:`vpp.scheduler.ev._unknown_car`).
 
@@ -35,8 +37,10 @@ from vpp.device_kinds import (
     DeviceKind,
     EvChargerParams,
     IndustrialLoadParams,
+    V2gChargerParams,
 )
 from vpp.errors import ValidationError
+from vpp.scheduler import v2g
 from vpp.scheduler.inputs import FleetDevice
 
 
@@ -65,6 +69,8 @@ def raise_kw(d: FleetDevice, base_kw: np.ndarray, hold_h: float) -> np.ndarray:
     hours: the valley-filling side of the envelope (module docstring)."""
     p = d.params
     n = base_kw.shape[0]
+    if isinstance(p, V2gChargerParams):
+        return v2g.raise_kw(d, base_kw, hold_h)
     if isinstance(p, BatteryParams):
         soc = p.soc_max_pct if d.soc_pct is None else d.soc_pct  # unknown: no room
         room_kwh = max(p.soc_max_pct - soc, 0.0) / 100 * p.capacity_kwh
@@ -118,6 +124,8 @@ def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: 
         scale = d.flex_scale if d.available else 0.0
         if valley:
             cap = raise_kw(d, b, hold_h)
+        elif isinstance(p, V2gChargerParams):  # only what leaves the car with its ask
+            cap = v2g.reduction_kw(d, b, hold_h, dt)
         elif isinstance(p, BatteryParams):
             avail_kwh = max((d.soc_pct or 0.0) - p.soc_min_pct, 0.0) / 100 * p.capacity_kwh \
                 * p.discharge_efficiency

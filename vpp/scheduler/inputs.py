@@ -22,17 +22,20 @@ from vpp.device_kinds import (
     DeviceKind,
     EvChargerParams,
     IndustrialLoadParams,
+    V2gChargerParams,
     check_limits,
 )
 from vpp.errors import ValidationError
 
-Params = CommercialBuildingParams | IndustrialLoadParams | EvChargerParams | BatteryParams
+Params = (CommercialBuildingParams | IndustrialLoadParams | EvChargerParams | BatteryParams
+          | V2gChargerParams)
 
 _PARAMS_TYPE = {
     DeviceKind.BATTERY: BatteryParams,
     DeviceKind.EV_CHARGER: EvChargerParams,
     DeviceKind.COMMERCIAL_BUILDING: CommercialBuildingParams,
     DeviceKind.INDUSTRIAL_LOAD: IndustrialLoadParams,
+    DeviceKind.V2G_CHARGER: V2gChargerParams,
 }
 
 
@@ -53,6 +56,10 @@ class FleetDevice:
 
     ``soc_pct``/``terminal_soc_pct``: batteries (terminal defaults to the initial state of charge).
     ``sessions``: EV chargers, at most one per connector in this horizon.
+    V2G chargers (:mod:`vpp.scheduler.v2g`): at most one session (the car's arrival and
+    departure; its ``energy_kwh`` is 0, the ask being a state of charge), ``soc_pct`` the car's
+    state of charge now (at its arrival if later), ``terminal_soc_pct`` the driver's ask at
+    departure (None: the kind's ``departure_soc_pct``).
     ``shed_used_kwh`` / ``debt_kwh``: buildings and industrial loads, energy already shed in this
     event (counts against the duration budget) and energy still owed (rebound / make-up).
     ``shed_history_kwh``: industrial loads, energy curtailed in each interval before ``now``
@@ -239,11 +246,36 @@ def validate_device(d: FleetDevice, n: int) -> None:
             if not 0 <= s.arrival < s.departure:
                 raise _bad(f"{tag}: session needs 0 <= arrival < departure, got "
                            f"{s.arrival}..{s.departure}")
-    if d.kind is not DeviceKind.BATTERY and d.soc_pct is not None:
-        raise _bad(f"{tag}: soc_pct is only for batteries")
+    elif d.kind is DeviceKind.V2G_CHARGER:
+        _validate_v2g(d, tag)
+    if d.kind not in (DeviceKind.BATTERY, DeviceKind.V2G_CHARGER) and d.soc_pct is not None:
+        raise _bad(f"{tag}: soc_pct is only for batteries and V2G chargers")
     if d.discharge_cap_kw and (d.kind is not DeviceKind.BATTERY or len(d.discharge_cap_kw) != n
                                or not all(np.isfinite(v) and v >= 0 for v in d.discharge_cap_kw)):
         raise _bad(f"{tag}: discharge_cap_kw must be a battery's {n} finite values >= 0")
+
+
+def _validate_v2g(d: FleetDevice, tag: str) -> None:
+    """A V2G charger's car: at most one session, with the car's state of charge and an ask
+    within the car's range."""
+    p = d.params
+    assert isinstance(p, V2gChargerParams)
+    if len(d.sessions) > 1:
+        raise _bad(f"{tag}: {len(d.sessions)} sessions but a V2G charger has one connector")
+    for s in d.sessions:
+        if not 0 <= s.arrival < s.departure:
+            raise _bad(f"{tag}: session needs 0 <= arrival < departure, got "
+                       f"{s.arrival}..{s.departure}")
+        if s.energy_kwh != 0:
+            raise _bad(f"{tag}: a V2G session carries no energy_kwh (got {s.energy_kwh}); the "
+                       "driver's ask is terminal_soc_pct, the state of charge at departure")
+        if d.soc_pct is None or not (np.isfinite(d.soc_pct) and 0.0 <= d.soc_pct <= 100.0):
+            raise _bad(f"{tag}: a connected car needs its state of charge soc_pct in 0..100, "
+                       f"got {d.soc_pct}")
+    ask = d.terminal_soc_pct
+    if ask is not None and not (np.isfinite(ask) and p.soc_min_pct <= ask <= p.soc_max_pct):
+        raise _bad(f"{tag}: the departure ask terminal_soc_pct={ask} is outside the car's "
+                   f"range [{p.soc_min_pct}, {p.soc_max_pct}]")
 
 
 def validate(devices: Sequence[FleetDevice], data: HorizonData, n: int) -> None:

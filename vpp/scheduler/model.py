@@ -23,13 +23,13 @@ import numpy as np
 import osqp
 import scipy.sparse as sp
 
-from vpp.device_kinds import DeviceKind
 from vpp.errors import ValidationError
-from vpp.scheduler import battery, ev, shed
+from vpp.scheduler import battery, ev, shed, v2g
 from vpp.scheduler.block import Block, Context
 from vpp.scheduler.call_rows import band_warnings, call_bounds, shortfall_kw, slack_curvature
 from vpp.scheduler.fleet_rows import fleet_row_vectors
 from vpp.scheduler.inputs import FleetDevice, HorizonData, Weights, validate, validate_device
+from vpp.scheduler.kinds import SOC_BLOCKS, build_block, group_key
 from vpp.scheduler.plan import Binding, SolvedPlan
 from vpp.scheduler.reference import as_osqp_result, solve_clarabel
 
@@ -43,23 +43,6 @@ def signature(devices: Sequence[FleetDevice]) -> tuple:
          d.preference_weight)
         for d in devices
     )
-
-
-def _group_key(d: FleetDevice, n: int, dt_h: float) -> tuple:
-    if d.kind is DeviceKind.BATTERY:
-        return ("battery",)
-    if d.kind is DeviceKind.EV_CHARGER:
-        return ("ev",) + ev.variant(d)
-    return ("shed",) + shed.variant(d, n, dt_h)
-
-
-def _build_block(key: tuple, members: np.ndarray, devs: list[FleetDevice], n: int, dt_h: float,
-                 w: Weights) -> Block:
-    if key[0] == "battery":
-        return battery.build(members, devs, n, dt_h, w)
-    if key[0] == "ev":
-        return ev.build(members, devs, n, dt_h, w)
-    return shed.build(members, devs, n, dt_h, w)
 
 
 @dataclass(frozen=True)
@@ -121,12 +104,12 @@ class DispatchModel:
         self.norm = self.dt_h * self.total_rated_kw / len(devices)
         groups: dict[tuple, list[int]] = {}
         for i, d in enumerate(devices):
-            groups.setdefault(_group_key(d, n_intervals, self.dt_h), []).append(i)
+            groups.setdefault(group_key(d, n_intervals, self.dt_h), []).append(i)
         self.blocks: list[Block] = []
         for key, idx in sorted(groups.items(), key=lambda kv: str(kv[0])):
             members = np.array(idx, dtype=np.int64)
             self.blocks.append(
-                _build_block(key, members, [devices[i] for i in idx], n_intervals, self.dt_h,
+                build_block(key, members, [devices[i] for i in idx], n_intervals, self.dt_h,
                              self.weights)
             )
         self._assemble()
@@ -408,7 +391,7 @@ class DispatchModel:
         for b, vo, pm in zip(self.blocks, self.var_off, self._pmaps, strict=True):
             xb = x[vo : vo + b.m * b.nv].reshape(b.m, b.nv)
             power[b.members] += b.rated_kw[:, None] * (pm.T @ xb.T).T
-            if b.name == "battery":
+            if b.name in SOC_BLOCKS:
                 soc[b.members] = battery.soc_pct(b, xb)
             elif b.name.startswith("ev_charger"):
                 per_t = ev.connector_kwh(b, xb, self.dt_h)
@@ -419,6 +402,7 @@ class DispatchModel:
                 shed_arr[b.members] = shed.shed_kw(b, xb, n)
                 if b.nv == 3 * n:
                     owed[b.members] = xb[:, 2 * n :] * b.rated_kw[:, None]
+        v2g.hold_departure(devices, power, soc, data.now_index, self.dt_h)
         setp = np.clip(power, self.min_kw[:, None], self.max_kw[:, None])
         clamped = np.abs(setp - power) > 1e-6 * np.maximum(self.rated_kw[:, None], 1.0)
         reduction = (base - setp).sum(axis=0)

@@ -33,7 +33,9 @@ def advance(devices: Sequence[FleetDevice], plan: SolvedPlan, now: int,
     soc_pct = soc_pct or {}
     out = []
     for i, d in enumerate(devices):
-        if d.kind is DeviceKind.BATTERY:
+        if d.kind is DeviceKind.V2G_CHARGER and d.soc_pct is None:  # no car
+            out.append(d)
+        elif d.kind in (DeviceKind.BATTERY, DeviceKind.V2G_CHARGER):  # a V2G charger's car
             soc = soc_pct.get(d.device_id, float(plan.soc_pct[i, now - 1]))
             out.append(replace(d, soc_pct=float(np.clip(soc, 0.0, 100.0))))
         elif d.kind is DeviceKind.EV_CHARGER:

@@ -41,7 +41,8 @@ def test_counts_follow_the_enrolled_shares(scn, fleet) -> None:
         assert got == seg.enrolled, seg.name
 
 
-@pytest.mark.parametrize("kind", list(DeviceKind))
+#: the scenario has no V2G chargers: no source gives Zhuzhou's count (docs/scheduler.md)
+@pytest.mark.parametrize("kind", [k for k in DeviceKind if k is not DeviceKind.V2G_CHARGER])
 def test_specs_are_valid_and_within_limits(fleet, kind: DeviceKind) -> None:
     devs = [d for d in fleet if d.kind is kind]
     assert devs
