@@ -10,6 +10,10 @@ programme's band, and optionally the time-of-use tariff. Outputs are exact integ
   metered load as :func:`bidding.export_rule.credited_meter` does: export at the owner's site
   meter (``site_import_kw`` below zero) is added back, and an owner whose site is not metered
   is credited no lower than zero (a battery's export past its host site's load pays nothing).
+* Declaration: one kW per owner for the whole event, or one per owner and interval (a
+  per-interval declaration, ``owner_declared_kw`` of shape (owners, intervals)): each interval
+  is then held to its own declared kW (the per-interval band below) and the event to their sum;
+  a flat declaration settles to the same fen and fingerprint either way.
 * Band (``Band.basis``, over the whole event or per interval): below ``lower_pct`` of declared
   nothing is paid and the penalty is ``(declared * ref% - max(actual, 0)) * price * factor``;
   from ``lower_pct`` to ``upper_pct`` the response is paid; above, it is paid at ``upper_pct``.
@@ -41,7 +45,11 @@ from bidding.money import allocate_fen, yuan_to_fen
 from bidding.rules import Band, Direction
 from bidding.settlement_inputs import (  # re-exported: settlement's errors and meter rules
     MIN_METERED_SHARE,
+    Loads,
     SettlementError,
+    Terms,
+    check_loads,
+    check_terms,
     credited_meter,
     fill_unmetered,
     require_metered_share,
@@ -108,25 +116,6 @@ class EventSettlement:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _as_matrix(a: Any, name: str, n: int, t: int) -> np.ndarray:
-    arr = np.asarray(a, dtype=float)
-    if arr.ndim == 1 and n == 1:
-        arr = arr[None, :]
-    if arr.shape != (n, t):
-        raise SettlementError(f"{name} has shape {arr.shape}, expected ({n}, {t})")
-    return arr
-
-
-def _missing(arr: np.ndarray, name: str, owner_ids: Sequence[int], index: pd.DatetimeIndex) -> None:
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        i, t = np.argwhere(bad)[0]
-        raise SettlementError(
-            f"missing {name} data: {int(bad.sum())} interval(s), first for owner "
-            f"{owner_ids[i]} at {index[t].isoformat()}"
-        )
-
-
 def _band(resp_wh: int, decl_wh: int, band: Band) -> tuple[Fraction, Fraction]:
     """(paid Wh, shortfall Wh) of one response against one declaration under the band."""
     lower = Fraction(band.lower_pct) / 100
@@ -143,31 +132,13 @@ def _fen(wh: Fraction, price: Decimal) -> int:
 
 
 @dataclass(frozen=True)
-class _Loads:
-    """Checked load inputs of :func:`settle_event`; kW arrays are (owners, intervals)."""
-    base_kw: np.ndarray
-    meter_kw: np.ndarray
-    in_event: np.ndarray  # bool per interval: the event window
-    declared_kw: np.ndarray  # per owner: their share of the offer
-    site_kw: np.ndarray | None  # (owners, intervals) site import, NaN: not metered; None: none
-
-
-@dataclass(frozen=True)
-class _Terms:
-    """Checked money terms of :func:`settle_event`."""
-    price: Decimal  # yuan/kWh
-    fee_pct: Decimal  # 0-100
-    sign: float  # +1.0 peak shaving (response = baseline - metered), -1.0 valley filling
-
-
-@dataclass(frozen=True)
 class _EnergyWh:
     """Integer Wh per owner and interval (exact sums from here on)."""
     base_wh: np.ndarray  # (owners, intervals), int64
     meter_wh: np.ndarray  # (owners, intervals), int64
     resp_wh: np.ndarray  # (owners, intervals): the response, signed by direction
-    decl_owner_wh: np.ndarray  # per owner, declared Wh of one interval
-    decl_t_wh: int  # the VPP's declared Wh of one interval
+    decl_wh_m: np.ndarray  # (owners, event intervals): declared Wh
+    decl_t: np.ndarray  # the VPP's declared Wh per event interval
     ev: np.ndarray  # positions of the event intervals
     resp_t: np.ndarray  # the VPP response per event interval, Wh
     decl_wh: int  # the VPP's declared Wh over the event
@@ -219,54 +190,7 @@ class _OwnerSplit:
     payout_fen: list[int]
 
 
-def _check_loads(index: pd.DatetimeIndex, owner_ids: Sequence[int], baseline_kw: Any,
-                 metered_kw: Any, owner_declared_kw: Sequence[float], in_event: Any,
-                 site_import_kw: Any = None) -> _Loads:
-    """Shapes, completeness and signs of the load inputs; raises :class:`SettlementError`."""
-    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
-        raise SettlementError("index must be a timezone-aware DatetimeIndex of interval starts")
-    n, t = len(owner_ids), len(index)
-    if n == 0 or t == 0:
-        raise SettlementError("nothing to settle: no owners or no intervals")
-    if len(set(owner_ids)) != n:
-        raise SettlementError("owner ids must be unique")
-    base = _as_matrix(baseline_kw, "baseline_kw", n, t)
-    meter = _as_matrix(metered_kw, "metered_kw", n, t)
-    _missing(base, "baseline", owner_ids, index)
-    _missing(meter, "meter", owner_ids, index)
-    mask = np.ones(t, dtype=bool) if in_event is None else np.asarray(in_event, dtype=bool)
-    if mask.shape != (t,) or not mask.any():
-        raise SettlementError("in_event must mark at least one of the intervals")
-    decl_owner = np.asarray(owner_declared_kw, dtype=float)
-    if decl_owner.shape != (n,) or not np.isfinite(decl_owner).all() or (decl_owner < 0).any():
-        raise SettlementError("owner_declared_kw needs one non-negative value per owner")
-    if decl_owner.sum() <= 0:
-        raise SettlementError("declared capacity must be positive")
-    site = None if site_import_kw is None else _as_matrix(site_import_kw, "site_import_kw", n, t)
-    return _Loads(base, meter, mask, decl_owner, site)
-
-
-def _check_terms(price_yuan_per_kwh: Decimal, price_cap_yuan_per_kwh: Decimal | None,
-                 fee_pct: Decimal | float, direction: str) -> _Terms:
-    """Price (yuan/kWh, within the cap), fee (%) and direction; raises :class:`SettlementError`."""
-    price = (Decimal(str(price_yuan_per_kwh)) if isinstance(price_yuan_per_kwh, float)
-             else Decimal(price_yuan_per_kwh))
-    if price < 0:
-        raise SettlementError(f"negative price {price} yuan/kWh")
-    if price_cap_yuan_per_kwh is not None and price > price_cap_yuan_per_kwh:
-        raise SettlementError(
-            f"price {price} yuan/kWh is over the programme cap {price_cap_yuan_per_kwh}"
-        )
-    fee = Decimal(str(fee_pct)) if isinstance(fee_pct, float) else Decimal(fee_pct)
-    if not 0 <= fee <= 100:
-        raise SettlementError(f"fee_pct must be within 0-100, got {fee}")
-    sign = 1.0 if direction == Direction.PEAK_SHAVING.value else -1.0
-    if direction not in (d.value for d in Direction):
-        raise SettlementError(f"unknown direction {direction!r}")
-    return _Terms(price, fee, sign)
-
-
-def _energy_wh(loads: _Loads, sign: float, interval_minutes: int,
+def _energy_wh(loads: Loads, sign: float, interval_minutes: int,
                export_counts: bool) -> _EnergyWh:
     """kW per interval to integer Wh (one rounding per owner and interval)."""
     dt_h = interval_minutes / 60.0
@@ -276,17 +200,16 @@ def _energy_wh(loads: _Loads, sign: float, interval_minutes: int,
     site_wh = None if loads.site_kw is None else np.rint(loads.site_kw * dt_h * 1000.0)
     credited = credited_meter(meter_wh, sign, export_counts, site_wh)
     resp_wh = (base_wh - credited) * (1 if sign > 0 else -1)
-    decl_owner_wh = np.rint(loads.declared_kw * dt_h * 1000.0).astype(np.int64)  # per interval
-    decl_t_wh = int(decl_owner_wh.sum())
+    decl_wh_m = np.rint(loads.declared_kw[:, ev] * dt_h * 1000.0).astype(np.int64)
     resp_t = resp_wh[:, ev].sum(axis=0)  # VPP response per event interval, Wh
-    return _EnergyWh(base_wh, meter_wh, resp_wh, decl_owner_wh, decl_t_wh, ev, resp_t,
-                     decl_t_wh * len(ev))
+    return _EnergyWh(base_wh, meter_wh, resp_wh, decl_wh_m, decl_wh_m.sum(axis=0), ev, resp_t,
+                     int(decl_wh_m.sum()))
 
 
 def _apply_band(energy: _EnergyWh, band: Band) -> _Banded:
     """Paid and shortfall Wh of the VPP under the band, over the event or interval by interval
     (``band.basis``); the per-interval view is always computed, for the report."""
-    per_t = [_band(int(r), energy.decl_t_wh, band) for r in energy.resp_t]
+    per_t = [_band(int(r), int(d), band) for r, d in zip(energy.resp_t, energy.decl_t, strict=True)]
     if band.basis == "event":
         paid, short = _band(int(energy.resp_t.sum()), energy.decl_wh, band)
     else:
@@ -295,7 +218,7 @@ def _apply_band(energy: _EnergyWh, band: Band) -> _Banded:
     return _Banded(paid, short, per_t)
 
 
-def _vpp_money(banded: _Banded, n_ev: int, band: Band, terms: _Terms,
+def _vpp_money(banded: _Banded, n_ev: int, band: Band, terms: Terms,
                capacity_price_yuan_per_kw: Decimal | None, interval_minutes: int) -> _VppMoney:
     """Energy and capacity revenue, penalty and fee, each rounded to fen once."""
     energy_fen = _fen(banded.paid_wh, terms.price)
@@ -312,7 +235,8 @@ def _vpp_money(banded: _Banded, n_ev: int, band: Band, terms: _Terms,
 def _split_owners(energy: _EnergyWh, band: Band, money: _VppMoney) -> _OwnerSplit:
     """Revenue by contribution and penalty by shortfall (largest-remainder splits, fen);
     raises :class:`SettlementError` if payouts + fee != revenue - penalty."""
-    n = len(energy.decl_owner_wh)
+    n = len(energy.decl_wh_m)
+    decl_owner = energy.decl_wh_m.sum(axis=1)  # per owner, over the event
     resp_owner = energy.resp_wh[:, energy.ev].sum(axis=1)
     if band.basis == "event":
         contrib = np.maximum(resp_owner, 0)
@@ -320,13 +244,13 @@ def _split_owners(energy: _EnergyWh, band: Band, money: _VppMoney) -> _OwnerSpli
         contrib = np.maximum(energy.resp_wh[:, energy.ev], 0).sum(axis=1)
     ref = Fraction(band.penalty_reference_pct) / 100
     owner_short = [
-        max(Fraction(0), ref * int(energy.decl_owner_wh[i]) * energy.n_ev - max(int(resp_owner[i]), 0))
+        max(Fraction(0), ref * int(decl_owner[i]) - max(int(resp_owner[i]), 0))
         for i in range(n)
     ]
     distributable = money.distributable_fen
     rev_share = allocate_fen(distributable, [int(c) for c in contrib]) if distributable else [0] * n
     if money.penalty_fen:
-        weights = owner_short if any(owner_short) else [int(d) for d in energy.decl_owner_wh]
+        weights = owner_short if any(owner_short) else [int(d) for d in decl_owner]
         pen_share = allocate_fen(money.penalty_fen, weights)
     else:
         pen_share = [0] * n
@@ -357,16 +281,16 @@ def _tou_bill_changes(tariff: TouTariff | None, index: pd.DatetimeIndex,
     return tou
 
 
-def _owner_results(owner_ids: Sequence[int], loads: _Loads, energy: _EnergyWh,
+def _owner_results(owner_ids: Sequence[int], loads: Loads, energy: _EnergyWh,
                    split: _OwnerSplit, tou: list[int]) -> list[OwnerResult]:
     """One :class:`OwnerResult` per owner (kWh from the integer Wh)."""
     owners = []
     ev = energy.ev
     for i in range(len(owner_ids)):
-        d_kwh = int(energy.decl_owner_wh[i]) * energy.n_ev / 1000
+        d_kwh = int(energy.decl_wh_m[i].sum()) / 1000
         owners.append(OwnerResult(
             owner_id=int(owner_ids[i]),
-            declared_kw=float(loads.declared_kw[i]),
+            declared_kw=float(loads.declared_owner_kw[i]),
             baseline_kwh=int(energy.base_wh[i, ev].sum()) / 1000,
             metered_kwh=int(energy.meter_wh[i, ev].sum()) / 1000,
             response_kwh=int(split.resp_owner_wh[i]) / 1000,
@@ -379,7 +303,7 @@ def _owner_results(owner_ids: Sequence[int], loads: _Loads, energy: _EnergyWh,
     return owners
 
 
-def _interval_frame(index: pd.DatetimeIndex, loads: _Loads, sign: float, energy: _EnergyWh,
+def _interval_frame(index: pd.DatetimeIndex, loads: Loads, sign: float, energy: _EnergyWh,
                     banded: _Banded, tariff: TouTariff | None,
                     export_counts: bool) -> pd.DataFrame:
     """The VPP per interval (kW, ratio, kWh the interval basis would pay, ToU period/price)."""
@@ -390,14 +314,15 @@ def _interval_frame(index: pd.DatetimeIndex, loads: _Loads, sign: float, energy:
             "in_event": mask,
             "baseline_kw": base.sum(axis=0),
             "metered_kw": meter.sum(axis=0),
-            "declared_kw": np.where(mask, float(loads.declared_kw.sum()), 0.0),
+            "declared_kw": np.where(mask, loads.declared_kw.sum(axis=0), 0.0),
             "response_kw": sign * (base.sum(axis=0) - meter.sum(axis=0)),
         },
         index=index.rename("interval_start"),
     )
     t = len(index)
     ratio_t = np.full(t, np.nan)
-    ratio_t[energy.ev] = energy.resp_t / energy.decl_t_wh if energy.decl_t_wh else np.nan
+    ratio_t[energy.ev] = np.where(energy.decl_t > 0, energy.resp_t / np.maximum(energy.decl_t, 1),
+                                  np.nan)
     frame["performance_ratio"] = ratio_t
     paid_t = np.zeros(t)
     paid_t[energy.ev] = [float(p) / 1000 for p, _ in banded.per_t]
@@ -414,7 +339,7 @@ def settle_event(
     owner_ids: Sequence[int],
     baseline_kw: Any,
     metered_kw: Any,
-    owner_declared_kw: Sequence[float],
+    owner_declared_kw: Sequence[float] | np.ndarray,
     price_yuan_per_kwh: Decimal,
     band: Band,
     fee_pct: Decimal | float,
@@ -430,16 +355,18 @@ def settle_event(
     """Settle one event. Arrays are (owners, intervals); ``index`` holds the starts of the
     programme's ``interval_minutes`` measurement intervals.
 
-    ``in_event`` (bool per interval, default all) marks the event window; intervals outside it
+    ``owner_declared_kw``: kW per owner, or per owner and interval (a per-interval
+    declaration; only the event's intervals count). ``in_event`` (bool per interval, default
+    all) marks the event window; intervals outside it
     count only for the ToU bill change. ``export_counts``: the programme's (required: the
     daemon and the season settle by the same rule); ``site_import_kw``: (owners, intervals)
     kW at each owner's site meter, + import, NaN where not metered (None: no site meters).
     Raises :class:`SettlementError` for missing or inconsistent data, a price over the cap, or
     money that would not balance.
     """
-    loads = _check_loads(index, owner_ids, baseline_kw, metered_kw, owner_declared_kw, in_event,
+    loads = check_loads(index, owner_ids, baseline_kw, metered_kw, owner_declared_kw, in_event,
                          site_import_kw)
-    terms = _check_terms(price_yuan_per_kwh, price_cap_yuan_per_kwh, fee_pct, direction)
+    terms = check_terms(price_yuan_per_kwh, price_cap_yuan_per_kwh, fee_pct, direction)
     energy = _energy_wh(loads, terms.sign, interval_minutes, export_counts)
     banded = _apply_band(energy, band)
     money = _vpp_money(banded, energy.n_ev, band, terms, capacity_price_yuan_per_kw,
@@ -454,7 +381,7 @@ def settle_event(
         baseline_kwh=int(energy.base_wh[:, ev].sum()) / 1000,
         metered_kwh=int(energy.meter_wh[:, ev].sum()) / 1000,
         response_kwh=total_resp / 1000,
-        declared_kw=float(loads.declared_kw.sum()), declared_kwh=decl_wh / 1000,
+        declared_kw=float(loads.declared_owner_kw.sum()), declared_kwh=decl_wh / 1000,
         performance_ratio=total_resp / decl_wh if decl_wh else 0.0,
         paid_kwh=float(banded.paid_wh) / 1000, shortfall_kwh=float(banded.short_wh) / 1000,
         energy_revenue_fen=money.energy_fen, capacity_revenue_fen=money.cap_fen,
