@@ -21,13 +21,19 @@ nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
 from bidding.money import allocate_fen, yuan_to_fen
+from bidding.programme import Programme
 from vpp.errors import ValidationError
+
+MONTH = re.compile(r"^(20\d\d)-(0[1-9]|1[0-2])$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,27 @@ class CapacityPayment:
     @property
     def owners_fen(self) -> int:
         return sum(self.owners.values())
+
+
+def event_capacity(event_id: int, direction: str, paid_kwh: float, duration_h: float,
+                   contribution_kwh: Mapping[int, float]) -> EventCapacity:
+    """The capacity inputs of one settlement's figures (an :class:`EventSettlement` or its
+    stored dict): paid kWh and owners' contributions as settlement reports them (integer Wh
+    /1000, or the band's exact fraction), so the daemon, the CLI and the season agree."""
+    return EventCapacity(
+        event_id=event_id, direction=direction,
+        paid_wh=Fraction(Decimal(str(paid_kwh))) * 1000,
+        duration_minutes=int(round(duration_h * 60)),
+        contribution_wh={int(o): int(round(kwh * 1000)) for o, kwh in contribution_kwh.items()})
+
+
+def month_bounds(month: str, tz: str) -> tuple[datetime, datetime]:
+    """The local calendar month ``YYYY-MM`` as [first, next first) aware datetimes."""
+    m = MONTH.match(month)
+    if m is None:
+        raise ValidationError(f"month must look like 2026-07 (2000-2099), got {month[:20]!r}")
+    first = datetime(int(m.group(1)), int(m.group(2)), 1, tzinfo=ZoneInfo(tz))
+    return first, (first + timedelta(days=32)).replace(day=1)
 
 
 def _check(events: Sequence[EventCapacity], price: Decimal, fee_pct: Decimal) -> None:
@@ -122,3 +149,14 @@ def capacity_payment(
         total_fen=total, fee_fen=fee, owners=dict(zip(owners, parts, strict=True)),
         owner_credit_kw=owner_credit,
     )
+
+
+def programme_month_payment(events: Sequence[EventCapacity], programme: Programme, month: str,
+                            fee_pct: Decimal | float) -> CapacityPayment:
+    """The month's payment under ``programme`` (the version in force on the month's first day:
+    its price and paid directions), from the month's settled events."""
+    return capacity_payment(
+        events, programme=programme.name, month=month,
+        price_yuan_per_kw_month=programme.rules.capacity_payment_yuan_per_kw_month,
+        fee_pct=Decimal(str(fee_pct)),
+        directions=[d.value for d in programme.rules.capacity_payment_directions])

@@ -12,18 +12,22 @@ programme), and the programme version is the one in force on the month's first d
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bidding.capacity import CapacityPayment, EventCapacity, capacity_payment
+from bidding.capacity import (
+    CapacityPayment,
+    EventCapacity,
+    event_capacity,
+    month_bounds,
+    programme_month_payment,
+)
 from bidding.ledger import (
     GRID_RECEIVABLE,
     OWNER_PAYABLE,
@@ -41,27 +45,6 @@ from vpp.timeutil import require_aware
 
 CAPACITY_REVENUE = "revenue:capacity_payment"
 KIND = "capacity_payment"
-MONTH = re.compile(r"^(20\d\d)-(0[1-9]|1[0-2])$")
-
-
-def month_bounds(month: str, tz: str) -> tuple[datetime, datetime]:
-    """The local calendar month ``YYYY-MM`` as [first, next first) aware datetimes."""
-    m = MONTH.match(month)
-    if m is None:
-        raise ValidationError(f"month must look like 2026-07 (2000-2099), got {month[:20]!r}")
-    first = datetime(int(m.group(1)), int(m.group(2)), 1, tzinfo=ZoneInfo(tz))
-    return first, (first + timedelta(days=32)).replace(day=1)
-
-
-def _event_capacity(event_id: int, direction: str, result: dict) -> EventCapacity:
-    """The capacity inputs of one stored settlement result (``Settlement.detail["result"]``)."""
-    return EventCapacity(
-        event_id=event_id, direction=direction,
-        paid_wh=Fraction(Decimal(str(result["paid_kwh"]))) * 1000,
-        duration_minutes=int(round(float(result["duration_h"]) * 60)),
-        contribution_wh={int(o["owner_id"]): int(round(float(o["contribution_kwh"]) * 1000))
-                         for o in result["owners"]},
-    )
 
 
 def month_events(session: Session, programme: str, first: datetime, nxt: datetime
@@ -73,7 +56,10 @@ def month_events(session: Session, programme: str, first: datetime, nxt: datetim
             col(GridEvent.start) < nxt).order_by(col(GridEvent.start))):
         st = current_settlement(session, int(ev.id or 0))
         if st is not None and "result" in (st.detail or {}):
-            out.append(_event_capacity(int(ev.id or 0), ev.direction, st.detail["result"]))
+            r = st.detail["result"]
+            out.append(event_capacity(
+                int(ev.id or 0), ev.direction, float(r["paid_kwh"]), float(r["duration_h"]),
+                {int(o["owner_id"]): float(o["contribution_kwh"]) for o in r["owners"]}))
     return out
 
 
@@ -83,11 +69,8 @@ def compute_month(session: Session, programme: str, programmes_dir: Path | str, 
     tz = programme_timezone(programme, programmes_dir)
     first, nxt = month_bounds(month, tz)
     prog = load_programme(programme, programmes_dir, first.date())
-    return capacity_payment(
-        month_events(session, programme, first, nxt), programme=programme, month=month,
-        price_yuan_per_kw_month=prog.rules.capacity_payment_yuan_per_kw_month,
-        fee_pct=Decimal(str(fee_pct)), directions=[d.value for d in
-                                                   prog.rules.capacity_payment_directions])
+    return programme_month_payment(month_events(session, programme, first, nxt), prog, month,
+                                   fee_pct)
 
 
 def programme_timezone(programme: str, programmes_dir: Path | str) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -30,16 +31,19 @@ from bidding.bid_inputs import (
     owner_input,
     owners_of,
 )
+from bidding.capacity import EventCapacity, month_bounds, programme_month_payment
+from bidding.capacity import event_capacity as capacity_inputs
 from bidding.core import bid_price, direction_sign, make_offer
 from bidding.participants import DeviceStanding, participants
-from bidding.programme import Product, Programme
+from bidding.programme import Product, Programme, load_programme, read_programme_file
 from bidding.settlement import EventSettlement, check_balance, settle_event
 from forecasting.baselines import BaselineSpec, compute_baseline
 from forecasting.calendars import DayCalendar
 from forecasting.device_baselines import OwnerDays, device_plan_baselines
 from forecasting.owners import MAX_READ_DAYS, OwnerForecast, forecast_sites, owner_forecast
 from sim.metering import MeterStore
-from vpp.config import SchedulerSettings
+from sim.results import SeasonResult
+from vpp.config import BiddingSettings, SchedulerSettings
 from vpp.device_kinds import DeviceKind, EvChargerParams, parse_params
 from vpp.errors import ValidationError
 from vpp.scheduler.call_solver import CallRequest, CallSolver
@@ -361,3 +365,29 @@ class Dispatcher:
                         iterations=int(plan.iterations),
                         builds=self.solver.builds(int(baseline_kw.shape[1])),
                         notes=list(plan.warnings)[:3])
+
+
+def event_capacity(event_id: int, direction: str, result: EventSettlement) -> EventCapacity:
+    """The capacity inputs of one settled call (:func:`bidding.capacity.event_capacity`)."""
+    return capacity_inputs(event_id, direction, result.paid_kwh, result.duration_h,
+                           {o.owner_id: o.contribution_kwh for o in result.owners})
+
+
+def with_capacity(result: SeasonResult, bidding: BiddingSettings) -> SeasonResult:
+    """``result`` with the months' capacity payments of its settled calls, per programme and
+    local month as the daemon posts them (:func:`bidding.capacity.programme_month_payment`;
+    the version in force on the month's first day)."""
+    def zone(name: str) -> str:
+        return read_programme_file(Path(bidding.programmes_dir) / f"{name}.toml").timezone
+
+    by_month: dict[tuple[str, str], list[EventCapacity]] = {}
+    for e in result.events:
+        if e.capacity is not None:
+            start = pd.Timestamp(e.call.start).tz_convert(zone(e.call.programme))
+            by_month.setdefault((e.call.programme, f"{start:%Y-%m}"), []).append(e.capacity)
+    for (name, month), events in sorted(by_month.items()):
+        first, _ = month_bounds(month, zone(name))
+        programme = load_programme(name, bidding.programmes_dir, first.date())
+        result.capacity.append(programme_month_payment(events, programme, month,
+                                                       bidding.aggregator_fee_pct))
+    return result

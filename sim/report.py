@@ -196,6 +196,17 @@ def _season_lines(result: SeasonResult) -> list[str]:
     return lines + [""]
 
 
+def _capacity_text(result: SeasonResult) -> str:
+    """The months' capacity payments (bidding.capacity), as a sentence for the money line."""
+    if not result.capacity:
+        return ""
+    months = "; ".join(f"{c.month} {float(c.credit_kw) / 1000:,.1f} MW verified by "
+                       f"{len(c.event_ids)} calls, {_yuan(c.total_fen)} yuan"
+                       for c in result.capacity)
+    return (f" Monthly capacity payments (the capacity the month's calls verified x the "
+            f"programme's price): {months}.")
+
+
 def summary_dict(result: SeasonResult) -> dict[str, Any]:
     h = result.headline()
     return {
@@ -204,6 +215,11 @@ def summary_dict(result: SeasonResult) -> dict[str, Any]:
         "wall_seconds": round(result.wall_seconds, 1), "headline": h.as_dict(),
         "faults": fault_totals(result.events), "seams": result.seams,
         "by_season": season_summary(result.events, result.system_peak_mw),
+        "capacity_payments": [
+            {"programme": c.programme, "month": c.month, "credit_kw": round(float(c.credit_kw), 3),
+             "price_yuan_per_kw_month": str(c.price_yuan_per_kw_month), "total_fen": c.total_fen,
+             "fee_fen": c.fee_fen, "owners_fen": c.owners_fen, "events": len(c.event_ids)}
+            for c in result.capacity],
         "events": [
             {"id": e.call.external_id, "type": e.call.event_type,
              "start": e.call.start.isoformat(), "end": e.call.end.isoformat(),
@@ -263,7 +279,8 @@ def write_report(result: SeasonResult, out_dir: Path) -> Path:
         "",
         f"Money over the season: revenue {h.revenue_yuan:,.0f} yuan, penalties "
         f"{h.penalty_yuan:,.0f} yuan, aggregator fee {h.fee_yuan:,.0f} yuan, owner payouts "
-        f"{h.payouts_yuan:,.0f} yuan. {h.events_in_band} of {h.events} events reached the paid band.",
+        f"{h.payouts_yuan:,.0f} yuan. {h.events_in_band} of {h.events} events reached the paid band."
+        + _capacity_text(result),
         "",
         "## How this was made",
         "",

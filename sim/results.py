@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bidding.capacity import CapacityPayment, EventCapacity
 from sim.grid import GridCall
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class EventOutcome:
     plan_path: str = ""  # how the dispatch plan was solved (scheduler / partitioned on Dask)
     season: str = ""  # the market calendar's season of the call day (summer / winter)
     measures: CallMeasures | None = None  # sim.metrics: twin, rebound, credited, uncapped
+    capacity: EventCapacity | None = None  # what the month's capacity payment needs of it
 
     @property
     def delivered_kw(self) -> float:
@@ -94,6 +96,8 @@ class SeasonResult:
     simulated_days: int = 0
     started_at: datetime | None = None
     seams: list[str] = field(default_factory=list)  # capabilities not yet wired (named honestly)
+    # the months' capacity payments (sim.aggregator.with_capacity), per programme and month
+    capacity: list[CapacityPayment] = field(default_factory=list)
 
     def headline(self) -> Headline:
         """Over the season's calls (capability tests are reported apart)."""
@@ -185,6 +189,7 @@ def merge_results(parts: list[SeasonResult]) -> SeasonResult:
         wall_seconds=max(p.wall_seconds for p in parts),
         simulated_days=sum(p.simulated_days for p in parts),
         seams=sorted({s for p in parts for s in p.seams}),
+        capacity=[c for p in parts for c in p.capacity],  # the parts are separate periods
     )
 
 

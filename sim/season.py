@@ -440,7 +440,7 @@ class SeasonRun:
             settled_response_kwh=res.response_kwh, plan_path=p.plan_path,
             season=self.calendar.season_of(call.day), measures=self._measures(
                 p, rows, base.kw[rows].sum(axis=0), res.paid_kwh),
-        ))
+            capacity=aggregator.event_capacity(len(self.events) + 1, call.direction, res)))
 
     def _measures(self, p: _Pending, rows: list[int], baseline_kw: np.ndarray,
                   paid_kwh: float) -> CallMeasures | None:
@@ -480,7 +480,8 @@ async def run_season(settings: Settings, scenario: str | Path | Scenario,
     fleet = generate_fleet(scn)
     if opts.max_devices is not None:
         fleet = fleet.sample(opts.max_devices, seed=scn.scenario.seed)
-    return await SeasonRun(settings, scn, fleet, opts, progress).run()
+    result = await SeasonRun(settings, scn, fleet, opts, progress).run()
+    return aggregator.with_capacity(result, settings.bidding)  # the months' capacity payments
 
 
 def run_demo_day(settings: Settings, out_dir: Path, scenario: str = "zhuzhou-2025",

@@ -144,6 +144,9 @@ def test_report_is_written(small_run, tmp_path: Path) -> None:
     summer = summary["by_season"]["summer"]
     assert summer["calls"] == 1 and summer["uncapped_offer_mw_median"] is not None
     assert summary["events"][0]["measures"]["tail_intervals"] == 8
+    cap = summary["capacity_payments"]
+    assert len(cap) == 1 and cap[0]["owners_fen"] + cap[0]["fee_fen"] == cap[0]["total_fen"]
+    assert "Monthly capacity payments" in text
 
 
 def _event(delivered_kw: float, declared_kw: float, revenue: int, fee: int) -> EventOutcome:
@@ -297,3 +300,19 @@ def test_a_suspended_vpp_bids_no_more_in_the_season(tmp_path: Path) -> None:
     assert first.delivered_kw < first.declared_kw  # failed: below the 100% floor
     assert second.notes and second.notes[0].startswith("no bid: the VPP is suspended"), \
         second.notes
+
+
+def test_the_months_capacity_payment(small_run) -> None:
+    """The season computes the month's capacity payment from its settled calls through the
+    daemon's function (bidding.capacity.programme_month_payment): to the fen."""
+    from fractions import Fraction
+
+    from bidding.money import yuan_to_fen
+
+    settled = [e for e in small_run.events if e.capacity is not None]
+    assert len(settled) == 1 and len(small_run.capacity) == 1
+    c, e = small_run.capacity[0], settled[0]
+    assert c.month == f"{e.call.start:%Y-%m}" and c.event_ids == (e.capacity.event_id,)
+    assert c.credit_kw == e.capacity.effective_kw > 0
+    assert c.total_fen == yuan_to_fen(c.credit_kw * Fraction("0.3"))
+    assert c.owners_fen + c.fee_fen == c.total_fen and c.owners_fen > 0
