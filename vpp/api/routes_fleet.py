@@ -252,6 +252,7 @@ def check_preferences(device: Device, prefs: dict[str, Any]) -> None:
         DeviceKind.COMMERCIAL_BUILDING: {"comfort_min_c", "comfort_max_c", "max_shed_minutes"},
         DeviceKind.INDUSTRIAL_LOAD: {"max_shed_minutes"},
         DeviceKind.EV_CHARGER: {"ev_departure", "ev_energy_needed_kwh"},
+        DeviceKind.V2G_CHARGER: {"ev_departure", "ev_energy_needed_kwh"},
         DeviceKind.BATTERY: {"reserve_soc_pct"},
     }[kind]
     for key in prefs:

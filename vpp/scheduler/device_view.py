@@ -18,6 +18,8 @@ owner's preferences:
   need and departure, :func:`ev_session_from_preferences`; the simulator from the cars it
   models); one session per charger, asking no more than the charger can deliver before the
   car leaves (98% of rated power over the intervals it stays within the horizon).
+- V2G chargers: the car the charger reads (its state of charge) leaving as its owner declared,
+  the ask its state of charge plus the declared need (:func:`vpp.scheduler.v2g.with_car`).
 
 Powers in kW, energy in kWh, state of charge in percent, horizon indices in market intervals.
 """
@@ -38,6 +40,7 @@ from vpp.device_kinds import (
     IndustrialLoadParams,
 )
 from vpp.errors import ValidationError
+from vpp.scheduler import v2g
 from vpp.scheduler.inputs import EvSession, FleetDevice, Params
 
 #: the share of a charger's rated power a session may be planned at (losses, ramping)
@@ -114,11 +117,14 @@ def scheduler_device(device_id: int, kind: DeviceKind, params: Params, *,
     ev: tuple[EvSession, ...] = ()
     if kind is DeviceKind.EV_CHARGER:
         ev = _reachable(sessions, rated_power_kw, horizon_intervals, interval_minutes)
-    return FleetDevice(
+    fd = FleetDevice(
         device_id=device_id, kind=kind, rated_power_kw=rated_power_kw,
         min_setpoint_kw=min_setpoint_kw, max_setpoint_kw=max_setpoint_kw, params=params,
         owner=owner, soc_pct=soc, terminal_soc_pct=soc, sessions=ev,
         available=bool(state.available))
+    if kind is DeviceKind.V2G_CHARGER:  # the car the charger reads, leaving as declared
+        fd = v2g.with_car(fd, state.soc_pct, sessions, horizon_intervals, interval_minutes)
+    return fd
 
 
 def ev_session_from_preferences(prefs: Mapping[str, Any], h0_local: datetime,

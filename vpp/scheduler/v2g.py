@@ -38,7 +38,7 @@ from vpp.device_kinds import BatteryParams, DeviceKind, V2gChargerParams
 from vpp.errors import ValidationError
 from vpp.scheduler import battery
 from vpp.scheduler.block import Block, Context, Vectors, attr, live_mask
-from vpp.scheduler.inputs import FleetDevice, Weights
+from vpp.scheduler.inputs import EvSession, FleetDevice, Weights
 
 BLOCK_NAME = "v2g_charger"
 
@@ -184,6 +184,26 @@ def hold_departure(devices: Sequence[FleetDevice], power_kw: np.ndarray, soc_pct
 def _gain_kwh(power_kw: float, eta_c: float, eta_d: float, dt_h: float) -> float:
     """The car battery's energy change (kWh) at charger power ``power_kw`` for ``dt_h``."""
     return power_kw * dt_h * eta_c if power_kw >= 0 else power_kw * dt_h / eta_d
+
+
+def with_car(d: FleetDevice, car_soc_pct: float | None, sessions: Sequence[EvSession], n: int,
+             interval_minutes: int) -> FleetDevice:
+    """The charger ``d`` with the car the edge reports (the planner's view,
+    :func:`vpp.scheduler.device_view.scheduler_device`): the car's state of charge read by the
+    charger (None or 0: no car, as the Quasar reads 0) and the owner's declared departure and
+    energy need (``sessions[0]``, :func:`~vpp.scheduler.device_view.ev_session_from_preferences`):
+    the ask is the state of charge now plus that need, within the car's range and lowered to
+    what the car can reach while connected. No car or no declared departure: ``d`` unchanged
+    (pinned at its baseline: nothing is known of when the car leaves)."""
+    if car_soc_pct is None or car_soc_pct <= 0 or not sessions:
+        return d
+    p = _params(d)
+    s = sessions[0]
+    soc = min(float(car_soc_pct), 100.0)
+    ask = min(max(soc + 100.0 * s.energy_kwh / p.car_battery_kwh, p.soc_min_pct), p.soc_max_pct)
+    car = replace(d, soc_pct=soc, terminal_soc_pct=ask,
+                  sessions=(EvSession(s.arrival, s.departure, 0.0),))
+    return replace(car, terminal_soc_pct=reachable_ask_pct(car, n, 0, interval_minutes / 60.0))
 
 
 def reachable_ask_pct(d: FleetDevice, n: int, now: int, dt_h: float) -> float:

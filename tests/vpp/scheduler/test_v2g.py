@@ -224,3 +224,35 @@ def test_bad_state_is_refused_clearly(change: dict, message: str) -> None:
     from dataclasses import replace
     with pytest.raises(ValidationError, match=message):
         solve([replace(car(), **change)])
+
+
+def _view(soc: float | None, prefs: dict) -> FleetDevice:
+    from datetime import UTC, datetime, timedelta
+
+    from device_adapters.protocol import DeviceState
+    from vpp.scheduler.device_view import ev_session_from_preferences, scheduler_device
+
+    h0 = datetime(2025, 7, 15, 18, 0, tzinfo=UTC)
+    state = DeviceState(1, h0, 7.4, None, soc, None, True, 7.4, 7.4)
+    return scheduler_device(
+        1, DeviceKind.V2G_CHARGER, V2gChargerParams(), rated_power_kw=7.4, min_setpoint_kw=-7.4,
+        max_setpoint_kw=7.4, owner="o", state=state, preferences=prefs,
+        sessions=ev_session_from_preferences(prefs, h0, timedelta(minutes=15), 0),
+        horizon_intervals=N, interval_minutes=15)
+
+
+def test_the_planners_view_takes_the_car_the_charger_reads_and_the_owners_departure() -> None:
+    """The daemon's rule (vpp.scheduler.device_view): the car's state of charge from the
+    charger, the ask its state of charge plus the declared need, lowered to what it can reach;
+    no car read, or no departure declared: no car to plan (pinned at its baseline)."""
+    d = _view(50.0, {"ev_departure": "23:00", "ev_energy_needed_kwh": 8.0})
+    assert d.soc_pct == 50.0 and d.terminal_soc_pct == pytest.approx(70.0)  # 8 kWh of 40
+    assert d.sessions == (EvSession(0, 20, 0.0),)
+    far = _view(50.0, {"ev_departure": "19:00", "ev_energy_needed_kwh": 30.0})
+    assert far.terminal_soc_pct == pytest.approx((50.0 + 7.4 * 0.95 * 100 / 40) * 0.999)
+    solve([far])  # plannable
+    for soc, prefs in ((0.0, {"ev_departure": "23:00", "ev_energy_needed_kwh": 8.0}),
+                       (None, {"ev_departure": "23:00", "ev_energy_needed_kwh": 8.0}),
+                       (50.0, {})):
+        none = _view(soc, prefs)
+        assert none.sessions == () and none.soc_pct is None
