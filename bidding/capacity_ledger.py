@@ -12,13 +12,14 @@ programme), and the programme version is the one in force on the month's first d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from bidding.capacity import (
@@ -29,6 +30,7 @@ from bidding.capacity import (
     programme_month_payment,
 )
 from bidding.ledger import (
+    CASH,
     GRID_RECEIVABLE,
     OWNER_PAYABLE,
     OWNER_SHARE,
@@ -39,7 +41,7 @@ from bidding.ledger import (
     reverse_transaction,
 )
 from bidding.programme import load_programme, read_programme_file
-from vpp.errors import ValidationError
+from vpp.errors import NotFoundError, ValidationError
 from vpp.models import AuditLog, GridEvent, LedgerEntry, LedgerTransaction
 from vpp.timeutil import require_aware
 
@@ -104,7 +106,7 @@ def _current(session: Session, programme: str, month: str) -> tuple[LedgerTransa
     prefix = f"capacity:{programme}:{month}:v"
     rows = session.exec(select(LedgerTransaction).where(
         LedgerTransaction.kind == KIND,
-        col(LedgerTransaction.idempotency_key).startswith(prefix))).all()
+        col(LedgerTransaction.idempotency_key).startswith(prefix, autoescape=True))).all()
     if not rows:
         return None
     latest = max(rows, key=lambda t: int(t.idempotency_key[len(prefix):]))
@@ -208,3 +210,66 @@ def post_month_when_settled(session: Session, programme: str, programmes_dir: Pa
         return None
     payment = compute_month(session, programme, programmes_dir, month, fee_pct)
     return post_capacity_payment(session, payment, now=now, tz=tz, actor=actor)
+
+
+def _balances(session: Session, prefixes: Sequence[str], account: str) -> dict[int | None, int]:
+    """Balance (fen) per owner of ``account`` over the transactions whose keys start with one
+    of ``prefixes``."""
+    key = col(LedgerTransaction.idempotency_key)
+    stmt = (select(LedgerEntry.owner_id, func.sum(LedgerEntry.amount_fen))
+            .join(LedgerTransaction, col(LedgerTransaction.id) == col(LedgerEntry.transaction_id))
+            .where(or_(*(key.startswith(p, autoescape=True) for p in prefixes)),
+                   LedgerEntry.account == account)
+            .group_by(col(LedgerEntry.owner_id)))
+    return {o: int(b) for o, b in session.exec(stmt)}
+
+
+def _posted_version(session: Session, programme: str, month: str) -> int:
+    current = _current(session, programme, month)
+    if current is None:
+        raise NotFoundError(f"no capacity payment of {programme} for {month} is posted")
+    return current[1]
+
+
+def pay_capacity(session: Session, programme: str, month: str, actor: str = "settlement"
+                 ) -> dict[int, int]:
+    """Pay each owner what the ledger owes it for the month's capacity payment (its current
+    version, less what was paid for earlier versions): one transaction, key
+    ``payout:capacity:<programme>:<month>:v<n>``, Dr owner payable, Cr cash. Owners overpaid by
+    an earlier version are left owing; again for the same version: pays nothing more. Returns
+    {owner id: fen paid}."""
+    version = _posted_version(session, programme, month)
+    key = f"payout:capacity:{programme}:{month}:v{version}"
+    done = session.exec(select(LedgerTransaction).where(
+        LedgerTransaction.idempotency_key == key)).first()
+    if done is not None:
+        return {int(e.owner_id): e.amount_fen for e in entries_of(session, int(done.id or 0))
+                if e.owner_id is not None}
+    bal = _balances(session, [f"capacity:{programme}:{month}:v",
+                              f"payout:capacity:{programme}:{month}:v"], OWNER_PAYABLE)
+    owed = {int(o): -b for o, b in sorted(bal.items(), key=lambda x: x[0] or 0)
+            if o is not None and b < 0}
+    if not owed:
+        return {}
+    post_transaction(session, key=key, kind="owner_payout", actor=actor,
+                     entries=[*(Posting(OWNER_PAYABLE, a, o) for o, a in owed.items()),
+                              Posting(CASH, -sum(owed.values()))],
+                     description=f"pay owners the {programme} capacity payment {month} v{version}")
+    return owed
+
+
+def record_capacity_receipt(session: Session, programme: str, month: str,
+                            actor: str = "settlement") -> int:
+    """Record the grid's payment of the month's capacity payment (Dr cash, Cr grid
+    receivable: what is still receivable for it); returns the fen received (0: nothing due)."""
+    version = _posted_version(session, programme, month)
+    bal = _balances(session, [f"capacity:{programme}:{month}:v",
+                              f"grid-receipt:capacity:{programme}:{month}:v"], GRID_RECEIVABLE)
+    amount = sum(bal.values())
+    if amount == 0:
+        return 0
+    post_transaction(
+        session, key=f"grid-receipt:capacity:{programme}:{month}:v{version}",
+        kind="grid_receipt", entries=[Posting(CASH, amount), Posting(GRID_RECEIVABLE, -amount)],
+        description=f"grid pays the {programme} capacity payment {month} v{version}", actor=actor)
+    return amount

@@ -52,8 +52,15 @@ def test_ledger_capacity_posts_once(cli_env: Path, tmp_path: Path,
     assert code == 0, err
     assert "posted v1" in out and "1,000.0 kW" in out and "300.00 yuan" in out
     assert "178.50" in out and "76.50" in out
-    code, out, _ = run(capsys, "ledger", "capacity", "--month", "2025-07")
+    code, out, _ = run(capsys, "ledger", "capacity", "--month", "2025-07", "--pay")
+    flat = " ".join(out.split())
     assert code == 0 and "unchanged (v1 already" in out
+    assert "paid owners 255.00 yuan" in flat and "received from the grid 300.00 yuan" in flat
+    code, out, _ = run(capsys, "ledger", "capacity", "--month", "2025-07", "--pay")
+    assert code == 0 and "paid owners 255.00 yuan" in " ".join(out.split())  # the same payout
+    assert "received from the grid 0.00 yuan" in " ".join(out.split())
+    code, _, err = run(capsys, "ledger", "capacity", "--month", "2025-07", "--pay", "--dry-run")
+    assert code == 2 and "exclude each other" in err
     code, out, _ = run(capsys, "ledger", "capacity", "--month", "2025-08")
     assert code == 0 and "nothing to post" in out
     reports = tmp_path / "reports"

@@ -19,14 +19,16 @@ from bidding.capacity_ledger import (
     PostedCapacity,
     compute_month,
     owner_capacity_fen,
+    pay_capacity,
     post_capacity_payment,
+    record_capacity_receipt,
 )
-from bidding.ledger import OWNER_PAYABLE, account_balances, check_ledger, post_settlement
+from bidding.ledger import CASH, OWNER_PAYABLE, account_balances, check_ledger, post_settlement
 from bidding.rules import Band
 from bidding.settlement import EventSettlement, settle_event
 from vpp import fleet
 from vpp.db import session_scope
-from vpp.errors import ValidationError
+from vpp.errors import NotFoundError, ValidationError
 from vpp.models import GridEvent, LedgerTransaction
 from vpp.packaged import programmes_dir
 
@@ -140,3 +142,40 @@ def test_month_not_over_or_without_events(engine: Engine) -> None:
         with pytest.raises(ValidationError, match="month must look like"):
             compute_month(s, "hunan-2026", programmes_dir(), "2026-13", 15.0)
     assert _capacity_txns(engine) == 0
+
+
+def test_pay_the_month_and_the_difference_after_a_repost(engine: Engine) -> None:
+    owners = _owners(engine)
+    e1, idx1 = _event(engine, 8)
+    with session_scope(engine) as s:
+        post_settlement(s, e1, _settled(idx1, owners, [400.0, 500.0, 300.0]))
+    with session_scope(engine) as s:
+        with pytest.raises(NotFoundError, match="no capacity payment"):
+            pay_capacity(s, "hunan-2026", "2026-07")
+    first = _post_month(engine).payment  # 1,200 kW x 0.3 = 360.00, fee 54.00
+    with session_scope(engine) as s:
+        paid = pay_capacity(s, "hunan-2026", "2026-07")
+        assert paid == first.owners and sum(paid.values()) == 30_600
+        assert pay_capacity(s, "hunan-2026", "2026-07") == paid  # same version: nothing more
+        assert record_capacity_receipt(s, "hunan-2026", "2026-07") == 36_000
+        assert record_capacity_receipt(s, "hunan-2026", "2026-07") == 0
+        cash = account_balances(s, account=CASH)
+        assert sum(cash.values()) == 36_000 - 30_600  # the fee stays with us
+    # owner 2 delivered 300 kW more after a correction: v2 pays only the difference
+    with session_scope(engine) as s:
+        post_settlement(s, e1, _settled(idx1, owners, [400.0, 500.0, 600.0]))
+    second = _post_month(engine)
+    assert second.version == 2
+    with session_scope(engine) as s:
+        more = pay_capacity(s, "hunan-2026", "2026-07")
+        diff = {o: second.payment.owners[o] - first.owners[o] for o in owners}
+        assert more == {o: d for o, d in diff.items() if d > 0}
+        assert record_capacity_receipt(s, "hunan-2026", "2026-07") == (
+            second.payment.total_fen - first.total_fen)
+        check_ledger(s)
+        payable = account_balances(s, account=OWNER_PAYABLE)
+        event_part = account_balances(s, event_id=e1, account=OWNER_PAYABLE)
+        capacity_left = {o: b - event_part.get((a, o), 0) for (a, o), b in payable.items()}
+        # an owner whose part fell is left owing the difference; the others are paid up
+        assert {o: b for o, b in capacity_left.items() if b} == {
+            o: -(d - more.get(o, 0)) for o, d in diff.items() if d - more.get(o, 0)}
