@@ -165,6 +165,10 @@ class SchedulerSettings(_Section):
     rebound_max_pct: float = Field(default=10.0, ge=0, le=100)
     partition_size: int = Field(default=5000, ge=10)
     dask_scheduler_address: str | None = None
+    #: between calls the daemon runs the batteries against the programme's tariff, holding a
+    #: day-ahead call's reserve (vpp.daemon.tou_dispatch); off by default: it cycles owners'
+    #: batteries every day on a tariff the programme file marks unverified
+    tou_schedule: bool = False
 
     def tail_intervals(self, interval_minutes: int) -> int:
         """Intervals of an event's planning horizon after the call (``event_tail_minutes``)."""

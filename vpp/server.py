@@ -145,6 +145,8 @@ class Daemon:
         sup.add("control", s.control.step, settings.daemon.control_period_s, timeout_s=300.0)
         sup.add("baselines", self._baselines_step, 60.0, timeout_s=300.0)
         sup.add("settle", s.settler.step, settings.daemon.settle_period_s, timeout_s=300.0)
+        if settings.scheduler.tou_schedule:  # batteries between calls, one step per interval
+            sup.add("tou", s.tou.step, settings.daemon.control_period_s, timeout_s=300.0)
         if self.ven is not None:
             sup.add("openadr", self.ven.step, settings.daemon.openadr.report_interval_s,
                     timeout_s=60.0)

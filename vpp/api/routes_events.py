@@ -29,6 +29,7 @@ from vpp.api.schemas import (
 from vpp.bids import owner_shares
 from vpp.daemon.delivery import event_delivery, latest_bid
 from vpp.daemon.overrides import excluded_out
+from vpp.domain.grid_calls import BatteryReserveOut
 from vpp.errors import NotFoundError
 from vpp.models import (
     Bid,
@@ -70,6 +71,9 @@ def _owner_event_ids(s: Session, owner_id: int) -> set[int]:
 def _event_out(s: Session, ev: GridEvent) -> EventOut:
     out = EventOut.model_validate(ev)
     out.excluded_devices = excluded_out(ev)  # devices that left the plan (overrides.py)
+    out.battery_reserve = [  # the batteries' reserve for the call (vpp.daemon.tou_dispatch)
+        BatteryReserveOut(device_id=int(k), **v)
+        for k, v in ((ev.detail or {}).get("battery_reserve") or {}).items()]
     bid = latest_bid(s, int(ev.id or 0))
     out.declared_kw = bid.declared_kw if bid is not None else None
     st = s.exec(

@@ -26,6 +26,7 @@ from vpp.daemon.metrics import Metrics
 from vpp.daemon.planning import Planner
 from vpp.daemon.settle import Settler
 from vpp.daemon.supervisor import Supervisor
+from vpp.daemon.tou_dispatch import TouDispatcher
 from vpp.poller import Poller
 
 
@@ -40,6 +41,7 @@ class DaemonParts:
     intake: Intake
     enrolment: EnrolmentJobs
     settler: Settler
+    tou: TouDispatcher  # batteries between calls ([scheduler] tou_schedule)
 
     # the infrastructure, for the API's handlers
     @property
@@ -68,6 +70,7 @@ class DaemonParts:
         await self.enrolment.close()
         await self.fleet.close()
         self.control.close()
+        self.tou.close()
         self.infra.db.close()
 
 
@@ -80,4 +83,4 @@ def build_parts(infra: Infra, poller: Poller | None = None) -> DaemonParts:
     intake = Intake(infra, fleet, forecasts, control)
     return DaemonParts(infra=infra, fleet=fleet, forecasts=forecasts, control=control,
                        intake=intake, enrolment=EnrolmentJobs(infra, fleet),
-                       settler=Settler(infra))
+                       settler=Settler(infra), tou=TouDispatcher(infra, fleet, control.planner))

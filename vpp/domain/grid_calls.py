@@ -97,8 +97,18 @@ class ExcludedDeviceOut(OutModel):
     reading_at: datetime
 
 
+class BatteryReserveOut(OutModel):
+    """What one battery holds for a day-ahead call (:mod:`vpp.scheduler.tou`): its state of
+    charge at the call's start (%) and the energy above its floor (kWh stored)."""
+
+    device_id: int
+    target_soc_pct: float
+    reserve_kwh: float
+
+
 class EventOut(OutModel):
-    """A grid event as stored, with its offer, delivery and revenue once known."""
+    """A grid event as stored, with its offer, delivery and revenue once known, and the
+    batteries' reserve held for it (``battery_reserve``, day-ahead calls)."""
 
     id: int
     external_id: str
@@ -117,6 +127,7 @@ class EventOut(OutModel):
     revenue_fen: int | None = None
     revenue_yuan: str | None = None
     excluded_devices: list[ExcludedDeviceOut] = Field(default_factory=list)
+    battery_reserve: list[BatteryReserveOut] = Field(default_factory=list)
 
 
 class BidOwnerShareOut(OutModel):
