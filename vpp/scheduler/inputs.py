@@ -69,7 +69,7 @@ class FleetDevice:
     ``preference_weight`` scales the owner's discomfort/curtailment penalty (> 1: protect me more).
     ``available=False`` (offline) pins the device at its baseline; ``flex_scale`` in [0, 1]
     derates its flexibility after under-delivery.
-    ``discharge_cap_kw``: batteries, the most each interval may discharge (kW >= 0, one per
+    ``discharge_cap_kw``: batteries and V2G chargers, the most each interval may discharge (kW >= 0, one per
     horizon interval; empty: the setpoint limits only), e.g. the host site's load where the
     programme does not count export (:mod:`vpp.scheduler.tou`).
     """
@@ -250,9 +250,11 @@ def validate_device(d: FleetDevice, n: int) -> None:
         _validate_v2g(d, tag)
     if d.kind not in (DeviceKind.BATTERY, DeviceKind.V2G_CHARGER) and d.soc_pct is not None:
         raise _bad(f"{tag}: soc_pct is only for batteries and V2G chargers")
-    if d.discharge_cap_kw and (d.kind is not DeviceKind.BATTERY or len(d.discharge_cap_kw) != n
+    if d.discharge_cap_kw and (d.kind not in (DeviceKind.BATTERY, DeviceKind.V2G_CHARGER)
+                               or len(d.discharge_cap_kw) != n
                                or not all(np.isfinite(v) and v >= 0 for v in d.discharge_cap_kw)):
-        raise _bad(f"{tag}: discharge_cap_kw must be a battery's {n} finite values >= 0")
+        raise _bad(f"{tag}: discharge_cap_kw must be a battery's or V2G charger's {n} finite "
+                   "values >= 0")
 
 
 def _validate_v2g(d: FleetDevice, tag: str) -> None:

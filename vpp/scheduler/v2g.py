@@ -9,7 +9,8 @@ per unit of the charger's rating ``R``, power ``R (c - d)``), with these bounds:
 - charge and discharge are 0 outside the session ``[arrival, departure)`` (and before now);
   inside, ``c <= min(max_charge_kw, max setpoint) / R`` and
   ``d <= min(max_discharge_kw, -min setpoint) / R`` (``flex_scale`` derates the discharge only:
-  the car's charging is the driver's, not flexibility);
+  the car's charging is the driver's, not flexibility), and at most ``discharge_cap_kw`` per
+  interval where the device has one (the export rule, as a battery's);
 - the battery's terminal row ``e_{n-1} >= ask`` is the departure constraint: after the car
   leaves nothing charges or discharges, so its state of charge at departure is the one at the
   horizon's end. ``ask`` is the driver's (``terminal_soc_pct``, else the kind's
@@ -75,7 +76,7 @@ def as_battery(d: FleetDevice) -> FleetDevice:
                        soc_max_pct=p.soc_max_pct, charge_efficiency=p.charge_efficiency,
                        discharge_efficiency=p.discharge_efficiency)
     soc = d.soc_pct if car and d.soc_pct is not None else p.soc_min_pct
-    return replace(d, kind=DeviceKind.BATTERY, params=bp, soc_pct=soc,
+    return replace(d, kind=DeviceKind.BATTERY, params=bp, soc_pct=soc, discharge_cap_kw=(),
                    terminal_soc_pct=ask_pct(d) if car else None, sessions=(),
                    min_setpoint_kw=-discharge_kw(d), max_setpoint_kw=charge_kw(d),
                    available=d.available and car, flex_scale=1.0)
@@ -114,7 +115,10 @@ def _vectors(ctx: Context, inner: Block, dt_h: float) -> Vectors:
         window = connected(d, n, ctx.now)
         v.lo[i, n : 3 * n] = 0.0
         v.hi[i, n : 2 * n] = np.where(window, charge_kw(d) / rated[i], 0.0)
-        v.hi[i, 2 * n : 3 * n] = np.where(window, discharge_kw(d) * d.flex_scale / rated[i], 0.0)
+        out_kw = discharge_kw(d) * d.flex_scale
+        if d.discharge_cap_kw:  # e.g. the host site's load where export does not count
+            out_kw = np.minimum(out_kw, np.asarray(d.discharge_cap_kw, dtype=float))
+        v.hi[i, 2 * n : 3 * n] = np.where(window, out_kw / rated[i], 0.0)
     v.q[:, :n] = 0.0
     v.q[:, n : 2 * n] = attr(devs, "wear_yuan_per_kwh")[:, None]
     return v

@@ -256,3 +256,16 @@ def test_the_planners_view_takes_the_car_the_charger_reads_and_the_owners_depart
                        (50.0, {})):
         none = _view(soc, prefs)
         assert none.sessions == () and none.soc_pct is None
+
+
+def test_a_discharge_cap_holds_the_car_to_its_sites_load() -> None:
+    """Where export does not count, a per-interval discharge cap (the host site's load, as a
+    battery's, FleetDevice.discharge_cap_kw) bounds the car's discharge in the plan."""
+    from dataclasses import replace
+    cap = np.full(N, 2.0)
+    d = replace(car(soc=95.0, ask=60.0), discharge_cap_kw=tuple(cap))
+    plan = solve([d], EventCall(8, 16, 20.0))
+    assert plan.setpoint_kw[0].min() >= -2.0 - 1e-4
+    assert plan.setpoint_kw[0, 8:16].max() < -1.9  # at its cap throughout the call
+    free = solve([car(soc=95.0, ask=60.0)], EventCall(8, 16, 20.0))
+    assert free.setpoint_kw[0, 8:16].min() < -7.0
