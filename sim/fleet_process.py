@@ -7,7 +7,14 @@ devices' physics at every interval start, and answers one line per command on st
 
     release M0                   start the simulated clock (M0: the driver's time.monotonic())
     fault PORT UNIT KIND [VALUE] a device fault (sim.control: silent, ignore-writes, ...)
-    stats                        JSON: requests served, event-loop lag (max and p99, seconds)
+    ocpp URL PASSWORDS.json      start the sample's OCPP charge points (sim.fullstack_ocpp),
+                                 connecting to the central system at URL with those passwords
+    ocpp-fault IDENTITY KIND     silent (the charge point disconnects and stays away) or
+                                 reject-profiles (it rejects profiles and drops those it holds)
+    physics PICKLE               every device's physics continues from these (device name ->
+                                 model: the driver's history ends where the run starts)
+    stats                        JSON: requests served, event-loop lag (max and p99, seconds),
+                                 the charge points' boots and profiles accepted
 
 It prints ``ready N`` once N gateways listen, and stops at end of input. Why a process: in
 production the devices are elsewhere. Serving ~320 gateways in the daemon's own event loop
@@ -20,17 +27,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import pickle
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sim.control import CommandError, apply_command
 from sim.device import SimulatedDevice
-from sim.fullstack_fleet import SharedClock, build_gateways, build_sample
+from sim.fullstack_fleet import Sample, SharedClock, build_gateways, build_sample, physics_seed
+from sim.fullstack_ocpp import build_charge_points
+from sim.ocpp_chargepoint import SimChargePoint
+from sim.ocpp_fleet import keep_connected
 from sim.scenarios import behaviour
 from sim.scenarios.fleet import ScenarioDevice
 from sim.scenarios.scenario import Scenario
@@ -87,6 +99,7 @@ async def serve(spec: dict) -> None:
     started: list[SimGateway] = []
     monitor = LagMonitor()
     tasks: list[asyncio.Task] = []
+    ocpp = ChargePoints(scn, sample, clock, float(spec["accel"]))
     try:
         for g in gateways:
             await g.start()
@@ -106,18 +119,85 @@ async def serve(spec: dict) -> None:
             elif words[0] == "stats":
                 _say(json.dumps({"gateways": len(started),
                                  "requests": sum(g.requests for g in started),
-                                 "loop_lag": monitor.summary()}))
+                                 "loop_lag": monitor.summary(), "ocpp": ocpp.stats()}))
+            elif words[0] == "physics" and len(words) == 2:
+                _say(hand_over(pickle.loads(Path(words[1]).read_bytes()), sample, by_port, ocpp))
+            elif words[0].startswith("ocpp"):
+                _say(await ocpp.command(words))
             else:
                 try:
                     _say(apply_command(by_port, line))
                 except CommandError as exc:
                     _say(f"error: {exc}")
     finally:
+        await ocpp.stop()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for g in started:
             await g.stop()
+
+
+class ChargePoints:
+    """The sample's OCPP charge points, once the driver has registered them (``ocpp``)."""
+
+    def __init__(self, scn: Scenario, sample: Sample, clock: SharedClock, accel: float) -> None:
+        self.scn, self.sample, self.clock, self.accel = scn, sample, clock, accel
+        self.sims: dict[str, SimChargePoint] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def command(self, words: list[str]) -> str:
+        if words[0] == "ocpp" and len(words) == 3:
+            passwords = json.loads(Path(words[2]).read_text())
+            sims = build_charge_points(self.scn, self.sample.charge_points, passwords,
+                                       self.clock, self.accel,
+                                       lambda d: physics_seed(self.scn, d))
+            for s in sims:
+                self.sims[s.identity] = s
+                self.tasks[s.identity] = asyncio.create_task(keep_connected(s, words[1], 2.0))
+            return f"ok {len(sims)}"
+        if words[0] == "ocpp-fault" and len(words) == 3 and words[1] in self.sims:
+            sim, kind = self.sims[words[1]], words[2]
+            if kind == "silent":
+                task = self.tasks[sim.identity]
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return "ok"
+            if kind == "reject-profiles":
+                sim.reject_profiles = True
+                sim.clear_profile(None)
+                return "ok"
+        return f"error: unknown command {' '.join(words)!r}"
+
+    def stats(self) -> dict[str, object]:
+        sims = list(self.sims.values())
+        return {"charge_points": len(sims),
+                "booted": {v: sum(1 for s in sims if s.version == v and s.booted.is_set())
+                           for v in ("1.6", "2.0.1")},
+                "profiles_accepted": {v: sum(s.profiles_accepted for s in sims
+                                             if s.version == v) for v in ("1.6", "2.0.1")}}
+
+    async def stop(self) -> None:
+        for s in self.sims.values():
+            s.stopping = True
+        for t in self.tasks.values():
+            t.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+
+def hand_over(physics: dict[str, Any], sample: Sample, by_port: dict[int, SimGateway],
+              ocpp: ChargePoints) -> str:
+    """Swap every served device's physics for the history's (its state at the run's start)."""
+    n = 0
+    for name, (port, unit) in sample.where.items():
+        dev = by_port[port].devices[unit]
+        dev.physics = physics[name]
+        dev.physics.step(0.0, dev.setpoint_kw)
+        n += 1
+    for identity, cp in ocpp.sims.items():
+        cp.connectors[1].physics = physics[identity]
+        n += 1
+    return f"ok {n}"
 
 
 def _say(line: str) -> None:

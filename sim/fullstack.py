@@ -26,10 +26,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
+import pickle
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,12 +50,20 @@ from sim.fullstack_fleet import (
     first_call,
     rated_share,
 )
+from sim.fullstack_ocpp import (
+    METER_PERIOD_S,
+    ChargerGroup,
+    charger_groups,
+    enrol_charge_points,
+    wait_booted,
+)
 from sim.fullstack_result import api_items, fullstack_result, settlement_detail
 from sim.grid import DeviceFault, draw_faults
 from sim.plant import CityPlant
 from sim.ports import free_port_block
 from sim.results import SeasonResult
 from sim.scenarios.scenario import Scenario
+from sim.simulator_process import Api, SimulatorProcess
 from vpp.config import Settings
 from vpp.domain.grid_calls import EventStatus
 
@@ -106,6 +113,7 @@ class FullStackRun:
     faults: list[tuple[str, str]] = field(default_factory=list)  # (device name, mode)
     simulator: dict[str, Any] = field(default_factory=dict)  # the simulator process's stats
     daemon: dict[str, Any] = field(default_factory=dict)  # poll errors, offline devices, ...
+    chargers: list[ChargerGroup] = field(default_factory=list)  # OCPP and Modbus EV chargers
 
 
 def full_stack_settings(settings: Settings, opts: FullStackOptions) -> Settings:
@@ -113,7 +121,9 @@ def full_stack_settings(settings: Settings, opts: FullStackOptions) -> Settings:
     heartbeats at least every ``poll_s / 2`` real seconds (the simulated devices' watchdogs run
     on the accelerated clock); settlement ``settle_delay_minutes`` after the event (so that the
     readings of its last interval are stored), checked every 2 s. The call keeps the programme's
-    notice rules: it is sent at its ``issued_at`` on the shared clock (30 minutes ahead)."""
+    notice rules: it is sent at its ``issued_at`` on the shared clock (30 minutes ahead).
+    The OCPP central system listens on a free loopback port; a connector reads as failed after
+    three meter periods without a meter value (:data:`sim.fullstack_ocpp.METER_PERIOD_S`)."""
     if opts.poll_s * opts.accel > DEVICE_WATCHDOG_MIN_S / 2:
         raise FullStackError(
             f"a poll cycle of {opts.poll_s:g} s at {opts.accel:g}x is "
@@ -130,68 +140,10 @@ def full_stack_settings(settings: Settings, opts: FullStackOptions) -> Settings:
             "control_period_s": opts.control_period_s}),
         # the simulated gateways are on 127.0.0.1: the simulator allows loopback gateways
         "enrolment": settings.enrolment.model_copy(update={"allow_loopback": True}),
+        "ocpp": settings.ocpp.model_copy(update={
+            "enabled": True, "host": "127.0.0.1", "port": 0,
+            "meter_stale_s": max(settings.ocpp.meter_stale_s, 3 * METER_PERIOD_S)}),
     })
-
-
-class SimulatorProcess:
-    """``python -m sim.fleet_process``: one command line in, one answer line out."""
-
-    def __init__(self) -> None:
-        self.proc: asyncio.subprocess.Process | None = None
-        self._lock = asyncio.Lock()
-
-    async def start(self, spec: dict[str, Any], work_dir: Path) -> None:
-        path = work_dir / "simulators.json"
-        path.write_text(json.dumps(spec))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        with (work_dir / "simulators.log").open("ab") as err:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "sim.fleet_process", str(path), cwd=str(REPO), env=env,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
-                limit=1 << 20)
-
-    async def ready(self, timeout_s: float) -> int:
-        line = await asyncio.wait_for(self._line(), timeout_s)
-        if not line.startswith("ready "):
-            raise FullStackError(f"the simulator process did not start: {line or 'it exited'} "
-                                 "(see simulators.log in the work directory)")
-        return int(line.split()[1])
-
-    async def _line(self) -> str:
-        assert self.proc is not None and self.proc.stdout is not None
-        return (await self.proc.stdout.readline()).decode().strip()
-
-    async def command(self, line: str, timeout_s: float = 30.0) -> str:
-        assert self.proc is not None and self.proc.stdin is not None
-        async with self._lock:
-            self.proc.stdin.write(line.encode() + b"\n")
-            await self.proc.stdin.drain()
-            return await asyncio.wait_for(self._line(), timeout_s)
-
-    async def stop(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            await asyncio.wait_for(self.proc.wait(), 30.0)
-        except (TimeoutError, BrokenPipeError, ConnectionResetError):
-            self.proc.kill()
-            await self.proc.wait()
-
-
-class _Api:
-    def __init__(self, http: aiohttp.ClientSession, url: str, token: str) -> None:
-        self.http, self.url, self.headers = http, url, {"Authorization": f"Bearer {token}"}
-
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        async with self.http.request(method, self.url + path, json=body,
-                                     headers=self.headers) as r:
-            data = await r.json(content_type=None)
-            if r.status >= 400:
-                raise FullStackError(f"{method} {path}: HTTP {r.status}: {data}")
-            return data
 
 
 async def _wait_until(clock: SharedClock, ts: datetime, poll_s: float = 0.1) -> None:
@@ -256,13 +208,30 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
     event_id: int | None = None
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
-            api = _Api(http, url, op_token)
-            grid = _Api(http, url, grid_token)
-            await _enrol(api, sample, report)
+            api = Api(http, url, op_token)
+            grid = Api(http, url, grid_token)
+            owner_ids = await _enrol(api, sample, report)
+            if sample.charge_points:
+                assert daemon.ocpp is not None
+                path = await enrol_charge_points(api, sample.charge_points, owner_ids, work_dir,
+                                                 report)
+                answer = await sims.command(f"ocpp {daemon.ocpp.url} {path}")
+                if not answer.startswith("ok"):
+                    raise FullStackError(f"the simulator's charge points: {answer}")
+                await wait_booted(api, len(sample.charge_points), report, opts.ready_timeout_s,
+                                  FullStackError)
             devices = api_items(await api.call("GET", "/api/v1/devices"))
             ids = {d["name"]: int(d["id"]) for d in devices}
             report("writing telemetry history", 0, 1)
-            await _write_history(engine, sample, ids, start, scn)
+            plant = await _write_history(engine, sample, ids, start, scn)
+            # the served devices continue from the history's last state (cars plugged in,
+            # batteries' charge, buildings' temperature), not from a fresh start
+            path = work_dir / "physics.pickle"
+            path.write_bytes(pickle.dumps({d.spec.name: a.physics for d, a in zip(
+                plant.devices, plant.adapters, strict=True)}))
+            answer = await sims.command(f"physics {path}", timeout_s=120.0)
+            if not answer.startswith("ok"):
+                raise FullStackError(f"handing the history's state to the simulators: {answer}")
             m0 = clock.release()  # simulated time starts now, in both processes
             await sims.command(f"release {m0!r}")
             await _wait_until(clock, call.issued_at)
@@ -274,7 +243,7 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
                 faults = draw_faults(scn, call, len(sample.fleet),
                                      np.random.default_rng([scn.scenario.seed, 9]),
                                      scn.scenario.interval_minutes)
-            names = [d.spec.name for d in sample.fleet.devices]
+            names = [sample.enrolled_name(d) for d in sample.fleet.devices]
             if opts.extra_silent:
                 taken = {f.device_index for f in faults}
                 big = sorted((i for i in range(len(names)) if i not in taken),
@@ -286,11 +255,7 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
                 now = clock.now()
                 while pending and pending[0].at <= now:
                     f = pending.pop(0)
-                    port, unit = sample.where[names[f.device_index]]
-                    # fail: the device stops answering; leave / under-deliver: it stops
-                    # following writes (acknowledges them, keeps its own setpoint)
-                    kind = "silent" if f.mode == "fail" else "ignore-writes"
-                    answer = await sims.command(f"fault {port} {unit} {kind}")
+                    answer = await sims.command(_fault_command(sample, f))
                     if answer.startswith("error"):
                         raise FullStackError(f"fault injection: {answer}")
                     applied.append((names[f.device_index], f.mode))
@@ -301,6 +266,7 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
             settlements = await api.call("GET", "/api/v1/settlements")
             payouts = await api.call("GET", "/api/v1/payouts")
             loops = await api.call("GET", "/api/v1/daemon/loops")
+            chargers = await _chargers(api, sample, event_id, payouts)
         stats = json.loads(await sims.command("stats"))
         rt = daemon.parts.fleet
         assert rt is not None
@@ -318,22 +284,47 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
     detail = settlement_detail(engine, event_id)
     engine.dispose()
     res = fullstack_result(scn, sample, decision, delivery, settlements, payouts, detail,
-                           applied, daemon_stats, stats, time.perf_counter() - t0)
+                           applied, daemon_stats, stats, time.perf_counter() - t0, chargers)
     res.events[0].notes.insert(1, programme_note)
     (work_dir / "run.json").write_text(json.dumps(
         {"event_id": event_id, "wall_s": round(res.wall_seconds, 1), "daemon": daemon_stats,
          "simulator": stats, "faults": applied, "unmetered": detail.get("unmetered"),
+         "chargers": [vars(g) for g in chargers],
          "baseline": detail.get("baseline") or "programme method over the metered history"},
         indent=1, default=str))
     return FullStackRun(result=res, event_id=event_id, db_path=db_path, faults=applied,
-                        simulator=stats, daemon=daemon_stats)
+                        simulator=stats, daemon=daemon_stats, chargers=chargers)
 
 
-async def _enrol(api: _Api, sample: Sample, report) -> None:  # noqa: ANN001
+def _fault_command(sample: Sample, f: DeviceFault) -> str:
+    """The simulator command of a fault. fail: the device stops answering (a charge point
+    disconnects); leave / under-deliver: it stops following control (a Modbus device
+    acknowledges writes and keeps its own setpoint; a charge point rejects profiles and drops
+    those it holds, as a charger its owner overrides locally)."""
+    d = sample.fleet.devices[f.device_index]
+    if d.spec.name in sample.where:
+        port, unit = sample.where[d.spec.name]
+        return f"fault {port} {unit} {'silent' if f.mode == 'fail' else 'ignore-writes'}"
+    return f"ocpp-fault {d.spec.name} {'silent' if f.mode == 'fail' else 'reject-profiles'}"
+
+
+async def _chargers(api: Api, sample: Sample, event_id: int, payouts: Any) -> list[ChargerGroup]:
+    """The OCPP and the Modbus chargers' part of the settled owners' response (every settled
+    owner has a payout row)."""
+    owners = sorted({int(p["owner_id"]) for p in api_items(payouts) if p["event_id"] == event_id})
+    n_ev = sum(1 for d in sample.fleet.devices if d.kind.value == "ev_charger")
+    return await charger_groups(api, event_id, owners,
+                                {cp.enrolled_name for cp in sample.charge_points},
+                                len(sample.charge_points), n_ev - len(sample.charge_points))
+
+
+async def _enrol(api: Api, sample: Sample, report) -> dict[str, int]:  # noqa: ANN001
+    """Owners and Modbus gateways, until every gateway's probe is done; the owners' ids."""
     owner_ids: dict[str, int] = {}
+    for name in sample.owner_names:
+        owner_ids[name] = (await api.call("POST", "/api/v1/owners", {"name": name}))["id"]
     k = 0
     for o in sample.owners:
-        owner_ids[o.name] = (await api.call("POST", "/api/v1/owners", {"name": o.name}))["id"]
         for s in o.sites:
             for g in s.gateways:
                 await api.call("POST", "/api/v1/gateways", {
@@ -343,7 +334,8 @@ async def _enrol(api: _Api, sample: Sample, report) -> None:  # noqa: ANN001
                 report("enrolling gateways", k, sample.n_gateways)
     for _ in range(1200):
         items = api_items(await api.call("GET", "/api/v1/gateways"))
-        done = [x for x in items if x["enrolment_state"] in ("active", "failed")]
+        done = [x for x in items if x["enrolment_state"] in ("active", "failed")
+                and x["port"] != 0]  # an OCPP charge point's gateway has port 0
         report("probing gateways", len(done), sample.n_gateways)
         if len(done) >= sample.n_gateways:
             failed = [x for x in done if x["enrolment_state"] == "failed"]
@@ -351,12 +343,12 @@ async def _enrol(api: _Api, sample: Sample, report) -> None:  # noqa: ANN001
                 raise FullStackError(f"{len(failed)} gateway(s) failed their probe, first: "
                                      f"{failed[0]['host']}:{failed[0]['port']}: "
                                      f"{failed[0].get('last_error') or 'no reason recorded'}")
-            return
+            return owner_ids
         await asyncio.sleep(0.5)
     raise FullStackError("gateway probes did not finish within 10 minutes")
 
 
-async def _wait_settled(api: _Api, event_id: int, timeout_s: float, report) -> str:  # noqa: ANN001
+async def _wait_settled(api: Api, event_id: int, timeout_s: float, report) -> str:  # noqa: ANN001
     """Until the event is settled or unsettled (the settle loop's verdict), or the timeout."""
     deadline = time.monotonic() + timeout_s
     status = "?"
@@ -371,9 +363,10 @@ async def _wait_settled(api: _Api, event_id: int, timeout_s: float, report) -> s
 
 
 async def _write_history(engine, sample: Sample, ids: dict[str, int],  # noqa: ANN001
-                         until: datetime, scn: Scenario) -> int:
+                         until: datetime, scn: Scenario) -> CityPlant:
     """Telemetry for the days before the run, from the same devices simulated in process (as if
-    the daemon had polled them all along): one reading per device and interval."""
+    the daemon had polled them all along): one reading per device and interval. Returns the
+    plant at ``until``."""
     from vpp.telemetry_store import Reading, write_readings
 
     minutes = scn.scenario.interval_minutes
@@ -389,7 +382,7 @@ async def _write_history(engine, sample: Sample, ids: dict[str, int],  # noqa: A
         plant.shape(float(temp.asof(ts)))
         kw = await plant.advance(minutes)
         stamp = (ts + pd.Timedelta(minutes=minutes / 2)).to_pydatetime()
-        rows.extend(Reading(ids[d.spec.name], stamp, float(p))
+        rows.extend(Reading(ids[sample.enrolled_name(d)], stamp, float(p))
                     for d, p in zip(devices, kw, strict=True))
         if len(rows) >= 50_000:
             n += await asyncio.to_thread(write_readings, engine, rows)
@@ -397,7 +390,8 @@ async def _write_history(engine, sample: Sample, ids: dict[str, int],  # noqa: A
         ts += pd.Timedelta(minutes=minutes)
     if rows:
         n += await asyncio.to_thread(write_readings, engine, rows)
-    return n
+    log.info("history: %d readings", n)
+    return plant
 
 
 def sample_programme(settings: Settings, programme: str, share: float,

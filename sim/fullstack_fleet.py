@@ -8,14 +8,16 @@ without passing it between them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from sim.clock import SimClock
 from sim.fleet import make_device
+from sim.fullstack_ocpp import ChargePointSpec, pick_charge_points
 from sim.grid import GridCall, GridOperator
 from sim.scenarios import behaviour
 from sim.scenarios.city import (
@@ -77,12 +79,29 @@ class Sample:
     city_devices: int
     servable: int
     city_rated_kw: float  # the whole city fleet's rated power
-    owners: list[OwnerSpec]  # enrolment configuration: one gateway per site
-    where: dict[str, tuple[int, int]]  # device name -> (port, unit id)
+    owners: list[OwnerSpec]  # the Modbus chargers' enrolment: one gateway per site
+    where: dict[str, tuple[int, int]]  # Modbus device name -> (port, unit id)
+    charge_points: list[ChargePointSpec] = field(default_factory=list)  # the OCPP chargers
 
     @property
     def n_gateways(self) -> int:
+        """Modbus gateways (the simulator process serves them)."""
         return sum(len(s.gateways) for o in self.owners for s in o.sites)
+
+    @property
+    def owner_names(self) -> list[str]:
+        """Every owner of the sample, Modbus gateways' first."""
+        names = [o.name for o in self.owners]
+        return names + sorted({cp.device.owner for cp in self.charge_points} - set(names))
+
+    def enrolled_name(self, dev: ScenarioDevice) -> str:
+        """The device's name in the daemon (an OCPP connector's is its charge point's)."""
+        cp = self._by_name.get(dev.spec.name)
+        return cp.enrolled_name if cp is not None else dev.spec.name
+
+    @cached_property
+    def _by_name(self) -> dict[str, ChargePointSpec]:
+        return {cp.identity: cp for cp in self.charge_points}
 
 
 def first_call(scn: Scenario) -> tuple[GridCall, pd.Series, pd.DataFrame]:
@@ -116,7 +135,10 @@ def build_sample(scn: Scenario, n_devices: int, base_port: int) -> Sample:
     if not servable:
         raise FullStackError("no device of the scenario has a register map to serve it")
     fleet = Fleet(servable, whole.seed).sample(int(n_devices * 1.02) + 1, seed=scn.scenario.seed)
-    owners = fleet.owner_specs(host="127.0.0.1", first_port=base_port)
+    charge_points = pick_charge_points(scn, fleet.devices)
+    ocpp = {cp.identity for cp in charge_points}
+    owners = Fleet([d for d in fleet.devices if d.spec.name not in ocpp], fleet.seed).owner_specs(
+        host="127.0.0.1", first_port=base_port)
     where: dict[str, tuple[int, int]] = {}
     for o in owners:
         for s in o.sites:
@@ -128,7 +150,7 @@ def build_sample(scn: Scenario, n_devices: int, base_port: int) -> Sample:
     return Sample(call=call, city_mw=city, temperature_c=hourly_temperature(weather, idx),
                   fleet=fleet, city_devices=len(whole), servable=len(servable),
                   city_rated_kw=float(sum(d.spec.rated_power_kw for d in whole.devices)),
-                  owners=owners, where=where)
+                  owners=owners, where=where, charge_points=charge_points)
 
 
 def rated_share(sample: Sample) -> float:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from sim.fullstack_fleet import Sample
+from sim.fullstack_ocpp import ChargerGroup
 from sim.results import EventOutcome, SeasonResult
 from sim.scenarios.scenario import Scenario
 
@@ -52,7 +53,7 @@ def settlement_detail(engine, event_id: int | None) -> dict[str, Any]:  # noqa: 
 def fullstack_result(scn: Scenario, sample: Sample, decision: dict, delivery: dict,  # noqa: PLR0913
             settlements: Any, payouts: Any, detail: dict[str, Any],
             applied: list[tuple[str, str]], daemon: dict[str, Any], simulator: dict[str, Any],
-            wall: float) -> SeasonResult:
+            wall: float, chargers: list[ChargerGroup] | None = None) -> SeasonResult:
     call = sample.call
     event_id = decision["event_id"]
     tz = scn.scenario.timezone
@@ -65,8 +66,10 @@ def fullstack_result(scn: Scenario, sample: Sample, decision: dict, delivery: di
     idx = pd.DatetimeIndex([pd.Timestamp(i["interval_start"]) for i in ivs]).tz_convert(tz) \
         if ivs else pd.DatetimeIndex([], tz=tz)
     lag = simulator.get("loop_lag", {})
-    notes = [f"full stack: {len(sample.fleet)} devices on {sample.n_gateways} Modbus gateways "
-             f"(a separate simulator process; its event loop lagged at most "
+    n_cp = len(sample.charge_points)
+    cps = f" and {n_cp} OCPP charge points" if n_cp else ""
+    notes = [f"full stack: {len(sample.fleet)} devices on {sample.n_gateways} Modbus gateways"
+             f"{cps} (a separate simulator process; its event loop lagged at most "
              f"{lag.get('max_s', 0):.2f} s), the daemon on the shared accelerated clock; "
              f"decision: {decision.get('status')} {decision.get('reason') or ''}".strip(),
              f"polls: {daemon['polls']:,}, failed {daemon['poll_errors']:,} "
@@ -86,6 +89,13 @@ def fullstack_result(scn: Scenario, sample: Sample, decision: dict, delivery: di
         if um.get("owner_event_intervals"):
             notes.append(f"owner-intervals counted as no response (no device baseline): "
                          f"{sum(um['owner_event_intervals'].values())}")
+    if n_cp:
+        ocpp = simulator.get("ocpp") or {}
+        notes.append(
+            "EV chargers: " + "; ".join(g.text() for g in chargers or []) + " (the daemon's "
+            f"per-device attribution); OCPP 1.6J / 2.0.1 charge points booted "
+            f"{'/'.join(str(v) for v in (ocpp.get('booted') or {}).values())}, profiles "
+            f"accepted {'/'.join(str(v) for v in (ocpp.get('profiles_accepted') or {}).values())}")
     counts = delivery.get("setpoints") or {}
     plans = detail.get("plans") or []
     if plans:

@@ -21,7 +21,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,9 +50,13 @@ class HeldProfile:
 
 
 class SimConnector:
-    def __init__(self, rated_kw: float, seed: int) -> None:
-        self.physics = EvChargerModel(connectors=1, max_charge_kw_per_connector=rated_kw,
-                                      seed=seed)
+    """One connector: its car physics (``physics``: one built elsewhere, e.g. with a
+    scenario's behaviour, else a depot default of ``rated_kw`` seeded by ``seed``)."""
+
+    def __init__(self, rated_kw: float, seed: int,
+                 physics: EvChargerModel | None = None) -> None:
+        self.physics = physics if physics is not None else EvChargerModel(
+            connectors=1, max_charge_kw_per_connector=rated_kw, seed=seed)
         self.profiles: dict[int, HeldProfile] = {}
         self.transaction_id: str | None = None
         self.tx_seq = 0
@@ -97,14 +101,16 @@ class SimChargePoint:
 
     def __init__(self, identity: str, password: str, version: str, *, connectors: int,
                  rated_kw: float, clock: Clock, seed: int = 0, meter_period_s: float = 60.0,
-                 rate: Callable[[], float] = lambda: 1.0) -> None:
+                 rate: Callable[[], float] = lambda: 1.0,
+                 physics: Mapping[int, EvChargerModel] | None = None) -> None:
         self.identity = identity
         self.password = password
         self.version = version
         self.clock = clock
         self.rate = rate
         self.meter_period_s = meter_period_s
-        self.connectors = {c: SimConnector(rated_kw, seed * 100 + c)
+        self.connectors = {c: SimConnector(rated_kw, seed * 100 + c,
+                                           (physics or {}).get(c))
                            for c in range(1, connectors + 1)}
         self.reject_profiles = False
         self.profiles_accepted = 0
@@ -121,10 +127,11 @@ class SimChargePoint:
 
     # -- physics ---------------------------------------------------------------------------
     def advance(self) -> datetime:
-        now = self.clock.now()
-        dt = (now - self._last).total_seconds()
+        now, last = self.clock.now(), self._last
+        dt = (now - last).total_seconds()
         self._last = now
         for c in self.connectors.values():
+            c.physics.set_time(last)  # arrivals follow the hour of the simulated clock
             c.physics.step(max(dt, 0.0), c.limit_kw(now))
         return now
 

@@ -192,12 +192,21 @@ class Segment(_M):
     params: dict[str, Value] = Field(default_factory=dict)
     behaviour: dict[str, Value] = Field(default_factory=dict)
     arrivals_per_hour: list[float] | None = Field(None, min_length=24, max_length=24)
+    # EV chargers: the share of the segment's posts that speak OCPP to a central system
+    # (the rest: Modbus to a local gateway); the full-stack scale runs them so
+    ocpp_share: float = Field(0.0, ge=0, le=1)
     source: str = Field(..., min_length=1)
 
     @property
     def enrolled(self) -> int:
         """Enrolled sites or devices (per ``counts``): population x share, rounded."""
         return round(self.population * self.enrolled_share)
+
+    @model_validator(mode="after")
+    def _ocpp_chargers_only(self) -> Segment:
+        if self.ocpp_share and self.kind is not DeviceKind.EV_CHARGER:
+            raise ValueError(f"ocpp_share: only EV chargers speak OCPP, not {self.kind.value}")
+        return self
 
 
 class Scenario(_M):
