@@ -9,6 +9,7 @@ loopback (their sites' meters read through the profile), SQLite and PostgreSQL."
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -44,9 +45,10 @@ PEAK = datetime(2026, 7, 15, 4, 0, tzinfo=UTC)  # 12:00 in Zhuzhou
 
 
 async def _run(engine: Engine, tmp: Path, t0: datetime, check: Any,
-               tou: bool = True, call: dict[str, Any] | None = None) -> None:
+               tou: bool = True, call: dict[str, Any] | None = None,
+               accel: float = 10.0) -> None:
     tokens = seed(engine)
-    clock = SimClock(accel=10.0, start=t0)
+    clock = SimClock(accel=accel, start=t0)
     spec = gateway_spec(port())
     gw = gateway_from_spec(GatewaySpec.model_validate(spec), clock)
     await gw.start()
@@ -174,3 +176,44 @@ async def test_a_day_ahead_calls_reserve_is_bought_before_it(engine: Engine,
 
     await _run(engine, tmp_path, VALLEY, check,
                call={"start": start, "hours": 2, "kw": 9.5})
+
+
+async def test_a_call_takes_the_batteries_from_the_schedule(engine: Engine,
+                                                           tmp_path: Path) -> None:
+    """At 02:00 the schedule charges; a real-time call from the current interval asking 4 kW
+    of the two batteries is planned by the control loop, which discharges them, and the
+    schedule writes nothing over the call's setpoints (calls first)."""
+    step = timedelta(minutes=15)
+
+    async def check(c, base, tokens, daemon, gw, ids, event_id) -> None:  # type: ignore[no-untyped-def]
+        async def charging() -> bool:
+            return all(b.power_kw > 0.5 for b in _batteries(gw))
+
+        await wait_for(charging, timeout_s=30, what="the schedule charging at 02:00")
+        now = daemon.parts.clock()
+        h0 = now - (now - VALLEY) % step
+        with session_scope(engine) as s:
+            ev = GridEvent(external_id="rt-first", source="rest", event_type="real_time",
+                           direction="peak_shaving", programme=PROGRAMME, start=h0,
+                           end=h0 + timedelta(hours=1), requested_kw=4.0,
+                           status=EventStatus.ACCEPTED, detail={})
+            s.add(ev)
+            s.flush()
+            add_bid(s, Bid(event_id=stored_id(ev.id), declared_kw=4.0,
+                           price_yuan_per_kwh=Decimal("2.0")), kw_shares({tokens.owner_id: 4.0}))
+        daemon.parts.control.wake()
+
+        async def discharging() -> bool:
+            return all(b.power_kw < -0.5 for b in _batteries(gw))
+
+        await wait_for(discharging, timeout_s=30, what="the call's plan discharging")
+
+        async def next_interval() -> bool:  # the schedule plans again there, without them
+            return bool(daemon.parts.clock() > h0 + step + timedelta(seconds=30))
+
+        await wait_for(next_interval, timeout_s=60, what="the next interval")
+        for _ in range(20):  # a few control and schedule periods: the call keeps them
+            await asyncio.sleep(0.25)
+            assert all(b.power_kw < -0.5 for b in _batteries(gw))
+
+    await _run(engine, tmp_path, VALLEY, check, accel=40.0)
