@@ -68,6 +68,8 @@ def test_ledger_capacity_posts_once(cli_env: Path, tmp_path: Path,
     assert code == 0, err
     page = (reports / "period-2025-07" / f"statement-2025-07-owner-{owners[0]}.html").read_text()
     assert "Monthly capacity payment" in page and "<b>178.50</b>" in page
+    rows = (reports / "period-2025-07" / "period-2025-07-owners.csv").read_text().splitlines()
+    assert rows[0].endswith(",capacity_fen") and rows[1].endswith(",17850")
 
     code, _, err = run(capsys, "ledger", "capacity", "--month", "July")
     assert code == 2 and "month must look like 2026-07" in err

@@ -255,12 +255,15 @@ def report(
             for k in ("revenue_fen", "penalty_fen", "payout_fen", "tou_bill_change_fen"):
                 t[k] += o[k]
     console.print(ev_table)
+    for oid, t in totals.items():  # the month's capacity payment, once posted (else empty)
+        t["capacity_fen"] = "" if capacity is None else capacity.get(oid, 0)
     ow = Table("owner", "events", "response kWh", "revenue", "penalty", "payout",
-               "ToU bill change", title=f"Owners {period}")
+               "ToU bill change", "capacity payment", title=f"Owners {period}")
     for t in totals.values():
         ow.add_row(t["owner"], str(t["events"]), f"{t['response_kwh']:,.1f}",
                    fmt_yuan(t["revenue_fen"]), fmt_yuan(t["penalty_fen"]),
-                   fmt_yuan(t["payout_fen"]), fmt_yuan(t["tou_bill_change_fen"]))
+                   fmt_yuan(t["payout_fen"]), fmt_yuan(t["tou_bill_change_fen"]),
+                   "not posted" if capacity is None else fmt_yuan(t["capacity_fen"]))
     console.print(ow)
     cap = portfolio_capability(devices, settings.city.system_peak_mw, settings.city.dr_goal_pct)
     ct = Table("season", "capability MW", "share of peak", "goal", "met",
@@ -293,7 +296,7 @@ def _write_period(out_dir: Path, period: str, views: list[rpt.EventView], owners
     with (out_dir / f"period-{period}-owners.csv").open("w", newline="") as fh:
         w2 = csv.DictWriter(fh, fieldnames=["owner_id", "owner", "events", "response_kwh",
                                             "revenue_fen", "penalty_fen", "payout_fen",
-                                            "tou_bill_change_fen"])
+                                            "tou_bill_change_fen", "capacity_fen"])
         w2.writeheader()
         w2.writerows(owners)
     (out_dir / f"period-{period}.json").write_text(json.dumps({
