@@ -23,7 +23,8 @@ interval, the batteries to schedule or the next call change):
   device's limits, read back), only where it moved by more than ``[daemon.control]
   unchanged_pct`` of the rating from what the device holds.
 
-The solve runs in its own one-thread executor, never on the event loop.
+The schedule's solve runs in its own one-thread executor, the call's plan for its reserve on
+the planner's solver thread; never on the event loop.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ from sqlmodel import Session, col, select
 
 from bidding.export_rule import battery_discharge_cap_kw
 from bidding.programme import load_programme
+from vpp.daemon.plan_inputs import PlanInputs
 from vpp.device_kinds import BatteryParams, DeviceKind, parse_params
 from vpp.errors import NotFoundError, ValidationError
 from vpp.models import Device, DeviceStatus, DispatchPlan, GridEvent
 from vpp.scheduler.device_view import scheduler_device
 from vpp.scheduler.inputs import FleetDevice, Params
+from vpp.scheduler.model import SolverOptions
 from vpp.scheduler.tou import BatteryReserve, TouPlan, call_reserves, tou_schedule
 
 if TYPE_CHECKING:
@@ -181,8 +184,9 @@ class TouDispatcher:
                 return ()
             loop = asyncio.get_running_loop()
             full = [_full(d) for d in call.devices]
+            # on the planner's solver thread: its CallSolver serves one plan at a time
             plan = await loop.run_in_executor(
-                self._pool, lambda: self.planner.solver.solve(
+                self.planner._pool, lambda: self.planner.solver.solve(
                     full, call.request(), self.planner.solver.options()))
         except (ValidationError, NotFoundError) as exc:
             log.warning("no battery reserve for the call: %s", exc,
@@ -195,7 +199,7 @@ class TouDispatcher:
         return tuple(replace(r, call_start_index=inp.n_intervals) for r in got
                      if r.device_id in ids)
 
-    def _call_inputs(self, s: Session, event_id: int):  # type: ignore[no-untyped-def]
+    def _call_inputs(self, s: Session, event_id: int) -> PlanInputs | None:
         ev = s.get(GridEvent, event_id)
         if ev is None or ev.event_type != "day_ahead" or ev.direction != "peak_shaving":
             return None
@@ -204,8 +208,6 @@ class TouDispatcher:
     # -- solve and write ----------------------------------------------------------------------
     def _solve(self, inp: TouInputs) -> TouPlan:
         sch = self.infra.settings.scheduler
-        from vpp.scheduler.model import SolverOptions
-
         return tou_schedule(inp.devices, np.zeros((len(inp.devices), inp.n_intervals)),
                             inp.price_yuan_per_kwh,
                             interval_minutes=self.infra.calendar.interval_minutes,
