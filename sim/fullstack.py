@@ -211,19 +211,21 @@ async def _run(settings: Settings, scn: Scenario, work_dir: Path, opts: FullStac
             api = Api(http, url, op_token)
             grid = Api(http, url, grid_token)
             owner_ids = await _enrol(api, sample, report)
-            if sample.charge_points:
-                assert daemon.ocpp is not None
-                path = await enrol_charge_points(api, sample.charge_points, owner_ids, work_dir,
-                                                 report)
-                answer = await sims.command(f"ocpp {daemon.ocpp.url} {path}")
-                if not answer.startswith("ok"):
-                    raise FullStackError(f"the simulator's charge points: {answer}")
-                await wait_booted(api, len(sample.charge_points), report, opts.ready_timeout_s,
-                                  FullStackError)
+            passwords = await enrol_charge_points(api, sample.charge_points, owner_ids,
+                                                  work_dir, report)
             devices = api_items(await api.call("GET", "/api/v1/devices"))
             ids = {d["name"]: int(d["id"]) for d in devices}
             report("writing telemetry history", 0, 1)
             plant = await _write_history(engine, sample, ids, start, scn)
+            # the charge points connect after the history: writing it holds the daemon's
+            # event loop, and their calls would time out (they would reconnect, again and again)
+            if sample.charge_points:
+                assert daemon.ocpp is not None
+                answer = await sims.command(f"ocpp {daemon.ocpp.url} {passwords}")
+                if not answer.startswith("ok"):
+                    raise FullStackError(f"the simulator's charge points: {answer}")
+                await wait_booted(api, len(sample.charge_points), report, opts.ready_timeout_s,
+                                  FullStackError)
             # the served devices continue from the history's last state (cars plugged in,
             # batteries' charge, buildings' temperature), not from a fresh start
             path = work_dir / "physics.pickle"

@@ -204,12 +204,13 @@ class SimChargePoint:
                     await self._metered.wait()
 
     async def run(self, url: str) -> None:
-        """Connect, boot and meter until cancelled or the connection closes."""
-        await self.connect(url)
+        """Connect, boot and meter until cancelled, stopped or the connection closes; the
+        connection is closed on the way out, and ``run`` may be called again (a reconnect)."""
         try:
+            await self.connect(url)
             await self.meter_loop()
         finally:
-            await self.close()
+            await self._disconnect()
 
     async def drop(self) -> None:
         """Fault: close the connection without a word (the central system sees it go)."""
@@ -217,7 +218,14 @@ class SimChargePoint:
             await self._ws.close()
 
     async def close(self) -> None:
+        """Stop for good: the meter loop ends and the connection closes."""
         self.stopping = True
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        # a reconnect runs the meter loop again: only close() stops it (setting ``stopping``
+        # here left a charge point that had lost its connection rebooting every retry, never
+        # metering again)
         if self._ws is not None:
             await self._ws.close()
         if getattr(self, "_serve", None) is not None:
