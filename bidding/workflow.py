@@ -120,10 +120,11 @@ def _first_reading(session: Session, device_ids: Sequence[int]) -> datetime | No
     return first
 
 
-def bid_devices(rows: Iterable[Device], soc_pct: Mapping[int, float]) -> list[BidDevice]:
+def bid_devices(rows: Iterable[Device], soc_pct: Mapping[int, float],
+                at: datetime) -> list[BidDevice]:
     """The fleet's devices as the offer and the admission check see them: each marked
-    ``eligible`` by :func:`bidding.participants.can_take_part` (active, not opted out), with its
-    latest state of charge (%) where ``soc_pct`` has one."""
+    ``eligible`` by :func:`bidding.participants.can_take_part` (active, not opted out for a
+    window starting ``at``), with its latest state of charge (%) where ``soc_pct`` has one."""
     return [BidDevice(
         device_id=int(d.id or 0), owner_id=d.owner_id, kind=d.kind,
         rated_power_kw=d.rated_power_kw, min_setpoint_kw=d.min_setpoint_kw,
@@ -131,7 +132,7 @@ def bid_devices(rows: Iterable[Device], soc_pct: Mapping[int, float]) -> list[Bi
         soc_pct=soc_pct.get(int(d.id or 0)),
         eligible=can_take_part(DeviceStanding(
             int(d.id or 0), d.owner_id, active=d.status == DeviceStatus.ACTIVE.value,
-            opted_out=opted_out(d.preferences))))
+            opted_out=opted_out(d.preferences, at))))
         for d in rows]
 
 
@@ -158,7 +159,7 @@ def load_bid_input(
         price = product.energy_price_yuan_per_kwh or product.price_cap_yuan_per_kwh
     if price is None:
         raise ValidationError(f"{product.key} has no energy price or cap: pass a bid price")
-    devices = bid_devices(session.exec(sql_select(Device)), soc_pct or {})
+    devices = bid_devices(session.exec(sql_select(Device)), soc_pct or {}, ev.start)
     step = prog.interval_minutes
     skip = set(other_event_days(session, int(ev.id or 0), prog.timezone))
     owners = read_owner_inputs(engine, devices, ev.start, ev.end, history_days, skip,

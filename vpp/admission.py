@@ -103,8 +103,8 @@ def latest_soc(session: Session, device_ids: list[int], until: datetime) -> dict
     return {d: v for d, (_, v) in last.items()}
 
 
-def _devices(session: Session, soc: Mapping[int, float]) -> list[BidDevice]:
-    return bid_devices(session.exec(select(Device).order_by(col(Device.id))), soc)
+def _devices(session: Session, soc: Mapping[int, float], at: datetime) -> list[BidDevice]:
+    return bid_devices(session.exec(select(Device).order_by(col(Device.id))), soc, at)
 
 
 def load_admission_input(engine: Engine, settings: Settings, *, day: date | None = None,
@@ -126,7 +126,7 @@ def load_admission_input(engine: Engine, settings: Settings, *, day: date | None
         batteries = [int(d.id or 0) for d in s.exec(select(Device).where(
             Device.kind == DeviceKind.BATTERY.value))]
         soc = {**latest_soc(s, batteries, min(now, end)), **(soc_pct or {})}
-        devices = _devices(s, soc)
+        devices = _devices(s, soc, start)
         skip = set(other_event_days(s, -1, prog.timezone))
     step = prog.interval_minutes
     owners = read_owner_inputs(engine, devices, start, end, history_days, skip, prog.timezone,

@@ -3,7 +3,18 @@ season simulator apply."""
 
 from __future__ import annotations
 
-from bidding.participants import DeviceStanding, can_take_part, opted_out, participants
+from datetime import UTC, datetime, timedelta, timezone
+
+from bidding.participants import (
+    DeviceStanding,
+    can_take_part,
+    current_preferences,
+    opt_out_until,
+    opted_out,
+    participants,
+)
+
+T0 = datetime(2026, 7, 15, 6, 0, tzinfo=UTC)
 
 
 def test_each_condition_keeps_a_device_out() -> None:
@@ -27,6 +38,23 @@ def test_a_bid_without_owner_shares_does_not_narrow_the_devices() -> None:
 
 
 def test_only_an_explicit_false_opts_out() -> None:
-    assert opted_out({"participate": False})
-    assert not opted_out(None) and not opted_out({}) and not opted_out({"participate": True})
-    assert not opted_out({"participate": 0})  # a stored 0 is not the owner's "false"
+    assert opted_out({"participate": False}, T0)
+    assert not opted_out(None, T0) and not opted_out({}, T0)
+    assert not opted_out({"participate": True}, T0)
+    assert not opted_out({"participate": 0}, T0)  # a stored 0 is not the owner's "false"
+
+
+def test_an_opt_out_for_a_while_ends_by_itself() -> None:
+    """Out of the events that start before the expiry (one in progress included), in again
+    from the expiry on; an expired or unreadable value does nothing."""
+    until = T0 + timedelta(hours=20)
+    prefs = {"opt_out_until": until.astimezone(timezone(timedelta(hours=8))).isoformat()}  # any offset
+    assert opt_out_until(prefs) == until
+    assert opted_out(prefs, T0) and opted_out(prefs, until - timedelta(minutes=15))
+    assert not opted_out(prefs, until) and not opted_out(prefs, until + timedelta(days=1))
+    assert opted_out({**prefs, "participate": False}, until + timedelta(days=1))
+    for bad in ("2026-07-16T02:00", "tomorrow", 5):  # naive, not a time, not a string
+        assert opt_out_until({"opt_out_until": bad}) is None
+        assert not opted_out({"opt_out_until": bad}, T0)
+    assert current_preferences(prefs, T0) == prefs
+    assert current_preferences({**prefs, "comfort_min_c": 23}, until) == {"comfort_min_c": 23}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +19,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from bidding.participants import OPT_OUT_MAX, current_preferences, opt_out_until
 from vpp import fleet
 from vpp.api import routes_fleet_edit
 from vpp.api.context import PARTS
@@ -245,10 +246,12 @@ async def get_device(call: Call) -> DeviceOut:
     return _device_out(d, _parts(call))
 
 
-def check_preferences(device: Device, prefs: dict[str, Any]) -> None:
-    """Refuse preferences that do not apply to the device's kind or break its parameters."""
+def check_preferences(device: Device, prefs: dict[str, Any], now: datetime) -> None:
+    """Refuse preferences that do not apply to the device's kind or break its parameters, and
+    an opt-out that does not end after ``now`` and within :data:`OPT_OUT_MAX`."""
+    _check_opt_out(prefs, now)
     kind = DeviceKind(device.kind)
-    allowed = {"participate"} | {
+    allowed = {"participate", "opt_out_until"} | {
         DeviceKind.COMMERCIAL_BUILDING: {"comfort_min_c", "comfort_max_c", "max_shed_minutes"},
         DeviceKind.INDUSTRIAL_LOAD: {"max_shed_minutes"},
         DeviceKind.EV_CHARGER: {"ev_departure", "ev_energy_needed_kwh"},
@@ -282,20 +285,43 @@ def check_preferences(device: Device, prefs: dict[str, Any]) -> None:
             )
 
 
+def _check_opt_out(prefs: dict[str, Any], now: datetime) -> None:
+    if "opt_out_until" not in prefs:
+        return
+    until = opt_out_until(prefs)
+    if until is None:
+        raise ValidationError("body.opt_out_until: not an ISO 8601 time with its offset")
+    if until <= now:
+        raise ValidationError(f"body.opt_out_until: {until.isoformat()} is not after now "
+                              f"({now.isoformat(timespec='seconds')}); the device takes part "
+                              "already")
+    if until > now + OPT_OUT_MAX:
+        raise ValidationError(f"body.opt_out_until: {until.isoformat()} is more than "
+                              f"{OPT_OUT_MAX.days} days ahead; to leave the device out longer, "
+                              "set participate to false")
+
+
+def merged_preferences(stored: dict[str, Any] | None, changes: dict[str, Any],
+                       now: datetime) -> dict[str, Any]:
+    """The stored preferences (without an ended opt-out) with ``changes``; ``None`` clears."""
+    merged = {**current_preferences(stored, now), **changes}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
 async def update_preferences(call: Call) -> DeviceOut:
     device_id = int(call.path["device_id"])
     body: Preferences = call.body
-    changes = body.model_dump(exclude_unset=True)
+    changes = body.model_dump(exclude_unset=True, mode="json")
     actor = call.who.actor
+    now = _parts(call).clock()
 
     def work(s: Session) -> Device:
         d = s.get(Device, device_id)
         if d is None:
             raise NotFoundError(f"no device {device_id}")
         call.check_owner(d.owner_id, f"device {device_id}")
-        merged = {**(d.preferences or {}), **changes}
-        merged = {k: v for k, v in merged.items() if v is not None}
-        check_preferences(d, merged)
+        merged = merged_preferences(d.preferences, changes, now)
+        check_preferences(d, merged, now)
         d.preferences = merged
         s.add(d)
         s.add(AuditLog(actor=actor, action="preferences_changed", subject=f"device:{d.id}",

@@ -10,7 +10,9 @@ baseline days (the settlement's ``days_used``), each device's mean on those days
 owner's day-of adjustment split in proportion. Preview: the scheduler's envelope
 (:func:`vpp.scheduler.envelope.flexibility_envelope`) over the device's scheduler view
 (:func:`vpp.scheduler.device_view.scheduler_device`, the planner's), from its last reading held
-over the next ``PREVIEW_HOURS``, sustained over that window (as an offer is), peak shaving.
+over the next ``PREVIEW_HOURS``, sustained over that window (as an offer is), peak shaving; an
+interval that starts while the device is opted out (:func:`bidding.participants.opted_out`)
+shows 0.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from sqlmodel import Session, col, select
 from bidding.device_contribution import days_mean_baseline, device_contributions
 from bidding.ledger import current_settlement
 from bidding.meter_frame import read_meter_frame
+from bidding.participants import opt_out_until, opted_out
 from bidding.programme import load_programme
 from bidding.workflow import owner_devices
 from device_adapters.protocol import DeviceState
 from forecasting.device_baselines import shift_to_day
 from vpp.api.context import PARTS
-from vpp.api.routes_fleet import check_preferences
+from vpp.api.routes_fleet import check_preferences, merged_preferences
 from vpp.api.routing import Call, Route, roles
 from vpp.api.schemas import Preferences
 from vpp.daemon.delivery import latest_bid, measure_event
@@ -193,11 +196,13 @@ class PreviewOut(OutModel):
     lines: list[str]  # plain-language summary (English; the portal words it per language)
 
 
-def _envelope(d: Device, prefs: dict[str, Any], state: DeviceState, now: datetime, tz: str,
-              minutes: int) -> np.ndarray:
+def _envelope(d: Device, prefs: dict[str, Any], state: DeviceState, now: datetime,
+              start: datetime, tz: str, minutes: int) -> np.ndarray:
     n = PREVIEW_HOURS * 60 // minutes
-    if prefs.get("participate") is False:
-        return np.zeros(n)  # the planner leaves an opted-out device out
+    # an interval starting while the device is opted out: the planner leaves it out
+    out = np.array([opted_out(prefs, start + timedelta(minutes=minutes * k)) for k in range(n)])
+    if out.all():
+        return np.zeros(n)
     kind = DeviceKind(d.kind)
     fd = scheduler_device(
         int(d.id or 0), kind, cast(Params, parse_params(kind, d.params)),
@@ -210,7 +215,7 @@ def _envelope(d: Device, prefs: dict[str, Any], state: DeviceState, now: datetim
     bq = np.full((1, 1, n), max(float(state.power_kw), 0.0))
     env = flexibility_envelope([fd], bq, [0.5], 0.5, sustain_intervals=n,
                                interval_minutes=minutes)
-    return np.round(env.reduction_kw, 3)
+    return np.where(out, 0.0, np.round(env.reduction_kw, 3))
 
 
 def _lines(d: Device, before: float, after: float, cur: dict[str, Any],
@@ -220,10 +225,15 @@ def _lines(d: Device, before: float, after: float, cur: dict[str, Any],
              else f"{what}, as now"]
     if new.get("participate") is False:
         lines.append("it would be left out of every plan while it does not take part")
+    else:
+        until = opt_out_until(new)
+        if until is not None:
+            lines.append(f"it would be left out of the events that start before "
+                         f"{until.isoformat(timespec='minutes')}, and take part again after")
     band = ("comfort_min_c", "comfort_max_c")
     if any(new.get(k) != cur.get(k) for k in band) and abs(after - before) <= 1e-6:
-        lines.append("the planner's offer for it does not depend on the comfort band; the band "
-                     "is kept as a limit on the building's own control")
+        lines.append("the indoor temperature stays inside the new comfort band for its whole "
+                     "shed, so the band does not shorten it")
     return lines
 
 
@@ -242,7 +252,7 @@ def _stored_state(s: Session, device_id: int) -> DeviceState | None:
 async def preview_preferences(call: Call) -> PreviewOut:
     device_id = int(call.path["device_id"])
     body: Preferences = call.body
-    changes = body.model_dump(exclude_unset=True)
+    changes = body.model_dump(exclude_unset=True, mode="json")
     parts = call.request.app[PARTS]
     minutes = parts.settings.service.market_interval_minutes
     tz = parts.settings.service.timezone
@@ -252,17 +262,17 @@ async def preview_preferences(call: Call) -> PreviewOut:
         if d is None:
             raise NotFoundError(f"no device {device_id}")
         call.check_owner(d.owner_id, f"device {device_id}")
-        cur = dict(d.preferences or {})
-        new = {k: v for k, v in {**cur, **changes}.items() if v is not None}
-        check_preferences(d, new)
+        now = parts.clock()
+        cur = merged_preferences(d.preferences, {}, now)
+        new = merged_preferences(d.preferences, changes, now)
+        check_preferences(d, new, now)
         state = parts.fleet.latest(device_id) or _stored_state(s, device_id)
         if state is None:
             raise ValidationError(f"device {device_id} has no reading yet: the preview needs "
                                   "its current state")
-        now = parts.clock()
         start = pd.Timestamp(now).floor(f"{minutes}min").to_pydatetime()
-        before = _envelope(d, cur, state, now, tz, minutes)
-        after = _envelope(d, new, state, now, tz, minutes)
+        before = _envelope(d, cur, state, now, start, tz, minutes)
+        after = _envelope(d, new, state, now, start, tz, minutes)
         b, a = float(before.max(initial=0.0)), float(after.max(initial=0.0))
         return PreviewOut(device_id=device_id, window_start=start, interval_minutes=minutes,
                           current=cur, proposed=new, before_kw=before.tolist(),

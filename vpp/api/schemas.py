@@ -130,12 +130,18 @@ class DeviceOut(_Out):
 class Preferences(_In):
     """The owner's preferences; only the fields for the device's kind are accepted.
 
-    ``participate=false`` keeps the device out of every plan. Comfort band (commercial
-    buildings) must lie inside the device's declared band; EV departure is local ``HH:MM`` with
-    the energy or state of charge needed by then; batteries keep ``reserve_soc_pct`` in reserve.
+    ``participate=false`` keeps the device out of every plan, until the owner sets it back;
+    ``opt_out_until`` (ISO 8601 with its offset, after now and at most 7 days ahead) keeps it out
+    of the events that start before then, and it takes part again by itself (``null`` ends the
+    opt-out now). Comfort band (commercial buildings) must lie inside the device's declared band;
+    EV departure is local ``HH:MM`` with the energy or state of charge needed by then; batteries
+    keep ``reserve_soc_pct`` in reserve.
     """
 
     participate: bool | None = None
+    opt_out_until: AwareDatetime | None = Field(
+        None, description="leave the device out of events starting before this time (aware, "
+                          "after now, at most 7 days ahead; 400 otherwise)")
     comfort_min_c: float | None = Field(None, ge=10, le=35)
     comfort_max_c: float | None = Field(None, ge=10, le=35)
     ev_departure: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")

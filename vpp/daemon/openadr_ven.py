@@ -28,6 +28,7 @@ from openleadr.utils import certificate_fingerprint
 from sqlmodel import Session, col, select
 
 from bidding.capability import device_capability_kw
+from bidding.participants import opted_out
 from bidding.programme import Programme, load_programme
 from vpp.config import OpenAdrSettings
 from vpp.daemon.openadr_signals import (
@@ -100,12 +101,13 @@ def to_call(event: dict[str, Any], settings: OpenAdrSettings, request: Request,
     })
 
 
-def dependable_kw(session: Session, hours: float) -> float:
-    """What the fleet can dependably shed for ``hours`` (kW): the sum of
-    :func:`bidding.capability.device_capability_kw` over active, participating devices."""
+def dependable_kw(session: Session, hours: float, start: datetime) -> float:
+    """What the fleet can dependably shed for ``hours`` from ``start`` (kW): the sum of
+    :func:`bidding.capability.device_capability_kw` over active devices not opted out
+    (:func:`bidding.participants.opted_out`)."""
     total = 0.0
     for d in session.exec(select(Device).where(Device.status == DeviceStatus.ACTIVE.value)):
-        if (d.preferences or {}).get("participate") is not False:
+        if not opted_out(d.preferences, start):
             total += device_capability_kw(d, hours)
     return total
 
@@ -198,7 +200,7 @@ class Ven:
         hours = (window[1] - window[0]) / timedelta(hours=1)
         request = read_request(
             event, fleet_load_kw=self.fleet.fleet_power_kw(),
-            dependable_kw=await self.infra.db.run(dependable_kw, hours),
+            dependable_kw=await self.infra.db.run(dependable_kw, hours, window[0]),
             simple_level_kw=self.settings.simple_level_kw)
         notice_h = (start - self.infra.clock()) / timedelta(hours=1)  # to the grid's start
         event_type = event_type_for(programme, request.direction, notice_h,

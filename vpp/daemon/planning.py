@@ -6,7 +6,8 @@ charge at the call must fit (setpoints are written for the call and the tail, se
 :mod:`vpp.daemon.plan_store`); intervals
 before the current one are pinned (``now_index``), so every plan of one event has the same QP
 structure and a re-plan re-solves it warm. Devices: enrolled, active, polled (their
-state is known), not opted out (``preferences.participate = false``) and of an owner with a
+state is known), not opted out (``preferences.participate = false``, or ``opt_out_until`` after
+the event's start: :func:`bidding.participants.opted_out`) and of an owner with a
 declared share in the event's bid (settlement counts only those owners); owner preferences
 narrow their parameters (comfort band, shed minutes, reserve state of charge, EV departure).
 
@@ -170,7 +171,7 @@ class Planner:
             raise NotFoundError(f"no event {event_id}")
         if "baseline_kw" in (ev.detail or {}):
             return len(ev.detail["baseline_kw"])
-        devices = self._devices(s, set())
+        devices = self._devices(s, set(), start=ev.start)
         if not devices:
             raise ValidationError(f"event {event_id}: no active, polled device yet")
         intervals = event_intervals(ev, self.infra.calendar.interval_minutes)
@@ -188,14 +189,16 @@ class Planner:
                                    self.fleet.latest).detail()
 
     def _devices(self, s: Session, exclude: set[int],
-                 owner_declared_kw: dict[int, float] | None = None) -> list[Device]:
-        """The devices taking part (:func:`bidding.participants.participants`)."""
+                 owner_declared_kw: dict[int, float] | None = None, *,
+                 start: datetime) -> list[Device]:
+        """The devices taking part in an event starting at ``start``
+        (:func:`bidding.participants.participants`)."""
         fleet = self.fleet
         rows = list(s.exec(select(Device).where(Device.status == DeviceStatus.ACTIVE.value)
                            .order_by(col(Device.id))))
         keep = set(participants([DeviceStanding(
             device_id=int(d.id or 0), owner_id=d.owner_id, active=True,
-            opted_out=opted_out(d.preferences), excluded=int(d.id or 0) in exclude,
+            opted_out=opted_out(d.preferences, start), excluded=int(d.id or 0) in exclude,
             online=fleet.is_online(int(d.id or 0))) for d in rows],
             owner_declared_kw))
         return [d for d in rows if int(d.id or 0) in keep]
@@ -218,7 +221,7 @@ class Planner:
         h0 = cal.floor(max(now, ev.start))
         # only the owners in the bid are dispatched: settlement counts only their response,
         # and an owner who declared nothing is not asked to shed without pay
-        devices = self._devices(s, exclude, declared_by_owner(s, bid))
+        devices = self._devices(s, exclude, declared_by_owner(s, bid), start=ev.start)
         stored = self._event_baselines(s, ev, devices, intervals)
         step = timedelta(minutes=minutes)
         first = next((i for i, t in enumerate(intervals) if t + step > h0), None)

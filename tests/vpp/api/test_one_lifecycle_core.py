@@ -145,7 +145,8 @@ async def test_daemon_and_simulator_make_the_same_offer_and_participants(
     with session_scope(api.engine) as s:
         bid = s.exec(select(Bid).where(Bid.event_id == decision["event_id"])).one()
         daemon_owners = {sh.owner_id: sh.declared_kw for sh in owner_shares(s, int(bid.id or 0))}
-        planned = api.parts.control.planner._devices(s, set(), declared_by_owner(s, bid))
+        planned = api.parts.control.planner._devices(s, set(), declared_by_owner(s, bid),
+                                                     start=start)
         daemon_devices = sorted(int(d.id or 0) for d in planned)
         assert all(isinstance(d, Device) for d in planned)
 

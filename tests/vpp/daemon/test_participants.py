@@ -10,8 +10,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
+from bidding.workflow import bid_devices
 from tests.vpp.daemon.harness import (
     PROGRAMME,
     add_plant,
@@ -24,7 +25,7 @@ from tests.vpp.daemon.harness import (
 from vpp import fleet
 from vpp.bids import add_bid, kw_shares
 from vpp.db import session_scope
-from vpp.models import Bid, DispatchPlan, GridEvent
+from vpp.models import Bid, Device, DispatchPlan, GridEvent
 
 
 async def test_only_owners_with_a_declared_share_are_planned(engine: Engine,
@@ -54,3 +55,49 @@ async def test_only_owners_with_a_declared_share_are_planned(engine: Engine,
         plan = s.exec(select(DispatchPlan).where(DispatchPlan.id == out.plan_id)).one()
         assert sorted(plan.detail["device_ids"]) == sorted(a_ids)
         assert set(plan.detail["owner_baseline_kw"]) == {str(tokens.owner_id)}
+
+
+async def test_a_device_opted_out_for_a_while_returns_by_itself(engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    """``opt_out_until``: the device is left out of an event that starts before the expiry (the
+    offer and the plan alike, bidding.participants.opted_out) and planned again in an event
+    that starts at it, with no change by anyone."""
+    tokens = seed(engine)
+    now = datetime.now(UTC)
+    start = now - timedelta(minutes=now.minute % 15, seconds=now.second,
+                            microseconds=now.microsecond)
+    until = start + timedelta(hours=2)
+    with session_scope(engine) as s:
+        owner = fleet.get_owner(s, tokens.owner_id)
+        ids = add_plant(s, owner, "10.3.3.3")
+        d = s.get(Device, ids[0])
+        assert d is not None
+        d.preferences = {"opt_out_until": until.isoformat()}
+        s.add(d)
+        events = []
+        for k, t0 in enumerate((start, until)):
+            ev = GridEvent(external_id=f"rt-opt-{k}", source="rest", event_type="real_time",
+                           direction="peak_shaving", programme=PROGRAMME, start=t0,
+                           end=t0 + timedelta(hours=1), requested_kw=10.0, status="accepted",
+                           detail={"baseline_kw": {str(i): [15.0] * 4 for i in ids}})
+            s.add(ev)
+            s.flush()
+            events.append(stored_id(ev.id))
+            add_bid(s, Bid(event_id=events[-1], declared_kw=8.0,
+                           price_yuan_per_kwh=Decimal("2.0")),
+                    kw_shares({tokens.owner_id: 8.0}))
+        # the offer's view of the same rule: out for the first event's start, in for the second
+        rows = list(s.exec(select(Device).where(col(Device.id).in_(ids))
+                           .order_by(col(Device.id))))
+        assert [b.eligible for b in bid_devices(rows, {}, start)] == [False, True]
+        assert [b.eligible for b in bid_devices(rows, {}, until)] == [True, True]
+    settings = daemon_settings(tmp_path, str(engine.url))
+    planned = []
+    for event_id, t0 in zip(events, (start, until), strict=True):
+        at = [t0]
+        [out] = await plan_at(planner_at(engine, settings, at), event_id, at, t0,
+                              [(0, "initial")])
+        with session_scope(engine) as s:
+            plan = s.exec(select(DispatchPlan).where(DispatchPlan.id == out.plan_id)).one()
+            planned.append(sorted(plan.detail["device_ids"]))
+    assert planned == [ids[1:], sorted(ids)]

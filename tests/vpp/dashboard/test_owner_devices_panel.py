@@ -11,7 +11,9 @@ import pytest
 
 from tests.vpp.api.conftest import Api
 from tests.vpp.api.test_owner_devices import _plant, _settled
-from tests.vpp.dashboard.browser import chromium, sign_in
+from tests.vpp.dashboard.browser import chromium, shot, sign_in
+from vpp.db import session_scope
+from vpp.models import Device
 from vpp.telemetry_store import Reading, write_readings
 
 pytestmark = [pytest.mark.browser]
@@ -44,6 +46,22 @@ async def test_devices_of_an_event_and_a_preference_preview(api: Api) -> None:
         assert await line.inner_text() == "mall-1 最多可削减 4.0 kW（现为 8.0 kW）。"
         assert "响应电量" in await page.locator(
             f"#events tr.detail[data-event='{event_id}'] thead").inner_text()
+
+        # a day off: out of every event that starts in the next 24 h, nothing to shed in the
+        # preview's window; saved as an aware time
+        await page.click("#opt-out-day")
+        await page.wait_for_selector("#prefs-preview li:has-text('之后自动恢复参与')")
+        await page.click("#lang")
+        await page.wait_for_selector("#prefs-preview li:has-text('take part again after')")
+        assert await line.inner_text() == "mall-1 would shed at most 0.0 kW instead of 8.0 kW."
+        await shot(page, "owner-preferences-en.png")
+        await page.click("#prefs-form button[type=submit]")
+        await page.wait_for_selector("#prefs-preview li:has-text('Saved.')")
         await page.close()
+    with session_scope(api.engine) as s:
+        prefs = s.get(Device, mall[0]).preferences  # type: ignore[union-attr]
+    until = datetime.fromisoformat(prefs["opt_out_until"])
+    assert prefs["max_shed_minutes"] == 60
+    assert abs(until - datetime.now(UTC) - timedelta(days=1)) < timedelta(minutes=5)
     assert watch.foreign == []
     assert watch.errors == [], "\n".join(watch.errors)

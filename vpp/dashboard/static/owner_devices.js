@@ -11,7 +11,9 @@ Object.assign(I18N.en, {
   previewShed: "{name} would shed at most {after} instead of {before}.",
   previewSame: "{name} would shed at most {after}, as now.",
   previewOut: "It would be left out of every plan while it does not take part.",
-  previewBand: "The planner's offer for it does not depend on the comfort band; the band limits the building's own control.",
+  optOutUntil: "Leave out of events until (CST)", optOutDay: "For 24 h",
+  previewUntil: "It would be left out of the events that start before {until}, and take part again after, by itself.",
+  previewBand: "The indoor temperature stays inside the new comfort band for its whole shed, so the band does not shorten it.",
   previewWindow: "Over the next {hours} h from {from}, held over the whole window.",
   responseKwh: "Response", sharePct: "Share", unmetered: "Unmetered intervals", excluded: "excluded (override)",
   notAttributed: "Counted at the connection meter, not by device",
@@ -27,7 +29,9 @@ Object.assign(I18N.zh, {
   previewShed: "{name} 最多可削减 {after}（现为 {before}）。",
   previewSame: "{name} 最多可削减 {after}，与现在相同。",
   previewOut: "不参与期间，该设备不会被纳入任何调度计划。",
-  previewBand: "调度申报的可调容量不取决于舒适温度区间；该区间约束楼宇自身的控制。",
+  optOutUntil: "暂停参与响应至（北京时间）", optOutDay: "暂停 24 小时",
+  previewUntil: "{until} 之前开始的响应事件将不纳入该设备，之后自动恢复参与。",
+  previewBand: "在整个削减期间室内温度仍在新的舒适温度区间内，该区间不会缩短削减时间。",
   previewWindow: "按 {from} 起未来 {hours} 小时计算，整段时间持续保持。",
   baselineKwh: "基线电量", meteredKwh: "计量电量", responseKwh: "响应电量", sharePct: "占比",
   unmetered: "缺测时段数", excluded: "已排除（业主干预）",
@@ -128,15 +132,32 @@ const OwnerDevices = {
     for (const el of form.elements) {
       if (!el.name) continue;
       el.value = el.name === "participate" ? String(p.participate !== false)
+        : el.name === "opt_out_until" ? OwnerDevices.localInput(p.opt_out_until)
         : (p[el.name] ?? "");
     }
     OwnerDevices.showLines(null);
   },
 
-  // the fields shown for the device's kind, as the API takes them (empty: unchanged)
+  // an instant as the page's datetime-local input shows it (CST wall time), and back: the input
+  // has no zone; ZONE (Asia/Shanghai) is UTC+8 all year (no summer time since 1991)
+  localInput(iso) {
+    if (!iso) return "";
+    const p = Vpp.parts(iso);
+    return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+  },
+  fromInput(value) { return value + ":00+08:00"; },
+
+  // the fields shown for the device's kind, as the API takes them (empty: unchanged; an
+  // opt-out emptied: ended now)
   changes() {
     const out = {};
+    const stored = (OwnerDevices.editing && OwnerDevices.editing.preferences) || {};
     for (const el of document.getElementById("prefs-form").elements) {
+      if (el.name === "opt_out_until") {
+        if (el.value) out.opt_out_until = OwnerDevices.fromInput(el.value);
+        else if (stored.opt_out_until) out.opt_out_until = null;
+        continue;
+      }
       if (!el.name || el.closest("label").classList.contains("hidden") || el.value === "") continue;
       if (el.name === "participate") out.participate = el.value === "true";
       else if (el.name === "ev_departure") out.ev_departure = el.value;
@@ -167,6 +188,9 @@ const OwnerDevices = {
     const same = Math.abs(p.after_max_kw - p.before_max_kw) < 1e-6;
     const out = [li(Vpp.t(same ? "previewSame" : "previewShed", args))];
     if (p.proposed.participate === false) out.push(li(Vpp.t("previewOut")));
+    else if (p.proposed.opt_out_until) {
+      out.push(li(Vpp.t("previewUntil", { until: Vpp.time(p.proposed.opt_out_until) })));
+    }
     const band = ["comfort_min_c", "comfort_max_c"].some((k) => p.proposed[k] !== p.current[k]);
     if (band && same) out.push(li(Vpp.t("previewBand")));
     out.push(li(Vpp.t("previewWindow", { hours: p.before_kw.length * p.interval_minutes / 60,
@@ -189,6 +213,12 @@ document.getElementById("prefs-form").addEventListener("submit", async (ev) => {
     document.getElementById("prefs-preview").replaceChildren(Object.assign(
       document.createElement("li"), { textContent: Vpp.t("saved") }));
   } catch (e) { OwnerDevices.showLines(null, e.message); }
+});
+// a day off: from now to the same time tomorrow, on the minute
+document.getElementById("opt-out-day").addEventListener("click", () => {
+  const input = document.querySelector("#prefs-form input[name=opt_out_until]");
+  input.value = OwnerDevices.localInput(new Date(Date.now() + 86400e3).toISOString());
+  input.dispatchEvent(new Event("input", { bubbles: true }));
 });
 document.getElementById("prefs-close").addEventListener("click", () => {
   OwnerDevices.editing = null;
