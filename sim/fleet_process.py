@@ -149,9 +149,8 @@ class ChargePoints:
     async def command(self, words: list[str]) -> str:
         if words[0] == "ocpp" and len(words) == 3:
             passwords = json.loads(Path(words[2]).read_text())
-            sims = build_charge_points(self.scn, self.sample.charge_points, passwords,
-                                       self.clock, self.accel,
-                                       lambda d: physics_seed(self.scn, d))
+            sims = build_charge_points(self.sample.charge_points, passwords, self.clock,
+                                       self.accel, lambda d: physics_seed(self.scn, d))
             for s in sims:
                 self.sims[s.identity] = s
                 self.tasks[s.identity] = asyncio.create_task(keep_connected(s, words[1], 2.0))

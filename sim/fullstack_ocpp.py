@@ -113,7 +113,7 @@ async def wait_booted(api: RestApi, n: int, report: Callable[[str, int, int], No
         await asyncio.sleep(0.5)
 
 
-def charger_physics(scn: Scenario, cp: ChargePointSpec, seed: int) -> EvChargerModel:
+def charger_physics(cp: ChargePointSpec, seed: int) -> EvChargerModel:
     """The charger's physics as the Modbus chargers' (the scenario behaviour, ``seed``)."""
     d = cp.device
     physics = make_physics(d.kind, d.spec.rated_power_kw, d.spec.params, seed=seed)
@@ -122,17 +122,19 @@ def charger_physics(scn: Scenario, cp: ChargePointSpec, seed: int) -> EvChargerM
     return physics
 
 
-def build_charge_points(scn: Scenario, specs: list[ChargePointSpec], passwords: Mapping[str, str],
+def build_charge_points(specs: list[ChargePointSpec], passwords: Mapping[str, str],
                         clock: Clock, accel: float,
                         seed_of: Callable[[ScenarioDevice], int]) -> list[SimChargePoint]:
-    """The simulated charge points of ``specs`` (the simulator process's side)."""
+    """The simulated charge points of ``specs`` (the simulator process's side), each
+    connector's physics seeded by ``seed_of`` (the history's seed). Their physics are replaced
+    by the history's last state before the clock starts (:mod:`sim.fleet_process`)."""
     missing = [cp.identity for cp in specs if cp.identity not in passwords]
     if missing:
         raise VppError(f"no password for {len(missing)} charge point(s), first {missing[0]}")
     return [SimChargePoint(
         cp.identity, passwords[cp.identity], cp.version, connectors=1,
         rated_kw=cp.device.spec.rated_power_kw, clock=clock, meter_period_s=METER_PERIOD_S,
-        rate=lambda: accel, physics={1: charger_physics(scn, cp, seed_of(cp.device))})
+        rate=lambda: accel, physics={1: charger_physics(cp, seed_of(cp.device))})
         for cp in specs]
 
 
