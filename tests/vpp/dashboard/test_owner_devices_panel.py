@@ -5,6 +5,7 @@ page, no live loops): the browser suite is near its time budget."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -51,6 +52,8 @@ async def test_devices_of_an_event_and_a_preference_preview(api: Api) -> None:
         # preview's window; saved as an aware time
         await page.click("#opt-out-day")
         await page.wait_for_selector("#prefs-preview li:has-text('之后自动恢复参与')")
+        typed = await page.input_value("#prefs-form input[name=opt_out_until]")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", typed), typed  # as the page writes dates
         await page.click("#lang")
         await page.wait_for_selector("#prefs-preview li:has-text('take part again after')")
         assert await line.inner_text() == "mall-1 would shed at most 0.0 kW instead of 8.0 kW."

@@ -138,14 +138,15 @@ const OwnerDevices = {
     OwnerDevices.showLines(null);
   },
 
-  // an instant as the page's datetime-local input shows it (CST wall time), and back: the input
-  // has no zone; ZONE (Asia/Shanghai) is UTC+8 all year (no summer time since 1991)
+  // an instant as the opt-out field reads it, 2026-12-09 08:00 in CST as every date on the page
+  // (a datetime-local input would show the browser's 12/09/2026 order), and back: ZONE
+  // (Asia/Shanghai) is UTC+8 all year (no summer time since 1991)
   localInput(iso) {
     if (!iso) return "";
     const p = Vpp.parts(iso);
-    return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+    return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`;
   },
-  fromInput(value) { return value + ":00+08:00"; },
+  fromInput(value) { return value.trim().replace(" ", "T") + ":00+08:00"; },
 
   // the fields shown for the device's kind, as the API takes them (empty: unchanged; an
   // opt-out emptied: ended now)
