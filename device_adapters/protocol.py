@@ -19,7 +19,9 @@ class DeviceState:
     """What a device reports now. ``flex_down_kw``: how much it can reduce consumption now;
     ``flex_up_kw``: how much it can increase it (both >= 0). ``site_import_kw``: the site
     meter the device reads (a hybrid inverter's grid meter), kW at the site's grid connection,
-    + import, - export; None when the device has no site meter."""
+    + import, - export; None when the device has no site meter. ``measured_at``: when the
+    power was measured, where that is earlier than ``ts`` (a pushed meter value read by a later
+    poll, on the same clock as ``ts``); None: measured at ``ts``."""
 
     device_id: int
     ts: datetime
@@ -32,6 +34,7 @@ class DeviceState:
     flex_up_kw: float
     detail: dict[str, Any] = field(default_factory=dict)
     site_import_kw: float | None = None
+    measured_at: datetime | None = None
 
 
 @dataclass

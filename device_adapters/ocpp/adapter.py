@@ -148,7 +148,8 @@ class OcppConnectorAdapter:
             flex_down_kw=down, flex_up_kw=up,
             detail={"status": live.status, "transaction_id": live.transaction_id,
                     "active_setpoint_kw": self.active_setpoint_kw,
-                    "ocpp": self.link.session.version})
+                    "ocpp": self.link.session.version},
+            measured_at=live.received_at)
 
     async def _send(self, limit_kw: float) -> str:
         """Send ``limit_kw`` as a profile; the charge point's status (raises DeviceError)."""

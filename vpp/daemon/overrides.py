@@ -9,7 +9,10 @@ its demand limit, a plant ending a curtailment, a battery that stopped dischargi
 kind's ``response_s`` after a write the device may still be ramping: the higher of the new and
 the previous setpoint is the limit then, and a first setpoint is not judged until that time
 has passed. One reading decides (a device that flaps between its cap and its own need is
-caught at the first reading above), so an override is found within one poll period.
+caught at the first reading above), so an override is found within one poll period. A reading
+counts from when it was measured (``DeviceState.measured_at``), not when it was polled: an OCPP
+charger's last meter value, pushed before the profile was sent, says nothing about the profile
+however late a poll reads it.
 
 Power is in kW, > 0 consumption. Only consumption *above* the setpoint counts: a load drawing
 less than its cap is not overriding it. (A valley-filling call's charge that falls short shows
@@ -96,18 +99,19 @@ def judge(held: Held, state: DeviceState | None, c: ControlSettings,
     ``rewritten_at``: the device's last control write; when later than ``held`` (a setpoint
     written again after a late heartbeat) a reading within the kind's response time of it, or
     taken while a write landed, is not judged."""
-    if state is None or not state.available or state.ts <= held.written_at:
+    if state is None or not state.available:
         return None
-    if state.detail.get("written_during_read"):
+    measured = state.measured_at or state.ts  # a pushed meter value may predate the poll
+    if measured <= held.written_at or state.detail.get("written_during_read"):
         return None
     if rewritten_at is not None and rewritten_at > held.written_at and (
-            (state.ts - rewritten_at).total_seconds() < c.response_s[held.kind]):
+            (measured - rewritten_at).total_seconds() < c.response_s[held.kind]):
         return None  # still within its response time of the setpoint written again
     active = state.detail.get("active_setpoint_kw", held.setpoint_kw)
     if active is None or abs(float(active) - held.setpoint_kw) > 1e-3:
         return None  # read while the adapter held something else (released, or not yet)
     limit = held.setpoint_kw
-    if (state.ts - held.written_at).total_seconds() < c.response_s[held.kind]:
+    if (measured - held.written_at).total_seconds() < c.response_s[held.kind]:
         if held.previous_kw is None:
             return None
         limit = max(limit, held.previous_kw)

@@ -56,6 +56,18 @@ def test_only_readings_taken_under_the_held_setpoint_count() -> None:
     assert judge(_held(), _reading(130, 387.0, active=200.0), C) is None  # another setpoint
 
 
+def test_a_meter_value_pushed_before_the_write_is_not_judged_however_late_it_is_polled() -> None:
+    # an OCPP charger's meter value at full power, received 1 s before its profile was sent,
+    # still the newest when a poll reads it 300 s later: the charger has not said anything yet
+    charger = Held(7, DeviceKind.EV_CHARGER, 7.0, 0.0, None, T0)
+    stale = _reading(300, 7.0, active=0.0)
+    assert judge(charger, stale, C) is not None  # read as measured at the poll: an override
+    stale.measured_at = T0 - timedelta(seconds=1)
+    assert judge(charger, stale, C) is None
+    stale.measured_at = T0 + timedelta(seconds=60)  # measured under the profile: it counts
+    assert judge(charger, stale, C) is not None
+
+
 def test_every_kind_needs_a_tolerance_and_a_response_time() -> None:
     with pytest.raises(pydantic.ValidationError, match="missing: \\['ev_charger'"):
         ControlSettings(tolerance_pct={"battery": 5.0, "commercial_building": 15.0,
