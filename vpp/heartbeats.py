@@ -76,6 +76,7 @@ class Heartbeats:
         self.reasserted = 0  # held setpoints written again after such a feed
         self._late_step = 0  # ... since the last warning (at most one a LATE_LOG_S)
         self._late_logged_at: float | None = None
+        self._failing: set[int] = set()  # devices whose last heartbeat failed (logged once)
 
     def device_lock(self, device_id: int) -> asyncio.Lock:
         """Held while a setpoint is written to / released from the device, and while it is
@@ -100,6 +101,7 @@ class Heartbeats:
         for i in device_ids:
             self.watchdog_s.pop(i, None)
             self._fed_at.pop(i, None)
+            self._failing.discard(i)
             task = self._tasks.pop(i, None)
             if task is not None:
                 task.cancel()
@@ -133,8 +135,16 @@ class Heartbeats:
             self.failures += 1
             if self.on_failure is not None:
                 self.on_failure()
-            log.warning("heartbeat failed: %s", exc, extra={"device_id": a.device_id})
+            # one warning while a device keeps failing (a charge point that rejects every
+            # renewal would log each round); the later ones, and the recovery, at lower levels
+            first = a.device_id not in self._failing
+            self._failing.add(a.device_id)
+            log.log(logging.WARNING if first else logging.DEBUG, "heartbeat failed%s: %s",
+                    "" if first else " again", exc, extra={"device_id": a.device_id})
             return
+        if a.device_id in self._failing:
+            self._failing.discard(a.device_id)
+            log.info("heartbeat recovered", extra={"device_id": a.device_id})
         if self._note_feed(a.device_id) and a.active_setpoint_kw is not None:
             await self._reassert(a)
         if self._watchdog_known(a):

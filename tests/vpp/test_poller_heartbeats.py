@@ -11,6 +11,7 @@ over each poll cycle, and reads their watchdog.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from sim.fleet import gateway_from_spec
 from tests.conftest import free_port
 from vpp.config import GatewaySpec, PollingSettings
 from vpp.device_kinds import DeviceKind
+from vpp.heartbeats import Heartbeats
 from vpp.poller import CycleReport, Poller
 
 #: simulated s per real s: a cycle held up >= 3 s by the silent gateway is >= 90 simulated s,
@@ -100,3 +102,36 @@ async def test_poll_run_feeds_watchdogs_while_a_cycle_is_held_up() -> None:
         await poller.close(release=False)
         await ok_gw.stop()
         await silent_gw.stop()
+
+
+async def test_a_device_that_keeps_failing_its_heartbeat_is_logged_once_until_it_recovers(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = SimClock(accel=1.0, start=datetime(2026, 7, 1, 14, 0, tzinfo=UTC))
+    gw = gateway_from_spec(_spec(free_port(), [1]), clock)
+    await gw.start()
+    settings = PollingSettings(interval_s=0.3, timeout_s=0.2, retries=0, backoff_base_s=0.05,
+                               watchdog_period_s=0.3, offline_retry_s=0.0,
+                               period_s={k: 0.01 for k in DeviceKind}, event_period_s=0.01)
+    poller = Poller(None, settings)
+    client = GatewayClient("127.0.0.1", gw.port, timeout_s=0.2, retries=0, backoff_base_s=0.05)
+    poller.add_gateway(1, client, await _adapters(client, 101, [1], clock))
+    hb = Heartbeats(poller, settings)
+    caplog.set_level(logging.DEBUG, logger="vpp.heartbeats")
+    try:
+        gw.silent = True  # every heartbeat times out
+        for _ in range(3):
+            await hb.step()
+        gw.silent = False
+        await hb.step()
+        await hb.step()
+    finally:
+        await poller.close(release=False)
+        await gw.stop()
+    lines = [(r.levelno, r.getMessage().split(":")[0]) for r in caplog.records
+             if r.name == "vpp.heartbeats" and "heartbeat" in r.getMessage()
+             and "period" not in r.getMessage()]
+    assert hb.failures == 3  # every failure still counts (the daemon's metric)
+    assert lines == [(logging.WARNING, "heartbeat failed"),
+                     (logging.DEBUG, "heartbeat failed again"),
+                     (logging.DEBUG, "heartbeat failed again"),
+                     (logging.INFO, "heartbeat recovered")], lines
