@@ -21,6 +21,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -102,8 +103,10 @@ class SimChargePoint:
     def __init__(self, identity: str, password: str, version: str, *, connectors: int,
                  rated_kw: float, clock: Clock, seed: int = 0, meter_period_s: float = 60.0,
                  rate: Callable[[], float] = lambda: 1.0,
-                 physics: Mapping[int, EvChargerModel] | None = None) -> None:
+                 physics: Mapping[int, EvChargerModel] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.identity = identity
+        self.tls = tls  # trusted roots for a wss:// central system (None: the system's)
         self.password = password
         self.version = version
         self.clock = clock
@@ -174,10 +177,12 @@ class SimChargePoint:
     async def connect(self, url: str) -> None:
         """Connect and boot once (raises on a refused handshake, ``refused`` says why)."""
         sub = Subprotocol("ocpp2.0.1" if self.version == "2.0.1" else "ocpp1.6")
+        tls: dict[str, Any] = {"ssl": self.tls} if self.tls is not None else {}
         try:
             self._ws = await connect(f"{url}/{self.identity}", subprotocols=[sub],
                                      additional_headers=self._headers(), open_timeout=30,
-                                     ping_interval=None, max_size=2**20)
+                                     ping_interval=None, max_size=2**20,
+                                     **tls)
         except Exception as exc:
             self.refused = str(exc)
             raise

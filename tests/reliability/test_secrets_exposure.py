@@ -4,7 +4,6 @@ secrets come from the environment, not from the files in ``config/``."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
 import ssl
@@ -12,16 +11,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sqlalchemy import Engine
 from sqlmodel import select
 
 import vpp.security
 from tests.conftest import REPO_ROOT
 from tests.reliability.world import build_world, request
+from tests.tls_certs import self_signed
 from tests.vpp.api.conftest import Api
 from tests.vpp.daemon.harness import daemon_settings
 from vpp.config import ApiSettings, Settings, load_settings
@@ -89,30 +85,9 @@ async def test_the_daemon_listens_on_loopback_only(sqlite_engine: Engine, tmp_pa
         await daemon.stop()
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    import ipaddress
-
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
 async def test_tls_when_a_certificate_is_configured(sqlite_engine: Engine, tmp_path: Path) -> None:
     """Before the fix, ``api.tls_cert_file`` was accepted and silently ignored (plain HTTP)."""
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     settings = daemon_settings(tmp_path, str(sqlite_engine.url))
     settings.api.tls_cert_file, settings.api.tls_key_file = cert, key
     daemon = Daemon(settings, sqlite_engine, port=0)
@@ -135,7 +110,7 @@ async def test_tls_when_a_certificate_is_configured(sqlite_engine: Engine, tmp_p
 
 
 def test_half_a_tls_configuration_is_refused(tmp_path: Path) -> None:
-    cert, _ = _self_signed(tmp_path)
+    cert, _ = self_signed(tmp_path)
     with pytest.raises(ConfigError, match="must be set together"):
         tls_context(cert, None)
     with pytest.raises(ConfigError, match="cannot load"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,9 @@ class World:
                               clock=self.clock, seed=3, meter_period_s=0.2)
 
 
-@pytest.fixture
-async def world(engine: Engine, tmp_path: Path) -> AsyncIterator[World]:
+@asynccontextmanager
+async def open_world(engine: Engine, tmp_path: Path, **ocpp: Any) -> AsyncIterator[World]:
+    """The daemon's parts and the central system (``ocpp``: settings beyond the tests')."""
     clock = ManualClock()
     base = daemon_settings(tmp_path, str(engine.url))
     settings = base.model_copy(update={
@@ -75,7 +77,7 @@ async def world(engine: Engine, tmp_path: Path) -> AsyncIterator[World]:
         "polling": base.polling.model_copy(update={"offline_retry_s": 0.0}),
         "ocpp": base.ocpp.model_copy(
             update={"enabled": True, "port": 0, "call_timeout_s": 3.0,
-                    "profile_validity_s": 600, "meter_stale_s": 60.0})})
+                    "profile_validity_s": 600, "meter_stale_s": 60.0, **ocpp})})
     infra = Infra.create(settings, Db(engine), clock=clock.now)
     parts = build_parts(infra)
     central = OcppCentral(infra, parts.fleet, settings.ocpp)
@@ -87,3 +89,9 @@ async def world(engine: Engine, tmp_path: Path) -> AsyncIterator[World]:
     finally:
         await central.stop()
         await parts.close()
+
+
+@pytest.fixture
+async def world(engine: Engine, tmp_path: Path) -> AsyncIterator[World]:
+    async with open_world(engine, tmp_path) as w:
+        yield w
