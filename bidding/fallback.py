@@ -14,10 +14,13 @@ of it, comfort protection took over within minutes, delivery fell to 34%, below 
   of them delivers when the plan staggers their sheds (the scheduler's duration limit is the
   same energy, ``max_kw x minutes``: :mod:`vpp.scheduler.shed`); further limited by
   - buildings: the comfort band. With no indoor temperature known the building is taken at
-    the middle of its band, so it may drift half the band; shedding ``P`` kW of electric HVAC
-    adds ``COP x P`` kW of heat, so ``P <= C x band/2 / (COP x hours)`` (``C`` the thermal
-    capacitance in kWh/degC, :data:`ASSUMED_COP` = 3, a typical VRF/chiller figure: a higher
-    true COP makes the building hold less, which the declared fraction absorbs);
+    the middle of its band, so it may drift half the band; the shed held for the whole event
+    that keeps it there is the planner's first-order RC estimate
+    (:func:`forecasting.flexibility.comfort_shed_kw`: ``P <= band/2 / (COP R (1 - e^(-h/RC)))``,
+    R and C as declared, else sized from the rated power,
+    :meth:`vpp.device_kinds.CommercialBuildingParams.thermal`; :data:`ASSUMED_COP` = 3, a
+    typical VRF/chiller figure: a higher true COP makes the building hold less, which the
+    declared fraction absorbs);
   - batteries: the energy above the minimum state of charge at the latest reading
     (``soc_pct``), or, unknown, half the usable window;
   - EV chargers: a charger sheds only while a vehicle charges: its charge (and V2G) power
@@ -48,6 +51,7 @@ from bidding.capability import DEFAULT_AVAILABILITY, device_capability_kw
 from bidding.offer import CapacityChoice, OwnerOffer, aggregate_offers, cap_owner_offers
 from bidding.programme import Product, Programme
 from forecasting.baselines import BaselineSpec, day_type_name
+from forecasting.flexibility import ASSUMED_HVAC_COP, comfort_headroom_c, comfort_shed_kw
 from vpp.calendar import Season
 from vpp.device_kinds import (
     BatteryParams,
@@ -58,8 +62,9 @@ from vpp.device_kinds import (
     parse_params,
 )
 
-#: Electric-to-thermal ratio assumed for a building's HVAC (kW of heat per kW electric).
-ASSUMED_COP = 3.0
+#: Electric-to-thermal ratio assumed for a building's HVAC (kW of heat per kW electric): the
+#: planner's (:data:`forecasting.flexibility.ASSUMED_HVAC_COP`).
+ASSUMED_COP = ASSUMED_HVAC_COP
 
 #: Share of a battery's usable window assumed charged when no reading says otherwise.
 UNKNOWN_SOC_SHARE = 0.5
@@ -70,6 +75,7 @@ class OwnedDevice(Protocol):
     owner_id: int
     kind: str
     params: dict[str, Any]
+    rated_power_kw: float
     min_setpoint_kw: float
     max_setpoint_kw: float
 
@@ -153,8 +159,8 @@ def held_kw(device: OwnedDevice, duration_h: float, season: Season,
     hold_h = duration_h if shed_minutes is None else min(duration_h, shed_minutes / 60)
     kw = device_capability_kw(device, hold_h) * hold_h / duration_h  # type: ignore[arg-type]
     if isinstance(p, CommercialBuildingParams):
-        half_band_c = (p.comfort_max_c - p.comfort_min_c) / 2
-        kw = min(kw, p.thermal_capacitance_kwh_per_c * half_band_c / (ASSUMED_COP * duration_h))
+        kw = min(kw, comfort_shed_kw(p.thermal(device.rated_power_kw), duration_h,
+                                     comfort_headroom_c(p), ASSUMED_COP))
     elif isinstance(p, BatteryParams):
         window = (p.soc_max_pct - p.soc_min_pct) / 100
         above_min = (window * UNKNOWN_SOC_SHARE if soc_pct is None

@@ -20,7 +20,8 @@ confidence is the ``_p10`` column.
 
 Building thermal model (first order, as :mod:`sim.physics.building`):
 ``C dT/dt = (T_out - T) / R + Q_internal - COP * P`` (``C`` kWh/degC, ``R`` degC/kW thermal,
-``P`` kW electric, from :class:`~vpp.device_kinds.CommercialBuildingParams`). Before the shed
+``P`` kW electric; :meth:`~vpp.device_kinds.CommercialBuildingParams.thermal`: as declared, else
+sized from the building's rated power, :func:`~vpp.device_kinds.design_thermal_params`). Before the shed
 the HVAC draws ``P0``, holding ``T0``; shedding ``s`` kW leaves ``C d(dT)/dt = COP s - dT / R``,
 so ``dT(t) = COP s R (1 - exp(-t / RC))``. The outdoor temperature drops out of the rise: it
 sets ``P0`` (the baseline the shed is taken from, which caps the shed), not how fast a given
@@ -38,7 +39,9 @@ import pandas as pd
 
 from forecasting.calendars import DayCalendar, day_flags
 from vpp.device_kinds import (
+    DESIGN_COP,
     BatteryParams,
+    BuildingThermal,
     CommercialBuildingParams,
     EvChargerParams,
     IndustrialLoadParams,
@@ -49,11 +52,11 @@ QUANTILES = (0.1, 0.5, 0.9)
 Z90 = 1.2815515655446004  # standard normal quantile at 0.9
 
 #: ASSUMPTION: the electric HVAC's coefficient of performance (kW of heat moved per kW drawn), a
-#: typical VRF / chiller figure; :class:`~vpp.device_kinds.CommercialBuildingParams` declares
-#: none. The simulated building's default (:mod:`sim.physics.building`) and
-#: ``bidding.fallback.ASSUMED_COP`` take the same 3. A heat pump heating at a lower COP drifts
-#: slower than this estimate (conservative).
-ASSUMED_HVAC_COP = 3.0
+#: typical VRF / chiller figure (:data:`vpp.device_kinds.DESIGN_COP`, the COP a building's
+#: design R is sized at); :class:`~vpp.device_kinds.CommercialBuildingParams` declares none. The
+#: simulated building's default (:mod:`sim.physics.building`) is the same 3. A heat pump
+#: heating at a lower COP drifts slower than this estimate (conservative).
+ASSUMED_HVAC_COP = DESIGN_COP
 
 
 def comfort_headroom_c(params: CommercialBuildingParams) -> float:
@@ -64,27 +67,29 @@ def comfort_headroom_c(params: CommercialBuildingParams) -> float:
     return (params.comfort_max_c - params.comfort_min_c) / 2
 
 
-def comfort_shed_minutes(params: CommercialBuildingParams, shed_kw: float, headroom_c: float,
+def comfort_shed_minutes(thermal: BuildingThermal, shed_kw: float, headroom_c: float,
                          cop: float = ASSUMED_HVAC_COP) -> float:
-    """Minutes a shed of ``shed_kw`` (electric, held) keeps the indoor temperature within
-    ``headroom_c`` of where it started (module docstring: ``dT(t) = COP s R (1 - e^(-t/RC))``);
-    ``inf`` when the steady rise ``COP s R`` stays within it, 0 without headroom."""
+    """Minutes a shed of ``shed_kw`` (electric, held) keeps the indoor temperature of a
+    building of ``thermal`` R and C within ``headroom_c`` of where it started (module
+    docstring: ``dT(t) = COP s R (1 - e^(-t/RC))``); ``inf`` when the steady rise ``COP s R``
+    stays within it, 0 without headroom."""
     if headroom_c <= 0:
         return 0.0
-    r, c = params.thermal_resistance_c_per_kw, params.thermal_capacitance_kwh_per_c
+    r, c = thermal.resistance_c_per_kw, thermal.capacitance_kwh_per_c
     steady_c = cop * max(shed_kw, 0.0) * r
     if steady_c <= headroom_c:
         return float("inf")
     return float(-r * c * np.log1p(-headroom_c / steady_c) * 60.0)
 
 
-def comfort_shed_kw(params: CommercialBuildingParams, hours: float, headroom_c: float,
+def comfort_shed_kw(thermal: BuildingThermal, hours: float, headroom_c: float,
                     cop: float = ASSUMED_HVAC_COP) -> float:
-    """The largest shed (kW electric) held for ``hours`` that keeps the indoor temperature
-    within ``headroom_c``: ``headroom / (COP R (1 - e^(-hours/RC)))`` (module docstring)."""
+    """The largest shed (kW electric) held for ``hours`` that keeps the indoor temperature of a
+    building of ``thermal`` R and C within ``headroom_c``:
+    ``headroom / (COP R (1 - e^(-hours/RC)))`` (module docstring)."""
     if hours <= 0:
         raise ValidationError("hours must be > 0")
-    r, c = params.thermal_resistance_c_per_kw, params.thermal_capacitance_kwh_per_c
+    r, c = thermal.resistance_c_per_kw, thermal.capacitance_kwh_per_c
     return max(headroom_c, 0.0) / (cop * r * -np.expm1(-hours / (r * c)))
 
 
@@ -211,13 +216,15 @@ def building_flexibility(
     indoor_temp_c: float,
     hvac_load_kw: pd.DataFrame,
     *,
+    rated_power_kw: float,
     indoor_temp_sd_c: float = 0.5,
     shed_hours: float = 1.0,
     mode: Literal["cooling", "heating"] = "cooling",
     quantiles: Sequence[float] = QUANTILES,
 ) -> pd.DataFrame:
     """Comfort headroom (deg C) and sheddable HVAC power for ``shed_hours`` (kW,
-    :func:`comfort_shed_kw` of the headroom).
+    :func:`comfort_shed_kw` of the headroom, R and C as declared or sized from
+    ``rated_power_kw``).
 
     ``hvac_load_kw`` holds the HVAC load forecast as ``load_kw_p10``/``_p50``/``_p90``. In
     ``cooling`` mode the headroom is ``comfort_max_c - indoor``; in ``heating`` mode
@@ -233,11 +240,12 @@ def building_flexibility(
     loads = _quantile_columns(hvac_load_kw, "load_kw", quantiles)
     headroom = (params.comfort_max_c - indoor_temp_c if mode == "cooling"
                 else indoor_temp_c - params.comfort_min_c)
+    thermal = params.thermal(rated_power_kw)
     out = pd.DataFrame(index=hvac_load_kw.index)
     for q, load in zip(quantiles, loads, strict=True):
         z = float(np.sqrt(2) * _erfinv(2 * q - 1))
         room = max(headroom + z * indoor_temp_sd_c, 0.0)
-        thermal_kw = comfort_shed_kw(params, shed_hours, room)
+        thermal_kw = comfort_shed_kw(thermal, shed_hours, room)
         shed = np.clip(np.minimum(np.minimum(params.max_shed_kw, thermal_kw), load), 0, None)
         n = _qname(q)
         out[f"headroom_c_{n}"] = room

@@ -11,6 +11,7 @@ scheduler, adapters and simulators read it from here. Adding a kind means adding
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -31,11 +32,56 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The design sizing of a building's thermal parameters from its rated power
+#: (:func:`design_thermal_params`), also the season scenario's (``sim/scenarios/fleet.py``).
+#: Indoor/outdoor difference (degC) the design cooling load holds.
+DESIGN_DELTA_T_C = 10.0
+#: ASSUMPTION: the HVAC's coefficient of performance (kW of heat moved per kW electric), a
+#: chilled-water plant / VRF figure; the planner's estimate
+#: (``forecasting.flexibility.ASSUMED_HVAC_COP``) and the simulated building take the same 3.
+DESIGN_COP = 3.0
+#: ASSUMPTION: internal gains of an open building, as a share of rated power x COP.
+INTERNAL_GAIN_OPEN = 0.25
+#: ASSUMPTION: the open building's design electric load as a share of its rated power (the
+#: season scenario draws 0.5-0.85 per building and takes 0.7 where none is drawn).
+DESIGN_LOAD_SHARE_OPEN = 0.7
+#: ASSUMPTION (no source found; ../shared/domain gives none): a building's thermal time
+#: constant R x C in hours when its owner declares none: the low end of the season scenario's
+#: 3-6 h (a lighter building drifts faster: the conservative side for the planner).
+DEFAULT_TIME_CONSTANT_H = 3.0
+
+
+@dataclass(frozen=True)
+class BuildingThermal:
+    """A building's first-order thermal parameters: ``resistance_c_per_kw`` (degC per kW
+    thermal) and ``capacitance_kwh_per_c`` (kWh per degC)."""
+
+    resistance_c_per_kw: float
+    capacitance_kwh_per_c: float
+
+
+def design_thermal_params(rated_power_kw: float,
+                          time_constant_h: float = DEFAULT_TIME_CONSTANT_H,
+                          load_share_open: float = DESIGN_LOAD_SHARE_OPEN) -> BuildingThermal:
+    """R and C sized to the building: R such that the open building's design electric load
+    ``load_share_open`` x ``rated_power_kw`` at :data:`DESIGN_COP`, less the internal gains
+    (:data:`INTERNAL_GAIN_OPEN`, the share counted at least 0.1), holds
+    :data:`DESIGN_DELTA_T_C`; C = ``time_constant_h`` / R."""
+    if rated_power_kw <= 0 or time_constant_h <= 0:
+        raise ValueError("rated_power_kw and time_constant_h must be > 0")
+    share = max(load_share_open - INTERNAL_GAIN_OPEN, 0.1)
+    r = DESIGN_DELTA_T_C / (DESIGN_COP * rated_power_kw * share)
+    return BuildingThermal(r, time_constant_h / r)
+
+
 class CommercialBuildingParams(_Params):
     """HVAC / chiller load of a commercial building with an indoor comfort band.
 
     ``max_shed_kw`` is the largest reduction below the baseline the owner allows, for at most
     ``max_shed_minutes`` at a time; ``rebound_fraction`` of the energy shed is drawn back after.
+    ``thermal_resistance_c_per_kw`` / ``thermal_capacitance_kwh_per_c``: the building's R and C
+    where known; ``None`` (the default): sized from the building's rated power
+    (:meth:`thermal`, :func:`design_thermal_params` with :data:`DEFAULT_TIME_CONSTANT_H`).
     """
 
     comfort_min_c: float = Field(default=22.0, ge=10.0, le=35.0)
@@ -43,8 +89,8 @@ class CommercialBuildingParams(_Params):
     max_shed_kw: float = Field(default=0.0, ge=0.0)
     max_shed_minutes: int = Field(default=120, gt=0, le=24 * 60)
     rebound_fraction: float = Field(default=0.3, ge=0.0, le=1.5)
-    thermal_resistance_c_per_kw: float = Field(default=0.05, gt=0.0)
-    thermal_capacitance_kwh_per_c: float = Field(default=40.0, gt=0.0)
+    thermal_resistance_c_per_kw: float | None = Field(default=None, gt=0.0)
+    thermal_capacitance_kwh_per_c: float | None = Field(default=None, gt=0.0)
 
     @model_validator(mode="after")
     def _band(self) -> CommercialBuildingParams:
@@ -54,6 +100,15 @@ class CommercialBuildingParams(_Params):
                 f">= comfort_max_c={self.comfort_max_c}"
             )
         return self
+
+    def thermal(self, rated_power_kw: float) -> BuildingThermal:
+        """R and C of this building of ``rated_power_kw``: each as declared, else its design
+        value (:func:`design_thermal_params`). The one resolution the planner's view, the
+        no-history offer and the simulated building use."""
+        design = design_thermal_params(rated_power_kw)
+        r, c = self.thermal_resistance_c_per_kw, self.thermal_capacitance_kwh_per_c
+        return BuildingThermal(design.resistance_c_per_kw if r is None else r,
+                               design.capacitance_kwh_per_c if c is None else c)
 
 
 class IndustrialLoadParams(_Params):

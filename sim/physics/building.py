@@ -10,6 +10,10 @@ unless the indoor temperature is above ``comfort_max_c``, where the building ove
 heat (``C dT/dt = (T_out - T) / R + Q_internal + heating_cop * P``), drawing the power that
 brings ``T`` up to ``set_temp_c``; a cap is overridden below ``comfort_min_c``; ``"off"``: no
 electric HVAC (a building heated by other means, or not conditioned), ``P = 0``.
+
+``R`` and ``C`` not given: sized from ``rated_kw`` by the product's rule
+(:func:`vpp.device_kinds.design_thermal_params`, the planner's assumption for a building
+enrolled without them), so the simulated building and the planner agree.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from vpp.device_kinds import design_thermal_params
+
 
 @dataclass
 class BuildingModel:
     rated_kw: float
     comfort_min_c: float = 22.0
     comfort_max_c: float = 27.0
-    thermal_resistance_c_per_kw: float = 0.05
-    thermal_capacitance_kwh_per_c: float = 40.0
+    thermal_resistance_c_per_kw: float = 0.0  # 0: sized from rated_kw (module docstring)
+    thermal_capacitance_kwh_per_c: float = 0.0  # 0: sized from rated_kw
     cop: float = 3.0
     internal_gain_fraction: float = 0.4
     set_temp_c: float = 25.0
@@ -39,6 +45,13 @@ class BuildingModel:
     override: bool = False
     mode: str = "cool"  # "cool" | "heat" | "off"
     heating_cop: float = 2.5
+
+    def __post_init__(self) -> None:
+        design = design_thermal_params(self.rated_kw)
+        if self.thermal_resistance_c_per_kw <= 0:
+            self.thermal_resistance_c_per_kw = design.resistance_c_per_kw
+        if self.thermal_capacitance_kwh_per_c <= 0:
+            self.thermal_capacitance_kwh_per_c = design.capacitance_kwh_per_c
 
     @property
     def outdoor_temp_c(self) -> float:

@@ -60,11 +60,12 @@ def make_physics(
     if kind is DeviceKind.COMMERCIAL_BUILDING:
         assert isinstance(p, CommercialBuildingParams)
         mid = (p.comfort_min_c + p.comfort_max_c) / 2
+        thermal = p.thermal(rated_power_kw)  # as declared, else sized: as the planner sees it
         return BuildingModel(
             rated_kw=rated_power_kw, comfort_min_c=p.comfort_min_c,
             comfort_max_c=p.comfort_max_c,
-            thermal_resistance_c_per_kw=p.thermal_resistance_c_per_kw,
-            thermal_capacitance_kwh_per_c=p.thermal_capacitance_kwh_per_c,
+            thermal_resistance_c_per_kw=thermal.resistance_c_per_kw,
+            thermal_capacitance_kwh_per_c=thermal.capacitance_kwh_per_c,
             set_temp_c=mid, indoor_temp_c=mid,
         )
     assert isinstance(p, IndustrialLoadParams)

@@ -9,7 +9,8 @@ Parameter conventions (documented in the scenario file): ``<x>_share`` -> ``<x>_
 rated power; ``duration_h`` -> battery ``capacity_kwh``; ``time_constant_h`` -> a building's
 thermal resistance (degC per kW thermal, sized so that the open building's design electric load
 ``load_share_open`` x rated, at COP 3 and with internal gains, holds a 10 degC indoor/outdoor
-difference) and capacitance (tau / R).
+difference) and capacitance (tau / R): :func:`vpp.device_kinds.design_thermal_params`, the rule
+the product sizes a building enrolled without them by.
 """
 
 from __future__ import annotations
@@ -23,11 +24,8 @@ import numpy as np
 
 from sim.scenarios.scenario import Choice, Lognormal, Scenario, Segment, Uniform, Value
 from vpp.config import DeviceSpec, GatewaySpec, OwnerSpec, SiteSpec
-from vpp.device_kinds import DeviceKind
-
-DESIGN_DELTA_T_C = 10.0  # indoor/outdoor difference the design cooling load holds
-DESIGN_COP = 3.0  # ASSUMPTION: chilled-water plant COP (the building physics' default as well)
-INTERNAL_GAIN_OPEN = 0.25  # ASSUMPTION: internal gains when open, share of rated x COP
+from vpp.device_kinds import DESIGN_LOAD_SHARE_OPEN, DeviceKind, design_thermal_params
+from vpp.device_kinds import INTERNAL_GAIN_OPEN as INTERNAL_GAIN_OPEN  # sim.scenarios.behaviour
 
 
 def draw(value: Value, rng: np.random.Generator) -> Any:
@@ -136,10 +134,11 @@ def _params(seg: Segment, rated_kw: float, drawn: dict[str, Any],
         elif key == "duration_h":
             params["capacity_kwh"] = round(float(v) * rated_kw, 3)
         elif key == "time_constant_h":
-            share = float(behaviour.get("load_share_open", 0.7)) - INTERNAL_GAIN_OPEN
-            r = DESIGN_DELTA_T_C / (DESIGN_COP * rated_kw * max(share, 0.1))
-            params["thermal_resistance_c_per_kw"] = r
-            params["thermal_capacitance_kwh_per_c"] = float(v) / r
+            th = design_thermal_params(
+                rated_kw, float(v),
+                float(behaviour.get("load_share_open", DESIGN_LOAD_SHARE_OPEN)))
+            params["thermal_resistance_c_per_kw"] = th.resistance_c_per_kw
+            params["thermal_capacitance_kwh_per_c"] = th.capacitance_kwh_per_c
         else:
             params[key] = v
     if seg.kind is DeviceKind.EV_CHARGER:

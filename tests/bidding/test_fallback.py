@@ -1,10 +1,12 @@
 """The offer of a fleet without history (bidding.fallback): a declared share of what the devices
 can hold for the whole event, with the rule and the reason, never nameplate.
 
-Issue 23's first run: 100 simulated buildings (coolmaster-vrf, 220 kW sheddable each, comfort
-24-27 degC, 40 kWh/degC) declared 15 MW from nameplate; comfort protection took over within
-minutes and the owner paid 2,375.98 yuan. Each can hold about 20 kW for an hour (1.5 degC of
-drift x 40 kWh/degC / COP 3), so 100 of them hold 2 MW and declare 800 kW.
+Issue 23's first run: 100 simulated buildings (coolmaster-vrf, 600 kW, 220 kW sheddable each,
+comfort 24-27 degC) declared 15 MW from nameplate; comfort protection took over within minutes
+and the owner paid 2,375.98 yuan (on thermal parameters of a far smaller building). Sized to
+their rating (vpp.device_kinds.design_thermal_params: R 0.0123 degC/kW, C 243 kWh/degC) each
+holds 143 kW for an hour within 1.5 degC of drift (forecasting.flexibility.comfort_shed_kw,
+COP 3), so 100 of them hold 14.3 MW and declare 5.7 MW.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine
 
@@ -43,12 +46,14 @@ class Dev:
     owner_id: int
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
+    rated_power_kw: float = 0.0
     min_setpoint_kw: float = 0.0
     max_setpoint_kw: float = 0.0
 
 
 def _of(kind: SyntheticKind, i: int, owner: int = 1) -> Dev:
-    return Dev(i, owner, kind.kind.value, kind.params, kind.min_setpoint_kw, kind.max_setpoint_kw)
+    return Dev(i, owner, kind.kind.value, kind.params, kind.rated_power_kw, kind.min_setpoint_kw,
+               kind.max_setpoint_kw)
 
 
 def _kind(profile: str) -> SyntheticKind:
@@ -66,10 +71,18 @@ def test_the_shipped_default_is_forty_percent() -> None:
 
 def test_each_kind_counts_what_it_holds_for_the_whole_event() -> None:
     building = _of(_kind("coolmaster-vrf"), 1)
-    # nameplate shed 220 kW; the comfort band holds 1.5 degC x 40 kWh/degC / 3 = 20 kWh of it
-    assert held_kw(building, 1.0, "summer") == pytest.approx(20.0)
-    assert held_kw(building, 2.0, "summer") == pytest.approx(10.0)
-    assert held_kw(building, 1.0, "spring") == pytest.approx(6.0)  # spring: little cooling to shed
+    # nameplate shed 220 kW; the comfort band holds 1.5 / (3 R (1 - e^(-h/RC))) of it, R and C
+    # sized to 600 kW (RC 3 h): 142.9 kW for 1 h, 83.2 kW for 2 h
+    assert held_kw(building, 1.0, "summer") == pytest.approx(142.873, abs=1e-3)
+    assert held_kw(building, 2.0, "summer") == pytest.approx(83.234, abs=1e-3)
+    # spring: little cooling to shed
+    assert held_kw(building, 1.0, "spring") == pytest.approx(0.3 * 142.873, abs=1e-3)
+    # declared thermal parameters win: a small building's R 0.05 degC/kW, C 40 kWh/degC
+    kind = _kind("coolmaster-vrf")
+    small = _of(SyntheticKind(kind.profile, kind.kind, 600.0, 150.0, 600.0,
+                              {**kind.params, "thermal_resistance_c_per_kw": 0.05,
+                               "thermal_capacitance_kwh_per_c": 40.0}), 5)
+    assert held_kw(small, 1.0, "summer") == pytest.approx(1.5 / (3 * 0.05 * (1 - np.exp(-0.5))))
     plant = _of(_kind("industrial-plc"), 2)
     assert held_kw(plant, 1.0, "summer") == 250.0
     # 60 minutes of curtailment in a 90-minute event: two thirds of it on the event basis
@@ -94,20 +107,21 @@ def test_a_hundred_buildings_declare_a_share_of_what_they_hold() -> None:
     offer = no_history_offer(devices, small, product, start=START, season="summer",
                              end=START + timedelta(hours=1), requested_kw=15000.0,
                              price_yuan_per_kwh=Decimal("2.0"), fraction_pct=40.0, gap=GAP)
-    assert offer.declared_kw == pytest.approx(800.0)  # not 15 MW
+    assert offer.declared_kw == pytest.approx(5714.917)  # not 15 MW
     d = offer.detail
     assert d["rule"] == ("no history: 5 working days needed, 0 held; "
                          "declared 40% of the dependable envelope")
     assert d["reason"] == GAP.reason
-    assert d["envelope_kw"] == pytest.approx(2000.0)
-    assert d["owners"] == [{"owner_id": 1, "declared_kw": 800.0, "share": 1.0,
-                            "envelope_kw": 2000.0, "limited_by": d["rule"]}]
+    assert d["envelope_kw"] == pytest.approx(14287.292)
+    assert d["owners"] == [{"owner_id": 1, "declared_kw": 5714.917, "share": 1.0,
+                            "envelope_kw": 14287.292, "limited_by": d["rule"]}]
 
 
-def test_the_synthetic_fleet_of_a_first_run_clears_ten_megawatts_from_490_devices() -> None:
+def test_the_synthetic_fleet_of_a_first_run_clears_ten_megawatts_from_440_devices() -> None:
     """What `vpp sim gateways --devices N` must serve for a 1 h call on the shipped
     hunan-2026 (minimum 10 MW): gateways of 100 devices cycle through the kinds, the fifth
-    (industrial loads, 250 kW each for up to 60 minutes) carries the offer."""
+    (industrial loads, 250 kW each for up to 60 minutes) carries the offer with the third
+    (buildings, 143 kW each held for the hour)."""
     programme, product = _hunan()
 
     def fleet(n: int) -> list[Dev]:
@@ -119,11 +133,11 @@ def test_the_synthetic_fleet_of_a_first_run_clears_ten_megawatts_from_490_device
                                 end=START + timedelta(hours=1), requested_kw=owners_requested,
                                 price_yuan_per_kwh=Decimal("2.0"), fraction_pct=40.0, gap=GAP)
 
-    assert offer(490).declared_kw >= 10_000.0
+    assert offer(440).declared_kw >= 10_000.0
     with pytest.raises(ValidationError, match="below the programme minimum"):
-        offer(480)
-    assert offer(500).declared_kw == pytest.approx(11_595.0, abs=1.0)
-    assert offer(500, 12_000.0).detail["capped_from_kw"] is None
+        offer(430)
+    assert offer(500).declared_kw == pytest.approx(16_510.0, abs=1.0)
+    assert offer(440, 12_000.0).detail["capped_from_kw"] is None
     capped = offer(700, 12_000.0)
     assert capped.declared_kw == pytest.approx(12_000.0)
     assert capped.detail["capped_from_kw"] > 12_000.0

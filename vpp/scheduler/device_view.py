@@ -7,7 +7,9 @@ owner's preferences:
 - buildings: the owner's comfort band and a shorter shed time narrow the parameters, and a
   full-depth shed (``max_shed_kw``) lasts no longer than the comfort band allows
   (:func:`comfort_limited`: the first-order RC estimate of
-  :func:`forecasting.flexibility.comfort_shed_minutes` over half the band, whole minutes), so
+  :func:`forecasting.flexibility.comfort_shed_minutes` over half the band, whole minutes; R and
+  C as the owner declared them, else sized from the rated power:
+  :meth:`vpp.device_kinds.CommercialBuildingParams.thermal`), so
   the duration budget ``max_shed_kw x minutes`` of :mod:`vpp.scheduler.shed` and the
   envelope, and the rotation of sheds, shrink with a narrower band;
   industrial loads: a shorter curtailment time;
@@ -63,11 +65,14 @@ def _narrowed(params: Params, prefs: Mapping[str, Any]) -> Params:
     return params
 
 
-def comfort_limited(params: CommercialBuildingParams) -> CommercialBuildingParams:
-    """The building's parameters with ``max_shed_minutes`` cut to the whole minutes a shed of
-    ``max_shed_kw`` keeps the indoor temperature inside the comfort band (module docstring); a
-    building whose band holds no full minute of it sheds nothing (``max_shed_kw`` 0)."""
-    minutes = comfort_shed_minutes(params, params.max_shed_kw, comfort_headroom_c(params))
+def comfort_limited(params: CommercialBuildingParams,
+                    rated_power_kw: float) -> CommercialBuildingParams:
+    """The parameters of a building of ``rated_power_kw`` with ``max_shed_minutes`` cut to the
+    whole minutes a shed of ``max_shed_kw`` keeps the indoor temperature inside the comfort
+    band (module docstring); a building whose band holds no full minute of it sheds nothing
+    (``max_shed_kw`` 0)."""
+    minutes = comfort_shed_minutes(params.thermal(rated_power_kw), params.max_shed_kw,
+                                   comfort_headroom_c(params))
     if minutes >= params.max_shed_minutes:
         return params
     upd: dict[str, Any] = ({"max_shed_minutes": int(minutes)} if minutes >= 1
@@ -110,7 +115,7 @@ def scheduler_device(device_id: int, kind: DeviceKind, params: Params, *,
     :class:`~vpp.errors.ValidationError` when the device cannot be planned."""
     params = _narrowed(params, preferences)
     if isinstance(params, CommercialBuildingParams):
-        params = comfort_limited(params)
+        params = comfort_limited(params, rated_power_kw)
     soc = None
     if isinstance(params, BatteryParams):
         params, soc = _battery(device_id, params, state, preferences)

@@ -74,3 +74,22 @@ def test_owner_specs_enrol_as_configuration(fleet) -> None:
     settings = Settings(owners=owners)  # the same validation as a fleet file
     n = sum(len(g.devices) for o in settings.owners for s in o.sites for g in s.gateways)
     assert n == len(small)
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_buildings_thermal_sizing_is_the_products_design_rule(scn, seed: int | None) -> None:
+    """The scenario sizes a building's R and C by vpp.device_kinds.design_thermal_params, as
+    it did inline before (R = 10 / (3 x rated x max(load_share_open - 0.25, 0.1)), C = tau / R,
+    tau drawn 3-6 h): the drawn buildings are unchanged."""
+    f = generate_fleet(scn, seed)
+    buildings = [d for d in f if d.kind is DeviceKind.COMMERCIAL_BUILDING]
+    assert buildings
+    for d in buildings:
+        share = float(d.behaviour.get("load_share_open", 0.7)) - 0.25
+        r = 10.0 / (3.0 * d.spec.rated_power_kw * max(share, 0.1))
+        assert d.spec.params["thermal_resistance_c_per_kw"] == r
+        assert 3.0 <= r * d.spec.params["thermal_capacitance_kwh_per_c"] <= 6.0 + 1e-9
+    if seed is None:  # the first building as the inline formula drew it (commit cafa85c)
+        p = buildings[0].spec.params
+        assert (p["thermal_resistance_c_per_kw"], p["thermal_capacitance_kwh_per_c"]) == (
+            0.0087408823442798, 542.0607085249394)

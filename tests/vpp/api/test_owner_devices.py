@@ -101,8 +101,11 @@ async def _preview(api: Api, device_id: int, body: dict[str, Any], token: str,
 
 async def test_a_preview_shows_the_effect_and_saves_nothing(api_both: Api) -> None:
     api = api_both
+    # a small building's thermal parameters declared (the comfort limit below is worked on
+    # them; undeclared ones are sized from the rated power: vpp.device_kinds)
     ids = _plant(api, api.tokens.owner_id, "mall", "commercial_building",
-                 {"max_shed_kw": 8.0, "max_shed_minutes": 120})
+                 {"max_shed_kw": 8.0, "max_shed_minutes": 120,
+                  "thermal_resistance_c_per_kw": 0.05, "thermal_capacitance_kwh_per_c": 40.0})
     now = datetime.now(UTC)
     write_readings(api.engine, [Reading(i, now - timedelta(minutes=1), 15.0) for i in ids])
     with session_scope(api.engine) as s:
@@ -112,7 +115,7 @@ async def test_a_preview_shows_the_effect_and_saves_nothing(api_both: Api) -> No
     assert out["before_max_kw"] == pytest.approx(8.0)
     assert out["after_max_kw"] == pytest.approx(4.0)
     assert out["lines"][0] == "mall-1 would shed at most 4.0 kW instead of 8.0 kW"
-    # a narrower comfort band that still holds the shed (default R 0.05 degC/kW, C 40 kWh/degC,
+    # a narrower comfort band that still holds the shed (R 0.05 degC/kW, C 40 kWh/degC,
     # COP 3: 8 kW shed rises at most 1.2 degC, inside half of 23-26): unchanged, said plainly
     band = await _preview(api, ids[0], {"comfort_min_c": 23, "comfort_max_c": 26},
                           api.tokens.owner)

@@ -50,11 +50,7 @@ def _event(engine: Engine) -> tuple[int, list[int]]:
             {"name": f"hvac-{u}", "kind": "commercial_building", "unit_id": u,
              "profile": "coolmaster-vrf", "rated_power_kw": 600.0, "min_setpoint_kw": 150.0,
              "max_setpoint_kw": 600.0,
-             # a mall's thermal mass (sim/event_demo.py's): its comfort band holds the 220 kW
-             # shed for the declared 120 minutes (vpp.scheduler.device_view.comfort_limited)
-             "params": {"max_shed_kw": 220.0, "rebound_fraction": 0.5,
-                        "thermal_resistance_c_per_kw": 0.004,
-                        "thermal_capacitance_kwh_per_c": 4000.0}}
+             "params": {"max_shed_kw": 220.0, "rebound_fraction": 0.5}}
             for u in range(1, 11)]}
         devs = fleet.add_gateway(s, fleet.get_owner(s, owner_id), "mall", spec).devices
         for d in devs:
