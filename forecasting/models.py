@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from forecasting.panel import Panel, build_features, feature_names
+from forecasting.panel import Panel, build_features, feature_names, known_targets
 from vpp.errors import ValidationError
 
 
@@ -78,6 +78,7 @@ class GbmQuantileModel:
     num_threads: int = 1
     seed: int = 0
     site_batch: int = 2000
+    row_chunk: int = 1_000_000  # (origin, site, lead) rows of features built at once
     quantile_method: str = "residual"
     calibration_days: int = 28
     boosters: dict[float, object] = field(default_factory=dict, repr=False)
@@ -95,18 +96,56 @@ class GbmQuantileModel:
             "seed": self.seed, "num_threads": self.num_threads, "verbose": -1,
         }
 
+    def _batches(self, n_sites: int, n_origins: int, horizon_steps: int
+                 ) -> list[tuple[slice, slice]]:
+        """(sites, origins) slices covering every row in :func:`build_features` order (site
+        batch, then origin-major), each at most ``row_chunk`` rows (at least one origin)."""
+        out = []
+        for start in range(0, n_sites, self.site_batch):
+            sl = slice(start, min(start + self.site_batch, n_sites))
+            step = max(1, self.row_chunk // ((sl.stop - sl.start) * horizon_steps))
+            out += [(sl, slice(o, min(o + step, n_origins))) for o in range(0, n_origins, step)]
+        return out
+
     def _rows(self, panel: Panel, origins: np.ndarray, horizon_steps: int, target_end: int
               ) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = [], []
-        for start in range(0, len(panel.sites), self.site_batch):
+        """Training rows: the (origin, site, lead) rows whose target is known and before
+        ``target_end``, at most ``max_train_rows`` of them drawn at random (``seed``). The rows
+        are counted first (:func:`known_targets`) and the features built only for the drawn
+        rows' batches (:meth:`_batches`): all rows of a fleet's months of history at once
+        were tens of GB (1,173 sites x 426 origins x 192 leads x 20 features: ~16 GB)."""
+        parts = self._batches(len(panel.sites), len(origins), horizon_steps)
+        t = origins[:, None] + np.arange(horizon_steps)[None, :]
+        counts: list[int] = []
+        for start in range(0, len(panel.sites), self.site_batch):  # site batches, in order
             sl = slice(start, start + self.site_batch)
-            x, y, _ = build_features(panel, origins, horizon_steps, sl)
             m = len(panel.sites[sl])
-            t = origins[:, None, None] + np.arange(horizon_steps)[None, None, :]
-            known = np.broadcast_to(t < target_end, (len(origins), m, horizon_steps)).reshape(-1)
-            keep = np.isfinite(y) & known
-            xs.append(x[keep])
-            ys.append(y[keep])
+            per_origin = (known_targets(panel, origins, horizon_steps, sl).reshape(
+                len(origins), m, horizon_steps) & (t < target_end)[:, None, :]).sum(axis=(1, 2))
+            counts += [int(per_origin[o].sum()) for s_, o in parts if s_.start == start]
+        total = sum(counts)
+        pick = None
+        if total > self.max_train_rows:
+            rng = np.random.default_rng(self.seed)
+            pick = np.sort(rng.choice(total, self.max_train_rows, replace=False))
+        xs, ys = [], []
+        first = 0
+        for (sl, o), count in zip(parts, counts, strict=True):
+            lo, first = first, first + count
+            sel = None if pick is None else pick[(pick >= lo) & (pick < first)] - lo
+            if count == 0 or (sel is not None and not len(sel)):
+                continue
+            x, y, _ = build_features(panel, origins[o], horizon_steps, sl)
+            known = np.broadcast_to((t[o] < target_end)[:, None, :],
+                                    (o.stop - o.start, len(panel.sites[sl]), horizon_steps))
+            keep = np.isfinite(y) & known.reshape(-1)
+            if int(keep.sum()) != count:  # known_targets and build_features disagree
+                raise AssertionError("training rows counted and built differ")
+            x, y = x[keep], y[keep]
+            xs.append(x if sel is None else x[sel])
+            ys.append(y if sel is None else y[sel])
+        if not xs:
+            return np.empty((0, len(feature_names(panel.temp_c is not None)))), np.empty(0)
         return np.concatenate(xs), np.concatenate(ys)
 
     def _train(self, x: np.ndarray, y: np.ndarray, q: float) -> object:
@@ -163,11 +202,11 @@ class GbmQuantileModel:
             )
         booster = self._train(x, y, 0.5)
         resid = np.full((len(late), len(panel.sites), horizon_steps), np.nan)
-        for start in range(0, len(panel.sites), self.site_batch):
-            sl = slice(start, min(start + self.site_batch, len(panel.sites)))
-            xc, yc, _ = build_features(panel, late, horizon_steps, sl)
+        for sl, o in self._batches(len(panel.sites), len(late), horizon_steps):
+            xc, yc, _ = build_features(panel, late[o], horizon_steps, sl)
             pred = booster.predict(xc)  # type: ignore[attr-defined]
-            resid[:, sl, :] = (yc - pred).reshape(len(late), sl.stop - sl.start, horizon_steps)
+            resid[o, sl, :] = (yc - pred).reshape(o.stop - o.start, sl.stop - sl.start,
+                                                  horizon_steps)
         t = late[:, None] + np.arange(horizon_steps)[None, :]
         resid = np.where((t < target_end)[:, None, :], resid, np.nan)
         out = np.zeros((len(self.quantiles), n_hours))

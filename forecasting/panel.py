@@ -123,6 +123,27 @@ def similar_day_table(workday: np.ndarray, origin_days: np.ndarray, k: int) -> n
     return out
 
 
+def known_targets(panel: Panel, origins: np.ndarray, horizon_steps: int,
+                  sites: slice | np.ndarray | None = None) -> np.ndarray:
+    """Which rows of :func:`build_features` (same order, ``(origin, site, lead)``) have a
+    finite scaled target: the load at the target known and the site's 7-day scale before the
+    origin positive. The cheap part of the features alone, so that a fit can count (and draw)
+    its training rows before it builds any."""
+    s_per_day = panel.steps_per_day
+    y = panel.y_kw if sites is None else panel.y_kw[sites]
+    n_sites = y.shape[0]
+    origins = np.asarray(origins, dtype=np.int64)
+    finite = np.isfinite(y)
+    cs = np.concatenate([np.zeros((n_sites, 1)), np.cumsum(np.where(finite, np.abs(y), 0), 1)], 1)
+    cnt = np.concatenate([np.zeros((n_sites, 1)), np.cumsum(finite, 1)], 1)
+    scale = _window_mean(cs, cnt, origins, 7 * s_per_day)  # (N, k)
+    t = origins[:, None] + np.arange(horizon_steps)[None, :]  # (k, H)
+    inside = (t >= 0) & (t < y.shape[-1])
+    target = finite[:, np.clip(t, 0, y.shape[-1] - 1)] & inside  # (N, k, H), bool
+    ok = target & (scale > 1e-9)[:, :, None]
+    return ok.transpose(1, 0, 2).reshape(-1)
+
+
 def build_features(
     panel: Panel, origins: np.ndarray, horizon_steps: int, sites: slice | np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
