@@ -60,11 +60,11 @@ class DemoEvent:
 
 #: the demo fleet: three owners, 22 MW rated, 12.5 MW sheddable (Hunan's minimum offer is
 #: 10 MW), each device within its profile's limits (the packaged battery profiles are 5 kW
-#: home units, so storage is not in it). The malls' thermal parameters are scaled to MW-size
-#: buildings (the model's defaults, 0.05 degC/kW and 40 kWh/degC, are a small building's:
-#: a 5 MW chiller plant held 2 MW below its need would leave the comfort band in minutes and
-#: override its cap); 8,000 kWh/degC holds the declared 2 MW shed (6 MW thermal at COP 3)
-#: for about 3 h within 2.5 degC
+#: home units, so storage is not in it). The malls' thermal parameters are declared, a heavy
+#: mall's (undeclared ones are sized from the rating, vpp.device_kinds.design_thermal_params,
+#: with a 3 h time constant: the 5 MW plant would hold its 2 MW shed about an hour);
+#: 8,000 kWh/degC holds the declared 2 MW shed (6 MW thermal at COP 3) for about 3 h within
+#: 2.5 degC
 DEMO_FLEET: list[tuple[str, list[dict[str, Any]]]] = [
     ("Shennong City Mall", [
         {"name": "chiller-1", "kind": "commercial_building", "profile": "coolmaster-vrf",
