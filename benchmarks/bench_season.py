@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sim.aggregator import with_capacity  # noqa: E402
 from sim.metrics import season_summary  # noqa: E402
 from sim.physics import make_physics  # noqa: E402
 from sim.plant import CityPlant  # noqa: E402
@@ -123,7 +124,8 @@ def main() -> int:
         jobs = [(None, None, None, None, a.eps, not a.all_days, k, a.scenario) for k in range(n)]
         print(f"{n} independent runs of consecutive days, {a.workers or n} processes")
         with ProcessPoolExecutor(max_workers=a.workers or n) as pool:
-            result = merge_results(list(pool.map(_run_period, jobs)))
+            result = with_capacity(merge_results(list(pool.map(_run_period, jobs))),
+                                   load_settings(ROOT / "config/default.toml").bidding)
     wall = time.perf_counter() - t0
     h = result.headline()
     accel = result.simulated_days * 86400 / wall

@@ -13,7 +13,7 @@ Powers in kW; prices as exact ``Decimal`` yuan/kWh.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -376,15 +376,20 @@ def event_capacity(event_id: int, direction: str, result: EventSettlement) -> Ev
 def with_capacity(result: SeasonResult, bidding: BiddingSettings) -> SeasonResult:
     """``result`` with the months' capacity payments of its settled calls, per programme and
     local month as the daemon posts them (:func:`bidding.capacity.programme_month_payment`;
-    the version in force on the month's first day)."""
+    the version in force on the month's first day). The payments are made anew from all of
+    ``result``'s events, numbered by their place in it (runs of days merged by
+    :func:`sim.results.merge_results` number their calls each from 1, and a month may span
+    two runs: one payment for it, over all its calls)."""
     def zone(name: str) -> str:
         return read_programme_file(Path(bidding.programmes_dir) / f"{name}.toml").timezone
 
     by_month: dict[tuple[str, str], list[EventCapacity]] = {}
-    for e in result.events:
+    for i, e in enumerate(result.events, 1):
         if e.capacity is not None:
             start = pd.Timestamp(e.call.start).tz_convert(zone(e.call.programme))
-            by_month.setdefault((e.call.programme, f"{start:%Y-%m}"), []).append(e.capacity)
+            by_month.setdefault((e.call.programme, f"{start:%Y-%m}"), []).append(
+                replace(e.capacity, event_id=i))
+    result.capacity = []
     for (name, month), events in sorted(by_month.items()):
         first, _ = month_bounds(month, zone(name))
         programme = load_programme(name, bidding.programmes_dir, first.date())

@@ -174,7 +174,8 @@ def headline(events: list[EventOutcome], system_peak_mw: float, goal_pct: float)
 
 
 def merge_results(parts: list[SeasonResult]) -> SeasonResult:
-    """One result from runs of separate season periods (same scenario and fleet)."""
+    """One result from runs of separate season periods (same scenario and fleet), without
+    the months' capacity payments: pass it to :func:`sim.aggregator.with_capacity`."""
     if not parts:
         raise ValueError("nothing to merge")
     first = parts[0]
@@ -189,7 +190,9 @@ def merge_results(parts: list[SeasonResult]) -> SeasonResult:
         wall_seconds=max(p.wall_seconds for p in parts),
         simulated_days=sum(p.simulated_days for p in parts),
         seams=sorted({s for p in parts for s in p.seams}),
-        capacity=[c for p in parts for c in p.capacity],  # the parts are separate periods
+        # a month's capacity payment is over all its calls, which two parts may share: made
+        # anew by sim.aggregator.with_capacity from the merged events
+        capacity=[],
     )
 
 

@@ -316,3 +316,22 @@ def test_the_months_capacity_payment(small_run) -> None:
     assert c.credit_kw == e.capacity.effective_kw > 0
     assert c.total_fen == yuan_to_fen(c.credit_kw * Fraction("0.3"))
     assert c.owners_fen + c.fee_fen == c.total_fen and c.owners_fen > 0
+
+
+def test_a_month_spanning_two_runs_of_days_is_paid_once(small_run) -> None:
+    """The benchmark merges runs of days, each numbering its calls from 1; a month both runs
+    hold gets one capacity payment over all its calls (it got one per run: the city season
+    of 2026-12-08 paid 2025-08 twice)."""
+    import copy
+
+    from sim.aggregator import with_capacity
+    from sim.results import merge_results
+
+    settings = Settings(bidding=BiddingSettings(programmes_dir=ROOT / "config/programmes"))
+    runs = [copy.deepcopy(small_run), copy.deepcopy(small_run)]  # two runs, one month
+    merged = with_capacity(merge_results(runs), settings.bidding)
+    months = [(c.programme, c.month) for c in merged.capacity]
+    assert len(months) == len(set(months)) == 1, months
+    assert merged.capacity[0].event_ids == (1, 2)
+    again = with_capacity(merged, settings.bidding)  # made anew, not appended
+    assert [c.month for c in again.capacity] == [c.month for c in merged.capacity]
