@@ -51,8 +51,10 @@ def fleet_row_vectors(band: CallBounds, red0: np.ndarray, total_rated_kw: float,
     ceil0 = np.nan_to_num(band.ceiling_kw) / S
     short_q = np.broadcast_to(band.floor_cost_yuan_per_kwh * N * kappa, floor0.shape)
     over_q = np.full(floor0.shape, band.ceiling_cost_yuan_per_kwh * N * kappa)
-    # below the floor: in the call at most the target (no reward for a negative response)
-    short_hi = np.where(band.in_call, floor0 / kappa, np.where(band.has_floor, INF, 0.0))
+    # below the floor, unbounded: a fleet that must draw above its baseline in the call (a car
+    # that must charge, with nothing to offset it) gets a plan short by more than the target,
+    # at the shortfall price, instead of an infeasible problem
+    short_hi = np.where(band.in_call | band.has_floor, INF, 0.0)
     over_hi = np.where(band.has_ceiling, INF, 0.0)
     if band.sign > 0:
         return FleetRowVectors(

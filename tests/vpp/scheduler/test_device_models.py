@@ -9,7 +9,7 @@ from tests.vpp.scheduler.conftest import N, building, data, ev
 from vpp.device_kinds import DeviceKind
 from vpp.scheduler import DispatchModel
 from vpp.scheduler.envelope import flexibility_envelope
-from vpp.scheduler.inputs import EventCall, HorizonData
+from vpp.scheduler.inputs import EventCall, EvSession, HorizonData
 
 DT = 0.25
 
@@ -205,3 +205,19 @@ def test_a_car_nobody_declared_follows_its_baseline_outside_the_call():
     q = np.stack([base, base, base])
     env = flexibility_envelope(devs[:2], q[:, :2], [0.1, 0.5, 0.9], interval_minutes=15)
     assert env.by_kind_kw["ev_charger"] == pytest.approx(np.full(N, 29.0))
+
+
+def test_a_fleet_that_must_draw_above_its_baseline_in_the_call_gets_a_short_plan() -> None:
+    """A car that must take its 10 kWh inside the call (it arrives at the call's start and
+    leaves at its end), alone in the fleet, with a baseline of 0: the call cannot be met and
+    the response is negative. The plan says so and keeps the car's energy; the problem was
+    infeasible before (the shortfall slack was capped at the target), and the whole plan failed
+    with an error that blamed the car."""
+    car = ev(1, (EvSession(16, 20, 10.0),))
+    base = np.zeros((1, N))
+    plan = DispatchModel([car], N, interval_minutes=15).solve([car], data(base, 5.0))
+    assert plan.status == "solved"
+    assert any(w.startswith("call cannot be met") for w in plan.warnings), plan.warnings
+    power = np.asarray(plan.power_kw)[0]
+    assert float(power[16:20].sum()) * DT == pytest.approx(10.0, abs=0.01)  # the car's energy
+    assert float(np.nan_to_num(plan.shortfall_kw[16:20]).max()) == pytest.approx(15.0, abs=0.1)
