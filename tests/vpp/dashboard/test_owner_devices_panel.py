@@ -22,8 +22,12 @@ pytestmark = [pytest.mark.browser]
 
 async def test_devices_of_an_event_and_a_preference_preview(api: Api) -> None:
     event_id, _ = _settled(api)
+    # a building whose declared thermal mass holds its band through the whole 120-minute shed
+    # (undeclared R and C are sized from the rated power, which would hold it 59 minutes and
+    # leave the 60-minute preference below without effect)
     mall = _plant(api, api.tokens.owner_id, "mall", "commercial_building",
-                  {"max_shed_kw": 8.0, "max_shed_minutes": 120})
+                  {"max_shed_kw": 8.0, "max_shed_minutes": 120,
+                   "thermal_resistance_c_per_kw": 0.05, "thermal_capacitance_kwh_per_c": 40.0})
     write_readings(api.engine, [Reading(i, datetime.now(UTC) - timedelta(minutes=1), 15.0)
                                 for i in mall])
     async with chromium() as (ctx, watch):
