@@ -43,6 +43,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -70,7 +71,7 @@ from vpp.models import (
     DeviceStatus,
     GridEvent,
 )
-from vpp.scheduler.call_solver import CallSolver
+from vpp.scheduler.call_solver import CallRequest, CallSolver
 from vpp.scheduler.device_view import ev_session_from_preferences, scheduler_device
 from vpp.scheduler.inputs import FleetDevice, Params
 from vpp.scheduler.partition import PartitionedScheduler
@@ -202,6 +203,20 @@ class Planner:
             online=fleet.is_online(int(d.id or 0))) for d in rows],
             owner_declared_kw))
         return [d for d in rows if int(d.id or 0) in keep]
+
+    async def solve_on_solver_thread(self, devices: Sequence[FleetDevice],
+                                     request: CallRequest) -> SolvedPlan:
+        """Solve ``request`` for ``devices`` on the planner's solver thread (its CallSolver
+        serves one plan at a time): for another part that plans a call as the planner would
+        (the batteries' reserve for a day-ahead call, :mod:`vpp.daemon.tou_dispatch`)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, lambda: self.solver.solve(devices, request, self.solver.options()))
+
+    def plan_inputs(self, s: Session, event_id: int, now: datetime) -> PlanInputs:
+        """The inputs of a plan of ``event_id`` at ``now`` with every device (see
+        :meth:`_prepare`)."""
+        return self._prepare(s, event_id, now, set())
 
     # -- inputs ---------------------------------------------------------------------------
     def _prepare(self, s: Session, event_id: int, now: datetime,

@@ -182,12 +182,8 @@ class TouDispatcher:
             if call is None:  # not a day-ahead peak-shaving call: nothing to hold
                 await self.infra.db.run(_store_reserves, event_id, ())
                 return ()
-            loop = asyncio.get_running_loop()
             full = [_full(d) for d in call.devices]
-            # on the planner's solver thread: its CallSolver serves one plan at a time
-            plan = await loop.run_in_executor(
-                self.planner._pool, lambda: self.planner.solver.solve(
-                    full, call.request(), self.planner.solver.options()))
+            plan = await self.planner.solve_on_solver_thread(full, call.request())
         except (ValidationError, NotFoundError) as exc:
             log.warning("no battery reserve for the call: %s", exc,
                         extra={"event_id": event_id})
@@ -203,7 +199,7 @@ class TouDispatcher:
         ev = s.get(GridEvent, event_id)
         if ev is None or ev.event_type != "day_ahead" or ev.direction != "peak_shaving":
             return None
-        return self.planner._prepare(s, event_id, ev.start, set())
+        return self.planner.plan_inputs(s, event_id, ev.start)
 
     # -- solve and write ----------------------------------------------------------------------
     def _solve(self, inp: TouInputs) -> TouPlan:
