@@ -33,8 +33,9 @@ a PLC (250 kW for at most 60 minutes) delivers 200 kW on average, staggered: the
 offer (40% of that envelope) is then 9.1 MW from 500 devices, below the programme's 10 MW, and
 11.0 MW from 600. 300, as in the issue, cannot honestly clear 10 MW for an hour: measured on
 the simulated physics (one hour at the lowest setpoint, midday), 100 batteries give 0.5 MW,
-100 chargers 0.3 MW and 100 buildings 2.7 MW (their comfort protection takes over after 6-35
-minutes); the PLCs, 150 kW each below their running load, carry the events.
+100 chargers 0.3 MW (before the comfort band limited buildings' shed: 100 buildings 2.7 MW,
+their comfort protection taking over after 6-35 minutes; they are now planned within their band
+and offer less); the PLCs, 150 kW each below their running load, carry the events.
 """
 
 from __future__ import annotations
