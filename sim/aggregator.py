@@ -214,7 +214,8 @@ def bid_call(settings, call, programme: Programme, product: Product, meter: Mete
 def settle(programme: Programme, index: pd.DatetimeIndex, baseline_kw: np.ndarray,
            metered_kw: np.ndarray, owner_declared_kw: dict[int, float], price: Decimal,
            fee_pct: float, interval_minutes: int,
-           site_import_kw: np.ndarray | None = None) -> tuple[EventSettlement, list[int]]:
+           site_import_kw: np.ndarray | None = None, *,
+           product: Product) -> tuple[EventSettlement, list[int]]:
     """Settle the event (``bidding.settlement.settle_event``) over the owners taking part: those
     with a declared share above zero and a baseline (as the daemon settles,
     :func:`vpp.daemon.delivery.declared_by_owner`). An owner who declared nothing is neither
@@ -222,7 +223,9 @@ def settle(programme: Programme, index: pd.DatetimeIndex, baseline_kw: np.ndarra
     baseline error (e.g. heating load on a cold day against warmer baseline days) to a response
     it was never asked for. Export: the programme's ``export_counts`` with the owners' site
     meters (``site_import_kw``, owners x intervals, NaN: none), as the daemon settles.
-    Returns the settlement and the owner rows it covers."""
+    ``product``: the one the call was accepted under: its direction (valley filling settles the
+    rise above the baseline), price cap and capacity price, as the daemon's settlement passes
+    them (:mod:`vpp.daemon.settle`). Returns the settlement and the owner rows it covers."""
     rows = [o for o in sorted(owner_declared_kw)
             if owner_declared_kw[o] > 0 and np.isfinite(baseline_kw[o]).all()]
     if not rows:
@@ -231,6 +234,9 @@ def settle(programme: Programme, index: pd.DatetimeIndex, baseline_kw: np.ndarra
         index=index, owner_ids=rows, baseline_kw=baseline_kw[rows], metered_kw=metered_kw[rows],
         owner_declared_kw=[owner_declared_kw[o] for o in rows], price_yuan_per_kwh=price,
         band=programme.band, fee_pct=Decimal(str(fee_pct)), tariff=None,
+        direction=product.direction.value,
+        capacity_price_yuan_per_kw=product.capacity_price_yuan_per_kw,
+        price_cap_yuan_per_kwh=product.price_cap_yuan_per_kwh,
         interval_minutes=interval_minutes, export_counts=programme.export_counts,
         site_import_kw=None if site_import_kw is None else site_import_kw[rows],
     )

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from bidding.core import direction_sign
 from device_adapters.protocol import DeviceState, SetpointResult
 from sim.scenarios.city import daily_peak_mw, seasonal_peak_mw
 from sim.scenarios.scenario import Scenario
@@ -32,6 +33,7 @@ from vpp.errors import DeviceError
 DAY_AHEAD_ISSUE_TIME = time(17, 0)  # invitations go out the afternoon before (ASSUMPTION)
 
 FaultMode = Literal["fail", "leave", "under_deliver"]
+Direction = Literal["peak_shaving", "valley_filling"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class GridCall:
 
     external_id: str
     event_type: Literal["day_ahead", "real_time"]
-    direction: Literal["peak_shaving", "valley_filling"]
+    direction: Direction
     programme: str
     issued_at: datetime
     start: datetime
@@ -56,6 +58,12 @@ class GridCall:
     @property
     def hours(self) -> float:
         return (self.end - self.start) / timedelta(hours=1)
+
+    @property
+    def sign(self) -> float:
+        """+1 for peak shaving (response = baseline - load), -1 for valley filling (load -
+        baseline): :func:`bidding.core.direction_sign`."""
+        return direction_sign(self.direction)
 
     def to_payload(self) -> dict[str, Any]:
         """The call as a JSON body for the daemon's REST intake (full-stack scale)."""
@@ -128,6 +136,46 @@ class GridOperator:
         return out
 
 
+    def valley_calls(self, days: Sequence[date]) -> list[GridCall]:
+        """The valley-filling calls among ``days`` by ``[grid_operator.valley_filling]`` (none
+        when the scenario has no such table): a day-ahead call (invited at 17:00 the day
+        before) over the table's window on each day of its day type from ``first_day`` on, at
+        most ``max_events_per_month`` a month, for ``request_pct_of_peak`` of the day's forecast
+        peak. Draws nothing at random, so the peak-shaving calls are those of :meth:`calls`."""
+        v = self.scn.grid_operator.valley_filling
+        if v is None:
+            return []
+        per_month: Counter[tuple[int, int]] = Counter()
+        out: list[GridCall] = []
+        for day in days:
+            work = self.calendar.is_workday(day)
+            if day < v.first_day or (v.day_type == "non_working" and work) or (
+                    v.day_type == "working" and not work):
+                continue
+            if per_month[(day.year, day.month)] >= v.max_events_per_month:
+                continue
+            fc = float(self.forecast_peak_mw[day])
+            out.append(GridCall(
+                f"sim-vf-{day:%Y%m%d}", "day_ahead", "valley_filling", self.scn.scenario.programme,
+                _at(day - timedelta(days=1), DAY_AHEAD_ISSUE_TIME, self.tz),
+                _at(day, v.window[0], self.tz), _at(day, v.window[1], self.tz),
+                v.request_pct_of_peak / 100 * fc * 1000,
+                f"valley filling: {v.request_pct_of_peak:g}% of the {fc:,.0f} MW forecast peak "
+                f"({'working' if work else 'non-working'} day)"))
+            per_month[(day.year, day.month)] += 1
+        return out
+
+    def season_calls(self, days: Sequence[date], capability_test: bool = True) -> list[GridCall]:
+        """Every call among ``days`` in start order: the peak-shaving calls (:meth:`calls`),
+        with the capability tests when ``capability_test``, and the valley-filling calls
+        (:meth:`valley_calls`) on days the operator has not called already (one call a day)."""
+        calls = self.calls(days)
+        if capability_test:
+            calls = with_capability_tests(calls, self.capability_tests(days))
+        taken = {c.day for c in calls}
+        valley = [c for c in self.valley_calls(days) if c.day not in taken]
+        return sorted(calls + valley, key=lambda c: c.start)
+
     def capability_tests(self, days: Sequence[date]) -> list[GridCall]:
         """One capability-test call per season among ``days``: a day-ahead call for the
         scenario's goal (``dr_goal_pct`` of the annual system peak) over the hour in which the
@@ -168,7 +216,8 @@ class DeviceFault:
     device_index: int
     mode: FaultMode
     at: datetime
-    fraction: float = 0.0  # under_deliver: share of the commanded reduction still delivered
+    fraction: float = 0.0  # under_deliver: share of the commanded move still delivered
+    sign: float = 1.0  # the call's direction: +1 peak shaving (moves down), -1 valley filling
 
 
 def draw_faults(scn: Scenario, call: GridCall, n_devices: int,
@@ -190,7 +239,8 @@ def draw_faults(scn: Scenario, call: GridCall, n_devices: int,
         mode = str(modes[i])
         k = 0 if mode == "under_deliver" else int(rng.integers(1, steps)) if steps > 1 else 0
         at = call.start + timedelta(minutes=k * interval_minutes)
-        out.append(DeviceFault(int(i), mode, at, float(rng.uniform(lo, hi))))  # type: ignore[arg-type]
+        out.append(DeviceFault(int(i), mode, at, float(rng.uniform(lo, hi)),  # type: ignore[arg-type]
+                               call.sign))
     return out
 
 
@@ -202,8 +252,9 @@ class FaultyAdapter:
       falls back to its own behaviour (released once);
     - ``leave``: the owner overrides: control is released, reads report ``available=False``,
       writes are refused;
-    - ``under_deliver``: the device follows only ``fraction`` of each commanded reduction below
-      the power it drew when the fault began.
+    - ``under_deliver``: the device follows only ``fraction`` of each commanded move in the
+      call's direction (below the power it drew when the fault began for peak shaving, above
+      it for valley filling); a move the other way is followed.
 
     The wrapped adapter stays the truth for metering (settlement uses the meter, not telemetry).
     """
@@ -265,7 +316,8 @@ class FaultyAdapter:
         if self._ref_kw is None:
             self._ref_kw = (await self.inner.read_state()).power_kw
         ref = self._ref_kw
-        partial = ref - self.fault.fraction * (ref - setpoint_kw) if setpoint_kw < ref else setpoint_kw
+        move = setpoint_kw - ref
+        partial = ref + self.fault.fraction * move if move * self.fault.sign < 0 else setpoint_kw
         res: SetpointResult = await self.inner.apply_setpoint(partial)
         res.requested_kw = setpoint_kw
         res.verified = False

@@ -131,18 +131,26 @@ def peak_hour_load(city_mw: pd.Series, participants_kw: pd.Series) -> float:
 
 def call_measures(*, uncapped_offer_kw: float, paid_kwh: float, hours: float,
                   baseline_kw: np.ndarray, metered_kw: np.ndarray, twin_kw: np.ndarray,
-                  peak_hour_kw: float, interval_minutes: int) -> CallMeasures:
+                  peak_hour_kw: float, interval_minutes: int, sign: float = 1.0) -> CallMeasures:
     """The measures of one call from the participants' sums (kW per interval): ``baseline_kw``
-    over the call; ``metered_kw`` and ``twin_kw`` over the call and its tail."""
+    over the call; ``metered_kw`` and ``twin_kw`` over the call and its tail.
+
+    ``sign``: the call's direction (:attr:`sim.grid.GridCall.sign`). Valley filling (-1)
+    measures in the direction of its response: physical = metered - twin (the rise), baseline
+    error = twin - baseline (+: the settlement credits more than the physics did, as for peak
+    shaving, so physical + error = delivered), rebound = (twin - metered) energy over the tail
+    (+: load given back after the call). Pass ``peak_hour_kw`` NaN for a valley call: the
+    post-call peak flag is a peak-shaving measure."""
     n = len(baseline_kw)
     tw = twin_kw[:n]
     kwh, peak, k = rebound(metered_kw, twin_kw, n, interval_minutes)
     return CallMeasures(
         uncapped_offer_kw=uncapped_offer_kw,
         credited_kw=paid_kwh / hours if hours > 0 else 0.0,
-        physical_kw=float(np.nanmean(tw - metered_kw[:n])) if n else 0.0,
-        baseline_error_kw=float(np.nanmean(baseline_kw - tw)) if n else 0.0,
-        rebound_kwh=kwh, rebound_peak_kw=peak, peak_hour_kw=peak_hour_kw, tail_intervals=k)
+        physical_kw=sign * float(np.nanmean(tw - metered_kw[:n])) if n else 0.0,
+        baseline_error_kw=sign * float(np.nanmean(baseline_kw - tw)) if n else 0.0,
+        rebound_kwh=sign * kwh, rebound_peak_kw=peak, peak_hour_kw=peak_hour_kw,
+        tail_intervals=k)
 
 
 def _mw(values: list[float], fn: Any) -> float | None:
@@ -151,9 +159,11 @@ def _mw(values: list[float], fn: Any) -> float | None:
 
 
 def season_summary(events: list[Any], system_peak_mw: float) -> dict[str, Any]:
-    """Per season (``EventOutcome.season``), MW: the season's calls (capability tests apart)
-    and each capability test. ``events``: :class:`sim.results.EventOutcome` with measures."""
+    """Per season (``EventOutcome.season``), MW: the season's peak-shaving calls (capability
+    tests apart) and each capability test; valley filling is :func:`valley_summary`'s.
+    ``events``: :class:`sim.results.EventOutcome` with measures."""
     out: dict[str, Any] = {}
+    events = [e for e in events if e.call.direction == "peak_shaving"]
     for season in sorted({e.season for e in events}):
         calls = [e for e in events if e.season == season and not e.call.test]
         ms = [e.measures for e in calls if e.measures is not None]
@@ -186,6 +196,33 @@ def season_summary(events: list[Any], system_peak_mw: float) -> dict[str, Any]:
     return out
 
 
+def valley_summary(events: list[Any]) -> dict[str, Any]:
+    """The valley-filling calls (MW, yuan): how many were issued, bid and settled, requested,
+    declared, delivered (the rise of load: metered - settlement baseline), in the paid band,
+    credited, physical (metered - twin), the baseline's error and the load given back after
+    (MWh), money. No share of the system peak: the city's goal is a peak-shaving capability."""
+    calls = [e for e in events if e.call.direction == "valley_filling"]
+    settled = [e for e in calls if len(e.index)]
+    ms = [e.measures for e in settled if e.measures is not None]
+    return {
+        "calls": len(calls), "settled": len(settled),
+        "not_settled": {e.call.external_id: "; ".join(e.notes) for e in calls if not len(e.index)},
+        "requested_mw_mean": _mw([e.call.requested_kw for e in calls], np.mean),
+        "declared_mw_median": _mw([e.declared_kw for e in settled], np.median),
+        "delivered_metered_mw_mean": _mw([e.delivered_kw for e in settled], np.mean),
+        "flex_up_mw_median": _mw([e.available_flex_kw for e in settled], np.median),
+        "credited_mw_mean": _mw([m.credited_kw for m in ms], np.mean),
+        "physical_mw_mean": _mw([m.physical_kw for m in ms], np.mean),
+        "baseline_error_call_day_mw_mean": _mw([m.baseline_error_kw for m in ms], np.mean),
+        "given_back_mwh_mean": _mw([m.rebound_kwh for m in ms], np.mean),
+        "in_band": sum(e.in_band for e in settled),
+        "revenue_yuan": sum(e.revenue_fen for e in calls) / 100,
+        "penalty_yuan": sum(e.penalty_fen for e in calls) / 100,
+        "payouts_yuan": sum(e.payouts_total_fen for e in calls) / 100,
+        "fee_yuan": sum(e.fee_fen for e in calls) / 100,
+    }
+
+
 def settled_measures(twin: NoDispatchTwin, meter: MeterStore, city_mw: pd.Series, call: GridCall,
                      rows: list[int], baseline_kw: np.ndarray, *, uncapped_offer_kw: float,
                      paid_kwh: float, tail: int, interval_minutes: int) -> CallMeasures:
@@ -208,4 +245,5 @@ def settled_measures(twin: NoDispatchTwin, meter: MeterStore, city_mw: pd.Series
     return call_measures(
         uncapped_offer_kw=uncapped_offer_kw, paid_kwh=paid_kwh, hours=call.hours,
         baseline_kw=baseline_kw, metered_kw=metered, twin_kw=tw,
-        peak_hour_kw=peak_hour_load(day, loads), interval_minutes=interval_minutes)
+        peak_hour_kw=peak_hour_load(day, loads) if call.sign > 0 else float("nan"),
+        interval_minutes=interval_minutes, sign=call.sign)

@@ -20,7 +20,7 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sim.metrics import season_summary  # noqa: E402
+from sim.metrics import season_summary, valley_summary  # noqa: E402
 from sim.results import EventOutcome, SeasonResult, fault_totals  # noqa: E402
 
 
@@ -28,8 +28,13 @@ def _yuan(fen: float) -> str:
     return f"{fen / 100:,.0f}"
 
 
+def _peak(result: SeasonResult) -> list[EventOutcome]:
+    """The peak-shaving events (calls and capability tests): the charts against the goal."""
+    return [e for e in result.events if e.call.direction == "peak_shaving"]
+
+
 def _chart_events(result: SeasonResult, path: Path) -> None:
-    ev = result.events
+    ev = _peak(result)
     fig, ax = plt.subplots(figsize=(11, 4.5))
     x = np.arange(len(ev))
     w = 0.27
@@ -53,13 +58,14 @@ def _chart_season(result: SeasonResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(11, 3.8))
     ax.plot(list(daily.index), daily.to_numpy(), color="#334155", lw=1, label="city daily peak")
     for e in result.events:
-        ax.axvline(mdates.date2num(e.call.day),
-                   color="#f59e0b" if e.call.event_type == "real_time" else "#3b82f6",
-                   alpha=0.5, lw=1)
+        ax.axvline(mdates.date2num(e.call.day), alpha=0.5, lw=1,
+                   color="#10b981" if e.call.sign < 0 else "#f59e0b"
+                   if e.call.event_type == "real_time" else "#3b82f6")
     ax.axhline(result.system_peak_mw, color="#dc2626", ls=":", lw=1,
                label=f"system peak {result.system_peak_mw:,.0f} MW")
     ax.set_ylabel("MW")
-    ax.set_title("City daily peak over the simulated days; vertical lines = calls")
+    ax.set_title("City daily peak over the simulated days; vertical lines = calls "
+                 "(green: valley filling)")
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -87,7 +93,7 @@ def _chart_event_profile(result: SeasonResult, e: EventOutcome, path: Path) -> N
 
 
 def _chart_ratio(result: SeasonResult, path: Path) -> None:
-    ev = result.events
+    ev = _peak(result)
     r = [100 * e.performance_ratio for e in ev]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.hist(r, bins=min(20, max(5, len(r))), color="#3b82f6")
@@ -109,7 +115,7 @@ def _label(e: EventOutcome) -> str:
 
 def _chart_measures(result: SeasonResult, path: Path) -> None:
     """Per call: uncapped offer, declared, metered, credited and physical response (MW)."""
-    ev = [e for e in result.events if e.measures is not None]
+    ev = [e for e in _peak(result) if e.measures is not None]
     fig, (ax, rb) = plt.subplots(2, 1, figsize=(11, 7), height_ratios=[2, 1], sharex=True)
     x = np.arange(len(ev))
     bars = [("uncapped offer", lambda e: e.measures.uncapped_offer_kw, "#c4b5fd"),
@@ -207,6 +213,35 @@ def _capacity_text(result: SeasonResult) -> str:
             f"programme's price): {months}.")
 
 
+def _valley_lines(result: SeasonResult) -> list[str]:
+    """Valley filling, apart from the peak-shaving headline: counts, MW and money."""
+    v = valley_summary(result.events)
+    if not v["calls"]:
+        return []
+    lines = [
+        "## Valley filling", "",
+        "Calls that ask the fleet to raise its load (the grid operator's valley-filling rules "
+        "in the scenario file), through the same intake, offer, plan, dispatch and settlement "
+        "as peak shaving. Delivered is the rise: metered - settlement baseline over the window. "
+        "Not part of the headline (the goal is a share of the peak); no capability test; the "
+        "post-call peak flag does not apply. Given back: (twin - metered) energy over the 2 h "
+        "after the call, + = load the call took from the hours after.", "",
+        f"- Calls: {v['calls']}, settled {v['settled']}, in the paid band {v['in_band']}.",
+        f"- Requested {_mw(v['requested_mw_mean'])} MW (mean); declared "
+        f"{_mw(v['declared_mw_median'])} MW (median); delivered (rise) "
+        f"{_mw(v['delivered_metered_mw_mean'])} MW (mean); credited {_mw(v['credited_mw_mean'])} "
+        f"MW; physical (metered - twin) {_mw(v['physical_mw_mean'])} MW; baseline error on the "
+        f"call day {_mw(v['baseline_error_call_day_mw_mean'])} MW; given back "
+        f"{_mw(v['given_back_mwh_mean'])} MWh; the devices' upward flexibility at the call "
+        f"{_mw(v['flex_up_mw_median'])} MW (median).",
+        f"- Money: revenue {v['revenue_yuan']:,.0f} yuan, penalties {v['penalty_yuan']:,.0f} "
+        f"yuan, aggregator fee {v['fee_yuan']:,.0f} yuan, owner payouts "
+        f"{v['payouts_yuan']:,.0f} yuan.",
+    ]
+    lines += [f"- Not settled: {k}: {n}" for k, n in v["not_settled"].items()]
+    return lines + [""]
+
+
 def summary_dict(result: SeasonResult) -> dict[str, Any]:
     h = result.headline()
     return {
@@ -215,6 +250,7 @@ def summary_dict(result: SeasonResult) -> dict[str, Any]:
         "wall_seconds": round(result.wall_seconds, 1), "headline": h.as_dict(),
         "faults": fault_totals(result.events), "seams": result.seams,
         "by_season": season_summary(result.events, result.system_peak_mw),
+        "valley_filling": valley_summary(result.events),
         "capacity_payments": [
             {"programme": c.programme, "month": c.month, "credit_kw": round(float(c.credit_kw), 3),
              "price_yuan_per_kw_month": str(c.price_yuan_per_kw_month), "total_fen": c.total_fen,
@@ -222,6 +258,7 @@ def summary_dict(result: SeasonResult) -> dict[str, Any]:
             for c in result.capacity],
         "events": [
             {"id": e.call.external_id, "type": e.call.event_type,
+             "direction": e.call.direction,
              "start": e.call.start.isoformat(), "end": e.call.end.isoformat(),
              "requested_kw": round(e.call.requested_kw, 1), "declared_kw": round(e.declared_kw, 1),
              "delivered_kw": round(e.delivered_kw, 1),
@@ -244,18 +281,25 @@ def write_report(result: SeasonResult, out_dir: Path) -> Path:
     h = result.headline()
     ev = result.events
     charts: list[tuple[str, str]] = []
-    if ev:
+    pe = _peak(result)
+    if pe:
         _chart_events(result, out_dir / "events.png")
         charts.append(("events.png", "Requested, declared and delivered MW per event"))
         _chart_ratio(result, out_dir / "performance.png")
         charts.append(("performance.png", "Performance ratios against the paid band"))
-        worst = min(ev, key=lambda e: e.performance_ratio)
+        worst = min(pe, key=lambda e: e.performance_ratio)
         _chart_event_profile(result, worst, out_dir / "event-worst.png")
         charts.append(("event-worst.png", f"The weakest event ({worst.call.external_id})"))
-        best = max(ev, key=lambda e: e.delivered_kw)
+        best = max(pe, key=lambda e: e.delivered_kw)
         if best is not worst:
             _chart_event_profile(result, best, out_dir / "event-best.png")
             charts.append(("event-best.png", f"The largest delivery ({best.call.external_id})"))
+    valley = [e for e in result.valley_calls if len(e.index)]
+    if valley:
+        top = max(valley, key=lambda e: e.delivered_kw)
+        _chart_event_profile(result, top, out_dir / "event-valley.png")
+        charts.append(("event-valley.png", f"The largest valley filling ({top.call.external_id}): "
+                       "load raised above the baseline"))
     if any(e.measures is not None for e in ev):
         _chart_measures(result, out_dir / "measures.png")
         charts.append(("measures.png", "Uncapped offer, declared, delivered, credited and "
@@ -268,7 +312,7 @@ def write_report(result: SeasonResult, out_dir: Path) -> Path:
     lines = [
         f"# {result.scenario}: demand response against the {h.goal_pct:g}% goal",
         "",
-        f"**Headline.** Over {h.events} events, the aggregator's demand-response capability "
+        f"**Headline.** Over {h.events} peak-shaving calls, the aggregator's demand-response capability "
         f"(median declared) was **{h.capability_mw:.1f} MW = {h.capability_pct:.2f}%** of the "
         f"{h.system_peak_mw:,.0f} MW system peak, and it delivered on average "
         f"**{h.delivered_mw:.1f} MW = {h.delivered_pct:.2f}%** (per event "
@@ -277,11 +321,12 @@ def write_report(result: SeasonResult, out_dir: Path) -> Path:
         f"The devices reported {h.flex_mw:.1f} MW ({h.flex_pct:.2f}%) of instantaneous "
         f"flexibility at the calls (median).",
         "",
-        f"Money over the season: revenue {h.revenue_yuan:,.0f} yuan, penalties "
+        f"Money over the season's peak-shaving calls: revenue {h.revenue_yuan:,.0f} yuan, penalties "
         f"{h.penalty_yuan:,.0f} yuan, aggregator fee {h.fee_yuan:,.0f} yuan, owner payouts "
         f"{h.payouts_yuan:,.0f} yuan. {h.events_in_band} of {h.events} events reached the paid band."
         + _capacity_text(result),
         "",
+        *_valley_lines(result),
         "## How this was made",
         "",
         f"- Scale: **{result.scale}**; {result.n_devices:,} devices of {result.n_owners:,} owners; "
@@ -309,6 +354,7 @@ def write_report(result: SeasonResult, out_dir: Path) -> Path:
     lines += [
         "## Events", "",
         f"Faults injected over the season: {', '.join(f'{k} {v}' for k, v in sorted(faults.items())) or 'none'}.",
+        "Delivered is the reduction for peak shaving and the rise for valley filling.",
         "",
         "| event | type | requested MW | declared MW | delivered MW | ratio | baseline err % | "
         "revenue yuan | penalty yuan | fee yuan | payouts yuan | comfort viol. | SoC viol. | faults |",
@@ -318,7 +364,8 @@ def write_report(result: SeasonResult, out_dir: Path) -> Path:
         be = "n/a" if e.baseline_error_pct is None else f"{e.baseline_error_pct:+.1f}"
         fl = ", ".join(f"{k} {v}" for k, v in sorted(e.faults.items())) or "-"
         lines.append(
-            f"| {e.call.start:%Y-%m-%d %H:%M} | {e.call.event_type} | "
+            f"| {e.call.start:%Y-%m-%d %H:%M} | {e.call.event_type}"
+            f"{' valley filling' if e.call.sign < 0 else ''} | "
             f"{e.call.requested_kw / 1000:.1f} | {e.declared_kw / 1000:.1f} | "
             f"{e.delivered_kw / 1000:.1f} | {e.performance_ratio:.0%} | {be} | "
             f"{_yuan(e.revenue_fen)} | {_yuan(e.penalty_fen)} | {_yuan(e.fee_fen)} | "

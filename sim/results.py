@@ -56,8 +56,11 @@ class EventOutcome:
 
     @property
     def delivered_kw(self) -> float:
-        """Mean response over the window: (baseline - metered) energy / duration."""
-        return float(np.mean(self.baseline_kw - self.metered_kw)) if len(self.index) else 0.0
+        """Mean response over the window: (baseline - metered) energy / duration for peak
+        shaving, (metered - baseline) for valley filling (the call's sign, as settled)."""
+        if not len(self.index):
+            return 0.0
+        return float(self.call.sign * np.mean(self.baseline_kw - self.metered_kw))
 
     @property
     def performance_ratio(self) -> float:
@@ -100,13 +103,19 @@ class SeasonResult:
     capacity: list[CapacityPayment] = field(default_factory=list)
 
     def headline(self) -> Headline:
-        """Over the season's calls (capability tests are reported apart)."""
+        """Over the season's peak-shaving calls (capability tests and valley filling are
+        reported apart: the goal is a share of the peak)."""
         return headline(self.calls, self.system_peak_mw, self.goal_pct)
 
     @property
     def calls(self) -> list[EventOutcome]:
-        """The season's calls, without the capability tests."""
-        return [e for e in self.events if not e.call.test]
+        """The season's peak-shaving calls, without the capability tests."""
+        return [e for e in self.events if not e.call.test and e.call.direction == "peak_shaving"]
+
+    @property
+    def valley_calls(self) -> list[EventOutcome]:
+        """The season's valley-filling calls (the fleet asked to raise its load)."""
+        return [e for e in self.events if e.call.direction == "valley_filling"]
 
 
 @dataclass(frozen=True)

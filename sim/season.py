@@ -29,7 +29,7 @@ import pandas as pd
 from bidding.performance_record import SettledResult, compute_record
 from bidding.programme import Product, Programme, load_programme
 from sim import aggregator
-from sim.grid import FaultyAdapter, GridCall, GridOperator, draw_faults, with_capability_tests
+from sim.grid import FaultyAdapter, GridCall, GridOperator, draw_faults
 from sim.inprocess import InProcessAdapter
 from sim.metering import MeterStore
 from sim.metrics import NoDispatchTwin, settled_measures
@@ -157,9 +157,7 @@ class SeasonRun:
         weather = simulate_weather(scn, all_days, np.random.default_rng([scn.scenario.seed, 1]))
         op = GridOperator(scn, weather)
         period_days = [d for d in all_days if any(a <= d <= b for a, b in scn.season.periods)]
-        calls = op.calls(period_days)
-        if self.opts.capability_test:
-            calls = with_capability_tests(calls, op.capability_tests(period_days))
+        calls = op.season_calls(period_days, self.opts.capability_test)
         days, calls = select_days(scn, calls, self.opts)
         self.event_days = {c.day for c in calls}
         index = interval_index(days, self.tz, self.step)
@@ -333,7 +331,8 @@ class SeasonRun:
                 inner = FaultyAdapter(a, fault_of[i], self.plant.now)
             p.adapters[i] = inner
             states.append(self.plant.states[i])
-        p.flex_kw = float(sum(s.flex_down_kw for s in states if s is not None and s.available))
+        p.flex_kw = float(sum(s.flex_down_kw if call.sign > 0 else s.flex_up_kw  # the call's way
+                              for s in states if s is not None and s.available))
         # only the owners in the offer are dispatched (as the daemon does): settlement counts
         # only their response, and an owner who declared nothing is not asked to shed
         rows = aggregator.participant_rows(self.owner_of, p.owner_declared,
@@ -418,7 +417,8 @@ class SeasonRun:
             # settle() keeps the owners with a declared share and a baseline
             res, rows = aggregator.settle(p.programme, idx, base.kw, metered, p.owner_declared,
                                           p.price, self.settings.bidding.aggregator_fee_pct,
-                                          self.step, self.meter.site_window(start, end))
+                                          self.step, self.meter.site_window(start, end),
+                                          product=p.accepted_product())
         except ValidationError as exc:
             p.notes.append(f"not settled: {exc.message}")
             self._skip_settled(p, city_mw)

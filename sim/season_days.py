@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bidding.bid_inputs import BID_HISTORY_DAYS
-from sim.grid import GridCall, GridOperator, with_capability_tests
+from sim.grid import GridCall, GridOperator
 from sim.scenarios.city import is_working_day, season_days, simulate_weather
 from sim.scenarios.scenario import Scenario
 from vpp.errors import ValidationError
@@ -140,8 +140,6 @@ def count_blocks(scn: Scenario, opts: RunOptions) -> int:
     weather = simulate_weather(scn, all_days, np.random.default_rng([scn.scenario.seed, 1]))
     period = [d for d in all_days if any(a <= d <= b for a, b in scn.season.periods)]
     op = GridOperator(scn, weather)
-    calls = op.calls(period)
-    if opts.capability_test:
-        calls = with_capability_tests(calls, op.capability_tests(period))
+    calls = op.season_calls(period, opts.capability_test)
     days, _ = select_days(scn, calls, opts)
     return len(blocks(days))

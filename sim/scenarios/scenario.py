@@ -139,6 +139,26 @@ class SeasonModel(_M):
         return v
 
 
+class ValleyFillingModel(_M):
+    """The grid operator's valley-filling calls (``[grid_operator.valley_filling]``): a day-ahead
+    call over ``window`` on each day of ``day_type`` from ``first_day`` on, at most
+    ``max_events_per_month`` a month (apart from the peak-shaving calls' own limit), for
+    ``request_pct_of_peak`` of the day's forecast peak; the fleet is asked to raise its load."""
+
+    first_day: date
+    day_type: Literal["non_working", "working", "any"] = "non_working"
+    window: tuple[time, time]
+    request_pct_of_peak: float = Field(..., gt=0, le=100)
+    max_events_per_month: int = Field(..., ge=0)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: tuple[time, time]) -> tuple[time, time]:
+        if v[0] >= v[1]:
+            raise ValueError(f"valley-filling window {v[0]}..{v[1]} must start before it ends")
+        return v
+
+
 class GridOperatorModel(_M):
     day_ahead_trigger_pu: float = Field(..., gt=0, le=1.5)
     summer_window: tuple[time, time]
@@ -150,6 +170,7 @@ class GridOperatorModel(_M):
     real_time_request_pct_of_peak: float = Field(..., gt=0, le=100)
     max_events_per_month: int = Field(..., ge=0)
     weekend_calls: bool = False
+    valley_filling: ValleyFillingModel | None = None  # None: peak-shaving calls only
 
     @field_validator("summer_window", "winter_window")
     @classmethod

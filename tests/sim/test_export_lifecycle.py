@@ -88,7 +88,8 @@ def test_the_daemon_and_the_season_settle_export_alike(tmp_path: Path, export_co
     season, rows = aggregator.settle(
         prog, idx, base, store.window(idx[0], idx[-1] + idx.freq),
         {i: declared[o] for i, o in enumerate(owners)}, daemon.bid.price_yuan_per_kwh,
-        15.0, 15, store.site_window(idx[0], idx[-1] + idx.freq))
+        15.0, 15, store.site_window(idx[0], idx[-1] + idx.freq),
+        product=prog.product("day_ahead", "peak_shaving"))
 
     assert rows == list(range(len(owners)))
     assert season.response_kwh == pytest.approx(daemon.result.response_kwh)

@@ -88,7 +88,8 @@ def test_credited_stops_at_the_band_upper_limit():
     base = np.full((2, 4), 5000.0)
     metered = base - np.array([[1500.0], [1000.0]])  # 2,500 kW delivered against 1,000 declared
     res, rows = aggregator.settle(prog, idx, base, metered, {0: 600.0, 1: 400.0},
-                                  Decimal("1.5"), 15.0, 15)
+                                  Decimal("1.5"), 15.0, 15,
+                                  product=prog.product("day_ahead", "peak_shaving"))
     m = call_measures(uncapped_offer_kw=1000.0, paid_kwh=res.paid_kwh, hours=1.0,
                       baseline_kw=base[rows].sum(axis=0), metered_kw=np.full(8, 7500.0),
                       twin_kw=np.full(8, 10_000.0), peak_hour_kw=10_000.0,

@@ -33,6 +33,10 @@ def _programme():
     return load_programme("hunan-2026", ROOT / "config/programmes", date(2026, 1, 6))
 
 
+def _peak():
+    return _programme().product("day_ahead", "peak_shaving")
+
+
 def _index() -> pd.DatetimeIndex:
     return pd.date_range(datetime(2026, 1, 6, 18, tzinfo=TZ), periods=8, freq="15min")
 
@@ -44,7 +48,7 @@ def test_owner_without_a_declared_share_is_not_settled() -> None:
     base = np.array([[3000.0] * 8, [1000.0] * 8])
     metered = np.array([[2000.0] * 8, [1500.0] * 8])
     res, rows = aggregator.settle(_programme(), idx, base, metered, {0: 1000.0, 1: 0.0},
-                                  Decimal("1.5"), 15.0, 15)
+                                  Decimal("1.5"), 15.0, 15, product=_peak())
     assert rows == [0]
     assert [o.owner_id for o in res.owners] == [0]
     assert float(res.response_kwh) == pytest.approx(1000.0 * 2)  # 1 MW for 2 h
@@ -55,7 +59,7 @@ def test_settle_refuses_when_no_owner_declared() -> None:
     base = np.full((2, 8), 1000.0)
     with pytest.raises(ValidationError):
         aggregator.settle(_programme(), idx, base, base - 100, {0: 0.0, 1: 0.0},
-                          Decimal("1.5"), 15.0, 15)
+                          Decimal("1.5"), 15.0, 15, product=_peak())
 
 
 def test_only_devices_of_declaring_owners_are_dispatched() -> None:
