@@ -16,6 +16,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from vpp.config_cluster import ClusterSettings, role_error
 from vpp.config_files import describe_errors, merge
 from vpp.config_files import first_error as first_error  # re-exported: readers import it here
 from vpp.config_files import read_toml as read_toml
@@ -410,6 +411,7 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     enrolment: EnrolmentSettings = Field(default_factory=EnrolmentSettings)
     ocpp: OcppSettings = Field(default_factory=OcppSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     owners: list[OwnerSpec] = Field(default_factory=list)
 
     @classmethod
@@ -445,6 +447,13 @@ class Settings(BaseSettings):
                     if (g.host, g.port) in seen:
                         raise ValueError(f"gateway {g.host}:{g.port} is declared twice")
                     seen.add((g.host, g.port))
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_on_postgres(self) -> Settings:
+        err = role_error(self.cluster.role, self.database_url)
+        if err is not None:
+            raise ValueError(err)
         return self
 
     @property

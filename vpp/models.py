@@ -190,6 +190,53 @@ class TelemetryReading(SQLModel, table=True):
     site_import_kw: float | None = None
 
 
+class ClusterWorker(SQLModel, table=True):
+    """A ``vpp serve`` process of a cluster (:mod:`vpp.cluster`): alive while ``heartbeat_at``
+    (the database's clock) is within ``cluster.lease_s``."""
+
+    __tablename__ = "cluster_worker"
+    worker_id: str = Field(primary_key=True, max_length=100)
+    role: str = Field(max_length=20)  # poller | planner
+    started_at: datetime = Field(sa_type=AwareDateTime)
+    heartbeat_at: datetime = Field(sa_type=AwareDateTime)
+
+
+class GatewayLease(SQLModel, table=True):
+    """Which poller worker owns a gateway, until ``expires_at`` (the database's clock);
+    ``epoch`` moves at every change of owner (the fencing token of its commands)."""
+
+    __tablename__ = "gateway_lease"
+    gateway_id: int = Field(primary_key=True, foreign_key="gateway.id", ondelete="CASCADE")
+    owner: str = Field(max_length=100)
+    epoch: int = Field(default=1, sa_type=BigInteger)
+    expires_at: datetime = Field(sa_type=AwareDateTime)
+
+
+class DeviceCommand(SQLModel, table=True):
+    """A setpoint for the poller worker that owns the device's gateway: ``pending`` ->
+    ``claimed`` (by ``claimed_by`` under lease ``epoch``) -> ``confirmed`` | ``failed``.
+    ``setpoint_kw`` None: release the device. kW; times on the database's clock."""
+
+    __tablename__ = "device_command"
+    __table_args__ = (Index("ix_device_command_gateway_status", "gateway_id", "status"),)
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: int = Field(foreign_key="device.id", ondelete="CASCADE")
+    gateway_id: int = Field(foreign_key="gateway.id", ondelete="CASCADE")
+    setpoint_kw: float | None = None
+    status: str = Field(default="pending", max_length=20)
+    created_at: datetime = Field(sa_type=AwareDateTime)
+    claimed_by: str | None = Field(default=None, max_length=100)
+    epoch: int | None = Field(default=None, sa_type=BigInteger)
+    claimed_at: datetime | None = Field(default=None, sa_type=AwareDateTime)
+    done_at: datetime | None = Field(default=None, sa_type=AwareDateTime)
+    written_kw: float | None = None
+    readback_kw: float | None = None
+    clamped: bool = False
+    verified: bool = False
+    written: bool = False  # False when the device already held it (a command taken over)
+    error: str | None = Field(default=None, max_length=2000)
+
+
 class GridEvent(SQLModel, table=True):
     """A call from the grid: day-ahead invitation or real-time call, peak shaving or valley filling."""
 

@@ -128,11 +128,10 @@ class Daemon:
         for status, n in counts.items():
             s.metrics.devices.labels(status).set(n)
 
-    async def start(self) -> str:
+    def _add_polling(self) -> None:
         s = self.parts
         settings = s.settings
         sup = s.supervisor
-        await s.fleet.refresh()
         sup.add("poll", s.fleet.poll_step, settings.polling.interval_s,
                 timeout_s=max(30.0, 5 * settings.polling.interval_s), fixed_rate=True)
         # heartbeats on their own loop: a slow poll cycle (a silent device, long timeouts) or
@@ -142,6 +141,14 @@ class Daemon:
         p = settings.polling
         sup.add(HEARTBEAT_LOOP, s.fleet.heartbeat_step, p.watchdog_period_s,
                 timeout_s=max(60.0, 10 * p.timeout_s * (p.retries + 1)), fixed_rate=True)
+        cl, node = settings.cluster, s.cluster
+        if node is not None and node.share is not None:  # a poller worker's leases
+            sup.add("lease", node.share.step, cl.heartbeat_s, timeout_s=cl.lease_s / 2)
+
+    def _add_planning(self) -> None:
+        s = self.parts
+        settings = s.settings
+        sup = s.supervisor
         sup.add("control", s.control.step, settings.daemon.control_period_s, timeout_s=300.0)
         sup.add("baselines", self._baselines_step, 60.0, timeout_s=300.0)
         sup.add("settle", s.settler.step, settings.daemon.settle_period_s, timeout_s=300.0)
@@ -150,6 +157,19 @@ class Daemon:
         if self.ven is not None:
             sup.add("openadr", self.ven.step, settings.daemon.openadr.report_interval_s,
                     timeout_s=60.0)
+
+    async def start(self) -> str:
+        s = self.parts
+        settings = s.settings
+        sup = s.supervisor
+        role = settings.cluster.role
+        if role in ("all", "poller"):
+            if s.cluster is not None and s.cluster.share is not None:
+                await s.cluster.share.step()  # take this worker's share before the first poll
+            await s.fleet.refresh()
+            self._add_polling()
+        if role in ("all", "planner"):
+            self._add_planning()
         if self.ocpp is not None:  # charge points connect; the loop follows the registry
             await self.ocpp.start()
             sup.add("ocpp", self.ocpp.sync, settings.polling.interval_s, timeout_s=60.0)

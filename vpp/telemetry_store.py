@@ -6,7 +6,7 @@ INSERT per batch. Reads return pandas frames indexed by aware UTC timestamps.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -60,8 +60,12 @@ class TelemetryBuffer:
     flush, so a short outage loses nothing.
     """
 
-    def __init__(self, engine: Engine, batch_size: int = 500, max_buffered: int = 1_000_000):
+    def __init__(self, engine: Engine, batch_size: int = 500, max_buffered: int = 1_000_000,
+                 writer: Callable[[Engine, list[Reading]], int] | None = None):
         self.engine = engine
+        #: how a batch is written: one multi-row INSERT (:func:`write_readings`), or a poller
+        #: worker's fenced COPY (:class:`vpp.cluster.ingest.FencedWriter`)
+        self.writer = writer or write_readings
         self.batch_size = batch_size
         self.max_buffered = max_buffered
         self._pending: list[Reading] = []
@@ -85,7 +89,7 @@ class TelemetryBuffer:
         if not self._pending:
             return 0
         batch = list(self._pending)
-        n = write_readings(self.engine, batch)
+        n = self.writer(self.engine, batch)
         del self._pending[: len(batch)]
         self.written += n
         return n

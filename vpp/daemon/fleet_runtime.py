@@ -29,6 +29,7 @@ from vpp.models import Device, DeviceStatus
 from vpp.poller import DeviceStats, Poller
 
 if TYPE_CHECKING:
+    from vpp.cluster.membership import GatewayShare
     from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.fleet")
@@ -38,8 +39,14 @@ HEARTBEAT_LOOP = "heartbeat"
 
 
 class FleetRuntime:
-    def __init__(self, infra: Infra, poller: Poller | None = None) -> None:
+    """``share``: in a poller worker of a cluster, the gateways it holds the leases of (only
+    those are polled; :mod:`vpp.cluster.membership`); None: every gateway (role ``all``)."""
+
+    def __init__(self, infra: Infra, poller: Poller | None = None, *,
+                 share: GatewayShare | None = None) -> None:
         self.infra = infra
+        self.share = share
+        self._share_version = -1
         settings = infra.settings
         self.poller = poller or Poller(infra.db.engine, settings.polling)
         self._keys: dict[int, DeviceKey] = {}  # device id -> what its adapter was built from
@@ -67,7 +74,8 @@ class FleetRuntime:
     async def fleet_changed(self) -> bool:
         """One read of the fleet revision (one row, whatever the fleet's size): has any process
         enrolled, edited, retired or removed a gateway or device since the last refresh?"""
-        if self._need_refresh:
+        if self._need_refresh or (self.share is not None
+                                  and self.share.version != self._share_version):
             return True
         try:
             return await self.infra.db.run(read_revision) != self._revision
@@ -83,12 +91,18 @@ class FleetRuntime:
         connected. Returns how many devices were added or rebuilt."""
         self._need_refresh = False
         want = await self.infra.db.run(load_desired)
+        handed: set[int] = set()  # handed over to another worker: not released, it keeps them
+        if self.share is not None:  # a poller worker: the gateways it holds only
+            self._share_version = self.share.version
+            mine = self.share.polled()
+            handed = {i for i, v in want.devices.items() if v[1].gateway_id not in mine}
+            want.devices = {i: v for i, v in want.devices.items() if i not in handed}
         refused = await self._refused_gateways(want)
         keep = {i: v for i, v in want.devices.items() if v[1].gateway_id not in refused}
         gone = [i for i, k in self._keys.items() if i not in keep or keep[i][1] != k]
         held = self._held_through_rebuild(gone, keep)
         if gone:
-            await self._detach(gone, keep_held=set(held))
+            await self._detach(gone, keep_held=set(held) | handed)
         added = 0
         for i, (d, key) in keep.items():
             if i in self._keys or (i in self.poller.stats and i not in self._keys):
@@ -228,6 +242,9 @@ class FleetRuntime:
         power = self.fleet_power_kw()
         if power is not None:
             m.fleet_power_kw.set(power)
+        if self.share is not None and not len(self.poller.buffer or ()):
+            # dropped, their readings stored: hand the leaving gateways over
+            await self.share.release_detached({u.gateway_id for u in self.poller.gateways})
 
     # -- heartbeats (their own loop: a slow or skipped poll cycle must not starve watchdogs) --
     @property

@@ -14,7 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from vpp.cluster.ingest import FencedWriter
+from vpp.cluster.membership import GatewayShare
+from vpp.cluster.node import ClusterNode
 from vpp.config import Settings
+from vpp.config_cluster import worker_name
 from vpp.daemon.control import ControlLoop
 from vpp.daemon.dbexec import Db
 from vpp.daemon.enrolment_jobs import EnrolmentJobs
@@ -28,6 +32,7 @@ from vpp.daemon.settle import Settler
 from vpp.daemon.supervisor import Supervisor
 from vpp.daemon.tou_dispatch import TouDispatcher
 from vpp.poller import Poller
+from vpp.telemetry_store import TelemetryBuffer
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class DaemonParts:
     enrolment: EnrolmentJobs
     settler: Settler
     tou: TouDispatcher  # batteries between calls ([scheduler] tou_schedule)
+    #: this process in a cluster ([cluster] role poller/planner); None: role "all"
+    cluster: ClusterNode | None = None
 
     # the infrastructure, for the API's handlers
     @property
@@ -68,7 +75,9 @@ class DaemonParts:
         """Stop background probes, close device connections, the solver pool and the database
         executor (after the loops are stopped)."""
         await self.enrolment.close()
-        await self.fleet.close()
+        await self.fleet.close()  # its telemetry flushed under the leases it still holds
+        if self.cluster is not None and self.cluster.share is not None:
+            await self.cluster.share.leave()  # the others take its gateways at once
         self.control.close()
         self.tou.close()
         self.infra.db.close()
@@ -77,10 +86,27 @@ class DaemonParts:
 def build_parts(infra: Infra, poller: Poller | None = None) -> DaemonParts:
     """The daemon's parts over ``infra``; ``poller``: the fleet's poller (a fresh one on the
     database by default)."""
-    fleet = FleetRuntime(infra, poller)
+    node = _cluster_node(infra)
+    if node is not None and node.share is not None and poller is None:
+        engine = infra.db.engine  # a poller worker: fenced COPY batches (vpp.cluster.ingest)
+        buffer = TelemetryBuffer(engine, infra.settings.polling.telemetry_batch_size,
+                                 writer=FencedWriter(node.worker_id))
+        poller = Poller(engine, infra.settings.polling, buffer=buffer)
+    fleet = FleetRuntime(infra, poller, share=node.share if node is not None else None)
     forecasts = ForecastRefresher(infra)
     control = ControlLoop(infra, fleet, Planner(infra, fleet))
     intake = Intake(infra, fleet, forecasts, control)
     return DaemonParts(infra=infra, fleet=fleet, forecasts=forecasts, control=control,
                        intake=intake, enrolment=EnrolmentJobs(infra, fleet),
-                       settler=Settler(infra), tou=TouDispatcher(infra, fleet, control.planner))
+                       settler=Settler(infra), tou=TouDispatcher(infra, fleet, control.planner),
+                       cluster=node)
+
+
+def _cluster_node(infra: Infra) -> ClusterNode | None:
+    """This process's part in a cluster; None for the single-process role ``all``."""
+    cl = infra.settings.cluster
+    if cl.role == "all":
+        return None
+    wid = worker_name(cl)
+    share = GatewayShare(infra.db, cl, wid) if cl.role == "poller" else None
+    return ClusterNode(wid, cl.role, share)
