@@ -160,7 +160,10 @@ def scheduler_envelopes(
                 params=parse_params(kind, d.params),
                 owner=str(o), soc_pct=soc.get(did, getattr(d, "soc_pct", None)),
             ))
-        bq = np.maximum(q, 0.0)[:, None, :] * share[None, :, None]
+        # an owner's negative load (its batteries discharging) is kept for valley filling:
+        # stopping the discharge is a rise (the envelope clips the other kinds at zero)
+        valley = direction_sign(direction) < 0
+        bq = (q if valley else np.maximum(q, 0.0))[:, None, :] * share[None, :, None]
         env = flexibility_envelope(fleet, bq, list(forecast.levels), confidence,
                                    sustain_intervals=len(window),
                                    interval_minutes=interval_minutes,

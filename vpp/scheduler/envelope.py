@@ -18,7 +18,8 @@ planner plans it (:func:`vpp.scheduler.ev._unknown_car`).
 
 Valley filling (``direction_sign = -1``) takes the rise above the baseline instead, each load
 at its ``confidence`` baseline quantile (a higher baseline leaves less room): batteries charge
-up to their maximum setpoint, limited by the room below the maximum SoC now; EV chargers draw
+up to their maximum setpoint, limited by the room below the maximum SoC now, from their baseline
+as it is (a battery discharging in its baseline can stop: that rise takes no room); EV chargers draw
 their sessions' energy in the window (at most each session's need spread over the sustain
 period); buildings and industrial loads rise only to make up energy they owe (``debt_kwh``:
 their kinds declare no other rise), up to their maximum setpoint.
@@ -110,9 +111,10 @@ def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: 
     if sustain_intervals < 1:
         raise ValidationError("sustain_intervals must be >= 1")
     valley = direction_sign < 0
-    # a lower baseline leaves less to shed, a higher one less room to rise
-    base = np.maximum(baseline_at(bq, quantile_levels,
-                                  confidence if valley else 1.0 - confidence), 0.0)
+    # a lower baseline leaves less to shed, a higher one less room to rise; a battery's rise
+    # starts from its baseline as it is, discharge included (stopping it takes no room)
+    raw = baseline_at(bq, quantile_levels, confidence if valley else 1.0 - confidence)
+    base = np.maximum(raw, 0.0)
     n = bq.shape[2]
     dt = interval_minutes / 60.0
     hold_h = sustain_intervals * dt
@@ -123,7 +125,7 @@ def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: 
         p = d.params
         scale = d.flex_scale if d.available else 0.0
         if valley:
-            cap = raise_kw(d, b, hold_h)
+            cap = raise_kw(d, raw[i] if isinstance(p, BatteryParams) else b, hold_h)
         elif isinstance(p, V2gChargerParams):  # only what leaves the car with its ask
             cap = v2g.reduction_kw(d, b, hold_h, dt)
         elif isinstance(p, BatteryParams):
