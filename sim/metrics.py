@@ -15,6 +15,10 @@ and the season's figures per summer and winter.
   and the programme's export rule applied by :func:`bidding.settlement.settle_event`), beside
   the metered response.
 
+Valley filling (a call that asks for a rise of load) is measured in the direction of its
+response (:func:`call_measures`, ``sign``) and summarised apart (:func:`valley_summary`):
+:func:`season_summary` and the capability tests are the peak-shaving calls'.
+
 Powers in kW; energies in kWh; the season summary in MW and % of the system peak.
 """
 
