@@ -33,6 +33,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from vpp.api.app import build_app
+from vpp.cluster.executor import COMMANDS_LOOP
 from vpp.config import Settings
 from vpp.daemon.dbexec import Db
 from vpp.daemon.fleet_runtime import HEARTBEAT_LOOP
@@ -142,8 +143,13 @@ class Daemon:
         sup.add(HEARTBEAT_LOOP, s.fleet.heartbeat_step, p.watchdog_period_s,
                 timeout_s=max(60.0, 10 * p.timeout_s * (p.retries + 1)), fixed_rate=True)
         cl, node = settings.cluster, s.cluster
-        if node is not None and node.share is not None:  # a poller worker's leases
-            sup.add("lease", node.share.step, cl.heartbeat_s, timeout_s=cl.lease_s / 2)
+        if node is not None and node.poller is not None:  # a poller worker's leases, commands
+            w = node.poller
+            sup.add("lease", w.share.step, cl.heartbeat_s, timeout_s=cl.lease_s / 2)
+            sup.add(COMMANDS_LOOP, w.executor.step, cl.command_sweep_s,
+                    timeout_s=max(60.0, 2 * cl.command_timeout_s))
+            # LISTEN: each step waits up to command_sweep_s for a NOTIFY, which wakes COMMANDS
+            sup.add("listen", w.listener.step, 0.01, timeout_s=cl.command_sweep_s + 30.0)
 
     def _add_planning(self) -> None:
         s = self.parts

@@ -1,17 +1,49 @@
 """What a process of a cluster runs besides the single-process daemon's parts: its name, and by
-role, its share of the gateways (``poller``) or the planner lock (``planner``)."""
+role, its share of the gateways, the command executor and its LISTEN (``poller``), or the
+command path to the devices and the planner lock (``planner``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vpp.cluster.executor import CommandExecutor
 from vpp.cluster.membership import GatewayShare
+from vpp.cluster.notify import Listener
+from vpp.cluster.remote import RemoteSetpoints
+
+
+@dataclass(frozen=True)
+class PollerNode:
+    """A poller worker: its gateways, and the commands it executes for them."""
+
+    share: GatewayShare
+    executor: CommandExecutor
+    listener: Listener
+
+
+@dataclass(frozen=True)
+class PlannerNode:
+    """The planner: setpoints go out as commands."""
+
+    remote: RemoteSetpoints
 
 
 @dataclass(frozen=True)
 class ClusterNode:
-    """``share``: a poller worker's gateways (None for the planner)."""
-
     worker_id: str
     role: str
-    share: GatewayShare | None = None
+    poller: PollerNode | None = None
+    planner: PlannerNode | None = None
+
+    @property
+    def share(self) -> GatewayShare | None:
+        return self.poller.share if self.poller is not None else None
+
+    async def close(self) -> None:
+        """After the fleet is closed (its telemetry flushed under the leases it still holds):
+        leave the cluster, so that the others take its gateways at once."""
+        if self.poller is not None:
+            await self.poller.listener.close()
+            await self.poller.share.leave()
+        if self.planner is not None:
+            await self.planner.remote.close()

@@ -30,6 +30,7 @@ from vpp.poller import DeviceStats, Poller
 
 if TYPE_CHECKING:
     from vpp.cluster.membership import GatewayShare
+    from vpp.cluster.remote import RemoteSetpoints
     from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.fleet")
@@ -40,12 +41,16 @@ HEARTBEAT_LOOP = "heartbeat"
 
 class FleetRuntime:
     """``share``: in a poller worker of a cluster, the gateways it holds the leases of (only
-    those are polled; :mod:`vpp.cluster.membership`); None: every gateway (role ``all``)."""
+    those are polled; :mod:`vpp.cluster.membership`); None: every gateway (role ``all``).
+    ``remote``: in the planner of a cluster, how a setpoint reaches a device polled by another
+    process (a command, :mod:`vpp.cluster.remote`); None: only devices polled here."""
 
     def __init__(self, infra: Infra, poller: Poller | None = None, *,
-                 share: GatewayShare | None = None) -> None:
+                 share: GatewayShare | None = None,
+                 remote: RemoteSetpoints | None = None) -> None:
         self.infra = infra
         self.share = share
+        self.remote = remote
         self._share_version = -1
         settings = infra.settings
         self.poller = poller or Poller(infra.db.engine, settings.polling)
@@ -333,16 +338,22 @@ class FleetRuntime:
             a.active_setpoint_kw = setpoint_kw
 
     async def apply(self, device_id: int, setpoint_kw: float) -> SetpointResult:
+        """Write a setpoint (clamped, read back): through the device's adapter when it is
+        polled here, else through its owner in the cluster (``remote``)."""
         try:
             a = self.poller.adapter(device_id)
         except KeyError:
-            return SetpointResult(device_id, setpoint_kw, 0.0, False, None, False,
-                                  "device is not polled (not active or not enrolled)")
-        try:
-            async with self.device_lock(device_id):
-                result = await a.apply_setpoint(setpoint_kw)
-        except DeviceError as exc:
-            result = SetpointResult(device_id, setpoint_kw, 0.0, False, None, False, str(exc))
+            if self.remote is None:
+                return SetpointResult(device_id, setpoint_kw, 0.0, False, None, False,
+                                      "device is not polled (not active or not enrolled)")
+            result = await self.remote.apply(device_id, setpoint_kw)
+        else:
+            try:
+                async with self.device_lock(device_id):
+                    result = await a.apply_setpoint(setpoint_kw)
+            except DeviceError as exc:
+                result = SetpointResult(device_id, setpoint_kw, 0.0, False, None, False,
+                                        str(exc))
         if result.error is None or result.readback_kw is not None:
             self.last_setpoints[device_id] = result.written_kw
             self.version += 1
@@ -371,6 +382,28 @@ class FleetRuntime:
             log.debug("control state not read: %s", exc, extra={"device_id": device_id})
             return None
 
+    async def already_holds(self, device_id: int, setpoint_kw: float) -> bool:
+        """Whether the device's registers already express ``setpoint_kw`` (read as a write is
+        read back); if so the adapter keeps it as its setpoint (heartbeats hold it), as after
+        a restart. False when unreadable or not polled here (a command taken over from a
+        worker that died, :mod:`vpp.cluster.executor`)."""
+        a = self._registers(device_id)
+        if a is None:
+            return False
+        async with self.device_lock(device_id):
+            before = a.active_setpoint_kw
+            a.active_setpoint_kw = setpoint_kw
+            try:
+                held = await a.holds_setpoint()
+            except DeviceError:
+                held = None
+            if not held:
+                a.active_setpoint_kw = before
+                return False
+        self.last_setpoints[device_id] = setpoint_kw
+        self.version += 1
+        return True
+
     async def reassert(self, device_id: int) -> SetpointResult | None:
         """Write the setpoint the device holds again (:meth:`ProfileAdapter.reassert`: the
         aggregator's lease is not renewed); None when it holds none or has no registers."""
@@ -393,9 +426,14 @@ class FleetRuntime:
 
         async def one(i: int) -> None:
             try:
-                a = self.poller.adapter(i)
-                async with self.device_lock(i):
-                    await a.release()
+                if i not in self.poller.stats and self.remote is not None:
+                    err = await self.remote.release(i)  # through its owner in the cluster
+                    if err is not None:
+                        raise DeviceError(err)
+                else:
+                    a = self.poller.adapter(i)
+                    async with self.device_lock(i):
+                        await a.release()
                 self.last_setpoints.pop(i, None)
                 self.version += 1
             except KeyError:

@@ -14,9 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from vpp.cluster import commands
+from vpp.cluster.executor import COMMANDS_LOOP, CommandExecutor
 from vpp.cluster.ingest import FencedWriter
 from vpp.cluster.membership import GatewayShare
-from vpp.cluster.node import ClusterNode
+from vpp.cluster.node import ClusterNode, PlannerNode, PollerNode
+from vpp.cluster.notify import Listener
+from vpp.cluster.remote import RemoteSetpoints
 from vpp.config import Settings
 from vpp.config_cluster import worker_name
 from vpp.daemon.control import ControlLoop
@@ -76,8 +80,8 @@ class DaemonParts:
         executor (after the loops are stopped)."""
         await self.enrolment.close()
         await self.fleet.close()  # its telemetry flushed under the leases it still holds
-        if self.cluster is not None and self.cluster.share is not None:
-            await self.cluster.share.leave()  # the others take its gateways at once
+        if self.cluster is not None:
+            await self.cluster.close()
         self.control.close()
         self.tou.close()
         self.infra.db.close()
@@ -86,13 +90,17 @@ class DaemonParts:
 def build_parts(infra: Infra, poller: Poller | None = None) -> DaemonParts:
     """The daemon's parts over ``infra``; ``poller``: the fleet's poller (a fresh one on the
     database by default)."""
-    node = _cluster_node(infra)
-    if node is not None and node.share is not None and poller is None:
+    cl = infra.settings.cluster
+    wid = worker_name(cl)
+    share = GatewayShare(infra.db, cl, wid) if cl.role == "poller" else None
+    remote = RemoteSetpoints(infra.db, cl) if cl.role == "planner" else None
+    if share is not None and poller is None:
         engine = infra.db.engine  # a poller worker: fenced COPY batches (vpp.cluster.ingest)
         buffer = TelemetryBuffer(engine, infra.settings.polling.telemetry_batch_size,
-                                 writer=FencedWriter(node.worker_id))
+                                 writer=FencedWriter(wid))
         poller = Poller(engine, infra.settings.polling, buffer=buffer)
-    fleet = FleetRuntime(infra, poller, share=node.share if node is not None else None)
+    fleet = FleetRuntime(infra, poller, share=share, remote=remote)
+    node = _cluster_node(infra, wid, fleet, share, remote)
     forecasts = ForecastRefresher(infra)
     control = ControlLoop(infra, fleet, Planner(infra, fleet))
     intake = Intake(infra, fleet, forecasts, control)
@@ -102,11 +110,26 @@ def build_parts(infra: Infra, poller: Poller | None = None) -> DaemonParts:
                        cluster=node)
 
 
-def _cluster_node(infra: Infra) -> ClusterNode | None:
+def _cluster_node(infra: Infra, wid: str, fleet: FleetRuntime, share: GatewayShare | None,
+                  remote: RemoteSetpoints | None) -> ClusterNode | None:
     """This process's part in a cluster; None for the single-process role ``all``."""
     cl = infra.settings.cluster
     if cl.role == "all":
         return None
-    wid = worker_name(cl)
-    share = GatewayShare(infra.db, cl, wid) if cl.role == "poller" else None
-    return ClusterNode(wid, cl.role, share)
+    poller = planner = None
+    if share is not None:
+        wake = infra.supervisor.wake
+        listener = Listener(infra.db.engine, lambda: _channel(infra),
+                            lambda: wake(COMMANDS_LOOP), wait_s=cl.command_sweep_s)
+        poller = PollerNode(share, CommandExecutor(infra.db, cl, share, fleet), listener)
+    if remote is not None:
+        planner = PlannerNode(remote)
+    return ClusterNode(wid, cl.role, poller, planner)
+
+
+def _channel(infra: Infra) -> str:
+    """The commands' NOTIFY channel of this database schema (read once, on connecting)."""
+    from vpp.db import session_scope
+
+    with session_scope(infra.db.engine) as s:
+        return commands.channel(s)

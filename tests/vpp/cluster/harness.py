@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -79,15 +80,26 @@ async def spawn(cfg: Path, role: str, worker_id: str, log: Path,
             env=full, stdout=asyncio.subprocess.DEVNULL, stderr=fh)
 
 
-async def active_fleet(engine: Engine, n: int) -> tuple[list[SimGateway], dict[int, SimGateway]]:
-    """``n`` simulated gateways of two batteries each, enrolled and active; returns them and
-    gateway id -> its simulator."""
+def plc_spec(gateway_port: int) -> dict[str, Any]:
+    """A gateway with two 20 kW industrial loads (the industrial-plc profile: a setpoint writes
+    the power cap, register 100; heartbeats write a counter, register 103)."""
+    return {"host": "127.0.0.1", "port": gateway_port, "devices": [
+        {"name": f"load-{gateway_port}-{u}", "kind": "industrial_load", "unit_id": u,
+         "profile": "industrial-plc", "rated_power_kw": 20.0, "min_setpoint_kw": 0.0,
+         "max_setpoint_kw": 20.0, "params": {"max_curtail_kw": 10.0}} for u in (1, 2)]}
+
+
+async def active_fleet(engine: Engine, n: int,
+                       spec_of: Callable[[int], dict[str, Any]] = gateway_spec
+                       ) -> tuple[list[SimGateway], dict[int, SimGateway]]:
+    """``n`` simulated gateways (``spec_of(port)``: two batteries each by default), enrolled
+    and active; returns them and gateway id -> its simulator."""
     gws: list[SimGateway] = []
     by_id: dict[int, SimGateway] = {}
     with session_scope(engine) as s:
         owner = fleet.add_owner(s, "Shennong City Mall")
         for _ in range(n):
-            spec = gateway_spec(port())
+            spec = spec_of(port())
             gw = await start_gateway(spec)
             gws.append(gw)
             enrolled = fleet.add_gateway(s, owner, "mall", spec)
