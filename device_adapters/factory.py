@@ -12,7 +12,7 @@ from device_adapters.adapter import ProfileAdapter
 from device_adapters.errors import ExceptionReply
 from device_adapters.modbus_client import GatewayClient
 from device_adapters.profile import Profile, load_profile
-from device_adapters.sunspec import build_battery_profile, scan
+from device_adapters.sunspec import build_profile, scan
 from vpp.device_kinds import DeviceKind
 from vpp.timeutil import now as tz_now
 
@@ -20,9 +20,11 @@ SUNSPEC = "sunspec"
 
 
 async def resolve_profile(
-    client: GatewayClient, unit_id: int, name: str, profiles_dir: Path | None = None
+    client: GatewayClient, unit_id: int, name: str, profiles_dir: Path | None = None,
+    kind: DeviceKind | None = None,
 ) -> Profile:
-    """The profile named ``name``; for ``sunspec`` scan the device's model chain."""
+    """The profile named ``name``; for ``sunspec`` scan the device's model chain (a battery's
+    or a PV inverter's map, by the models found and the device's ``kind``)."""
     if name != SUNSPEC:
         return load_profile(name, profiles_dir)
 
@@ -33,7 +35,7 @@ async def resolve_profile(
             raise
 
     chain, end = await scan(read)
-    return build_battery_profile(chain, end_address=end)
+    return build_profile(chain, kind=kind, end_address=end)
 
 
 async def make_adapter(
@@ -52,7 +54,7 @@ async def make_adapter(
 ) -> ProfileAdapter:
     """``clock``: what stamps the readings (the daemon's clock; default the wall clock)."""
     prof = profile if isinstance(profile, Profile) else await resolve_profile(
-        client, unit_id, profile, profiles_dir)
+        client, unit_id, profile, profiles_dir, DeviceKind(kind))
     return ProfileAdapter(
         client, prof, device_id=device_id, unit_id=unit_id, kind=DeviceKind(kind),
         rated_power_kw=rated_power_kw, min_setpoint_kw=min_setpoint_kw,

@@ -7,11 +7,22 @@ the models found (point offsets, types, scale-factor points, access), so SunSpec
 through the same adapter as profile-based devices. pysunspec2's own Modbus stack is synchronous;
 we use only its model definitions.
 
-Battery control uses storage model 124: charge = ``StorCtl_Mod`` bit 0 + ``InWRte`` (% of
+Batteries (:func:`build_battery_profile`). Battery control uses storage model 124: charge = ``StorCtl_Mod`` bit 0 + ``InWRte`` (% of
 ``WChaMax``), discharge = bit 1 + ``OutWRte`` (also taken as % of ``WChaMax``, model 124 has no
 separate discharge maximum), each with ``InOutWRte_RvrtTms`` as the device's revert timer
 (watchdog). Power and SoC come from model 802 (``W`` taken as + charge: check a real device's
 convention before enrolling it; ``SoC``).
+
+PV inverters (:func:`build_pv_profile`): power from the inverter model (101 single phase, 102
+split phase or 103 three phase; ``W`` + output, so measured with sign -1: generation is
+export), curtailment by immediate-controls model 123: ``WMaxLimPct`` (% of model 121's
+``WMax``) with ``WMaxLim_Ena`` = 1, and ``WMaxLimPct_RvrtTms`` as the revert timer (watchdog:
+unfed, the inverter drops the limit, back to unlimited). Release writes 100% and disables the
+limit. The register layout is the SunSpec information model's; no real inverter's map was
+checked here (unverified on hardware).
+
+:func:`build_profile` picks by the models the scan found (and the device's declared kind where
+a hybrid inverter offers both).
 """
 
 from __future__ import annotations
@@ -89,6 +100,28 @@ def _points_for(model_id: int, start: int) -> dict[str, dict[str, Any]]:
     return out
 
 
+#: inverter models (single, split, three phase) a PV profile reads its power from
+INVERTER_MODELS = (101, 102, 103)
+
+
+def _header(chain: list[tuple[int, int]], wanted: set[int],
+            end_address: int | None) -> dict[str, dict[str, Any]]:
+    """The marker, the points of the ``wanted`` models in ``chain`` and the end marker."""
+    points: dict[str, dict[str, Any]] = {}
+    first = min(a for _, a in chain)
+    points["marker"] = {"address": first - 2, "type": "string", "length": 2,
+                        "default": SUNSPEC_MARKER}
+    for model_id, addr in chain:
+        if model_id in wanted:
+            points.update(_points_for(model_id, addr))
+            points[f"{model_id}.ID"]["default"] = model_id
+            points[f"{model_id}.L"]["default"] = model_length(model_id)
+    if end_address is not None:
+        points["end.ID"] = {"address": end_address, "type": "uint16", "default": END_MODEL_ID}
+        points["end.L"] = {"address": end_address + 1, "type": "uint16", "default": 0}
+    return points
+
+
 def build_battery_profile(
     chain: list[tuple[int, int]],
     *,
@@ -106,18 +139,7 @@ def build_battery_profile(
             raise DeviceError(
                 f"SunSpec device lacks model {needed} (found {', '.join(map(str, ids)) or 'none'})"
             )
-    points: dict[str, dict[str, Any]] = {}
-    first = min(a for _, a in chain)
-    points["marker"] = {"address": first - 2, "type": "string", "length": 2,
-                        "default": SUNSPEC_MARKER}
-    for model_id, addr in chain:
-        if model_id in (1, 802, 124):
-            points.update(_points_for(model_id, addr))
-            points[f"{model_id}.ID"]["default"] = model_id
-            points[f"{model_id}.L"]["default"] = model_length(model_id)
-    if end_address is not None:
-        points["end.ID"] = {"address": end_address, "type": "uint16", "default": END_MODEL_ID}
-        points["end.L"] = {"address": end_address + 1, "type": "uint16", "default": 0}
+    points = _header(chain, {1, 802, 124}, end_address)
     # Percentages of WChaMax; safe write limits; plausibility.
     for p in ("124.InWRte", "124.OutWRte"):
         points[p].update(percent_of="124.WChaMax", min=-100, max=100)
@@ -156,6 +178,69 @@ def build_battery_profile(
         },
     }
     return parse_profile(data, f"SunSpec chain {ids}")
+
+
+def build_pv_profile(
+    chain: list[tuple[int, int]],
+    *,
+    name: str = "sunspec",
+    end_address: int | None = None,
+    defaults: dict[str, float | str] | None = None,
+) -> Profile:
+    """A PV inverter profile from a SunSpec chain (module docstring): needs models 1, 121,
+    123 and one of 101/102/103 (the first found). ``defaults``: initial register values
+    (simulators)."""
+    ids = [m for m, _ in chain]
+    inverter = next((m for m in ids if m in INVERTER_MODELS), None)
+    missing = [str(m) for m in (1, 121, 123) if m not in ids]
+    if inverter is None:
+        missing.append("101/102/103")
+    if missing:
+        raise DeviceError(f"SunSpec PV inverter lacks model {', '.join(missing)} "
+                          f"(found {', '.join(map(str, ids)) or 'none'})")
+    assert inverter is not None
+    points = _header(chain, {1, inverter, 121, 123}, end_address)
+    points["123.WMaxLimPct"].update(percent_of="121.WMax", min=0, max=100)
+    points["123.WMaxLimPct_RvrtTms"].update(min=0, max=3600)
+    points["123.WMaxLim_Ena"].update(min=0, max=1)
+    for key, value in (defaults or {}).items():
+        points[key]["default"] = value
+    limit = [{"point": "123.WMaxLimPct", "value": "magnitude"},
+             {"point": "123.WMaxLimPct_RvrtTms", "value": REVERT_TIMEOUT_S},
+             {"point": "123.WMaxLim_Ena", "value": 1}]
+    data = {
+        "name": name,
+        "kind": DeviceKind.PV_INVERTER.value,
+        "vendor": "SunSpec",
+        "description": f"SunSpec PV inverter: models 1 + {inverter} + 121 + 123 (revert timer)",
+        "source": "sunspec/models json via pysunspec2 (unverified on hardware)",
+        "max_gap": 8,
+        "points": points,
+        "measure": {"power_kw": {"point": f"{inverter}.W", "sign": -1}},
+        "identity": {"points": ["1.Mn", "1.Md", "1.SN"]},
+        # setpoints are <= 0 (minus the output ceiling): the negative branch, and 0 (no output)
+        "control": {"negative": limit, "zero": limit,
+                    "release": [{"point": "123.WMaxLimPct", "value": 100},
+                                {"point": "123.WMaxLim_Ena", "value": 0}]},
+        "heartbeat": {"mode": "rewrite", "lease_s": 1200},
+        "watchdog": {
+            "mode": "timer", "timeout_point": "123.WMaxLimPct_RvrtTms",
+            "feed_points": ["123.WMaxLimPct", "123.WMaxLim_Ena"], "fallback": "release",
+        },
+    }
+    return parse_profile(data, f"SunSpec chain {ids}")
+
+
+def build_profile(chain: list[tuple[int, int]], *, kind: DeviceKind | None = None,
+                  end_address: int | None = None) -> Profile:
+    """The profile of a scanned chain: a PV inverter's for ``kind`` PV (or, with no kind, a
+    chain with model 123 and no storage model 124), else a battery's."""
+    ids = {m for m, _ in chain}
+    pv = (kind is DeviceKind.PV_INVERTER
+          or (kind is None and 123 in ids and 124 not in ids))
+    if pv:
+        return build_pv_profile(chain, end_address=end_address)
+    return build_battery_profile(chain, end_address=end_address)
 
 
 ReadFn = Callable[[int, int], Awaitable[list[int]]]  # (address, count) -> holding registers

@@ -7,12 +7,13 @@ a SunSpec model-1/802/124 map from pysunspec2's definitions).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from device_adapters.profile import Profile, load_profile
-from device_adapters.sunspec import build_battery_profile, model_length
+from device_adapters.sunspec import build_battery_profile, build_pv_profile, model_length
 from sim.clock import FileClock, SimClock
 from sim.device import Clock, SimulatedDevice
 from sim.physics import make_physics
@@ -39,8 +40,30 @@ def sunspec_sim_profile(rated_power_kw: float, serial: str = "XS0001") -> Profil
     return build_battery_profile(chain, name="sunspec", end_address=addr, defaults=defaults)
 
 
-def sim_profile(name: str, rated_power_kw: float, profiles_dir: Path | None = None) -> Profile:
+def sunspec_pv_sim_profile(rated_power_kw: float, serial: str = "XP0001") -> Profile:
+    """The SunSpec PV inverter map our simulator serves: marker, models 1, 103, 121, 123, end
+    (WMax the inverter's rating; the limit at 100%, disabled)."""
+    chain = []
+    addr = SUNSPEC_BASE + 2
+    for mid in (1, 103, 121, 123):
+        chain.append((mid, addr))
+        addr += 2 + model_length(mid)
+    # watts in int16 registers: a scale factor that fits the rating (100 kW: x10 W)
+    sf = max(0, math.ceil(math.log10(rated_power_kw * 1000.0 / 32767.0)))
+    defaults: dict[str, float | str] = {
+        "1.Mn": "XiangSim", "1.Md": "SimPV-3P", "1.SN": serial, "1.Vr": "1.0",
+        "103.W_SF": sf, "121.WMax_SF": sf, "121.WMax": rated_power_kw * 1000.0,
+        "123.WMaxLimPct_SF": -1, "123.WMaxLimPct": 100.0, "123.WMaxLimPct_RvrtTms": 0,
+        "123.WMaxLim_Ena": 0,
+    }
+    return build_pv_profile(chain, name="sunspec", end_address=addr, defaults=defaults)
+
+
+def sim_profile(name: str, rated_power_kw: float, profiles_dir: Path | None = None,
+                kind: DeviceKind = DeviceKind.BATTERY) -> Profile:
     if name == "sunspec":
+        if kind is DeviceKind.PV_INVERTER:
+            return sunspec_pv_sim_profile(rated_power_kw)
         return sunspec_sim_profile(rated_power_kw)
     return load_profile(name, profiles_dir)
 
@@ -51,7 +74,8 @@ def make_device(
 ) -> SimulatedDevice:
     physics = make_physics(DeviceKind(kind), rated_power_kw, params, seed=seed)
     min_step_s = 0.05 * clock.accel if isinstance(clock, SimClock | FileClock) else 0.0
-    return SimulatedDevice(sim_profile(profile_name, rated_power_kw, profiles_dir), physics,
+    return SimulatedDevice(sim_profile(profile_name, rated_power_kw, profiles_dir,
+                                       DeviceKind(kind)), physics,
                            clock, unit_id, min_step_s=min_step_s)
 
 

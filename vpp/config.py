@@ -101,7 +101,8 @@ class PollingSettings(_Section):
     interval_s: float = Field(default=1.0, gt=0)
     period_s: dict[DeviceKind, float] = Field(default_factory=lambda: {
         DeviceKind.BATTERY: 5.0, DeviceKind.EV_CHARGER: 10.0, DeviceKind.V2G_CHARGER: 5.0,
-        DeviceKind.COMMERCIAL_BUILDING: 15.0, DeviceKind.INDUSTRIAL_LOAD: 15.0})
+        DeviceKind.COMMERCIAL_BUILDING: 15.0, DeviceKind.INDUSTRIAL_LOAD: 15.0,
+        DeviceKind.PV_INVERTER: 10.0})
     event_period_s: float = Field(default=2.0, gt=0)
     timeout_s: float = Field(default=1.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
@@ -307,11 +308,13 @@ class ControlSettings(_Section):
 
     tolerance_pct: dict[DeviceKind, float] = Field(default_factory=lambda: {
         DeviceKind.BATTERY: 10.0, DeviceKind.EV_CHARGER: 15.0, DeviceKind.V2G_CHARGER: 10.0,
-        DeviceKind.COMMERCIAL_BUILDING: 15.0, DeviceKind.INDUSTRIAL_LOAD: 10.0})
+        DeviceKind.COMMERCIAL_BUILDING: 15.0, DeviceKind.INDUSTRIAL_LOAD: 10.0,
+        DeviceKind.PV_INVERTER: 10.0})
     min_tolerance_kw: float = Field(default=0.5, ge=0)
     response_s: dict[DeviceKind, float] = Field(default_factory=lambda: {
         DeviceKind.BATTERY: 15.0, DeviceKind.EV_CHARGER: 30.0, DeviceKind.V2G_CHARGER: 30.0,
-        DeviceKind.COMMERCIAL_BUILDING: 120.0, DeviceKind.INDUSTRIAL_LOAD: 60.0})
+        DeviceKind.COMMERCIAL_BUILDING: 120.0, DeviceKind.INDUSTRIAL_LOAD: 60.0,
+        DeviceKind.PV_INVERTER: 30.0})
     override_replan_after_s: float = Field(default=10.0, ge=0)  # batch overrides found in a row
     unchanged_pct: float = Field(default=1.0, ge=0, le=100)  # re-plan "unchanged" within this
     reassert_max: int = Field(default=3, ge=0)  # setpoints re-written after a fall-back

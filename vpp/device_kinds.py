@@ -1,8 +1,10 @@
-"""The five kinds of flexible device, declared once.
+"""The six kinds of flexible device, declared once.
 
 Sign convention for every power in the project: ``power_kw > 0`` is consumption from the grid,
-``power_kw < 0`` is export to the grid (battery discharge, V2G). A *setpoint* uses the same
-convention: for loads it is a power cap; for batteries a signed charge(+)/discharge(-) target.
+``power_kw < 0`` is export to the grid (battery discharge, V2G, PV generation). A *setpoint* uses
+the same convention: for loads it is a power cap; for batteries a signed charge(+)/discharge(-)
+target; for a PV inverter it is minus its output ceiling (``-40`` kW: generate at most 40 kW;
+``0``: generate nothing; its ``min_setpoint_kw``, normally ``-rated``, is "unlimited").
 
 Each kind has one pydantic model of its physical parameters (units in the names). The same model
 validates configuration files, CLI/API input and what is stored in ``Device.params``; the
@@ -26,6 +28,7 @@ class DeviceKind(StrEnum):
     EV_CHARGER = "ev_charger"
     BATTERY = "battery"
     V2G_CHARGER = "v2g_charger"
+    PV_INVERTER = "pv_inverter"
 
 
 class _Params(BaseModel):
@@ -201,9 +204,42 @@ class V2gChargerParams(_Params):
         return self
 
 
+#: ASSUMPTION (no source found; the owner declares the site): Zhuzhou's city centre, where a
+#: PV site's location is not given.
+ZHUZHOU_LATITUDE_DEG = 27.83
+ZHUZHOU_LONGITUDE_DEG = 113.13
+
+
+class PvInverterParams(_Params):
+    """Distributed (rooftop) PV behind one grid-tied inverter; the inverter's AC rating is the
+    device's ``rated_power_kw``.
+
+    ``dc_capacity_kwp``: the array's DC nameplate (kWp, at 1,000 W/m2 and 25 degC);
+    ``tilt_deg`` from horizontal and ``azimuth_deg`` clockwise from north (180 = south) of the
+    modules; the site at ``latitude_deg`` / ``longitude_deg`` / ``altitude_m`` (default:
+    Zhuzhou, :data:`ZHUZHOU_LATITUDE_DEG`). ``gamma_pdc_per_c``: the modules' power temperature
+    coefficient (1/degC, PVWatts' -0.0037 for crystalline silicon); ``losses_pct``: DC-side
+    system losses (soiling, wiring, mismatch: PVWatts' default 14%); ``inverter_efficiency``
+    its nominal efficiency (PVWatts' 0.96). Used by :mod:`forecasting.pv` (the forecast) and
+    the simulated inverter alike.
+
+    ASSUMPTION (defaults, no site survey): a 20 degree south-facing roof.
+    """
+
+    dc_capacity_kwp: float = Field(..., gt=0.0)
+    tilt_deg: float = Field(default=20.0, ge=0.0, le=90.0)
+    azimuth_deg: float = Field(default=180.0, ge=0.0, lt=360.0)
+    latitude_deg: float = Field(default=ZHUZHOU_LATITUDE_DEG, ge=-90.0, le=90.0)
+    longitude_deg: float = Field(default=ZHUZHOU_LONGITUDE_DEG, ge=-180.0, le=180.0)
+    altitude_m: float = Field(default=50.0, ge=-500.0, le=9000.0)
+    gamma_pdc_per_c: float = Field(default=-0.0037, ge=-0.01, le=0.0)
+    losses_pct: float = Field(default=14.0, ge=0.0, lt=100.0)
+    inverter_efficiency: float = Field(default=0.96, gt=0.5, le=1.0)
+
+
 #: The parameters of any one kind (what :func:`parse_params` returns; narrow with isinstance).
 DeviceParams = (CommercialBuildingParams | IndustrialLoadParams | EvChargerParams | BatteryParams
-                | V2gChargerParams)
+                | V2gChargerParams | PvInverterParams)
 
 PARAMS_BY_KIND: dict[DeviceKind, type[DeviceParams]] = {
     DeviceKind.COMMERCIAL_BUILDING: CommercialBuildingParams,
@@ -211,10 +247,14 @@ PARAMS_BY_KIND: dict[DeviceKind, type[DeviceParams]] = {
     DeviceKind.EV_CHARGER: EvChargerParams,
     DeviceKind.BATTERY: BatteryParams,
     DeviceKind.V2G_CHARGER: V2gChargerParams,
+    DeviceKind.PV_INVERTER: PvInverterParams,
 }
 
 #: Kinds that may export power (negative setpoints). Others are loads: setpoints >= 0.
-MAY_EXPORT: frozenset[DeviceKind] = frozenset({DeviceKind.BATTERY, DeviceKind.V2G_CHARGER})
+MAY_EXPORT: frozenset[DeviceKind] = frozenset({DeviceKind.BATTERY, DeviceKind.V2G_CHARGER,
+                                               DeviceKind.PV_INVERTER})
+#: Kinds that only generate: their setpoints are <= 0 (minus an output ceiling).
+GENERATORS: frozenset[DeviceKind] = frozenset({DeviceKind.PV_INVERTER})
 
 
 def parse_kind(value: str) -> DeviceKind:
@@ -241,7 +281,8 @@ def check_limits(
     """Check a device's declared safe setpoint limits; raise ``ValueError`` naming the problem.
 
     Limits must be ordered, within the rated power, and non-negative for kinds that cannot
-    export (an EV charger may export only when V2G-capable).
+    export (an EV charger may export only when V2G-capable); a generator's (PV inverter's) are
+    at most 0 (it cannot consume: its setpoint is minus its output ceiling).
     """
     if rated_power_kw <= 0:
         raise ValueError(f"rated_power_kw must be > 0, got {rated_power_kw}")
@@ -255,6 +296,11 @@ def check_limits(
     if min_setpoint_kw < 0 and not may_export:
         raise ValueError(
             f"negative limit min_setpoint_kw={min_setpoint_kw} for a {kind.value} that cannot export"
+        )
+    if kind in GENERATORS and max_setpoint_kw > 0:
+        raise ValueError(
+            f"max_setpoint_kw={max_setpoint_kw} > 0 for a {kind.value}, which cannot consume "
+            "(its setpoint is minus its output ceiling: limits in [-rated_power_kw, 0])"
         )
     if max_setpoint_kw > rated_power_kw * 1.0001 or -min_setpoint_kw > rated_power_kw * 1.0001:
         raise ValueError(

@@ -33,7 +33,7 @@ from device_adapters.modbus_client import GatewayClient
 from device_adapters.profile import Profile
 from vpp.config import PollingSettings
 from vpp.db import session_scope
-from vpp.device_kinds import DeviceKind
+from vpp.device_kinds import MAY_EXPORT
 from vpp.errors import ConfigError, DeviceError, NotFoundError, ValidationError
 from vpp.gateway_hosts import HostPolicy
 from vpp.models import AuditLog, Device, DeviceStatus, EnrolmentState, Gateway, utcnow
@@ -105,7 +105,7 @@ async def _probe_device(adapter: ProfileAdapter, name: str) -> DeviceProbe:
                 return probe
     state = await adapter.read_state()
     probe.power_kw = state.power_kw
-    if adapter.kind is not DeviceKind.BATTERY and state.power_kw < -0.05 * adapter.rated_power_kw:
+    if adapter.kind not in MAY_EXPORT and state.power_kw < -0.05 * adapter.rated_power_kw:
         probe.reason = (f"implausible values: a {adapter.kind.value} exporting "
                         f"{-state.power_kw:.1f} kW")
         return probe

@@ -22,8 +22,8 @@ from vpp.device_kinds import DeviceKind
 from vpp.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from vpp.models import AuditLog, Device, DeviceProfileRow
 
-#: kinds a SunSpec scan can produce (``device_adapters.sunspec.build_battery_profile``)
-SUNSPEC_KINDS = frozenset({DeviceKind.BATTERY})
+#: kinds a SunSpec scan can produce (``device_adapters.sunspec.build_profile``)
+SUNSPEC_KINDS = frozenset({DeviceKind.BATTERY, DeviceKind.PV_INVERTER})
 
 
 def _visible(row: DeviceProfileRow, owner_id: int | None) -> bool:
@@ -43,7 +43,7 @@ def check_device_profile(session: Session, name: str, kind: DeviceKind | str,
     if name == SUNSPEC:
         if kind not in SUNSPEC_KINDS:
             raise ValidationError(
-                f"profile {SUNSPEC!r} is for batteries, not a {kind.value}")
+                f"profile {SUNSPEC!r} is for batteries and PV inverters, not a {kind.value}")
         return
     prof_kind = _profile_kind(session, name, owner_id)
     if prof_kind is not kind:
@@ -63,7 +63,7 @@ def _profile_kind(session: Session, name: str, owner_id: int) -> DeviceKind:
     yours = [r.name for r in list_stored(session, owner_id)]
     raise ValidationError(
         f"unknown device profile {name!r} (packaged: {', '.join(list_profiles())}, "
-        f"{SUNSPEC!r} for SunSpec batteries"
+        f"{SUNSPEC!r} for SunSpec batteries and PV inverters"
         + (f"; yours: {', '.join(yours)}" if yours else "") + ")")
 
 

@@ -8,6 +8,7 @@ from sim.physics.battery import HOST_LOAD_SHARE, BatteryModel
 from sim.physics.building import BuildingModel
 from sim.physics.ev_charger import EvChargerModel
 from sim.physics.industrial import IndustrialModel
+from sim.physics.pv import PvModel
 from sim.physics.v2g import V2gChargerModel
 from vpp.device_kinds import (
     BatteryParams,
@@ -15,11 +16,13 @@ from vpp.device_kinds import (
     DeviceKind,
     EvChargerParams,
     IndustrialLoadParams,
+    PvInverterParams,
     V2gChargerParams,
     parse_params,
 )
 
-Physics = BatteryModel | BuildingModel | EvChargerModel | IndustrialModel | V2gChargerModel
+Physics = (BatteryModel | BuildingModel | EvChargerModel | IndustrialModel | V2gChargerModel
+           | PvModel)
 
 
 def make_physics(
@@ -57,6 +60,9 @@ def make_physics(
             max_charge_kw=min(p.max_charge_kw, rated_power_kw),
             max_discharge_kw=min(p.max_discharge_kw, rated_power_kw), car=car,
             departure_soc_pct=p.departure_soc_pct)
+    if kind is DeviceKind.PV_INVERTER:
+        assert isinstance(p, PvInverterParams)
+        return PvModel(site=p, rated_kw=rated_power_kw)  # clear sky until a run sets clouds
     if kind is DeviceKind.COMMERCIAL_BUILDING:
         assert isinstance(p, CommercialBuildingParams)
         mid = (p.comfort_min_c + p.comfort_max_c) / 2

@@ -257,6 +257,7 @@ def check_preferences(device: Device, prefs: dict[str, Any], now: datetime) -> N
         DeviceKind.EV_CHARGER: {"ev_departure", "ev_energy_needed_kwh"},
         DeviceKind.V2G_CHARGER: {"ev_departure", "ev_energy_needed_kwh"},
         DeviceKind.BATTERY: {"reserve_soc_pct"},
+        DeviceKind.PV_INVERTER: set(),
     }[kind]
     for key in prefs:
         if key not in allowed:

@@ -21,7 +21,7 @@ from vpp.models import DeviceStatus
 
 #: as literals, inline in the document (the enums' $refs would be to schemas it does not hold)
 KindName = Literal["commercial_building", "industrial_load", "ev_charger", "battery",
-                   "v2g_charger"]
+                   "v2g_charger", "pv_inverter"]
 StatusName = Literal["pending", "active", "offline", "quarantined", "failed", "retired"]
 assert set(get_args(KindName)) == {k.value for k in DeviceKind}
 assert set(get_args(StatusName)) == {s.value for s in DeviceStatus}

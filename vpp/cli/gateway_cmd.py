@@ -41,7 +41,8 @@ def add(
     port: int = typer.Option(502, min=1, max=65535, help="Modbus TCP port."),
     unit_ids: str = typer.Option(..., help="Unit ids behind the gateway, e.g. 1,2,5-7."),
     kind: str = typer.Option(
-        ..., help="commercial_building | industrial_load | ev_charger | battery | v2g_charger"),
+        ..., help="commercial_building | industrial_load | ev_charger | battery | v2g_charger"
+             " | pv_inverter"),
     profile: str = typer.Option(..., help="Device profile name (config/device_profiles/NAME.toml)."),
     rated_kw: float = typer.Option(..., help="Rated power of each device, kW."),
     min_kw: float | None = typer.Option(None, help="Lowest safe setpoint, kW (default 0, or -rated for batteries)."),
