@@ -28,6 +28,7 @@ from vpp.device_kinds import (
     DeviceKind,
     EvChargerParams,
     IndustrialLoadParams,
+    PvInverterParams,
     V2gChargerParams,
     parse_params,
 )
@@ -74,6 +75,8 @@ def device_capability_kw(device: DeviceLike, duration_h: float = 1.0) -> float:
     if isinstance(p, BatteryParams):
         usable_kwh = p.capacity_kwh * (p.soc_max_pct - p.soc_min_pct) / 100 * p.discharge_efficiency
         return min(max(-device.min_setpoint_kw, 0.0), usable_kwh / duration_h)
+    if isinstance(p, PvInverterParams):  # it can only hold output back: that raises the load
+        return 0.0
     raise ValueError(f"no capability rule for {kind}")  # pragma: no cover
 
 

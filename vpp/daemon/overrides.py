@@ -44,7 +44,7 @@ from sqlmodel import Session, col, select
 
 from device_adapters.protocol import DeviceState
 from vpp.config import ControlSettings
-from vpp.device_kinds import DeviceKind
+from vpp.device_kinds import GENERATORS, DeviceKind
 from vpp.domain.grid_calls import ExcludedDeviceOut
 from vpp.errors import DeviceError
 from vpp.models import AuditLog, Device, DispatchPlan, GridEvent, Setpoint
@@ -110,13 +110,14 @@ def judge(held: Held, state: DeviceState | None, c: ControlSettings,
     active = state.detail.get("active_setpoint_kw", held.setpoint_kw)
     if active is None or abs(float(active) - held.setpoint_kw) > 1e-3:
         return None  # read while the adapter held something else (released, or not yet)
+    gen = held.kind in GENERATORS  # its setpoint caps output: it overrides by generating more
     limit = held.setpoint_kw
     if (measured - held.written_at).total_seconds() < c.response_s[held.kind]:
         if held.previous_kw is None:
             return None
-        limit = max(limit, held.previous_kw)
+        limit = min(limit, held.previous_kw) if gen else max(limit, held.previous_kw)
     tol = tolerance_kw(c, held.kind, held.rated_power_kw)
-    if state.power_kw <= limit + tol:
+    if (state.power_kw >= limit - tol) if gen else (state.power_kw <= limit + tol):
         return None
     return Override(held.device_id, held.kind.value, held.setpoint_kw, limit,
                     float(state.power_kw), tol, state.ts)

@@ -110,7 +110,7 @@ def store_plan(s: Session, inp: PlanInputs, result: SolvedPlan, reason: str, wal
     first, n = inp.first_index, inp.n_intervals
     starts = inp.horizon_starts()
     ids = [int(i) for i in result.device_ids]
-    sp = np.asarray(result.setpoint_kw)[:, first:n]
+    sp = np.asarray(result.dispatch_setpoint_kw)[:, first:n]
     pw = np.asarray(result.power_kw)[:, first:n]
     rated = {d.device_id: d.rated_power_kw for d in inp.devices}
     tol = np.array([max(MIN_CHANGE_KW, unchanged_pct / 100.0 * abs(rated.get(i, 0.0)))

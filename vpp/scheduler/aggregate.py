@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from vpp.device_kinds import DeviceKind
+from vpp.scheduler import pv
 from vpp.scheduler.call_rows import shortfall_kw
 from vpp.scheduler.inputs import EvSession, FleetDevice
 from vpp.scheduler.plan import SolvedPlan
@@ -33,6 +34,7 @@ _SCALED_PARAMS = {
     DeviceKind.COMMERCIAL_BUILDING: ("max_shed_kw",),
     DeviceKind.INDUSTRIAL_LOAD: ("max_curtail_kw",),
     DeviceKind.V2G_CHARGER: ("max_charge_kw", "max_discharge_kw", "car_battery_kwh"),
+    DeviceKind.PV_INVERTER: ("dc_capacity_kwp",),
 }
 
 
@@ -126,6 +128,7 @@ def disaggregate(plan: SolvedPlan, agg: Aggregation, devices: Sequence[FleetDevi
     return replace(
         plan, device_ids=np.array([d.device_id for d in devices]), baseline_kw=base,
         power_kw=power, setpoint_kw=setp,
+        dispatch_kw=pv.release_uncurtailed(devices, power, base, setp),
         clamped=np.abs(setp - power) > 1e-6 * np.maximum(rated, 1.0),
         reduction_kw=reduction, shortfall_kw=short, soc_pct=plan.soc_pct[g],
         shed_kw=plan.shed_kw[g] * s, owed_kwh=plan.owed_kwh[g] * s, ev_delivered_kwh=ev_kwh,

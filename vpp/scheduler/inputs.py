@@ -22,13 +22,14 @@ from vpp.device_kinds import (
     DeviceKind,
     EvChargerParams,
     IndustrialLoadParams,
+    PvInverterParams,
     V2gChargerParams,
     check_limits,
 )
 from vpp.errors import ValidationError
 
 Params = (CommercialBuildingParams | IndustrialLoadParams | EvChargerParams | BatteryParams
-          | V2gChargerParams)
+          | V2gChargerParams | PvInverterParams)
 
 _PARAMS_TYPE = {
     DeviceKind.BATTERY: BatteryParams,
@@ -36,6 +37,7 @@ _PARAMS_TYPE = {
     DeviceKind.COMMERCIAL_BUILDING: CommercialBuildingParams,
     DeviceKind.INDUSTRIAL_LOAD: IndustrialLoadParams,
     DeviceKind.V2G_CHARGER: V2gChargerParams,
+    DeviceKind.PV_INVERTER: PvInverterParams,
 }
 
 
@@ -177,6 +179,11 @@ class Weights:
     battery_quad_yuan_per_kwh: float = 0.5
     ev_quad_yuan_per_kwh: float = 0.01
     ev_late_yuan_per_kwh: float = 0.002  # small preference for charging early
+    #: PV curtailed (vpp.scheduler.pv): the owner's lost generation beyond the energy price
+    #: (ASSUMPTION, no source: about a tenth of a feed-in price), linear; and the quadratic
+    #: that spreads curtailment over the inverters by rating
+    pv_curtail_yuan_per_kwh: float = 0.03
+    pv_curtail_quad_yuan_per_kwh: float = 0.05
     #: reduction past the call's ceiling, and fleet power past the rebound limit after the
     #: call: far above any energy price (so the plan never over-sheds to cut the bill), far
     #: below the shortfall (the call comes first when they conflict)

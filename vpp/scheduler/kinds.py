@@ -3,7 +3,7 @@
 Devices are grouped by :func:`group_key` (kind and structural variant: devices of one group share
 one block's sparsity pattern) and each group is built by its model's ``build``
 (:mod:`vpp.scheduler.battery`, :mod:`~vpp.scheduler.ev`, :mod:`~vpp.scheduler.v2g`,
-:mod:`~vpp.scheduler.shed`). Adding a kind to the scheduler means adding it here.
+:mod:`~vpp.scheduler.pv`, :mod:`~vpp.scheduler.shed`). Adding a kind to the scheduler means adding it here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from vpp.device_kinds import DeviceKind
-from vpp.scheduler import battery, ev, shed, v2g
+from vpp.scheduler import battery, ev, pv, shed, v2g
 from vpp.scheduler.block import Block
 from vpp.scheduler.inputs import FleetDevice, Weights
 
@@ -27,6 +27,8 @@ def group_key(d: FleetDevice, n: int, dt_h: float) -> tuple:
         return ("v2g",)
     if d.kind is DeviceKind.EV_CHARGER:
         return ("ev",) + ev.variant(d)
+    if d.kind is DeviceKind.PV_INVERTER:
+        return ("pv",)
     return ("shed",) + shed.variant(d, n, dt_h)
 
 
@@ -39,4 +41,6 @@ def build_block(key: tuple, members: np.ndarray, devs: list[FleetDevice], n: int
         return v2g.build(members, devs, n, dt_h, w)
     if key[0] == "ev":
         return ev.build(members, devs, n, dt_h, w)
+    if key[0] == "pv":
+        return pv.build(members, devs, n, dt_h, w)
     return shed.build(members, devs, n, dt_h, w)

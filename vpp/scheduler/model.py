@@ -24,7 +24,7 @@ import osqp
 import scipy.sparse as sp
 
 from vpp.errors import ValidationError
-from vpp.scheduler import battery, ev, shed, v2g
+from vpp.scheduler import battery, ev, pv, shed, v2g
 from vpp.scheduler.block import Block, Context
 from vpp.scheduler.call_rows import band_warnings, call_bounds, shortfall_kw, slack_curvature
 from vpp.scheduler.fleet_rows import fleet_row_vectors
@@ -393,6 +393,8 @@ class DispatchModel:
             power[b.members] += b.rated_kw[:, None] * (pm.T @ xb.T).T
             if b.name in SOC_BLOCKS:
                 soc[b.members] = battery.soc_pct(b, xb)
+            elif b.name == pv.BLOCK_NAME:
+                pass  # curtailment is the power's rise above the (negative) baseline
             elif b.name.startswith("ev_charger"):
                 per_t = ev.connector_kwh(b, xb, self.dt_h)
                 for i, mi in enumerate(b.members):
@@ -414,7 +416,8 @@ class DispatchModel:
         obj = float(res.info.obj_val) * self.norm + float((const * price).sum() * self.dt_h)
         plan = SolvedPlan(
             device_ids=self.device_ids.copy(), baseline_kw=base, power_kw=power,
-            setpoint_kw=setp, clamped=clamped, target_kw=tgt, reduction_kw=reduction,
+            setpoint_kw=setp, dispatch_kw=pv.release_uncurtailed(devices, power, base, setp),
+            clamped=clamped, target_kw=tgt, reduction_kw=reduction,
             shortfall_kw=shortfall, soc_pct=soc, shed_kw=shed_arr, owed_kwh=owed, ev_delivered_kwh=ev_kwh,
             energy_cost_yuan=energy_cost, objective_yuan=obj, status=status,
             iterations=int(res.info.iter),

@@ -360,9 +360,11 @@ def merge_plans(plans: Sequence[SolvedPlan], target_kw: np.ndarray, *, objective
         ev_kwh.update(p.ev_delivered_kwh)
         ev_conn.update(p.ev_connector_kwh)
         warnings += [w for w in p.warnings if w not in warnings]
+    dispatch = (np.concatenate([p.dispatch_setpoint_kw for p in plans])
+                if any(p.dispatch_kw is not None for p in plans) else None)
     return SolvedPlan(
         device_ids=cat["device_ids"], baseline_kw=cat["baseline_kw"], power_kw=cat["power_kw"],
-        setpoint_kw=cat["setpoint_kw"], clamped=cat["clamped"], soc_pct=cat["soc_pct"],
+        setpoint_kw=cat["setpoint_kw"], dispatch_kw=dispatch, clamped=cat["clamped"], soc_pct=cat["soc_pct"],
         shed_kw=cat["shed_kw"], owed_kwh=cat["owed_kwh"],
         target_kw=np.asarray(target_kw, dtype=float), reduction_kw=red,
         shortfall_kw=short, ev_delivered_kwh=ev_kwh,

@@ -57,9 +57,18 @@ class SolvedPlan:
     ev_connector_kwh: dict[int, np.ndarray] = field(default_factory=dict)
     #: the first interval this plan could change (earlier ones were pinned: the past)
     now_index: int = 0
+    #: what is written to each device per interval (kW): ``setpoint_kw``, except that a PV
+    #: inverter's uncurtailed intervals carry its lowest setpoint, no output ceiling
+    #: (:func:`vpp.scheduler.pv.release_uncurtailed`); None: ``setpoint_kw``
+    dispatch_kw: np.ndarray | None = None
     #: the call's direction: +1 peak shaving, -1 valley filling (``target_kw`` and
     #: ``shortfall_kw`` are on the response, ``direction_sign`` x ``reduction_kw``)
     direction_sign: float = 1.0
+
+    @property
+    def dispatch_setpoint_kw(self) -> np.ndarray:
+        """The setpoints to write (kW, devices x intervals; ``dispatch_kw`` where set)."""
+        return self.setpoint_kw if self.dispatch_kw is None else self.dispatch_kw
 
     @property
     def response_kw(self) -> np.ndarray:
