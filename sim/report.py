@@ -249,6 +249,9 @@ def summary_dict(result: SeasonResult) -> dict[str, Any]:
         "owners": result.n_owners, "simulated_days": result.simulated_days,
         "wall_seconds": round(result.wall_seconds, 1), "headline": h.as_dict(),
         "faults": fault_totals(result.events), "seams": result.seams,
+        "calls_by_direction": {"peak_shaving": len(result.calls),
+                               "valley_filling": len(result.valley_calls),
+                               "capability_tests": sum(e.call.test for e in result.events)},
         "by_season": season_summary(result.events, result.system_peak_mw),
         "valley_filling": valley_summary(result.events),
         "capacity_payments": [

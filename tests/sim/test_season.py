@@ -143,6 +143,9 @@ def test_report_is_written(small_run, tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "summary.json").read_text())
     summer = summary["by_season"]["summer"]
     assert summer["calls"] == 1 and summer["uncapped_offer_mw_median"] is not None
+    assert summary["calls_by_direction"] == {"peak_shaving": 1, "valley_filling": 0,
+                                             "capability_tests": 0}
+    assert summary["valley_filling"]["calls"] == 0 and "## Valley filling" not in text
     assert summary["events"][0]["measures"]["tail_intervals"] == 8
     cap = summary["capacity_payments"]
     assert len(cap) == 1 and cap[0]["owners_fen"] + cap[0]["fee_fen"] == cap[0]["total_fen"]

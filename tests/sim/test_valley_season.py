@@ -263,3 +263,5 @@ def test_the_report_shows_valley_filling_apart(valley_run, tmp_path: Path) -> No
     assert s["events"][0]["direction"] == "valley_filling"
     assert s["by_season"] == {}  # the peak-shaving measures hold no valley call
     assert s["headline"]["events"] == 0
+    assert s["calls_by_direction"] == {"peak_shaving": 0, "valley_filling": 1,
+                                       "capability_tests": 0}
