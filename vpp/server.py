@@ -39,6 +39,7 @@ from vpp.daemon.dbexec import Db
 from vpp.daemon.fleet_runtime import HEARTBEAT_LOOP
 from vpp.daemon.infra import Infra, real_rate, utc_now
 from vpp.daemon.parts import DaemonParts, build_parts
+from vpp.daemon.supervisor import Step
 from vpp.domain.grid_calls import EventStatus
 from vpp.errors import ConfigError, ValidationError
 from vpp.models import Device, GridEvent
@@ -155,14 +156,35 @@ class Daemon:
         s = self.parts
         settings = s.settings
         sup = s.supervisor
-        sup.add("control", s.control.step, settings.daemon.control_period_s, timeout_s=300.0)
-        sup.add("baselines", self._baselines_step, 60.0, timeout_s=300.0)
-        sup.add("settle", s.settler.step, settings.daemon.settle_period_s, timeout_s=300.0)
+        node = s.cluster.planner if s.cluster is not None else None
+        if node is not None:  # the planner of a cluster: only while it holds the lock
+            cl = settings.cluster
+            sup.add("planner-lock", node.lock.step, cl.planner_retry_s, timeout_s=30.0)
+            sup.add("states", node.states.step, settings.polling.interval_s,
+                    timeout_s=max(30.0, 5 * settings.polling.interval_s), fixed_rate=True)
+        g = self._planner_only
+        sup.add("control", g(s.control.step), settings.daemon.control_period_s, timeout_s=300.0)
+        sup.add("baselines", g(self._baselines_step), 60.0, timeout_s=300.0)
+        sup.add("settle", g(s.settler.step), settings.daemon.settle_period_s, timeout_s=300.0)
         if settings.scheduler.tou_schedule:  # batteries between calls, one step per interval
-            sup.add("tou", s.tou.step, settings.daemon.control_period_s, timeout_s=300.0)
+            sup.add("tou", g(s.tou.step), settings.daemon.control_period_s, timeout_s=300.0)
         if self.ven is not None:
-            sup.add("openadr", self.ven.step, settings.daemon.openadr.report_interval_s,
+            sup.add("openadr", g(self.ven.step), settings.daemon.openadr.report_interval_s,
                     timeout_s=60.0)
+
+    def _planner_only(self, step: Step) -> Step:
+        """``step`` as is in a single process; in a cluster's planner, run only while this
+        process holds the planner lock (a standby skips it)."""
+        node = self.parts.cluster.planner if self.parts.cluster is not None else None
+        if node is None:
+            return step
+        lock = node.lock
+
+        async def guarded() -> None:
+            if lock.held:
+                await step()
+
+        return guarded
 
     async def start(self) -> str:
         s = self.parts

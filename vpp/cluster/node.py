@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from vpp.cluster.executor import CommandExecutor
 from vpp.cluster.membership import GatewayShare
 from vpp.cluster.notify import Listener
+from vpp.cluster.planner_lock import PlannerLock
 from vpp.cluster.remote import RemoteSetpoints
+from vpp.cluster.states import RemoteStates
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,11 @@ class PollerNode:
 
 @dataclass(frozen=True)
 class PlannerNode:
-    """The planner: setpoints go out as commands."""
+    """The planner: the role's lock, the devices' states from the database, setpoints out as
+    commands."""
 
+    lock: PlannerLock
+    states: RemoteStates
     remote: RemoteSetpoints
 
 
@@ -47,3 +52,4 @@ class ClusterNode:
             await self.poller.share.leave()
         if self.planner is not None:
             await self.planner.remote.close()
+            await self.planner.lock.close()

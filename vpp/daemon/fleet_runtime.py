@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,15 @@ log = logging.getLogger("vpp.daemon.fleet")
 
 #: the supervised loop that runs :meth:`FleetRuntime.heartbeat_step`
 HEARTBEAT_LOOP = "heartbeat"
+
+
+@dataclass(frozen=True)
+class RemoteDevice:
+    """A device as the planner of a cluster sees it (:mod:`vpp.cluster.states`)."""
+
+    name: str
+    online: bool
+    state: DeviceState | None
 
 
 class FleetRuntime:
@@ -287,6 +297,18 @@ class FleetRuntime:
         if self.infra.supervisor.has(HEARTBEAT_LOOP):
             self.infra.supervisor.set_period(HEARTBEAT_LOOP, period_s)
 
+    def set_remote_states(self, devices: dict[int, RemoteDevice]) -> None:
+        """The planner of a cluster polls nothing: its view of each device is what the poller
+        workers stored (:mod:`vpp.cluster.states`), kept where ``latest`` / ``is_online`` read."""
+        stats = self.poller.stats
+        for i in [i for i in stats if i not in devices]:
+            del stats[i]
+        for i, d in devices.items():
+            st = stats.get(i) or DeviceStats(i, d.name)
+            st.online, st.last_state = d.online, d.state
+            stats[i] = st
+        self.version += 1
+
     # -- what others read -----------------------------------------------------------------
     def latest(self, device_id: int) -> DeviceState | None:
         st = self.poller.stats.get(device_id)
@@ -426,12 +448,15 @@ class FleetRuntime:
 
         async def one(i: int) -> None:
             try:
-                if i not in self.poller.stats and self.remote is not None:
+                try:
+                    a = self.poller.adapter(i)
+                except KeyError:
+                    if self.remote is None:
+                        raise
                     err = await self.remote.release(i)  # through its owner in the cluster
                     if err is not None:
-                        raise DeviceError(err)
+                        raise DeviceError(err) from None
                 else:
-                    a = self.poller.adapter(i)
                     async with self.device_lock(i):
                         await a.release()
                 self.last_setpoints.pop(i, None)

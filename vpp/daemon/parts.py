@@ -20,7 +20,9 @@ from vpp.cluster.ingest import FencedWriter
 from vpp.cluster.membership import GatewayShare
 from vpp.cluster.node import ClusterNode, PlannerNode, PollerNode
 from vpp.cluster.notify import Listener
+from vpp.cluster.planner_lock import PlannerLock
 from vpp.cluster.remote import RemoteSetpoints
+from vpp.cluster.states import RemoteStates
 from vpp.config import Settings
 from vpp.config_cluster import worker_name
 from vpp.daemon.control import ControlLoop
@@ -123,7 +125,8 @@ def _cluster_node(infra: Infra, wid: str, fleet: FleetRuntime, share: GatewaySha
                             lambda: wake(COMMANDS_LOOP), wait_s=cl.command_sweep_s)
         poller = PollerNode(share, CommandExecutor(infra.db, cl, share, fleet), listener)
     if remote is not None:
-        planner = PlannerNode(remote)
+        planner = PlannerNode(PlannerLock(infra.db.engine, wid), RemoteStates(infra, fleet),
+                              remote)
     return ClusterNode(wid, cl.role, poller, planner)
 
 

@@ -22,6 +22,7 @@ from vpp import fleet
 from vpp.cluster.share import assign
 from vpp.db import session_scope
 from vpp.device_kinds import DeviceKind
+from vpp.errors import NotFoundError
 
 HEARTBEAT_S = 0.5
 LEASE_S = 2.0
@@ -69,13 +70,15 @@ planner_retry_s = 0.5
 
 
 async def spawn(cfg: Path, role: str, worker_id: str, log: Path,
-                env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    """``vpp serve --role ROLE --worker-id ID`` on a free port, stderr to ``log``."""
+                env: dict[str, str] | None = None, http_port: int = 0
+                ) -> asyncio.subprocess.Process:
+    """``vpp serve --role ROLE --worker-id ID`` on ``http_port`` (0: a free one), stderr to
+    ``log``."""
     full = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
     full.pop("VPP_CONFIG", None)
     with log.open("ab") as fh:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "vpp.cli.main", "--config", str(cfg), "serve", "--port", "0",
+            sys.executable, "-m", "vpp.cli.main", "--config", str(cfg), "serve", "--port", str(http_port),
             "--role", role, "--worker-id", worker_id, "--log-text", cwd=str(cfg.parent),
             env=full, stdout=asyncio.subprocess.DEVNULL, stderr=fh)
 
@@ -97,7 +100,10 @@ async def active_fleet(engine: Engine, n: int,
     gws: list[SimGateway] = []
     by_id: dict[int, SimGateway] = {}
     with session_scope(engine) as s:
-        owner = fleet.add_owner(s, "Shennong City Mall")
+        try:
+            owner = fleet.get_owner(s, "Shennong City Mall")  # seeded with the API's tokens
+        except NotFoundError:
+            owner = fleet.add_owner(s, "Shennong City Mall")
         for _ in range(n):
             spec = spec_of(port())
             gw = await start_gateway(spec)
