@@ -151,3 +151,21 @@ def give_up(s: Session, command_id: int, why: str) -> bool:
         "UPDATE device_command SET status = 'failed', done_at = now(), error = :e "
         "WHERE id = :i AND status = 'pending'"), {"i": command_id, "e": why[:2000]})
     return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+def held_setpoints(s: Session, device_ids: Iterable[int], max_age_s: float
+                   ) -> dict[int, float]:
+    """Device -> the setpoint (kW) its newest confirmed command gave it, for devices whose
+    newest confirmed command is a setpoint (not a release) confirmed within ``max_age_s`` (a
+    market interval: the planner writes every interval's setpoints, an older one is stale):
+    what a worker taking the gateway over keeps holding (heartbeats, leases) without writing
+    it again, as after a restart."""
+    ids = sorted(set(device_ids))
+    if not ids:
+        return {}
+    rows = s.execute(text(
+        "SELECT DISTINCT ON (device_id) device_id, setpoint_kw FROM device_command "
+        "WHERE device_id = ANY(:d) AND status = 'confirmed' "
+        "AND done_at > now() - :a * interval '1 second' ORDER BY device_id, id DESC"),
+        {"d": ids, "a": max_age_s}).all()
+    return {int(d): float(kw) for d, kw in rows if kw is not None}

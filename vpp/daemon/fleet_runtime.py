@@ -22,6 +22,7 @@ from device_adapters.adapter import ProfileAdapter
 from device_adapters.factory import make_adapter
 from device_adapters.profile import Profile
 from device_adapters.protocol import DeviceState, SetpointResult
+from vpp.cluster.commands import held_setpoints
 from vpp.daemon.fleet_sync import DesiredFleet, DeviceKey, load_desired, read_revision
 from vpp.errors import ConfigError, DeviceError, ValidationError
 from vpp.gateway_hosts import HostPolicy
@@ -118,21 +119,24 @@ class FleetRuntime:
         held = self._held_through_rebuild(gone, keep)
         if gone:
             await self._detach(gone, keep_held=set(held) | handed)
-        added = 0
+        added: list[int] = []
         for i, (d, key) in keep.items():
             if i in self._keys or (i in self.poller.stats and i not in self._keys):
                 continue  # polled already (or an adapter someone else added)
             if await self._attach(d, key, want.stored):
-                added += 1
+                added.append(i)
+        if self.share is not None and added:  # taken over: what their last owner confirmed
+            interval_s = 60.0 * self.infra.settings.service.market_interval_minutes
+            held.update(await self.infra.db.run(held_setpoints, added, interval_s))
         for i, kw in held.items():
             if self.has_adapter(i):
                 self.restore_setpoint(i, kw)  # the device still holds it: not written again
         self._revision = want.revision
         if added or gone:
             log.info("fleet refreshed at revision %d: %d device(s) added or rebuilt, %d "
-                     "dropped", want.revision, added, len(set(gone) - set(self._keys)))
+                     "dropped", want.revision, len(added), len(set(gone) - set(self._keys)))
             self.version += 1
-        return added
+        return len(added)
 
     async def _refused_gateways(self, want: DesiredFleet) -> set[int]:
         """Gateways the host policy refuses now, among those about to be connected (a new or
