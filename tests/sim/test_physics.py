@@ -118,7 +118,11 @@ def test_industrial_curtailment_backlog_and_override() -> None:
 
 @pytest.mark.parametrize("kind", list(DeviceKind))
 def test_factory_builds_every_kind(kind: DeviceKind) -> None:
-    params = {"capacity_kwh": 10.0} if kind is DeviceKind.BATTERY else {}
+    params = ({"capacity_kwh": 10.0} if kind is DeviceKind.BATTERY
+              else {"dc_capacity_kwp": 110.0} if kind is DeviceKind.PV_INVERTER else {})
     model = make_physics(kind, 100.0, params)
     model.step(60, None)
-    assert model.power_kw >= 0
+    if kind is DeviceKind.PV_INVERTER:
+        assert -100.0 <= model.power_kw <= 0  # generation is export
+    else:
+        assert model.power_kw >= 0

@@ -41,7 +41,8 @@ def _periods(battery: float, charger: float, building: float,
              industrial: float) -> dict[DeviceKind, float]:
     return {DeviceKind.BATTERY: battery, DeviceKind.EV_CHARGER: charger,
             DeviceKind.COMMERCIAL_BUILDING: building, DeviceKind.INDUSTRIAL_LOAD: industrial,
-            DeviceKind.V2G_CHARGER: battery}  # a car's state of charge, as fast as a battery's
+            DeviceKind.V2G_CHARGER: battery,  # a car's state of charge, as fast as a battery's
+            DeviceKind.PV_INVERTER: charger}
 
 
 @asynccontextmanager

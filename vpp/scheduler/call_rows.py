@@ -10,7 +10,8 @@ rise above its baseline). It is held in a band, the same in both directions:
 * after the window (the rebound / make-up / recharge tail), with ``rebound_max_pct`` set:
   ``-rebound_max_pct/100 * fleet_baseline_t <= r_t <= 0``: the fleet is back, its power
   between its baseline and baseline x (1 + pct/100) (valley filling: x (1 - pct/100), the
-  batteries giving back what they charged); past that costs ``rebound_yuan_per_kwh``, the
+  batteries giving back what they charged; a fleet that exports at baseline, PV's, takes the
+  share of its baseline's size); past that costs ``rebound_yuan_per_kwh``, the
   other side (a response past the call, which nobody pays for and the owner did not agree
   to) ``over_delivery_yuan_per_kwh``;
 * elsewhere: free.
@@ -72,7 +73,9 @@ def call_bounds(call: EventCall | None, n: int, fleet_baseline_kw: np.ndarray,
     if call.rebound_max_pct is not None:
         tail = np.arange(n) >= call.end
         base = np.asarray(fleet_baseline_kw, dtype=float)
-        floor = np.where(tail, -call.rebound_max_pct / 100.0 * base, floor)
+        # a share of the fleet's baseline load, or of its export where PV makes it export
+        # (a negative baseline would invert the band)
+        floor = np.where(tail, -call.rebound_max_pct / 100.0 * np.abs(base), floor)
         ceiling = np.where(tail, 0.0, ceiling)
         cost = np.where(tail, weights.rebound_yuan_per_kwh, cost)
     return CallBounds(floor, ceiling, cost, weights.over_delivery_yuan_per_kwh, in_call,

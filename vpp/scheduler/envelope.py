@@ -22,7 +22,10 @@ up to their maximum setpoint, limited by the room below the maximum SoC now, fro
 as it is (a battery discharging in its baseline can stop: that rise takes no room); EV chargers draw
 their sessions' energy in the window (at most each session's need spread over the sustain
 period); buildings and industrial loads rise only to make up energy they owe (``debt_kwh``:
-their kinds declare no other rise), up to their maximum setpoint.
+their kinds declare no other rise), up to their maximum setpoint; PV inverters curtail their
+expected output (their negative baseline at that quantile: less sun, less to curtail,
+:func:`vpp.scheduler.pv.raise_kw`). A PV inverter cannot reduce a load: nothing for peak
+shaving.
 """
 
 from __future__ import annotations
@@ -38,10 +41,11 @@ from vpp.device_kinds import (
     DeviceKind,
     EvChargerParams,
     IndustrialLoadParams,
+    PvInverterParams,
     V2gChargerParams,
 )
 from vpp.errors import ValidationError
-from vpp.scheduler import v2g
+from vpp.scheduler import pv, v2g
 from vpp.scheduler.inputs import FleetDevice
 
 
@@ -72,6 +76,8 @@ def raise_kw(d: FleetDevice, base_kw: np.ndarray, hold_h: float) -> np.ndarray:
     n = base_kw.shape[0]
     if isinstance(p, V2gChargerParams):
         return v2g.raise_kw(d, base_kw, hold_h)
+    if isinstance(p, PvInverterParams):
+        return pv.raise_kw(d, base_kw)
     if isinstance(p, BatteryParams):
         soc = p.soc_max_pct if d.soc_pct is None else d.soc_pct  # unknown: no room
         room_kwh = max(p.soc_max_pct - soc, 0.0) / 100 * p.capacity_kwh
@@ -125,7 +131,10 @@ def flexibility_envelope(devices: Sequence[FleetDevice], baseline_quantiles_kw: 
         p = d.params
         scale = d.flex_scale if d.available else 0.0
         if valley:
-            cap = raise_kw(d, raw[i] if isinstance(p, BatteryParams) else b, hold_h)
+            signed = isinstance(p, BatteryParams | PvInverterParams)  # baselines below 0 count
+            cap = raise_kw(d, raw[i] if signed else b, hold_h)
+        elif isinstance(p, PvInverterParams):  # it cannot raise its output
+            cap = np.zeros(n)
         elif isinstance(p, V2gChargerParams):  # only what leaves the car with its ask
             cap = v2g.reduction_kw(d, b, hold_h, dt)
         elif isinstance(p, BatteryParams):

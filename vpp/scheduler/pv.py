@@ -7,7 +7,8 @@ cannot exceed. Its one control is curtailment, ``c_t >= 0`` per unit of the inve
 
     power_t = baseline_t + R c_t,    0 <= R c_t <= min(-baseline_t, max_setpoint_kw - baseline_t)
 
-so the output ``-power_t`` stays between 0 and the forecast. Curtailing raises the site's net
+so the output ``-power_t`` stays between 0 and the forecast (:func:`raise_kw`, the same bound,
+is the kind's part of the offer envelope). Curtailing raises the site's net
 load: in a valley-filling call it is response like any other kind's rise (the assembler
 counts it through the shared response rows); in a peak-shaving call it works against the
 call, so the plan leaves PV alone and its forecast output is simply part of the fleet's
@@ -63,12 +64,25 @@ def _vectors(ctx: Context, rated: np.ndarray, nr: int) -> Vectors:
     base = np.asarray(ctx.baseline_kw, dtype=float)
     avail = np.array([d.available for d in devs], dtype=float)
     scale = (attr(devs, "flex_scale") * avail)[:, None]
-    hi_sp = attr(devs, "max_setpoint_kw")[:, None]
-    room_kw = np.maximum(np.minimum(-base, hi_sp - base), 0.0)
+    room_kw = _room_kw(base, attr(devs, "max_setpoint_kw")[:, None])
     hi = np.where(live_mask(n, ctx.now)[None, :], room_kw / rated[:, None] * scale, 0.0)
     pref = attr(devs, "preference_weight")
     q = np.repeat((ctx.weights.pv_curtail_yuan_per_kwh * pref)[:, None], n, axis=1)
     return Vectors(q=q, lo=np.zeros((len(devs), nr)), hi=hi, const_kw=base.copy())
+
+
+def raise_kw(d: FleetDevice, base_kw: np.ndarray) -> np.ndarray:
+    """How far ``d`` (a PV inverter) can raise its power above ``base_kw`` (its signed
+    baseline, kW per interval) by curtailing: its expected output, less what the owner keeps
+    (``max_setpoint_kw``); the offer envelope's valley side (:mod:`vpp.scheduler.envelope`).
+    Curtailment has no energy budget: it holds for any duration."""
+    return _room_kw(np.asarray(base_kw, dtype=float), d.max_setpoint_kw)
+
+
+def _room_kw(base_kw: np.ndarray, max_setpoint_kw: float | np.ndarray) -> np.ndarray:
+    """Curtailable kW: the expected output (``-base``), at most down to the owner's kept
+    output (``max_setpoint_kw``, <= 0), never below 0."""
+    return np.maximum(np.minimum(-base_kw, max_setpoint_kw - base_kw), 0.0)
 
 
 def release_uncurtailed(devices: Sequence[FleetDevice], power_kw: np.ndarray,

@@ -41,8 +41,10 @@ def test_counts_follow_the_enrolled_shares(scn, fleet) -> None:
         assert got == seg.enrolled, seg.name
 
 
-#: the scenario has no V2G chargers: no source gives Zhuzhou's count (docs/scheduler.md)
-@pytest.mark.parametrize("kind", [k for k in DeviceKind if k is not DeviceKind.V2G_CHARGER])
+#: the scenario has no V2G chargers: no source gives Zhuzhou's count (docs/scheduler.md); no
+#: PV inverters yet (issue 20 item 2 added the kind, not a population)
+@pytest.mark.parametrize("kind", [k for k in DeviceKind
+                                  if k not in (DeviceKind.V2G_CHARGER, DeviceKind.PV_INVERTER)])
 def test_specs_are_valid_and_within_limits(fleet, kind: DeviceKind) -> None:
     devs = [d for d in fleet if d.kind is kind]
     assert devs

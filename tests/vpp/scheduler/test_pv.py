@@ -14,6 +14,7 @@ from tests.vpp.scheduler.conftest import N, baseline_for, battery, price
 from vpp.device_kinds import DeviceKind, PvInverterParams
 from vpp.scheduler import DispatchModel, EventCall, FleetDevice, HorizonData
 from vpp.scheduler.aggregate import aggregate, disaggregate
+from vpp.scheduler.envelope import flexibility_envelope
 
 SITE = PvInverterParams(dc_capacity_kwp=110.0)
 
@@ -105,3 +106,28 @@ def test_identical_roofs_aggregate_and_each_gets_its_own_ceiling() -> None:
     assert d[:, 4:12].sum(axis=0) == pytest.approx(-150.0 + 50.0, abs=0.5)  # 50 kW held back
     assert d[1, 5] == pytest.approx(d[0, 5] / 2, abs=0.1)  # in proportion to the ratings
     assert (d[:, :4] == np.array([[-100.0], [-50.0], [-100.0]])).all()
+
+
+def test_the_offer_envelope_counts_curtailment_for_valleys_only() -> None:
+    devs = [pv(1), FleetDevice(2, DeviceKind.PV_INVERTER, 100.0, -100.0, -20.0,
+                               SITE.model_copy())]
+    q = np.stack([np.vstack([_forecast(70.0), _forecast(70.0)]),   # p10 of the load: sunny
+                  np.vstack([_forecast(40.0), _forecast(40.0)])])  # p90: cloudy
+    valley = flexibility_envelope(devs, q, [0.1, 0.9], 0.9, interval_minutes=15,
+                                  direction_sign=-1.0)
+    # at 90% confidence the cloudy case: 40 kW each, the second keeps 20 of it
+    assert valley.by_kind_kw["pv_inverter"] == pytest.approx(np.full(N, 40.0 + 20.0))
+    peak = flexibility_envelope(devs, q, [0.1, 0.9], 0.9, interval_minutes=15)
+    assert (peak.by_kind_kw["pv_inverter"] == 0.0).all()
+
+
+def test_a_fleet_exporting_at_baseline_keeps_a_rebound_band_that_is_not_inverted() -> None:
+    """PV can make the fleet's baseline negative; the rebound cap after the call is a share
+    of its size (it was -pct x baseline > 0 = the ceiling: OSQP refused the data)."""
+    devs = [battery(0, soc=30), pv(1)]
+    base = np.vstack([baseline_for(devs[:1]), _forecast(60.0)])
+    assert (base.sum(axis=0) < 0).all()
+    call = EventCall(4, 12, 20.0, rebound_max_pct=5.0, direction_sign=-1.0)
+    plan = solve(devs, base, call)
+    assert plan.feasible and plan.status == "solved"
+    assert plan.response_kw[4:12] == pytest.approx(20.0, abs=0.2)
