@@ -44,13 +44,12 @@ _INSERT = (
 
 class FencedWriter:
     """``writer(engine, readings)`` for :class:`vpp.telemetry_store.TelemetryBuffer` in a poller
-    worker: see the module docstring. ``fenced``: readings dropped because their gateway's
-    lease was not this worker's; ``present``: readings already stored."""
+    worker: see the module docstring. ``skipped``: readings not written, because they were
+    stored already or their gateway's lease was not this worker's."""
 
     def __init__(self, worker_id: str) -> None:
         self.worker_id = worker_id
-        self.fenced = 0
-        self.present = 0
+        self.skipped = 0
 
     def __call__(self, engine: Engine, readings: Sequence[Reading]) -> int:
         rows = []
@@ -66,10 +65,6 @@ class FencedWriter:
             with cur.copy(f"COPY vpp_telemetry_in ({_cols}) FROM STDIN") as copy:  # type: ignore[attr-defined]
                 for row in rows:
                     copy.write_row(row)
-            cur.execute("SELECT count(*) FROM vpp_telemetry_in i WHERE EXISTS (SELECT 1 FROM "
-                        "telemetry t WHERE t.device_id = i.device_id AND t.ts = i.ts)")
-            found = cur.fetchone()
-            present = int(found[0]) if found is not None else 0
             cur.execute(_INSERT, {"w": self.worker_id})
             written = int(cur.rowcount)
             raw.commit()
@@ -78,10 +73,10 @@ class FencedWriter:
             raise
         finally:
             raw.close()
-        dropped = len(rows) - written - present
-        self.present += present
-        if dropped > 0:
-            self.fenced += dropped
-            log.warning("%d reading(s) not stored: their gateway's lease is another worker's",
-                        dropped, extra={"worker_id": self.worker_id})
+        skipped = len(rows) - written
+        if skipped > 0:
+            self.skipped += skipped
+            log.warning("%d reading(s) not stored: stored already (a retried batch), or their "
+                        "gateway's lease is another worker's", skipped,
+                        extra={"worker_id": self.worker_id})
         return written
