@@ -95,9 +95,11 @@ def device_plan_baselines(owner_of_device: Sequence[int], owner_days: OwnerDays,
                           method: str, fallback_kw: np.ndarray,
                           fallback_methods: Sequence[str]) -> PlanBaselines:
     """Each device's baseline over ``window`` (the call and the tail): its mean over its
-    owner's days (module docstring); ``fallback_kw`` (kW, one per device, NaN: none) held
-    over the window where that mean is not there, named by ``fallback_methods``. A device
-    with neither gets NaN and the method ``"none"``: the caller leaves it out of the plan."""
+    owner's days (module docstring); ``fallback_kw`` where that mean is not there, named by
+    ``fallback_methods``: kW, one per device held over the window, or one per device and
+    interval of the window (a PV inverter's follows the sun, :func:`forecasting.pv.
+    nowcast_load_kw`); NaN: none. A device with neither gets NaN and the method ``"none"``:
+    the caller leaves it out of the plan."""
     owners = np.asarray(owner_of_device, dtype=np.int64)
     n = len(owners)
     kw = np.full((n, len(window)), np.nan)
@@ -114,13 +116,15 @@ def device_plan_baselines(owner_of_device: Sequence[int], owner_days: OwnerDays,
         total = np.where(finite, block, 0.0).sum(axis=0)
         kw[rows] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     fallback = np.asarray(fallback_kw, dtype=float)
+    if fallback.ndim == 1:
+        fallback = np.repeat(fallback[:, None], len(window), axis=1)
     methods: list[str] = []
     for i in range(n):
         gap = ~np.isfinite(kw[i])
         if not gap.any():
             methods.append(method)
             continue
-        kw[i, gap] = fallback[i]
+        kw[i, gap] = fallback[i, gap]
         methods.append(method if not gap.all() else
-                       (fallback_methods[i] if np.isfinite(fallback[i]) else "none"))
+                       (fallback_methods[i] if np.isfinite(fallback[i]).all() else "none"))
     return PlanBaselines(kw, methods)

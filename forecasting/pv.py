@@ -24,6 +24,12 @@ Hunan is cloudy, some 1,400-1,700 sunshine hours a year against ~4,400 of daylig
 output at ``k``'s quantile ``q``: quantiles are ordered by construction and zero at night.
 A caller with a cloud forecast passes its own distribution (``index_a`` / ``index_b``) or a
 known ``clear_sky_index`` to :func:`ac_output_kw`.
+
+Nowcast (:func:`nowcast_load_kw`): from one reading, the clear-sky index it shows held over the
+next hours (persistence of cloudiness, the usual short-term PV nowcast), times the clear-sky
+output of each interval: the plan's baseline of an inverter without history follows the sun
+instead of holding its last reading flat. A reading in the dark shows no index: the Beta
+median is taken.
 """
 
 from __future__ import annotations
@@ -81,6 +87,25 @@ def ac_output_kw(site: PvInverterParams, rated_power_kw: float, times: pd.Dateti
                                   eta_inv_nom=site.inverter_efficiency)
     out = np.clip(np.nan_to_num(np.asarray(ac_w, dtype=float)) / 1000.0, 0.0, rated_power_kw)
     return pd.Series(out, index=times, name="ac_output_kw")
+
+
+def nowcast_load_kw(site: PvInverterParams, rated_power_kw: float, window: pd.DatetimeIndex,
+                    measured_kw: float, measured_at: pd.Timestamp,
+                    interval_minutes: int) -> np.ndarray:
+    """Expected load (kW, ``<= 0``: minus the output, the project's sign) of ``site`` in each
+    interval starting at ``window`` (aware), from ``measured_kw`` (its power, project sign)
+    read at ``measured_at``: the reading's share of the clear-sky output then (clipped to
+    [0, 1.2]) times the clear-sky output at each interval's middle, at most the rating; in
+    the dark, the output under the Beta median's clear-sky index (module docstring)."""
+    _check_times(window)
+    mid = window + pd.Timedelta(minutes=interval_minutes / 2)
+    clear_now = float(ac_output_kw(site, rated_power_kw, pd.DatetimeIndex([measured_at])).iloc[0])
+    if clear_now <= 0.01 * rated_power_kw:
+        k = float(stats.beta.ppf(0.5, INDEX_A, INDEX_B))
+        return -ac_output_kw(site, rated_power_kw, mid, k).to_numpy()
+    share = float(np.clip(max(-measured_kw, 0.0) / clear_now, 0.0, 1.2))
+    clear = ac_output_kw(site, rated_power_kw, mid).to_numpy()
+    return -np.minimum(share * clear, rated_power_kw)
 
 
 def output_quantiles_kw(site: PvInverterParams, rated_power_kw: float,

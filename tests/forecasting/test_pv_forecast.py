@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
-from forecasting.pv import ac_output_kw, output_quantiles_kw
+from forecasting.pv import ac_output_kw, nowcast_load_kw, output_quantiles_kw
 from vpp.device_kinds import PvInverterParams
 from vpp.errors import ValidationError
 
@@ -60,3 +61,19 @@ def test_output_rises_with_the_clear_sky_index_and_never_passes_the_rating(
     hi = ac_output_kw(SITE, 100.0, times, k)
     assert (lo.to_numpy() <= hi.to_numpy() + 1e-9).all()
     assert np.all((hi >= 0) & (hi <= 100.0))
+
+
+def test_the_nowcast_holds_the_readings_clear_sky_index_over_the_window() -> None:
+    window = pd.date_range("2025-07-15 10:00", periods=8, freq="15min", tz="Asia/Shanghai")
+    at = pd.Timestamp("2025-07-15 09:52:30", tz="Asia/Shanghai")
+    clear_at = float(ac_output_kw(SITE, 100.0, pd.DatetimeIndex([at])).iloc[0])
+    clear = ac_output_kw(SITE, 100.0, window + pd.Timedelta(minutes=7.5)).to_numpy()
+    half = nowcast_load_kw(SITE, 100.0, window, -0.5 * clear_at, at, 15)
+    assert (half <= 0).all()  # the project's sign: generation is negative load
+    assert -half == pytest.approx(0.5 * clear, rel=1e-6)  # half the clear sky all along
+    assert -half[-1] > -half[0]  # rising towards noon, not held flat
+    dark = nowcast_load_kw(SITE, 100.0, window, 0.0, pd.Timestamp("2025-07-15 03:00",
+                                                                  tz="Asia/Shanghai"), 15)
+    k = float(stats.beta.ppf(0.5, 2.0, 1.5))
+    median = ac_output_kw(SITE, 100.0, window + pd.Timedelta(minutes=7.5), k).to_numpy()
+    assert -dark == pytest.approx(median, rel=1e-3)  # the Beta(2, 1.5) median's index

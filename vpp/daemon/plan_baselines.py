@@ -7,7 +7,8 @@ history first, the programme's whole lookback only where an owner lacks days); t
 days come from the programme's method, other events' days excluded; each device gets its mean
 over its owner's days at the call's and the tail's wall-clock times. The fallback, per device:
 the mean metered power of the ``RECENT_MINUTES`` before the call (the real-time rule of
-Jiangsu's programme), else the last reading polled. Powers in kW.
+Jiangsu's programme), else the last reading polled; a PV inverter's follows the sun from it
+(the reading's clear-sky index over the window). Powers in kW.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from forecasting.device_baselines import (
     device_plan_baselines,
     owner_baseline_days,
 )
+from forecasting.pv import nowcast_load_kw
 from vpp.calendar import MarketCalendar
 from vpp.config import Settings
+from vpp.device_kinds import DeviceKind, PvInverterParams, parse_params
 from vpp.errors import NotFoundError, ValidationError
 from vpp.models import Device, GridEvent, TelemetryReading, table_of
 
@@ -88,6 +91,25 @@ def _fallback(s: Session, ids: list[int], anchor: datetime,
     return np.array(kw, dtype=float), methods
 
 
+def _pv_follows_the_sun(devices: list[Device], window: pd.DatetimeIndex, fallback: np.ndarray,
+                       names: list[str], anchor: datetime, minutes: int
+                       ) -> tuple[np.ndarray, list[str]]:
+    """The fallback per device and interval: a PV inverter's reading's clear-sky index over
+    the window (:func:`forecasting.pv.nowcast_load_kw`, read at the middle of the recent
+    minutes), every other device's value held flat."""
+    out = np.repeat(fallback[:, None], len(window), axis=1)
+    at = pd.Timestamp(anchor - timedelta(minutes=RECENT_MINUTES / 2))
+    for i, d in enumerate(devices):
+        if d.kind != DeviceKind.PV_INVERTER.value or not np.isfinite(fallback[i]):
+            continue
+        params = parse_params(DeviceKind.PV_INVERTER, d.params)
+        if isinstance(params, PvInverterParams):
+            out[i] = nowcast_load_kw(params, d.rated_power_kw, window, float(fallback[i]), at,
+                                     minutes)
+            names[i] = "pv_clear_sky_index"
+    return out, names
+
+
 def _owner_days(s: Session, engine: Engine, ev: GridEvent, owners: list[int],
                 spec: BaselineSpec, start: pd.Timestamp, end: pd.Timestamp,
                 calendar: MarketCalendar) -> tuple[OwnerDays, pd.DataFrame | None]:
@@ -131,7 +153,9 @@ def fix_event_baselines(s: Session, engine: Engine, ev: GridEvent, devices: list
         assert meter is not None  # only called for owners with days, read from the meter
         return meter.reindex(index)[[ids[r] for r in rows]].to_numpy(dtype=float).T
 
-    fallback, names = _fallback(s, ids, min(ev.received_at, intervals[0]), latest)
+    anchor = min(ev.received_at, intervals[0])
+    fallback, names = _pv_follows_the_sun(devices, window, *_fallback(s, ids, anchor, latest),
+                                          anchor, calendar.interval_minutes)
     base: PlanBaselines = device_plan_baselines(
         owner_of, days, load_at, window, spec.method if spec else "none", fallback, names)
     n = len(intervals)

@@ -93,6 +93,15 @@ async def test_a_valley_call_curtails_a_pv_roof_through_the_daemon(
             assert row.setpoint_kw == pytest.approx(roof.setpoint_kw, abs=0.01)  # as read back
             assert roof.values["123.WMaxLim_Ena"] == 1.0
             assert roof.setpoint_kw is not None
+            with session_scope(engine) as s:
+                ev = s.get(GridEvent, event_id)
+                assert ev is not None
+                roof_base = ev.detail["baseline_kw"][str(pv_id)]
+                methods = ev.detail.get("baseline_methods", {})
+            # no history: its reading's clear-sky index over the call, following the late
+            # morning sun up (more output, a lower load), not its last reading held flat
+            assert roof_base[-1] < roof_base[0] < 0
+            assert methods.get("pv_clear_sky_index") == 1
             clock.advance(30)
             assert -roof.physics.power_kw < sunny_kw - 0.5  # the site's net load rose
 
