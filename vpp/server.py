@@ -144,7 +144,7 @@ class Daemon:
         sup.add(HEARTBEAT_LOOP, s.fleet.heartbeat_step, p.watchdog_period_s,
                 timeout_s=max(60.0, 10 * p.timeout_s * (p.retries + 1)), fixed_rate=True)
         cl, node = settings.cluster, s.cluster
-        if node is not None and node.poller is not None:  # a poller worker's leases, commands
+        if node.poller is not None:  # a poller worker's leases, commands
             w = node.poller
             sup.add("lease", w.share.step, cl.heartbeat_s, timeout_s=cl.lease_s / 2)
             sup.add(COMMANDS_LOOP, w.executor.step, cl.command_sweep_s,
@@ -156,7 +156,7 @@ class Daemon:
         s = self.parts
         settings = s.settings
         sup = s.supervisor
-        node = s.cluster.planner if s.cluster is not None else None
+        node = s.cluster.planner
         if node is not None:  # the planner of a cluster: only while it holds the lock
             cl = settings.cluster
             sup.add("planner-lock", node.lock.step, cl.planner_retry_s, timeout_s=30.0)
@@ -175,7 +175,7 @@ class Daemon:
     def _planner_only(self, step: Step) -> Step:
         """``step`` as is in a single process; in a cluster's planner, run only while this
         process holds the planner lock (a standby skips it)."""
-        node = self.parts.cluster.planner if self.parts.cluster is not None else None
+        node = self.parts.cluster.planner
         if node is None:
             return step
         lock = node.lock
@@ -192,7 +192,7 @@ class Daemon:
         sup = s.supervisor
         role = settings.cluster.role
         if role in ("all", "poller"):
-            if s.cluster is not None and s.cluster.share is not None:
+            if s.cluster.share is not None:
                 await s.cluster.share.step()  # take this worker's share before the first poll
             await s.fleet.refresh()
             self._add_polling()

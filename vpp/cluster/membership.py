@@ -9,12 +9,14 @@ polled: the fleet drops it at its next poll step, the telemetry already read is 
 only then :meth:`GatewayShare.release_detached` expires the lease, so the next owner starts
 polling after this one stopped. A worker that dies stops renewing; its leases expire
 ``lease_s`` after its last renewal and the others take them at their next step: a gateway is
-without a poller for at most ``lease_s + heartbeat_s`` (plus one poll step).
+without a poller for at most ``lease_s + heartbeat_s`` (plus one poll step). A worker that
+cannot renew stops polling once its leases may have expired (:meth:`GatewayShare.current`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from sqlmodel import Session
@@ -66,15 +68,25 @@ class GatewayShare:
         self.held: dict[int, int] = {}  # gateway -> lease epoch
         self.leaving: set[int] = set()
         self.workers: list[str] = []
+        self._valid_until = 0.0  # monotonic s
 
     def polled(self) -> frozenset[int]:
         """The gateways to poll: held and not being handed over."""
         return frozenset(set(self.held) - self.leaving)
 
+    def current(self) -> bool:
+        """Whether the leases this worker renewed last are still valid by its own clock
+        (counted from before the renewal was sent, so never later than the database's
+        expiry): a worker that cannot renew (database unreachable, process stalled) stops
+        polling once they may have passed to another worker."""
+        return time.monotonic() < self._valid_until
+
     async def step(self) -> None:
         before = self.polled()
+        sent = time.monotonic()
         view = await self.db.run(share_step, self.worker_id, set(self.held),
                                  self.settings.lease_s)
+        self._valid_until = sent + self.settings.lease_s
         lost = set(self.held) - set(view.held) - self.leaving
         if lost:
             log.warning("gateway leases lost to another worker: %s", sorted(lost),

@@ -23,6 +23,7 @@ from device_adapters.factory import make_adapter
 from device_adapters.profile import Profile
 from device_adapters.protocol import DeviceState, SetpointResult
 from vpp.cluster.commands import held_setpoints
+from vpp.cluster.link import SINGLE, FleetLink
 from vpp.daemon.fleet_sync import DesiredFleet, DeviceKey, load_desired, read_revision
 from vpp.errors import ConfigError, DeviceError, ValidationError
 from vpp.gateway_hosts import HostPolicy
@@ -31,8 +32,6 @@ from vpp.models import Device, DeviceStatus
 from vpp.poller import DeviceStats, Poller
 
 if TYPE_CHECKING:
-    from vpp.cluster.membership import GatewayShare
-    from vpp.cluster.remote import RemoteSetpoints
     from vpp.daemon.infra import Infra
 
 log = logging.getLogger("vpp.daemon.fleet")
@@ -51,17 +50,16 @@ class RemoteDevice:
 
 
 class FleetRuntime:
-    """``share``: in a poller worker of a cluster, the gateways it holds the leases of (only
-    those are polled; :mod:`vpp.cluster.membership`); None: every gateway (role ``all``).
-    ``remote``: in the planner of a cluster, how a setpoint reaches a device polled by another
-    process (a command, :mod:`vpp.cluster.remote`); None: only devices polled here."""
+    """``cluster`` (:class:`vpp.cluster.link.FleetLink`; the single process by default): in a
+    poller worker its ``share``, the gateways it holds the leases of (only those are polled;
+    :mod:`vpp.cluster.membership`); in the planner its ``remote``, how a setpoint reaches a
+    device another process polls (a command, :mod:`vpp.cluster.remote`)."""
 
     def __init__(self, infra: Infra, poller: Poller | None = None, *,
-                 share: GatewayShare | None = None,
-                 remote: RemoteSetpoints | None = None) -> None:
+                 cluster: FleetLink = SINGLE) -> None:
         self.infra = infra
-        self.share = share
-        self.remote = remote
+        self.share = cluster.share
+        self.remote = cluster.remote
         self._share_version = -1
         settings = infra.settings
         self.poller = poller or Poller(infra.db.engine, settings.polling)
@@ -243,8 +241,8 @@ class FleetRuntime:
 
     # -- the loop step --------------------------------------------------------------------
     async def poll_step(self) -> None:
-        if self._priority:
-            self.skipped_polls += 1
+        if self._priority or (self.share is not None and not self.share.current()):
+            self.skipped_polls += 1  # dispatch first; or a worker whose leases may be gone
             return
         if await self.fleet_changed():
             await self.refresh()

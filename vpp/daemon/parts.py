@@ -17,6 +17,7 @@ from datetime import datetime
 from vpp.cluster import commands
 from vpp.cluster.executor import COMMANDS_LOOP, CommandExecutor
 from vpp.cluster.ingest import FencedWriter
+from vpp.cluster.link import FleetLink
 from vpp.cluster.membership import GatewayShare
 from vpp.cluster.node import ClusterNode, PlannerNode, PollerNode
 from vpp.cluster.notify import Listener
@@ -53,8 +54,8 @@ class DaemonParts:
     enrolment: EnrolmentJobs
     settler: Settler
     tou: TouDispatcher  # batteries between calls ([scheduler] tou_schedule)
-    #: this process in a cluster ([cluster] role poller/planner); None: role "all"
-    cluster: ClusterNode | None = None
+    #: this process's part in a cluster ([cluster] role; "all": neither poller nor planner)
+    cluster: ClusterNode
 
     # the infrastructure, for the API's handlers
     @property
@@ -82,8 +83,7 @@ class DaemonParts:
         executor (after the loops are stopped)."""
         await self.enrolment.close()
         await self.fleet.close()  # its telemetry flushed under the leases it still holds
-        if self.cluster is not None:
-            await self.cluster.close()
+        await self.cluster.close()
         self.control.close()
         self.tou.close()
         self.infra.db.close()
@@ -101,7 +101,7 @@ def build_parts(infra: Infra, poller: Poller | None = None) -> DaemonParts:
         buffer = TelemetryBuffer(engine, infra.settings.polling.telemetry_batch_size,
                                  writer=FencedWriter(wid))
         poller = Poller(engine, infra.settings.polling, buffer=buffer)
-    fleet = FleetRuntime(infra, poller, share=share, remote=remote)
+    fleet = FleetRuntime(infra, poller, cluster=FleetLink(share, remote))
     node = _cluster_node(infra, wid, fleet, share, remote)
     forecasts = ForecastRefresher(infra)
     control = ControlLoop(infra, fleet, Planner(infra, fleet))
@@ -113,11 +113,9 @@ def build_parts(infra: Infra, poller: Poller | None = None) -> DaemonParts:
 
 
 def _cluster_node(infra: Infra, wid: str, fleet: FleetRuntime, share: GatewayShare | None,
-                  remote: RemoteSetpoints | None) -> ClusterNode | None:
-    """This process's part in a cluster; None for the single-process role ``all``."""
+                  remote: RemoteSetpoints | None) -> ClusterNode:
+    """This process's part in a cluster (neither poller nor planner for role ``all``)."""
     cl = infra.settings.cluster
-    if cl.role == "all":
-        return None
     poller = planner = None
     if share is not None:
         wake = infra.supervisor.wake

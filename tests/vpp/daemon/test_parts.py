@@ -25,8 +25,9 @@ from vpp.daemon.settle import Settler
 
 PARTS = (FleetRuntime, ForecastRefresher, Planner, ControlLoop, Intake, EnrolmentJobs, Settler,
          OverrideWatch, Ven)
-#: collaborators with a default that builds the real one (not a missing part)
-DEFAULTED = {(FleetRuntime, "poller")}
+#: collaborators with a default that builds the real one (not a missing part); ``cluster``:
+#: the single process's link (vpp.cluster.link.SINGLE), a poller's or planner's otherwise
+DEFAULTED = {(FleetRuntime, "poller"), (FleetRuntime, "cluster")}
 
 
 async def test_the_parts_share_one_fleet_one_control_loop_one_infra(sqlite_engine: Engine,
