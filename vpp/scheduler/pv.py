@@ -1,8 +1,9 @@
 """PV inverter model: generation the plan may curtail, never raise.
 
-A ``pv_inverter``'s baseline is its forecast output with the project's sign (``-output``,
-:mod:`forecasting.pv`): what the sky gives is the available power, an upper bound the plan
-cannot exceed. Its one control is curtailment, ``c_t >= 0`` per unit of the inverter's rating
+A ``pv_inverter``'s baseline is its expected output with the project's sign (``-output``; in
+the daemon its metered load on the programme's baseline days, else the nowcast of
+:func:`forecasting.pv.nowcast_load_kw`): what the sky gives is the available power, an upper
+bound the plan cannot exceed. Its one control is curtailment, ``c_t >= 0`` per unit of the inverter's rating
 ``R`` (one variable per interval):
 
     power_t = baseline_t + R c_t,    0 <= R c_t <= min(-baseline_t, max_setpoint_kw - baseline_t)
@@ -36,8 +37,10 @@ from vpp.scheduler.block import Block, Context, Pattern, Vectors, attr, finish, 
 from vpp.scheduler.inputs import FleetDevice, Weights
 
 BLOCK_NAME = "pv_inverter"
-#: curtailment below this (kW) is no curtailment (the solver's tolerance)
-CURTAIL_TOL_KW = 1e-3
+#: curtailment below this (kW, or this share of the rating where larger) is no curtailment
+#: (the solver's tolerance)
+CURTAIL_TOL_KW = 1e-2
+CURTAIL_TOL_SHARE = 1e-3
 
 
 def build(members: np.ndarray, devices: Sequence[FleetDevice], n: int, dt_h: float,
@@ -88,13 +91,15 @@ def _room_kw(base_kw: np.ndarray, max_setpoint_kw: float | np.ndarray) -> np.nda
 def release_uncurtailed(devices: Sequence[FleetDevice], power_kw: np.ndarray,
                         baseline_kw: np.ndarray, setpoint_kw: np.ndarray) -> np.ndarray | None:
     """The setpoints with every PV inverter's uncurtailed intervals (planned power within
-    :data:`CURTAIL_TOL_KW` of its baseline) at its lowest setpoint: no output ceiling (None:
+    :data:`CURTAIL_TOL_KW` / :data:`CURTAIL_TOL_SHARE` of its baseline) at its lowest
+    setpoint: no output ceiling (None:
     no PV inverter, the setpoints as they are)."""
     if not any(d.kind is DeviceKind.PV_INVERTER for d in devices):
         return None
     out = setpoint_kw.copy()
     for i, d in enumerate(devices):
         if d.kind is DeviceKind.PV_INVERTER:
-            free = power_kw[i] - baseline_kw[i] <= CURTAIL_TOL_KW
+            tol = max(CURTAIL_TOL_KW, CURTAIL_TOL_SHARE * d.rated_power_kw)
+            free = power_kw[i] - baseline_kw[i] <= tol
             out[i, free] = d.min_setpoint_kw
     return out
