@@ -51,6 +51,8 @@ class CommandExecutor:
         return {u.gateway_id for u in self.fleet.poller.gateways if u.gateway_id in mine}
 
     async def step(self) -> None:
+        if not self.share.current():  # its leases may be another worker's by now
+            return
         todo = await self.db.run(commands.claim, self.share.worker_id, self._polled(),
                                  self.settings.command_timeout_s)
         if not todo:

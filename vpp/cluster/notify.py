@@ -5,6 +5,7 @@ Notifications are a wake-up only, never the record: whoever listens also sweeps 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -31,9 +32,14 @@ class Listener:
         self.received = 0
 
     async def _connect(self) -> psycopg.AsyncConnection:
+        name = await asyncio.to_thread(self.channel)  # may read the database
         conn = await psycopg.AsyncConnection.connect(conninfo(self.engine), autocommit=True,
                                                      connect_timeout=5)
-        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel())))
+        try:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     async def step(self) -> None:
