@@ -8,7 +8,8 @@ Nothing else changes: the code around a point is the production code. Read once 
 
 Points (grep ``failpoints.reach``): ``settle.start`` (an event is about to be settled),
 ``ledger.posted`` (a settlement's rows are written, the transaction not yet committed),
-``settle.committed`` (the settlement is committed, not yet logged).
+``settle.committed`` (the settlement is committed, not yet logged), ``command.written`` (a
+poller worker of a cluster wrote a setpoint command, not yet confirmed: vpp.cluster.executor).
 """
 
 from __future__ import annotations
